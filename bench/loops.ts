@@ -1,0 +1,229 @@
+#!/usr/bin/env -S deno run --unstable-net --allow-net
+/**
+ * Candidate echo-loop structures, kept for the benchmark so that the choice
+ * made in server.ts can be re-measured. Each loop echoes on an open
+ * `Deno.DatagramConn` until the socket is closed.
+ *
+ * Usage:
+ *   deno run --unstable-net --allow-net bench/loops.ts \
+ *     --loop naive|concurrent|pipelined|adaptive [--receivers 32] \
+ *     [--host 127.0.0.1] [--port 0]
+ *
+ * Prints `starting up on HOST port PORT` like server.ts, then echoes until
+ * SIGTERM or SIGINT.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+
+/** The receive buffer size every loop uses (see RECEIVE_BUFFER_SIZE in shared.ts). */
+const BUFFER_SIZE = 65_536;
+
+/** Counts what a loop did; errors never stop a loop. */
+export interface LoopStats {
+  /** Datagrams echoed. */
+  echoed: number;
+  /** Sends that failed. */
+  errors: number;
+}
+
+/** An echo loop: resolves once the socket is closed. */
+export type EchoLoop = (
+  conn: Deno.DatagramConn,
+  stats: LoopStats,
+  receivers: number,
+) => Promise<void>;
+
+function isClosed(error: unknown): boolean {
+  return error instanceof Deno.errors.BadResource ||
+    error instanceof Deno.errors.Interrupted;
+}
+
+/** Receive, await the send, repeat: one buffer, one operation at a time. */
+export async function naiveLoop(
+  conn: Deno.DatagramConn,
+  stats: LoopStats,
+): Promise<void> {
+  const buffer = new Uint8Array(BUFFER_SIZE);
+  while (true) {
+    let datagram: [Uint8Array, Deno.Addr];
+    try {
+      datagram = await conn.receive(buffer);
+    } catch (error) {
+      if (isClosed(error)) return;
+      throw error;
+    }
+    try {
+      await conn.send(datagram[0], datagram[1]);
+      stats.echoed++;
+    } catch (error) {
+      if (isClosed(error)) return;
+      stats.errors++;
+    }
+  }
+}
+
+/** `receivers` naive loops on one socket, each with its own buffer. */
+export async function concurrentLoop(
+  conn: Deno.DatagramConn,
+  stats: LoopStats,
+  receivers: number,
+): Promise<void> {
+  await Promise.all(
+    Array.from({ length: receivers }, () => naiveLoop(conn, stats)),
+  );
+}
+
+/**
+ * One receive at a time, sends not awaited: each datagram's bytes stay in
+ * their own buffer until its send settles, and only then does the buffer
+ * go back to the pool for a later receive.
+ */
+export async function pipelinedLoop(
+  conn: Deno.DatagramConn,
+  stats: LoopStats,
+  receivers: number,
+): Promise<void> {
+  const free: Uint8Array[] = [];
+  for (let i = 0; i < receivers; i++) free.push(new Uint8Array(BUFFER_SIZE));
+  let waiting: (() => void) | undefined;
+  function release(buffer: Uint8Array): void {
+    free.push(buffer);
+    if (waiting) {
+      const wake = waiting;
+      waiting = undefined;
+      wake();
+    }
+  }
+  while (true) {
+    let buffer = free.pop();
+    while (buffer === undefined) {
+      await new Promise<void>((resolve) => waiting = resolve);
+      buffer = free.pop();
+    }
+    let datagram: [Uint8Array, Deno.Addr];
+    try {
+      datagram = await conn.receive(buffer);
+    } catch (error) {
+      if (isClosed(error)) return;
+      throw error;
+    }
+    const owned = buffer;
+    conn.send(datagram[0], datagram[1]).then(
+      () => {
+        stats.echoed++;
+        release(owned);
+      },
+      () => {
+        stats.errors++;
+        release(owned);
+      },
+    );
+  }
+}
+
+/**
+ * Adaptive concurrency: one receive in flight while idle; a receive that
+ * completes before the event loop has turned found a datagram already
+ * queued, so another receiver joins (up to `receivers`). A receiver that
+ * had to wait for the event loop while others exist leaves again. Each
+ * receiver owns its buffer and awaits its own send before receiving into it
+ * again, so no receive can overwrite bytes a pending send still reads.
+ */
+export async function adaptiveLoop(
+  conn: Deno.DatagramConn,
+  stats: LoopStats,
+  receivers: number,
+): Promise<void> {
+  let active = 0;
+  // Bumped by a macrotask; unchanged across an await means no event-loop turn.
+  let turn = 0;
+  let ticking = false;
+  function tick(): void {
+    turn++;
+    if (active > 1) setTimeout(tick, 0);
+    else ticking = false;
+  }
+  const done: Promise<void>[] = [];
+  async function receiver(): Promise<void> {
+    active++;
+    const buffer = new Uint8Array(BUFFER_SIZE);
+    try {
+      while (true) {
+        const before = turn;
+        let datagram: [Uint8Array, Deno.Addr];
+        try {
+          datagram = await conn.receive(buffer);
+        } catch (error) {
+          if (isClosed(error)) return;
+          throw error;
+        }
+        const queued = turn === before;
+        if (queued && active < receivers) {
+          done.push(receiver());
+          if (!ticking) {
+            ticking = true;
+            setTimeout(tick, 0);
+          }
+        }
+        try {
+          await conn.send(datagram[0], datagram[1]);
+          stats.echoed++;
+        } catch (error) {
+          if (isClosed(error)) return;
+          stats.errors++;
+        }
+        if (!queued && active > 1) return;
+      }
+    } finally {
+      active--;
+    }
+  }
+  done.push(receiver());
+  while (done.length) await done.pop();
+}
+
+/** The loops by name. */
+export const LOOPS: Record<string, EchoLoop> = {
+  naive: naiveLoop,
+  concurrent: concurrentLoop,
+  pipelined: pipelinedLoop,
+  adaptive: adaptiveLoop,
+};
+
+async function main(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      loop: { type: "string", default: "naive" },
+      receivers: { type: "string", default: "32" },
+      host: { type: "string", default: "127.0.0.1" },
+      port: { type: "string", default: "0" },
+    },
+  });
+  const loop = LOOPS[values.loop];
+  if (!loop) {
+    console.error(`error: unknown loop ${values.loop}`);
+    return 2;
+  }
+  const conn = Deno.listenDatagram({
+    hostname: values.host,
+    port: Number(values.port),
+    transport: "udp",
+  });
+  const stats: LoopStats = { echoed: 0, errors: 0 };
+  const stop = () => conn.close();
+  Deno.addSignalListener("SIGTERM", stop);
+  Deno.addSignalListener("SIGINT", stop);
+  console.log(
+    `starting up on ${values.host} port ${(conn.addr as Deno.NetAddr).port}`,
+  );
+  await loop(conn, stats, Number(values.receivers));
+  Deno.removeSignalListener("SIGTERM", stop);
+  Deno.removeSignalListener("SIGINT", stop);
+  console.error(`echoed ${stats.echoed} errors ${stats.errors}`);
+  return 0;
+}
+
+if (import.meta.main) Deno.exitCode = await main(Deno.args);
