@@ -124,63 +124,67 @@ export async function pipelinedLoop(
 }
 
 /**
- * Adaptive concurrency: one receive in flight while idle; a receive that
- * completes before the event loop has turned found a datagram already
- * queued, so another receiver joins (up to `receivers`). A receiver that
- * had to wait for the event loop while others exist leaves again. Each
- * receiver owns its buffer and awaits its own send before receiving into it
- * again, so no receive can overwrite bytes a pending send still reads.
+ * A receive that settles within this many milliseconds of being issued found
+ * a datagram already queued; one that had to wait for the event loop takes
+ * tens of microseconds at least.
+ */
+const QUEUED_MS = 0.015;
+
+/**
+ * Adaptive concurrency: one receive in flight while idle. A receive that
+ * found a datagram already queued brings in one more receiver (up to
+ * `receivers`); an extra receiver whose receive had to wait leaves and gives
+ * its buffer back to the pool. Each receiver awaits its own send before
+ * receiving into its buffer again, so no receive can overwrite bytes a
+ * pending send still reads.
  */
 export async function adaptiveLoop(
   conn: Deno.DatagramConn,
   stats: LoopStats,
   receivers: number,
 ): Promise<void> {
-  let active = 0;
-  // Bumped by a macrotask; unchanged across an await means no event-loop turn.
-  let turn = 0;
-  let ticking = false;
-  function tick(): void {
-    turn++;
-    if (active > 1) setTimeout(tick, 0);
-    else ticking = false;
-  }
+  const pool: Uint8Array[] = [];
+  let extras = 0;
   const done: Promise<void>[] = [];
-  async function receiver(): Promise<void> {
-    active++;
-    const buffer = new Uint8Array(BUFFER_SIZE);
-    try {
-      while (true) {
-        const before = turn;
-        let datagram: [Uint8Array, Deno.Addr];
-        try {
-          datagram = await conn.receive(buffer);
-        } catch (error) {
-          if (isClosed(error)) return;
-          throw error;
+  let closed = false;
+
+  async function echo(buffer: Uint8Array, primary: boolean): Promise<void> {
+    while (!closed) {
+      const before = performance.now();
+      let datagram: [Uint8Array, Deno.Addr];
+      try {
+        datagram = await conn.receive(buffer);
+      } catch (error) {
+        if (isClosed(error)) {
+          closed = true;
+          return;
         }
-        const queued = turn === before;
-        if (queued && active < receivers) {
-          done.push(receiver());
-          if (!ticking) {
-            ticking = true;
-            setTimeout(tick, 0);
-          }
-        }
-        try {
-          await conn.send(datagram[0], datagram[1]);
-          stats.echoed++;
-        } catch (error) {
-          if (isClosed(error)) return;
-          stats.errors++;
-        }
-        if (!queued && active > 1) return;
+        throw error;
       }
-    } finally {
-      active--;
+      const queued = performance.now() - before < QUEUED_MS;
+      if (queued && extras < receivers - 1) {
+        extras++;
+        const extra = pool.pop() ?? new Uint8Array(BUFFER_SIZE);
+        done.push(echo(extra, false));
+      }
+      try {
+        await conn.send(datagram[0], datagram[1]);
+        stats.echoed++;
+      } catch (error) {
+        if (isClosed(error)) {
+          closed = true;
+          return;
+        }
+        stats.errors++;
+      }
+      if (!queued && !primary) {
+        extras--;
+        pool.push(buffer);
+        return;
+      }
     }
   }
-  done.push(receiver());
+  done.push(echo(new Uint8Array(BUFFER_SIZE), true));
   while (done.length) await done.pop();
 }
 

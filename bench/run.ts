@@ -11,8 +11,9 @@
  *
  * Usage:
  *   deno task bench [--rounds 3] [--duration 3] [--warmup 1]
- *     [--windows 1,32] [--sizes 64,1400] [--svg bench/results.svg]
- *     [--loop NAME[,NAME...]] [--no-ceiling] [--json]
+ *     [--windows 1,32] [--sizes 64,1400] [--generators 1]
+ *     [--svg bench/results.svg]
+ *     [--loop NAME[,NAME...]] [--pin] [--no-ceiling] [--json]
  *
  * `--loop NAME[,NAME...]` benchmarks candidate loops of bench/loops.ts
  * instead of server.ts, ratios relative to the first. Node and Python are skipped, with a note, when missing.
@@ -46,7 +47,7 @@ export interface Measurement {
   window: number;
   /** Payload bytes. */
   size: number;
-  /** Echoes per second over all rounds. */
+  /** Median over the rounds of echoes per second. */
   rate: number;
   /** Median round trip in microseconds. */
   p50: number;
@@ -103,10 +104,20 @@ async function cpuTicks(pids: number[]): Promise<number[]> {
   }
 }
 
+/** CPU pinning: `taskset -c N` prefixes, empty when not pinning. */
+let pinServer: string[] = [];
+let pinGenerator: string[] = [];
+
+/** Splits a command into program and arguments, pinned if asked. */
+function pinned(pin: string[], command: string[]): [string, string[]] {
+  const [program, ...args] = [...pin, ...command];
+  return [program!, args];
+}
+
 /** Starts a server and waits for its startup line. */
 async function start(spec: ServerSpec): Promise<RunningServer> {
-  const [program, ...args] = spec.command;
-  const child = new Deno.Command(program!, {
+  const [program, args] = pinned(pinServer, spec.command);
+  const child = new Deno.Command(program, {
     args,
     stdout: "piped",
     stderr: "inherit",
@@ -147,17 +158,19 @@ async function load(
   const children = Array.from({ length: processes }, (_, i) => {
     const share = Math.floor(window / processes) +
       (i < window % processes ? 1 : 0);
-    return new Deno.Command(Deno.execPath(), {
-      args: [
-        ...DENO_NET,
-        `${BENCH_DIR}loadgen.ts`,
-        `--host=${HOST}`,
-        `--port=${server.port}`,
-        `--window=${share}`,
-        `--size=${size}`,
-        `--duration=${duration}`,
-        `--warmup=${warmup}`,
-      ],
+    const [program, args] = pinned(pinGenerator, [
+      Deno.execPath(),
+      ...DENO_NET,
+      `${BENCH_DIR}loadgen.ts`,
+      `--host=${HOST}`,
+      `--port=${server.port}`,
+      `--window=${share}`,
+      `--size=${size}`,
+      `--duration=${duration}`,
+      `--warmup=${warmup}`,
+    ]);
+    return new Deno.Command(program, {
+      args,
       stdout: "piped",
       stderr: "inherit",
     }).spawn();
@@ -201,6 +214,15 @@ export function percentile(
   return NaN;
 }
 
+/** Returns the median of numbers. */
+export function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = sorted.length >> 1;
+  return sorted.length % 2
+    ? sorted[middle]!
+    : (sorted[middle - 1]! + sorted[middle]!) / 2;
+}
+
 /** Folds many load results into one measurement. */
 function aggregate(
   server: string,
@@ -209,15 +231,15 @@ function aggregate(
   runs: { results: LoadResult[]; serverCpu: number; generatorCpu: number }[],
 ): Measurement {
   const histogram = new Map<number, number>();
-  let echoes = 0;
-  let seconds = 0;
+  const rates: number[] = [];
   let lost = 0;
   let corrupt = 0;
   for (const run of runs) {
-    // Generators run side by side: their rates add, their seconds do not.
-    seconds += Math.max(...run.results.map((r) => r.seconds));
+    // Generators run side by side: their rates add.
+    rates.push(
+      run.results.reduce((sum, r) => sum + r.echoes / r.seconds, 0),
+    );
     for (const result of run.results) {
-      echoes += result.echoes;
       lost += result.lost;
       corrupt += result.corrupt + (result.stalled ? 1 : 0);
       for (const [micros, count] of result.histogram) {
@@ -231,7 +253,9 @@ function aggregate(
     server,
     window,
     size,
-    rate: echoes / seconds,
+    // The median, because a closed loop on a shared machine swings between
+    // modes (both sides busy, or both taking turns to sleep) from run to run.
+    rate: median(rates),
     p50: percentile(histogram, 0.5),
     p99: percentile(histogram, 0.99),
     lost,
@@ -250,8 +274,8 @@ function ratio(a: number, b: number): string {
 /** Formats measurements as a Markdown table, ratios relative to `ours`. */
 export function formatTable(rows: Measurement[], ours: string): string {
   const lines = [
-    `| server | window | bytes | echoes/s | p50 µs | p99 µs | ${ours} echoes/s ÷ this | ${ours} p50 ÷ this | server CPU | generator CPU | lost/corrupt |`,
-    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    `| server | window | bytes | echoes/s | p50 µs | p99 µs | ${ours} echoes/s ÷ this | ${ours} p50 ÷ this | server CPU | server CPU µs/echo | generator CPU | lost/corrupt |`,
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
   ];
   for (const row of rows) {
     const mine = rows.find((r) =>
@@ -264,8 +288,10 @@ export function formatTable(rows: Measurement[], ours: string): string {
       } | ${row.p50} | ${row.p99} | ${
         mine ? ratio(mine.rate, row.rate) : "-"
       } | ${mine ? ratio(mine.p50, row.p50) : "-"} | ${cpu(row.serverCpu)} | ${
-        cpu(row.generatorCpu)
-      } | ${row.lost}/${row.corrupt} |`,
+        Number.isNaN(row.serverCpu)
+          ? "n/a"
+          : (row.serverCpu * 10_000 / row.rate).toFixed(1)
+      } | ${cpu(row.generatorCpu)} | ${row.lost}/${row.corrupt} |`,
     );
   }
   return lines.join("\n");
@@ -365,7 +391,9 @@ async function main(args: string[]): Promise<number> {
       svg: { type: "string" },
       loop: { type: "string" },
       receivers: { type: "string", default: "32" },
+      generators: { type: "string", default: "1" },
       "no-ceiling": { type: "boolean", default: false },
+      pin: { type: "boolean", default: false },
       json: { type: "boolean", default: false },
     },
   });
@@ -374,6 +402,7 @@ async function main(args: string[]): Promise<number> {
   const warmup = Number(values.warmup);
   const windows = values.windows.split(",").map(Number);
   const sizes = values.sizes.split(",").map(Number);
+  const generators = Number(values.generators);
 
   // Candidate loops are compared with the first one named.
   const loops = values.loop ? values.loop.split(",") : [];
@@ -415,6 +444,18 @@ async function main(args: string[]): Promise<number> {
       command: ["python3", `${BENCH_DIR}echo_server.py`, HOST, "0"],
     });
   } else skipped.push("python (python3 not found)");
+  // Pinned (--pin), server and generator each keep a core; on a shared,
+  // busy machine that can hurt more than it helps, so it is opt-in.
+  let pinning = "not pinned";
+  if (!values.pin) pinning = "not pinned";
+  else if (navigator.hardwareConcurrency < 2) pinning = "not pinned (1 CPU)";
+  else if (!(await available("taskset"))) {
+    skipped.push("CPU pinning (taskset not found)");
+  } else {
+    pinServer = ["taskset", "-c", "1"];
+    pinGenerator = ["taskset", "-c", "0"];
+    pinning = "server pinned to CPU 1, generator to CPU 0";
+  }
   for (const note of skipped) console.error(`skipped: ${note}`);
 
   const servers: RunningServer[] = [];
@@ -428,7 +469,14 @@ async function main(args: string[]): Promise<number> {
           // Rotate the order each round so drift does not favour one server.
           for (let i = 0; i < servers.length; i++) {
             const server = servers[(i + round) % servers.length]!;
-            const run = await load(server, window, size, duration, warmup);
+            const run = await load(
+              server,
+              window,
+              size,
+              duration,
+              warmup,
+              Math.min(generators, window),
+            );
             const list = runs.get(server.spec.name) ?? [];
             list.push(run);
             runs.set(server.spec.name, list);
@@ -485,7 +533,7 @@ async function main(args: string[]): Promise<number> {
       console.log(formatTable(rows, ours));
       if (ceiling) console.log(`\n${ceiling}`);
       console.log(
-        `\n${rounds} rounds of ${duration} s (after ${warmup} s warm-up) per cell, order rotated each round; ${Deno.build.target}, ${navigator.hardwareConcurrency} CPUs.`,
+        `\n${rounds} rounds of ${duration} s (after ${warmup} s warm-up) per cell, order rotated each round, ${generators} generator process(es), ${pinning}; ${Deno.build.target}, ${navigator.hardwareConcurrency} CPUs.`,
       );
       if (skipped.length) console.log(`Skipped: ${skipped.join(", ")}.`);
     }
