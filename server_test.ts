@@ -157,6 +157,27 @@ Deno.test("serveEcho() reports each datagram to onEvent with its payload", async
   deepEqual(seen, ["abc 3"]);
 });
 
+Deno.test('serveEcho() with events "errors" builds no datagram events', async () => {
+  const seen: ServerEvent[] = [];
+  const controller = new AbortController();
+  const server = serveEcho({
+    hostname: "127.0.0.1",
+    port: 0,
+    signal: controller.signal,
+    onEvent: (event) => seen.push(event),
+    events: "errors",
+  });
+  try {
+    const [reply] = await exchange(server.addr, new Uint8Array([7, 8]));
+    deepEqual(reply, new Uint8Array([7, 8]));
+  } finally {
+    controller.abort();
+  }
+  const stats = await server.finished;
+  equal(stats.echoed, 1);
+  deepEqual(seen, []);
+});
+
 Deno.test("serveEcho() throws a one-line error when the port is in use", async () => {
   await withServer("127.0.0.1", (addr) => {
     throws(() => serveEcho({ hostname: "127.0.0.1", port: addr.port }), {
