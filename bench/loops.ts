@@ -145,8 +145,19 @@ export async function adaptiveLoop(
 ): Promise<void> {
   const pool: Uint8Array[] = [];
   let extras = 0;
-  const done: Promise<void>[] = [];
   let closed = false;
+  let running = 0;
+  const { promise: stopped, resolve: allStopped } = Promise.withResolvers<
+    void
+  >();
+  async function receiver(buffer: Uint8Array, primary: boolean) {
+    running++;
+    try {
+      await echo(buffer, primary);
+    } finally {
+      if (--running === 0) allStopped();
+    }
+  }
 
   async function echo(buffer: Uint8Array, primary: boolean): Promise<void> {
     while (!closed) {
@@ -165,7 +176,7 @@ export async function adaptiveLoop(
       if (queued && extras < receivers - 1) {
         extras++;
         const extra = pool.pop() ?? new Uint8Array(BUFFER_SIZE);
-        done.push(echo(extra, false));
+        receiver(extra, false);
       }
       try {
         await conn.send(datagram[0], datagram[1]);
@@ -184,8 +195,8 @@ export async function adaptiveLoop(
       }
     }
   }
-  done.push(echo(new Uint8Array(BUFFER_SIZE), true));
-  while (done.length) await done.pop();
+  receiver(new Uint8Array(BUFFER_SIZE), true);
+  await stopped;
 }
 
 /** The loops by name. */

@@ -15,8 +15,8 @@
  *     [--svg bench/results.svg]
  *     [--loop NAME[,NAME...]] [--pin] [--no-ceiling] [--json]
  *
- * `--loop NAME[,NAME...]` benchmarks candidate loops of bench/loops.ts
- * instead of server.ts, ratios relative to the first. Node and Python are skipped, with a note, when missing.
+ * `--loop NAME[,NAME...]` adds candidate loops of bench/loops.ts beside
+ * server.ts (ratios stay relative to server.ts). Node and Python are skipped, with a note, when missing.
  *
  * @module
  */
@@ -404,23 +404,11 @@ async function main(args: string[]): Promise<number> {
   const sizes = values.sizes.split(",").map(Number);
   const generators = Number(values.generators);
 
-  // Candidate loops are compared with the first one named.
+  // Candidate loops of bench/loops.ts run beside server.ts, compared with it.
   const loops = values.loop ? values.loop.split(",") : [];
-  const ours = loops.length ? `deno ${loops[0]}` : "udp-echo";
-  const specs: ServerSpec[] = loops.length
-    ? loops.map((loop) => ({
-      name: `deno ${loop}`,
-      command: [
-        Deno.execPath(),
-        ...DENO_NET,
-        `${BENCH_DIR}loops.ts`,
-        `--loop=${loop}`,
-        `--receivers=${values.receivers}`,
-        `--host=${HOST}`,
-        "--port=0",
-      ],
-    }))
-    : [{
+  const ours = "udp-echo";
+  const specs: ServerSpec[] = [
+    {
       name: ours,
       command: [
         Deno.execPath(),
@@ -430,7 +418,20 @@ async function main(args: string[]): Promise<number> {
         `--host=${HOST}`,
         "--port=0",
       ],
-    }];
+    },
+    ...loops.map((loop) => ({
+      name: `loop ${loop}`,
+      command: [
+        Deno.execPath(),
+        ...DENO_NET,
+        `${BENCH_DIR}loops.ts`,
+        `--loop=${loop}`,
+        `--receivers=${values.receivers}`,
+        `--host=${HOST}`,
+        "--port=0",
+      ],
+    })),
+  ];
   const skipped: string[] = [];
   if (await available("node")) {
     specs.push({
