@@ -6,6 +6,7 @@
  * Usage:
  *   deno run --unstable-net --allow-net --allow-run --allow-read \
  *     bench/memory.ts [--first 1000000] [--last 10000000] [--window 32] [--size 64]
+ *     [--loop NAME] [--v8-flags FLAGS]
  *
  * Linux only (reads VmRSS from /proc). Exits 1 when the second figure is
  * more than 10% above the first.
@@ -65,19 +66,26 @@ async function main(args: string[]): Promise<number> {
       last: { type: "string", default: "10000000" },
       window: { type: "string", default: "32" },
       size: { type: "string", default: "64" },
+      loop: { type: "string" },
+      "v8-flags": { type: "string" },
     },
   });
   const first = Number(values.first);
   const last = Number(values.last);
   const window = Number(values.window);
   const size = Number(values.size);
+  const v8Flags = values["v8-flags"]
+    ? [`--v8-flags=${values["v8-flags"]}`]
+    : [];
   const server = new Deno.Command(Deno.execPath(), {
     args: [
       "run",
       "--unstable-net",
       "--allow-net",
-      `${ROOT_DIR}server.ts`,
-      "--quiet",
+      ...v8Flags,
+      ...(values.loop
+        ? [`${BENCH_DIR}loops.ts`, `--loop=${values.loop}`]
+        : [`${ROOT_DIR}server.ts`, "--quiet"]),
       `--host=${HOST}`,
       "--port=0",
     ],
@@ -107,6 +115,7 @@ async function main(args: string[]): Promise<number> {
       echoes += result.echoes;
       lost += result.lost;
       corrupt += result.corrupt;
+      console.error(`${echoes} echoes: RSS ${await rssKiB(server.pid)} KiB`);
       if (!firstKiB && echoes >= first) {
         firstKiB = await rssKiB(server.pid);
         console.log(

@@ -485,7 +485,9 @@ async function main(args: string[]): Promise<number> {
               `round ${
                 round + 1
               }/${rounds} W=${window} ${size} B ${server.spec.name}: ${
-                NUMBER.format(run.results[0]!.echoes / run.results[0]!.seconds)
+                NUMBER.format(
+                  run.results.reduce((sum, r) => sum + r.echoes / r.seconds, 0),
+                )
               } echoes/s`,
             );
           }
