@@ -64,13 +64,38 @@ function fillNext(state: number): number {
   return (Math.imul(state, 1664525) + 1013904223) | 0;
 }
 
-/** Writes the fill for `seq` after the header of `target`. */
+/**
+ * Writes the fill for `seq` after the header of `target`: the successive
+ * generator states, four big-endian bytes each, so a word is one step.
+ */
 function writeFill(target: Uint8Array, seq: number): void {
+  const view = new DataView(target.buffer, target.byteOffset, target.length);
+  const end = target.length;
   let state = fillSeed(seq);
-  for (let i = PROBE_HEADER_SIZE; i < target.length; i++) {
-    target[i] = state >>> 24;
+  let i = PROBE_HEADER_SIZE;
+  for (; i + 4 <= end; i += 4) {
+    view.setUint32(i, state >>> 0);
     state = fillNext(state);
   }
+  for (let shift = 24; i < end; i++, shift -= 8) {
+    target[i] = (state >>> shift) & 0xff;
+  }
+}
+
+/** Whether the fill after the header of `echo` is the fill for `seq`. */
+function fillMatches(echo: Uint8Array, seq: number): boolean {
+  const view = new DataView(echo.buffer, echo.byteOffset, echo.length);
+  const end = echo.length;
+  let state = fillSeed(seq);
+  let i = PROBE_HEADER_SIZE;
+  for (; i + 4 <= end; i += 4) {
+    if (view.getUint32(i) !== state >>> 0) return false;
+    state = fillNext(state);
+  }
+  for (let shift = 24; i < end; i++, shift -= 8) {
+    if (echo[i] !== ((state >>> shift) & 0xff)) return false;
+  }
+  return true;
 }
 
 function checkHeader(header: ProbeHeader): void {
@@ -114,13 +139,17 @@ export function encodeProbe(header: ProbeHeader, size: number): Uint8Array {
  */
 export function encodeProbeInto(target: Uint8Array, header: ProbeHeader): void {
   checkHeader(header);
-  const head = new Uint8Array(PROBE_HEADER_SIZE);
-  const view = new DataView(head.buffer);
+  if (target.length < PROBE_HEADER_SIZE) {
+    target.set(
+      encodeProbe(header, PROBE_HEADER_SIZE).subarray(0, target.length),
+    );
+    return;
+  }
+  const view = new DataView(target.buffer, target.byteOffset, target.length);
   view.setUint32(0, PROBE_MAGIC);
   view.setUint32(4, header.session);
   view.setUint32(8, header.seq);
   view.setFloat64(12, header.sentAt);
-  target.set(head.subarray(0, Math.min(PROBE_HEADER_SIZE, target.length)));
   writeFill(target, header.seq);
 }
 
@@ -158,15 +187,16 @@ export function verifyProbe(
   size: number,
 ): ProbeCheck {
   if (echo.length > size) return "corrupted";
-  const head = encodeProbe(sent, Math.min(size, PROBE_HEADER_SIZE));
-  const headLength = Math.min(echo.length, head.length);
-  for (let i = 0; i < headLength; i++) {
-    if (echo[i] !== head[i]) return "corrupted";
-  }
-  let state = fillSeed(sent.seq);
-  for (let i = PROBE_HEADER_SIZE; i < echo.length; i++) {
-    if (echo[i] !== state >>> 24) return "corrupted";
-    state = fillNext(state);
+  if (echo.length < PROBE_HEADER_SIZE) {
+    const head = encodeProbe(sent, Math.min(size, PROBE_HEADER_SIZE));
+    if (!echo.every((byte, i) => byte === head[i])) return "corrupted";
+  } else {
+    const header = decodeProbe(echo);
+    if (
+      header === undefined || header.session !== sent.session ||
+      header.seq !== sent.seq || !Object.is(header.sentAt, sent.sentAt) ||
+      !fillMatches(echo, sent.seq)
+    ) return "corrupted";
   }
   return echo.length === size ? "intact" : "truncated";
 }
