@@ -137,6 +137,8 @@ export interface RunOptions extends EngineOptions {
   window?: number;
   /** Number of flows, each from its own source port. Default 1. */
   flows?: number;
+  /** Called after each probe leaves, for a live status. */
+  onSend?: (flow: number, seq: number) => void;
 }
 
 /** The counts of one flow. */
@@ -281,6 +283,7 @@ class Flow {
     readonly options: Required<Pick<RunOptions, "target" | "size">> & {
       timeoutMs: number;
       onEvent?: (event: ProbeEvent) => void;
+      onSend?: (flow: number, seq: number) => void;
       bind?: HostPort;
     },
   ) {
@@ -310,6 +313,7 @@ class Flow {
       port: this.options.target.port,
       transport: "udp",
     });
+    this.options.onSend?.(this.index, seq);
   }
 
   /** Frees the window slots of probes whose timeout has passed. */
@@ -517,6 +521,7 @@ export async function runProbes(options: RunOptions): Promise<RunResult> {
     window,
     signal,
     onEvent,
+    onSend,
     bind,
   } = options;
   const waitMs = options.waitMs ?? 2 * timeoutMs;
@@ -539,7 +544,14 @@ export async function runProbes(options: RunOptions): Promise<RunResult> {
   try {
     for (let i = 0; i < flowCount; i++) {
       flows.push(
-        new Flow(i, session, { target, size, timeoutMs, onEvent, bind }),
+        new Flow(i, session, {
+          target,
+          size,
+          timeoutMs,
+          onEvent,
+          onSend,
+          bind,
+        }),
       );
     }
     const start = performance.now();
@@ -692,7 +704,8 @@ export interface SweepResult extends ReplyCounts {
 /**
  * Finds the largest payload an echo server returns intact: first a
  * header-sized probe, then the limit, then a binary search between the
- * largest intact and the smallest failing size. Each size gets up to
+ * largest intact and the smallest failing size (trying first the length a
+ * truncated echo came back with, and one more). Each size gets up to
  * `tries` tries, so a lost datagram does not end the search early; one
  * truncated echo is enough to call a size failing.
  */
@@ -836,6 +849,7 @@ export async function sweepPayload(
 
   let good = 0;
   let bad: SweepFailure | undefined;
+  const tried = new Set<number>();
   try {
     const first = Math.min(PROBE_HEADER_SIZE, limit);
     bad = await probe(first);
@@ -850,7 +864,15 @@ export async function sweepPayload(
       !dead && bad !== undefined && bad.size - good > 1 && !signal?.aborted &&
       failure === undefined
     ) {
-      const mid = Math.floor((good + bad.size) / 2);
+      let mid = Math.floor((good + bad.size) / 2);
+      // A server that cuts echoes to L bytes most likely passes L and not
+      // L + 1: try those first, which ends most sweeps in two more sizes.
+      const hint = bad.reason === "truncated" ? bad.echoed! : -1;
+      if (hint > good && hint < bad.size && !tried.has(hint)) mid = hint;
+      else if (hint + 1 > good && hint + 1 < bad.size && !tried.has(hint + 1)) {
+        mid = hint + 1;
+      }
+      tried.add(mid);
       const result = await probe(mid);
       if (result === undefined) good = mid;
       else bad = result;

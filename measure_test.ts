@@ -275,8 +275,15 @@ Deno.test("sweepPayload() tells truncation from loss and counts what the relay d
   equal(result.corrupted, stats.truncated);
   equal(result.received, result.sent - stats.dropped - stats.truncated);
   deepEqual(
-    result.steps.slice(0, 4).map((step) => `${step.size} ${step.outcome}`),
-    ["20 intact", "65507 lost", "65507 lost", "65507 truncated"],
+    result.steps.map((step) => `${step.size} ${step.outcome}`),
+    [
+      "20 intact",
+      "65507 lost",
+      "65507 lost",
+      "65507 truncated",
+      "3000 intact", // the length the truncated echo came back with
+      "3001 truncated",
+    ],
   );
 });
 
