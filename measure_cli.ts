@@ -9,6 +9,7 @@
  */
 
 import {
+  checkProbeSize,
   DEFAULT_PROBE_SIZE,
   DEFAULT_PROBE_TIMEOUT_MS,
   type ProbeEvent,
@@ -315,9 +316,12 @@ export async function runMeasurement(
       { hostname: steps.host, port: steps.port },
       { family: steps.family },
     );
+    if (mode !== "sweep") checkProbeSize(steps.run.size!, target);
   } catch (error) {
     printError(error);
-    return error instanceof TypeError ? EXIT_USAGE : EXIT_FAILURE;
+    return error instanceof Error && error.message.startsWith("Cannot resolve")
+      ? EXIT_FAILURE
+      : EXIT_USAGE;
   }
   const from = formatAddress(target);
   const { output, quiet, run } = steps;

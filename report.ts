@@ -208,9 +208,11 @@ export function formatRunSummary(
   if ((options.histogram ?? true) && result.rtts.length > 1) {
     lines.push(
       "rtt histogram (ms):",
-      ...histogram(result.rtts, { bins: 8, width: 30 }).map((line) =>
-        `  ${line}`
-      ),
+      ...histogram(result.rtts, {
+        bins: 8,
+        width: 30,
+        upper: result.rttMs.p99,
+      }).map((line) => `  ${line}`),
     );
   }
   return lines;

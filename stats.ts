@@ -378,20 +378,28 @@ export interface HistogramOptions {
   width?: number;
   /** Decimals of the bin edges. Defaults to 3. */
   digits?: number;
+  /**
+   * Upper edge of the last bin; larger values share one overflow row
+   * (`> upper`), so a few outliers do not squash the rest into one bin.
+   * Defaults to the maximum.
+   */
+  upper?: number;
 }
 
 /**
- * Draws a histogram as text lines: equal-width bins from the minimum to the
- * maximum, each `lower - upper | ### count`. Empty when there are no values.
+ * Draws a histogram as text lines: equal-width bins from the minimum to
+ * `upper` (default the maximum), each `lower - upper | ### count`, and an
+ * overflow row `> upper` when values lie above it. Empty without values.
  *
  * @example
  * ```ts
  * import { histogram } from "./stats.ts";
  * import { deepEqual } from "node:assert/strict";
  *
- * deepEqual(histogram([1, 1, 1, 2], { bins: 2, width: 3, digits: 1 }), [
+ * deepEqual(histogram([1, 1, 1, 2, 9], { bins: 2, width: 3, digits: 1, upper: 2 }), [
  *   "1.0 - 1.5 | ### 3",
  *   "1.5 - 2.0 | #   1",
+ *   "    > 2.0 | #   1",
  * ]);
  * ```
  */
@@ -407,25 +415,40 @@ export function histogram(
     min = Math.min(min, values[i]!);
     max = Math.max(max, values[i]!);
   }
-  const count = max > min ? bins : 1;
-  const step = (max - min) / count;
+  const top = Math.max(min, Math.min(options.upper ?? max, max));
+  const count = top > min ? bins : 1;
+  const step = (top - min) / count;
   const tally = new Array<number>(count).fill(0);
+  let over = 0;
   for (let i = 0; i < values.length; i++) {
-    const bin = step > 0 ? Math.floor((values[i]! - min) / step) : 0;
+    const value = values[i]!;
+    if (value > top) {
+      over++;
+      continue;
+    }
+    const bin = step > 0 ? Math.floor((value - min) / step) : 0;
     const index = Math.min(bin, count - 1);
     tally[index] = tally[index]! + 1;
   }
-  const most = Math.max(...tally);
-  const lower = tally.map((_, i) => (min + i * step).toFixed(digits));
-  const upper = tally.map((_, i) =>
-    (i === count - 1 ? max : min + (i + 1) * step).toFixed(digits)
-  );
-  const lowerWidth = Math.max(...lower.map((text) => text.length));
-  const upperWidth = Math.max(...upper.map((text) => text.length));
-  return tally.map((n, i) => {
+  const labels = tally.map((_, i) => [
+    (min + i * step).toFixed(digits),
+    (i === count - 1 ? top : min + (i + 1) * step).toFixed(digits),
+  ]);
+  const lowerWidth = Math.max(...labels.map(([lower]) => lower!.length));
+  const upperWidth = Math.max(...labels.map(([, upper]) => upper!.length));
+  const rows = labels.map(([lower, upper], i) => ({
+    label: `${lower!.padStart(lowerWidth)} - ${upper!.padStart(upperWidth)}`,
+    n: tally[i]!,
+  }));
+  if (over > 0) {
+    rows.push({
+      label: `> ${top.toFixed(digits)}`.padStart(lowerWidth + 3 + upperWidth),
+      n: over,
+    });
+  }
+  const most = Math.max(...rows.map((row) => row.n));
+  return rows.map(({ label, n }) => {
     const bar = "#".repeat(Math.round((n / most) * width) || (n > 0 ? 1 : 0));
-    return `${lower[i]!.padStart(lowerWidth)} - ${
-      upper[i]!.padStart(upperWidth)
-    } | ${bar.padEnd(width)} ${n}`;
+    return `${label} | ${bar.padEnd(width)} ${n}`;
   });
 }
