@@ -129,6 +129,7 @@ const LOAD_FLAGS = ["window", "rate", "flows"] as const;
 const PING_FLAGS = ["count", "interval", "size", "duration", "wait"] as const;
 const OTHER_FLAGS = ["ndjson", "max-loss", "ipv4", "ipv6", "bind"] as const;
 const LOAD_DEFAULT_MS = 10_000;
+const STATUS_INTERVAL_MS = 250;
 
 /**
  * The mode the flags ask for: `sweep` with `--sweep`, `load` with `-w`,
@@ -394,14 +395,19 @@ export async function runMeasurement(
     }
     live.start = performance.now();
     if (mode === "load") {
+      let before = { at: live.start, received: 0 };
       ticker = setInterval(() => {
+        const now = { at: performance.now(), received: live.received };
         status.show(formatStatus({
           sent: live.sent,
           received: live.received,
-          elapsedMs: performance.now() - live.start,
+          elapsedMs: now.at - live.start,
+          echoPps: (now.received - before.received) / (now.at - before.at) *
+            1000,
           lastRttMs: live.lastRttMs,
         }));
-      }, 250);
+        before = now;
+      }, STATUS_INTERVAL_MS);
     }
     const result = await runProbes({
       target,

@@ -245,15 +245,14 @@ export function formatStatus(status: {
   sent: number;
   received: number;
   elapsedMs: number;
+  echoPps: number;
   lastRttMs: number;
 }): string {
-  const seconds = status.elapsedMs / 1000;
-  const pps = seconds > 0 ? status.received / seconds : NaN;
   return `${
-    seconds.toFixed(1)
+    (status.elapsedMs / 1000).toFixed(1)
   } s: ${status.sent} sent, ${status.received} received, ${
     status.sent - status.received
-  } outstanding or lost, ${formatRate(pps)} echoed, rtt ${
+  } in flight or lost, ${formatRate(status.echoPps)} echoed, rtt ${
     formatMs(status.lastRttMs)
   } ms`;
 }
