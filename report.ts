@@ -35,7 +35,7 @@ import type {
   SweepResult,
 } from "./measure.ts";
 import { formatAddress } from "./shared.ts";
-import { histogram, type Summary } from "./stats.ts";
+import { histogram, type ReplyCounts, type Summary } from "./stats.ts";
 
 /** Names the JSON format and its version; bump the version on any change. */
 export const JSON_SCHEMA = "udp-echo.measure/1";
@@ -268,6 +268,11 @@ function summaryJson(summary: Summary) {
   return { min, mean, median, max, stddev, p90, p99, p999 };
 }
 
+function countsJson(counts: ReplyCounts) {
+  const { sent, received, lost, duplicates, reordered, corrupted } = counts;
+  return { sent, received, lost, duplicates, reordered, corrupted };
+}
+
 function targetJson(target: RunResult["target"]) {
   return {
     address: formatAddress(target),
@@ -293,12 +298,7 @@ export function runJson(
     target: targetJson(result.target),
     size: result.size,
     ...options.settings,
-    sent: result.sent,
-    received: result.received,
-    lost: result.lost,
-    duplicates: result.duplicates,
-    reordered: result.reordered,
-    corrupted: result.corrupted,
+    ...countsJson(result),
     truncated: result.truncated,
     late: result.late,
     ignored: result.ignored,
@@ -318,12 +318,7 @@ export function runJson(
     flows: result.flows.map((flow) => ({
       flow: flow.flow,
       local: formatAddress(flow.local),
-      sent: flow.sent,
-      received: flow.received,
-      lost: flow.lost,
-      duplicates: flow.duplicates,
-      reordered: flow.reordered,
-      corrupted: flow.corrupted,
+      ...countsJson(flow),
     })),
   };
 }
@@ -338,12 +333,7 @@ export function sweepJson(
     mode: "sweep",
     target: targetJson(result.target),
     ...options.settings,
-    sent: result.sent,
-    received: result.received,
-    lost: result.lost,
-    duplicates: result.duplicates,
-    reordered: result.reordered,
-    corrupted: result.corrupted,
+    ...countsJson(result),
     truncated: result.truncated,
     ignored: result.ignored,
     loss_percent: lossPercent(result),
