@@ -309,3 +309,52 @@ Deno.test("sweepPayload() calls a size failing after three lost tries", async ()
   }
   ok([...tries.values()].every((n) => n === 3));
 });
+
+Deno.test("runProbes() ignores replies from another port or another session", async () => {
+  const conn = Deno.listenDatagram({
+    hostname: "127.0.0.1",
+    port: 0,
+    transport: "udp",
+  });
+  const foreign = Deno.listenDatagram({
+    hostname: "127.0.0.1",
+    port: 0,
+    transport: "udp",
+  });
+  // Sends a copy of each probe from a foreign port and one with another
+  // session id from the right port, then the echo: only the echo may count.
+  // Copies go first so that they are read before the run can end.
+  const loop = (async () => {
+    const buffer = new Uint8Array(RECEIVE_BUFFER_SIZE);
+    while (true) {
+      try {
+        const [data, from] = await conn.receive(buffer);
+        const echo = data.slice();
+        await foreign.send(echo, from);
+        const stranger = echo.slice();
+        stranger[4] = stranger[4]! ^ 0xff;
+        await conn.send(stranger, from);
+        await conn.send(echo, from);
+      } catch {
+        return;
+      }
+    }
+  })();
+  try {
+    const addr = conn.addr as Deno.NetAddr;
+    const result = await runProbes({
+      target: { hostname: addr.hostname, port: addr.port, family: "IPv4" },
+      count: 10,
+      intervalMs: 5,
+      waitMs: 100,
+    });
+    deepEqual(
+      [result.received, result.duplicates, result.corrupted, result.ignored],
+      [10, 0, 0, 20],
+    );
+  } finally {
+    conn.close();
+    foreign.close();
+    await loop;
+  }
+});
