@@ -337,7 +337,9 @@ class Flow {
     return now + timeoutMs;
   }
 
+  /** Closes the socket once; later calls do nothing. */
   close(): void {
+    if (this.#closed) return;
     this.#closed = true;
     this.conn.close();
   }
@@ -582,13 +584,9 @@ export async function runProbes(options: RunOptions): Promise<RunResult> {
       onEvent,
     });
   } finally {
-    for (const flow of flows) {
-      try {
-        flow.close();
-      } catch {
-        // Already closed on the way out of a normal run.
-      }
-    }
+    // Also on a failed send: no receive may outlive the run.
+    for (const flow of flows) flow.close();
+    await Promise.all(flows.map((flow) => flow.receiving));
   }
 }
 

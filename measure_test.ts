@@ -358,3 +358,16 @@ Deno.test("runProbes() ignores replies from another port or another session", as
     await loop;
   }
 });
+
+Deno.test("runProbes() rejects when a send fails", async () => {
+  // An IPv6 socket cannot send to an IPv4 address.
+  await rejects(
+    runProbes({
+      target: { hostname: "127.0.0.1", port: 9, family: "IPv4" },
+      bind: { hostname: "::1", port: 0 },
+      count: 3,
+      intervalMs: 1,
+    }),
+    { name: "NetworkUnreachable" },
+  );
+});
