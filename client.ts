@@ -10,7 +10,13 @@
  * deno run --unstable-net --allow-net client.ts                 # the tutorials' message to localhost:10000
  * deno run --unstable-net --allow-net client.ts hello there     # the words form the message
  * printf 'a\nb\n' | deno run --unstable-net --allow-net client.ts -   # one datagram per line of stdin
+ * deno run --unstable-net --allow-net client.ts -c 10 -i 200    # ping: 10 probes, one every 200 ms
+ * deno run --unstable-net --allow-net client.ts -w 16 -d 5      # load: 16 probes in flight for 5 s
+ * deno run --unstable-net --allow-net client.ts --sweep         # largest payload echoed intact
  * ```
+ *
+ * The measurement modes live in `measure.ts` (engines), `report.ts` (output)
+ * and `measure_cli.ts` (their flags).
  *
  * Or use it as a module:
  *
@@ -36,6 +42,13 @@
  * @module
  */
 
+import {
+  MEASURE_FLAGS,
+  MEASURE_HELP,
+  measurementMode,
+  runMeasurement,
+} from "./measure_cli.ts";
+import type { Mode } from "./report.ts";
 import {
   type AddressFamily,
   checkPayloadSize,
@@ -301,7 +314,10 @@ Options:
   -h, --help           show this help and exit
   -V, --version        show the version and exit
 
-Exit status: 0 every message echoed intact, 1 failure (no echo after the
+${MEASURE_HELP}
+
+Exit status: 0 every message echoed intact (a measurement: loss within
+--max-loss; a sweep: some size echoed intact), 1 failure (no echo after the
 retries, an echo that differs, a runtime error), 2 usage error (a bad flag or
 value, a payload over the UDP limit: refused before anything is sent).`;
 
@@ -314,6 +330,7 @@ const FLAGS = {
   json: { type: "boolean", default: false },
   help: { type: "boolean", short: "h", default: false },
   version: { type: "boolean", short: "V", default: false },
+  ...MEASURE_FLAGS,
 } as const;
 
 function parseWholeNumber(text: string, what: string): number {
@@ -435,10 +452,25 @@ async function main(args: string[]): Promise<number> {
   let retries: number;
   let fromStdin: boolean;
   let message: Uint8Array | undefined;
+  let mode: Mode | undefined;
   try {
     const parsed = parseFlags(args, FLAGS);
     flags = parsed.values;
     const words = parsed.positionals;
+    mode = measurementMode(flags);
+    if (mode !== undefined && words.length > 0) {
+      throw new TypeError(
+        `Cannot send a message in ${mode} mode: its probes are the payload`,
+      );
+    }
+    if (flags.ipv4 && flags.ipv6) {
+      throw new TypeError("Cannot combine -4 and -6: pick one family");
+    }
+    if (mode === undefined && flags.bind !== undefined) {
+      throw new TypeError(
+        "Cannot use --bind without a measurement mode (-c, -w, --sweep ...)",
+      );
+    }
     fromStdin = words.length === 1 && words[0] === "-";
     if (!fromStdin && words.includes("-")) {
       throw new TypeError(
@@ -471,10 +503,15 @@ async function main(args: string[]): Promise<number> {
     console.log(`udp-echo client ${VERSION}`);
     return EXIT_OK;
   }
+  if (mode !== undefined) return await runMeasurement(mode, flags, target);
 
   let client: EchoClient;
   try {
-    client = await EchoClient.open(target, { timeout, retries });
+    client = await EchoClient.open(target, {
+      timeout,
+      retries,
+      family: flags.ipv4 ? "IPv4" : flags.ipv6 ? "IPv6" : undefined,
+    });
     if (message !== undefined) {
       checkPayloadSize(message.length, client.target.family);
     }

@@ -64,7 +64,8 @@ export const MEASURE_FLAGS = {
 } as const;
 
 /** The `--help` lines of the measurement flags. */
-export const MEASURE_HELP = `Measurement modes (any of these flags starts one):
+export const MEASURE_HELP =
+  `Measurement modes (these flags start one; -4, -6 and --bind refine it):
   -c, --count N        ping: send N probes (default: until Ctrl-C or -d)
   -i, --interval MS    ping: send probe n at start + n x MS (default 1000)
   -s, --size BYTES     probe payload, 20 to the family limit (default 64)
@@ -127,7 +128,8 @@ export interface MeasureValues {
 
 const LOAD_FLAGS = ["window", "rate", "flows"] as const;
 const PING_FLAGS = ["count", "interval", "size", "duration", "wait"] as const;
-const OTHER_FLAGS = ["ndjson", "max-loss", "ipv4", "ipv6", "bind"] as const;
+// -4, -6 and --bind refine a mode (and -4/-6 the single echo) but start none.
+const OTHER_FLAGS = ["ndjson", "max-loss"] as const;
 const LOAD_DEFAULT_MS = 10_000;
 const STATUS_INTERVAL_MS = 250;
 

@@ -1,32 +1,22 @@
 import { deepEqual, equal, ok, rejects } from "node:assert/strict";
 import { type ProbeEvent, runProbes, sweepPayload } from "./measure.ts";
 import { RECEIVE_BUFFER_SIZE, type ResolvedAddress } from "./shared.ts";
+import { serveEcho } from "./server.ts";
 import { type FaultRule, serveFaultRelay } from "./testing/fault_relay.ts";
 
-/** A minimal echo server, so these tests need nothing but the engines. */
+/** This project's echo server on a free port. */
 function startEcho(hostname = "127.0.0.1") {
-  const conn = Deno.listenDatagram({ hostname, port: 0, transport: "udp" });
-  const loop = (async () => {
-    const buffer = new Uint8Array(RECEIVE_BUFFER_SIZE);
-    while (true) {
-      try {
-        const [data, from] = await conn.receive(buffer);
-        await conn.send(data, from);
-      } catch {
-        return;
-      }
-    }
-  })();
-  const addr = conn.addr as Deno.NetAddr;
+  const controller = new AbortController();
+  const server = serveEcho({ hostname, port: 0, signal: controller.signal });
   return {
     target: {
-      hostname: addr.hostname,
-      port: addr.port,
+      hostname: server.addr.hostname,
+      port: server.addr.port,
       family: hostname.includes(":") ? "IPv6" : "IPv4",
     } as ResolvedAddress,
     async [Symbol.asyncDispose]() {
-      conn.close();
-      await loop;
+      controller.abort();
+      await server.finished;
     },
   };
 }

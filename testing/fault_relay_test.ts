@@ -1,5 +1,6 @@
 import { deepEqual, equal } from "node:assert/strict";
 import { RECEIVE_BUFFER_SIZE } from "../shared.ts";
+import { serveEcho } from "../server.ts";
 import { type FaultRule, serveFaultRelay } from "./fault_relay.ts";
 
 /** Sends `payloads` through a relay to an echo server; returns the echoes. */
@@ -8,25 +9,14 @@ async function throughRelay(
   payloads: Uint8Array[],
   quietMs = 150,
 ): Promise<{ echoes: number[][]; stats: Record<string, number> }> {
-  const echo = Deno.listenDatagram({
+  const controller = new AbortController();
+  const echo = serveEcho({
     hostname: "127.0.0.1",
     port: 0,
-    transport: "udp",
+    signal: controller.signal,
   });
-  const echoing = (async () => {
-    const buffer = new Uint8Array(RECEIVE_BUFFER_SIZE);
-    while (true) {
-      try {
-        const [data, from] = await echo.receive(buffer);
-        await echo.send(data, from);
-      } catch {
-        return;
-      }
-    }
-  })();
-  const controller = new AbortController();
   const relay = serveFaultRelay({
-    upstream: echo.addr as Deno.NetAddr,
+    upstream: echo.addr,
     rules,
     holdMs: 50,
     signal: controller.signal,
@@ -58,9 +48,7 @@ async function throughRelay(
   } finally {
     client.close();
     controller.abort();
-    await relay.finished;
-    echo.close();
-    await Promise.all([receiving, echoing]);
+    await Promise.all([relay.finished, echo.finished, receiving]);
   }
   return { echoes, stats: { ...relay.stats } };
 }
