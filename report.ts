@@ -376,7 +376,8 @@ export function eventJson(event: ProbeEvent): Record<string, unknown> {
 }
 
 /**
- * Serialises a document, on one line unless `indent` is given; NaN and
+ * Serialises a document, on one line unless `indent` is given. Fractions are
+ * rounded to three decimals (a microsecond for the `_ms` fields); NaN and
  * infinities become `null`.
  *
  * @example
@@ -384,14 +385,18 @@ export function eventJson(event: ProbeEvent): Record<string, unknown> {
  * import { toJson } from "./report.ts";
  * import { equal } from "node:assert/strict";
  *
- * equal(toJson({ mean: NaN, max: 2 }), '{"mean":null,"max":2}');
+ * equal(toJson({ mean: NaN, max: 0.1234567, sent: 5 }), '{"mean":null,"max":0.123,"sent":5}');
  * ```
  */
 export function toJson(value: unknown, indent?: number): string {
   return JSON.stringify(
     value,
     (_key, item) =>
-      typeof item === "number" && !Number.isFinite(item) ? null : item,
+      typeof item !== "number" || Number.isInteger(item)
+        ? item
+        : Number.isFinite(item)
+        ? Math.round(item * 1000) / 1000
+        : null,
     indent,
   );
 }
