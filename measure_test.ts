@@ -54,7 +54,7 @@ const MIXED_FAULTS: FaultRule[] = [
   { select: at(5), action: { type: "duplicate" } },
   { select: at(9), action: { type: "corrupt" } },
   { select: at(11), action: { type: "reorder" } },
-  { select: at(14), action: { type: "delay", ms: 50 } },
+  { select: at(14), action: { type: "delay", ms: 150 } },
 ];
 
 Deno.test("runProbes() echoes every probe of a ping run", async () => {
