@@ -1,7 +1,7 @@
 import { deepEqual, equal, match, ok } from "node:assert/strict";
 import { serveEcho } from "./server.ts";
 import { type Output, ROOT, runScript } from "./testing/cli.ts";
-import { type FaultRule, serveFaultRelay } from "./testing/fault_relay.ts";
+import { at, startFaultyEcho } from "./testing/fault_relay.ts";
 
 /** Runs client.ts as a user would and collects what they would see. */
 function client(args: string[]): Promise<Output> {
@@ -20,32 +20,6 @@ function startServer(hostname = "127.0.0.1") {
     },
   };
 }
-
-/** This project's echo server behind a fault relay. */
-function startRelay(rules: FaultRule[]) {
-  const controller = new AbortController();
-  const server = serveEcho({
-    hostname: "127.0.0.1",
-    port: 0,
-    signal: controller.signal,
-  });
-  const relay = serveFaultRelay({
-    upstream: server.addr,
-    rules,
-    signal: controller.signal,
-  });
-  return {
-    port: relay.addr.port,
-    stats: relay.stats,
-    async [Symbol.asyncDispose]() {
-      controller.abort();
-      await Promise.all([server.finished, relay.finished]);
-    },
-  };
-}
-
-const at = (...indices: number[]) => (d: { index: number }) =>
-  indices.includes(d.index);
 
 Deno.test("client.ts -c pings with ping-style lines and a summary", async () => {
   await using server = startServer();
@@ -78,7 +52,7 @@ Deno.test("client.ts -c pings with ping-style lines and a summary", async () => 
 });
 
 Deno.test("client.ts --json prints one document whose counts match the relay", async () => {
-  await using relay = startRelay([
+  await using relay = startFaultyEcho([
     { select: at(2, 9), action: { type: "drop" } },
     { select: at(4), action: { type: "duplicate" } },
     { select: at(6), action: { type: "corrupt" } },
@@ -88,7 +62,7 @@ Deno.test("client.ts --json prints one document whose counts match the relay", a
     "-H",
     "127.0.0.1",
     "-p",
-    `${relay.port}`,
+    `${relay.target.port}`,
     "-c",
     "20",
     "-i",
@@ -102,7 +76,7 @@ Deno.test("client.ts --json prints one document whose counts match the relay", a
   const document = JSON.parse(stdout);
   equal(document.schema, "udp-echo.measure/1");
   equal(document.mode, "ping");
-  equal(document.target.address, `127.0.0.1:${relay.port}`);
+  equal(document.target.address, `127.0.0.1:${relay.target.port}`);
   deepEqual(
     [
       document.sent,
@@ -133,14 +107,14 @@ Deno.test("client.ts --json prints one document whose counts match the relay", a
 });
 
 Deno.test("client.ts exits 1 when loss exceeds --max-loss", async () => {
-  await using relay = startRelay([
+  await using relay = startFaultyEcho([
     { select: at(1), action: { type: "drop" } },
   ]);
   const { code, stdout } = await client([
     "-H",
     "127.0.0.1",
     "-p",
-    `${relay.port}`,
+    `${relay.target.port}`,
     "-c",
     "4",
     "-i",
@@ -182,7 +156,7 @@ Deno.test("client.ts --ndjson streams one event per reply and the summary last",
 });
 
 Deno.test("client.ts -w reports a closed-loop load whose counts match the relay", async () => {
-  await using relay = startRelay([
+  await using relay = startFaultyEcho([
     { select: at(10), action: { type: "drop" } },
     { select: at(20), action: { type: "duplicate" } },
   ]);
@@ -190,7 +164,7 @@ Deno.test("client.ts -w reports a closed-loop load whose counts match the relay"
     "-H",
     "127.0.0.1",
     "-p",
-    `${relay.port}`,
+    `${relay.target.port}`,
     "--json",
     "-w",
     "8",
@@ -211,7 +185,7 @@ Deno.test("client.ts -w reports a closed-loop load whose counts match the relay"
 });
 
 Deno.test("client.ts --rate --flows sends from distinct ports and counts per flow", async () => {
-  await using relay = startRelay([
+  await using relay = startFaultyEcho([
     { select: at(10), action: { type: "drop" } },
     { select: at(20), action: { type: "duplicate" } },
   ]);
@@ -219,7 +193,7 @@ Deno.test("client.ts --rate --flows sends from distinct ports and counts per flo
     "-H",
     "127.0.0.1",
     "-p",
-    `${relay.port}`,
+    `${relay.target.port}`,
     "--json",
     "--rate",
     "500",
@@ -263,7 +237,7 @@ Deno.test("client.ts --sweep finds the limit and tells truncation", async () => 
   equal(found.max_payload, 65_507);
   equal(found.failure, null);
 
-  await using relay = startRelay([{
+  await using relay = startFaultyEcho([{
     direction: "reply",
     select: (d) => d.size > 1200,
     action: { type: "truncate", size: 1200 },
@@ -272,7 +246,7 @@ Deno.test("client.ts --sweep finds the limit and tells truncation", async () => 
     "-H",
     "127.0.0.1",
     "-p",
-    `${relay.port}`,
+    `${relay.target.port}`,
     "--sweep",
   ]);
   equal(cut.code, 0);

@@ -2,7 +2,7 @@ import { deepEqual, equal, ok, rejects } from "node:assert/strict";
 import { type ProbeEvent, runProbes, sweepPayload } from "./measure.ts";
 import { RECEIVE_BUFFER_SIZE, type ResolvedAddress } from "./shared.ts";
 import { serveEcho } from "./server.ts";
-import { type FaultRule, serveFaultRelay } from "./testing/fault_relay.ts";
+import { at, type FaultRule, startFaultyEcho } from "./testing/fault_relay.ts";
 
 /** This project's echo server on a free port. */
 function startEcho(hostname = "127.0.0.1") {
@@ -20,33 +20,6 @@ function startEcho(hostname = "127.0.0.1") {
     },
   };
 }
-
-/** A fault relay in front of a fresh echo server. */
-function startRelay(rules: FaultRule[]) {
-  const echo = startEcho();
-  const controller = new AbortController();
-  const relay = serveFaultRelay({
-    upstream: echo.target,
-    rules,
-    signal: controller.signal,
-  });
-  return {
-    stats: relay.stats,
-    target: {
-      hostname: relay.addr.hostname,
-      port: relay.addr.port,
-      family: "IPv4",
-    } as ResolvedAddress,
-    async [Symbol.asyncDispose]() {
-      controller.abort();
-      await relay.finished;
-      await echo[Symbol.asyncDispose]();
-    },
-  };
-}
-
-const at = (...indices: number[]) => (d: { index: number }) =>
-  indices.includes(d.index);
 
 /** Faults at fixed request numbers, far enough apart not to interact. */
 const MIXED_FAULTS: FaultRule[] = [
@@ -85,7 +58,7 @@ Deno.test("runProbes() echoes every probe of a ping run", async () => {
 });
 
 Deno.test("runProbes() counts exactly what the relay did in ping mode", async () => {
-  await using relay = startRelay(MIXED_FAULTS);
+  await using relay = startFaultyEcho(MIXED_FAULTS);
   const events: ProbeEvent[] = [];
   const result = await runProbes({
     target: relay.target,
@@ -129,7 +102,7 @@ Deno.test("runProbes() counts exactly what the relay did in ping mode", async ()
 });
 
 Deno.test("runProbes() counts exactly what the relay did in window mode", async () => {
-  await using relay = startRelay(MIXED_FAULTS);
+  await using relay = startFaultyEcho(MIXED_FAULTS);
   const result = await runProbes({
     target: relay.target,
     count: 40,
@@ -149,7 +122,7 @@ Deno.test("runProbes() counts exactly what the relay did in window mode", async 
 });
 
 Deno.test("runProbes() counts exactly what the relay did over several flows at a rate", async () => {
-  await using relay = startRelay([
+  await using relay = startFaultyEcho([
     { select: at(2, 30), action: { type: "drop" } },
     { select: at(10), action: { type: "duplicate", copies: 2 } },
     { select: at(20), direction: "reply", action: { type: "corrupt" } },
@@ -248,7 +221,7 @@ Deno.test("sweepPayload() finds the IPv6 limit over ::1", async () => {
 
 Deno.test("sweepPayload() tells truncation from loss and counts what the relay did", async () => {
   let dropped = 0;
-  await using relay = startRelay([
+  await using relay = startFaultyEcho([
     // The first two tries of the largest size vanish; the third is cut.
     {
       select: (d) => d.size === 65_507 && dropped++ < 2,
@@ -283,7 +256,7 @@ Deno.test("sweepPayload() tells truncation from loss and counts what the relay d
 });
 
 Deno.test("sweepPayload() calls a size failing after three lost tries", async () => {
-  await using relay = startRelay([
+  await using relay = startFaultyEcho([
     { select: (d) => d.size > 1000, action: { type: "drop" } },
   ]);
   const result = await sweepPayload({

@@ -21,7 +21,12 @@
  * @module
  */
 
-import { type HostPort, RECEIVE_BUFFER_SIZE } from "../shared.ts";
+import { serveEcho } from "../server.ts";
+import {
+  type HostPort,
+  RECEIVE_BUFFER_SIZE,
+  type ResolvedAddress,
+} from "../shared.ts";
 
 /** What the relay does to a selected datagram. */
 export type FaultAction =
@@ -308,4 +313,47 @@ export function serveFaultRelay(options: FaultRelayOptions): FaultRelay {
     else signal.addEventListener("abort", stop, { once: true });
   });
   return { addr: front.addr as Deno.NetAddr, finished, stats };
+}
+
+/** This project's echo server behind a fault relay, for one test. */
+export interface FaultyEcho extends AsyncDisposable {
+  /** Where clients send: the relay, as a resolved IPv4 address. */
+  target: ResolvedAddress;
+  /** What the relay has done so far. */
+  stats: RelayStats;
+}
+
+/**
+ * Starts `serveEcho()` on 127.0.0.1 and a relay with `rules` in front of it,
+ * both on free ports; `await using` stops both.
+ */
+export function startFaultyEcho(rules: FaultRule[]): FaultyEcho {
+  const controller = new AbortController();
+  const server = serveEcho({
+    hostname: "127.0.0.1",
+    port: 0,
+    signal: controller.signal,
+  });
+  const relay = serveFaultRelay({
+    upstream: server.addr,
+    rules,
+    signal: controller.signal,
+  });
+  return {
+    target: {
+      hostname: relay.addr.hostname,
+      port: relay.addr.port,
+      family: "IPv4",
+    },
+    stats: relay.stats,
+    async [Symbol.asyncDispose]() {
+      controller.abort();
+      await Promise.all([server.finished, relay.finished]);
+    },
+  };
+}
+
+/** Selects the datagrams with these numbers (per client and direction). */
+export function at(...indices: number[]): (datagram: DatagramInfo) => boolean {
+  return (datagram) => indices.includes(datagram.index);
 }

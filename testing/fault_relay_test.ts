@@ -1,7 +1,7 @@
 import { deepEqual, equal } from "node:assert/strict";
 import { RECEIVE_BUFFER_SIZE } from "../shared.ts";
 import { serveEcho } from "../server.ts";
-import { type FaultRule, serveFaultRelay } from "./fault_relay.ts";
+import { at, type FaultRule, serveFaultRelay } from "./fault_relay.ts";
 
 /** Sends `payloads` through a relay to an echo server; returns the echoes. */
 async function throughRelay(
@@ -54,7 +54,6 @@ async function throughRelay(
 }
 
 const PAYLOADS = [0, 1, 2, 3, 4].map((n) => new Uint8Array([n, 10, 20, 30]));
-const at = (n: number) => (d: { index: number }) => d.index === n;
 
 Deno.test("serveFaultRelay() passes datagrams unchanged without rules", async () => {
   const { echoes, stats } = await throughRelay([], PAYLOADS);
