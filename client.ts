@@ -261,7 +261,14 @@ export class EchoClient {
         // The receive outlives a timeout: it is kept for the next wait, since
         // Deno cannot cancel it, and its buffer is not touched until it ends.
         this.#pending ??= this.#conn.receive(this.#buffer);
-        const received = await Promise.race([this.#pending, timedOut]);
+        let received: [Uint8Array, Deno.Addr] | undefined;
+        try {
+          received = await Promise.race([this.#pending, timedOut]);
+        } catch (error) {
+          // A failed receive must not be waited on again by the next echo.
+          this.#pending = undefined;
+          throw error;
+        }
         if (received === undefined) return undefined;
         this.#pending = undefined;
         const [data, from] = received;
