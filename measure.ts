@@ -758,7 +758,7 @@ export async function sweepPayload(
       // Echoes shorter than a header can only be matched to the probe in
       // flight, as a prefix of it.
       current !== undefined && data.length < PROBE_HEADER_SIZE &&
-      data.length < current.bytes.length &&
+      data.length <= current.bytes.length &&
       data.every((byte, i) => byte === current!.bytes[i])
     ) {
       seq = current.seq;

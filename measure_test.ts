@@ -339,3 +339,19 @@ Deno.test("runProbes() rejects when a send fails", async () => {
     { name: "NetworkUnreachable" },
   );
 });
+
+Deno.test("sweepPayload() searches below the header when even 20 bytes are cut", async () => {
+  await using relay = startFaultyEcho([{
+    direction: "reply",
+    select: (d) => d.size > 10,
+    action: { type: "truncate", size: 10 },
+  }]);
+  const result = await sweepPayload({ target: relay.target, timeoutMs: 300 });
+  equal(result.maxPayload, 10);
+  deepEqual(result.failure, { size: 11, reason: "truncated", echoed: 10 });
+  deepEqual(
+    result.steps.map((step) => `${step.size} ${step.outcome}`),
+    ["20 truncated", "10 intact", "11 truncated"],
+  );
+  equal(result.truncated, relay.stats.truncated);
+});
