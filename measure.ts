@@ -6,16 +6,26 @@
  * rides inside the probe (see `probe.ts`), emit one event per reply, and
  * return plain result objects; printing is the caller's business.
  *
- * @example Ping an echo server five times
- * ```ts ignore
+ * @example Ping this project's echo server five times
+ * ```ts
  * import { runProbes } from "./measure.ts";
+ * import { serveEcho } from "./server.ts";
+ * import { equal } from "node:assert/strict";
  *
- * const result = await runProbes({
- *   target: { hostname: "127.0.0.1", port: 10000, family: "IPv4" },
- *   count: 5,
- *   intervalMs: 100,
- * });
- * console.log(result.received, result.rttMs.median);
+ * const controller = new AbortController();
+ * const server = serveEcho({ hostname: "127.0.0.1", port: 0, signal: controller.signal });
+ * try {
+ *   const result = await runProbes({
+ *     target: { ...server.addr, family: "IPv4" },
+ *     count: 5,
+ *     intervalMs: 10,
+ *   });
+ *   equal(result.received, 5);
+ *   equal(result.rttMs.count, 5);
+ * } finally {
+ *   controller.abort();
+ *   await server.finished;
+ * }
  * ```
  *
  * @module
