@@ -306,9 +306,9 @@ export async function runMeasurement(
   values: MeasureValues,
   defaults: HostPort,
 ): Promise<number> {
-  let steps: Plan;
+  let checked: Plan;
   try {
-    steps = plan(mode, values, defaults);
+    checked = plan(mode, values, defaults);
   } catch (error) {
     printError(error);
     return EXIT_USAGE;
@@ -316,10 +316,10 @@ export async function runMeasurement(
   let target;
   try {
     target = await resolveAddress(
-      { hostname: steps.host, port: steps.port },
-      { family: steps.family },
+      { hostname: checked.host, port: checked.port },
+      { family: checked.family },
     );
-    if (mode !== "sweep") checkProbeSize(steps.run.size!, target);
+    if (mode !== "sweep") checkProbeSize(checked.run.size!, target);
   } catch (error) {
     printError(error);
     return error instanceof Error && error.message.startsWith("Cannot resolve")
@@ -327,7 +327,7 @@ export async function runMeasurement(
       : EXIT_USAGE;
   }
   const from = formatAddress(target);
-  const { output, quiet, run } = steps;
+  const { output, quiet, run } = checked;
   const flows = run.flows ?? 1;
   const status = statusLine(
     mode === "load" && output === "text" && !quiet && Deno.stderr.isTerminal(),
@@ -364,7 +364,7 @@ export async function runMeasurement(
       }
       const result = await sweepPayload({
         target,
-        bind: steps.bind,
+        bind: checked.bind,
         timeoutMs: run.timeoutMs,
         waitMs: run.waitMs,
         signal: controller.signal,
@@ -413,7 +413,7 @@ export async function runMeasurement(
     }
     const result = await runProbes({
       target,
-      bind: steps.bind,
+      bind: checked.bind,
       ...run,
       signal: controller.signal,
       onEvent,
@@ -437,7 +437,7 @@ export async function runMeasurement(
       );
     }
     const loss = lossPercent(result);
-    return Number.isFinite(loss) && loss <= steps.maxLoss
+    return Number.isFinite(loss) && loss <= checked.maxLoss
       ? EXIT_OK
       : EXIT_FAILURE;
   } catch (error) {
