@@ -423,7 +423,7 @@ export class EchoPolicy {
   readonly #maxSize: number;
   readonly #allow: Cidr[];
   readonly #deny: Cidr[];
-  readonly #local: (Address & { port: number; wildcard: boolean })[];
+  readonly #local: (Address & { port: number; wildcard: boolean })[] = [];
   readonly #interfaces: Address[];
   readonly #broadcast: Address[];
   readonly #clock: () => number;
@@ -468,15 +468,7 @@ export class EchoPolicy {
       : checkCount(options.maxSize, "max-size", 0);
     this.#allow = (options.allow ?? []).map(toCidr);
     this.#deny = (options.deny ?? []).map(toCidr);
-    this.#local = (options.local ?? []).map((local) => {
-      const address = toAddress(local.hostname, "local address");
-      WORDS.set(address.words);
-      return {
-        ...address,
-        port: local.port,
-        wildcard: isUnspecifiedParsed(address.family),
-      };
-    });
+    for (const local of options.local ?? []) this.addLocal(local);
     this.#interfaces = (options.interfaceAddresses ?? []).map((text) =>
       toAddress(text, "interface address")
     );
@@ -503,6 +495,20 @@ export class EchoPolicy {
     this.#keyHigh = new Uint32Array(slots);
     this.#keyLow = new Uint32Array(slots);
     this.#fullAt = new Float64Array(slots);
+  }
+
+  /**
+   * Adds one of the server's own sockets (an IP literal and its port), so
+   * that a datagram claiming to come from it is dropped, never echoed.
+   */
+  addLocal(address: HostPort): void {
+    const parsed = toAddress(address.hostname, "local address");
+    WORDS.set(parsed.words);
+    this.#local.push({
+      ...parsed,
+      port: address.port,
+      wildcard: isUnspecifiedParsed(parsed.family),
+    });
   }
 
   /** Datagrams per second per source; 0 when there is no limit. */

@@ -125,6 +125,8 @@ Deno.test("EchoPolicy drops a datagram from the server's own address and port", 
   equal(verdictOf(policy, "127.0.0.2", 5000), "echo");
   equal(verdictOf(policy, "127.0.0.1", 5002), "echo");
   equal(verdictOf(policy, "::1", 5000), "echo");
+  policy.addLocal({ hostname: "127.0.0.2", port: 5000 });
+  equal(verdictOf(policy, "127.0.0.2", 5000), "own-address");
 });
 
 Deno.test("EchoPolicy treats a host address on a wildcard socket's port as the socket", () => {
