@@ -101,6 +101,9 @@ export const DEFAULT_RATE = 1_000;
 /** The most sources the rate limiter tracks at once. */
 export const DEFAULT_MAX_SOURCES = 65_536;
 
+/** The largest `maxSources`: a table of about 140 MB. */
+export const MAX_SOURCES_LIMIT = 4_194_304;
+
 /** Options for {@linkcode EchoPolicy}. */
 export interface PolicyOptions {
   /**
@@ -395,10 +398,15 @@ function fmix32(h: number): number {
   return (h ^ (h >>> 16)) >>> 0;
 }
 
-function checkCount(value: number, name: string, min: number): number {
-  if (!Number.isSafeInteger(value) || value < min) {
+function checkCount(
+  value: number,
+  name: string,
+  range: { min: number; max?: number },
+): number {
+  const { min, max = Number.MAX_SAFE_INTEGER } = range;
+  if (!Number.isSafeInteger(value) || value < min || value > max) {
     throw new RangeError(
-      `Cannot use ${name} ${value}: expected an integer of at least ${min}`,
+      `Cannot use ${name} ${value}: expected an integer from ${min} to ${max}`,
     );
   }
   return value;
@@ -456,16 +464,16 @@ export class EchoPolicy {
     this.#burst = checkCount(
       options.burst ?? Math.max(1, Math.ceil(rate)),
       "burst",
-      1,
+      { min: 1 },
     );
     this.#maxSources = checkCount(
       options.maxSources ?? DEFAULT_MAX_SOURCES,
       "max-sources",
-      1,
+      { min: 1, max: MAX_SOURCES_LIMIT },
     );
     this.#maxSize = options.maxSize === undefined
       ? Infinity
-      : checkCount(options.maxSize, "max-size", 0);
+      : checkCount(options.maxSize, "max-size", { min: 0 });
     this.#allow = (options.allow ?? []).map(toCidr);
     this.#deny = (options.deny ?? []).map(toCidr);
     for (const local of options.local ?? []) this.addLocal(local);

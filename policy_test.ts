@@ -204,6 +204,11 @@ Deno.test("EchoPolicy refuses bad options with a RangeError or TypeError", () =>
   throws(() => new EchoPolicy({ rate: 10, burst: 0 }), RangeError);
   throws(() => new EchoPolicy({ rate: 10, burst: 1.5 }), RangeError);
   throws(() => new EchoPolicy({ maxSources: 0 }), RangeError);
+  throws(() => new EchoPolicy({ rate: 1, maxSources: 2 ** 23 }), {
+    name: "RangeError",
+    message:
+      "Cannot use max-sources 8388608: expected an integer from 1 to 4194304",
+  });
   throws(() => new EchoPolicy({ maxSize: -1 }), RangeError);
   throws(() => new EchoPolicy({ local: [{ hostname: "x", port: 1 }] }), {
     name: "TypeError",
