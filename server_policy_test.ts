@@ -131,12 +131,18 @@ raw.sendto(ip + udp, (dst, 0))
 async function forge(
   from: Deno.NetAddr | { hostname: string; port: number },
   to: { hostname: string; port: number },
-  payload = "forged",
+  options: { payload?: string; netnsOf?: number } = {},
 ): Promise<string | undefined> {
+  const { payload = "forged", netnsOf } = options;
+  // Inside another process's network namespace when asked.
+  const prefix = netnsOf === undefined
+    ? []
+    : ["nsenter", "-t", String(netnsOf), "-n"];
   let output;
   try {
-    output = await new Deno.Command("python3", {
+    output = await new Deno.Command(prefix[0] ?? "python3", {
       args: [
+        ...(prefix.length > 0 ? [...prefix.slice(1), "python3"] : []),
         "-c",
         FORGE,
         from.hostname,
@@ -161,12 +167,17 @@ function skip(reason: string): void {
 }
 
 /** server.ts as a subprocess, its stdout read line by line as it comes. */
-function spawnServer(args: string[], wrap: string[] = []) {
+function spawnServer(
+  args: string[],
+  options: { wrap?: string[]; denoFlags?: string[] } = {},
+) {
+  const { wrap = [], denoFlags = [] } = options;
   const command = [
     Deno.execPath(),
     "run",
     "--unstable-net",
     "--allow-net",
+    ...denoFlags,
     SERVER,
     ...args,
   ];
@@ -229,7 +240,7 @@ function spawnServer(args: string[], wrap: string[] = []) {
     return stopped;
   }
   const events = () => lines.map((line) => JSON.parse(line));
-  return { lines, events, waitForLine, stop, status: child.status };
+  return { lines, events, waitForLine, stop, pid: child.pid };
 }
 
 function jsonEvent(name: string) {
@@ -414,7 +425,7 @@ Deno.test("server.ts: one forged datagram between two instances stays within the
     const reason = await forge(
       { hostname: "127.0.0.2", port: portA },
       { hostname: "127.0.0.3", port: portB },
-      "ping-pong",
+      { payload: "ping-pong" },
     );
     if (reason) return skip(reason);
     // The ping-pong ends at the first datagram either side refuses.
@@ -573,12 +584,14 @@ Deno.test("server.ts says when the default rate limit applies", async () => {
   if (!probe?.success) {
     return skip("unshare -n (a private network namespace) needs root");
   }
-  const open = spawnServer(["-p", "0", "-H", "0.0.0.0"], ["unshare", "-n"]);
+  const open = spawnServer(["-p", "0", "-H", "0.0.0.0"], {
+    wrap: ["unshare", "-n"],
+  });
   const loopback = spawnServer(["-p", "0", "-H", "127.0.0.1", "-q"]);
   const explicit = spawnServer(["-p", "0", "-H", "127.0.0.1", "--rate", "5"]);
   const off = spawnServer(
     ["-p", "0", "-H", "0.0.0.0", "--rate", "0"],
-    ["unshare", "-n"],
+    { wrap: ["unshare", "-n"] },
   );
   try {
     equal(
@@ -657,5 +670,64 @@ Deno.test("serveEcho() without a policy option still applies the fixed rules", a
     closeQuietly(client);
     controller.abort();
     await server.finished;
+  }
+});
+
+Deno.test("server.ts on a wildcard socket refuses its interface addresses and directed broadcast", async () => {
+  const probe = await new Deno.Command("unshare", {
+    args: ["-n", "true"],
+    stderr: "null",
+  }).output().catch(() => undefined);
+  if (!probe?.success) {
+    return skip("unshare -n (a private network namespace) needs root");
+  }
+  // In a private namespace, 192.0.2.10/24 (TEST-NET-1) on its loopback stands
+  // for a public interface; nothing leaves the namespace.
+  const server = spawnServer(["--json", "-p", "0", "-H", "0.0.0.0"], {
+    wrap: [
+      "unshare",
+      "-n",
+      "sh",
+      "-c",
+      'ip link set lo up && ip addr add 192.0.2.10/24 dev lo && exec "$@"',
+      "sh",
+    ],
+    denoFlags: ["--allow-sys=networkInterfaces"],
+  });
+  try {
+    const { port } = JSON.parse(
+      await server.waitForLine(jsonEvent("listening")),
+    );
+    const to = { hostname: "192.0.2.10", port };
+    const netnsOf = server.pid;
+    const reason = await forge({ hostname: "192.0.2.255", port: 4444 }, to, {
+      netnsOf,
+    });
+    if (reason) return skip(reason);
+    await forge({ hostname: "192.0.2.10", port }, to, { netnsOf });
+    await forge({ hostname: "192.0.2.11", port: 4444 }, to, { netnsOf });
+    await server.waitForLine(jsonEvent("datagram"));
+    await server.stop();
+    deepEqual(
+      server.events().filter((event) => event.event !== "listening"),
+      [
+        {
+          event: "dropped",
+          from: "192.0.2.255:4444",
+          bytes: 6,
+          reason: "bad-source",
+        },
+        {
+          event: "dropped",
+          from: `192.0.2.10:${port}`,
+          bytes: 6,
+          reason: "own-address",
+        },
+        { event: "datagram", from: "192.0.2.11:4444", bytes: 6, sent: 6 },
+        ...server.events().filter((event) => event.event === "shutdown"),
+      ],
+    );
+  } finally {
+    await server.stop();
   }
 });
