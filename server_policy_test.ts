@@ -734,3 +734,37 @@ Deno.test("server.ts on a wildcard socket refuses its interface addresses and di
     await server.stop();
   }
 });
+
+Deno.test("server.ts counts and logs a send that fails, and echoes on", async () => {
+  // Allowed to talk to 127.0.0.1 only, so the echo to 127.0.0.2 is refused.
+  const server = spawnServer(["--json", "-p", "0", "-H", "127.0.0.1"], {
+    denoFlags: ["--allow-net=127.0.0.1"],
+  });
+  const stranger = bindClient("127.0.0.2")!;
+  const client = bindClient("127.0.0.1")!;
+  try {
+    const { port } = JSON.parse(
+      await server.waitForLine(jsonEvent("listening")),
+    );
+    const target = { transport: "udp" as const, hostname: "127.0.0.1", port };
+    await stranger.send(encoder.encode("who"), target);
+    const error = JSON.parse(await server.waitForLine(jsonEvent("error")));
+    await client.send(encoder.encode("me"), target);
+    equal(decoder.decode((await receiveWithin(client, 2_000))?.[0]), "me");
+    await server.stop();
+    deepEqual(error, {
+      event: "error",
+      operation: "send",
+      peer: formatAddress(stranger.addr as Deno.NetAddr),
+      message: error.message,
+    });
+    ok(/permission|net access/.test(error.message), error.message);
+    const shutdown = server.events().at(-1);
+    equal(shutdown.errors, 1);
+    equal(shutdown.echoed, 1);
+  } finally {
+    closeQuietly(stranger);
+    closeQuietly(client);
+    await server.stop();
+  }
+});
