@@ -8,9 +8,13 @@
  * IPv6 /64) to a token bucket kept in a fixed-size table, so memory stays flat
  * under a flood of spoofed sources.
  *
- * The decision allocates nothing: addresses are parsed into scratch typed
- * arrays and the source table lives in typed arrays sized once, so the same
- * object serves a plain receive loop and a batch backend in a Worker.
+ * The decision is synchronous and allocates nothing: addresses are parsed
+ * into scratch typed arrays and the source table lives in typed arrays sized
+ * once. A receive loop calls {@linkcode EchoPolicy.prototype.decide} once per
+ * datagram; a batch backend in a Worker builds its own policy from the same
+ * (structured-cloneable) {@linkcode PolicyOptions}, registers its sockets
+ * with {@linkcode EchoPolicy.prototype.addLocal}, and may pass one `now` for
+ * a whole batch.
  *
  * @example Refuse a reply to a privileged port, rate-limit a source
  * ```ts
