@@ -12,7 +12,7 @@
  * into scratch typed arrays and the source table lives in typed arrays sized
  * once. A receive loop calls {@linkcode EchoPolicy.prototype.decide} once per
  * datagram; a batch backend in a Worker builds its own policy from the same
- * (structured-cloneable) {@linkcode PolicyOptions}, registers its sockets
+ * {@linkcode PolicyOptions} (all but `clock` survive `postMessage`), registers its sockets
  * with {@linkcode EchoPolicy.prototype.addLocal}, and may pass one `now` for
  * a whole batch.
  *
