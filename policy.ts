@@ -12,9 +12,9 @@
  * into scratch typed arrays and the source table lives in typed arrays sized
  * once. A receive loop calls {@linkcode EchoPolicy.prototype.decide} once per
  * datagram; a batch backend in a Worker builds its own policy from the same
- * {@linkcode PolicyOptions} (all but `clock` survive `postMessage`), registers its sockets
- * with {@linkcode EchoPolicy.prototype.addLocal}, and may pass one `now` for
- * a whole batch.
+ * {@linkcode PolicyOptions} (all but `clock` survive `postMessage`),
+ * registers its sockets with {@linkcode EchoPolicy.prototype.addLocal}, and
+ * may pass one `now` for a whole batch.
  *
  * @example Refuse a reply to a privileged port, rate-limit a source
  * ```ts
