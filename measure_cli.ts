@@ -34,11 +34,13 @@ import {
 } from "./report.ts";
 import {
   type AddressFamily,
+  checkUnstableNet,
   EXIT_FAILURE,
   EXIT_OK,
   EXIT_USAGE,
   formatAddress,
   type HostPort,
+  isUnspecified,
   parseHost,
   parsePort,
   printError,
@@ -319,7 +321,15 @@ export async function runMeasurement(
       { hostname: checked.host, port: checked.port },
       { family: checked.family },
     );
+    if (isUnspecified(target.hostname)) {
+      throw new RangeError(
+        `Cannot send to ${target.hostname}: it is the unspecified address; use ${
+          target.family === "IPv6" ? "::1" : "127.0.0.1"
+        } for this machine`,
+      );
+    }
     if (mode !== "sweep") checkProbeSize(checked.run.size!, target);
+    checkUnstableNet();
   } catch (error) {
     printError(error);
     return error instanceof Error && error.message.startsWith("Cannot resolve")

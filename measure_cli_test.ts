@@ -287,6 +287,7 @@ Deno.test("client.ts refuses bad measurement flags with exit 2", async () => {
     [["-c", "1", "--json", "--ndjson"], /^error: cannot combine --json/],
     [["-4", "-H", "::1", "-c", "1"], /^error: cannot use ::1: it is an IPv6/],
     [["-c", "1", "hello"], /^error: cannot send a message in ping mode/],
+    [["-c", "1", "-H", "0.0.0.0"], /^error: cannot send to 0\.0\.0\.0: it is/],
     [["-4", "-6", "-c", "1"], /^error: cannot combine -4 and -6/],
     [["--bind", "127.0.0.1", "hi"], /^error: cannot use --bind without/],
     [["--rate", "0", "-c", "1"], /^error: cannot use --rate "0"/],
