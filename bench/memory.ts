@@ -92,12 +92,22 @@ async function main(args: string[]): Promise<number> {
     stdout: "piped",
     stderr: "inherit",
   }).spawn();
+  let draining: Promise<void> = Promise.resolve();
   try {
     const reader = server.stdout.pipeThrough(new TextDecoderStream())
       .getReader();
     const { value } = await reader.read();
     const port = Number(value?.match(/port (\d+)/)?.[1]);
-    reader.releaseLock();
+    // Keep reading: a full pipe would stall the server. With --v8-flags (say
+    // --trace-gc) what it prints goes on to stderr.
+    const forward = values["v8-flags"] !== undefined;
+    draining = (async () => {
+      while (true) {
+        const { value, done } = await reader.read();
+        if (done) return;
+        if (forward) console.error(value.trimEnd());
+      }
+    })();
     const startKiB = await rssKiB(server.pid);
     let echoes = 0;
     let lost = 0;
@@ -136,6 +146,7 @@ async function main(args: string[]): Promise<number> {
   } finally {
     server.kill("SIGTERM");
     await server.status;
+    await draining.catch(() => {});
   }
 }
 
