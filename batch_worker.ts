@@ -1,0 +1,101 @@
+/**
+ * The Worker half of the batch engine (see `batch.ts`): receives the
+ * configuration, runs the blocking receive/decide/send loop with synchronous
+ * FFI calls until the main thread sets the stop flag, and reports events and
+ * drop counts in batches.
+ *
+ * @module
+ */
+
+import {
+  BatchEngine,
+  type BatchEvent,
+  type DecideHook,
+  openLibc,
+  type WorkerConfig,
+  type WorkerMessage,
+} from "./batch.ts";
+import { errorMessage } from "./shared.ts";
+
+/** How often, at most, pending events go to the main thread. */
+const FLUSH_INTERVAL_MS = 50;
+
+declare const self: {
+  onmessage: ((event: MessageEvent<WorkerConfig>) => void) | null;
+  postMessage(message: WorkerMessage): void;
+};
+
+function post(message: WorkerMessage): void {
+  self.postMessage(message);
+}
+
+async function loadDecideHook(
+  config: WorkerConfig,
+): Promise<DecideHook | undefined> {
+  if (config.decideModule === undefined) return undefined;
+  const module = await import(config.decideModule);
+  return module.createDecideHook(config.decideOptions) as DecideHook;
+}
+
+async function run(config: WorkerConfig): Promise<void> {
+  const libc = openLibc();
+  const events: BatchEvent[] = [];
+  const decide = await loadDecideHook(config);
+  const engine = new BatchEngine(libc, {
+    fd: config.fd,
+    family: config.family,
+    localHostname: config.localHostname,
+    localPort: config.localPort,
+    batchSize: config.batchSize,
+    counts: new Float64Array(config.counts),
+    decide,
+    onEvent: (event) => events.push(event),
+    datagramEvents: config.datagramEvents,
+    previewBytes: config.previewBytes,
+  });
+  const control = new Int32Array(config.control);
+  const gc = (globalThis as { gc?: () => void }).gc;
+  const gcEvery = gc === undefined ? 0 : config.gcEveryBatches;
+  let batches = 0;
+  let flushedDrops = 0;
+  let lastFlush = performance.now();
+  post({ type: "ready" });
+  while (Atomics.load(control, 0) === 0) {
+    const n = engine.receive();
+    if (n > 0) {
+      if (Atomics.load(control, 0) !== 0) break;
+      engine.echo(n);
+    } else if (n < 0) engine.receiveFailed(-n);
+    if (gcEvery > 0 && ++batches % gcEvery === 0) engine.forceGc(gc!);
+    // Events leave in batches: when enough piled up, when a while passed, or
+    // when the receive came back empty (a timeout: the socket is idle).
+    const dropped = engine.counts[4]!;
+    if (events.length > 0 || dropped !== flushedDrops) {
+      const now = performance.now();
+      if (
+        n <= 0 || events.length >= 256 || now - lastFlush >= FLUSH_INTERVAL_MS
+      ) {
+        post({
+          type: "events",
+          events: events.splice(0),
+          droppedBy: { ...engine.droppedBy },
+        });
+        flushedDrops = dropped;
+        lastFlush = now;
+      }
+    }
+  }
+  post({
+    type: "events",
+    events: events.splice(0),
+    droppedBy: engine.droppedBy,
+  });
+  post({ type: "done", droppedBy: { ...engine.droppedBy } });
+}
+
+self.onmessage = (event: MessageEvent<WorkerConfig>) => {
+  self.onmessage = null;
+  run(event.data).catch((error) =>
+    post({ type: "failed", message: errorMessage(error) })
+  );
+};

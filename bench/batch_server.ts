@@ -1,0 +1,80 @@
+/**
+ * A bare batch echo server for benchmarks: `serveBatch()` in a Worker, or
+ * (`--main`) the same engine on the main thread with nonblocking FFI receives,
+ * to compare the two ways of keeping the event loop free.
+ *
+ * Usage: deno run --allow-ffi --allow-read --allow-net bench/batch_server.ts [--main] HOST
+ * Prints `listening PORT`, serves until SIGTERM/SIGINT.
+ *
+ * @module
+ */
+
+import {
+  BatchEngine,
+  bindSocket,
+  COUNTER_SLOTS,
+  LIBC_SYMBOLS,
+  openLibc,
+  releaseLibc,
+  serveBatch,
+} from "../batch.ts";
+
+const NONBLOCKING_SYMBOLS = {
+  recvmmsg: { ...LIBC_SYMBOLS.recvmmsg, nonblocking: true },
+} as const;
+
+async function serveOnMainThread(
+  hostname: string,
+  signal: AbortSignal,
+): Promise<{ port: number; finished: Promise<void> }> {
+  const libc = openLibc();
+  const nb = Deno.dlopen("libc.so.6", NONBLOCKING_SYMBOLS);
+  const socket = await bindSocket(libc, hostname, 0);
+  const engine = new BatchEngine(libc, {
+    fd: socket.fd,
+    family: socket.family,
+    localHostname: socket.addr.hostname,
+    localPort: socket.addr.port,
+    batchSize: 64,
+    counts: new Float64Array(COUNTER_SLOTS),
+  });
+  let stopping = false;
+  signal.addEventListener("abort", () => {
+    stopping = true;
+    libc.symbols.shutdown(socket.fd, 2);
+  });
+  const finished = (async () => {
+    while (!stopping) {
+      engine.prepareReceive();
+      const n = await nb.symbols.recvmmsg(
+        socket.fd,
+        engine.receivePointer,
+        engine.batchSize,
+        0x10000,
+        null,
+      );
+      if (n > 0 && !stopping) engine.echo(n);
+    }
+    // The receive above has returned: the kernel is done with the buffer.
+    libc.symbols.close(socket.fd);
+    releaseLibc();
+    nb.close();
+  })();
+  return { port: socket.addr.port, finished };
+}
+
+if (import.meta.main) {
+  const main = Deno.args[0] === "--main";
+  const hostname = Deno.args[main ? 1 : 0] ?? "127.0.0.1";
+  const controller = new AbortController();
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    Deno.addSignalListener(signal, () => controller.abort());
+  }
+  const server = main
+    ? await serveOnMainThread(hostname, controller.signal)
+    : await serveBatch({ hostname, port: 0, signal: controller.signal })
+      .then((s) => ({ port: s.addr.port, finished: s.finished }));
+  console.log(`listening ${server.port}`);
+  await server.finished;
+  Deno.exit(0);
+}
