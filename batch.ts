@@ -22,7 +22,7 @@
  * import { serveBatch } from "./batch.ts";
  *
  * const controller = new AbortController();
- * const server = await serveBatch({
+ * const server = serveBatch({
  *   hostname: "127.0.0.1",
  *   port: 0,
  *   signal: controller.signal,
@@ -38,8 +38,8 @@
 import {
   type AddressFamily,
   errorMessage,
+  formatAddress,
   RECEIVE_BUFFER_SIZE,
-  resolveAddress,
 } from "./shared.ts";
 
 /** The datagrams one system call may receive or send (the batch size). */
@@ -69,6 +69,9 @@ const IOVEC_SIZE = 16;
 /** Room for a `struct sockaddr_in6` (28 bytes), rounded up. */
 const SOCKADDR_SIZE = 32;
 
+const WORKER_URL = new URL("./batch_worker.ts", import.meta.url);
+const WORKER_DIR = new URL(".", import.meta.url);
+
 /** The libc functions the engine calls, as `Deno.dlopen` wants them. */
 export const LIBC_SYMBOLS = {
   socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
@@ -80,12 +83,17 @@ export const LIBC_SYMBOLS = {
   },
   shutdown: { parameters: ["i32", "i32"], result: "i32" },
   close: { parameters: ["i32"], result: "i32" },
-  inet_pton: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
   recvmmsg: {
     parameters: ["i32", "pointer", "u32", "i32", "pointer"],
     result: "i32",
   },
   sendmmsg: { parameters: ["i32", "pointer", "u32", "i32"], result: "i32" },
+  getaddrinfo: {
+    parameters: ["buffer", "pointer", "buffer", "buffer"],
+    result: "i32",
+  },
+  freeaddrinfo: { parameters: ["pointer"], result: "void" },
+  gai_strerror: { parameters: ["i32"], result: "pointer" },
   __errno_location: { parameters: [], result: "pointer" },
   strerror: { parameters: ["i32"], result: "pointer" },
 } as const satisfies Deno.ForeignLibraryInterface;
@@ -106,6 +114,18 @@ export function checkBatchSupport(): void {
   if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") {
     throw new TypeError(
       "Cannot use --io batch: it needs --allow-ffi (see deno task server:fast)",
+    );
+  }
+  // The loop runs in a Worker, whose module Deno loads only with read access.
+  if (
+    WORKER_URL.protocol === "file:" &&
+    Deno.permissions.querySync({ name: "read", path: WORKER_DIR }).state !==
+      "granted"
+  ) {
+    throw new TypeError(
+      `Cannot use --io batch: it needs --allow-read=${
+        decodeURIComponent(WORKER_DIR.pathname)
+      } to start its Worker`,
     );
   }
 }
@@ -675,62 +695,116 @@ export interface BoundSocket {
   family: AddressFamily;
 }
 
+const AI_NUMERICSERV = 0x400;
+const EAI_SYSTEM = -11;
+
 /**
- * Opens a UDP socket bound to `hostname` (an IP literal or a name to resolve)
- * and `port`, with send and receive timeouts so no system call blocks for
- * long. Throws `Deno.errors.AddrInUse` and friends like `listenDatagram`.
+ * Resolves `hostname` with `getaddrinfo(3)`, as `Deno.listenDatagram` does,
+ * and returns each candidate `sockaddr` in the resolver's order.
  */
-export async function bindSocket(
+function resolveSockaddrs(
   libc: Libc,
   hostname: string,
   port: number,
-): Promise<BoundSocket> {
-  const resolved = await resolveAddress({ hostname, port });
-  const af = resolved.family === "IPv6" ? AF_INET6 : AF_INET;
-  const sockaddr = new Uint8Array(SOCKADDR_SIZE);
-  sockaddr[0] = af & 0xff;
-  sockaddr[1] = af >> 8;
-  sockaddr[2] = port >> 8;
-  sockaddr[3] = port & 0xff;
-  const text = new TextEncoder().encode(`${resolved.hostname}\0`);
-  const where = af === AF_INET ? sockaddr.subarray(4) : sockaddr.subarray(8);
-  if (libc.symbols.inet_pton(af, text, where) !== 1) {
-    throw new TypeError(`Cannot bind ${resolved.hostname}: not an IP address`);
+): Uint8Array[] {
+  const hints = new Int32Array(12); // struct addrinfo, 48 bytes, zeroed
+  hints[0] = AI_NUMERICSERV;
+  hints[2] = SOCK_DGRAM;
+  const result = new BigUint64Array(1);
+  const code = libc.symbols.getaddrinfo(
+    new TextEncoder().encode(`${hostname}\0`),
+    null,
+    hints,
+    result,
+  );
+  if (code !== 0) {
+    const reason = code === EAI_SYSTEM
+      ? describeErrno(libc, lastErrno(libc))
+      : Deno.UnsafePointerView.getCString(libc.symbols.gai_strerror(code)!);
+    throw new Deno.errors.NotFound(
+      `Cannot resolve ${hostname}: ${reason[0]!.toLowerCase()}${
+        reason.slice(1)
+      }`,
+    );
   }
-  const fd = libc.symbols.socket(af, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) throw errnoError(libc, "open a UDP socket");
+  const head = Deno.UnsafePointer.create(result[0]!);
+  const found: Uint8Array[] = [];
   try {
-    const length = af === AF_INET ? 16 : 28;
-    if (libc.symbols.bind(fd, sockaddr, length) !== 0) {
-      throw errnoError(libc, "bind");
-    }
-    const timeval = new BigInt64Array([
-      0n,
-      BigInt(RECEIVE_TIMEOUT_MS * 1000),
-    ]);
-    for (const option of [SO_RCVTIMEO, SO_SNDTIMEO]) {
-      if (libc.symbols.setsockopt(fd, SOL_SOCKET, option, timeval, 16) !== 0) {
-        throw errnoError(libc, "set a socket timeout");
+    for (let info = head; info !== null;) {
+      const view = new Deno.UnsafePointerView(info);
+      const family = view.getInt32(4);
+      const length = view.getUint32(16);
+      const addr = view.getPointer(24);
+      if ((family === AF_INET || family === AF_INET6) && addr !== null) {
+        const sockaddr = new Uint8Array(SOCKADDR_SIZE);
+        new Deno.UnsafePointerView(addr).copyInto(
+          sockaddr.subarray(0, Math.min(length, SOCKADDR_SIZE)),
+        );
+        sockaddr[2] = port >> 8;
+        sockaddr[3] = port & 0xff;
+        found.push(sockaddr.subarray(0, length));
       }
+      info = view.getPointer(40);
     }
-    const bound = new Uint8Array(SOCKADDR_SIZE);
-    const boundLength = new Uint32Array([SOCKADDR_SIZE]);
-    if (libc.symbols.getsockname(fd, bound, boundLength) !== 0) {
-      throw errnoError(libc, "read the bound address");
-    }
-    return {
-      fd,
-      addr: {
-        transport: "udp",
-        hostname: formatSockaddrHost(bound, 0),
-        port: sockaddrPort(bound, 0),
-      },
-      family: resolved.family,
-    };
-  } catch (error) {
-    libc.symbols.close(fd);
-    throw error;
+  } finally {
+    libc.symbols.freeaddrinfo(head);
   }
+  return found;
+}
+
+/**
+ * Opens a UDP socket bound to `hostname` (an IP literal or a name, tried in
+ * the resolver's order) and `port`, with send and receive timeouts so no
+ * system call blocks for long. Throws `Deno.errors.AddrInUse` and friends,
+ * like `Deno.listenDatagram`.
+ */
+export function bindSocket(
+  libc: Libc,
+  hostname: string,
+  port: number,
+): BoundSocket {
+  let lastError: Error = new Deno.errors.NotFound(
+    `Cannot resolve ${hostname}: no address found`,
+  );
+  for (const sockaddr of resolveSockaddrs(libc, hostname, port)) {
+    const af = sockaddr[0]! | (sockaddr[1]! << 8);
+    const fd = libc.symbols.socket(af, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) throw errnoError(libc, "open a UDP socket");
+    try {
+      if (libc.symbols.bind(fd, sockaddr, sockaddr.length) !== 0) {
+        throw errnoError(libc, "bind");
+      }
+      const timeval = new BigInt64Array([
+        0n,
+        BigInt(RECEIVE_TIMEOUT_MS * 1000),
+      ]);
+      for (const option of [SO_RCVTIMEO, SO_SNDTIMEO]) {
+        if (
+          libc.symbols.setsockopt(fd, SOL_SOCKET, option, timeval, 16) !== 0
+        ) {
+          throw errnoError(libc, "set a socket timeout");
+        }
+      }
+      const bound = new Uint8Array(SOCKADDR_SIZE);
+      const boundLength = new Uint32Array([SOCKADDR_SIZE]);
+      if (libc.symbols.getsockname(fd, bound, boundLength) !== 0) {
+        throw errnoError(libc, "read the bound address");
+      }
+      return {
+        fd,
+        addr: {
+          transport: "udp",
+          hostname: formatSockaddrHost(bound, 0),
+          port: sockaddrPort(bound, 0),
+        },
+        family: af === AF_INET6 ? "IPv6" : "IPv4",
+      };
+    } catch (error) {
+      libc.symbols.close(fd);
+      lastError = error as Error;
+    }
+  }
+  throw lastError;
 }
 
 /** Options for {@linkcode serveBatch}. */
@@ -764,8 +838,11 @@ export interface BatchServeOptions {
 export interface BatchServer {
   /** The bound address. */
   addr: Deno.NetAddr;
-  /** Settles once the loop has stopped and the socket is closed. */
-  finished: Promise<void>;
+  /**
+   * Resolves with the final totals once the loop has stopped and the socket
+   * is closed; rejects if the Worker could not run the loop.
+   */
+  finished: Promise<BatchCounters>;
   /** The totals so far. */
   counters(): BatchCounters;
 }
@@ -800,27 +877,28 @@ export interface WorkerConfig {
 
 /** A message the Worker posts to the main thread. */
 export type WorkerMessage =
-  | { type: "ready" }
   | { type: "events"; events: BatchEvent[]; droppedBy: Record<string, number> }
   | { type: "failed"; message: string }
   | { type: "done"; droppedBy: Record<string, number> };
 
 /**
- * Serves UDP echo on one socket with the batch engine in a Worker. Resolves
- * once the socket is bound and the Worker runs; throws like
- * `Deno.listenDatagram` when the address cannot be bound.
+ * Serves UDP echo on one socket with the batch engine in a Worker until the
+ * signal aborts. Binds synchronously, so `addr` is known at once; throws
+ * `Cannot bind HOST:PORT: reason` (its cause a `Deno.errors` class, as
+ * `Deno.listenDatagram` would throw) when the address cannot be bound.
  */
-export async function serveBatch(
-  options: BatchServeOptions,
-): Promise<BatchServer> {
+export function serveBatch(options: BatchServeOptions): BatchServer {
   checkBatchSupport();
   const libc = openLibc();
   let socket: BoundSocket;
   try {
-    socket = await bindSocket(libc, options.hostname, options.port);
+    socket = bindSocket(libc, options.hostname, options.port);
   } catch (error) {
     releaseLibc();
-    throw error;
+    throw new Error(
+      `Cannot bind ${formatAddress(options)}: ${errorMessage(error)}`,
+      { cause: error },
+    );
   }
   const countsBuffer = new SharedArrayBuffer(
     COUNTER_SLOTS * Float64Array.BYTES_PER_ELEMENT,
@@ -829,34 +907,25 @@ export async function serveBatch(
   const controlFlags = new Int32Array(control);
   const counts = new Float64Array(countsBuffer);
   let droppedBy: Record<string, number> = {};
-  const worker = new Worker(new URL("./batch_worker.ts", import.meta.url), {
-    type: "module",
-  });
-  const { promise: ready, resolve: onReady, reject: onFail } = Promise
+  const emit = (event: BatchEvent) => {
+    try {
+      options.onEvent?.(event);
+    } catch {
+      // A broken log must not stop the echo.
+    }
+  };
+  const worker = new Worker(WORKER_URL, { type: "module" });
+  const { promise: done, resolve: onDone, reject: onFail } = Promise
     .withResolvers<void>();
-  const { promise: done, resolve: onDone } = Promise.withResolvers<void>();
-  let started = false;
   worker.onmessage = (message: MessageEvent<WorkerMessage>) => {
     const data = message.data;
     switch (data.type) {
-      case "ready":
-        started = true;
-        onReady();
-        break;
       case "events":
         droppedBy = data.droppedBy;
-        for (const event of data.events) options.onEvent?.(event);
+        for (const event of data.events) emit(event);
         break;
       case "failed":
-        if (!started) onFail(new Error(data.message));
-        else {
-          options.onEvent?.({
-            event: "error",
-            op: "receive",
-            message: data.message,
-          });
-        }
-        onDone();
+        onFail(new Error(`Cannot run the batch loop: ${data.message}`));
         break;
       case "done":
         droppedBy = data.droppedBy;
@@ -866,9 +935,7 @@ export async function serveBatch(
   };
   worker.onerror = (event: ErrorEvent) => {
     event.preventDefault();
-    const error = new Error(`Cannot run the batch loop: ${event.message}`);
-    if (!started) onFail(error);
-    onDone();
+    onFail(new Error(`Cannot run the batch loop: ${event.message}`));
   };
   const config: WorkerConfig = {
     fd: socket.fd,
@@ -899,24 +966,18 @@ export async function serveBatch(
     try {
       await done;
     } finally {
-      // Only now has the loop left its last system call; the Worker and with
-      // it the buffer the kernel used may go.
+      // Only now has the loop left its last system call (or never started):
+      // the Worker, and with it the buffer the kernel used, may go.
       stop();
       worker.terminate();
       libc.symbols.close(socket.fd);
       releaseLibc();
       options.signal?.removeEventListener("abort", stop);
     }
+    return readCounters(counts, droppedBy);
   })();
   if (options.signal?.aborted) stop();
   else options.signal?.addEventListener("abort", stop, { once: true });
-  try {
-    await ready;
-  } catch (error) {
-    stop();
-    await finished;
-    throw new Error(`Cannot start the batch loop: ${errorMessage(error)}`);
-  }
   return {
     addr: socket.addr,
     finished,

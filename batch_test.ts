@@ -1,4 +1,4 @@
-import { deepEqual, equal, ok, rejects } from "node:assert/strict";
+import { deepEqual, equal, ok, throws } from "node:assert/strict";
 import {
   type BatchEvent,
   type BatchServer,
@@ -19,7 +19,7 @@ async function withServer(
 ): Promise<void> {
   const controller = new AbortController();
   const events: BatchEvent[] = [];
-  const server = await serveBatch({
+  const server = serveBatch({
     hostname,
     port: 0,
     signal: controller.signal,
@@ -243,13 +243,16 @@ Deno.test("serveBatch() refuses an address in use like listenDatagram does", asy
     port: 0,
   });
   try {
-    await rejects(
-      serveBatch({
-        hostname: "127.0.0.1",
-        port: (taken.addr as Deno.NetAddr).port,
-      }),
-      Deno.errors.AddrInUse,
-    );
+    const port = (taken.addr as Deno.NetAddr).port;
+    throws(() => serveBatch({ hostname: "127.0.0.1", port }), (error) => {
+      ok(error instanceof Error);
+      equal(
+        error.message,
+        `Cannot bind 127.0.0.1:${port}: address already in use`,
+      );
+      ok(error.cause instanceof Deno.errors.AddrInUse);
+      return true;
+    });
   } finally {
     taken.close();
   }
@@ -257,7 +260,7 @@ Deno.test("serveBatch() refuses an address in use like listenDatagram does", asy
 
 Deno.test("serveBatch() stops an idle server blocked in recvmmsg", async () => {
   const controller = new AbortController();
-  const server = await serveBatch({
+  const server = serveBatch({
     hostname: "127.0.0.1",
     port: 0,
     signal: controller.signal,

@@ -59,7 +59,6 @@ async function run(config: WorkerConfig): Promise<void> {
   let batches = 0;
   let flushedDrops = 0;
   let lastFlush = performance.now();
-  post({ type: "ready" });
   while (Atomics.load(control, 0) === 0) {
     const n = engine.receive();
     if (n > 0) {

@@ -29,7 +29,7 @@ async function serveOnMainThread(
 ): Promise<{ port: number; finished: Promise<void> }> {
   const libc = openLibc();
   const nb = Deno.dlopen("libc.so.6", NONBLOCKING_SYMBOLS);
-  const socket = await bindSocket(libc, hostname, 0);
+  const socket = bindSocket(libc, hostname, 0);
   const engine = new BatchEngine(libc, {
     fd: socket.fd,
     family: socket.family,
@@ -72,8 +72,10 @@ if (import.meta.main) {
   }
   const server = main
     ? await serveOnMainThread(hostname, controller.signal)
-    : await serveBatch({ hostname, port: 0, signal: controller.signal })
-      .then((s) => ({ port: s.addr.port, finished: s.finished }));
+    : (() => {
+      const s = serveBatch({ hostname, port: 0, signal: controller.signal });
+      return { port: s.addr.port, finished: s.finished };
+    })();
   console.log(`listening ${server.port}`);
   await server.finished;
   Deno.exit(0);

@@ -95,15 +95,13 @@ export async function runStress(options: StressOptions): Promise<StressResult> {
   };
   const started = performance.now();
   const controller = new AbortController();
-  const servers = await Promise.all(
-    options.families.map((family) =>
-      serveBatch({
-        hostname: family === "IPv6" ? "::1" : "127.0.0.1",
-        port: 0,
-        signal: controller.signal,
-        gcEveryBatches: options.gcEvery,
-      })
-    ),
+  const servers = options.families.map((family) =>
+    serveBatch({
+      hostname: family === "IPv6" ? "::1" : "127.0.0.1",
+      port: 0,
+      signal: controller.signal,
+      gcEveryBatches: options.gcEvery,
+    })
   );
   let remaining = options.count;
   let seq = 0;
