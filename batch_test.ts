@@ -236,7 +236,7 @@ Deno.test("serveBatch() drops what the decide hook refuses and counts the reason
   }, { decide: true, datagramEvents: true });
 });
 
-Deno.test("serveBatch() refuses an address in use like listenDatagram does", async () => {
+Deno.test("serveBatch() refuses an address in use like listenDatagram does", () => {
   const taken = Deno.listenDatagram({
     transport: "udp",
     hostname: "127.0.0.1",

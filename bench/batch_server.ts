@@ -23,10 +23,10 @@ const NONBLOCKING_SYMBOLS = {
   recvmmsg: { ...LIBC_SYMBOLS.recvmmsg, nonblocking: true },
 } as const;
 
-async function serveOnMainThread(
+function serveOnMainThread(
   hostname: string,
   signal: AbortSignal,
-): Promise<{ port: number; finished: Promise<void> }> {
+): { port: number; finished: Promise<unknown> } {
   const libc = openLibc();
   const nb = Deno.dlopen("libc.so.6", NONBLOCKING_SYMBOLS);
   const socket = bindSocket(libc, hostname, 0);
@@ -71,7 +71,7 @@ if (import.meta.main) {
     Deno.addSignalListener(signal, () => controller.abort());
   }
   const server = main
-    ? await serveOnMainThread(hostname, controller.signal)
+    ? serveOnMainThread(hostname, controller.signal)
     : (() => {
       const s = serveBatch({ hostname, port: 0, signal: controller.signal });
       return { port: s.addr.port, finished: s.finished };
