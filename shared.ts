@@ -182,6 +182,12 @@ export function formatAddress(address: HostPort): string {
   return `${host}:${address.port}`;
 }
 
+const RESOLVE_ERROR_REASONS: Record<string, string> = {
+  ENOTFOUND: "no %FAMILY% address found",
+  // What Deno's node:dns reports when net permission was not granted.
+  EPERM: "network access not granted, run again with the --allow-net flag",
+};
+
 /** Options for {@linkcode resolveAddress}. */
 export interface ResolveOptions {
   /** Accept only addresses of this family. */
@@ -218,10 +224,9 @@ export async function resolveAddress(
   } catch (error) {
     throw new Error(
       `Cannot resolve ${address.hostname}: ${
-        (error as { code?: string }).code === "ENOTFOUND"
-          ? `no ${family ?? "IP"} address found`
-          : errorMessage(error)
-      }`,
+        RESOLVE_ERROR_REASONS[(error as { code?: string }).code ?? ""] ??
+          errorMessage(error)
+      }`.replace("%FAMILY%", family ?? "IP"),
       { cause: error },
     );
   }
@@ -323,7 +328,6 @@ const DENO_ERROR_REASONS: Record<string, string> = {
   AddrInUse: "address already in use",
   AddrNotAvailable: "address not available",
   PermissionDenied: "permission denied",
-  NotCapable: "permission denied",
   ConnectionRefused: "connection refused",
   ConnectionReset: "connection reset",
   NetworkUnreachable: "network unreachable",
@@ -339,8 +343,8 @@ export function errorMessage(error: unknown): string {
   if (!(error instanceof Error)) return String(error);
   const reason = DENO_ERROR_REASONS[error.name];
   if (reason !== undefined) return reason;
-  const message = error.message.replace(/ \(os error \d+\)$/, "")
-    .split("\n")[0]!;
+  const message = error.message.split("\n")[0]!
+    .replace(/ \(os error \d+\)$/, "");
   // Keep acronyms such as "IPv4" intact; lower only a capitalised word.
   return /^[A-Z][a-z]/.test(message)
     ? message[0]!.toLowerCase() + message.slice(1)
@@ -380,8 +384,9 @@ export function parseFlags<T extends ParseArgsConfig["options"]>(
   } catch (error) {
     const code = (error as { code?: string }).code;
     const message = (error as Error).message;
-    const flag = /'(-[^']*)'/.exec(message)?.[1]?.replace(/^-\w, /, "")
-      .replace(/ <value>$/, "");
+    // Name a flag by its long form where the message gives one.
+    const flag = /--[\w-]+/.exec(message)?.[0] ??
+      /'(-[^',]*)'/.exec(message)?.[1];
     if (code === "ERR_PARSE_ARGS_UNKNOWN_OPTION") {
       throw new TypeError(
         `Cannot parse flags: unknown flag ${flag} (see --help)`,
@@ -391,6 +396,8 @@ export function parseFlags<T extends ParseArgsConfig["options"]>(
       throw new TypeError(
         message.includes("argument missing")
           ? `Cannot parse flags: ${flag} needs a value`
+          : message.includes("ambiguous")
+          ? `Cannot parse flags: ${flag} needs a value (write ${flag}=VALUE for one that starts with "-")`
           : `Cannot parse flags: ${flag} takes no value`,
       );
     }

@@ -1,0 +1,523 @@
+#!/usr/bin/env -S deno run --unstable-net --allow-net
+/**
+ * A UDP echo client: sends a message, waits for the echo, retries with a
+ * doubling wait when none comes, and checks that the echo is byte for byte
+ * what was sent.
+ *
+ * Run it as a program:
+ *
+ * ```sh
+ * deno run --unstable-net --allow-net client.ts                 # the tutorials' message to localhost:10000
+ * deno run --unstable-net --allow-net client.ts hello there     # the words form the message
+ * printf 'a\nb\n' | deno run --unstable-net --allow-net client.ts -   # one datagram per line of stdin
+ * ```
+ *
+ * Or use it as a module:
+ *
+ * @example Echo one message off a server
+ * ```ts
+ * import { EchoClient } from "./client.ts";
+ * import { serveEcho } from "./server.ts";
+ * import { equal } from "node:assert/strict";
+ *
+ * const controller = new AbortController();
+ * const server = serveEcho({ hostname: "127.0.0.1", port: 0, signal: controller.signal });
+ * const client = await EchoClient.open(server.addr);
+ * try {
+ *   const reply = await client.echo(new TextEncoder().encode("hello"));
+ *   equal(reply.matches, true);
+ * } finally {
+ *   await client.close();
+ *   controller.abort();
+ * }
+ * await server.finished;
+ * ```
+ *
+ * @module
+ */
+
+import {
+  type AddressFamily,
+  checkPayloadSize,
+  DEFAULT_HOST,
+  DEFAULT_PORT,
+  errorMessage,
+  EXIT_FAILURE,
+  EXIT_OK,
+  EXIT_USAGE,
+  formatAddress,
+  type HostPort,
+  parseFlags,
+  parseHost,
+  parsePort,
+  previewPayload,
+  printError,
+  RECEIVE_BUFFER_SIZE,
+  resolveAddress,
+  type ResolvedAddress,
+  VERSION,
+} from "./shared.ts";
+
+/** The message the tutorials send when none is given. */
+export const DEFAULT_MESSAGE =
+  "This is our message. It will be sent all at once";
+
+/** Milliseconds to wait for the first echo. */
+export const DEFAULT_TIMEOUT_MS = 1000;
+
+/** Sends after the first when no echo comes; each waits twice as long. */
+export const DEFAULT_RETRIES = 2;
+
+// Earlier payloads that got no echo: a late echo of one of them is no reply
+// to the current message, so it is ignored rather than taken for corruption.
+const REMEMBERED_UNANSWERED = 8;
+
+/** Options for {@linkcode EchoClient.open}. */
+export interface EchoClientOptions {
+  /** Milliseconds to wait for the first echo; each retry waits twice as long. */
+  timeout?: number;
+  /** Sends after the first when no echo comes. */
+  retries?: number;
+  /** Resolve the target to an address of this family only. */
+  family?: AddressFamily;
+}
+
+/** Options for {@linkcode EchoClient.echo}. */
+export interface EchoOptions {
+  /** Called before each send after the first, with its number and wait. */
+  onRetry?: (retry: number, waitMs: number) => void;
+}
+
+/** The echo of one message. */
+export interface EchoReply {
+  /** The bytes that came back. */
+  data: Uint8Array;
+  /** Whether they are exactly the bytes sent. */
+  matches: boolean;
+  /** How many sends it took. */
+  tries: number;
+  /** Milliseconds from the last send to the echo. */
+  rttMs: number;
+}
+
+/** No echo came back after every try. */
+export class EchoTimeoutError extends Error {
+  /** How many sends went unanswered. */
+  readonly tries: number;
+
+  /** Creates the error for a target and the sends made. */
+  constructor(target: HostPort, tries: number, waitedMs: number) {
+    super(
+      `Cannot get an echo from ${
+        formatAddress(target)
+      }: no reply after ${tries} ${tries === 1 ? "try" : "tries"} (${
+        Math.round(waitedMs)
+      } ms)`,
+    );
+    this.name = "EchoTimeoutError";
+    this.tries = tries;
+  }
+}
+
+function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+function checkTimingOptions(timeout: number, retries: number): void {
+  if (!Number.isInteger(timeout) || timeout < 1 || timeout > 3_600_000) {
+    throw new RangeError(
+      `Cannot wait ${timeout} ms: expected a whole number of milliseconds from 1 to 3600000`,
+    );
+  }
+  if (!Number.isInteger(retries) || retries < 0 || retries > 100) {
+    throw new RangeError(
+      `Cannot retry ${retries} times: expected a whole number from 0 to 100`,
+    );
+  }
+}
+
+/**
+ * A UDP socket that sends messages to one echo server and waits for their
+ * echoes. Only a datagram from the very address and port it sends to counts
+ * as a reply; anything else is ignored.
+ */
+export class EchoClient {
+  /** The resolved address of the server. */
+  readonly target: ResolvedAddress;
+  #conn: Deno.DatagramConn;
+  #timeout: number;
+  #retries: number;
+  #buffer = new Uint8Array(RECEIVE_BUFFER_SIZE);
+  #pending?: Promise<[Uint8Array, Deno.Addr]>;
+  #unanswered: Uint8Array[] = [];
+
+  private constructor(
+    conn: Deno.DatagramConn,
+    target: ResolvedAddress,
+    timeout: number,
+    retries: number,
+  ) {
+    this.#conn = conn;
+    this.target = target;
+    this.#timeout = timeout;
+    this.#retries = retries;
+  }
+
+  /**
+   * Resolves the server's address and opens a socket on a free local port of
+   * the same family. Throws a `RangeError` for a bad port, timeout or retry
+   * count, and an `Error` when the host cannot be resolved.
+   */
+  static async open(
+    target: HostPort,
+    options: EchoClientOptions = {},
+  ): Promise<EchoClient> {
+    const { timeout = DEFAULT_TIMEOUT_MS, retries = DEFAULT_RETRIES } = options;
+    checkTimingOptions(timeout, retries);
+    if (
+      !Number.isInteger(target.port) || target.port < 1 || target.port > 65535
+    ) {
+      throw new RangeError(
+        `Cannot send to port ${target.port}: expected an integer from 1 to 65535`,
+      );
+    }
+    const resolved = await resolveAddress(target, { family: options.family });
+    const conn = Deno.listenDatagram({
+      transport: "udp",
+      hostname: resolved.family === "IPv6" ? "::" : "0.0.0.0",
+      port: 0,
+    });
+    return new EchoClient(conn, resolved, timeout, retries);
+  }
+
+  /** The local address the socket is bound to. */
+  get addr(): Deno.NetAddr {
+    return this.#conn.addr as Deno.NetAddr;
+  }
+
+  /**
+   * Sends `payload` and resolves with its echo. Throws a `RangeError` before
+   * sending when the payload cannot fit in one datagram, and an
+   * {@linkcode EchoTimeoutError} when no echo comes after every try.
+   */
+  async echo(
+    payload: Uint8Array,
+    options: EchoOptions = {},
+  ): Promise<EchoReply> {
+    checkPayloadSize(payload.length, this.target.family);
+    const started = performance.now();
+    let wait = this.#timeout;
+    for (let tries = 1; tries <= this.#retries + 1; tries++, wait *= 2) {
+      if (tries > 1) options.onRetry?.(tries - 1, wait);
+      const sentAt = performance.now();
+      await this.#conn.send(payload, { transport: "udp", ...this.target });
+      const data = await this.#receiveReply(sentAt + wait);
+      if (data !== undefined) {
+        return {
+          data,
+          matches: equalBytes(data, payload),
+          tries,
+          rttMs: performance.now() - sentAt,
+        };
+      }
+    }
+    this.#unanswered.push(payload.slice());
+    if (this.#unanswered.length > REMEMBERED_UNANSWERED) {
+      this.#unanswered.shift();
+    }
+    throw new EchoTimeoutError(
+      this.target,
+      this.#retries + 1,
+      performance.now() - started,
+    );
+  }
+
+  /** Waits until `deadline` for a datagram from the target; copies it out. */
+  async #receiveReply(deadline: number): Promise<Uint8Array | undefined> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timedOut = new Promise<undefined>((resolve) => {
+      timer = setTimeout(
+        () => resolve(undefined),
+        Math.max(0, deadline - performance.now()),
+      );
+    });
+    try {
+      while (true) {
+        // The receive outlives a timeout: it is kept for the next wait, since
+        // Deno cannot cancel it, and its buffer is not touched until it ends.
+        this.#pending ??= this.#conn.receive(this.#buffer);
+        let received: [Uint8Array, Deno.Addr] | undefined;
+        try {
+          received = await Promise.race([this.#pending, timedOut]);
+        } catch (error) {
+          // A failed receive must not be waited on again by the next echo.
+          this.#pending = undefined;
+          throw error;
+        }
+        if (received === undefined) return undefined;
+        this.#pending = undefined;
+        const [data, from] = received;
+        const sender = from as Deno.NetAddr;
+        if (
+          sender.port !== this.target.port ||
+          !sameHost(sender.hostname, this.target.hostname)
+        ) continue;
+        if (this.#unanswered.some((late) => equalBytes(late, data))) continue;
+        return data.slice();
+      }
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Closes the socket and waits for any receive still pending to end. */
+  async close(): Promise<void> {
+    this.#conn.close();
+    await this.#pending?.catch(() => {});
+    this.#pending = undefined;
+  }
+
+  /** Closes the socket, for `await using`. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}
+
+/** Compares IP literals, treating an IPv4-mapped IPv6 form as its IPv4 one. */
+function sameHost(a: string, b: string): boolean {
+  const unmap = (host: string) => host.replace(/^::ffff:(?=\d+\.)/i, "");
+  return unmap(a).toLowerCase() === unmap(b).toLowerCase();
+}
+
+const USAGE = `Usage: client.ts [options] [message ...]
+
+Sends a message to a UDP echo server and checks the echo. The words form the
+message; with none, it sends "${DEFAULT_MESSAGE}".
+With "-", each line of standard input is sent as its own datagram.
+
+Options:
+  -H, --host ADDR      server address: a name, IPv4 or IPv6 (default: ${DEFAULT_HOST})
+  -p, --port N         server port (default: ${DEFAULT_PORT})
+  -t, --timeout MS     wait for the first echo, in milliseconds (default: ${DEFAULT_TIMEOUT_MS})
+  -r, --retries N      sends after the first when no echo comes, each waiting
+                       twice as long as the one before (default: ${DEFAULT_RETRIES})
+  -q, --quiet          print only the echoed payloads
+      --json           print one JSON object per message on stdout instead of text
+  -h, --help           show this help and exit
+  -V, --version        show the version and exit
+
+Exit status: 0 every message echoed intact, 1 failure (no echo after the
+retries, an echo that differs, a runtime error), 2 usage error (a bad flag or
+value, a payload over the UDP limit: refused before anything is sent).`;
+
+const FLAGS = {
+  host: { type: "string", short: "H", default: DEFAULT_HOST },
+  port: { type: "string", short: "p", default: String(DEFAULT_PORT) },
+  timeout: { type: "string", short: "t", default: String(DEFAULT_TIMEOUT_MS) },
+  retries: { type: "string", short: "r", default: String(DEFAULT_RETRIES) },
+  quiet: { type: "boolean", short: "q", default: false },
+  json: { type: "boolean", default: false },
+  help: { type: "boolean", short: "h", default: false },
+  version: { type: "boolean", short: "V", default: false },
+} as const;
+
+function parseWholeNumber(text: string, what: string): number {
+  if (!/^\d+$/.test(text)) {
+    throw new RangeError(
+      `Cannot use ${what} "${text}": expected a whole number`,
+    );
+  }
+  return Number(text);
+}
+
+/** Yields each line of standard input as bytes, without its line ending. */
+async function* stdinLines(): AsyncGenerator<Uint8Array> {
+  let rest = new Uint8Array(0);
+  for await (const chunk of Deno.stdin.readable) {
+    const joined = new Uint8Array(rest.length + chunk.length);
+    joined.set(rest);
+    joined.set(chunk, rest.length);
+    let start = 0;
+    for (let i = 0; i < joined.length; i++) {
+      if (joined[i] !== 0x0a) continue;
+      const end = i > start && joined[i - 1] === 0x0d ? i - 1 : i;
+      yield joined.slice(start, end);
+      start = i + 1;
+    }
+    rest = joined.slice(start);
+  }
+  if (rest.length > 0) yield rest;
+}
+
+function mismatch(
+  target: ResolvedAddress,
+  payload: Uint8Array,
+  reply: EchoReply,
+): string {
+  return `the echo from ${formatAddress(target)} differs from what was sent ` +
+    `(${payload.length} bytes sent, ${reply.data.length} received)`;
+}
+
+interface Reporter {
+  sending(payload: Uint8Array): void;
+  retrying(retry: number, retries: number, waitMs: number): void;
+  received(payload: Uint8Array, reply: EchoReply): void;
+  failed(payload: Uint8Array, error: unknown): void;
+  closing(): void;
+}
+
+function textReporter(target: ResolvedAddress, quiet: boolean): Reporter {
+  const stdout = Deno.stdout;
+  const newline = new Uint8Array([0x0a]);
+  return {
+    sending(payload) {
+      if (!quiet) console.log(`sending ${previewPayload(payload)}`);
+      if (!quiet) console.log("waiting to receive");
+    },
+    retrying(retry, retries, waitMs) {
+      if (!quiet) {
+        console.log(
+          `no reply yet; sending again (retry ${retry} of ${retries}, waiting ${waitMs} ms)`,
+        );
+      }
+    },
+    received(payload, reply) {
+      if (quiet) {
+        stdout.writeSync(reply.data);
+        stdout.writeSync(newline);
+      } else {
+        console.log(`received ${previewPayload(reply.data)}`);
+      }
+      if (!reply.matches) {
+        printError(mismatch(target, payload, reply));
+      }
+    },
+    failed(_payload, error) {
+      printError(error);
+    },
+    closing() {
+      if (!quiet) console.log("closing socket");
+    },
+  };
+}
+
+function jsonReporter(target: ResolvedAddress): Reporter {
+  const base = (payload: Uint8Array) => ({
+    target: formatAddress(target),
+    sent_bytes: payload.length,
+  });
+  return {
+    sending() {},
+    retrying() {},
+    received(payload, reply) {
+      console.log(JSON.stringify({
+        event: "reply",
+        ...base(payload),
+        received_bytes: reply.data.length,
+        match: reply.matches,
+        tries: reply.tries,
+        rtt_ms: Math.round(reply.rttMs * 1000) / 1000,
+      }));
+      if (!reply.matches) printError(mismatch(target, payload, reply));
+    },
+    failed(payload, error) {
+      console.log(JSON.stringify({
+        event: error instanceof EchoTimeoutError ? "timeout" : "error",
+        ...base(payload),
+        ...(error instanceof EchoTimeoutError ? { tries: error.tries } : {}),
+        message: errorMessage(error),
+      }));
+      printError(error);
+    },
+    closing() {},
+  };
+}
+
+async function main(args: string[]): Promise<number> {
+  let flags;
+  let target: HostPort;
+  let timeout: number;
+  let retries: number;
+  let fromStdin: boolean;
+  let message: Uint8Array | undefined;
+  try {
+    const parsed = parseFlags(args, FLAGS);
+    flags = parsed.values;
+    const words = parsed.positionals;
+    fromStdin = words.length === 1 && words[0] === "-";
+    if (!fromStdin && words.includes("-")) {
+      throw new TypeError(
+        `Cannot parse arguments: "-" (read standard input) stands alone`,
+      );
+    }
+    target = { hostname: parseHost(flags.host), port: parsePort(flags.port) };
+    if (target.port === 0) {
+      throw new RangeError(
+        "Cannot send to port 0: expected an integer from 1 to 65535",
+      );
+    }
+    timeout = parseWholeNumber(flags.timeout, "timeout");
+    retries = parseWholeNumber(flags.retries, "retries");
+    checkTimingOptions(timeout, retries);
+    if (!fromStdin) {
+      message = new TextEncoder().encode(
+        words.length > 0 ? words.join(" ") : DEFAULT_MESSAGE,
+      );
+    }
+  } catch (error) {
+    printError(error);
+    return EXIT_USAGE;
+  }
+  if (flags.help) {
+    console.log(USAGE);
+    return EXIT_OK;
+  }
+  if (flags.version) {
+    console.log(`udp-echo client ${VERSION}`);
+    return EXIT_OK;
+  }
+
+  let client: EchoClient;
+  try {
+    client = await EchoClient.open(target, { timeout, retries });
+    if (message !== undefined) {
+      checkPayloadSize(message.length, client.target.family);
+    }
+  } catch (error) {
+    printError(error);
+    // A payload over the limit is refused before anything is sent.
+    return error instanceof RangeError ? EXIT_USAGE : EXIT_FAILURE;
+  }
+
+  const report = flags.json
+    ? jsonReporter(client.target)
+    : textReporter(client.target, flags.quiet);
+  let failures = 0;
+  try {
+    const messages = message !== undefined ? [message] : stdinLines();
+    for await (const payload of messages) {
+      try {
+        report.sending(payload);
+        const reply = await client.echo(payload, {
+          onRetry: (retry, waitMs) => report.retrying(retry, retries, waitMs),
+        });
+        report.received(payload, reply);
+        if (!reply.matches) failures++;
+      } catch (error) {
+        report.failed(payload, error);
+        failures++;
+      }
+    }
+  } catch (error) {
+    printError(error);
+    failures++;
+  } finally {
+    report.closing();
+    await client.close();
+  }
+  return failures === 0 ? EXIT_OK : EXIT_FAILURE;
+}
+
+if (import.meta.main) Deno.exitCode = await main(Deno.args);

@@ -1,0 +1,340 @@
+import { deepEqual, equal, match, ok, throws } from "node:assert/strict";
+import { type EchoStats, serveEcho, type ServerEvent } from "./server.ts";
+import { RECEIVE_BUFFER_SIZE } from "./shared.ts";
+import { ROOT, runScript, startServer } from "./testing/cli.ts";
+
+/** Runs `test` against a server on a free port, then stops it. */
+async function withServer(
+  hostname: string,
+  test: (addr: Deno.NetAddr) => Promise<void>,
+  onEvent?: (event: ServerEvent) => void,
+): Promise<EchoStats> {
+  const controller = new AbortController();
+  const server = serveEcho({
+    hostname,
+    port: 0,
+    signal: controller.signal,
+    onEvent,
+  });
+  try {
+    await test(server.addr);
+  } finally {
+    controller.abort();
+  }
+  return await server.finished;
+}
+
+/** Sends `payload` from a fresh socket and returns the first datagram back. */
+async function exchange(
+  to: Deno.NetAddr,
+  payload: Uint8Array,
+): Promise<[Uint8Array, Deno.NetAddr]> {
+  const conn = Deno.listenDatagram({
+    transport: "udp",
+    hostname: to.hostname,
+    port: 0,
+  });
+  try {
+    await conn.send(payload, to);
+    const [data, from] = await conn.receive(
+      new Uint8Array(RECEIVE_BUFFER_SIZE),
+    );
+    return [data.slice(), from as Deno.NetAddr];
+  } finally {
+    conn.close();
+  }
+}
+
+function randomBytes(size: number): Uint8Array {
+  const bytes = new Uint8Array(size);
+  for (let i = 0; i < size; i += 65536) {
+    crypto.getRandomValues(bytes.subarray(i, Math.min(size, i + 65536)));
+  }
+  return bytes;
+}
+
+Deno.test("serveEcho() echoes a datagram byte for byte and counts it", async () => {
+  const payload = new TextEncoder().encode(
+    "This is our message. It will be sent all at once",
+  );
+  const stats = await withServer("127.0.0.1", async (addr) => {
+    const [reply, from] = await exchange(addr, payload);
+    deepEqual(reply, payload);
+    deepEqual({ hostname: from.hostname, port: from.port }, {
+      hostname: addr.hostname,
+      port: addr.port,
+    });
+  });
+  equal(stats.received, 1);
+  equal(stats.receivedBytes, 48);
+  equal(stats.echoed, 1);
+  equal(stats.echoedBytes, 48);
+  equal(stats.errors, 0);
+  ok(stats.uptimeMs >= 0);
+});
+
+Deno.test("serveEcho() echoes a zero-length datagram", async () => {
+  const stats = await withServer("127.0.0.1", async (addr) => {
+    const [reply] = await exchange(addr, new Uint8Array(0));
+    equal(reply.length, 0);
+  });
+  equal(stats.echoed, 1);
+});
+
+Deno.test("serveEcho() echoes 1, 1472, 8192 and 65507 bytes over IPv4 intact", async () => {
+  await withServer("127.0.0.1", async (addr) => {
+    for (const size of [1, 1472, 8192, 65_507]) {
+      const payload = randomBytes(size);
+      const [reply] = await exchange(addr, payload);
+      deepEqual(reply, payload, `${size} bytes`);
+    }
+  });
+});
+
+Deno.test("serveEcho() echoes 65527 bytes over ::1 intact", async () => {
+  await withServer("::1", async (addr) => {
+    equal(addr.hostname, "::1");
+    const payload = randomBytes(65_527);
+    const [reply] = await exchange(addr, payload);
+    equal(reply.length, 65_527);
+    deepEqual(reply, payload);
+  });
+});
+
+Deno.test("serveEcho() gives 50 concurrent clients each its own echo", async () => {
+  const stats = await withServer("127.0.0.1", async (addr) => {
+    const payloads = Array.from(
+      { length: 50 },
+      (_, i) => new TextEncoder().encode(`client ${i}`),
+    );
+    const replies = await Promise.all(
+      payloads.map((payload) => exchange(addr, payload)),
+    );
+    replies.forEach(([reply], i) => deepEqual(reply, payloads[i]));
+  });
+  equal(stats.echoed, 50);
+});
+
+Deno.test("serveEcho() keeps serving after a client vanished", async () => {
+  await withServer("127.0.0.1", async (addr) => {
+    const gone = Deno.listenDatagram({
+      transport: "udp",
+      hostname: "127.0.0.1",
+      port: 0,
+    });
+    await gone.send(new Uint8Array([1, 2, 3]), addr);
+    gone.close();
+    const payload = new Uint8Array([4, 5, 6]);
+    const [reply] = await exchange(addr, payload);
+    deepEqual(reply, payload);
+  });
+});
+
+Deno.test("serveEcho() keeps echoing when its onEvent throws", async () => {
+  let calls = 0;
+  const stats = await withServer("127.0.0.1", async (addr) => {
+    for (const byte of [1, 2]) {
+      const [reply] = await exchange(addr, new Uint8Array([byte]));
+      deepEqual(reply, new Uint8Array([byte]));
+    }
+  }, () => {
+    calls++;
+    throw new Error("log broke");
+  });
+  equal(calls, 2);
+  equal(stats.echoed, 2);
+});
+
+Deno.test("serveEcho() reports each datagram to onEvent with its payload", async () => {
+  const seen: string[] = [];
+  await withServer("127.0.0.1", async (addr) => {
+    await exchange(addr, new TextEncoder().encode("abc"));
+  }, (event) => {
+    if (event.type === "datagram") {
+      seen.push(`${new TextDecoder().decode(event.data)} ${event.sent}`);
+    }
+  });
+  deepEqual(seen, ["abc 3"]);
+});
+
+Deno.test("serveEcho() throws a one-line error when the port is in use", async () => {
+  await withServer("127.0.0.1", (addr) => {
+    throws(() => serveEcho({ hostname: "127.0.0.1", port: addr.port }), {
+      message: `Cannot bind 127.0.0.1:${addr.port}: address already in use`,
+    });
+    return Promise.resolve();
+  });
+});
+
+Deno.test("serveEcho() stops at once when its signal is already aborted", async () => {
+  const server = serveEcho({
+    hostname: "127.0.0.1",
+    port: 0,
+    signal: AbortSignal.abort(),
+  });
+  const stats = await server.finished;
+  equal(stats.received, 0);
+});
+
+Deno.test("server.ts starts up like the tutorial, on the port actually bound", async () => {
+  const server = await startServer(["-p", "0"]);
+  const { code, stdout, stderr } = await server.stop();
+  match(server.firstLine, /^starting up on localhost port \d+$/);
+  ok(server.port > 0);
+  equal(code, 0);
+  equal(stderr, "");
+  match(stdout, /\nwaiting to receive message\n/);
+  match(
+    stdout,
+    /\nshutting down: received 0 datagrams \(0 bytes\), echoed 0 datagrams \(0 bytes\), 0 errors, up \d+\.\d s\n$/,
+  );
+});
+
+Deno.test("server.ts tells each datagram's story and totals on SIGINT", async () => {
+  const server = await startServer(["-H", "127.0.0.1", "-p", "0"]);
+  const [, from] = await exchange(
+    { transport: "udp", hostname: "127.0.0.1", port: server.port },
+    new TextEncoder().encode("hello\n"),
+  );
+  const { code, stdout } = await server.stop("SIGINT");
+  equal(code, 0);
+  equal(from.port, server.port);
+  match(
+    stdout,
+    /received 6 bytes from 127\.0\.0\.1:\d+\n"hello\\n"\nsent 6 bytes back to 127\.0\.0\.1:\d+\nwaiting to receive message\n/,
+  );
+  match(
+    stdout,
+    /shutting down: received 1 datagram \(6 bytes\), echoed 1 datagram \(6 bytes\), 0 errors/,
+  );
+});
+
+Deno.test("server.ts stops on SIGTERM with totals", async () => {
+  const server = await startServer(["-p", "0", "-q"]);
+  const { code, stdout } = await server.stop("SIGTERM");
+  equal(code, 0);
+  match(stdout, /shutting down: /);
+  ok(
+    !stdout.includes("waiting to receive"),
+    "quiet prints no per-datagram lines",
+  );
+});
+
+Deno.test("server.ts --json prints only JSON events on stdout", async () => {
+  const server = await startServer(["-H", "::1", "-p", "0", "--json"]);
+  await exchange(
+    { transport: "udp", hostname: "::1", port: server.port },
+    new Uint8Array(3),
+  );
+  const { code, stdout } = await server.stop();
+  equal(code, 0);
+  const events = stdout.trim().split("\n").map((line) => JSON.parse(line));
+  deepEqual(events.map((event) => event.event), [
+    "listening",
+    "datagram",
+    "shutdown",
+  ]);
+  deepEqual(events[0], {
+    event: "listening",
+    host: "::1",
+    address: "::1",
+    port: server.port,
+  });
+  equal(events[1].bytes, 3);
+  equal(events[1].sent, 3);
+  match(events[1].from, /^\[::1\]:\d+$/);
+  equal(events[2].received, 1);
+  equal(events[2].echoed_bytes, 3);
+});
+
+Deno.test("server.ts exits 1 with one error line when the port is in use", async () => {
+  await withServer("127.0.0.1", async (addr) => {
+    const { code, stdout, stderr } = await runScript("server.ts", [
+      "-H",
+      "127.0.0.1",
+      "-p",
+      String(addr.port),
+    ]);
+    equal(code, 1);
+    equal(stdout, "");
+    equal(
+      stderr,
+      `error: cannot bind 127.0.0.1:${addr.port}: address already in use\n`,
+    );
+  });
+});
+
+Deno.test("server.ts exits 2 with one error line on bad usage", async () => {
+  const cases: [string[], string][] = [
+    [
+      ["--nope"],
+      "error: cannot parse flags: unknown flag --nope (see --help)\n",
+    ],
+    [
+      ["-p", "65536"],
+      'error: cannot use port "65536": expected an integer from 0 to 65535\n',
+    ],
+    [
+      ["-H", "bad host"],
+      'error: cannot use host "bad host": expected a host name, an IPv4 or an IPv6 address\n',
+    ],
+    [
+      ["extra"],
+      'error: cannot parse arguments: unexpected "extra" (see --help)\n',
+    ],
+    [["-p"], "error: cannot parse flags: --port needs a value\n"],
+  ];
+  for (const [args, expected] of cases) {
+    const { code, stdout, stderr } = await runScript("server.ts", args);
+    equal(code, 2, args.join(" "));
+    equal(stdout, "");
+    equal(stderr, expected);
+  }
+});
+
+Deno.test("server.ts without --allow-net fails with one line, no stack trace", async () => {
+  const { code, stderr } = await runScript("server.ts", ["-p", "0"], {
+    permissions: [],
+  });
+  equal(code, 1);
+  match(
+    stderr,
+    /^error: cannot bind localhost:0: requires net access to "localhost:0", run again with the --allow-net flag\n$/,
+  );
+});
+
+Deno.test("server.ts --help and --version exit 0", async () => {
+  const help = await runScript("server.ts", ["--help"]);
+  equal(help.code, 0);
+  match(help.stdout, /^Usage: server\.ts \[options\]/);
+  match(help.stdout, /Exit status: 0 .*1 .*2 usage error/s);
+  const version = await runScript("server.ts", ["-V"]);
+  equal(version.code, 0);
+  const { version: expected } = JSON.parse(
+    await Deno.readTextFile(new URL("deno.json", ROOT)),
+  );
+  equal(version.stdout, `udp-echo server ${expected}\n`);
+});
+
+Deno.test("server.ts answers a Python socket client written like the tutorial", async () => {
+  for (const host of ["127.0.0.1", "::1"]) {
+    const server = await startServer(["-H", host, "-p", "0", "-q"]);
+    try {
+      const client = await new Deno.Command("python3", {
+        args: [
+          new URL("testdata/py_echo_client.py", ROOT).pathname,
+          host,
+          String(server.port),
+          "from python",
+        ],
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      equal(client.code, 0, new TextDecoder().decode(client.stderr));
+      equal(new TextDecoder().decode(client.stdout), "from python\n");
+    } finally {
+      const { stdout } = await server.stop();
+      match(stdout, /echoed 1 datagram \(11 bytes\)/);
+    }
+  }
+});

@@ -1,0 +1,124 @@
+/**
+ * Runs the scripts as a user would, as subprocesses of the Deno that runs the
+ * tests, for tests that check exit codes and what reaches stdout and stderr.
+ *
+ * @module
+ */
+
+/** The project's root folder, where `deno.json` is. */
+export const ROOT: URL = new URL("../", import.meta.url);
+
+/** What a finished subprocess printed and returned. */
+export interface Output {
+  /** The exit code. */
+  code: number;
+  /** Everything written to stdout, as text. */
+  stdout: string;
+  /** Everything written to stderr, as text. */
+  stderr: string;
+}
+
+/** Options for {@linkcode runScript}. */
+export interface RunOptions {
+  /** Bytes or text for standard input; none closes it at once. */
+  stdin?: string | Uint8Array;
+  /** Deno permission flags; defaults to `--allow-net`. */
+  permissions?: string[];
+}
+
+function denoArgs(script: string, args: string[], permissions: string[]) {
+  return ["run", "--unstable-net", ...permissions, script, ...args];
+}
+
+/** Runs `script` (a path relative to the root) to its end. */
+export async function runScript(
+  script: string,
+  args: string[],
+  options: RunOptions = {},
+): Promise<Output> {
+  const { stdin, permissions = ["--allow-net"] } = options;
+  const child = new Deno.Command(Deno.execPath(), {
+    args: denoArgs(script, args, permissions),
+    cwd: ROOT,
+    stdin: stdin === undefined ? "null" : "piped",
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+  if (stdin !== undefined) {
+    const writer = child.stdin.getWriter();
+    await writer.write(
+      typeof stdin === "string" ? new TextEncoder().encode(stdin) : stdin,
+    );
+    await writer.close();
+  }
+  const { code, stdout, stderr } = await child.output();
+  const decoder = new TextDecoder();
+  return {
+    code,
+    stdout: decoder.decode(stdout),
+    stderr: decoder.decode(stderr),
+  };
+}
+
+/** A server script running as a subprocess. */
+export interface RunningServer {
+  /** The port it reported in its first line. */
+  port: number;
+  /** Its first line of output. */
+  firstLine: string;
+  /** Sends `signal` (SIGINT by default) and waits for the process to end. */
+  stop(signal?: Deno.Signal): Promise<Output>;
+}
+
+/**
+ * Starts `server.ts` with `args` and waits for its first line, from which
+ * the port is read: the last number of the text line, or `port` in JSON.
+ */
+export async function startServer(
+  args: string[],
+  script = "server.ts",
+): Promise<RunningServer> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: denoArgs(script, args, ["--allow-net"]),
+    cwd: ROOT,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+  const stderrText = new Response(child.stderr).text();
+  const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  while (!text.includes("\n")) {
+    const { value, done } = await lines.read();
+    if (done) {
+      const status = await child.status;
+      throw new Error(
+        `Cannot start server: exit ${status.code}: ${await stderrText}`,
+      );
+    }
+    text += value;
+  }
+  const firstLine = text.slice(0, text.indexOf("\n"));
+  const port = firstLine.startsWith("{")
+    ? JSON.parse(firstLine).port
+    : Number(/(\d+)$/.exec(firstLine)?.[1]);
+  const rest = (async () => {
+    let more = "";
+    while (true) {
+      const { value, done } = await lines.read();
+      if (done) return more;
+      more += value;
+    }
+  })();
+  return {
+    port,
+    firstLine,
+    async stop(signal: Deno.Signal = "SIGINT") {
+      child.kill(signal);
+      const { code } = await child.status;
+      return { code, stdout: text + await rest, stderr: await stderrText };
+    },
+  };
+}
