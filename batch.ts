@@ -616,9 +616,9 @@ export class BatchEngine {
             reason = "policy error";
           }
         }
-        if (this.#datagramEvents) this.#datagramEvent(i, size, reason);
       }
       if (reason !== undefined) {
+        if (this.#datagramEvents) this.#datagramEvent(i, size, reason);
         counts[C_DROPPED]!++;
         this.droppedBy[reason] = (this.droppedBy[reason] ?? 0) + 1;
         continue;
@@ -644,10 +644,12 @@ export class BatchEngine {
       );
       if (r > 0) {
         for (let j = sent; j < sent + r; j++) {
+          const slot = this.#keptSlot[j]!;
+          const size = u32[sendIovBase + slot * (IOVEC_SIZE >> 2) + 2]!;
           counts[C_ECHOED]!++;
-          counts[C_ECHOED_BYTES]! += u32[
-            sendIovBase + this.#keptSlot[j]! * (IOVEC_SIZE >> 2) + 2
-          ]!;
+          counts[C_ECHOED_BYTES]! += size;
+          // Like the socket backend, report a datagram once it is echoed.
+          if (this.#datagramEvents) this.#datagramEvent(slot, size, undefined);
         }
         sent += r;
         continue;
@@ -662,10 +664,11 @@ export class BatchEngine {
 
   #datagramEvent(i: number, size: number, reason: string | undefined): void {
     const slot = this.#slotOffset + i * RECEIVE_BUFFER_SIZE;
+    const addr = this.#addrOffset + i * SOCKADDR_SIZE;
     this.#onEvent!({
       event: "datagram",
-      hostname: this.#facts.hostname,
-      port: this.#facts.port,
+      hostname: this.#sourceName(addr),
+      port: sockaddrPort(this.#u8, addr),
       size,
       preview: this.#u8.slice(slot, slot + Math.min(size, this.#previewBytes)),
       dropped: reason,
@@ -889,16 +892,28 @@ export type WorkerMessage =
  */
 export function serveBatch(options: BatchServeOptions): BatchServer {
   checkBatchSupport();
+  // FFI sockets bypass Deno's net checks; ask for what listenDatagram would.
+  const where = formatAddress(options);
+  if (
+    Deno.permissions.querySync({ name: "net", host: where }).state !==
+      "granted"
+  ) {
+    throw new Error(
+      `Cannot bind ${where}: requires net access to "${where}", run again with the --allow-net flag`,
+      {
+        cause: new Deno.errors.NotCapable(`Requires net access to "${where}"`),
+      },
+    );
+  }
   const libc = openLibc();
   let socket: BoundSocket;
   try {
     socket = bindSocket(libc, options.hostname, options.port);
   } catch (error) {
     releaseLibc();
-    throw new Error(
-      `Cannot bind ${formatAddress(options)}: ${errorMessage(error)}`,
-      { cause: error },
-    );
+    throw new Error(`Cannot bind ${where}: ${errorMessage(error)}`, {
+      cause: error,
+    });
   }
   const countsBuffer = new SharedArrayBuffer(
     COUNTER_SLOTS * Float64Array.BYTES_PER_ELEMENT,

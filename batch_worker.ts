@@ -66,13 +66,15 @@ async function run(config: WorkerConfig): Promise<void> {
       engine.echo(n);
     } else if (n < 0) engine.receiveFailed(-n);
     if (gcEvery > 0 && ++batches % gcEvery === 0) engine.forceGc(gc!);
-    // Events leave in batches: when enough piled up, when a while passed, or
-    // when the receive came back empty (a timeout: the socket is idle).
+    // Events leave in batches: when the socket looked drained (a short or
+    // empty batch, so the loop is about to block), when many piled up, or
+    // when a while has passed under a flood.
     const dropped = engine.counts[4]!;
     if (events.length > 0 || dropped !== flushedDrops) {
       const now = performance.now();
       if (
-        n <= 0 || events.length >= 256 || now - lastFlush >= FLUSH_INTERVAL_MS
+        n < config.batchSize || events.length >= 256 ||
+        now - lastFlush >= FLUSH_INTERVAL_MS
       ) {
         post({
           type: "events",

@@ -45,6 +45,7 @@ import {
   RECEIVE_BUFFER_SIZE,
   VERSION,
 } from "./shared.ts";
+import { type BatchEvent, checkBatchSupport, serveBatch } from "./batch.ts";
 
 /** Counters of what a server has done since it started. */
 export interface EchoStats {
@@ -102,7 +103,24 @@ export interface ServeEchoOptions {
    * an exception it throws is ignored.
    */
   onEvent?: (event: ServerEvent) => void;
+  /**
+   * Report each datagram to `onEvent` (the default); `false` reports only
+   * errors, which spares the batch backend copying every payload.
+   */
+  datagramEvents?: boolean;
+  /**
+   * How datagrams move: `"socket"` (the default, `Deno.listenDatagram`) or
+   * `"batch"` (Linux `recvmmsg`/`sendmmsg` in a Worker; needs `--allow-ffi`,
+   * see `batch.ts`).
+   */
+  io?: IoBackend;
 }
+
+/** The I/O backends of {@linkcode serveEcho}. */
+export type IoBackend = "socket" | "batch";
+
+/** The names `--io` accepts. */
+export const IO_BACKENDS: readonly IoBackend[] = ["socket", "batch"];
 
 /** A running echo server. */
 export interface EchoServer {
@@ -144,8 +162,11 @@ const RECEIVE_ERROR_PAUSE_MS = 50;
  * ```
  */
 export function serveEcho(options: ServeEchoOptions = {}): EchoServer {
+  if (options.io === "batch") return serveEchoBatch(options);
   const { hostname = DEFAULT_HOST, port = DEFAULT_PORT, signal, onEvent } =
     options;
+  const datagramEvents = onEvent !== undefined &&
+    options.datagramEvents !== false;
   let conn: Deno.DatagramConn;
   try {
     conn = Deno.listenDatagram({ transport: "udp", hostname, port });
@@ -211,7 +232,7 @@ export function serveEcho(options: ServeEchoOptions = {}): EchoServer {
         const sent = await conn.send(data, from);
         counters.echoed++;
         counters.echoedBytes += sent;
-        if (onEvent) emit({ type: "datagram", from, data, sent });
+        if (datagramEvents) emit({ type: "datagram", from, data, sent });
       } catch (error) {
         if (closed) break;
         counters.errors++;
@@ -229,6 +250,57 @@ export function serveEcho(options: ServeEchoOptions = {}): EchoServer {
   return { addr: conn.addr as Deno.NetAddr, finished, stats };
 }
 
+/** {@linkcode serveEcho} with `io: "batch"`: the same contract over batch.ts. */
+function serveEchoBatch(options: ServeEchoOptions): EchoServer {
+  const { hostname = DEFAULT_HOST, port = DEFAULT_PORT, signal, onEvent } =
+    options;
+  const emit = (event: BatchEvent) => {
+    if (event.event === "datagram") {
+      if (event.dropped !== undefined) return;
+      onEvent?.({
+        type: "datagram",
+        from: { transport: "udp", hostname: event.hostname, port: event.port },
+        data: event.preview,
+        sent: event.size,
+      });
+    } else {
+      onEvent?.({
+        type: "error",
+        operation: event.op,
+        ...(event.hostname === undefined ? {} : {
+          peer: {
+            transport: "udp",
+            hostname: event.hostname,
+            port: event.port!,
+          },
+        }),
+        error: new Error(event.message),
+      });
+    }
+  };
+  const server = serveBatch({
+    hostname,
+    port,
+    signal,
+    onEvent: emit,
+    datagramEvents: onEvent !== undefined && options.datagramEvents !== false,
+    previewBytes: RECEIVE_BUFFER_SIZE,
+  });
+  const startedAt = performance.now();
+  const stats = (): EchoStats => {
+    const counters = server.counters();
+    return {
+      received: counters.received,
+      receivedBytes: counters.receivedBytes,
+      echoed: counters.echoed,
+      echoedBytes: counters.echoedBytes,
+      errors: counters.errors,
+      uptimeMs: performance.now() - startedAt,
+    };
+  };
+  return { addr: server.addr, finished: server.finished.then(stats), stats };
+}
+
 const USAGE = `Usage: server.ts [options]
 
 A UDP echo server (RFC 862): every datagram goes back to its sender, byte for byte.
@@ -238,6 +310,8 @@ Options:
   -p, --port N      port to bind, 0 picks a free one (default: ${DEFAULT_PORT})
   -q, --quiet       print no lines per datagram, only start-up and totals
       --json        print one JSON event per line on stdout instead of text
+      --io MODE     socket (default) or batch: recvmmsg/sendmmsg in a Worker,
+                    Linux only, needs --allow-ffi (deno task server:fast)
   -h, --help        show this help and exit
   -V, --version     show the version and exit
 
@@ -249,6 +323,7 @@ const FLAGS = {
   port: { type: "string", short: "p", default: String(DEFAULT_PORT) },
   quiet: { type: "boolean", short: "q", default: false },
   json: { type: "boolean", default: false },
+  io: { type: "string", default: "socket" },
   help: { type: "boolean", short: "h", default: false },
   version: { type: "boolean", short: "V", default: false },
 } as const;
@@ -299,6 +374,15 @@ function logJson(event: ServerEvent): void {
   ));
 }
 
+function parseIo(text: string): IoBackend {
+  if (!(IO_BACKENDS as readonly string[]).includes(text)) {
+    throw new TypeError(
+      `Cannot use --io "${text}": expected ${IO_BACKENDS.join(" or ")}`,
+    );
+  }
+  return text as IoBackend;
+}
+
 function onShutdownSignal(abort: () => void): () => void {
   const signals: Deno.Signal[] = Deno.build.os === "windows"
     ? ["SIGINT", "SIGBREAK"]
@@ -312,6 +396,7 @@ function onShutdownSignal(abort: () => void): () => void {
 async function main(args: string[]): Promise<number> {
   let hostname: string;
   let port: number;
+  let io: IoBackend;
   let flags;
   try {
     const parsed = parseFlags(args, FLAGS);
@@ -325,6 +410,7 @@ async function main(args: string[]): Promise<number> {
     }
     hostname = parseHost(flags.host);
     port = parsePort(flags.port);
+    io = parseIo(flags.io);
   } catch (error) {
     printError(error);
     return EXIT_USAGE;
@@ -338,6 +424,15 @@ async function main(args: string[]): Promise<number> {
     return EXIT_OK;
   }
 
+  if (io === "batch") {
+    try {
+      checkBatchSupport();
+    } catch (error) {
+      printError(error);
+      return EXIT_USAGE;
+    }
+  }
+
   const json = flags.json;
   const log = json ? logJson : logText;
   const controller = new AbortController();
@@ -347,9 +442,9 @@ async function main(args: string[]): Promise<number> {
       hostname,
       port,
       signal: controller.signal,
-      onEvent: flags.quiet
-        ? (event) => event.type === "error" && log(event)
-        : log,
+      onEvent: log,
+      datagramEvents: !flags.quiet,
+      io,
     });
   } catch (error) {
     printError(error);

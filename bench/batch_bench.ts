@@ -181,8 +181,19 @@ async function main(args: string[]): Promise<number> {
             );
           }
         } finally {
-          child.kill("SIGTERM");
-          await child.status;
+          try {
+            child.kill("SIGTERM");
+          } catch {
+            // Already gone: reported below.
+          }
+          const status = await child.status;
+          if (status.signal !== null && status.signal !== "SIGTERM") {
+            console.error(
+              `round ${round + 1} ${name}: died of ${status.signal}`,
+            );
+          } else if (!status.success && status.signal === null) {
+            console.error(`round ${round + 1} ${name}: exited ${status.code}`);
+          }
         }
       }
     }
