@@ -8,6 +8,11 @@
  * Usage (hold the machine's bench lock):
  *   flock /tmp/bench.lock deno run -A bench/batch_bench.ts [--rounds N] [--seconds S] [--windows 1,32] [--size 64] [--servers c,worker,main] [--host 127.0.0.1]
  *
+ * Servers: `c` (bench/echo_mmsg.c), `worker` (serveBatch), `worker-hook`
+ * (serveBatch calling a decide hook per datagram), `main` (the engine on the
+ * main thread with nonblocking FFI receives), `server-batch` and
+ * `server-socket` (server.ts -q with each backend).
+ *
  * @module
  */
 
@@ -41,6 +46,8 @@ function serverCommand(name: string, bin: string, host: string): string[] {
       return [`${bin}/echo_mmsg`, host, "0"];
     case "worker":
       return [deno, ...ffi, `${HERE}batch_server.ts`, host];
+    case "worker-hook":
+      return [deno, ...ffi, `${HERE}batch_server.ts`, "--hook", host];
     case "main":
       return [deno, ...ffi, `${HERE}batch_server.ts`, "--main", host];
     case "server-batch":

@@ -3,7 +3,7 @@
  * (`--main`) the same engine on the main thread with nonblocking FFI receives,
  * to compare the two ways of keeping the event loop free.
  *
- * Usage: deno run --allow-ffi --allow-read --allow-net bench/batch_server.ts [--main] HOST
+ * Usage: deno run --allow-ffi --allow-read --allow-net bench/batch_server.ts [--main | --hook] HOST
  * Prints `listening PORT`, serves until SIGTERM/SIGINT.
  *
  * @module
@@ -64,8 +64,12 @@ function serveOnMainThread(
 }
 
 if (import.meta.main) {
-  const main = Deno.args[0] === "--main";
-  const hostname = Deno.args[main ? 1 : 0] ?? "127.0.0.1";
+  const main = Deno.args.includes("--main");
+  // --hook: call a decide hook per datagram (it reads the source address and
+  // port, so the address cache and the call are measured too).
+  const hook = Deno.args.includes("--hook");
+  const hostname = Deno.args.find((arg) => !arg.startsWith("--")) ??
+    "127.0.0.1";
   const controller = new AbortController();
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
     Deno.addSignalListener(signal, () => controller.abort());
@@ -73,7 +77,15 @@ if (import.meta.main) {
   const server = main
     ? serveOnMainThread(hostname, controller.signal)
     : (() => {
-      const s = serveBatch({ hostname, port: 0, signal: controller.signal });
+      const s = serveBatch({
+        hostname,
+        port: 0,
+        signal: controller.signal,
+        decideModule: hook
+          ? new URL("../testdata/decide_drop13.ts", import.meta.url).href
+          : undefined,
+        decideOptions: { size: 13 },
+      });
       return { port: s.addr.port, finished: s.finished };
     })();
   console.log(`listening ${server.port}`);
