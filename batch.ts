@@ -535,15 +535,24 @@ export class BatchEngine {
     return -lastErrno(this.#libc);
   }
 
-  /** Reports a failed receive (errno as `receive()` returned it, negated). */
-  receiveFailed(errno: number): void {
-    if (errno === EINTR || errno === EAGAIN) return;
+  /**
+   * Reports a failed receive (errno as `receive()` returned it, negated);
+   * returns whether it was a real failure, not a timeout or an interruption.
+   */
+  receiveFailed(errno: number): boolean {
+    if (errno === EINTR || errno === EAGAIN) return false;
     this.counts[C_ERRORS]!++;
     this.#onEvent?.({
       event: "error",
       op: "receive",
       message: describeErrno(this.#libc, errno),
     });
+    return true;
+  }
+
+  /** Datagrams dropped so far. */
+  get dropped(): number {
+    return this.counts[C_DROPPED]!;
   }
 
   #sourceName(addr: number): string {
@@ -976,6 +985,7 @@ export function serveBatch(options: BatchServeOptions): BatchServer {
     // Worker closes nothing itself, so this fd cannot have been reused.
     libc.symbols.shutdown(socket.fd, SHUT_RDWR);
     Atomics.store(controlFlags, 0, 1);
+    Atomics.notify(controlFlags, 0);
   };
   const finished = (async () => {
     try {

@@ -1,4 +1,4 @@
-import { deepEqual, equal, ok, throws } from "node:assert/strict";
+import { deepEqual, equal, ok, rejects, throws } from "node:assert/strict";
 import {
   type BatchEvent,
   type BatchServer,
@@ -303,4 +303,19 @@ Deno.test("batch stress: random sizes with gc() on both sides, no corruption", a
   equal(result.serverErrors, 0);
   ok(result.intact >= 20_000);
   ok(result.clientGcs > 0 && result.serverGcs > 0, text);
+});
+
+Deno.test("serveBatch() rejects finished and frees the port when its Worker fails", async () => {
+  const server = serveBatch({
+    hostname: "127.0.0.1",
+    port: 0,
+    decideModule: new URL("./testdata/no_such_module.ts", import.meta.url).href,
+  });
+  await rejects(server.finished, /^Error: Cannot run the batch loop: /);
+  const again = Deno.listenDatagram({
+    transport: "udp",
+    hostname: "127.0.0.1",
+    port: server.addr.port,
+  });
+  again.close();
 });

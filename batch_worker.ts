@@ -19,6 +19,9 @@ import { errorMessage } from "./shared.ts";
 
 /** How often, at most, pending events go to the main thread. */
 const FLUSH_INTERVAL_MS = 50;
+/** Receive failures in a row after which the loop pauses between tries. */
+const RECEIVE_ERRORS_BEFORE_PAUSE = 3;
+const RECEIVE_ERROR_PAUSE_MS = 50;
 
 declare const self: {
   onmessage: ((event: MessageEvent<WorkerConfig>) => void) | null;
@@ -59,17 +62,26 @@ async function run(config: WorkerConfig): Promise<void> {
   let batches = 0;
   let flushedDrops = 0;
   let lastFlush = performance.now();
+  let failuresInRow = 0;
   while (Atomics.load(control, 0) === 0) {
     const n = engine.receive();
+    // Stopping: whatever shutdown() made the receive return is no datagram.
+    if (Atomics.load(control, 0) !== 0) break;
     if (n > 0) {
-      if (Atomics.load(control, 0) !== 0) break;
       engine.echo(n);
-    } else if (n < 0) engine.receiveFailed(-n);
+      failuresInRow = 0;
+    } else if (n < 0 && engine.receiveFailed(-n)) {
+      // A socket that fails at once must not spin a core: pause, but wake
+      // as soon as the main thread asks the loop to stop.
+      if (++failuresInRow >= RECEIVE_ERRORS_BEFORE_PAUSE) {
+        Atomics.wait(control, 0, 0, RECEIVE_ERROR_PAUSE_MS);
+      }
+    }
     if (gcEvery > 0 && ++batches % gcEvery === 0) engine.forceGc(gc!);
     // Events leave in batches: when the socket looked drained (a short or
     // empty batch, so the loop is about to block), when many piled up, or
     // when a while has passed under a flood.
-    const dropped = engine.counts[4]!;
+    const dropped = engine.dropped;
     if (events.length > 0 || dropped !== flushedDrops) {
       const now = performance.now();
       if (

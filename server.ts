@@ -462,7 +462,15 @@ async function main(args: string[]): Promise<number> {
     console.log(`starting up on ${flags.host} port ${server.addr.port}`);
     if (!flags.quiet) console.log("waiting to receive message");
   }
-  const stats = await server.finished;
+  let stats: EchoStats;
+  try {
+    stats = await server.finished;
+  } catch (error) {
+    // Only the batch backend can fail after binding (its Worker may not run).
+    removeSignalListeners();
+    printError(error);
+    return EXIT_FAILURE;
+  }
   removeSignalListeners();
   if (json) {
     console.log(JSON.stringify({
