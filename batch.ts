@@ -253,9 +253,23 @@ export interface DatagramFacts {
 /**
  * Decides one datagram: `undefined` echoes it, a string drops it and is the
  * reason counted. The engine passes the same object for every datagram, so a
- * hook must read it and not keep it.
+ * hook must read it and not keep it. A hook may also count the sources it
+ * tracks (`activeSources`), which the loop samples a few times a second.
  */
-export type DecideHook = (facts: Readonly<DatagramFacts>) => string | undefined;
+export type DecideHook =
+  & ((facts: Readonly<DatagramFacts>) => string | undefined)
+  & {
+    activeSources?: (now: number) => number;
+  };
+
+/**
+ * What a decide module (see {@linkcode BatchServeOptions.decideModule})
+ * exports: a factory given the options and the socket's own address.
+ */
+export interface DecideModule {
+  /** Builds the hook inside the Worker. */
+  createDecideHook(options: unknown, local: Deno.NetAddr): DecideHook;
+}
 
 /** What became of one datagram, for logging. */
 export interface BatchDatagramEvent {
@@ -310,6 +324,8 @@ export interface BatchCounters {
   batches: number;
   /** `gc()` calls the loop made (see `gcEveryBatches`). */
   forcedGcs: number;
+  /** What the decide hook's `activeSources` last said (0 without one). */
+  activeSources: number;
 }
 
 /** Indices into the shared counter array. */
@@ -321,8 +337,9 @@ const C_DROPPED = 4;
 const C_ERRORS = 5;
 const C_BATCHES = 6;
 const C_FORCED_GCS = 7;
+const C_ACTIVE_SOURCES = 8;
 /** The number of counters. */
-export const COUNTER_SLOTS = 8;
+export const COUNTER_SLOTS = 9;
 
 /** Reads a counter array (see {@linkcode BatchEngine.counts}) into an object. */
 export function readCounters(
@@ -339,6 +356,7 @@ export function readCounters(
     errors: counts[C_ERRORS]!,
     batches: counts[C_BATCHES]!,
     forcedGcs: counts[C_FORCED_GCS]!,
+    activeSources: counts[C_ACTIVE_SOURCES]!,
   };
 }
 
@@ -553,6 +571,12 @@ export class BatchEngine {
   /** Datagrams dropped so far. */
   get dropped(): number {
     return this.counts[C_DROPPED]!;
+  }
+
+  /** Samples the decide hook's count of active sources into the totals. */
+  sampleActiveSources(): void {
+    const count = this.#decide?.activeSources?.(performance.now());
+    if (count !== undefined) this.counts[C_ACTIVE_SOURCES] = count;
   }
 
   #sourceName(addr: number): string {
@@ -828,12 +852,16 @@ export interface BatchServeOptions {
   /** Aborting stops the server; `finished` settles once the socket is closed. */
   signal?: AbortSignal;
   /**
-   * A module (URL) exporting `createDecideHook(options): DecideHook`; the
-   * Worker imports it and calls the hook per datagram. Echo all when absent.
+   * A module (URL) that exports `createDecideHook` (see
+   * {@linkcode DecideModule}); the Worker imports it and calls the hook per
+   * datagram. Echo all when absent.
    */
   decideModule?: string;
-  /** Passed to `createDecideHook` (structured-cloned into the Worker). */
-  decideOptions?: unknown;
+  /**
+   * Passed to `createDecideHook` (structured-cloned into the Worker); a
+   * function is called with the bound address to make them.
+   */
+  decideOptions?: unknown | ((addr: Deno.NetAddr) => unknown);
   /** Receives events; datagram events only with `datagramEvents`. */
   onEvent?: (event: BatchEvent) => void;
   /** Report every datagram to `onEvent` (costs a copy of its preview). */
@@ -970,7 +998,9 @@ export function serveBatch(options: BatchServeOptions): BatchServer {
     counts: countsBuffer,
     control,
     decideModule: options.decideModule,
-    decideOptions: options.decideOptions,
+    decideOptions: typeof options.decideOptions === "function"
+      ? options.decideOptions(socket.addr)
+      : options.decideOptions,
     datagramEvents: options.datagramEvents === true,
     previewBytes: options.previewBytes ?? DEFAULT_PREVIEW_BYTES,
     gcEveryBatches: options.gcEveryBatches ?? 0,

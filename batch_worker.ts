@@ -11,6 +11,7 @@ import {
   BatchEngine,
   type BatchEvent,
   type DecideHook,
+  type DecideModule,
   openLibc,
   type WorkerConfig,
   type WorkerMessage,
@@ -19,6 +20,8 @@ import { errorMessage } from "./shared.ts";
 
 /** How often, at most, pending events go to the main thread. */
 const FLUSH_INTERVAL_MS = 50;
+/** How often the decide hook's active sources are counted (a table scan). */
+const SAMPLE_INTERVAL_MS = 250;
 /** Receive failures in a row after which the loop pauses between tries. */
 const RECEIVE_ERRORS_BEFORE_PAUSE = 3;
 const RECEIVE_ERROR_PAUSE_MS = 50;
@@ -36,8 +39,12 @@ async function loadDecideHook(
   config: WorkerConfig,
 ): Promise<DecideHook | undefined> {
   if (config.decideModule === undefined) return undefined;
-  const module = await import(config.decideModule);
-  return module.createDecideHook(config.decideOptions) as DecideHook;
+  const module: DecideModule = await import(config.decideModule);
+  return module.createDecideHook(config.decideOptions, {
+    transport: "udp",
+    hostname: config.localHostname,
+    port: config.localPort,
+  });
 }
 
 async function run(config: WorkerConfig): Promise<void> {
@@ -63,6 +70,7 @@ async function run(config: WorkerConfig): Promise<void> {
   let flushedDrops = 0;
   let lastFlush = performance.now();
   let failuresInRow = 0;
+  let lastSample = 0;
   while (Atomics.load(control, 0) === 0) {
     const n = engine.receive();
     // Stopping: whatever shutdown() made the receive return is no datagram.
@@ -78,6 +86,13 @@ async function run(config: WorkerConfig): Promise<void> {
       }
     }
     if (gcEvery > 0 && ++batches % gcEvery === 0) engine.forceGc(gc!);
+    if (decide?.activeSources !== undefined) {
+      const now = performance.now();
+      if (now - lastSample >= SAMPLE_INTERVAL_MS) {
+        engine.sampleActiveSources();
+        lastSample = now;
+      }
+    }
     // Events leave in batches: when the socket looked drained (a short or
     // empty batch, so the loop is about to block), when many piled up, or
     // when a while has passed under a flood.

@@ -39,6 +39,7 @@
 import {
   type AddressFamily,
   checkPayloadSize,
+  checkUnstableNet,
   DEFAULT_HOST,
   DEFAULT_PORT,
   errorMessage,
@@ -47,6 +48,7 @@ import {
   EXIT_USAGE,
   formatAddress,
   type HostPort,
+  isUnspecified,
   parseFlags,
   parseHost,
   parsePort,
@@ -96,8 +98,16 @@ export interface EchoReply {
   matches: boolean;
   /** How many sends it took. */
   tries: number;
-  /** Milliseconds from the last send to the echo. */
+  /** Milliseconds from the last send to the echo; after a retry, the echo may answer an earlier send. */
   rttMs: number;
+}
+
+/** What an {@linkcode EchoTimeoutError} reports. */
+export interface EchoTimeoutErrorOptions {
+  /** How many sends went unanswered. */
+  tries: number;
+  /** Milliseconds waited in all. */
+  waitedMs: number;
 }
 
 /** No echo came back after every try. */
@@ -105,8 +115,9 @@ export class EchoTimeoutError extends Error {
   /** How many sends went unanswered. */
   readonly tries: number;
 
-  /** Creates the error for a target and the sends made. */
-  constructor(target: HostPort, tries: number, waitedMs: number) {
+  /** Creates the error for a target, the sends made and the time waited. */
+  constructor(target: HostPort, options: EchoTimeoutErrorOptions) {
+    const { tries, waitedMs } = options;
     super(
       `Cannot get an echo from ${
         formatAddress(target)
@@ -176,6 +187,7 @@ export class EchoClient {
   ): Promise<EchoClient> {
     const { timeout = DEFAULT_TIMEOUT_MS, retries = DEFAULT_RETRIES } = options;
     checkTimingOptions(timeout, retries);
+    checkUnstableNet();
     if (
       !Number.isInteger(target.port) || target.port < 1 || target.port > 65535
     ) {
@@ -184,6 +196,13 @@ export class EchoClient {
       );
     }
     const resolved = await resolveAddress(target, { family: options.family });
+    if (isUnspecified(resolved.hostname)) {
+      throw new RangeError(
+        `Cannot send to ${resolved.hostname}: it is the unspecified address; use ${
+          resolved.family === "IPv6" ? "::1" : "127.0.0.1"
+        } for this machine`,
+      );
+    }
     const conn = Deno.listenDatagram({
       transport: "udp",
       hostname: resolved.family === "IPv6" ? "::" : "0.0.0.0",
@@ -213,8 +232,10 @@ export class EchoClient {
       if (tries > 1) options.onRetry?.(tries - 1, wait);
       const sentAt = performance.now();
       await this.#conn.send(payload, { transport: "udp", ...this.target });
-      const data = await this.#receiveReply(sentAt + wait);
+      const data = await this.#receiveReply(payload, sentAt + wait);
       if (data !== undefined) {
+        // The echoes of the other sends may still come.
+        if (tries > 1) this.#remember(payload);
         return {
           data,
           matches: equalBytes(data, payload),
@@ -223,19 +244,26 @@ export class EchoClient {
         };
       }
     }
+    this.#remember(payload);
+    throw new EchoTimeoutError(this.target, {
+      tries: this.#retries + 1,
+      waitedMs: performance.now() - started,
+    });
+  }
+
+  /** Keeps a payload whose echo may still come, to ignore it then. */
+  #remember(payload: Uint8Array): void {
     this.#unanswered.push(payload.slice());
     if (this.#unanswered.length > REMEMBERED_UNANSWERED) {
       this.#unanswered.shift();
     }
-    throw new EchoTimeoutError(
-      this.target,
-      this.#retries + 1,
-      performance.now() - started,
-    );
   }
 
-  /** Waits until `deadline` for a datagram from the target; copies it out. */
-  async #receiveReply(deadline: number): Promise<Uint8Array | undefined> {
+  /** Waits until `deadline` for the echo of `payload`; copies it out. */
+  async #receiveReply(
+    payload: Uint8Array,
+    deadline: number,
+  ): Promise<Uint8Array | undefined> {
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timedOut = new Promise<undefined>((resolve) => {
       timer = setTimeout(
@@ -264,7 +292,9 @@ export class EchoClient {
           sender.port !== this.target.port ||
           !sameHost(sender.hostname, this.target.hostname)
         ) continue;
-        if (this.#unanswered.some((late) => equalBytes(late, data))) continue;
+        const late = !equalBytes(data, payload) &&
+          this.#unanswered.some((earlier) => equalBytes(earlier, data));
+        if (late) continue;
         return data.slice();
       }
     } finally {
@@ -332,23 +362,55 @@ function parseWholeNumber(text: string, what: string): number {
   return Number(text);
 }
 
-/** Yields each line of standard input as bytes, without its line ending. */
-async function* stdinLines(): AsyncGenerator<Uint8Array> {
-  let rest = new Uint8Array(0);
-  for await (const chunk of Deno.stdin.readable) {
-    const joined = new Uint8Array(rest.length + chunk.length);
-    joined.set(rest);
-    joined.set(chunk, rest.length);
-    let start = 0;
-    for (let i = 0; i < joined.length; i++) {
-      if (joined[i] !== 0x0a) continue;
-      const end = i > start && joined[i - 1] === 0x0d ? i - 1 : i;
-      yield joined.slice(start, end);
-      start = i + 1;
+/**
+ * Yields each line of standard input, without its line ending, as bytes; a
+ * line too long for any datagram is not kept, and yields only its length.
+ */
+async function* stdinLines(): AsyncGenerator<Uint8Array | number> {
+  let pieces: Uint8Array[] = [];
+  let length = 0;
+  const add = (piece: Uint8Array) => {
+    length += piece.length;
+    // Past any datagram's size only the count matters.
+    if (length <= RECEIVE_BUFFER_SIZE) pieces.push(piece.slice());
+  };
+  const finish = (): Uint8Array | number => {
+    let line: Uint8Array | number = length;
+    if (length <= RECEIVE_BUFFER_SIZE) {
+      const bytes = new Uint8Array(length);
+      let offset = 0;
+      for (const piece of pieces) {
+        bytes.set(piece, offset);
+        offset += piece.length;
+      }
+      line = bytes.at(-1) === 0x0d ? bytes.subarray(0, -1) : bytes;
     }
-    rest = joined.slice(start);
+    pieces = [];
+    length = 0;
+    return line;
+  };
+  for await (const chunk of Deno.stdin.readable) {
+    let start = 0;
+    for (let end; (end = chunk.indexOf(0x0a, start)) !== -1; start = end + 1) {
+      add(chunk.subarray(start, end));
+      yield finish();
+    }
+    add(chunk.subarray(start));
   }
-  if (rest.length > 0) yield rest;
+  if (length > 0) yield finish();
+}
+
+const encoder = new TextEncoder();
+
+/** Writes all of `bytes` to stdout; throws `BrokenPipe` once it is closed. */
+function writeOut(bytes: Uint8Array): void {
+  for (let done = 0; done < bytes.length;) {
+    done += Deno.stdout.writeSync(bytes.subarray(done));
+  }
+}
+
+function printLine(text: string): void {
+  writeOut(encoder.encode(`${text}\n`));
 }
 
 function mismatch(
@@ -364,57 +426,52 @@ interface Reporter {
   sending(payload: Uint8Array): void;
   retrying(retry: number, retries: number, waitMs: number): void;
   received(payload: Uint8Array, reply: EchoReply): void;
-  failed(payload: Uint8Array, error: unknown): void;
+  failed(size: number, error: unknown): void;
   closing(): void;
 }
 
 function textReporter(target: ResolvedAddress, quiet: boolean): Reporter {
-  const stdout = Deno.stdout;
-  const newline = new Uint8Array([0x0a]);
+  const say = quiet ? () => {} : printLine;
   return {
     sending(payload) {
-      if (!quiet) console.log(`sending ${previewPayload(payload)}`);
-      if (!quiet) console.log("waiting to receive");
+      say(`sending ${previewPayload(payload)}`);
+      say("waiting to receive");
     },
     retrying(retry, retries, waitMs) {
-      if (!quiet) {
-        console.log(
-          `no reply yet; sending again (retry ${retry} of ${retries}, waiting ${waitMs} ms)`,
-        );
-      }
+      say(
+        `no reply yet; sending again (retry ${retry} of ${retries}, waiting ${waitMs} ms)`,
+      );
     },
     received(payload, reply) {
       if (quiet) {
-        stdout.writeSync(reply.data);
-        stdout.writeSync(newline);
+        writeOut(reply.data);
+        writeOut(encoder.encode("\n"));
       } else {
-        console.log(`received ${previewPayload(reply.data)}`);
+        printLine(`received ${previewPayload(reply.data)}`);
       }
-      if (!reply.matches) {
-        printError(mismatch(target, payload, reply));
-      }
+      if (!reply.matches) printError(mismatch(target, payload, reply));
     },
-    failed(_payload, error) {
+    failed(_size, error) {
       printError(error);
     },
     closing() {
-      if (!quiet) console.log("closing socket");
+      say("closing socket");
     },
   };
 }
 
 function jsonReporter(target: ResolvedAddress): Reporter {
-  const base = (payload: Uint8Array) => ({
+  const base = (size: number) => ({
     target: formatAddress(target),
-    sent_bytes: payload.length,
+    sent_bytes: size,
   });
   return {
     sending() {},
     retrying() {},
     received(payload, reply) {
-      console.log(JSON.stringify({
+      printLine(JSON.stringify({
         event: "reply",
-        ...base(payload),
+        ...base(payload.length),
         received_bytes: reply.data.length,
         match: reply.matches,
         tries: reply.tries,
@@ -422,10 +479,10 @@ function jsonReporter(target: ResolvedAddress): Reporter {
       }));
       if (!reply.matches) printError(mismatch(target, payload, reply));
     },
-    failed(payload, error) {
-      console.log(JSON.stringify({
+    failed(size, error) {
+      printLine(JSON.stringify({
         event: error instanceof EchoTimeoutError ? "timeout" : "error",
-        ...base(payload),
+        ...base(size),
         ...(error instanceof EchoTimeoutError ? { tries: error.tries } : {}),
         message: errorMessage(error),
       }));
@@ -435,70 +492,95 @@ function jsonReporter(target: ResolvedAddress): Reporter {
   };
 }
 
+interface ClientCommand {
+  target: HostPort;
+  timeout: number;
+  retries: number;
+  /** The message to send, or none to send each line of stdin. */
+  message?: Uint8Array;
+  quiet: boolean;
+  json: boolean;
+}
+
+/** Reads the command line; throws on bad usage, returns a code for --help. */
+function parseCommand(args: string[]): ClientCommand | number {
+  const { values: flags, positionals: words } = parseFlags(args, FLAGS);
+  if (flags.help) {
+    printLine(USAGE);
+    return EXIT_OK;
+  }
+  if (flags.version) {
+    printLine(`udp-echo client ${VERSION}`);
+    return EXIT_OK;
+  }
+  const fromStdin = words.length === 1 && words[0] === "-";
+  if (!fromStdin && words.includes("-")) {
+    throw new TypeError(
+      `Cannot parse arguments: "-" (read standard input) stands alone`,
+    );
+  }
+  const target = {
+    hostname: parseHost(flags.host),
+    port: parsePort(flags.port),
+  };
+  if (target.port === 0) {
+    throw new RangeError(
+      "Cannot send to port 0: expected an integer from 1 to 65535",
+    );
+  }
+  const timeout = parseWholeNumber(flags.timeout, "timeout");
+  const retries = parseWholeNumber(flags.retries, "retries");
+  checkTimingOptions(timeout, retries);
+  return {
+    target,
+    timeout,
+    retries,
+    message: fromStdin
+      ? undefined
+      : encoder.encode(words.length > 0 ? words.join(" ") : DEFAULT_MESSAGE),
+    quiet: flags.quiet,
+    json: flags.json,
+  };
+}
+
 async function main(args: string[]): Promise<number> {
-  let flags;
-  let target: HostPort;
-  let timeout: number;
-  let retries: number;
-  let fromStdin: boolean;
-  let message: Uint8Array | undefined;
+  let command: ClientCommand | number;
   try {
-    const parsed = parseFlags(args, FLAGS);
-    flags = parsed.values;
-    const words = parsed.positionals;
-    fromStdin = words.length === 1 && words[0] === "-";
-    if (!fromStdin && words.includes("-")) {
-      throw new TypeError(
-        `Cannot parse arguments: "-" (read standard input) stands alone`,
-      );
-    }
-    target = { hostname: parseHost(flags.host), port: parsePort(flags.port) };
-    if (target.port === 0) {
-      throw new RangeError(
-        "Cannot send to port 0: expected an integer from 1 to 65535",
-      );
-    }
-    timeout = parseWholeNumber(flags.timeout, "timeout");
-    retries = parseWholeNumber(flags.retries, "retries");
-    checkTimingOptions(timeout, retries);
-    if (!fromStdin) {
-      message = new TextEncoder().encode(
-        words.length > 0 ? words.join(" ") : DEFAULT_MESSAGE,
-      );
-    }
+    command = parseCommand(args);
   } catch (error) {
     printError(error);
     return EXIT_USAGE;
   }
-  if (flags.help) {
-    console.log(USAGE);
-    return EXIT_OK;
-  }
-  if (flags.version) {
-    console.log(`udp-echo client ${VERSION}`);
-    return EXIT_OK;
-  }
+  if (typeof command === "number") return command;
+  const { message, retries } = command;
 
   let client: EchoClient;
   try {
-    client = await EchoClient.open(target, { timeout, retries });
+    client = await EchoClient.open(command.target, {
+      timeout: command.timeout,
+      retries,
+    });
     if (message !== undefined) {
       checkPayloadSize(message.length, client.target.family);
     }
   } catch (error) {
     printError(error);
-    // A payload over the limit is refused before anything is sent.
+    // Out of range (a payload over the limit, the unspecified address) is
+    // refused before anything is sent.
     return error instanceof RangeError ? EXIT_USAGE : EXIT_FAILURE;
   }
 
-  const report = flags.json
+  const report = command.json
     ? jsonReporter(client.target)
-    : textReporter(client.target, flags.quiet);
+    : textReporter(client.target, command.quiet);
   let failures = 0;
   try {
-    const messages = message !== undefined ? [message] : stdinLines();
-    for await (const payload of messages) {
+    const lines = message !== undefined ? [message] : stdinLines();
+    for await (const line of lines) {
+      const size = typeof line === "number" ? line : line.length;
       try {
+        checkPayloadSize(size, client.target.family);
+        const payload = line as Uint8Array;
         report.sending(payload);
         const reply = await client.echo(payload, {
           onRetry: (retry, waitMs) => report.retrying(retry, retries, waitMs),
@@ -506,15 +588,21 @@ async function main(args: string[]): Promise<number> {
         report.received(payload, reply);
         if (!reply.matches) failures++;
       } catch (error) {
-        report.failed(payload, error);
+        if (error instanceof Deno.errors.BrokenPipe) throw error;
+        report.failed(size, error);
         failures++;
       }
     }
+    report.closing();
   } catch (error) {
-    printError(error);
+    // A closed stdout (`| head -1`) ends the run: nobody reads the echoes.
+    printError(
+      error instanceof Deno.errors.BrokenPipe
+        ? `cannot write to standard output: ${errorMessage(error)}`
+        : error,
+    );
     failures++;
   } finally {
-    report.closing();
     await client.close();
   }
   return failures === 0 ? EXIT_OK : EXIT_FAILURE;

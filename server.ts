@@ -43,8 +43,18 @@ import {
   previewPayload,
   printError,
   RECEIVE_BUFFER_SIZE,
+  resolveAddress,
   VERSION,
 } from "./shared.ts";
+import {
+  DEFAULT_MAX_SOURCES,
+  DEFAULT_RATE,
+  defaultRate,
+  type DropReason,
+  EchoPolicy,
+  isLoopback,
+  type PolicyOptions,
+} from "./policy.ts";
 import { type BatchEvent, checkBatchSupport, serveBatch } from "./batch.ts";
 
 /** Counters of what a server has done since it started. */
@@ -57,6 +67,8 @@ export interface EchoStats {
   echoed: number;
   /** Payload bytes echoed back. */
   echoedBytes: number;
+  /** Datagrams the policy dropped, unanswered. */
+  dropped: number;
   /** Failed receives and sends; the server carries on after each. */
   errors: number;
   /** Milliseconds since the server started. */
@@ -75,6 +87,18 @@ export interface DatagramEvent {
   sent: number;
 }
 
+/** A datagram the policy refused to echo. */
+export interface DroppedEvent {
+  /** The kind of event. */
+  type: "dropped";
+  /** The sender, who got no reply. */
+  from: Deno.NetAddr;
+  /** The payload; a view of the receive buffer, valid only during the call. */
+  data: Uint8Array;
+  /** Why it got no reply. */
+  reason: DropReason;
+}
+
 /** A receive or send that failed; the server goes on. */
 export interface ErrorEvent {
   /** The kind of event. */
@@ -88,7 +112,7 @@ export interface ErrorEvent {
 }
 
 /** Something a server did, as passed to {@linkcode ServeEchoOptions.onEvent}. */
-export type ServerEvent = DatagramEvent | ErrorEvent;
+export type ServerEvent = DatagramEvent | DroppedEvent | ErrorEvent;
 
 /** Options for {@linkcode serveEcho}. */
 export interface ServeEchoOptions {
@@ -104,16 +128,29 @@ export interface ServeEchoOptions {
    */
   onEvent?: (event: ServerEvent) => void;
   /**
-   * Report each datagram to `onEvent` (the default); `false` reports only
-   * errors, which spares the batch backend copying every payload.
+   * Decides per datagram whether to echo it (see `policy.ts`); the server
+   * registers its own address with it. Defaults to the fixed rules, with the
+   * default rate limit for the bound address (none on loopback).
+   */
+  policy?: EchoPolicy;
+  /**
+   * Report each datagram (echoed or dropped) to `onEvent`, the default;
+   * `false` reports only errors, which spares the batch backend copying
+   * every payload to the main thread.
    */
   datagramEvents?: boolean;
   /**
    * How datagrams move: `"socket"` (the default, `Deno.listenDatagram`) or
-   * `"batch"` (Linux `recvmmsg`/`sendmmsg` in a Worker; needs `--allow-ffi`,
-   * see `batch.ts`).
+   * `"batch"` (Linux `recvmmsg`/`sendmmsg` in a Worker, see `batch.ts`;
+   * needs `--allow-ffi` and read access to this directory).
    */
   io?: IoBackend;
+  /**
+   * With `io: "batch"`: the options the Worker builds its own policy from
+   * (an `EchoPolicy` object cannot cross into a Worker). Defaults to the
+   * fixed rules with the default rate limit for the bound address.
+   */
+  policyOptions?: PolicyOptions;
 }
 
 /** The I/O backends of {@linkcode serveEcho}. */
@@ -130,6 +167,10 @@ export interface EchoServer {
   finished: Promise<EchoStats>;
   /** Returns the counters so far. */
   stats(): EchoStats;
+  /** Drops by reason, from a policy of its own (the batch backend's Worker). */
+  droppedBy?(): DropCounts;
+  /** Sources its own policy tracks now (the batch backend's Worker). */
+  activeSources?(): number;
 }
 
 // After this many receive failures in a row, pause between tries so that a
@@ -163,10 +204,12 @@ const RECEIVE_ERROR_PAUSE_MS = 50;
  */
 export function serveEcho(options: ServeEchoOptions = {}): EchoServer {
   if (options.io === "batch") return serveEchoBatch(options);
-  const { hostname = DEFAULT_HOST, port = DEFAULT_PORT, signal, onEvent } =
-    options;
-  const datagramEvents = onEvent !== undefined &&
-    options.datagramEvents !== false;
+  const {
+    hostname = DEFAULT_HOST,
+    port = DEFAULT_PORT,
+    signal,
+    onEvent,
+  } = options;
   let conn: Deno.DatagramConn;
   try {
     conn = Deno.listenDatagram({ transport: "udp", hostname, port });
@@ -178,12 +221,22 @@ export function serveEcho(options: ServeEchoOptions = {}): EchoServer {
       { cause: error },
     );
   }
+  const datagramEvents = onEvent !== undefined &&
+    options.datagramEvents !== false;
+  const policy = options.policy ??
+    new EchoPolicy({
+      rate: defaultRate([(conn.addr as Deno.NetAddr).hostname]),
+    });
+  // Registered before the first receive can complete: no datagram is ever
+  // judged without knowing this socket.
+  policy.addLocal(conn.addr as Deno.NetAddr);
   const startedAt = performance.now();
   const counters = {
     received: 0,
     receivedBytes: 0,
     echoed: 0,
     echoedBytes: 0,
+    dropped: 0,
     errors: 0,
   };
   const stats = (): EchoStats => ({
@@ -228,6 +281,14 @@ export function serveEcho(options: ServeEchoOptions = {}): EchoServer {
       }
       counters.received++;
       counters.receivedBytes += data.length;
+      const verdict = policy.decide(from, data.length);
+      if (verdict !== "echo") {
+        counters.dropped++;
+        if (datagramEvents) {
+          emit({ type: "dropped", from, data, reason: verdict });
+        }
+        continue;
+      }
       try {
         const sent = await conn.send(data, from);
         counters.echoed++;
@@ -254,27 +315,34 @@ export function serveEcho(options: ServeEchoOptions = {}): EchoServer {
 function serveEchoBatch(options: ServeEchoOptions): EchoServer {
   const { hostname = DEFAULT_HOST, port = DEFAULT_PORT, signal, onEvent } =
     options;
+  const toNetAddr = (hostname: string, port: number): Deno.NetAddr => ({
+    transport: "udp",
+    hostname,
+    port,
+  });
   const emit = (event: BatchEvent) => {
-    if (event.event === "datagram") {
-      if (event.dropped !== undefined) return;
-      onEvent?.({
-        type: "datagram",
-        from: { transport: "udp", hostname: event.hostname, port: event.port },
-        data: event.preview,
-        sent: event.size,
-      });
-    } else {
+    if (event.event === "error") {
       onEvent?.({
         type: "error",
         operation: event.op,
-        ...(event.hostname === undefined ? {} : {
-          peer: {
-            transport: "udp",
-            hostname: event.hostname,
-            port: event.port!,
-          },
-        }),
+        ...(event.hostname === undefined
+          ? {}
+          : { peer: toNetAddr(event.hostname, event.port!) }),
         error: new Error(event.message),
+      });
+    } else if (event.dropped !== undefined) {
+      onEvent?.({
+        type: "dropped",
+        from: toNetAddr(event.hostname, event.port),
+        data: event.preview,
+        reason: event.dropped as DropReason,
+      });
+    } else {
+      onEvent?.({
+        type: "datagram",
+        from: toNetAddr(event.hostname, event.port),
+        data: event.preview,
+        sent: event.size,
       });
     }
   };
@@ -285,6 +353,9 @@ function serveEchoBatch(options: ServeEchoOptions): EchoServer {
     onEvent: emit,
     datagramEvents: onEvent !== undefined && options.datagramEvents !== false,
     previewBytes: RECEIVE_BUFFER_SIZE,
+    decideModule: new URL("./batch_policy.ts", import.meta.url).href,
+    decideOptions: options.policyOptions ??
+      ((addr: Deno.NetAddr) => ({ rate: defaultRate([addr.hostname]) })),
   });
   const startedAt = performance.now();
   const stats = (): EchoStats => {
@@ -294,11 +365,18 @@ function serveEchoBatch(options: ServeEchoOptions): EchoServer {
       receivedBytes: counters.receivedBytes,
       echoed: counters.echoed,
       echoedBytes: counters.echoedBytes,
+      dropped: counters.dropped,
       errors: counters.errors,
       uptimeMs: performance.now() - startedAt,
     };
   };
-  return { addr: server.addr, finished: server.finished.then(stats), stats };
+  return {
+    addr: server.addr,
+    finished: server.finished.then(stats),
+    stats,
+    droppedBy: () => server.counters().droppedBy as DropCounts,
+    activeSources: () => server.counters().activeSources,
+  };
 }
 
 const USAGE = `Usage: server.ts [options]
@@ -306,36 +384,64 @@ const USAGE = `Usage: server.ts [options]
 A UDP echo server (RFC 862): every datagram goes back to its sender, byte for byte.
 
 Options:
-  -H, --host ADDR   address to bind: a name, IPv4 or IPv6 (default: ${DEFAULT_HOST})
-  -p, --port N      port to bind, 0 picks a free one (default: ${DEFAULT_PORT})
-  -q, --quiet       print no lines per datagram, only start-up and totals
-      --json        print one JSON event per line on stdout instead of text
-      --io MODE     socket (default) or batch: recvmmsg/sendmmsg in a Worker,
-                    Linux only, needs --allow-ffi (deno task server:fast)
-  -h, --help        show this help and exit
-  -V, --version     show the version and exit
+  -H, --host ADDR         address to bind: a name, IPv4 or IPv6 (default: ${DEFAULT_HOST});
+                          repeat for one socket per address, all on one port
+  -p, --port N            port to bind, 0 picks a free one (default: ${DEFAULT_PORT})
+  -q, --quiet             print no lines per datagram, only start-up and totals
+      --json              print one JSON event per line on stdout instead of text
+      --rate N            echo at most N datagrams/s per source (an IPv4 address or an
+                          IPv6 /64); 0 turns it off (default: off when every address is
+                          loopback, else ${DEFAULT_RATE})
+      --burst N           datagrams a source may send at once (default: the rate)
+      --max-sources N     sources the rate limit tracks at once (default: ${DEFAULT_MAX_SOURCES})
+      --allow CIDR        echo only to these sources (repeatable; IPv4 or IPv6)
+      --deny CIDR         never echo to these sources (repeatable; wins over --allow)
+      --max-size N        drop datagrams longer than N bytes, never echo them cut
+      --stats-interval S  print a one-line summary every S seconds
+      --io MODE           socket (default) or batch: recvmmsg/sendmmsg in a Worker,
+                          Linux only, needs --allow-ffi (deno task server:fast)
+  -h, --help              show this help and exit
+  -V, --version           show the version and exit
 
+Never echoes to source ports below 1024 or of known UDP services, to broadcast,
+multicast or unspecified addresses, or to its own sockets (see README, Security).
 Stops on SIGINT (Ctrl-C) or SIGTERM and prints totals.
 Exit status: 0 stopped by a signal, 1 failure (cannot bind), 2 usage error.`;
 
 const FLAGS = {
-  host: { type: "string", short: "H", default: DEFAULT_HOST },
+  host: { type: "string", short: "H", multiple: true },
   port: { type: "string", short: "p", default: String(DEFAULT_PORT) },
   quiet: { type: "boolean", short: "q", default: false },
   json: { type: "boolean", default: false },
+  rate: { type: "string" },
+  burst: { type: "string" },
+  "max-sources": { type: "string" },
+  allow: { type: "string", multiple: true },
+  deny: { type: "string", multiple: true },
+  "max-size": { type: "string" },
+  "stats-interval": { type: "string" },
   io: { type: "string", default: "socket" },
   help: { type: "boolean", short: "h", default: false },
   version: { type: "boolean", short: "V", default: false },
 } as const;
 
-function formatTotals(stats: EchoStats): string {
-  const datagrams = (n: number) => `${n} datagram${n === 1 ? "" : "s"}`;
-  const errors = `${stats.errors} error${stats.errors === 1 ? "" : "s"}`;
+const NUMBER = new Intl.NumberFormat("en-US", { maximumFractionDigits: 1 });
+
+function plural(n: number, noun: string): string {
+  return `${NUMBER.format(n)} ${noun}${n === 1 ? "" : "s"}`;
+}
+
+function formatTotals(stats: EchoStats, dropped: DropCounts): string {
   return `received ${
-    datagrams(stats.received)
+    plural(stats.received, "datagram")
   } (${stats.receivedBytes} bytes), ` +
-    `echoed ${datagrams(stats.echoed)} (${stats.echoedBytes} bytes), ` +
-    `${errors}, up ${(stats.uptimeMs / 1000).toFixed(1)} s`;
+    `echoed ${
+      plural(stats.echoed, "datagram")
+    } (${stats.echoedBytes} bytes), ` +
+    // Drops only when there were any: the tutorial's totals stay as they are.
+    (Object.keys(dropped).length > 0 ? `${formatDropped(dropped)}, ` : "") +
+    `${plural(stats.errors, "error")}, ` +
+    `up ${(stats.uptimeMs / 1000).toFixed(1)} s`;
 }
 
 function logText(event: ServerEvent): void {
@@ -345,6 +451,12 @@ function logText(event: ServerEvent): void {
     console.log(previewPayload(event.data));
     console.log(`sent ${event.sent} bytes back to ${from}`);
     console.log("waiting to receive message");
+  } else if (event.type === "dropped") {
+    console.log(
+      `dropped ${event.data.length} bytes from ${
+        formatAddress(event.from)
+      }: ${event.reason}`,
+    );
   } else if (event.operation === "send") {
     printError(
       `cannot echo to ${formatAddress(event.peer!)}: ${
@@ -365,6 +477,13 @@ function logJson(event: ServerEvent): void {
         bytes: event.data.length,
         sent: event.sent,
       }
+      : event.type === "dropped"
+      ? {
+        event: "dropped",
+        from: formatAddress(event.from),
+        bytes: event.data.length,
+        reason: event.reason,
+      }
       : {
         event: "error",
         operation: event.operation,
@@ -374,6 +493,69 @@ function logJson(event: ServerEvent): void {
   ));
 }
 
+/** Per-datagram text lines allowed each second before they fold. */
+const LOG_DATAGRAMS_PER_SECOND = 20;
+
+/**
+ * Wraps a text log so that past `perSecond` datagram lines in a second the
+ * rest fold into one `... N more datagrams` line: a flood must neither slow
+ * the echo down to the speed of a terminal nor fill a disk. Errors always
+ * pass. `flush()` writes the pending fold line.
+ */
+function foldDatagramLog(
+  log: (event: ServerEvent) => void,
+  perSecond: number,
+): { log: (event: ServerEvent) => void; flush: () => void } {
+  let windowStart = performance.now();
+  let shown = 0;
+  let folded = 0;
+  const flush = () => {
+    if (folded > 0) console.log(`... ${plural(folded, "more datagram")}`);
+    folded = 0;
+  };
+  return {
+    log(event) {
+      if (event.type === "error") return log(event);
+      const now = performance.now();
+      if (now - windowStart >= 1000) {
+        flush();
+        windowStart = now;
+        shown = 0;
+      }
+      if (shown < perSecond) {
+        shown++;
+        log(event);
+      } else {
+        folded++;
+      }
+    },
+    flush,
+  };
+}
+
+/** Drops by reason, only the reasons that occurred. */
+type DropCounts = Partial<Record<DropReason, number>>;
+
+function dropCounts(policy: EchoPolicy): DropCounts {
+  const counts: DropCounts = {};
+  for (const [verdict, count] of Object.entries(policy.counts())) {
+    if (verdict !== "echo" && count > 0) counts[verdict as DropReason] = count;
+  }
+  return counts;
+}
+
+/** Adds up the drops by reason of servers that keep their own policy. */
+function sumDropped(servers: EchoServer[]): DropCounts {
+  const total: DropCounts = {};
+  for (const server of servers) {
+    for (const [reason, count] of Object.entries(server.droppedBy?.() ?? {})) {
+      const key = reason as DropReason;
+      total[key] = (total[key] ?? 0) + count;
+    }
+  }
+  return total;
+}
+
 function parseIo(text: string): IoBackend {
   if (!(IO_BACKENDS as readonly string[]).includes(text)) {
     throw new TypeError(
@@ -381,6 +563,235 @@ function parseIo(text: string): IoBackend {
     );
   }
   return text as IoBackend;
+}
+
+function formatDropped(dropped: DropCounts): string {
+  const entries = Object.entries(dropped);
+  const total = entries.reduce((sum, [, count]) => sum + count, 0);
+  return `dropped ${NUMBER.format(total)}${
+    entries.length === 0
+      ? ""
+      : ` (${
+        entries.map(([reason, n]) => `${reason} ${NUMBER.format(n)}`).join(", ")
+      })`
+  }`;
+}
+
+/** Adds up the counters of several sockets. */
+function sumStats(servers: EchoServer[]): EchoStats {
+  const total: EchoStats = {
+    received: 0,
+    receivedBytes: 0,
+    echoed: 0,
+    echoedBytes: 0,
+    dropped: 0,
+    errors: 0,
+    uptimeMs: 0,
+  };
+  for (const server of servers) {
+    const stats = server.stats();
+    for (const key of Object.keys(total) as (keyof EchoStats)[]) {
+      total[key] = key === "uptimeMs"
+        ? Math.max(total[key], stats[key])
+        : total[key] + stats[key];
+    }
+  }
+  return total;
+}
+
+/**
+ * Prints a one-line summary every `seconds`: received (and its rate over the
+ * interval), echoed, dropped by reason, errors, active sources.
+ * Returns a function that stops it.
+ */
+function startStatsTimer(
+  seconds: number,
+  servers: EchoServer[],
+  options: {
+    policy: EchoPolicy;
+    json: boolean;
+    beforeLine?: () => void;
+    /** Drops by reason; defaults to the policy's counts. */
+    dropped?: () => DropCounts;
+    /** Active sources; defaults to the policy's. */
+    activeSources?: () => number;
+  },
+): () => void {
+  const { policy, json, beforeLine } = options;
+  const droppedNow = options.dropped ?? (() => dropCounts(policy));
+  const activeNow = options.activeSources ?? (() => policy.activeSources());
+  let last = { at: performance.now(), received: 0 };
+  const timer = setInterval(() => {
+    const stats = sumStats(servers);
+    const now = performance.now();
+    const rate = (stats.received - last.received) * 1000 / (now - last.at);
+    last = { at: now, received: stats.received };
+    const dropped = droppedNow();
+    const active = activeNow();
+    beforeLine?.();
+    if (json) {
+      console.log(JSON.stringify({
+        event: "stats",
+        received: stats.received,
+        echoed: stats.echoed,
+        dropped,
+        errors: stats.errors,
+        rate: Math.round(rate * 10) / 10,
+        active_sources: active,
+      }));
+    } else {
+      console.log(
+        `stats: received ${NUMBER.format(stats.received)} (${
+          NUMBER.format(rate)
+        }/s), echoed ${NUMBER.format(stats.echoed)}, ${
+          formatDropped(dropped)
+        }, ${plural(stats.errors, "error")}, ${
+          plural(active, "active source")
+        }`,
+      );
+    }
+  }, seconds * 1000);
+  return () => clearInterval(timer);
+}
+
+function parseCount(
+  text: string | undefined,
+  flag: string,
+): number | undefined {
+  if (text === undefined) return undefined;
+  if (!/^\d{1,15}$/.test(text)) {
+    throw new TypeError(
+      `Cannot use --${flag} "${text}": expected a whole number`,
+    );
+  }
+  return Number(text);
+}
+
+function parseSeconds(
+  text: string | undefined,
+  flag: string,
+): number | undefined {
+  if (text === undefined) return undefined;
+  const value = Number(text);
+  if (!/^\d*\.?\d+$/.test(text) || !(value >= 0.01 && value <= 86_400)) {
+    throw new RangeError(
+      `Cannot use --${flag} "${text}": expected seconds from 0.01 to 86400`,
+    );
+  }
+  return value;
+}
+
+/** The policy flags as {@linkcode PolicyOptions}; `rate` is left out unless given. */
+function parsePolicyFlags(
+  flags: {
+    rate?: string;
+    burst?: string;
+    "max-sources"?: string;
+    "max-size"?: string;
+    allow?: string[];
+    deny?: string[];
+  },
+): PolicyOptions {
+  let rate: number | undefined;
+  if (flags.rate !== undefined) {
+    rate = Number(flags.rate);
+    if (!/^\d*\.?\d+$/.test(flags.rate) || !Number.isFinite(rate)) {
+      throw new TypeError(
+        `Cannot use --rate "${flags.rate}": expected datagrams per second, 0 or more`,
+      );
+    }
+  }
+  const options: PolicyOptions = {
+    burst: parseCount(flags.burst, "burst"),
+    maxSources: parseCount(flags["max-sources"], "max-sources"),
+    maxSize: parseCount(flags["max-size"], "max-size"),
+    allow: flags.allow,
+    deny: flags.deny,
+  };
+  if (rate !== undefined) options.rate = rate;
+  // Let the constructor check the CIDRs and ranges before anything is bound.
+  new EchoPolicy({ ...options, rate: rate ?? 0 });
+  return options;
+}
+
+/**
+ * The addresses and directed broadcasts of this host's interfaces, for the
+ * own-address check on wildcard sockets; empty without `--allow-sys`.
+ */
+function hostInterfaces(): Pick<
+  PolicyOptions,
+  "interfaceAddresses" | "broadcastAddresses"
+> {
+  const permission = Deno.permissions.querySync({
+    name: "sys",
+    kind: "networkInterfaces",
+  });
+  if (permission.state !== "granted") return {};
+  const interfaces = Deno.networkInterfaces();
+  const broadcastAddresses: string[] = [];
+  for (const { family, address, netmask } of interfaces) {
+    if (family !== "IPv4") continue;
+    const octets = address.split(".").map(Number);
+    const mask = netmask.split(".").map(Number);
+    broadcastAddresses.push(
+      octets.map((octet, k) => (octet | (~mask[k]! & 255)) & 255).join("."),
+    );
+  }
+  return {
+    interfaceAddresses: interfaces.map(({ address }) => address),
+    broadcastAddresses: broadcastAddresses.filter((a) =>
+      a !== "255.255.255.255"
+    ),
+  };
+}
+
+/** A host to bind: as the user gave it, and the IP address it stands for. */
+interface BindHost {
+  name: string;
+  address: string;
+}
+
+/**
+ * Resolves the hosts to bind, dropping any that name an address already in
+ * the list (`-H localhost -H 127.0.0.1` is one socket). A name that does not
+ * resolve is kept as it is: binding it reports the error, and as no IP
+ * literal it counts as not loopback for the default rate limit.
+ */
+async function resolveHosts(hostnames: string[]): Promise<BindHost[]> {
+  const hosts: BindHost[] = [];
+  for (const name of hostnames) {
+    const address = await resolveAddress({ hostname: name, port: 0 })
+      .then((resolved) => resolved.hostname, () => name);
+    if (!hosts.some((host) => host.address === address)) {
+      hosts.push({ name, address });
+    }
+  }
+  return hosts;
+}
+
+/**
+ * Binds one echo socket per host, all on one port: with port 0 the first
+ * picks it and the others take the same. Aborts those already bound and
+ * throws when one cannot be bound.
+ */
+function bindServers(
+  hostnames: string[],
+  options: Omit<ServeEchoOptions, "hostname">,
+  controller: AbortController,
+): EchoServer[] {
+  const servers: EchoServer[] = [];
+  let port = options.port;
+  try {
+    for (const hostname of hostnames) {
+      const server = serveEcho({ ...options, hostname, port });
+      servers.push(server);
+      port = server.addr.port;
+    }
+  } catch (error) {
+    controller.abort();
+    throw error;
+  }
+  return servers;
 }
 
 function onShutdownSignal(abort: () => void): () => void {
@@ -394,10 +805,12 @@ function onShutdownSignal(abort: () => void): () => void {
 }
 
 async function main(args: string[]): Promise<number> {
-  let hostname: string;
+  let hostnames: string[];
   let port: number;
-  let io: IoBackend;
   let flags;
+  let policyOptions: PolicyOptions;
+  let statsInterval: number | undefined;
+  let io: IoBackend;
   try {
     const parsed = parseFlags(args, FLAGS);
     flags = parsed.values;
@@ -408,8 +821,10 @@ async function main(args: string[]): Promise<number> {
         }" (see --help)`,
       );
     }
-    hostname = parseHost(flags.host);
+    hostnames = [...new Set((flags.host ?? [DEFAULT_HOST]).map(parseHost))];
     port = parsePort(flags.port);
+    policyOptions = parsePolicyFlags(flags);
+    statsInterval = parseSeconds(flags["stats-interval"], "stats-interval");
     io = parseIo(flags.io);
   } catch (error) {
     printError(error);
@@ -433,45 +848,82 @@ async function main(args: string[]): Promise<number> {
     }
   }
 
+  const hosts = await resolveHosts(hostnames);
+  const rateIsDefault = policyOptions.rate === undefined;
+  policyOptions.rate ??= defaultRate(hosts.map((host) => host.address));
+  const fullPolicyOptions = { ...policyOptions, ...hostInterfaces() };
+  const policy = new EchoPolicy(fullPolicyOptions);
+
   const json = flags.json;
-  const log = json ? logJson : logText;
+  const folded = json
+    ? undefined
+    : foldDatagramLog(logText, LOG_DATAGRAMS_PER_SECOND);
+  const log = folded?.log ?? logJson;
   const controller = new AbortController();
-  let server: EchoServer;
+  let servers: EchoServer[];
   try {
-    server = serveEcho({
-      hostname,
+    servers = bindServers(hosts.map((host) => host.address), {
       port,
       signal: controller.signal,
+      policy,
       onEvent: log,
       datagramEvents: !flags.quiet,
       io,
-    });
+      policyOptions: fullPolicyOptions,
+    }, controller);
   } catch (error) {
     printError(error);
     return EXIT_FAILURE;
   }
   const removeSignalListeners = onShutdownSignal(() => controller.abort());
-  if (json) {
-    console.log(JSON.stringify({
-      event: "listening",
-      host: flags.host,
-      address: server.addr.hostname,
-      port: server.addr.port,
-    }));
-  } else {
-    console.log(`starting up on ${flags.host} port ${server.addr.port}`);
-    if (!flags.quiet) console.log("waiting to receive message");
-  }
-  let stats: EchoStats;
+  announce(servers, policy, {
+    hostnames: hosts.map((host) => host.name),
+    json,
+    quiet: flags.quiet,
+    rateIsDefault,
+  });
+  // The batch backend's policies live in its Workers: ask the servers.
+  const droppedNow = io === "batch"
+    ? () => sumDropped(servers)
+    : () => dropCounts(policy);
+  const activeNow = () =>
+    io === "batch"
+      ? servers.reduce(
+        (sum, server) => sum + (server.activeSources?.() ?? 0),
+        0,
+      )
+      : policy.activeSources();
+  const stopStats = statsInterval === undefined
+    ? undefined
+    : startStatsTimer(statsInterval, servers, {
+      policy,
+      json,
+      beforeLine: folded?.flush,
+      dropped: droppedNow,
+      activeSources: activeNow,
+    });
+  // Write a pending fold line once a flood is over, not only at the next datagram.
+  const flushTimer = folded && setInterval(folded.flush, 1000);
+  if (flushTimer) Deno.unrefTimer(flushTimer);
+
   try {
-    stats = await server.finished;
+    await Promise.all(servers.map((server) => server.finished));
   } catch (error) {
     // Only the batch backend can fail after binding (its Worker may not run).
+    controller.abort();
+    await Promise.allSettled(servers.map((server) => server.finished));
     removeSignalListeners();
+    stopStats?.();
+    clearInterval(flushTimer);
     printError(error);
     return EXIT_FAILURE;
   }
   removeSignalListeners();
+  stopStats?.();
+  clearInterval(flushTimer);
+  folded?.flush();
+  const stats = sumStats(servers);
+  const dropped = droppedNow();
   if (json) {
     console.log(JSON.stringify({
       event: "shutdown",
@@ -479,13 +931,57 @@ async function main(args: string[]): Promise<number> {
       received_bytes: stats.receivedBytes,
       echoed: stats.echoed,
       echoed_bytes: stats.echoedBytes,
+      dropped,
       errors: stats.errors,
       uptime_s: Math.round(stats.uptimeMs) / 1000,
     }));
   } else {
-    console.log(`shutting down: ${formatTotals(stats)}`);
+    console.log(`shutting down: ${formatTotals(stats, dropped)}`);
   }
   return EXIT_OK;
+}
+
+/** Prints the start-up lines: one per socket, then the rate limit in force. */
+function announce(
+  servers: EchoServer[],
+  policy: EchoPolicy,
+  options: {
+    hostnames: string[];
+    json: boolean;
+    quiet: boolean;
+    rateIsDefault: boolean;
+  },
+): void {
+  const { rate, burst } = policy;
+  for (const [k, { addr }] of servers.entries()) {
+    const host = options.hostnames[k]!;
+    if (options.json) {
+      console.log(JSON.stringify({
+        event: "listening",
+        host,
+        address: addr.hostname,
+        port: addr.port,
+        ...(rate > 0 ? { rate, burst, max_sources: policy.maxSources } : {}),
+      }));
+    } else {
+      console.log(`starting up on ${host} port ${addr.port}`);
+    }
+  }
+  if (options.json) return;
+  if (rate > 0) {
+    console.log(
+      `rate limit: ${NUMBER.format(rate)} datagrams/s per source, burst ${
+        NUMBER.format(burst)
+      }${
+        options.rateIsDefault
+          ? " (the default, as an address is not loopback; --rate 0 turns it off)"
+          : ""
+      }`,
+    );
+  } else if (!servers.every(({ addr }) => isLoopback(addr.hostname))) {
+    console.error("warning: no rate limit on an address that is not loopback");
+  }
+  if (!options.quiet) console.log("waiting to receive message");
 }
 
 if (import.meta.main) Deno.exitCode = await main(Deno.args);

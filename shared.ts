@@ -195,8 +195,9 @@ export interface ResolveOptions {
 }
 
 /**
- * Resolves a host name to its first IP address, as the system resolver
- * (including `/etc/hosts`) orders them; IP literals are returned as they are.
+ * Resolves a host name to its first IP address in the system resolver's
+ * order (`/etc/hosts` included), the address `Deno.listenDatagram` would
+ * bind for the same name; IP literals are returned as they are.
  */
 export async function resolveAddress(
   address: HostPort,
@@ -213,8 +214,11 @@ export async function resolveAddress(
     return { ...address, family: literal };
   }
   try {
+    // Verbatim keeps the resolver's order, the one listenDatagram binds by,
+    // so client and server agree on "localhost" even where ::1 comes first.
     const found = await lookup(address.hostname, {
       family: family === undefined ? 0 : family === "IPv4" ? 4 : 6,
+      verbatim: true,
     });
     return {
       hostname: found.address,
@@ -228,6 +232,24 @@ export async function resolveAddress(
           errorMessage(error)
       }`.replace("%FAMILY%", family ?? "IP"),
       { cause: error },
+    );
+  }
+}
+
+/** Whether `hostname` is the unspecified address, `0.0.0.0` or `::`. */
+export function isUnspecified(hostname: string): boolean {
+  return hostname === "0.0.0.0" ||
+    (familyOf(hostname) === "IPv6" && /^[0:]+$/.test(hostname));
+}
+
+/**
+ * Throws a `TypeError` when Deno runs without UDP support, which needs the
+ * `--unstable-net` flag (or `"unstable": ["net"]` in `deno.json`).
+ */
+export function checkUnstableNet(): void {
+  if (typeof Deno.listenDatagram !== "function") {
+    throw new TypeError(
+      "Cannot open a UDP socket: Deno.listenDatagram needs the --unstable-net flag",
     );
   }
 }

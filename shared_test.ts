@@ -4,6 +4,7 @@ import {
   errorMessage,
   familyOf,
   formatAddress,
+  isUnspecified,
   MAX_IPV4_PAYLOAD,
   MAX_IPV6_PAYLOAD,
   maxPayload,
@@ -171,7 +172,27 @@ Deno.test("resolveAddress() resolves localhost and keeps literals", async () => 
     resolveAddress({ hostname: "::1", port: 9 }, { family: "IPv4" }),
     TypeError,
   );
-  await rejects(resolveAddress({ hostname: "no-such-host.invalid", port: 9 }), {
-    message: /^Cannot resolve no-such-host\.invalid: /,
+});
+
+Deno.test("resolveAddress() picks the address listenDatagram binds for localhost", async () => {
+  const conn = Deno.listenDatagram({
+    transport: "udp",
+    hostname: "localhost",
+    port: 0,
   });
+  try {
+    const resolved = await resolveAddress({ hostname: "localhost", port: 1 });
+    equal(resolved.hostname, (conn.addr as Deno.NetAddr).hostname);
+  } finally {
+    conn.close();
+  }
+});
+
+Deno.test("isUnspecified() knows 0.0.0.0 and :: in their spellings", () => {
+  for (const host of ["0.0.0.0", "::", "0::0", "0:0:0:0:0:0:0:0"]) {
+    equal(isUnspecified(host), true, host);
+  }
+  for (const host of ["127.0.0.1", "::1", "localhost", "0.0.0.1"]) {
+    equal(isUnspecified(host), false, host);
+  }
 });

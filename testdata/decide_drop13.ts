@@ -14,10 +14,16 @@ export interface DropOptions {
 }
 
 /** Returns a hook that drops datagrams of one size. */
-export function createDecideHook(options: DropOptions): DecideHook {
+export function createDecideHook(
+  options: DropOptions,
+  local: Deno.NetAddr,
+): DecideHook {
   return (facts) => {
     if (facts.size !== options.size) return undefined;
-    if (facts.localPort === 0 || facts.port === 0 || facts.hostname === "") {
+    if (
+      local.port !== facts.localPort || facts.port === 0 ||
+      facts.hostname === ""
+    ) {
       return "facts missing";
     }
     return "unlucky";

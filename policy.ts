@@ -1,0 +1,730 @@
+/**
+ * The echo server's reply policy: one synchronous decision per datagram that
+ * says whether to echo it or drop it, and why. It refuses what turns an echo
+ * service into a reflector or a loop (CERT CA-1996-01): privileged and
+ * well-known service source ports, broadcast, multicast and unspecified
+ * sources, the server's own address and port; it applies `--allow`/`--deny`
+ * CIDR lists and `--max-size`, and holds each source (an IPv4 address or an
+ * IPv6 /64) to a token bucket kept in a fixed-size table, so memory stays flat
+ * under a flood of spoofed sources.
+ *
+ * The decision is synchronous and allocates nothing: addresses are parsed
+ * into scratch typed arrays and the source table lives in typed arrays sized
+ * once. A receive loop calls {@linkcode EchoPolicy.prototype.decide} once per
+ * datagram; a batch backend in a Worker builds its own policy from the same
+ * {@linkcode PolicyOptions} (all but `clock` survive `postMessage`),
+ * registers its sockets with {@linkcode EchoPolicy.prototype.addLocal}, and
+ * may pass one `now` for a whole batch.
+ *
+ * @example Refuse a reply to a privileged port, rate-limit a source
+ * ```ts
+ * import { EchoPolicy } from "./policy.ts";
+ * import { equal } from "node:assert/strict";
+ *
+ * let now = 0;
+ * const policy = new EchoPolicy({ rate: 10, burst: 2, clock: () => now });
+ * equal(policy.decide({ hostname: "127.0.0.1", port: 53 }, 10), "low-port");
+ * const client = { hostname: "192.0.2.7", port: 40000 };
+ * equal(policy.decide(client, 10), "echo");
+ * equal(policy.decide(client, 10), "echo");
+ * equal(policy.decide(client, 10), "rate-limited");
+ * now += 100; // one token back at 10/s
+ * equal(policy.decide(client, 10), "echo");
+ * equal(policy.counts()["rate-limited"], 1);
+ * ```
+ *
+ * @module
+ */
+
+import type { HostPort } from "./shared.ts";
+
+export type { HostPort };
+
+/** Every reason a datagram can be dropped for, in the order they are checked. */
+export const DROP_REASONS = [
+  "too-large",
+  "low-port",
+  "service-port",
+  "bad-source",
+  "own-address",
+  "denied",
+  "rate-limited",
+] as const;
+
+/**
+ * Why a datagram got no reply:
+ * - `too-large`: longer than `maxSize`;
+ * - `low-port`: source port 0 or below 1024 (a system service, or forged);
+ * - `service-port`: a source port in {@linkcode REFUSED_SERVICE_PORTS};
+ * - `bad-source`: a broadcast, multicast, unspecified, reserved or
+ *   unparsable source address;
+ * - `own-address`: the source is one of the server's own sockets;
+ * - `denied`: matched `deny`, or `allow` was given and did not match;
+ * - `rate-limited`: the source spent its token bucket.
+ */
+export type DropReason = typeof DROP_REASONS[number];
+
+/** The outcome of {@linkcode EchoPolicy.prototype.decide}. */
+export type Verdict = "echo" | DropReason;
+
+/** How many datagrams got each verdict. */
+export type VerdictCounts = Record<Verdict, number>;
+
+const VERDICTS: readonly Verdict[] = ["echo", ...DROP_REASONS];
+const ECHO = 0;
+const TOO_LARGE = 1;
+const LOW_PORT = 2;
+const SERVICE_PORT = 3;
+const BAD_SOURCE = 4;
+const OWN_ADDRESS = 5;
+const DENIED = 6;
+const RATE_LIMITED = 7;
+
+/**
+ * Source ports above 1023 of UDP services that answer unsolicited datagrams,
+ * so an echo to them starts a loop or feeds a reflection attack. Ports below
+ * 1024 are refused as a whole.
+ */
+export const REFUSED_SERVICE_PORTS: readonly number[] = [
+  1434, // Microsoft SQL Server resolution service
+  1900, // SSDP (UPnP discovery)
+  2049, // NFS
+  3283, // Apple Remote Desktop
+  3478, // STUN
+  3702, // WS-Discovery
+  5060, // SIP
+  5353, // mDNS
+  5683, // CoAP
+  10001, // Ubiquiti discovery
+  11211, // memcached
+];
+
+/** Datagrams per second per source when any bound address is not loopback. */
+export const DEFAULT_RATE = 1_000;
+
+/** The most sources the rate limiter tracks at once. */
+export const DEFAULT_MAX_SOURCES = 65_536;
+
+/** The largest `maxSources`: a table of about 140 MB. */
+export const MAX_SOURCES_LIMIT = 4_194_304;
+
+/** Options for {@linkcode EchoPolicy}. */
+export interface PolicyOptions {
+  /**
+   * Datagrams per second each source may have echoed; 0 (the default) turns
+   * the limit off. See {@linkcode defaultRate} for the server's default.
+   */
+  rate?: number;
+  /** Datagrams a source may send at once before the rate applies. Defaults to `rate`, at least 1. */
+  burst?: number;
+  /** The most sources tracked at once. Defaults to {@linkcode DEFAULT_MAX_SOURCES}. */
+  maxSources?: number;
+  /** Drop datagrams longer than this many bytes. Defaults to no limit. */
+  maxSize?: number;
+  /** Echo only to sources in one of these CIDRs (`10.0.0.0/8`, `::1`). */
+  allow?: readonly string[];
+  /** Never echo to sources in any of these CIDRs; wins over `allow`. */
+  deny?: readonly string[];
+  /** The server's own sockets (IP literals); a datagram from one is a loop. */
+  local?: readonly HostPort[];
+  /**
+   * Addresses of this host's interfaces: with a socket bound to a wildcard
+   * address, a source at one of these on the socket's port is the socket
+   * itself. Loopback addresses always count.
+   */
+  interfaceAddresses?: readonly string[];
+  /** Directed broadcast addresses of this host's networks, refused as sources. */
+  broadcastAddresses?: readonly string[];
+  /** Milliseconds on a monotonic clock. Defaults to `performance.now`. */
+  clock?: () => number;
+  /** Seed for the source table's hash. Defaults to a random one. */
+  seed?: number;
+}
+
+// Scratch space for parsing one address: no allocation per datagram.
+const GROUPS = new Uint16Array(8);
+const WORDS = new Uint32Array(4);
+
+function hexValue(code: number): number {
+  if (code >= 48 && code <= 57) return code - 48;
+  const lower = code | 0x20;
+  if (lower >= 97 && lower <= 102) return lower - 87;
+  return -1;
+}
+
+/** Parses a dotted quad in `text[start, end)`; returns -1 when it is none. */
+function parseIPv4(text: string, start: number, end: number): number {
+  let value = 0;
+  let parts = 0;
+  let i = start;
+  while (parts < 4) {
+    const first = i;
+    let part = 0;
+    while (i < end) {
+      const digit = text.charCodeAt(i) - 48;
+      if (digit < 0 || digit > 9) break;
+      part = part * 10 + digit;
+      i++;
+    }
+    const length = i - first;
+    // Leading zeros read as octal in some parsers: refuse the ambiguity.
+    if (length === 0 || length > 3 || part > 255) return -1;
+    if (length > 1 && text.charCodeAt(first) === 48) return -1;
+    value = value * 256 + part;
+    parts++;
+    if (parts < 4) {
+      if (i >= end || text.charCodeAt(i) !== 46) return -1;
+      i++;
+    }
+  }
+  return i === end ? value : -1;
+}
+
+/**
+ * Parses an IP literal into {@linkcode WORDS}: returns 4 with the address in
+ * `WORDS[0]` (IPv4-mapped IPv6 included), 6 with the 128 bits in `WORDS`, or
+ * 0 when the text is no IP address. A zone (`%eth0`) is ignored.
+ */
+function parseAddress(text: string): 0 | 4 | 6 {
+  if (text.indexOf(":") < 0) {
+    const v4 = parseIPv4(text, 0, text.length);
+    if (v4 < 0) return 0;
+    WORDS[0] = v4;
+    return 4;
+  }
+  let end = text.indexOf("%");
+  if (end < 0) end = text.length;
+  let i = 0;
+  let count = 0;
+  let gap = -1;
+  if (text.charCodeAt(0) === 58) {
+    if (text.charCodeAt(1) !== 58) return 0;
+    gap = 0;
+    i = 2;
+  }
+  while (i < end) {
+    const start = i;
+    let value = 0;
+    while (i < end) {
+      const digit = hexValue(text.charCodeAt(i));
+      if (digit < 0) break;
+      value = value * 16 + digit;
+      i++;
+    }
+    if (i < end && text.charCodeAt(i) === 46) {
+      if (count > 6) return 0;
+      const v4 = parseIPv4(text, start, end);
+      if (v4 < 0) return 0;
+      GROUPS[count++] = v4 >>> 16;
+      GROUPS[count++] = v4 & 0xffff;
+      i = end;
+      break;
+    }
+    if (i === start || i - start > 4 || count === 8) return 0;
+    GROUPS[count++] = value;
+    if (i === end) break;
+    if (text.charCodeAt(i) !== 58) return 0;
+    i++;
+    if (i < end && text.charCodeAt(i) === 58) {
+      if (gap >= 0) return 0;
+      gap = count;
+      i++;
+    } else if (i === end) {
+      return 0;
+    }
+  }
+  if (gap < 0) {
+    if (count !== 8) return 0;
+  } else {
+    if (count > 7) return 0;
+    const tail = count - gap;
+    for (let k = 0; k < tail; k++) GROUPS[7 - k] = GROUPS[count - 1 - k]!;
+    for (let k = gap; k < 8 - tail; k++) GROUPS[k] = 0;
+  }
+  for (let k = 0; k < 4; k++) {
+    WORDS[k] = GROUPS[2 * k]! * 0x10000 + GROUPS[2 * k + 1]!;
+  }
+  // ::ffff:a.b.c.d is an IPv4 peer on a dual-stack socket.
+  if (WORDS[0] === 0 && WORDS[1] === 0 && WORDS[2] === 0xffff) {
+    WORDS[0] = WORDS[3]!;
+    return 4;
+  }
+  return 6;
+}
+
+/** A parsed address: family and four words (IPv4 in `words[0]`). */
+interface Address {
+  family: 4 | 6;
+  words: Uint32Array;
+}
+
+/** A parsed CIDR: family, network and mask words. */
+interface Cidr extends Address {
+  mask: Uint32Array;
+}
+
+function toAddress(text: string, what: string): Address {
+  const family = parseAddress(text);
+  if (family === 0) {
+    throw new TypeError(`Cannot use ${what} "${text}": not an IP address`);
+  }
+  return { family, words: WORDS.slice() };
+}
+
+function prefixMask(bits: number, words: number): Uint32Array {
+  const mask = new Uint32Array(4);
+  for (let k = 0; k < words; k++) {
+    const take = Math.max(0, Math.min(32, bits - 32 * k));
+    mask[k] = take === 0 ? 0 : (0xffffffff << (32 - take)) >>> 0;
+  }
+  return mask;
+}
+
+/**
+ * Parses a CIDR such as `10.0.0.0/8` or `2001:db8::/32`; a bare address is a
+ * single host. An IPv4-mapped IPv6 CIDR is read as the IPv4 one it covers.
+ *
+ * @example
+ * ```ts
+ * import { parseCidr } from "./policy.ts";
+ * import { equal, throws } from "node:assert/strict";
+ *
+ * equal(parseCidr("10.1.2.3/8").prefix, 8);
+ * equal(parseCidr("::1").prefix, 128);
+ * throws(() => parseCidr("10.0.0.0/33"), RangeError);
+ * ```
+ */
+export function parseCidr(
+  text: string,
+): { family: "IPv4" | "IPv6"; prefix: number } {
+  const cidr = toCidr(text);
+  return {
+    family: cidr.family === 4 ? "IPv4" : "IPv6",
+    prefix: cidr.prefix,
+  };
+}
+
+function toCidr(text: string): Cidr & { prefix: number } {
+  const slash = text.indexOf("/");
+  const host = slash < 0 ? text : text.slice(0, slash);
+  const bracketed = /^\[(.*)\]$/.exec(host)?.[1] ?? host;
+  const address = toAddress(bracketed, "CIDR");
+  const mapped = address.family === 4 && bracketed.includes(":");
+  const max = address.family === 4 ? 32 : 128;
+  let prefix = max;
+  if (slash >= 0) {
+    const bits = text.slice(slash + 1);
+    if (!/^\d{1,3}$/.test(bits)) {
+      throw new TypeError(`Cannot use CIDR "${text}": bad prefix length`);
+    }
+    prefix = Number(bits) - (mapped ? 96 : 0);
+    if (prefix < 0 || prefix > max) {
+      throw new RangeError(
+        `Cannot use CIDR "${text}": the prefix length must be 0 to ${
+          mapped ? 128 : max
+        }${mapped ? " and at least 96 for an IPv4-mapped address" : ""}`,
+      );
+    }
+  }
+  const mask = prefixMask(prefix, address.family === 4 ? 1 : 4);
+  for (let k = 0; k < 4; k++) address.words[k]! &= mask[k]!;
+  return { ...address, mask, prefix };
+}
+
+/** Whether the address parsed in WORDS (of `family`) lies in `cidr`. */
+function inCidr(family: 4 | 6, cidr: Cidr): boolean {
+  if (cidr.family !== family) return false;
+  const { words, mask } = cidr;
+  if (((WORDS[0]! & mask[0]!) >>> 0) !== words[0]) return false;
+  if (family === 4) return true;
+  return ((WORDS[1]! & mask[1]!) >>> 0) === words[1] &&
+    ((WORDS[2]! & mask[2]!) >>> 0) === words[2] &&
+    ((WORDS[3]! & mask[3]!) >>> 0) === words[3];
+}
+
+function sameAddress(family: 4 | 6, address: Address): boolean {
+  return address.family === family && address.words[0] === WORDS[0] &&
+    (family === 4 ||
+      (address.words[1] === WORDS[1] && address.words[2] === WORDS[2] &&
+        address.words[3] === WORDS[3]));
+}
+
+function isLoopbackParsed(family: 4 | 6): boolean {
+  return family === 4
+    ? WORDS[0]! >>> 24 === 127
+    : WORDS[0] === 0 && WORDS[1] === 0 && WORDS[2] === 0 && WORDS[3] === 1;
+}
+
+function isUnspecifiedParsed(family: 4 | 6): boolean {
+  return WORDS[0] === 0 &&
+    (family === 4 || (WORDS[1] === 0 && WORDS[2] === 0 && WORDS[3] === 0));
+}
+
+/**
+ * Whether an IP literal is a loopback address (127.0.0.0/8, `::1`, or the
+ * IPv4-mapped form of 127.0.0.0/8). Host names are not resolved: false.
+ *
+ * @example
+ * ```ts
+ * import { isLoopback } from "./policy.ts";
+ * import { equal } from "node:assert/strict";
+ *
+ * equal(isLoopback("127.0.0.2"), true);
+ * equal(isLoopback("::ffff:127.0.0.1"), true);
+ * equal(isLoopback("0.0.0.0"), false);
+ * ```
+ */
+export function isLoopback(hostname: string): boolean {
+  const family = parseAddress(hostname);
+  return family !== 0 && isLoopbackParsed(family);
+}
+
+/**
+ * The server's default per-source rate for the addresses it binds: no limit
+ * (0) when every one is loopback, else {@linkcode DEFAULT_RATE}.
+ *
+ * @example
+ * ```ts
+ * import { defaultRate } from "./policy.ts";
+ * import { equal } from "node:assert/strict";
+ *
+ * equal(defaultRate(["127.0.0.1", "::1"]), 0);
+ * equal(defaultRate(["127.0.0.1", "0.0.0.0"]), 1000);
+ * ```
+ */
+export function defaultRate(hostnames: readonly string[]): number {
+  return hostnames.every(isLoopback) ? 0 : DEFAULT_RATE;
+}
+
+function fmix32(h: number): number {
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
+  return (h ^ (h >>> 16)) >>> 0;
+}
+
+function checkCount(
+  value: number,
+  name: string,
+  range: { min: number; max?: number },
+): number {
+  const { min, max = Number.MAX_SAFE_INTEGER } = range;
+  if (!Number.isSafeInteger(value) || value < min || value > max) {
+    throw new RangeError(
+      `Cannot use ${name} ${value}: expected an integer from ${min} to ${max}`,
+    );
+  }
+  return value;
+}
+
+// How far an eviction looks for a victim when the source table is full.
+const EVICT_SAMPLES = 8;
+const EVICT_SCAN = 64;
+
+/**
+ * Decides, per datagram, whether the echo server replies. Rules are checked
+ * cheapest first; only a datagram that passes every other rule spends a
+ * token, so refused traffic never eats a source's budget.
+ *
+ * The rate limit is GCRA, the virtual-scheduling form of a token bucket: each
+ * source keeps one number, the time its bucket will be full again. A source
+ * whose bucket is full is indistinguishable from a new one, so such entries
+ * are reused freely; when the table is full of busy sources, the entry
+ * closest to full of a small sample is evicted, which forgives the least.
+ */
+export class EchoPolicy {
+  readonly #maxSize: number;
+  readonly #allow: Cidr[];
+  readonly #deny: Cidr[];
+  readonly #local: (Address & { port: number; wildcard: boolean })[] = [];
+  readonly #interfaces: Address[];
+  readonly #broadcast: Address[];
+  readonly #clock: () => number;
+  readonly #counts = new Float64Array(VERDICTS.length);
+  readonly #refusedPorts = new Uint8Array(65_536);
+  // Rate limiter: GCRA over a linear-probing table in typed arrays.
+  readonly #rate: number;
+  readonly #burst: number;
+  readonly #interval: number;
+  readonly #tolerance: number;
+  readonly #maxSources: number;
+  readonly #mask: number;
+  readonly #seed: number;
+  readonly #family: Uint8Array;
+  readonly #keyHigh: Uint32Array;
+  readonly #keyLow: Uint32Array;
+  readonly #fullAt: Float64Array;
+  #sources = 0;
+  #hand = 0;
+
+  /** Builds a policy; throws a `TypeError`/`RangeError` on a bad option. */
+  constructor(options: PolicyOptions = {}) {
+    const rate = options.rate ?? 0;
+    if (!(rate >= 0 && Number.isFinite(rate))) {
+      throw new RangeError(
+        `Cannot use rate ${rate}: expected a number of datagrams per second, 0 or more`,
+      );
+    }
+    this.#rate = rate;
+    this.#burst = checkCount(
+      options.burst ?? Math.max(1, Math.ceil(rate)),
+      "burst",
+      { min: 1 },
+    );
+    this.#maxSources = checkCount(
+      options.maxSources ?? DEFAULT_MAX_SOURCES,
+      "max-sources",
+      { min: 1, max: MAX_SOURCES_LIMIT },
+    );
+    this.#maxSize = options.maxSize === undefined
+      ? Infinity
+      : checkCount(options.maxSize, "max-size", { min: 0 });
+    this.#allow = (options.allow ?? []).map(toCidr);
+    this.#deny = (options.deny ?? []).map(toCidr);
+    for (const local of options.local ?? []) this.addLocal(local);
+    this.#interfaces = (options.interfaceAddresses ?? []).map((text) =>
+      toAddress(text, "interface address")
+    );
+    this.#broadcast = (options.broadcastAddresses ?? []).map((text) =>
+      toAddress(text, "broadcast address")
+    );
+    this.#clock = options.clock ?? (() => performance.now());
+    for (let port = 0; port < 1024; port++) this.#refusedPorts[port] = LOW_PORT;
+    for (const port of REFUSED_SERVICE_PORTS) {
+      this.#refusedPorts[port] = SERVICE_PORT;
+    }
+    this.#interval = rate > 0 ? 1000 / rate : 0;
+    // A hair of slack so float rounding never refuses a datagram on time.
+    this.#tolerance = (this.#burst - 1 + 1e-6) * this.#interval;
+    // Keep the load at most one half so probes stay short.
+    let capacity = 8;
+    while (rate > 0 && capacity < 2 * this.#maxSources) capacity *= 2;
+    const slots = rate > 0 ? capacity : 0;
+    this.#mask = capacity - 1;
+    this.#seed =
+      (options.seed ?? crypto.getRandomValues(new Uint32Array(1))[0]!) >>>
+      0;
+    this.#family = new Uint8Array(slots);
+    this.#keyHigh = new Uint32Array(slots);
+    this.#keyLow = new Uint32Array(slots);
+    this.#fullAt = new Float64Array(slots);
+  }
+
+  /**
+   * Adds one of the server's own sockets (an IP literal and its port), so
+   * that a datagram claiming to come from it is dropped, never echoed.
+   */
+  addLocal(address: HostPort): void {
+    const parsed = toAddress(address.hostname, "local address");
+    WORDS.set(parsed.words);
+    this.#local.push({
+      ...parsed,
+      port: address.port,
+      wildcard: isUnspecifiedParsed(parsed.family),
+    });
+  }
+
+  /** Datagrams per second per source; 0 when there is no limit. */
+  get rate(): number {
+    return this.#rate;
+  }
+
+  /** Datagrams a source may send at once. */
+  get burst(): number {
+    return this.#burst;
+  }
+
+  /** The most sources tracked at once. */
+  get maxSources(): number {
+    return this.#maxSources;
+  }
+
+  /** Bytes held by the source table; fixed when the policy is built. */
+  get tableBytes(): number {
+    return this.#family.byteLength + this.#keyHigh.byteLength +
+      this.#keyLow.byteLength + this.#fullAt.byteLength;
+  }
+
+  /**
+   * Decides whether to echo a datagram of `size` bytes from `source`, at
+   * `now` milliseconds on the policy's clock, and counts the verdict.
+   */
+  decide(source: HostPort, size: number, now: number = this.#clock()): Verdict {
+    const code = this.#decide(source, size, now);
+    this.#counts[code]!++;
+    return VERDICTS[code]!;
+  }
+
+  #decide(source: HostPort, size: number, now: number): number {
+    if (size > this.#maxSize) return TOO_LARGE;
+    const port = source.port;
+    const refused = this.#refusedPorts[port];
+    if (refused === undefined) return BAD_SOURCE;
+    if (refused !== 0) return refused;
+    const family = parseAddress(source.hostname);
+    if (family === 0) return BAD_SOURCE;
+    if (family === 4) {
+      const top = WORDS[0]! >>> 24;
+      // 0/8 "this network", 224/4 multicast, 240/4 reserved and broadcast.
+      if (top === 0 || top >= 224) return BAD_SOURCE;
+    } else if (WORDS[0]! >>> 24 === 0xff || isUnspecifiedParsed(6)) {
+      return BAD_SOURCE;
+    }
+    for (let k = 0; k < this.#broadcast.length; k++) {
+      if (sameAddress(family, this.#broadcast[k]!)) return BAD_SOURCE;
+    }
+    for (let k = 0; k < this.#local.length; k++) {
+      const local = this.#local[k]!;
+      if (local.port !== port) continue;
+      if (
+        local.wildcard
+          ? this.#isHostAddress(family)
+          : sameAddress(family, local)
+      ) {
+        return OWN_ADDRESS;
+      }
+    }
+    for (let k = 0; k < this.#deny.length; k++) {
+      if (inCidr(family, this.#deny[k]!)) return DENIED;
+    }
+    if (this.#allow.length > 0) {
+      let allowed = false;
+      for (let k = 0; k < this.#allow.length && !allowed; k++) {
+        allowed = inCidr(family, this.#allow[k]!);
+      }
+      if (!allowed) return DENIED;
+    }
+    if (this.#rate === 0) return ECHO;
+    return this.#spend(family, now) ? ECHO : RATE_LIMITED;
+  }
+
+  #isHostAddress(family: 4 | 6): boolean {
+    if (isLoopbackParsed(family)) return true;
+    for (let k = 0; k < this.#interfaces.length; k++) {
+      if (sameAddress(family, this.#interfaces[k]!)) return true;
+    }
+    return false;
+  }
+
+  /** Spends a token of the source parsed in WORDS; false when none is left. */
+  #spend(family: 4 | 6, now: number): boolean {
+    // Key IPv6 by /64: one host may hold a whole /64 and rotate through it.
+    const high = WORDS[0]!;
+    const low = family === 4 ? 0 : WORDS[1]!;
+    let slot = this.#find(family, high, low, now);
+    if (slot < 0) {
+      slot = ~slot;
+      // Taking a forgettable entry's slot needs no room; an empty one may.
+      if (this.#family[slot] === 0 && this.#sources >= this.#maxSources) {
+        this.#evict(now);
+        slot = ~this.#find(family, high, low, now);
+      }
+      if (this.#family[slot] === 0) this.#sources++;
+      this.#family[slot] = family;
+      this.#keyHigh[slot] = high;
+      this.#keyLow[slot] = low;
+      this.#fullAt[slot] = now;
+    }
+    const start = Math.max(this.#fullAt[slot]!, now);
+    if (start - now > this.#tolerance) return false;
+    this.#fullAt[slot] = start + this.#interval;
+    return true;
+  }
+
+  #home(family: number, high: number, low: number): number {
+    return fmix32(fmix32(high ^ this.#seed) ^ low ^ family) & this.#mask;
+  }
+
+  /**
+   * Returns the key's slot, or `~slot` for where to put it: the first entry
+   * on its probe path whose bucket is full (so forgettable), else the empty
+   * slot that ends the path.
+   */
+  #find(family: number, high: number, low: number, now: number): number {
+    let reusable = -1;
+    for (
+      let slot = this.#home(family, high, low);;
+      slot = (slot + 1) & this.#mask
+    ) {
+      const held = this.#family[slot];
+      if (held === 0) return ~(reusable >= 0 ? reusable : slot);
+      if (
+        held === family && this.#keyHigh[slot] === high &&
+        this.#keyLow[slot] === low
+      ) {
+        return slot;
+      }
+      if (reusable < 0 && this.#fullAt[slot]! <= now) reusable = slot;
+    }
+  }
+
+  /** Frees one slot: a full bucket if the sample has one, else the nearest to full. */
+  #evict(now: number): void {
+    let victim = -1;
+    let samples = 0;
+    for (
+      let scanned = 0;
+      scanned <= this.#mask && samples < EVICT_SAMPLES &&
+      (scanned < EVICT_SCAN || samples === 0);
+      scanned++
+    ) {
+      const slot = this.#hand;
+      this.#hand = (slot + 1) & this.#mask;
+      if (this.#family[slot] === 0) continue;
+      samples++;
+      if (victim < 0 || this.#fullAt[slot]! < this.#fullAt[victim]!) {
+        victim = slot;
+      }
+      if (this.#fullAt[victim]! <= now) break;
+    }
+    if (victim >= 0) this.#remove(victim);
+  }
+
+  /** Empties a slot and shifts its cluster back so every probe path stays whole. */
+  #remove(slot: number): void {
+    let hole = slot;
+    for (let next = (slot + 1) & this.#mask;; next = (next + 1) & this.#mask) {
+      const family = this.#family[next]!;
+      if (family === 0) break;
+      const home = this.#home(
+        family,
+        this.#keyHigh[next]!,
+        this.#keyLow[next]!,
+      );
+      // The entry may move back into the hole unless its home lies after it.
+      const stays = hole <= next
+        ? hole < home && home <= next
+        : hole < home || home <= next;
+      if (stays) continue;
+      this.#family[hole] = family;
+      this.#keyHigh[hole] = this.#keyHigh[next]!;
+      this.#keyLow[hole] = this.#keyLow[next]!;
+      this.#fullAt[hole] = this.#fullAt[next]!;
+      hole = next;
+    }
+    this.#family[hole] = 0;
+    this.#sources--;
+  }
+
+  /** Sources whose bucket is not full at `now`: the ones being limited or recently seen. */
+  activeSources(now: number = this.#clock()): number {
+    let active = 0;
+    for (let slot = 0; slot < this.#family.length; slot++) {
+      if (this.#family[slot] !== 0 && this.#fullAt[slot]! > now) active++;
+    }
+    return active;
+  }
+
+  /** Entries in the source table, never more than `maxSources`. */
+  get trackedSources(): number {
+    return this.#sources;
+  }
+
+  /** How many datagrams got each verdict so far. */
+  counts(): VerdictCounts {
+    const counts = {} as VerdictCounts;
+    for (let k = 0; k < VERDICTS.length; k++) {
+      counts[VERDICTS[k]!] = this.#counts[k]!;
+    }
+    return counts;
+  }
+}
