@@ -534,7 +534,7 @@ function foldDatagramLog(
 }
 
 /** Drops by reason, only the reasons that occurred. */
-type DropCounts = Partial<Record<DropReason, number>>;
+export type DropCounts = Partial<Record<DropReason, number>>;
 
 function dropCounts(policy: EchoPolicy): DropCounts {
   const counts: DropCounts = {};
