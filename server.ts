@@ -147,10 +147,12 @@ export interface ServeEchoOptions {
   io?: IoBackend;
   /**
    * With `io: "batch"`: the options the Worker builds its own policy from
-   * (an `EchoPolicy` object cannot cross into a Worker). Defaults to the
-   * fixed rules with the default rate limit for the bound address.
+   * (an `EchoPolicy` object cannot cross into a Worker), or a function of
+   * the bound address that returns them (to list every socket of the server
+   * in `local`). Defaults to the fixed rules with the default rate limit for
+   * the bound address.
    */
-  policyOptions?: PolicyOptions;
+  policyOptions?: PolicyOptions | ((addr: Deno.NetAddr) => PolicyOptions);
 }
 
 /** The I/O backends of {@linkcode serveEcho}. */
@@ -354,8 +356,10 @@ function serveEchoBatch(options: ServeEchoOptions): EchoServer {
     datagramEvents: onEvent !== undefined && options.datagramEvents !== false,
     previewBytes: RECEIVE_BUFFER_SIZE,
     decideModule: new URL("./batch_policy.ts", import.meta.url).href,
-    decideOptions: options.policyOptions ??
-      ((addr: Deno.NetAddr) => ({ rate: defaultRate([addr.hostname]) })),
+    decideOptions: (addr: Deno.NetAddr): PolicyOptions =>
+      typeof options.policyOptions === "function"
+        ? options.policyOptions(addr)
+        : options.policyOptions ?? { rate: defaultRate([addr.hostname]) },
   });
   const startedAt = performance.now();
   const stats = (): EchoStats => {
@@ -869,7 +873,15 @@ async function main(args: string[]): Promise<number> {
       onEvent: log,
       datagramEvents: !flags.quiet,
       io,
-      policyOptions: fullPolicyOptions,
+      // Each batch Worker has its own policy: tell it every socket of this
+      // server (all share one port), so none echoes to a sibling.
+      policyOptions: (addr) => ({
+        ...fullPolicyOptions,
+        local: hosts.map((host) => ({
+          hostname: host.address,
+          port: addr.port,
+        })),
+      }),
     }, controller);
   } catch (error) {
     printError(error);
