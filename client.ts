@@ -10,7 +10,13 @@
  * deno run --unstable-net --allow-net client.ts                 # the tutorials' message to localhost:10000
  * deno run --unstable-net --allow-net client.ts hello there     # the words form the message
  * printf 'a\nb\n' | deno run --unstable-net --allow-net client.ts -   # one datagram per line of stdin
+ * deno run --unstable-net --allow-net client.ts -c 10 -i 200    # ping: 10 probes, one every 200 ms
+ * deno run --unstable-net --allow-net client.ts -w 16 -d 5      # load: 16 probes in flight for 5 s
+ * deno run --unstable-net --allow-net client.ts --sweep         # largest payload echoed intact
  * ```
+ *
+ * The measurement modes live in `measure.ts` (engines), `report.ts` (output)
+ * and `measure_cli.ts` (their flags).
  *
  * Or use it as a module:
  *
@@ -36,6 +42,14 @@
  * @module
  */
 
+import {
+  MEASURE_FLAGS,
+  MEASURE_HELP,
+  measurementMode,
+  type MeasureValues,
+  runMeasurement,
+} from "./measure_cli.ts";
+import type { Mode } from "./report.ts";
 import {
   type AddressFamily,
   checkPayloadSize,
@@ -338,7 +352,10 @@ Options:
   -h, --help           show this help and exit
   -V, --version        show the version and exit
 
-Exit status: 0 every message echoed intact, 1 failure (no echo after the
+${MEASURE_HELP}
+
+Exit status: 0 every message echoed intact (a measurement: loss within
+--max-loss; a sweep: some size echoed intact), 1 failure (no echo after the
 retries, an echo that differs, a runtime error), 2 usage error (a bad flag or
 value, a payload over the UDP limit: refused before anything is sent).`;
 
@@ -351,6 +368,7 @@ const FLAGS = {
   json: { type: "boolean", default: false },
   help: { type: "boolean", short: "h", default: false },
   version: { type: "boolean", short: "V", default: false },
+  ...MEASURE_FLAGS,
 } as const;
 
 function parseWholeNumber(text: string, what: string): number {
@@ -500,6 +518,10 @@ interface ClientCommand {
   message?: Uint8Array;
   quiet: boolean;
   json: boolean;
+  /** Resolve the host to this family only (`-4`, `-6`). */
+  family?: AddressFamily;
+  /** A measurement mode and the flags it reads, instead of one echo. */
+  measure?: { mode: Mode; flags: MeasureValues };
 }
 
 /** Reads the command line; throws on bad usage, returns a code for --help. */
@@ -512,6 +534,20 @@ function parseCommand(args: string[]): ClientCommand | number {
   if (flags.version) {
     printLine(`udp-echo client ${VERSION}`);
     return EXIT_OK;
+  }
+  const mode = measurementMode(flags);
+  if (mode !== undefined && words.length > 0) {
+    throw new TypeError(
+      `Cannot send a message in ${mode} mode: its probes are the payload`,
+    );
+  }
+  if (flags.ipv4 && flags.ipv6) {
+    throw new TypeError("Cannot combine -4 and -6: pick one family");
+  }
+  if (mode === undefined && flags.bind !== undefined) {
+    throw new TypeError(
+      "Cannot use --bind without a measurement mode (-c, -w, --sweep ...)",
+    );
   }
   const fromStdin = words.length === 1 && words[0] === "-";
   if (!fromStdin && words.includes("-")) {
@@ -540,6 +576,8 @@ function parseCommand(args: string[]): ClientCommand | number {
       : encoder.encode(words.length > 0 ? words.join(" ") : DEFAULT_MESSAGE),
     quiet: flags.quiet,
     json: flags.json,
+    family: flags.ipv4 ? "IPv4" : flags.ipv6 ? "IPv6" : undefined,
+    measure: mode === undefined ? undefined : { mode, flags },
   };
 }
 
@@ -552,6 +590,10 @@ async function main(args: string[]): Promise<number> {
     return EXIT_USAGE;
   }
   if (typeof command === "number") return command;
+  if (command.measure !== undefined) {
+    const { mode, flags } = command.measure;
+    return await runMeasurement(mode, flags, command.target);
+  }
   const { message, retries } = command;
 
   let client: EchoClient;
@@ -559,6 +601,7 @@ async function main(args: string[]): Promise<number> {
     client = await EchoClient.open(command.target, {
       timeout: command.timeout,
       retries,
+      family: command.family,
     });
     if (message !== undefined) {
       checkPayloadSize(message.length, client.target.family);

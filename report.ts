@@ -1,0 +1,402 @@
+/**
+ * How the measurement client reports: ping-style lines per reply, a summary
+ * in the spirit of ping and irtt, a live status line, and the JSON document
+ * (`--json`) and event stream (`--ndjson`) described in the README. Pure
+ * formatting: nothing here touches a socket.
+ *
+ * @example Format a reply the way ping does
+ * ```ts
+ * import { formatReply } from "./report.ts";
+ * import { equal } from "node:assert/strict";
+ *
+ * const line = formatReply({
+ *   type: "reply",
+ *   flow: 0,
+ *   seq: 3,
+ *   bytes: 64,
+ *   rttMs: 0.1424,
+ *   check: "intact",
+ *   duplicate: false,
+ *   reordered: false,
+ *   late: false,
+ * }, "127.0.0.1:10000");
+ * equal(line, "64 bytes from 127.0.0.1:10000: seq=3 time=0.142 ms");
+ * ```
+ *
+ * @module
+ */
+
+import type {
+  LostEvent,
+  ProbeEvent,
+  ReplyEvent,
+  RunResult,
+  SweepEvent,
+  SweepResult,
+} from "./measure.ts";
+import { formatAddress } from "./shared.ts";
+import { histogram, type ReplyCounts, type Summary } from "./stats.ts";
+
+/** Names the JSON format and its version; bump the version on any change. */
+export const JSON_SCHEMA = "udp-echo.measure/1";
+
+/** Which measurement produced a result. */
+export type Mode = "ping" | "load" | "sweep";
+
+/** Formats milliseconds with three decimals, or `-` when there is no value. */
+export function formatMs(ms: number): string {
+  return Number.isFinite(ms) ? ms.toFixed(3) : "-";
+}
+
+/** Formats a bit rate with an SI prefix: `51.2 kbit/s`. */
+export function formatBits(bps: number): string {
+  if (!Number.isFinite(bps)) return "- bit/s";
+  const units = ["bit/s", "kbit/s", "Mbit/s", "Gbit/s"];
+  let value = bps;
+  let unit = 0;
+  while (value >= 1000 && unit < units.length - 1) {
+    value /= 1000;
+    unit++;
+  }
+  return `${value.toFixed(unit === 0 ? 0 : 1)} ${units[unit]}`;
+}
+
+function formatRate(pps: number): string {
+  return Number.isFinite(pps) ? `${pps.toFixed(1)} pps` : "- pps";
+}
+
+function plural(n: number, word: string): string {
+  return `${n} ${word}${n === 1 ? "" : "s"}`;
+}
+
+/** Percentage of probes without an intact reply (lost or only corrupted). */
+export function lossPercent(
+  result: { sent: number; received: number },
+): number {
+  return result.sent === 0
+    ? NaN
+    : (result.sent - result.received) / result.sent * 100;
+}
+
+/** A ping-style line for one reply, marked DUP!, late, reordered or damaged. */
+export function formatReply(
+  event: ReplyEvent,
+  from: string,
+  flows = 1,
+): string {
+  const marks = [
+    event.duplicate && "(DUP!)",
+    event.check !== "intact" && `(${event.check})`,
+    event.reordered && "(reordered)",
+    event.late && "(late)",
+  ].filter(Boolean);
+  const flow = flows > 1 ? `flow=${event.flow} ` : "";
+  return [
+    `${event.bytes} bytes from ${from}: ${flow}seq=${event.seq} time=${
+      formatMs(event.rttMs)
+    } ms`,
+    ...marks,
+  ].join(" ");
+}
+
+/** A line for a probe that had no reply by the end of the wait. */
+export function formatLost(event: LostEvent, from: string, flows = 1): string {
+  const flow = flows > 1 ? `flow=${event.flow} ` : "";
+  return `no reply from ${from}: ${flow}seq=${event.seq}`;
+}
+
+/** A line for one try of a sweep. */
+export function formatSweepStep(event: SweepEvent, tries: number): string {
+  const head = `${event.size} bytes (try ${event.attempt}/${tries}):`;
+  switch (event.outcome) {
+    case "intact":
+      return `${head} intact, time=${formatMs(event.rttMs)} ms`;
+    case "truncated":
+      return `${head} truncated to ${event.bytes} bytes`;
+    case "corrupted":
+      return `${head} corrupted (${event.bytes} bytes)`;
+    case "lost":
+      return `${head} no reply`;
+  }
+}
+
+function countsLine(result: RunResult | SweepResult): string {
+  const loss = lossPercent(result);
+  return [
+    `${result.sent} sent`,
+    `${result.received} received`,
+    `${result.lost} lost`,
+    plural(result.duplicates, "duplicate"),
+    `${result.reordered} reordered`,
+    `${result.corrupted} corrupted`,
+    `${Number.isFinite(loss) ? loss.toFixed(1) : "-"}% without intact reply`,
+  ].join(", ");
+}
+
+function summaryTable(summary: Summary): string[] {
+  const fields = [
+    "min",
+    "mean",
+    "median",
+    "max",
+    "stddev",
+    "p90",
+    "p99",
+    "p999",
+  ] as const;
+  const labels = fields.map((field) => field === "p999" ? "p99.9" : field);
+  const values = fields.map((field) => formatMs(summary[field]));
+  const width = Math.max(
+    ...labels.map((label) => label.length),
+    ...values.map((value) => value.length),
+  );
+  return [
+    `          ${labels.map((label) => label.padStart(width)).join(" ")}`,
+    `rtt (ms)  ${values.map((value) => value.padStart(width)).join(" ")}`,
+  ];
+}
+
+/** Options for {@linkcode formatRunSummary}. */
+export interface SummaryOptions {
+  /** Add a histogram of round-trip times. Defaults to true. */
+  histogram?: boolean;
+}
+
+/** The end-of-run summary of a ping or load run, as lines. */
+export function formatRunSummary(
+  result: RunResult,
+  mode: Mode,
+  options: SummaryOptions = {},
+): string[] {
+  const lines = [
+    `--- ${formatAddress(result.target)} udp-echo ${mode} statistics ---`,
+    countsLine(result),
+  ];
+  const extras = [
+    result.late > 0 && `${result.late} late`,
+    result.truncated > 0 && `${result.truncated} truncated`,
+    result.ignored > 0 && `${result.ignored} foreign datagrams ignored`,
+  ].filter(Boolean);
+  if (extras.length > 0) lines.push(extras.join(", "));
+  lines.push(...summaryTable(result.rttMs));
+  lines.push(
+    `jitter (ms): mean ipdv ${formatMs(result.jitterMs.ipdv)}, rfc3550 ${
+      formatMs(result.jitterMs.rfc3550)
+    }`,
+  );
+  if (result.pacing === "interval") {
+    const drift = result.scheduleMs.drift;
+    lines.push(
+      `schedule error (ms): mean ${formatMs(result.scheduleMs.mean)}, max ${
+        formatMs(result.scheduleMs.max)
+      }, span ${
+        Number.isFinite(drift)
+          ? `${drift >= 0 ? "+" : ""}${drift.toFixed(3)}%`
+          : "-"
+      }`,
+    );
+  }
+  lines.push(
+    `rate: sent ${formatRate(result.sendRate.pps)} (${
+      formatBits(result.sendRate.bps)
+    }), echoed ${formatRate(result.echoRate.pps)} (${
+      formatBits(result.echoRate.bps)
+    }), ${result.size}-byte payloads, ${plural(result.flows.length, "flow")}, ${
+      (result.elapsedMs / 1000).toFixed(2)
+    } s`,
+  );
+  if ((options.histogram ?? true) && result.rtts.length > 1) {
+    lines.push(
+      "rtt histogram (ms):",
+      ...histogram(result.rtts, {
+        bins: 8,
+        width: 30,
+        upper: result.rttMs.p99,
+      }).map((line) => `  ${line}`),
+    );
+  }
+  return lines;
+}
+
+/** The end-of-sweep summary, as lines. */
+export function formatSweepSummary(result: SweepResult): string[] {
+  const lines = [
+    `--- ${formatAddress(result.target)} udp-echo sweep ---`,
+    result.maxPayload > 0
+      ? `largest intact echo: ${result.maxPayload} bytes (limit ${result.limit})`
+      : `no intact echo at any size up to ${result.limit} bytes`,
+  ];
+  const { failure } = result;
+  if (failure !== undefined) {
+    lines.push(
+      failure.reason === "truncated"
+        ? `${failure.size} bytes came back truncated to ${failure.echoed} bytes`
+        : failure.reason === "lost"
+        ? `${failure.size} bytes got no reply in any of its tries`
+        : `${failure.size} bytes came back corrupted`,
+    );
+  }
+  lines.push(countsLine(result), ...summaryTable(result.rttMs));
+  return lines;
+}
+
+/** The one-line live status of a running load test. */
+export function formatStatus(status: {
+  sent: number;
+  received: number;
+  elapsedMs: number;
+  echoPps: number;
+  lastRttMs: number;
+}): string {
+  return `${
+    (status.elapsedMs / 1000).toFixed(1)
+  } s: ${status.sent} sent, ${status.received} received, ${
+    status.sent - status.received
+  } in flight or lost, ${formatRate(status.echoPps)} echoed, rtt ${
+    formatMs(status.lastRttMs)
+  } ms`;
+}
+
+/** Options shared by the JSON renderers. */
+export interface JsonOptions {
+  /** Extra mode-specific fields, such as the interval or window. */
+  settings?: Record<string, unknown>;
+}
+
+function summaryJson(summary: Summary) {
+  const { min, mean, median, max, stddev, p90, p99, p999 } = summary;
+  return { min, mean, median, max, stddev, p90, p99, p999 };
+}
+
+function countsJson(counts: ReplyCounts) {
+  const { sent, received, lost, duplicates, reordered, corrupted } = counts;
+  return { sent, received, lost, duplicates, reordered, corrupted };
+}
+
+function targetJson(target: RunResult["target"]) {
+  return {
+    address: formatAddress(target),
+    hostname: target.hostname,
+    port: target.port,
+    family: target.family,
+  };
+}
+
+/**
+ * The `--json` document of a ping or load run: the counts, `rtt_ms`,
+ * `jitter_ms`, rates and per-flow counts, with `schema` naming the format.
+ * Values that do not exist (no replies) are `null`.
+ */
+export function runJson(
+  result: RunResult,
+  mode: Mode,
+  options: JsonOptions = {},
+): Record<string, unknown> {
+  return {
+    schema: JSON_SCHEMA,
+    mode,
+    target: targetJson(result.target),
+    size: result.size,
+    ...options.settings,
+    ...countsJson(result),
+    truncated: result.truncated,
+    late: result.late,
+    ignored: result.ignored,
+    loss_percent: lossPercent(result),
+    rtt_ms: summaryJson(result.rttMs),
+    jitter_ms: { ipdv: result.jitterMs.ipdv, rfc3550: result.jitterMs.rfc3550 },
+    schedule_error_ms: result.pacing === "interval"
+      ? {
+        mean: result.scheduleMs.mean,
+        max: result.scheduleMs.max,
+        drift_percent: result.scheduleMs.drift,
+      }
+      : null,
+    send_rate: { pps: result.sendRate.pps, bps: result.sendRate.bps },
+    echo_rate: { pps: result.echoRate.pps, bps: result.echoRate.bps },
+    elapsed_ms: result.elapsedMs,
+    flows: result.flows.map((flow) => ({
+      flow: flow.flow,
+      local: formatAddress(flow.local),
+      ...countsJson(flow),
+    })),
+  };
+}
+
+/** The `--json` document of a sweep: the counts, `max_payload` and each try. */
+export function sweepJson(
+  result: SweepResult,
+  options: JsonOptions = {},
+): Record<string, unknown> {
+  return {
+    schema: JSON_SCHEMA,
+    mode: "sweep",
+    target: targetJson(result.target),
+    ...options.settings,
+    ...countsJson(result),
+    truncated: result.truncated,
+    ignored: result.ignored,
+    loss_percent: lossPercent(result),
+    rtt_ms: summaryJson(result.rttMs),
+    jitter_ms: { ipdv: null, rfc3550: null },
+    max_payload: result.maxPayload,
+    limit: result.limit,
+    failure: result.failure ?? null,
+    steps: result.steps.map(eventJson),
+  };
+}
+
+/** One `--ndjson` line for an engine event, with an `event` field. */
+export function eventJson(event: ProbeEvent): Record<string, unknown> {
+  switch (event.type) {
+    case "reply":
+      return {
+        event: "reply",
+        flow: event.flow,
+        seq: event.seq,
+        bytes: event.bytes,
+        rtt_ms: event.rttMs,
+        check: event.check,
+        duplicate: event.duplicate,
+        reordered: event.reordered,
+        late: event.late,
+      };
+    case "lost":
+      return { event: "lost", flow: event.flow, seq: event.seq };
+    case "sweep":
+      return {
+        event: "sweep",
+        size: event.size,
+        attempt: event.attempt,
+        outcome: event.outcome,
+        bytes: event.bytes,
+        rtt_ms: event.rttMs,
+      };
+  }
+}
+
+/**
+ * Serialises a document, on one line unless `indent` is given. Fractions are
+ * rounded to three decimals (a microsecond for the `_ms` fields); NaN and
+ * infinities become `null`.
+ *
+ * @example
+ * ```ts
+ * import { toJson } from "./report.ts";
+ * import { equal } from "node:assert/strict";
+ *
+ * equal(toJson({ mean: NaN, max: 0.1234567, sent: 5 }), '{"mean":null,"max":0.123,"sent":5}');
+ * ```
+ */
+export function toJson(value: unknown, indent?: number): string {
+  return JSON.stringify(
+    value,
+    (_key, item) =>
+      typeof item !== "number" || Number.isInteger(item)
+        ? item
+        : Number.isFinite(item)
+        ? Math.round(item * 1000) / 1000
+        : null,
+    indent,
+  );
+}

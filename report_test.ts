@@ -1,0 +1,233 @@
+import { deepEqual, equal, ok } from "node:assert/strict";
+import type { ReplyEvent, RunResult, SweepResult } from "./measure.ts";
+import {
+  eventJson,
+  formatBits,
+  formatLost,
+  formatReply,
+  formatRunSummary,
+  formatSweepStep,
+  formatSweepSummary,
+  JSON_SCHEMA,
+  lossPercent,
+  runJson,
+  sweepJson,
+  toJson,
+} from "./report.ts";
+import { summarize } from "./stats.ts";
+
+const REPLY: ReplyEvent = {
+  type: "reply",
+  flow: 1,
+  seq: 7,
+  bytes: 64,
+  rttMs: 1.23456,
+  check: "intact",
+  duplicate: false,
+  reordered: false,
+  late: false,
+};
+
+const TARGET = { hostname: "::1", port: 10000, family: "IPv6" } as const;
+
+function runResult(): RunResult {
+  return {
+    target: TARGET,
+    size: 64,
+    pacing: "interval",
+    sent: 10,
+    received: 8,
+    lost: 1,
+    duplicates: 1,
+    reordered: 0,
+    corrupted: 1,
+    late: 0,
+    truncated: 0,
+    ignored: 0,
+    rttMs: summarize([1, 2, 3, 4, 5, 6, 7, 8]),
+    jitterMs: { ipdv: 1, rfc3550: NaN },
+    scheduleMs: { mean: 0.1, max: 0.5, drift: 0.25 },
+    sendRate: { pps: 100, bps: 51_200 },
+    echoRate: { pps: 80, bps: 40_960 },
+    elapsedMs: 100,
+    flows: [{
+      flow: 0,
+      local: { hostname: "::", port: 5000 },
+      sent: 10,
+      received: 8,
+      lost: 1,
+      duplicates: 1,
+      reordered: 0,
+      corrupted: 1,
+    }],
+    rtts: [1, 2, 3, 4, 5, 6, 7, 8],
+  };
+}
+
+Deno.test("formatReply() marks duplicates, damage, reordering and lateness", () => {
+  equal(
+    formatReply(REPLY, "[::1]:10000"),
+    "64 bytes from [::1]:10000: seq=7 time=1.235 ms",
+  );
+  equal(
+    formatReply(
+      { ...REPLY, duplicate: true, reordered: true, late: true },
+      "a:1",
+      2,
+    ),
+    "64 bytes from a:1: flow=1 seq=7 time=1.235 ms (DUP!) (reordered) (late)",
+  );
+  equal(
+    formatReply({ ...REPLY, bytes: 20, check: "truncated" }, "a:1"),
+    "20 bytes from a:1: seq=7 time=1.235 ms (truncated)",
+  );
+  equal(
+    formatLost({ type: "lost", flow: 0, seq: 3 }, "a:1"),
+    "no reply from a:1: seq=3",
+  );
+});
+
+Deno.test("formatSweepStep() tells truncation from loss", () => {
+  const step = {
+    type: "sweep",
+    size: 9000,
+    attempt: 1,
+    bytes: 8192,
+    rttMs: 0.5,
+  } as const;
+  equal(
+    formatSweepStep({ ...step, outcome: "truncated" }, 3),
+    "9000 bytes (try 1/3): truncated to 8192 bytes",
+  );
+  equal(
+    formatSweepStep({ ...step, outcome: "lost", attempt: 2 }, 3),
+    "9000 bytes (try 2/3): no reply",
+  );
+  equal(
+    formatSweepStep({ ...step, outcome: "intact", bytes: 9000 }, 3),
+    "9000 bytes (try 1/3): intact, time=0.500 ms",
+  );
+});
+
+Deno.test("formatBits() and lossPercent() scale and count", () => {
+  equal(formatBits(999), "999 bit/s");
+  equal(formatBits(51_200), "51.2 kbit/s");
+  equal(formatBits(2_500_000_000), "2.5 Gbit/s");
+  equal(lossPercent({ sent: 10, received: 8 }), 20);
+  ok(Number.isNaN(lossPercent({ sent: 0, received: 0 })));
+});
+
+Deno.test("formatRunSummary() reports counts, percentiles, jitter, schedule and rates", () => {
+  const text = formatRunSummary(runResult(), "ping").join("\n");
+  ok(text.startsWith("--- [::1]:10000 udp-echo ping statistics ---\n"));
+  ok(text.includes(
+    "10 sent, 8 received, 1 lost, 1 duplicate, 0 reordered, 1 corrupted, 20.0% without intact reply",
+  ));
+  ok(/rtt \(ms\) +1\.000 +4\.500 +4\.500 +8\.000 +2\.449 +8\.000/.test(text));
+  ok(text.includes("jitter (ms): mean ipdv 1.000, rfc3550 -"));
+  ok(text.includes("schedule error (ms): mean 0.100, max 0.500, span +0.250%"));
+  ok(text.includes("rate: sent 100.0 pps (51.2 kbit/s)"));
+  ok(text.includes("rtt histogram (ms):"));
+  equal(
+    formatRunSummary(runResult(), "load", { histogram: false }).some((line) =>
+      line.includes("histogram")
+    ),
+    false,
+  );
+});
+
+Deno.test("runJson() has the documented fields, null where nothing was measured", () => {
+  const document = JSON.parse(
+    toJson(runJson(runResult(), "ping", { settings: { interval_ms: 10 } })),
+  );
+  equal(document.schema, JSON_SCHEMA);
+  equal(document.mode, "ping");
+  deepEqual(document.target, {
+    address: "[::1]:10000",
+    hostname: "::1",
+    port: 10000,
+    family: "IPv6",
+  });
+  equal(document.interval_ms, 10);
+  deepEqual(
+    [
+      document.sent,
+      document.received,
+      document.lost,
+      document.duplicates,
+      document.reordered,
+      document.corrupted,
+    ],
+    [10, 8, 1, 1, 0, 1],
+  );
+  deepEqual(Object.keys(document.rtt_ms), [
+    "min",
+    "mean",
+    "median",
+    "max",
+    "stddev",
+    "p90",
+    "p99",
+    "p999",
+  ]);
+  deepEqual(document.jitter_ms, { ipdv: 1, rfc3550: null });
+  equal(document.send_rate.pps, 100);
+  equal(document.flows[0].local, "[::]:5000");
+  equal("rtts" in document, false);
+});
+
+Deno.test("sweepJson() carries max_payload, the failure and every try", () => {
+  const result: SweepResult = {
+    target: { hostname: "127.0.0.1", port: 9, family: "IPv4" },
+    limit: 65_507,
+    maxPayload: 8192,
+    failure: { size: 8193, reason: "truncated", echoed: 8192 },
+    sent: 2,
+    received: 1,
+    lost: 0,
+    duplicates: 0,
+    reordered: 0,
+    corrupted: 1,
+    truncated: 1,
+    ignored: 0,
+    steps: [{
+      type: "sweep",
+      size: 8193,
+      attempt: 1,
+      outcome: "truncated",
+      bytes: 8192,
+      rttMs: 0.2,
+    }],
+    rttMs: summarize([0.1]),
+  };
+  const document = JSON.parse(toJson(sweepJson(result)));
+  equal(document.max_payload, 8192);
+  deepEqual(document.failure, {
+    size: 8193,
+    reason: "truncated",
+    echoed: 8192,
+  });
+  deepEqual(document.steps, [{
+    event: "sweep",
+    size: 8193,
+    attempt: 1,
+    outcome: "truncated",
+    bytes: 8192,
+    rtt_ms: 0.2,
+  }]);
+  deepEqual(document.jitter_ms, { ipdv: null, rfc3550: null });
+  ok(
+    formatSweepSummary(result).includes(
+      "8193 bytes came back truncated to 8192 bytes",
+    ),
+  );
+});
+
+Deno.test("eventJson() names each event", () => {
+  equal(eventJson(REPLY).event, "reply");
+  deepEqual(eventJson({ type: "lost", flow: 0, seq: 2 }), {
+    event: "lost",
+    flow: 0,
+    seq: 2,
+  });
+});
