@@ -55,6 +55,7 @@ import {
   isLoopback,
   type PolicyOptions,
 } from "./policy.ts";
+import { type BatchEvent, checkBatchSupport, serveBatch } from "./batch.ts";
 
 /** Counters of what a server has done since it started. */
 export interface EchoStats {
@@ -127,18 +128,38 @@ export interface ServeEchoOptions {
    */
   onEvent?: (event: ServerEvent) => void;
   /**
-   * Which events reach `onEvent`: `"all"` (the default) or `"errors"`. With
-   * `"errors"` no per-datagram event (echoed or dropped) is built, which keeps
-   * a quiet server at full speed.
-   */
-  events?: "all" | "errors";
-  /**
    * Decides per datagram whether to echo it (see `policy.ts`); the server
    * registers its own address with it. Defaults to the fixed rules, with the
    * default rate limit for the bound address (none on loopback).
    */
   policy?: EchoPolicy;
+  /**
+   * Report each datagram (echoed or dropped) to `onEvent`, the default;
+   * `false` reports only errors, which spares the batch backend copying
+   * every payload to the main thread.
+   */
+  datagramEvents?: boolean;
+  /**
+   * How datagrams move: `"socket"` (the default, `Deno.listenDatagram`) or
+   * `"batch"` (Linux `recvmmsg`/`sendmmsg` in a Worker, see `batch.ts`;
+   * needs `--allow-ffi` and read access to this directory).
+   */
+  io?: IoBackend;
+  /**
+   * With `io: "batch"`: the options the Worker builds its own policy from
+   * (an `EchoPolicy` object cannot cross into a Worker), or a function of
+   * the bound address that returns them (to list every socket of the server
+   * in `local`). Defaults to the fixed rules with the default rate limit for
+   * the bound address.
+   */
+  policyOptions?: PolicyOptions | ((addr: Deno.NetAddr) => PolicyOptions);
 }
+
+/** The I/O backends of {@linkcode serveEcho}. */
+export type IoBackend = "socket" | "batch";
+
+/** The names `--io` accepts. */
+export const IO_BACKENDS: readonly IoBackend[] = ["socket", "batch"];
 
 /** A running echo server. */
 export interface EchoServer {
@@ -148,6 +169,10 @@ export interface EchoServer {
   finished: Promise<EchoStats>;
   /** Returns the counters so far. */
   stats(): EchoStats;
+  /** Drops by reason, from a policy of its own (the batch backend's Worker). */
+  droppedBy?(): DropCounts;
+  /** Sources its own policy tracks now (the batch backend's Worker). */
+  activeSources?(): number;
 }
 
 // After this many receive failures in a row, pause between tries so that a
@@ -191,12 +216,12 @@ const QUEUED_MS = 0.015;
  * ```
  */
 export function serveEcho(options: ServeEchoOptions = {}): EchoServer {
+  if (options.io === "batch") return serveEchoBatch(options);
   const {
     hostname = DEFAULT_HOST,
     port = DEFAULT_PORT,
     signal,
     onEvent,
-    events = "all",
   } = options;
   let conn: Deno.DatagramConn;
   try {
@@ -209,6 +234,8 @@ export function serveEcho(options: ServeEchoOptions = {}): EchoServer {
       { cause: error },
     );
   }
+  const datagramEvents = onEvent !== undefined &&
+    options.datagramEvents !== false;
   const policy = options.policy ??
     new EchoPolicy({
       rate: defaultRate([(conn.addr as Deno.NetAddr).hostname]),
@@ -251,7 +278,6 @@ export function serveEcho(options: ServeEchoOptions = {}): EchoServer {
   // its buffer and awaits its own send before receiving into it again, so no
   // receive can overwrite bytes a pending send still reads.
   async function echoLoop(): Promise<void> {
-    const datagramEvents = onEvent !== undefined && events === "all";
     const spareBuffers: Uint8Array[] = [];
     let extras = 0;
     let failuresInRow = 0;
@@ -340,6 +366,76 @@ export function serveEcho(options: ServeEchoOptions = {}): EchoServer {
   return { addr: conn.addr as Deno.NetAddr, finished, stats };
 }
 
+/** {@linkcode serveEcho} with `io: "batch"`: the same contract over batch.ts. */
+function serveEchoBatch(options: ServeEchoOptions): EchoServer {
+  const { hostname = DEFAULT_HOST, port = DEFAULT_PORT, signal, onEvent } =
+    options;
+  const toNetAddr = (hostname: string, port: number): Deno.NetAddr => ({
+    transport: "udp",
+    hostname,
+    port,
+  });
+  const emit = (event: BatchEvent) => {
+    if (event.event === "error") {
+      onEvent?.({
+        type: "error",
+        operation: event.op,
+        ...(event.hostname === undefined
+          ? {}
+          : { peer: toNetAddr(event.hostname, event.port!) }),
+        error: new Error(event.message),
+      });
+    } else if (event.dropped !== undefined) {
+      onEvent?.({
+        type: "dropped",
+        from: toNetAddr(event.hostname, event.port),
+        data: event.preview,
+        reason: event.dropped as DropReason,
+      });
+    } else {
+      onEvent?.({
+        type: "datagram",
+        from: toNetAddr(event.hostname, event.port),
+        data: event.preview,
+        sent: event.size,
+      });
+    }
+  };
+  const server = serveBatch({
+    hostname,
+    port,
+    signal,
+    onEvent: emit,
+    datagramEvents: onEvent !== undefined && options.datagramEvents !== false,
+    previewBytes: RECEIVE_BUFFER_SIZE,
+    decideModule: new URL("./batch_policy.ts", import.meta.url).href,
+    decideOptions: (addr: Deno.NetAddr): PolicyOptions =>
+      typeof options.policyOptions === "function"
+        ? options.policyOptions(addr)
+        : options.policyOptions ?? { rate: defaultRate([addr.hostname]) },
+  });
+  const startedAt = performance.now();
+  const stats = (): EchoStats => {
+    const counters = server.counters();
+    return {
+      received: counters.received,
+      receivedBytes: counters.receivedBytes,
+      echoed: counters.echoed,
+      echoedBytes: counters.echoedBytes,
+      dropped: counters.dropped,
+      errors: counters.errors,
+      uptimeMs: performance.now() - startedAt,
+    };
+  };
+  return {
+    addr: server.addr,
+    finished: server.finished.then(stats),
+    stats,
+    droppedBy: () => server.counters().droppedBy as DropCounts,
+    activeSources: () => server.counters().activeSources,
+  };
+}
+
 const USAGE = `Usage: server.ts [options]
 
 A UDP echo server (RFC 862): every datagram goes back to its sender, byte for byte.
@@ -359,6 +455,8 @@ Options:
       --deny CIDR         never echo to these sources (repeatable; wins over --allow)
       --max-size N        drop datagrams longer than N bytes, never echo them cut
       --stats-interval S  print a one-line summary every S seconds
+      --io MODE           socket (default) or batch: recvmmsg/sendmmsg in a Worker,
+                          Linux only, needs --allow-ffi (deno task server:fast)
   -h, --help              show this help and exit
   -V, --version           show the version and exit
 
@@ -379,6 +477,7 @@ const FLAGS = {
   deny: { type: "string", multiple: true },
   "max-size": { type: "string" },
   "stats-interval": { type: "string" },
+  io: { type: "string", default: "socket" },
   help: { type: "boolean", short: "h", default: false },
   version: { type: "boolean", short: "V", default: false },
 } as const;
@@ -492,7 +591,7 @@ function foldDatagramLog(
 }
 
 /** Drops by reason, only the reasons that occurred. */
-type DropCounts = Partial<Record<DropReason, number>>;
+export type DropCounts = Partial<Record<DropReason, number>>;
 
 function dropCounts(policy: EchoPolicy): DropCounts {
   const counts: DropCounts = {};
@@ -500,6 +599,27 @@ function dropCounts(policy: EchoPolicy): DropCounts {
     if (verdict !== "echo" && count > 0) counts[verdict as DropReason] = count;
   }
   return counts;
+}
+
+/** Adds up the drops by reason of servers that keep their own policy. */
+function sumDropped(servers: EchoServer[]): DropCounts {
+  const total: DropCounts = {};
+  for (const server of servers) {
+    for (const [reason, count] of Object.entries(server.droppedBy?.() ?? {})) {
+      const key = reason as DropReason;
+      total[key] = (total[key] ?? 0) + count;
+    }
+  }
+  return total;
+}
+
+function parseIo(text: string): IoBackend {
+  if (!(IO_BACKENDS as readonly string[]).includes(text)) {
+    throw new TypeError(
+      `Cannot use --io "${text}": expected ${IO_BACKENDS.join(" or ")}`,
+    );
+  }
+  return text as IoBackend;
 }
 
 function formatDropped(dropped: DropCounts): string {
@@ -544,17 +664,27 @@ function sumStats(servers: EchoServer[]): EchoStats {
 function startStatsTimer(
   seconds: number,
   servers: EchoServer[],
-  options: { policy: EchoPolicy; json: boolean; beforeLine?: () => void },
+  options: {
+    policy: EchoPolicy;
+    json: boolean;
+    beforeLine?: () => void;
+    /** Drops by reason; defaults to the policy's counts. */
+    dropped?: () => DropCounts;
+    /** Active sources; defaults to the policy's. */
+    activeSources?: () => number;
+  },
 ): () => void {
   const { policy, json, beforeLine } = options;
+  const droppedNow = options.dropped ?? (() => dropCounts(policy));
+  const activeNow = options.activeSources ?? (() => policy.activeSources());
   let last = { at: performance.now(), received: 0 };
   const timer = setInterval(() => {
     const stats = sumStats(servers);
     const now = performance.now();
     const rate = (stats.received - last.received) * 1000 / (now - last.at);
     last = { at: now, received: stats.received };
-    const dropped = dropCounts(policy);
-    const active = policy.activeSources();
+    const dropped = droppedNow();
+    const active = activeNow();
     beforeLine?.();
     if (json) {
       console.log(JSON.stringify({
@@ -737,6 +867,7 @@ async function main(args: string[]): Promise<number> {
   let flags;
   let policyOptions: PolicyOptions;
   let statsInterval: number | undefined;
+  let io: IoBackend;
   try {
     const parsed = parseFlags(args, FLAGS);
     flags = parsed.values;
@@ -751,6 +882,7 @@ async function main(args: string[]): Promise<number> {
     port = parsePort(flags.port);
     policyOptions = parsePolicyFlags(flags);
     statsInterval = parseSeconds(flags["stats-interval"], "stats-interval");
+    io = parseIo(flags.io);
   } catch (error) {
     printError(error);
     return EXIT_USAGE;
@@ -764,10 +896,20 @@ async function main(args: string[]): Promise<number> {
     return EXIT_OK;
   }
 
+  if (io === "batch") {
+    try {
+      checkBatchSupport();
+    } catch (error) {
+      printError(error);
+      return EXIT_USAGE;
+    }
+  }
+
   const hosts = await resolveHosts(hostnames);
   const rateIsDefault = policyOptions.rate === undefined;
   policyOptions.rate ??= defaultRate(hosts.map((host) => host.address));
-  const policy = new EchoPolicy({ ...policyOptions, ...hostInterfaces() });
+  const fullPolicyOptions = { ...policyOptions, ...hostInterfaces() };
+  const policy = new EchoPolicy(fullPolicyOptions);
 
   const json = flags.json;
   const folded = json
@@ -782,7 +924,17 @@ async function main(args: string[]): Promise<number> {
       signal: controller.signal,
       policy,
       onEvent: log,
-      events: flags.quiet ? "errors" : "all",
+      datagramEvents: !flags.quiet,
+      io,
+      // Each batch Worker has its own policy: tell it every socket of this
+      // server (all share one port), so none echoes to a sibling.
+      policyOptions: (addr) => ({
+        ...fullPolicyOptions,
+        local: hosts.map((host) => ({
+          hostname: host.address,
+          port: addr.port,
+        })),
+      }),
     }, controller);
   } catch (error) {
     printError(error);
@@ -795,24 +947,48 @@ async function main(args: string[]): Promise<number> {
     quiet: flags.quiet,
     rateIsDefault,
   });
+  // The batch backend's policies live in its Workers: ask the servers.
+  const droppedNow = io === "batch"
+    ? () => sumDropped(servers)
+    : () => dropCounts(policy);
+  const activeNow = () =>
+    io === "batch"
+      ? servers.reduce(
+        (sum, server) => sum + (server.activeSources?.() ?? 0),
+        0,
+      )
+      : policy.activeSources();
   const stopStats = statsInterval === undefined
     ? undefined
     : startStatsTimer(statsInterval, servers, {
       policy,
       json,
       beforeLine: folded?.flush,
+      dropped: droppedNow,
+      activeSources: activeNow,
     });
   // Write a pending fold line once a flood is over, not only at the next datagram.
   const flushTimer = folded && setInterval(folded.flush, 1000);
   if (flushTimer) Deno.unrefTimer(flushTimer);
 
-  await Promise.all(servers.map((server) => server.finished));
+  try {
+    await Promise.all(servers.map((server) => server.finished));
+  } catch (error) {
+    // Only the batch backend can fail after binding (its Worker may not run).
+    controller.abort();
+    await Promise.allSettled(servers.map((server) => server.finished));
+    removeSignalListeners();
+    stopStats?.();
+    clearInterval(flushTimer);
+    printError(error);
+    return EXIT_FAILURE;
+  }
   removeSignalListeners();
   stopStats?.();
   clearInterval(flushTimer);
   folded?.flush();
   const stats = sumStats(servers);
-  const dropped = dropCounts(policy);
+  const dropped = droppedNow();
   if (json) {
     console.log(JSON.stringify({
       event: "shutdown",

@@ -1,9 +1,29 @@
 import { deepEqual, equal, ok } from "node:assert/strict";
 import { EchoPolicy, type PolicyOptions } from "./policy.ts";
-import { type EchoServer, serveEcho, type ServerEvent } from "./server.ts";
+import {
+  type EchoServer,
+  type IoBackend,
+  serveEcho,
+  type ServerEvent,
+} from "./server.ts";
 import { formatAddress } from "./shared.ts";
 
 const SERVER = new URL("./server.ts", import.meta.url).pathname;
+const ROOT_DIR = new URL(".", import.meta.url).pathname;
+
+/** Defines a test once per I/O backend; the policy must hold on both. */
+function testBoth(name: string, fn: (io: IoBackend) => Promise<void>): void {
+  Deno.test(name, () => fn("socket"));
+  Deno.test(`${name} (--io batch)`, () => fn("batch"));
+}
+
+/** `spawnServer` options and extra flags that select a backend. */
+function backend(io: IoBackend): { args: string[]; denoFlags: string[] } {
+  return io === "socket" ? { args: [], denoFlags: [] } : {
+    args: ["--io", "batch"],
+    denoFlags: ["--allow-ffi", `--allow-read=${ROOT_DIR}`],
+  };
+}
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
@@ -18,6 +38,7 @@ interface Seen {
 function startServer(
   policyOptions: PolicyOptions,
   hostnames: string[] = ["127.0.0.1"],
+  io: IoBackend = "socket",
 ) {
   const controller = new AbortController();
   const policy = new EchoPolicy(policyOptions);
@@ -31,6 +52,13 @@ function startServer(
       port,
       signal: controller.signal,
       policy,
+      io,
+      // The batch backend's Worker builds its own policy: same options, and
+      // every socket of this server as its own address.
+      policyOptions: (addr) => ({
+        ...policyOptions,
+        local: hostnames.map((hostname) => ({ hostname, port: addr.port })),
+      }),
       onEvent(event) {
         events.push({
           type: event.type,
@@ -247,335 +275,393 @@ function jsonEvent(name: string) {
   return (line: string) => JSON.parse(line).event === name;
 }
 
-Deno.test("serveEcho() with a policy never echoes to a port below 1024 or a service port", async () => {
-  const { port, waitFor, stop, servers } = startServer({});
-  const low = [bindClient("127.0.0.1", 1023), bindClient("127.0.0.1", 7)];
-  const service = bindClient("127.0.0.1", 11211);
-  const client = bindClient("127.0.0.1")!;
-  try {
+testBoth(
+  "serveEcho() with a policy never echoes to a port below 1024 or a service port",
+  async (io) => {
+    const { port, waitFor, stop, servers } = startServer({}, undefined, io);
+    const low = [bindClient("127.0.0.1", 1023), bindClient("127.0.0.1", 7)];
+    const service = bindClient("127.0.0.1", 11211);
+    const client = bindClient("127.0.0.1")!;
+    try {
+      const target = { transport: "udp" as const, hostname: "127.0.0.1", port };
+      if (low.some((conn) => conn === undefined)) {
+        skip("binding ports 7 and 1023 needs root");
+      } else {
+        for (const conn of low) await conn!.send(encoder.encode("x"), target);
+        await waitFor((event) => event.reason === "low-port", 2);
+      }
+      if (service) {
+        await service.send(encoder.encode("x"), target);
+        await waitFor((event) => event.reason === "service-port");
+      }
+      await client.send(encoder.encode("ok"), target);
+      const reply = await receiveWithin(client, 2_000);
+      equal(decoder.decode(reply?.[0]), "ok");
+      // Nothing went back to the refused ports.
+      for (const conn of [...low, service]) {
+        if (conn) equal(await receiveWithin(conn, 100), undefined);
+      }
+      equal(servers[0]!.stats().echoed, 1);
+    } finally {
+      for (const conn of [...low, service, client]) closeQuietly(conn);
+      await stop();
+    }
+  },
+);
+
+testBoth(
+  "serveEcho() applies --allow and --deny to 127.0.0.0/8 sources",
+  async (io) => {
+    const { port, waitFor, stop, events } = startServer(
+      {
+        allow: ["127.0.0.0/29"],
+        deny: ["127.0.0.3"],
+      },
+      undefined,
+      io,
+    );
+    const clients = ["127.0.0.2", "127.0.0.3", "127.0.0.9"].map((host) =>
+      bindClient(host)!
+    );
+    try {
+      for (const client of clients) {
+        await client.send(encoder.encode("hi"), {
+          transport: "udp",
+          hostname: "127.0.0.1",
+          port,
+        });
+      }
+      await waitFor(() => true, 3);
+      const verdict = (host: string) =>
+        events.find((event) => event.from?.startsWith(`${host}:`));
+      equal(verdict("127.0.0.2")?.type, "datagram");
+      deepEqual(verdict("127.0.0.3"), {
+        type: "dropped",
+        from: formatAddress(clients[1]!.addr as Deno.NetAddr),
+        reason: "denied",
+      });
+      equal(verdict("127.0.0.9")?.reason, "denied");
+      equal(
+        decoder.decode((await receiveWithin(clients[0]!, 2_000))?.[0]),
+        "hi",
+      );
+    } finally {
+      for (const client of clients) closeQuietly(client);
+      await stop();
+    }
+  },
+);
+
+testBoth(
+  "serveEcho() holds a flood from one source to rate x time + burst, another source unaffected",
+  async (io) => {
+    const rate = 50;
+    const burst = 10;
+    const { port, stop, events, waitFor } = startServer(
+      { rate, burst },
+      undefined,
+      io,
+    );
+    const flooder = bindClient("127.0.0.2")!;
+    const quiet = bindClient("127.0.0.3")!;
     const target = { transport: "udp" as const, hostname: "127.0.0.1", port };
-    if (low.some((conn) => conn === undefined)) {
-      skip("binding ports 7 and 1023 needs root");
-    } else {
-      for (const conn of low) await conn!.send(encoder.encode("x"), target);
-      await waitFor((event) => event.reason === "low-port", 2);
-    }
-    if (service) {
-      await service.send(encoder.encode("x"), target);
-      await waitFor((event) => event.reason === "service-port");
-    }
-    await client.send(encoder.encode("ok"), target);
-    const reply = await receiveWithin(client, 2_000);
-    equal(decoder.decode(reply?.[0]), "ok");
-    // Nothing went back to the refused ports.
-    for (const conn of [...low, service]) {
-      if (conn) equal(await receiveWithin(conn, 100), undefined);
-    }
-    equal(servers[0]!.stats().echoed, 1);
-  } finally {
-    for (const conn of [...low, service, client]) closeQuietly(conn);
-    await stop();
-  }
-});
-
-Deno.test("serveEcho() applies --allow and --deny to 127.0.0.0/8 sources", async () => {
-  const { port, waitFor, stop, events } = startServer({
-    allow: ["127.0.0.0/29"],
-    deny: ["127.0.0.3"],
-  });
-  const clients = ["127.0.0.2", "127.0.0.3", "127.0.0.9"].map((host) =>
-    bindClient(host)!
-  );
-  try {
-    for (const client of clients) {
-      await client.send(encoder.encode("hi"), {
-        transport: "udp",
-        hostname: "127.0.0.1",
-        port,
-      });
-    }
-    await waitFor(() => true, 3);
-    const verdict = (host: string) =>
-      events.find((event) => event.from?.startsWith(`${host}:`));
-    equal(verdict("127.0.0.2")?.type, "datagram");
-    deepEqual(verdict("127.0.0.3"), {
-      type: "dropped",
-      from: formatAddress(clients[1]!.addr as Deno.NetAddr),
-      reason: "denied",
-    });
-    equal(verdict("127.0.0.9")?.reason, "denied");
-    equal(decoder.decode((await receiveWithin(clients[0]!, 2_000))?.[0]), "hi");
-  } finally {
-    for (const client of clients) closeQuietly(client);
-    await stop();
-  }
-});
-
-Deno.test("serveEcho() holds a flood from one source to rate x time + burst, another source unaffected", async () => {
-  const rate = 50;
-  const burst = 10;
-  const { port, stop, events, waitFor } = startServer({ rate, burst });
-  const flooder = bindClient("127.0.0.2")!;
-  const quiet = bindClient("127.0.0.3")!;
-  const target = { transport: "udp" as const, hostname: "127.0.0.1", port };
-  const started = performance.now();
-  try {
-    let quietEchoes = 0;
-    for (let round = 0; round < 20; round++) {
-      // Batches small enough for the socket buffer, so the server sees them.
-      for (let k = 0; k < 20; k++) {
-        await flooder.send(encoder.encode("flood"), target);
-      }
-      if (round % 4 === 0) {
-        await quiet.send(encoder.encode(`quiet ${round}`), target);
-        const reply = await receiveWithin(quiet, 2_000);
-        equal(decoder.decode(reply?.[0]), `quiet ${round}`);
-        quietEchoes++;
-      }
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
-    await waitFor(() => true, 20 * 20 * 0.9); // allow some loss on loopback
-    const seconds = (performance.now() - started) / 1000;
-    const flooderAddress = formatAddress(flooder.addr as Deno.NetAddr);
-    const echoed = events.filter((event) =>
-      event.type === "datagram" && event.from === flooderAddress
-    ).length;
-    ok(echoed >= burst, `${echoed} echoed`);
-    ok(
-      echoed <= burst + Math.ceil(rate * seconds),
-      `${echoed} echoed in ${seconds.toFixed(2)} s`,
-    );
-    ok(events.some((event) =>
-      event.reason === "rate-limited"
-    ));
-    const quietAddress = formatAddress(quiet.addr as Deno.NetAddr);
-    equal(quietEchoes, 5);
-    equal(
-      events.filter((event) =>
-        event.type === "dropped" && event.from === quietAddress
-      ).length,
-      0,
-    );
-  } finally {
-    flooder.close();
-    closeQuietly(quiet);
-    await stop();
-  }
-});
-
-Deno.test("serveEcho() drops a datagram longer than --max-size, echoes one at it", async () => {
-  const { port, stop, waitFor } = startServer({ maxSize: 512 });
-  const client = bindClient("127.0.0.1")!;
-  const target = { transport: "udp" as const, hostname: "127.0.0.1", port };
-  try {
-    await client.send(new Uint8Array(513), target);
-    await waitFor((event) => event.reason === "too-large");
-    await client.send(new Uint8Array(512), target);
-    const reply = await receiveWithin(client, 2_000);
-    equal(reply?.[0].length, 512);
-  } finally {
-    closeQuietly(client);
-    await stop();
-  }
-});
-
-Deno.test("serveEcho() gives no reply to a datagram forged from its own address and port", async () => {
-  const { servers, port, stop, waitFor } = startServer(
-    {},
-    ["127.0.0.2", "127.0.0.3"],
-  );
-  try {
-    const reason = await forge(
-      { hostname: "127.0.0.2", port },
-      { hostname: "127.0.0.2", port },
-    );
-    if (reason) return skip(reason);
-    await waitFor((event) => event.reason === "own-address");
-    // From the server's other socket: as much a loop.
-    await forge(
-      { hostname: "127.0.0.3", port },
-      { hostname: "127.0.0.2", port },
-    );
-    await waitFor((event) => event.reason === "own-address", 2);
-    equal(servers[0]!.stats().echoed + servers[1]!.stats().echoed, 0);
-    equal(servers[0]!.stats().received, 2);
-  } finally {
-    await stop();
-  }
-});
-
-Deno.test("server.ts: one forged datagram between two instances stays within the rate budget", async () => {
-  const rate = 20;
-  const burst = 5;
-  const flags = [
-    "--json",
-    "-p",
-    "0",
-    "--rate",
-    `${rate}`,
-    "--burst",
-    `${burst}`,
-  ];
-  const a = spawnServer([...flags, "-H", "127.0.0.2"]);
-  const b = spawnServer([...flags, "-H", "127.0.0.3"]);
-  try {
-    const portA = JSON.parse(await a.waitForLine(jsonEvent("listening"))).port;
-    const portB = JSON.parse(await b.waitForLine(jsonEvent("listening"))).port;
     const started = performance.now();
-    const reason = await forge(
-      { hostname: "127.0.0.2", port: portA },
-      { hostname: "127.0.0.3", port: portB },
-      { payload: "ping-pong" },
-    );
-    if (reason) return skip(reason);
-    // The ping-pong ends at the first datagram either side refuses.
-    const limited = (line: string) =>
-      JSON.parse(line).reason === "rate-limited";
-    const waits = [a.waitForLine(limited), b.waitForLine(limited)];
-    await Promise.any(waits);
-    await new Promise((resolve) => setTimeout(resolve, 200));
-    await Promise.all([a.stop(), b.stop()]);
-    await Promise.allSettled(waits);
-    const seconds = (performance.now() - started) / 1000;
-    const shutdownA = a.events().find((event) => event.event === "shutdown");
-    const shutdownB = b.events().find((event) => event.event === "shutdown");
-    // B got the forged datagram "from" A and so started the exchange.
-    equal(
-      b.events().find((event) => event.event === "datagram")?.from,
-      `127.0.0.2:${portA}`,
-    );
-    const budget = burst + Math.ceil(rate * seconds);
-    ok(shutdownA.echoed <= budget, `A echoed ${shutdownA.echoed} > ${budget}`);
-    ok(shutdownB.echoed <= budget, `B echoed ${shutdownB.echoed} > ${budget}`);
-    ok(shutdownA.echoed + shutdownB.echoed >= burst);
-    equal(
-      (shutdownA.dropped["rate-limited"] ?? 0) +
-        (shutdownB.dropped["rate-limited"] ?? 0),
-      1,
-    );
-  } finally {
-    await Promise.all([a.stop(), b.stop()]);
-  }
-});
+    try {
+      let quietEchoes = 0;
+      for (let round = 0; round < 20; round++) {
+        // Batches small enough for the socket buffer, so the server sees them.
+        for (let k = 0; k < 20; k++) {
+          await flooder.send(encoder.encode("flood"), target);
+        }
+        if (round % 4 === 0) {
+          await quiet.send(encoder.encode(`quiet ${round}`), target);
+          const reply = await receiveWithin(quiet, 2_000);
+          equal(decoder.decode(reply?.[0]), `quiet ${round}`);
+          quietEchoes++;
+        }
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      await waitFor(() => true, 20 * 20 * 0.9); // allow some loss on loopback
+      const seconds = (performance.now() - started) / 1000;
+      const flooderAddress = formatAddress(flooder.addr as Deno.NetAddr);
+      const echoed = events.filter((event) =>
+        event.type === "datagram" && event.from === flooderAddress
+      ).length;
+      ok(echoed >= burst, `${echoed} echoed`);
+      ok(
+        echoed <= burst + Math.ceil(rate * seconds),
+        `${echoed} echoed in ${seconds.toFixed(2)} s`,
+      );
+      ok(events.some((event) =>
+        event.reason === "rate-limited"
+      ));
+      const quietAddress = formatAddress(quiet.addr as Deno.NetAddr);
+      equal(quietEchoes, 5);
+      equal(
+        events.filter((event) =>
+          event.type === "dropped" && event.from === quietAddress
+        ).length,
+        0,
+      );
+    } finally {
+      flooder.close();
+      closeQuietly(quiet);
+      await stop();
+    }
+  },
+);
 
-Deno.test("server.ts --json prints listening, datagram, dropped, stats and shutdown events only", async () => {
-  const server = spawnServer([
-    "--json",
-    "-p",
-    "0",
-    "-H",
-    "127.0.0.2",
-    "-H",
-    "127.0.0.3",
-    "-H",
-    "::1",
-    "--max-size",
-    "4",
-    "--stats-interval",
-    "0.1",
-  ]);
-  const client = bindClient("127.0.0.1")!;
-  const client6 = bindClient("::1")!;
-  try {
-    await server.waitForLine((line) => line.includes('"::1"'));
-    const listening = server.events().filter((e) => e.event === "listening");
-    equal(listening.length, 3);
-    const port = listening[0].port;
-    ok(listening.every((event) => event.port === port), "one port for all");
-    deepEqual(listening.map((event) => event.address), [
+testBoth(
+  "serveEcho() drops a datagram longer than --max-size, echoes one at it",
+  async (io) => {
+    const { port, stop, waitFor } = startServer(
+      { maxSize: 512 },
+      undefined,
+      io,
+    );
+    const client = bindClient("127.0.0.1")!;
+    const target = { transport: "udp" as const, hostname: "127.0.0.1", port };
+    try {
+      await client.send(new Uint8Array(513), target);
+      await waitFor((event) => event.reason === "too-large");
+      await client.send(new Uint8Array(512), target);
+      const reply = await receiveWithin(client, 2_000);
+      equal(reply?.[0].length, 512);
+    } finally {
+      closeQuietly(client);
+      await stop();
+    }
+  },
+);
+
+testBoth(
+  "serveEcho() gives no reply to a datagram forged from its own address and port",
+  async (io) => {
+    const { servers, port, stop, waitFor } = startServer(
+      {},
+      ["127.0.0.2", "127.0.0.3"],
+      io,
+    );
+    try {
+      const reason = await forge(
+        { hostname: "127.0.0.2", port },
+        { hostname: "127.0.0.2", port },
+      );
+      if (reason) return skip(reason);
+      await waitFor((event) => event.reason === "own-address");
+      // From the server's other socket: as much a loop.
+      await forge(
+        { hostname: "127.0.0.3", port },
+        { hostname: "127.0.0.2", port },
+      );
+      await waitFor((event) => event.reason === "own-address", 2);
+      equal(servers[0]!.stats().echoed + servers[1]!.stats().echoed, 0);
+      equal(servers[0]!.stats().received, 2);
+    } finally {
+      await stop();
+    }
+  },
+);
+
+testBoth(
+  "server.ts: one forged datagram between two instances stays within the rate budget",
+  async (io) => {
+    const rate = 20;
+    const burst = 5;
+    const flags = [
+      "--json",
+      "-p",
+      "0",
+      "--rate",
+      `${rate}`,
+      "--burst",
+      `${burst}`,
+    ];
+    const { args, denoFlags } = backend(io);
+    const a = spawnServer([...flags, ...args, "-H", "127.0.0.2"], {
+      denoFlags,
+    });
+    const b = spawnServer([...flags, ...args, "-H", "127.0.0.3"], {
+      denoFlags,
+    });
+    try {
+      const portA =
+        JSON.parse(await a.waitForLine(jsonEvent("listening"))).port;
+      const portB =
+        JSON.parse(await b.waitForLine(jsonEvent("listening"))).port;
+      const started = performance.now();
+      const reason = await forge(
+        { hostname: "127.0.0.2", port: portA },
+        { hostname: "127.0.0.3", port: portB },
+        { payload: "ping-pong" },
+      );
+      if (reason) return skip(reason);
+      // The ping-pong ends at the first datagram either side refuses.
+      const limited = (line: string) =>
+        JSON.parse(line).reason === "rate-limited";
+      const waits = [a.waitForLine(limited), b.waitForLine(limited)];
+      await Promise.any(waits);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      await Promise.all([a.stop(), b.stop()]);
+      await Promise.allSettled(waits);
+      const seconds = (performance.now() - started) / 1000;
+      const shutdownA = a.events().find((event) => event.event === "shutdown");
+      const shutdownB = b.events().find((event) => event.event === "shutdown");
+      // B got the forged datagram "from" A and so started the exchange.
+      equal(
+        b.events().find((event) => event.event === "datagram")?.from,
+        `127.0.0.2:${portA}`,
+      );
+      const budget = burst + Math.ceil(rate * seconds);
+      ok(
+        shutdownA.echoed <= budget,
+        `A echoed ${shutdownA.echoed} > ${budget}`,
+      );
+      ok(
+        shutdownB.echoed <= budget,
+        `B echoed ${shutdownB.echoed} > ${budget}`,
+      );
+      ok(shutdownA.echoed + shutdownB.echoed >= burst);
+      equal(
+        (shutdownA.dropped["rate-limited"] ?? 0) +
+          (shutdownB.dropped["rate-limited"] ?? 0),
+        1,
+      );
+    } finally {
+      await Promise.all([a.stop(), b.stop()]);
+    }
+  },
+);
+
+testBoth(
+  "server.ts --json prints listening, datagram, dropped, stats and shutdown events only",
+  async (io) => {
+    const { args, denoFlags } = backend(io);
+    const server = spawnServer([
+      ...args,
+      "--json",
+      "-p",
+      "0",
+      "-H",
       "127.0.0.2",
+      "-H",
       "127.0.0.3",
+      "-H",
       "::1",
-    ]);
-    equal(listening[0].rate, undefined, "no default limit on loopback");
-    // A reply leaves from the address the request came to.
-    await client.send(encoder.encode("ping"), {
-      transport: "udp",
-      hostname: "127.0.0.3",
-      port,
-    });
-    const reply = await receiveWithin(client, 2_000);
-    equal(decoder.decode(reply?.[0]), "ping");
-    equal(reply?.[1].hostname, "127.0.0.3");
-    await client6.send(encoder.encode("too long"), {
-      transport: "udp",
-      hostname: "::1",
-      port,
-    });
-    await server.waitForLine(jsonEvent("dropped"));
-    await server.waitForLine((line) =>
-      JSON.parse(line).event === "stats" && JSON.parse(line).received === 2
-    );
-    const { code } = await server.stop();
-    equal(code, 0);
-    const events = server.events();
-    ok(events.every((event) => typeof event.event === "string"));
-    deepEqual(
-      [...new Set(events.map((event) => event.event))].sort(),
-      ["datagram", "dropped", "listening", "shutdown", "stats"],
-    );
-    deepEqual(events.find((event) => event.event === "dropped"), {
-      event: "dropped",
-      from: formatAddress(client6.addr as Deno.NetAddr),
-      bytes: 8,
-      reason: "too-large",
-    });
-    const stats = events.findLast((event) => event.event === "stats");
-    deepEqual(stats.dropped, { "too-large": 1 });
-    equal(stats.echoed, 1);
-    equal(typeof stats.rate, "number");
-    equal(typeof stats.active_sources, "number");
-    const shutdown = events.at(-1);
-    equal(shutdown.event, "shutdown");
-    equal(shutdown.received, 2);
-    equal(shutdown.echoed, 1);
-    deepEqual(shutdown.dropped, { "too-large": 1 });
-  } finally {
-    closeQuietly(client);
-    closeQuietly(client6);
-    await server.stop();
-  }
-});
-
-Deno.test("server.ts folds per-datagram lines past a modest rate into '... N more datagrams'", async () => {
-  const server = spawnServer(["-p", "0", "-H", "127.0.0.1"]);
-  const client = bindClient("127.0.0.1")!;
-  try {
-    const port = Number(
-      (await server.waitForLine((line) => line.startsWith("starting up")))
-        .split(" ").at(-1),
-    );
-    const started = performance.now();
-    for (let k = 0; k < 300; k++) {
-      await client.send(encoder.encode(`${k}`), {
+      "--max-size",
+      "4",
+      "--stats-interval",
+      "0.1",
+    ], { denoFlags });
+    const client = bindClient("127.0.0.1")!;
+    const client6 = bindClient("::1")!;
+    try {
+      await server.waitForLine((line) => line.includes('"::1"'));
+      const listening = server.events().filter((e) => e.event === "listening");
+      equal(listening.length, 3);
+      const port = listening[0].port;
+      ok(listening.every((event) => event.port === port), "one port for all");
+      deepEqual(listening.map((event) => event.address), [
+        "127.0.0.2",
+        "127.0.0.3",
+        "::1",
+      ]);
+      equal(listening[0].rate, undefined, "no default limit on loopback");
+      // A reply leaves from the address the request came to.
+      await client.send(encoder.encode("ping"), {
         transport: "udp",
-        hostname: "127.0.0.1",
+        hostname: "127.0.0.3",
         port,
       });
-      if (k % 50 === 49) await new Promise((r) => setTimeout(r, 20));
+      const reply = await receiveWithin(client, 2_000);
+      equal(decoder.decode(reply?.[0]), "ping");
+      equal(reply?.[1].hostname, "127.0.0.3");
+      await client6.send(encoder.encode("too long"), {
+        transport: "udp",
+        hostname: "::1",
+        port,
+      });
+      await server.waitForLine(jsonEvent("dropped"));
+      await server.waitForLine((line) =>
+        JSON.parse(line).event === "stats" && JSON.parse(line).received === 2
+      );
+      const { code } = await server.stop();
+      equal(code, 0);
+      const events = server.events();
+      ok(events.every((event) => typeof event.event === "string"));
+      deepEqual(
+        [...new Set(events.map((event) => event.event))].sort(),
+        ["datagram", "dropped", "listening", "shutdown", "stats"],
+      );
+      deepEqual(events.find((event) => event.event === "dropped"), {
+        event: "dropped",
+        from: formatAddress(client6.addr as Deno.NetAddr),
+        bytes: 8,
+        reason: "too-large",
+      });
+      const stats = events.findLast((event) => event.event === "stats");
+      deepEqual(stats.dropped, { "too-large": 1 });
+      equal(stats.echoed, 1);
+      equal(typeof stats.rate, "number");
+      equal(typeof stats.active_sources, "number");
+      const shutdown = events.at(-1);
+      equal(shutdown.event, "shutdown");
+      equal(shutdown.received, 2);
+      equal(shutdown.echoed, 1);
+      deepEqual(shutdown.dropped, { "too-large": 1 });
+    } finally {
+      closeQuietly(client);
+      closeQuietly(client6);
+      await server.stop();
     }
-    await new Promise((resolve) => setTimeout(resolve, 200));
-    const { code } = await server.stop();
-    equal(code, 0);
-    const shown = server.lines.filter((line) => line.startsWith("received "))
-      .length;
-    const folded = server.lines.map((line) =>
-      /^\.\.\. (\d+) more datagrams?$/.exec(line)?.[1]
-    ).filter((n) => n !== undefined).map(Number);
-    ok(folded.length > 0, "a fold line");
-    const received = Number(
-      /received (\d+) datagrams/.exec(server.lines.at(-1)!)?.[1],
-    );
-    ok(received > 100, `${received} received`);
-    equal(shown + folded.reduce((sum, n) => sum + n, 0), received);
-    // 20 a second in full, in each one-second window the run touched.
-    const windows = Math.ceil((performance.now() - started) / 1000) + 1;
-    ok(shown <= 20 * windows, `${shown} shown in full in ${windows} windows`);
-  } finally {
-    closeQuietly(client);
-    await server.stop();
-  }
-});
+  },
+);
+
+testBoth(
+  "server.ts folds per-datagram lines past a modest rate into '... N more datagrams'",
+  async (io) => {
+    const { args, denoFlags } = backend(io);
+    const server = spawnServer(["-p", "0", "-H", "127.0.0.1", ...args], {
+      denoFlags,
+    });
+    const client = bindClient("127.0.0.1")!;
+    try {
+      const port = Number(
+        (await server.waitForLine((line) => line.startsWith("starting up")))
+          .split(" ").at(-1),
+      );
+      const started = performance.now();
+      for (let k = 0; k < 300; k++) {
+        await client.send(encoder.encode(`${k}`), {
+          transport: "udp",
+          hostname: "127.0.0.1",
+          port,
+        });
+        if (k % 50 === 49) await new Promise((r) => setTimeout(r, 20));
+      }
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      const { code } = await server.stop();
+      equal(code, 0);
+      const shown = server.lines.filter((line) => line.startsWith("received "))
+        .length;
+      const folded = server.lines.map((line) =>
+        /^\.\.\. (\d+) more datagrams?$/.exec(line)?.[1]
+      ).filter((n) => n !== undefined).map(Number);
+      ok(folded.length > 0, "a fold line");
+      const received = Number(
+        /received (\d+) datagrams/.exec(server.lines.at(-1)!)?.[1],
+      );
+      ok(received > 100, `${received} received`);
+      equal(shown + folded.reduce((sum, n) => sum + n, 0), received);
+      // 20 a second in full, in each one-second window the run touched.
+      const windows = Math.ceil((performance.now() - started) / 1000) + 1;
+      ok(shown <= 20 * windows, `${shown} shown in full in ${windows} windows`);
+    } finally {
+      closeQuietly(client);
+      await server.stop();
+    }
+  },
+);
 
 Deno.test("server.ts says when the default rate limit applies", async () => {
   // A bind to 0.0.0.0 only inside a fresh network namespace: nothing leaves
@@ -653,28 +739,33 @@ Deno.test("server.ts refuses bad policy flags with exit 2", async () => {
   }
 });
 
-Deno.test("serveEcho() without a policy option still applies the fixed rules", async () => {
-  const controller = new AbortController();
-  const reasons: string[] = [];
-  const server = serveEcho({
-    hostname: "127.0.0.1",
-    port: 0,
-    signal: controller.signal,
-    onEvent: (event) => event.type === "dropped" && reasons.push(event.reason),
-  });
-  const client = bindClient("127.0.0.1", 11211);
-  try {
-    if (!client) return skip("port 11211 is taken");
-    await client.send(encoder.encode("stats"), server.addr);
-    equal(await receiveWithin(client, 300), undefined);
-    deepEqual(reasons, ["service-port"]);
-    equal(server.stats().dropped, 1);
-  } finally {
-    closeQuietly(client);
-    controller.abort();
-    await server.finished;
-  }
-});
+testBoth(
+  "serveEcho() without a policy option still applies the fixed rules",
+  async (io) => {
+    const controller = new AbortController();
+    const reasons: string[] = [];
+    const server = serveEcho({
+      hostname: "127.0.0.1",
+      port: 0,
+      signal: controller.signal,
+      onEvent: (event) =>
+        event.type === "dropped" && reasons.push(event.reason),
+      io,
+    });
+    const client = bindClient("127.0.0.1", 11211);
+    try {
+      if (!client) return skip("port 11211 is taken");
+      await client.send(encoder.encode("stats"), server.addr);
+      equal(await receiveWithin(client, 300), undefined);
+      deepEqual(reasons, ["service-port"]);
+      equal(server.stats().dropped, 1);
+    } finally {
+      closeQuietly(client);
+      controller.abort();
+      await server.finished;
+    }
+  },
+);
 
 Deno.test("server.ts on a wildcard socket refuses its interface addresses and directed broadcast", async () => {
   const probe = await new Deno.Command("unshare", {

@@ -1,13 +1,36 @@
 import { deepEqual, equal, match, ok, throws } from "node:assert/strict";
-import { type EchoStats, serveEcho, type ServerEvent } from "./server.ts";
+import {
+  type EchoStats,
+  type IoBackend,
+  serveEcho,
+  type ServerEvent,
+} from "./server.ts";
 import { RECEIVE_BUFFER_SIZE } from "./shared.ts";
 import { ROOT, runScript, startServer } from "./testing/cli.ts";
+
+/** Permission flags for `server.ts` with each backend (cwd is the root). */
+const PERMISSIONS: Record<IoBackend, string[]> = {
+  socket: ["--allow-net"],
+  batch: ["--allow-net", "--allow-ffi", "--allow-read=."],
+};
+
+/** Defines a test once per I/O backend; the behaviour must not differ. */
+function testBoth(name: string, fn: (io: IoBackend) => Promise<void>): void {
+  Deno.test(name, () => fn("socket"));
+  Deno.test(`${name} (--io batch)`, () => fn("batch"));
+}
+
+/** Starts `server.ts` with `--io` and the permissions the backend needs. */
+function startServerWith(io: IoBackend, args: string[]) {
+  return startServer([...args, "--io", io], "server.ts", PERMISSIONS[io]);
+}
 
 /** Runs `test` against a server on a free port, then stops it. */
 async function withServer(
   hostname: string,
   test: (addr: Deno.NetAddr) => Promise<void>,
   onEvent?: (event: ServerEvent) => void,
+  io: IoBackend = "socket",
 ): Promise<EchoStats> {
   const controller = new AbortController();
   const server = serveEcho({
@@ -15,6 +38,7 @@ async function withServer(
     port: 0,
     signal: controller.signal,
     onEvent,
+    io,
   });
   try {
     await test(server.addr);
@@ -53,84 +77,123 @@ function randomBytes(size: number): Uint8Array {
   return bytes;
 }
 
-Deno.test("serveEcho() echoes a datagram byte for byte and counts it", async () => {
-  const payload = new TextEncoder().encode(
-    "This is our message. It will be sent all at once",
+testBoth(
+  "serveEcho() echoes a datagram byte for byte and counts it",
+  async (io) => {
+    const payload = new TextEncoder().encode(
+      "This is our message. It will be sent all at once",
+    );
+    const stats = await withServer(
+      "127.0.0.1",
+      async (addr) => {
+        const [reply, from] = await exchange(addr, payload);
+        deepEqual(reply, payload);
+        deepEqual({ hostname: from.hostname, port: from.port }, {
+          hostname: addr.hostname,
+          port: addr.port,
+        });
+      },
+      undefined,
+      io,
+    );
+    equal(stats.received, 1);
+    equal(stats.receivedBytes, 48);
+    equal(stats.echoed, 1);
+    equal(stats.echoedBytes, 48);
+    equal(stats.errors, 0);
+    ok(stats.uptimeMs >= 0);
+  },
+);
+
+testBoth("serveEcho() echoes a zero-length datagram", async (io) => {
+  const stats = await withServer(
+    "127.0.0.1",
+    async (addr) => {
+      const [reply] = await exchange(addr, new Uint8Array(0));
+      equal(reply.length, 0);
+    },
+    undefined,
+    io,
   );
-  const stats = await withServer("127.0.0.1", async (addr) => {
-    const [reply, from] = await exchange(addr, payload);
-    deepEqual(reply, payload);
-    deepEqual({ hostname: from.hostname, port: from.port }, {
-      hostname: addr.hostname,
-      port: addr.port,
-    });
-  });
-  equal(stats.received, 1);
-  equal(stats.receivedBytes, 48);
-  equal(stats.echoed, 1);
-  equal(stats.echoedBytes, 48);
-  equal(stats.errors, 0);
-  ok(stats.uptimeMs >= 0);
-});
-
-Deno.test("serveEcho() echoes a zero-length datagram", async () => {
-  const stats = await withServer("127.0.0.1", async (addr) => {
-    const [reply] = await exchange(addr, new Uint8Array(0));
-    equal(reply.length, 0);
-  });
   equal(stats.echoed, 1);
 });
 
-Deno.test("serveEcho() echoes 1, 1472, 8192 and 65507 bytes over IPv4 intact", async () => {
-  await withServer("127.0.0.1", async (addr) => {
-    for (const size of [1, 1472, 8192, 65_507]) {
-      const payload = randomBytes(size);
+testBoth(
+  "serveEcho() echoes 1, 1472, 8192 and 65507 bytes over IPv4 intact",
+  async (io) => {
+    await withServer(
+      "127.0.0.1",
+      async (addr) => {
+        for (const size of [1, 1472, 8192, 65_507]) {
+          const payload = randomBytes(size);
+          const [reply] = await exchange(addr, payload);
+          deepEqual(reply, payload, `${size} bytes`);
+        }
+      },
+      undefined,
+      io,
+    );
+  },
+);
+
+testBoth("serveEcho() echoes 65527 bytes over ::1 intact", async (io) => {
+  await withServer(
+    "::1",
+    async (addr) => {
+      equal(addr.hostname, "::1");
+      const payload = randomBytes(65_527);
       const [reply] = await exchange(addr, payload);
-      deepEqual(reply, payload, `${size} bytes`);
-    }
-  });
+      equal(reply.length, 65_527);
+      deepEqual(reply, payload);
+    },
+    undefined,
+    io,
+  );
 });
 
-Deno.test("serveEcho() echoes 65527 bytes over ::1 intact", async () => {
-  await withServer("::1", async (addr) => {
-    equal(addr.hostname, "::1");
-    const payload = randomBytes(65_527);
-    const [reply] = await exchange(addr, payload);
-    equal(reply.length, 65_527);
-    deepEqual(reply, payload);
-  });
-});
-
-Deno.test("serveEcho() gives 50 concurrent clients each its own echo", async () => {
-  const stats = await withServer("127.0.0.1", async (addr) => {
-    const payloads = Array.from(
-      { length: 50 },
-      (_, i) => new TextEncoder().encode(`client ${i}`),
+testBoth(
+  "serveEcho() gives 50 concurrent clients each its own echo",
+  async (io) => {
+    const stats = await withServer(
+      "127.0.0.1",
+      async (addr) => {
+        const payloads = Array.from(
+          { length: 50 },
+          (_, i) => new TextEncoder().encode(`client ${i}`),
+        );
+        const replies = await Promise.all(
+          payloads.map((payload) => exchange(addr, payload)),
+        );
+        replies.forEach(([reply], i) => deepEqual(reply, payloads[i]));
+      },
+      undefined,
+      io,
     );
-    const replies = await Promise.all(
-      payloads.map((payload) => exchange(addr, payload)),
-    );
-    replies.forEach(([reply], i) => deepEqual(reply, payloads[i]));
-  });
-  equal(stats.echoed, 50);
+    equal(stats.echoed, 50);
+  },
+);
+
+testBoth("serveEcho() keeps serving after a client vanished", async (io) => {
+  await withServer(
+    "127.0.0.1",
+    async (addr) => {
+      const gone = Deno.listenDatagram({
+        transport: "udp",
+        hostname: "127.0.0.1",
+        port: 0,
+      });
+      await gone.send(new Uint8Array([1, 2, 3]), addr);
+      gone.close();
+      const payload = new Uint8Array([4, 5, 6]);
+      const [reply] = await exchange(addr, payload);
+      deepEqual(reply, payload);
+    },
+    undefined,
+    io,
+  );
 });
 
-Deno.test("serveEcho() keeps serving after a client vanished", async () => {
-  await withServer("127.0.0.1", async (addr) => {
-    const gone = Deno.listenDatagram({
-      transport: "udp",
-      hostname: "127.0.0.1",
-      port: 0,
-    });
-    await gone.send(new Uint8Array([1, 2, 3]), addr);
-    gone.close();
-    const payload = new Uint8Array([4, 5, 6]);
-    const [reply] = await exchange(addr, payload);
-    deepEqual(reply, payload);
-  });
-});
-
-Deno.test("serveEcho() keeps echoing when its onEvent throws", async () => {
+testBoth("serveEcho() keeps echoing when its onEvent throws", async (io) => {
   let calls = 0;
   const stats = await withServer("127.0.0.1", async (addr) => {
     for (const byte of [1, 2]) {
@@ -140,24 +203,12 @@ Deno.test("serveEcho() keeps echoing when its onEvent throws", async () => {
   }, () => {
     calls++;
     throw new Error("log broke");
-  });
+  }, io);
   equal(calls, 2);
   equal(stats.echoed, 2);
 });
 
-Deno.test("serveEcho() reports each datagram to onEvent with its payload", async () => {
-  const seen: string[] = [];
-  await withServer("127.0.0.1", async (addr) => {
-    await exchange(addr, new TextEncoder().encode("abc"));
-  }, (event) => {
-    if (event.type === "datagram") {
-      seen.push(`${new TextDecoder().decode(event.data)} ${event.sent}`);
-    }
-  });
-  deepEqual(seen, ["abc 3"]);
-});
-
-Deno.test('serveEcho() with events "errors" builds no datagram events', async () => {
+Deno.test("serveEcho() with datagramEvents false reports no datagram", async () => {
   const seen: ServerEvent[] = [];
   const controller = new AbortController();
   const server = serveEcho({
@@ -165,7 +216,7 @@ Deno.test('serveEcho() with events "errors" builds no datagram events', async ()
     port: 0,
     signal: controller.signal,
     onEvent: (event) => seen.push(event),
-    events: "errors",
+    datagramEvents: false,
   });
   try {
     const [reply] = await exchange(server.addr, new Uint8Array([7, 8]));
@@ -178,60 +229,97 @@ Deno.test('serveEcho() with events "errors" builds no datagram events', async ()
   deepEqual(seen, []);
 });
 
-Deno.test("serveEcho() throws a one-line error when the port is in use", async () => {
-  await withServer("127.0.0.1", (addr) => {
-    throws(() => serveEcho({ hostname: "127.0.0.1", port: addr.port }), {
-      message: `Cannot bind 127.0.0.1:${addr.port}: address already in use`,
+testBoth(
+  "serveEcho() reports each datagram to onEvent with its payload",
+  async (io) => {
+    const seen: string[] = [];
+    await withServer("127.0.0.1", async (addr) => {
+      await exchange(addr, new TextEncoder().encode("abc"));
+    }, (event) => {
+      if (event.type === "datagram") {
+        seen.push(`${new TextDecoder().decode(event.data)} ${event.sent}`);
+      }
+    }, io);
+    deepEqual(seen, ["abc 3"]);
+  },
+);
+
+testBoth(
+  "serveEcho() throws a one-line error when the port is in use",
+  async (io) => {
+    await withServer(
+      "127.0.0.1",
+      (addr) => {
+        throws(
+          () => serveEcho({ hostname: "127.0.0.1", port: addr.port, io }),
+          {
+            message:
+              `Cannot bind 127.0.0.1:${addr.port}: address already in use`,
+          },
+        );
+        return Promise.resolve();
+      },
+      undefined,
+      io,
+    );
+  },
+);
+
+testBoth(
+  "serveEcho() stops at once when its signal is already aborted",
+  async (io) => {
+    const server = serveEcho({
+      hostname: "127.0.0.1",
+      port: 0,
+      signal: AbortSignal.abort(),
+      io,
     });
-    return Promise.resolve();
-  });
-});
+    const stats = await server.finished;
+    equal(stats.received, 0);
+  },
+);
 
-Deno.test("serveEcho() stops at once when its signal is already aborted", async () => {
-  const server = serveEcho({
-    hostname: "127.0.0.1",
-    port: 0,
-    signal: AbortSignal.abort(),
-  });
-  const stats = await server.finished;
-  equal(stats.received, 0);
-});
+testBoth(
+  "server.ts starts up like the tutorial, on the port actually bound",
+  async (io) => {
+    const server = await startServerWith(io, ["-p", "0"]);
+    const { code, stdout, stderr } = await server.stop();
+    match(server.firstLine, /^starting up on localhost port \d+$/);
+    ok(server.port > 0);
+    equal(code, 0);
+    equal(stderr, "");
+    match(stdout, /\nwaiting to receive message\n/);
+    match(
+      stdout,
+      /\nshutting down: received 0 datagrams \(0 bytes\), echoed 0 datagrams \(0 bytes\), 0 errors, up \d+\.\d s\n$/,
+    );
+  },
+);
 
-Deno.test("server.ts starts up like the tutorial, on the port actually bound", async () => {
-  const server = await startServer(["-p", "0"]);
-  const { code, stdout, stderr } = await server.stop();
-  match(server.firstLine, /^starting up on localhost port \d+$/);
-  ok(server.port > 0);
-  equal(code, 0);
-  equal(stderr, "");
-  match(stdout, /\nwaiting to receive message\n/);
-  match(
-    stdout,
-    /\nshutting down: received 0 datagrams \(0 bytes\), echoed 0 datagrams \(0 bytes\), 0 errors, up \d+\.\d s\n$/,
-  );
-});
+testBoth(
+  "server.ts tells each datagram's story and totals on SIGINT",
+  async (io) => {
+    const server = await startServerWith(io, ["-H", "127.0.0.1", "-p", "0"]);
+    const [, from] = await exchange(
+      { transport: "udp", hostname: "127.0.0.1", port: server.port },
+      new TextEncoder().encode("hello\n"),
+    );
+    const { code, stdout } = await server.stop("SIGINT");
+    equal(code, 0);
+    equal(from.port, server.port);
+    match(
+      stdout,
+      /received 6 bytes from 127\.0\.0\.1:\d+\n"hello\\n"\nsent 6 bytes back to 127\.0\.0\.1:\d+\nwaiting to receive message\n/,
+    );
+    match(
+      stdout,
+      /shutting down: received 1 datagram \(6 bytes\), echoed 1 datagram \(6 bytes\), 0 errors/,
+    );
+  },
+);
 
-Deno.test("server.ts tells each datagram's story and totals on SIGINT", async () => {
-  const server = await startServer(["-H", "127.0.0.1", "-p", "0"]);
-  const [, from] = await exchange(
-    { transport: "udp", hostname: "127.0.0.1", port: server.port },
-    new TextEncoder().encode("hello\n"),
-  );
-  const { code, stdout } = await server.stop("SIGINT");
-  equal(code, 0);
-  equal(from.port, server.port);
-  match(
-    stdout,
-    /received 6 bytes from 127\.0\.0\.1:\d+\n"hello\\n"\nsent 6 bytes back to 127\.0\.0\.1:\d+\nwaiting to receive message\n/,
-  );
-  match(
-    stdout,
-    /shutting down: received 1 datagram \(6 bytes\), echoed 1 datagram \(6 bytes\), 0 errors/,
-  );
-});
-
-Deno.test("server.ts stops on SIGTERM with totals", async () => {
-  const server = await startServer(["-p", "0", "-q"]);
+testBoth("server.ts stops on SIGTERM with totals", async (io) => {
+  const server = await startServerWith(io, ["-p", "0", "-q"]);
   const { code, stdout } = await server.stop("SIGTERM");
   equal(code, 0);
   match(stdout, /shutting down: /);
@@ -241,8 +329,8 @@ Deno.test("server.ts stops on SIGTERM with totals", async () => {
   );
 });
 
-Deno.test("server.ts --json prints only JSON events on stdout", async () => {
-  const server = await startServer(["-H", "::1", "-p", "0", "--json"]);
+testBoth("server.ts --json prints only JSON events on stdout", async (io) => {
+  const server = await startServerWith(io, ["-H", "::1", "-p", "0", "--json"]);
   await exchange(
     { transport: "udp", hostname: "::1", port: server.port },
     new Uint8Array(3),
@@ -268,22 +356,30 @@ Deno.test("server.ts --json prints only JSON events on stdout", async () => {
   equal(events[2].echoed_bytes, 3);
 });
 
-Deno.test("server.ts exits 1 with one error line when the port is in use", async () => {
-  await withServer("127.0.0.1", async (addr) => {
-    const { code, stdout, stderr } = await runScript("server.ts", [
-      "-H",
+testBoth(
+  "server.ts exits 1 with one error line when the port is in use",
+  async (io) => {
+    await withServer(
       "127.0.0.1",
-      "-p",
-      String(addr.port),
-    ]);
-    equal(code, 1);
-    equal(stdout, "");
-    equal(
-      stderr,
-      `error: cannot bind 127.0.0.1:${addr.port}: address already in use\n`,
+      async (addr) => {
+        const { code, stdout, stderr } = await runScript("server.ts", [
+          "-H",
+          "127.0.0.1",
+          "-p",
+          String(addr.port),
+        ]);
+        equal(code, 1);
+        equal(stdout, "");
+        equal(
+          stderr,
+          `error: cannot bind 127.0.0.1:${addr.port}: address already in use\n`,
+        );
+      },
+      undefined,
+      io,
     );
-  });
-});
+  },
+);
 
 Deno.test("server.ts exits 2 with one error line on bad usage", async () => {
   const cases: [string[], string][] = [
@@ -304,6 +400,10 @@ Deno.test("server.ts exits 2 with one error line on bad usage", async () => {
       'error: cannot parse arguments: unexpected "extra" (see --help)\n',
     ],
     [["-p"], "error: cannot parse flags: --port needs a value\n"],
+    [
+      ["--io", "fast"],
+      'error: cannot use --io "fast": expected socket or batch\n',
+    ],
   ];
   for (const [args, expected] of cases) {
     const { code, stdout, stderr } = await runScript("server.ts", args);
@@ -337,25 +437,56 @@ Deno.test("server.ts --help and --version exit 0", async () => {
   equal(version.stdout, `udp-echo server ${expected}\n`);
 });
 
-Deno.test("server.ts answers a Python socket client written like the tutorial", async () => {
-  for (const host of ["127.0.0.1", "::1"]) {
-    const server = await startServer(["-H", host, "-p", "0", "-q"]);
-    try {
-      const client = await new Deno.Command("python3", {
-        args: [
-          new URL("testdata/py_echo_client.py", ROOT).pathname,
-          host,
-          String(server.port),
-          "from python",
-        ],
-        stdout: "piped",
-        stderr: "piped",
-      }).output();
-      equal(client.code, 0, new TextDecoder().decode(client.stderr));
-      equal(new TextDecoder().decode(client.stdout), "from python\n");
-    } finally {
-      const { stdout } = await server.stop();
-      match(stdout, /echoed 1 datagram \(11 bytes\)/);
+testBoth(
+  "server.ts answers a Python socket client written like the tutorial",
+  async (io) => {
+    for (const host of ["127.0.0.1", "::1"]) {
+      const server = await startServerWith(io, ["-H", host, "-p", "0", "-q"]);
+      try {
+        const client = await new Deno.Command("python3", {
+          args: [
+            new URL("testdata/py_echo_client.py", ROOT).pathname,
+            host,
+            String(server.port),
+            "from python",
+          ],
+          stdout: "piped",
+          stderr: "piped",
+        }).output();
+        equal(client.code, 0, new TextDecoder().decode(client.stderr));
+        equal(new TextDecoder().decode(client.stdout), "from python\n");
+      } finally {
+        const { stdout } = await server.stop();
+        match(stdout, /echoed 1 datagram \(11 bytes\)/);
+      }
     }
-  }
+  },
+);
+
+Deno.test("server.ts --io batch without --allow-ffi exits 2 with one line", async () => {
+  const { code, stdout, stderr } = await runScript("server.ts", [
+    "--io",
+    "batch",
+    "-p",
+    "0",
+  ]);
+  equal(code, 2);
+  equal(stdout, "");
+  equal(
+    stderr,
+    "error: cannot use --io batch: it needs --allow-ffi (see deno task server:fast)\n",
+  );
+});
+
+Deno.test("server.ts --io batch without --allow-net fails like the socket backend", async () => {
+  const { code, stderr } = await runScript(
+    "server.ts",
+    ["--io", "batch", "-p", "0"],
+    { permissions: ["--allow-ffi", "--allow-read=."] },
+  );
+  equal(code, 1);
+  equal(
+    stderr,
+    'error: cannot bind localhost:0: requires net access to "localhost:0", run again with the --allow-net flag\n',
+  );
 });

@@ -78,9 +78,10 @@ export interface RunningServer {
 export async function startServer(
   args: string[],
   script = "server.ts",
+  permissions: string[] = ["--allow-net"],
 ): Promise<RunningServer> {
   const child = new Deno.Command(Deno.execPath(), {
-    args: denoArgs(script, args, ["--allow-net"]),
+    args: denoArgs(script, args, permissions),
     cwd: ROOT,
     stdin: "null",
     stdout: "piped",

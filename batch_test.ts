@@ -1,0 +1,321 @@
+import { deepEqual, equal, ok, rejects, throws } from "node:assert/strict";
+import {
+  type BatchEvent,
+  type BatchServer,
+  checkBatchSupport,
+  formatSockaddrHost,
+  serveBatch,
+} from "./batch.ts";
+import { MAX_IPV4_PAYLOAD, MAX_IPV6_PAYLOAD } from "./shared.ts";
+
+const DECIDE_FIXTURE = new URL("./testdata/decide_drop13.ts", import.meta.url)
+  .href;
+
+/** Starts a batch server on a free port and stops it when the test ends. */
+async function withServer(
+  hostname: string,
+  test: (server: BatchServer, events: BatchEvent[]) => Promise<void>,
+  options: { decide?: boolean; datagramEvents?: boolean } = {},
+): Promise<void> {
+  const controller = new AbortController();
+  const events: BatchEvent[] = [];
+  const server = serveBatch({
+    hostname,
+    port: 0,
+    signal: controller.signal,
+    onEvent: (event) => events.push(event),
+    datagramEvents: options.datagramEvents,
+    decideModule: options.decide ? DECIDE_FIXTURE : undefined,
+    decideOptions: options.decide ? { size: 13 } : undefined,
+  });
+  try {
+    await test(server, events);
+  } finally {
+    controller.abort();
+    await server.finished;
+  }
+}
+
+/** Sends each payload and returns each reply with the address it came from. */
+async function roundTrips(
+  target: Deno.NetAddr,
+  payloads: Uint8Array[],
+): Promise<[Uint8Array, Deno.NetAddr][]> {
+  const conn = Deno.listenDatagram({
+    transport: "udp",
+    hostname: target.hostname,
+    port: 0,
+  });
+  try {
+    const replies: [Uint8Array, Deno.NetAddr][] = [];
+    for (const payload of payloads) {
+      await conn.send(payload, target);
+      const [data, from] = await conn.receive(new Uint8Array(65_536));
+      replies.push([data, from as Deno.NetAddr]);
+    }
+    return replies;
+  } finally {
+    conn.close();
+  }
+}
+
+/**
+ * Waits until `check` holds (the Worker counts an echo just after sending
+ * it, so a reply can arrive first), failing after five seconds.
+ */
+async function eventually(check: () => boolean, what: string): Promise<void> {
+  for (let waited = 0; !check(); waited += 10) {
+    ok(waited < 5_000, `still not ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+function patterned(size: number, seed = 7): Uint8Array {
+  const bytes = new Uint8Array(size);
+  for (let i = 0; i < size; i++) bytes[i] = (i * 31 + seed) & 0xff;
+  return bytes;
+}
+
+Deno.test("checkBatchSupport() accepts this Linux process with --allow-ffi", () => {
+  checkBatchSupport();
+});
+
+Deno.test("formatSockaddrHost() formats IPv4, IPv6 and IPv4-mapped addresses", () => {
+  const v4 = new Uint8Array([2, 0, 0x27, 0x10, 127, 0, 0, 1]);
+  equal(formatSockaddrHost(v4, 0), "127.0.0.1");
+  const v6 = (groups: number[]) => {
+    const bytes = new Uint8Array(28);
+    bytes[0] = 10;
+    groups.forEach((group, i) => {
+      bytes[8 + 2 * i] = group >> 8;
+      bytes[9 + 2 * i] = group & 0xff;
+    });
+    return bytes;
+  };
+  equal(formatSockaddrHost(v6([0, 0, 0, 0, 0, 0, 0, 1]), 0), "::1");
+  equal(formatSockaddrHost(v6([0, 0, 0, 0, 0, 0, 0, 0]), 0), "::");
+  equal(
+    formatSockaddrHost(v6([0x2001, 0xdb8, 0, 0, 1, 0, 0, 1]), 0),
+    "2001:db8::1:0:0:1",
+  );
+  equal(
+    formatSockaddrHost(v6([0x2001, 0xdb8, 1, 2, 3, 4, 5, 6]), 0),
+    "2001:db8:1:2:3:4:5:6",
+  );
+  equal(
+    formatSockaddrHost(v6([0, 0, 0, 0, 0, 0xffff, 0x7f00, 0x0001]), 0),
+    "::ffff:127.0.0.1",
+  );
+});
+
+Deno.test("serveBatch() echoes over IPv4 byte for byte from its own port", async () => {
+  await withServer("127.0.0.1", async (server) => {
+    const payloads = [
+      new TextEncoder().encode(
+        "This is our message. It will be sent all at once",
+      ),
+      new Uint8Array(0),
+      patterned(1),
+      patterned(1472),
+      patterned(8192),
+      patterned(MAX_IPV4_PAYLOAD),
+    ];
+    const replies = await roundTrips(server.addr, payloads);
+    replies.forEach(([data, from], i) => {
+      deepEqual(data, payloads[i]);
+      equal(from.port, server.addr.port);
+      equal(from.hostname, "127.0.0.1");
+    });
+    await eventually(
+      () => server.counters().echoed === payloads.length,
+      "all counted",
+    );
+    const counters = server.counters();
+    equal(counters.received, payloads.length);
+    equal(counters.echoed, payloads.length);
+    equal(
+      counters.echoedBytes,
+      payloads.reduce((sum, p) => sum + p.length, 0),
+    );
+    equal(counters.errors, 0);
+  });
+});
+
+Deno.test("serveBatch() echoes over IPv6, the 65,527-byte limit included", async () => {
+  await withServer("::1", async (server) => {
+    equal(server.addr.hostname, "::1");
+    const payloads = [
+      new Uint8Array(0),
+      patterned(3),
+      patterned(MAX_IPV6_PAYLOAD),
+    ];
+    const replies = await roundTrips(server.addr, payloads);
+    replies.forEach(([data, from], i) => {
+      deepEqual(data, payloads[i]);
+      equal(from.port, server.addr.port);
+    });
+  });
+});
+
+Deno.test("serveBatch() resolves a host name and reports the port it bound", async () => {
+  await withServer("localhost", async (server) => {
+    ok(server.addr.port > 0);
+    const replies = await roundTrips(server.addr, [patterned(10)]);
+    deepEqual(replies[0]?.[0], patterned(10));
+  });
+});
+
+Deno.test("serveBatch() keeps 64 datagrams in flight intact and in number", async () => {
+  await withServer("127.0.0.1", async (server) => {
+    const conn = Deno.listenDatagram({
+      transport: "udp",
+      hostname: "127.0.0.1",
+      port: 0,
+    });
+    try {
+      const total = 2_000;
+      const window = 64;
+      const seen = new Set<number>();
+      const sendOne = (seq: number) => {
+        const payload = patterned(8 + (seq % 200), seq);
+        new DataView(payload.buffer).setUint32(0, seq);
+        return conn.send(payload, server.addr);
+      };
+      let next = 0;
+      for (; next < window; next++) await sendOne(next);
+      const buffer = new Uint8Array(65_536);
+      while (seen.size < total) {
+        const [data] = await conn.receive(buffer);
+        const seq = new DataView(data.buffer, data.byteOffset).getUint32(0);
+        const expected = patterned(8 + (seq % 200), seq);
+        new DataView(expected.buffer).setUint32(0, seq);
+        deepEqual(data, expected);
+        ok(!seen.has(seq), `duplicate ${seq}`);
+        seen.add(seq);
+        if (next < total) await sendOne(next++);
+      }
+      await eventually(
+        () => server.counters().echoed === total,
+        "all counted",
+      );
+      equal(server.counters().errors, 0);
+    } finally {
+      conn.close();
+    }
+  });
+});
+
+Deno.test("serveBatch() drops what the decide hook refuses and counts the reason", async () => {
+  await withServer("127.0.0.1", async (server, events) => {
+    const conn = Deno.listenDatagram({
+      transport: "udp",
+      hostname: "127.0.0.1",
+      port: 0,
+    });
+    try {
+      await conn.send(patterned(13), server.addr);
+      await conn.send(patterned(14), server.addr);
+      const [data] = await conn.receive(new Uint8Array(65_536));
+      // The 13-byte datagram went first; only the 14-byte one comes back.
+      deepEqual(data, patterned(14));
+    } finally {
+      conn.close();
+    }
+    await eventually(() => events.length === 2, "two events");
+    const counters = server.counters();
+    equal(counters.dropped, 1);
+    equal(counters.echoed, 1);
+    const datagrams = events.filter((e) => e.event === "datagram");
+    deepEqual(datagrams.map((e) => [e.size, e.dropped]), [
+      [13, "unlucky"],
+      [14, undefined],
+    ]);
+    deepEqual(datagrams[0]!.preview, patterned(13));
+    // Drop counts per reason reach the main thread with the events.
+    deepEqual(server.counters().droppedBy, { unlucky: 1 });
+  }, { decide: true, datagramEvents: true });
+});
+
+Deno.test("serveBatch() refuses an address in use like listenDatagram does", () => {
+  const taken = Deno.listenDatagram({
+    transport: "udp",
+    hostname: "127.0.0.1",
+    port: 0,
+  });
+  try {
+    const port = (taken.addr as Deno.NetAddr).port;
+    throws(() => serveBatch({ hostname: "127.0.0.1", port }), (error) => {
+      ok(error instanceof Error);
+      equal(
+        error.message,
+        `Cannot bind 127.0.0.1:${port}: address already in use`,
+      );
+      ok(error.cause instanceof Deno.errors.AddrInUse);
+      return true;
+    });
+  } finally {
+    taken.close();
+  }
+});
+
+Deno.test("serveBatch() stops an idle server blocked in recvmmsg", async () => {
+  const controller = new AbortController();
+  const server = serveBatch({
+    hostname: "127.0.0.1",
+    port: 0,
+    signal: controller.signal,
+  });
+  // Let the Worker block in the kernel before stopping it.
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  controller.abort();
+  await server.finished;
+  // The port is free again once finished settles: the socket is closed.
+  const again = Deno.listenDatagram({
+    transport: "udp",
+    hostname: "127.0.0.1",
+    port: server.addr.port,
+  });
+  again.close();
+});
+
+Deno.test("batch stress: random sizes with gc() on both sides, no corruption", async () => {
+  const { success, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--v8-flags=--expose-gc",
+      "--unstable-net",
+      "--allow-net",
+      "--allow-ffi",
+      "--allow-read",
+      new URL("./bench/batch_stress.ts", import.meta.url).pathname,
+      "--count",
+      "20000",
+      "--gc-every",
+      "200",
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder().decode(stdout);
+  ok(success, `${text}${new TextDecoder().decode(stderr)}`);
+  const result = JSON.parse(text);
+  equal(result.corrupted, 0);
+  equal(result.serverErrors, 0);
+  ok(result.intact >= 20_000);
+  ok(result.clientGcs > 0 && result.serverGcs > 0, text);
+});
+
+Deno.test("serveBatch() rejects finished and frees the port when its Worker fails", async () => {
+  const server = serveBatch({
+    hostname: "127.0.0.1",
+    port: 0,
+    decideModule: new URL("./testdata/no_such_module.ts", import.meta.url).href,
+  });
+  await rejects(server.finished, /^Error: Cannot run the batch loop: /);
+  const again = Deno.listenDatagram({
+    transport: "udp",
+    hostname: "127.0.0.1",
+    port: server.addr.port,
+  });
+  again.close();
+});

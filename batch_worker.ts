@@ -1,0 +1,129 @@
+/**
+ * The Worker half of the batch engine (see `batch.ts`): receives the
+ * configuration, runs the blocking receive/decide/send loop with synchronous
+ * FFI calls until the main thread sets the stop flag, and reports events and
+ * drop counts in batches.
+ *
+ * @module
+ */
+
+import {
+  BatchEngine,
+  type BatchEvent,
+  type DecideHook,
+  type DecideModule,
+  openLibc,
+  type WorkerConfig,
+  type WorkerMessage,
+} from "./batch.ts";
+import { errorMessage } from "./shared.ts";
+
+/** How often, at most, pending events go to the main thread. */
+const FLUSH_INTERVAL_MS = 50;
+/** How often the decide hook's active sources are counted (a table scan). */
+const SAMPLE_INTERVAL_MS = 250;
+/** Receive failures in a row after which the loop pauses between tries. */
+const RECEIVE_ERRORS_BEFORE_PAUSE = 3;
+const RECEIVE_ERROR_PAUSE_MS = 50;
+
+declare const self: {
+  onmessage: ((event: MessageEvent<WorkerConfig>) => void) | null;
+  postMessage(message: WorkerMessage): void;
+};
+
+function post(message: WorkerMessage): void {
+  self.postMessage(message);
+}
+
+async function loadDecideHook(
+  config: WorkerConfig,
+): Promise<DecideHook | undefined> {
+  if (config.decideModule === undefined) return undefined;
+  const module: DecideModule = await import(config.decideModule);
+  return module.createDecideHook(config.decideOptions, {
+    transport: "udp",
+    hostname: config.localHostname,
+    port: config.localPort,
+  });
+}
+
+async function run(config: WorkerConfig): Promise<void> {
+  const libc = openLibc();
+  const events: BatchEvent[] = [];
+  const decide = await loadDecideHook(config);
+  const engine = new BatchEngine(libc, {
+    fd: config.fd,
+    family: config.family,
+    localHostname: config.localHostname,
+    localPort: config.localPort,
+    batchSize: config.batchSize,
+    counts: new Float64Array(config.counts),
+    decide,
+    onEvent: (event) => events.push(event),
+    datagramEvents: config.datagramEvents,
+    previewBytes: config.previewBytes,
+  });
+  const control = new Int32Array(config.control);
+  const gc = (globalThis as { gc?: () => void }).gc;
+  const gcEvery = gc === undefined ? 0 : config.gcEveryBatches;
+  let batches = 0;
+  let flushedDrops = 0;
+  let lastFlush = performance.now();
+  let failuresInRow = 0;
+  let lastSample = 0;
+  while (Atomics.load(control, 0) === 0) {
+    const n = engine.receive();
+    // Stopping: whatever shutdown() made the receive return is no datagram.
+    if (Atomics.load(control, 0) !== 0) break;
+    if (n > 0) {
+      engine.echo(n);
+      failuresInRow = 0;
+    } else if (n < 0 && engine.receiveFailed(-n)) {
+      // A socket that fails at once must not spin a core: pause, but wake
+      // as soon as the main thread asks the loop to stop.
+      if (++failuresInRow >= RECEIVE_ERRORS_BEFORE_PAUSE) {
+        Atomics.wait(control, 0, 0, RECEIVE_ERROR_PAUSE_MS);
+      }
+    }
+    if (gcEvery > 0 && ++batches % gcEvery === 0) engine.forceGc(gc!);
+    if (decide?.activeSources !== undefined) {
+      const now = performance.now();
+      if (now - lastSample >= SAMPLE_INTERVAL_MS) {
+        engine.sampleActiveSources();
+        lastSample = now;
+      }
+    }
+    // Events leave in batches: when the socket looked drained (a short or
+    // empty batch, so the loop is about to block), when many piled up, or
+    // when a while has passed under a flood.
+    const dropped = engine.dropped;
+    if (events.length > 0 || dropped !== flushedDrops) {
+      const now = performance.now();
+      if (
+        n < config.batchSize || events.length >= 256 ||
+        now - lastFlush >= FLUSH_INTERVAL_MS
+      ) {
+        post({
+          type: "events",
+          events: events.splice(0),
+          droppedBy: { ...engine.droppedBy },
+        });
+        flushedDrops = dropped;
+        lastFlush = now;
+      }
+    }
+  }
+  post({
+    type: "events",
+    events: events.splice(0),
+    droppedBy: engine.droppedBy,
+  });
+  post({ type: "done", droppedBy: { ...engine.droppedBy } });
+}
+
+self.onmessage = (event: MessageEvent<WorkerConfig>) => {
+  self.onmessage = null;
+  run(event.data).catch((error) =>
+    post({ type: "failed", message: errorMessage(error) })
+  );
+};
