@@ -13,10 +13,11 @@
  *   deno task bench [--rounds 3] [--duration 3] [--warmup 1]
  *     [--windows 1,32] [--sizes 64,1400] [--generators 1]
  *     [--svg bench/results.svg]
- *     [--loop NAME[,NAME...]] [--pin] [--no-ceiling] [--json]
+ *     [--loop NAME[,NAME...]] [--batch] [--pin] [--no-ceiling] [--json]
  *
  * `--loop NAME[,NAME...]` adds candidate loops of bench/loops.ts beside
- * server.ts (ratios stay relative to server.ts). Node and Python are skipped, with a note, when missing.
+ * server.ts (ratios stay relative to server.ts). `--batch` adds
+ * `server.ts --io batch` (needs --allow-ffi, Linux). Node and Python are skipped, with a note, when missing.
  *
  * @module
  */
@@ -392,6 +393,7 @@ async function main(args: string[]): Promise<number> {
       loop: { type: "string" },
       receivers: { type: "string", default: "32" },
       generators: { type: "string", default: "1" },
+      batch: { type: "boolean", default: false },
       "no-ceiling": { type: "boolean", default: false },
       pin: { type: "boolean", default: false },
       json: { type: "boolean", default: false },
@@ -419,6 +421,23 @@ async function main(args: string[]): Promise<number> {
         "--port=0",
       ],
     },
+    // The FFI batch backend (recvmmsg/sendmmsg in a Worker), on request.
+    ...(values.batch
+      ? [{
+        name: "udp-echo --io batch",
+        command: [
+          Deno.execPath(),
+          ...DENO_NET,
+          "--allow-ffi",
+          `--allow-read=${ROOT_DIR}`,
+          `${ROOT_DIR}server.ts`,
+          "--io=batch",
+          "--quiet",
+          `--host=${HOST}`,
+          "--port=0",
+        ],
+      }]
+      : []),
     ...loops.map((loop) => ({
       name: `loop ${loop}`,
       command: [
