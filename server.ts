@@ -30,6 +30,7 @@
  */
 
 import {
+  checkUnstableNet,
   DEFAULT_HOST,
   DEFAULT_PORT,
   errorMessage,
@@ -100,7 +101,7 @@ export interface DroppedEvent {
 }
 
 /** A receive or send that failed; the server goes on. */
-export interface ErrorEvent {
+export interface EchoErrorEvent {
   /** The kind of event. */
   type: "error";
   /** What failed. */
@@ -112,7 +113,7 @@ export interface ErrorEvent {
 }
 
 /** Something a server did, as passed to {@linkcode ServeEchoOptions.onEvent}. */
-export type ServerEvent = DatagramEvent | DroppedEvent | ErrorEvent;
+export type ServerEvent = DatagramEvent | DroppedEvent | EchoErrorEvent;
 
 /** Options for {@linkcode serveEcho}. */
 export interface ServeEchoOptions {
@@ -533,6 +534,7 @@ function logJson(event: ServerEvent): void {
         from: formatAddress(event.from),
         bytes: event.data.length,
         sent: event.sent,
+        preview: previewPayload(event.data),
       }
       : event.type === "dropped"
       ? {
@@ -540,6 +542,7 @@ function logJson(event: ServerEvent): void {
         from: formatAddress(event.from),
         bytes: event.data.length,
         reason: event.reason,
+        preview: previewPayload(event.data),
       }
       : {
         event: "error",
@@ -871,6 +874,15 @@ async function main(args: string[]): Promise<number> {
   try {
     const parsed = parseFlags(args, FLAGS);
     flags = parsed.values;
+    // Help and version answer even when other values are wrong.
+    if (flags.help) {
+      console.log(USAGE);
+      return EXIT_OK;
+    }
+    if (flags.version) {
+      console.log(`udp-echo server ${VERSION}`);
+      return EXIT_OK;
+    }
     if (parsed.positionals.length > 0) {
       throw new TypeError(
         `Cannot parse arguments: unexpected "${
@@ -883,17 +895,10 @@ async function main(args: string[]): Promise<number> {
     policyOptions = parsePolicyFlags(flags);
     statsInterval = parseSeconds(flags["stats-interval"], "stats-interval");
     io = parseIo(flags.io);
+    if (io === "socket") checkUnstableNet();
   } catch (error) {
     printError(error);
     return EXIT_USAGE;
-  }
-  if (flags.help) {
-    console.log(USAGE);
-    return EXIT_OK;
-  }
-  if (flags.version) {
-    console.log(`udp-echo server ${VERSION}`);
-    return EXIT_OK;
   }
 
   if (io === "batch") {

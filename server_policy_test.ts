@@ -598,6 +598,7 @@ testBoth(
         from: formatAddress(client6.addr as Deno.NetAddr),
         bytes: 8,
         reason: "too-large",
+        preview: '"too long"',
       });
       const stats = events.findLast((event) => event.event === "stats");
       deepEqual(stats.dropped, { "too-large": 1 });
@@ -810,14 +811,22 @@ Deno.test("server.ts on a wildcard socket refuses its interface addresses and di
           from: "192.0.2.255:4444",
           bytes: 6,
           reason: "bad-source",
+          preview: '"forged"',
         },
         {
           event: "dropped",
           from: `192.0.2.10:${port}`,
           bytes: 6,
           reason: "own-address",
+          preview: '"forged"',
         },
-        { event: "datagram", from: "192.0.2.11:4444", bytes: 6, sent: 6 },
+        {
+          event: "datagram",
+          from: "192.0.2.11:4444",
+          bytes: 6,
+          sent: 6,
+          preview: '"forged"',
+        },
         ...server.events().filter((event) => event.event === "shutdown"),
       ],
     );

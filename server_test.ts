@@ -351,6 +351,7 @@ testBoth("server.ts --json prints only JSON events on stdout", async (io) => {
   });
   equal(events[1].bytes, 3);
   equal(events[1].sent, 3);
+  equal(events[1].preview, '"\\x00\\x00\\x00"');
   match(events[1].from, /^\[::1\]:\d+$/);
   equal(events[2].received, 1);
   equal(events[2].echoed_bytes, 3);
@@ -488,5 +489,26 @@ Deno.test("server.ts --io batch without --allow-net fails like the socket backen
   equal(
     stderr,
     'error: cannot bind localhost:0: requires net access to "localhost:0", run again with the --allow-net flag\n',
+  );
+});
+
+Deno.test("server.ts --help wins over bad values", async () => {
+  const { code, stdout } = await runScript("server.ts", ["-p", "x", "--help"]);
+  equal(code, 0);
+  match(stdout, /^Usage: server\.ts/);
+});
+
+Deno.test("server.ts without --unstable-net says which flag is missing", async () => {
+  const child = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--no-config", "--allow-net", "server.ts", "-p", "0"],
+    cwd: ROOT,
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).output();
+  equal(child.code, 2);
+  equal(
+    new TextDecoder().decode(child.stderr),
+    "error: cannot open a UDP socket: Deno.listenDatagram needs the --unstable-net flag\n",
   );
 });
