@@ -62,15 +62,14 @@ import {
   EXIT_USAGE,
   formatAddress,
   type HostPort,
-  isUnspecified,
   parseFlags,
   parseHost,
   parsePort,
   previewPayload,
   printError,
   RECEIVE_BUFFER_SIZE,
-  resolveAddress,
   type ResolvedAddress,
+  resolveTarget,
   VERSION,
 } from "./shared.ts";
 
@@ -209,14 +208,7 @@ export class EchoClient {
         `Cannot send to port ${target.port}: expected an integer from 1 to 65535`,
       );
     }
-    const resolved = await resolveAddress(target, { family: options.family });
-    if (isUnspecified(resolved.hostname)) {
-      throw new RangeError(
-        `Cannot send to ${resolved.hostname}: it is the unspecified address; use ${
-          resolved.family === "IPv6" ? "::1" : "127.0.0.1"
-        } for this machine`,
-      );
-    }
+    const resolved = await resolveTarget(target, { family: options.family });
     const conn = Deno.listenDatagram({
       transport: "udp",
       hostname: resolved.family === "IPv6" ? "::" : "0.0.0.0",

@@ -40,11 +40,10 @@ import {
   EXIT_USAGE,
   formatAddress,
   type HostPort,
-  isUnspecified,
   parseHost,
   parsePort,
   printError,
-  resolveAddress,
+  resolveTarget,
 } from "./shared.ts";
 
 /** The flags of the measurement modes, in `node:util` parseArgs form. */
@@ -317,17 +316,10 @@ export async function runMeasurement(
   }
   let target;
   try {
-    target = await resolveAddress(
+    target = await resolveTarget(
       { hostname: checked.host, port: checked.port },
       { family: checked.family },
     );
-    if (isUnspecified(target.hostname)) {
-      throw new RangeError(
-        `Cannot send to ${target.hostname}: it is the unspecified address; use ${
-          target.family === "IPv6" ? "::1" : "127.0.0.1"
-        } for this machine`,
-      );
-    }
     if (mode !== "sweep") checkProbeSize(checked.run.size!, target);
     checkUnstableNet();
   } catch (error) {

@@ -254,6 +254,26 @@ export function checkUnstableNet(): void {
   }
 }
 
+/**
+ * Resolves an address to send datagrams to, as {@linkcode resolveAddress}
+ * does, and throws a `RangeError` for the unspecified address, which names
+ * no host.
+ */
+export async function resolveTarget(
+  address: HostPort,
+  options: ResolveOptions = {},
+): Promise<ResolvedAddress> {
+  const resolved = await resolveAddress(address, options);
+  if (isUnspecified(resolved.hostname)) {
+    throw new RangeError(
+      `Cannot send to ${resolved.hostname}: it is the unspecified address; use ${
+        resolved.family === "IPv6" ? "::1" : "127.0.0.1"
+      } for this machine`,
+    );
+  }
+  return resolved;
+}
+
 /** Options for {@linkcode previewPayload}. */
 export interface PreviewOptions {
   /** Show at most this many bytes of the payload. Defaults to 100. */
