@@ -546,15 +546,16 @@ export class EchoPolicy {
 
   /**
    * Decides whether to echo a datagram of `size` bytes from `source`, at
-   * `now` milliseconds on the policy's clock, and counts the verdict.
+   * `now` milliseconds on the policy's clock (read only when the rate limit
+   * needs it, if not given), and counts the verdict.
    */
-  decide(source: HostPort, size: number, now: number = this.#clock()): Verdict {
+  decide(source: HostPort, size: number, now?: number): Verdict {
     const code = this.#decide(source, size, now);
     this.#counts[code]!++;
     return VERDICTS[code]!;
   }
 
-  #decide(source: HostPort, size: number, now: number): number {
+  #decide(source: HostPort, size: number, now: number | undefined): number {
     if (size > this.#maxSize) return TOO_LARGE;
     const port = source.port;
     const refused = this.#refusedPorts[port];
@@ -594,7 +595,8 @@ export class EchoPolicy {
       if (!allowed) return DENIED;
     }
     if (this.#rate === 0) return ECHO;
-    return this.#spend(family, now) ? ECHO : RATE_LIMITED;
+    // The clock is read here only: most datagrams never reach a rate check.
+    return this.#spend(family, now ?? this.#clock()) ? ECHO : RATE_LIMITED;
   }
 
   #isHostAddress(family: 4 | 6): boolean {
