@@ -8,14 +8,17 @@
  *     bench/memory.ts [--first 1000000] [--last 10000000] [--window 32] [--size 64]
  *     [--loop NAME] [--v8-flags FLAGS]
  *
- * Linux only (reads VmRSS from /proc). Exits 1 when the second figure is
- * more than 10% above the first.
+ * The server gets the V8 flags of `deno task server`; `--v8-flags FLAGS`
+ * replaces them (`--v8-flags=` for V8's defaults). Linux only (reads VmRSS
+ * from /proc). Exits 1 when the second figure is more than 10% above the
+ * first.
  *
  * @module
  */
 
 import { parseArgs } from "node:util";
 import type { LoadResult } from "./loadgen.ts";
+import { SERVER_V8_FLAGS } from "./run.ts";
 
 const HOST = "127.0.0.1";
 const BENCH_DIR = new URL(".", import.meta.url).pathname;
@@ -74,8 +77,13 @@ async function main(args: string[]): Promise<number> {
   const last = Number(values.last);
   const window = Number(values.window);
   const size = Number(values.size);
-  const v8Flags = values["v8-flags"]
-    ? [`--v8-flags=${values["v8-flags"]}`]
+  // The server runs as `deno task server` runs it, unless --v8-flags says
+  // otherwise ("" for V8's defaults).
+  const given = values["v8-flags"];
+  const v8Flags = given === undefined
+    ? SERVER_V8_FLAGS
+    : given
+    ? [`--v8-flags=${given}`]
     : [];
   const server = new Deno.Command(Deno.execPath(), {
     args: [

@@ -13,16 +13,21 @@
  *   deno task bench [--rounds 3] [--duration 3] [--warmup 1]
  *     [--windows 1,32] [--sizes 64,1400] [--generators 1]
  *     [--svg bench/results.svg]
- *     [--loop NAME[,NAME...]] [--batch] [--pin] [--no-ceiling] [--json]
+ *     [--loop NAME[,NAME...]] [--batch] [--v8-flags FLAGS] [--pin]
+ *     [--no-ceiling] [--json]
  *
  * `--loop NAME[,NAME...]` adds candidate loops of bench/loops.ts beside
  * server.ts (ratios stay relative to server.ts). `--batch` adds
- * `server.ts --io batch` (needs --allow-ffi, Linux). Node and Python are skipped, with a note, when missing.
+ * `server.ts --io batch` (needs --allow-ffi, Linux). `--v8-flags FLAGS`
+ * (repeatable; empty for V8's defaults) adds server.ts under other V8 flags.
+ * Every Deno server gets the V8 flags of `deno task server` unless told
+ * otherwise. Node and Python are skipped, with a note, when missing.
  *
  * @module
  */
 
 import { parseArgs } from "node:util";
+import config from "../deno.json" with { type: "json" };
 import type { LoadResult } from "./loadgen.ts";
 
 /** One server under test. */
@@ -69,15 +74,24 @@ const BENCH_DIR = new URL(".", import.meta.url).pathname;
 const ROOT_DIR = new URL("..", import.meta.url).pathname;
 const DENO_NET = ["run", "--unstable-net", "--allow-net"];
 
-/** Returns whether a program runs with `--version`. */
-async function available(program: string): Promise<boolean> {
+/**
+ * The V8 flags `deno task server` gives server.ts, read from deno.json so
+ * the benches measure the server as it ships.
+ */
+export const SERVER_V8_FLAGS: string[] =
+  config.tasks.server.match(/--v8-flags=\S+/g) ?? [];
+
+/** Returns whether a program runs with `--version` and prints `version`. */
+async function available(
+  program: string,
+  version: RegExp = /./,
+): Promise<boolean> {
   try {
-    const { success } = await new Deno.Command(program, {
+    const { success, stdout } = await new Deno.Command(program, {
       args: ["--version"],
-      stdout: "null",
       stderr: "null",
     }).output();
-    return success;
+    return success && version.test(new TextDecoder().decode(stdout));
   } catch {
     return false;
   }
@@ -394,6 +408,7 @@ async function main(args: string[]): Promise<number> {
       receivers: { type: "string", default: "32" },
       generators: { type: "string", default: "1" },
       batch: { type: "boolean", default: false },
+      "v8-flags": { type: "string", multiple: true },
       "no-ceiling": { type: "boolean", default: false },
       pin: { type: "boolean", default: false },
       json: { type: "boolean", default: false },
@@ -415,6 +430,7 @@ async function main(args: string[]): Promise<number> {
       command: [
         Deno.execPath(),
         ...DENO_NET,
+        ...SERVER_V8_FLAGS,
         `${ROOT_DIR}server.ts`,
         "--quiet",
         `--host=${HOST}`,
@@ -428,6 +444,7 @@ async function main(args: string[]): Promise<number> {
         command: [
           Deno.execPath(),
           ...DENO_NET,
+          ...SERVER_V8_FLAGS,
           "--allow-ffi",
           `--allow-read=${ROOT_DIR}`,
           `${ROOT_DIR}server.ts`,
@@ -438,11 +455,26 @@ async function main(args: string[]): Promise<number> {
         ],
       }]
       : []),
+    // server.ts again under other V8 flags ("" for V8's defaults), to
+    // measure what a flag costs.
+    ...(values["v8-flags"] ?? []).map((flags) => ({
+      name: flags ? `udp-echo --v8-flags=${flags}` : "udp-echo, V8 defaults",
+      command: [
+        Deno.execPath(),
+        ...DENO_NET,
+        ...(flags ? [`--v8-flags=${flags}`] : []),
+        `${ROOT_DIR}server.ts`,
+        "--quiet",
+        `--host=${HOST}`,
+        "--port=0",
+      ],
+    })),
     ...loops.map((loop) => ({
       name: `loop ${loop}`,
       command: [
         Deno.execPath(),
         ...DENO_NET,
+        ...SERVER_V8_FLAGS,
         `${BENCH_DIR}loops.ts`,
         `--loop=${loop}`,
         `--receivers=${values.receivers}`,
@@ -452,7 +484,9 @@ async function main(args: string[]): Promise<number> {
     })),
   ];
   const skipped: string[] = [];
-  if (await available("node")) {
+  // Deno answers for a missing `node` itself ("deno 2.9.6 ..."); a Node
+  // row run by Deno would be mislabelled, so require Node's "v20.1.0".
+  if (await available("node", /^v\d+\./)) {
     specs.push({
       name: "node dgram",
       command: ["node", `${BENCH_DIR}echo_server_node.mjs`, HOST, "0"],
