@@ -1,4 +1,4 @@
-#!/usr/bin/env -S deno run --unstable-net --allow-net
+#!/usr/bin/env -S deno run --unstable-net --allow-net --v8-flags=--max-semi-space-size=4
 /**
  * A UDP echo server (RFC 862): every datagram it receives goes back to its
  * sender byte for byte, the zero-length one too.
@@ -10,6 +10,12 @@
  * deno run --unstable-net --allow-net server.ts -p 0 -q    # a free port, no per-datagram lines
  * deno run --unstable-net --allow-net server.ts --json     # one JSON event per line
  * ```
+ *
+ * The shebang, `deno task server` and `deno task compile` add
+ * `--v8-flags=--max-semi-space-size=4`: it caps V8's young generation, so
+ * the resident size stays flat over millions of echoes instead of growing
+ * by a quarter (README, Performance). A program that imports `serveEcho`
+ * can give its own `deno run` the same flag.
  *
  * Or use it as a module:
  *

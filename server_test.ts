@@ -512,3 +512,35 @@ Deno.test("server.ts without --unstable-net says which flag is missing", async (
     "error: cannot open a UDP socket: Deno.listenDatagram needs the --unstable-net flag\n",
   );
 });
+
+Deno.test("server.ts shebang and the deno.json server tasks give the same V8 flags", async () => {
+  const v8Flags = (command: string) => command.match(/--v8-flags=\S+/g) ?? [];
+  const shebang = (await Deno.readTextFile(new URL("server.ts", ROOT))).split(
+    "\n",
+  )[0]!;
+  const expected = v8Flags(shebang);
+  // The flag keeps resident memory flat under load (README, Performance).
+  deepEqual(expected, ["--v8-flags=--max-semi-space-size=4"]);
+  const { tasks } = JSON.parse(
+    await Deno.readTextFile(new URL("deno.json", ROOT)),
+  );
+  const compileServer = tasks.compile.split("&&")
+    .find((part: string) => part.includes("server.ts"));
+  for (const command of [tasks.server, tasks["server:fast"], compileServer]) {
+    deepEqual(v8Flags(command), expected, command);
+  }
+  // The shebang's own arguments start the server, V8 flags included.
+  const [, ...args] = shebang.replace(/^#!\/usr\/bin\/env -S /, "").split(" ");
+  const child = await new Deno.Command(Deno.execPath(), {
+    args: [...args, "server.ts", "--version"],
+    cwd: ROOT,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  equal(new TextDecoder().decode(child.stderr), "");
+  equal(child.code, 0);
+  match(
+    new TextDecoder().decode(child.stdout),
+    /^udp-echo server \d+\.\d+\.\d+\n$/,
+  );
+});
