@@ -524,13 +524,16 @@ Deno.test("server.ts shebang and the deno.json server tasks give the same V8 fla
   const { tasks } = JSON.parse(
     await Deno.readTextFile(new URL("deno.json", ROOT)),
   );
-  const compileServer = tasks.compile.split("&&")
+  const compileServer: string | undefined = tasks.compile.split("&&")
     .find((part: string) => part.includes("server.ts"));
+  ok(compileServer, `no server.ts in the compile task: ${tasks.compile}`);
   for (const command of [tasks.server, tasks["server:fast"], compileServer]) {
     deepEqual(v8Flags(command), expected, command);
   }
   // The shebang's own arguments start the server, V8 flags included.
-  const [, ...args] = shebang.replace(/^#!\/usr\/bin\/env -S /, "").split(" ");
+  const prefix = "#!/usr/bin/env -S deno ";
+  ok(shebang.startsWith(prefix), shebang);
+  const args = shebang.slice(prefix.length).split(/\s+/);
   const child = await new Deno.Command(Deno.execPath(), {
     args: [...args, "server.ts", "--version"],
     cwd: ROOT,

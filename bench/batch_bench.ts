@@ -11,12 +11,14 @@
  * Servers: `c` (bench/echo_mmsg.c), `worker` (serveBatch), `worker-hook`
  * (serveBatch calling a decide hook per datagram), `main` (the engine on the
  * main thread with nonblocking FFI receives), `server-batch` and
- * `server-socket` (server.ts -q with each backend).
+ * `server-socket` (server.ts -q with each backend, and the V8 flags of
+ * `deno task server`).
  *
  * @module
  */
 
 import { parseArgs } from "node:util";
+import { SERVER_V8_FLAGS } from "./server_flags.ts";
 
 const HERE = new URL(".", import.meta.url).pathname;
 const ROOT = new URL("..", import.meta.url).pathname;
@@ -54,6 +56,7 @@ function serverCommand(name: string, bin: string, host: string): string[] {
       return [
         deno,
         ...ffi,
+        ...SERVER_V8_FLAGS,
         `${ROOT}server.ts`,
         "--io",
         "batch",
@@ -69,6 +72,7 @@ function serverCommand(name: string, bin: string, host: string): string[] {
         "run",
         "--unstable-net",
         "--allow-net",
+        ...SERVER_V8_FLAGS,
         `${ROOT}server.ts`,
         "-q",
         "-H",

@@ -18,7 +18,7 @@
 
 import { parseArgs } from "node:util";
 import type { LoadResult } from "./loadgen.ts";
-import { SERVER_V8_FLAGS } from "./run.ts";
+import { SERVER_V8_FLAGS } from "./server_flags.ts";
 
 const HOST = "127.0.0.1";
 const BENCH_DIR = new URL(".", import.meta.url).pathname;

@@ -27,8 +27,8 @@
  */
 
 import { parseArgs } from "node:util";
-import config from "../deno.json" with { type: "json" };
 import type { LoadResult } from "./loadgen.ts";
+import { SERVER_V8_FLAGS } from "./server_flags.ts";
 
 /** One server under test. */
 export interface ServerSpec {
@@ -73,13 +73,6 @@ const HOST = "127.0.0.1";
 const BENCH_DIR = new URL(".", import.meta.url).pathname;
 const ROOT_DIR = new URL("..", import.meta.url).pathname;
 const DENO_NET = ["run", "--unstable-net", "--allow-net"];
-
-/**
- * The V8 flags `deno task server` gives server.ts, read from deno.json so
- * the benches measure the server as it ships.
- */
-export const SERVER_V8_FLAGS: string[] =
-  config.tasks.server.match(/--v8-flags=\S+/g) ?? [];
 
 /** Returns whether a program runs with `--version` and prints `version`. */
 async function available(
@@ -485,7 +478,7 @@ async function main(args: string[]): Promise<number> {
   ];
   const skipped: string[] = [];
   // Deno answers for a missing `node` itself ("deno 2.9.6 ..."); a Node
-  // row run by Deno would be mislabelled, so require Node's "v20.1.0".
+  // row run by Deno would be mislabelled, so require Node's "vN.N.N".
   if (await available("node", /^v\d+\./)) {
     specs.push({
       name: "node dgram",
