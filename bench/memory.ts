@@ -17,7 +17,7 @@
  */
 
 import { parseArgs } from "node:util";
-import type { LoadResult } from "./loadgen.ts";
+import { load, start, stop } from "./run.ts";
 import { SERVER_V8_FLAGS } from "./server_flags.ts";
 
 const HOST = "127.0.0.1";
@@ -33,32 +33,6 @@ async function rssKiB(pid: number): Promise<number> {
   const match = new TextDecoder().decode(stdout).match(/VmRSS:\s+(\d+)/);
   if (!match) throw new Error(`Cannot read the resident size of ${pid}`);
   return Number(match[1]);
-}
-
-/** Runs the load generator for `seconds` and returns its result. */
-async function load(
-  port: number,
-  window: number,
-  size: number,
-  seconds: number,
-): Promise<LoadResult> {
-  const output = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--unstable-net",
-      "--allow-net",
-      `${BENCH_DIR}loadgen.ts`,
-      `--host=${HOST}`,
-      `--port=${port}`,
-      `--window=${window}`,
-      `--size=${size}`,
-      `--duration=${seconds}`,
-      "--warmup=0",
-    ],
-    stderr: "inherit",
-  }).output();
-  if (!output.success) throw new Error("Cannot run load: generator failed");
-  return JSON.parse(new TextDecoder().decode(output.stdout));
 }
 
 async function main(args: string[]): Promise<number> {
@@ -85,8 +59,13 @@ async function main(args: string[]): Promise<number> {
     : given
     ? [`--v8-flags=${given}`]
     : [];
-  const server = new Deno.Command(Deno.execPath(), {
-    args: [
+  // With --v8-flags (say --trace-gc) what the server prints goes on to
+  // stderr.
+  const forward = given !== undefined;
+  const server = await start({
+    name: values.loop ?? "server.ts",
+    command: [
+      Deno.execPath(),
       "run",
       "--unstable-net",
       "--allow-net",
@@ -97,26 +76,10 @@ async function main(args: string[]): Promise<number> {
       `--host=${HOST}`,
       "--port=0",
     ],
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
-  let draining: Promise<void> = Promise.resolve();
+  }, forward ? (text) => console.error(text.trimEnd()) : undefined);
+  const pid = server.child.pid;
   try {
-    const reader = server.stdout.pipeThrough(new TextDecoderStream())
-      .getReader();
-    const { value } = await reader.read();
-    const port = Number(value?.match(/port (\d+)/)?.[1]);
-    // Keep reading: a full pipe would stall the server. With --v8-flags (say
-    // --trace-gc) what it prints goes on to stderr.
-    const forward = values["v8-flags"] !== undefined;
-    draining = (async () => {
-      while (true) {
-        const { value, done } = await reader.read();
-        if (done) return;
-        if (forward) console.error(value.trimEnd());
-      }
-    })();
-    const startKiB = await rssKiB(server.pid);
+    const startKiB = await rssKiB(pid);
     let echoes = 0;
     let lost = 0;
     let corrupt = 0;
@@ -129,19 +92,21 @@ async function main(args: string[]): Promise<number> {
         ? echoes / ((performance.now() - started) / 1000)
         : 30_000;
       const seconds = Math.min(20, Math.max(1, (target - echoes) / rate));
-      const result = await load(port, window, size, seconds);
-      echoes += result.echoes;
-      lost += result.lost;
-      corrupt += result.corrupt;
-      console.error(`${echoes} echoes: RSS ${await rssKiB(server.pid)} KiB`);
+      const { results } = await load(server, window, size, seconds, 0);
+      for (const result of results) {
+        echoes += result.echoes;
+        lost += result.lost;
+        corrupt += result.corrupt;
+      }
+      console.error(`${echoes} echoes: RSS ${await rssKiB(pid)} KiB`);
       if (!firstKiB && echoes >= first) {
-        firstKiB = await rssKiB(server.pid);
+        firstKiB = await rssKiB(pid);
         console.log(
           `after ${echoes} echoes: RSS ${firstKiB} KiB (at start ${startKiB} KiB)`,
         );
       }
     }
-    const lastKiB = await rssKiB(server.pid);
+    const lastKiB = await rssKiB(pid);
     const growth = (lastKiB - firstKiB) / firstKiB;
     console.log(
       `after ${echoes} echoes: RSS ${lastKiB} KiB, ${
@@ -152,9 +117,7 @@ async function main(args: string[]): Promise<number> {
     );
     return growth <= 0.1 && !lost && !corrupt ? 0 : 1;
   } finally {
-    server.kill("SIGTERM");
-    await server.status;
-    await draining.catch(() => {});
+    await stop(server);
   }
 }
 

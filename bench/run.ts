@@ -39,7 +39,7 @@ export interface ServerSpec {
 }
 
 /** A started server. */
-interface RunningServer {
+export interface RunningServer {
   spec: ServerSpec;
   child: Deno.ChildProcess;
   port: number;
@@ -122,8 +122,14 @@ function pinned(pin: string[], command: string[]): [string, string[]] {
   return [program!, args];
 }
 
-/** Starts a server and waits for its startup line. */
-async function start(spec: ServerSpec): Promise<RunningServer> {
+/**
+ * Starts a server and waits for its startup line. The rest of its stdout goes
+ * to `onOutput`, or is discarded.
+ */
+export async function start(
+  spec: ServerSpec,
+  onOutput: (text: string) => void = () => {},
+): Promise<RunningServer> {
   const [program, args] = pinned(pinServer, spec.command);
   const child = new Deno.Command(program, {
     args,
@@ -140,14 +146,21 @@ async function start(spec: ServerSpec): Promise<RunningServer> {
   }
   const match = text.match(/starting up on \S+ port (\d+)/);
   if (!match) throw new Error(`Cannot start ${spec.name}: got ${text.trim()}`);
+  const rest = text.slice(text.indexOf("\n") + 1);
+  if (rest) onOutput(rest);
   // Keep draining so a chatty server never blocks on a full pipe.
   (async () => {
-    while (!(await reader.read()).done) { /* discard */ }
+    while (true) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      onOutput(value);
+    }
   })().catch(() => {});
   return { spec, child, port: Number(match[1]) };
 }
 
-async function stop(server: RunningServer): Promise<void> {
+/** Stops a server and waits for it to exit. */
+export async function stop(server: RunningServer): Promise<void> {
   try {
     server.child.kill("SIGTERM");
   } catch { /* already gone */ }
@@ -155,7 +168,7 @@ async function stop(server: RunningServer): Promise<void> {
 }
 
 /** Runs `processes` load generators at once, sharing the window between them. */
-async function load(
+export async function load(
   server: RunningServer,
   window: number,
   size: number,
