@@ -48,30 +48,29 @@ import {
   measurementMode,
   type MeasureValues,
   runMeasurement,
-} from "./measure_cli.ts";
-import type { Mode } from "./report.ts";
+} from "./measure/cli.ts";
+import type { Mode } from "./measure/report.ts";
 import {
   type AddressFamily,
-  checkPayloadSize,
-  checkUnstableNet,
   DEFAULT_HOST,
   DEFAULT_PORT,
-  errorMessage,
-  EXIT_FAILURE,
-  EXIT_OK,
-  EXIT_USAGE,
   formatAddress,
   type HostPort,
-  parseFlags,
   parseHost,
   parsePort,
-  previewPayload,
-  printError,
-  RECEIVE_BUFFER_SIZE,
   type ResolvedAddress,
-  resolveTarget,
-  VERSION,
-} from "./shared.ts";
+} from "./net/address.ts";
+import {
+  checkPayloadSize,
+  previewPayload,
+  RECEIVE_BUFFER_SIZE,
+} from "./net/payload.ts";
+import { checkUnstableNet } from "./io/socket.ts";
+import { errorMessage } from "./net/errors.ts";
+import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, VERSION } from "./cli/exit.ts";
+import { parseFlags } from "./cli/flags.ts";
+import { printError } from "./cli/output.ts";
+import { resolveTarget } from "./net/resolve.ts";
 
 /** The message the tutorials send when none is given. */
 export const DEFAULT_MESSAGE =

@@ -1,7 +1,7 @@
 import { deepEqual, equal, match, ok, rejects } from "node:assert/strict";
 import { DEFAULT_MESSAGE, EchoClient, EchoTimeoutError } from "./client.ts";
 import { serveEcho } from "./server.ts";
-import { RECEIVE_BUFFER_SIZE } from "./shared.ts";
+import { RECEIVE_BUFFER_SIZE } from "./net/payload.ts";
 import { ROOT, runScript } from "./testing/cli.ts";
 
 const encode = (text: string) => new TextEncoder().encode(text);

@@ -35,24 +35,20 @@
  * @module
  */
 
+import { checkUnstableNet } from "./io/socket.ts";
 import {
-  checkUnstableNet,
   DEFAULT_HOST,
   DEFAULT_PORT,
-  errorMessage,
-  EXIT_FAILURE,
-  EXIT_OK,
-  EXIT_USAGE,
   formatAddress,
-  parseFlags,
   parseHost,
   parsePort,
-  previewPayload,
-  printError,
-  RECEIVE_BUFFER_SIZE,
-  resolveAddress,
-  VERSION,
-} from "./shared.ts";
+} from "./net/address.ts";
+import { errorMessage } from "./net/errors.ts";
+import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, VERSION } from "./cli/exit.ts";
+import { parseFlags } from "./cli/flags.ts";
+import { previewPayload, RECEIVE_BUFFER_SIZE } from "./net/payload.ts";
+import { printError } from "./cli/output.ts";
+import { resolveAddress } from "./net/resolve.ts";
 import {
   DEFAULT_MAX_SOURCES,
   DEFAULT_RATE,
@@ -61,8 +57,8 @@ import {
   EchoPolicy,
   isLoopback,
   type PolicyOptions,
-} from "./policy.ts";
-import { type BatchEvent, checkBatchSupport, serveBatch } from "./batch.ts";
+} from "./policy/policy.ts";
+import { type BatchEvent, checkBatchSupport, serveBatch } from "./io/batch.ts";
 
 /** Counters of what a server has done since it started. */
 export interface EchoStats {
@@ -415,7 +411,7 @@ function serveEchoBatch(options: ServeEchoOptions): EchoServer {
     onEvent: emit,
     datagramEvents: onEvent !== undefined && options.datagramEvents !== false,
     previewBytes: RECEIVE_BUFFER_SIZE,
-    decideModule: new URL("./batch_policy.ts", import.meta.url).href,
+    decideModule: new URL("./io/_policy_hook.ts", import.meta.url).href,
     decideOptions: (addr: Deno.NetAddr): PolicyOptions =>
       typeof options.policyOptions === "function"
         ? options.policyOptions(addr)

@@ -1,12 +1,12 @@
 import { deepEqual, equal, ok } from "node:assert/strict";
-import { EchoPolicy, type PolicyOptions } from "./policy.ts";
+import { EchoPolicy, type PolicyOptions } from "./policy/policy.ts";
 import {
   type EchoServer,
   type IoBackend,
   serveEcho,
   type ServerEvent,
 } from "./server.ts";
-import { formatAddress } from "./shared.ts";
+import { formatAddress } from "./net/address.ts";
 
 const SERVER = new URL("./server.ts", import.meta.url).pathname;
 const ROOT_DIR = new URL(".", import.meta.url).pathname;

@@ -5,7 +5,7 @@ import {
   serveEcho,
   type ServerEvent,
 } from "./server.ts";
-import { RECEIVE_BUFFER_SIZE } from "./shared.ts";
+import { RECEIVE_BUFFER_SIZE } from "./net/payload.ts";
 import { ROOT, runScript, startServer } from "./testing/cli.ts";
 
 /** Permission flags for `server.ts` with each backend (cwd is the root). */

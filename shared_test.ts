@@ -8,7 +8,6 @@ import {
   MAX_IPV4_PAYLOAD,
   MAX_IPV6_PAYLOAD,
   maxPayload,
-  parseFlags,
   parseHost,
   parsePort,
   previewPayload,
@@ -128,34 +127,6 @@ Deno.test("errorMessage() gives one lower-case line", () => {
   );
   equal(errorMessage(new RangeError("IPv4 only")), "IPv4 only");
   equal(errorMessage("plain"), "plain");
-});
-
-Deno.test("parseFlags() turns parseArgs errors into short TypeErrors", () => {
-  const options = {
-    port: { type: "string", short: "p" },
-    quiet: { type: "boolean", short: "q" },
-  } as const;
-  deepEqual(parseFlags(["-p", "7", "word"], options), {
-    values: { port: "7" },
-    positionals: ["word"],
-  });
-  throws(() => parseFlags(["--nope"], options), {
-    name: "TypeError",
-    message: "Cannot parse flags: unknown flag --nope (see --help)",
-  });
-  throws(() => parseFlags(["--port"], options), {
-    name: "TypeError",
-    message: "Cannot parse flags: --port needs a value",
-  });
-  throws(() => parseFlags(["-p", "-1"], options), {
-    name: "TypeError",
-    message:
-      'Cannot parse flags: --port needs a value (write --port=VALUE for one that starts with "-")',
-  });
-  throws(() => parseFlags(["--quiet=yes"], options), {
-    name: "TypeError",
-    message: "Cannot parse flags: --quiet takes no value",
-  });
 });
 
 Deno.test("resolveAddress() resolves localhost and keeps literals", async () => {

@@ -17,7 +17,7 @@ import {
   openLibc,
   releaseLibc,
   serveBatch,
-} from "../batch.ts";
+} from "../io/batch.ts";
 
 const NONBLOCKING_SYMBOLS = {
   recvmmsg: { ...LIBC_SYMBOLS.recvmmsg, nonblocking: true },

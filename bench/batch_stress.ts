@@ -16,12 +16,9 @@
  */
 
 import { parseArgs } from "node:util";
-import { serveBatch } from "../batch.ts";
-import {
-  type AddressFamily,
-  maxPayload,
-  RECEIVE_BUFFER_SIZE,
-} from "../shared.ts";
+import { serveBatch } from "../io/batch.ts";
+import type { AddressFamily } from "../net/address.ts";
+import { maxPayload, RECEIVE_BUFFER_SIZE } from "../net/payload.ts";
 
 const MAGIC = 0x5eed_ec40;
 const HEADER = 12;

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { EchoPolicy } from "../policy.ts";
+import { EchoPolicy } from "../policy/policy.ts";
 
 const SOURCES_V4 = Array.from(
   { length: 1_024 },

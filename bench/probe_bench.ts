@@ -12,8 +12,13 @@ import {
   encodeProbe,
   encodeProbeInto,
   verifyProbe,
-} from "../probe.ts";
-import { meanIpdv, ReplyTracker, rfc3550Jitter, summarize } from "../stats.ts";
+} from "../measure/probe.ts";
+import {
+  meanIpdv,
+  ReplyTracker,
+  rfc3550Jitter,
+  summarize,
+} from "../measure/stats.ts";
 
 const PROBE = { session: 0x1234_5678, seq: 1000, sentAt: 1_763_780_000_000 };
 

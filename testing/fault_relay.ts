@@ -22,11 +22,8 @@
  */
 
 import { serveEcho } from "../server.ts";
-import {
-  type HostPort,
-  RECEIVE_BUFFER_SIZE,
-  type ResolvedAddress,
-} from "../shared.ts";
+import type { HostPort, ResolvedAddress } from "../net/address.ts";
+import { RECEIVE_BUFFER_SIZE } from "../net/payload.ts";
 
 /** What the relay does to a selected datagram. */
 export type FaultAction =

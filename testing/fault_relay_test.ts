@@ -1,5 +1,5 @@
 import { deepEqual, equal } from "node:assert/strict";
-import { RECEIVE_BUFFER_SIZE } from "../shared.ts";
+import { RECEIVE_BUFFER_SIZE } from "../net/payload.ts";
 import { serveEcho } from "../server.ts";
 import { at, type FaultRule, serveFaultRelay } from "./fault_relay.ts";
 

@@ -1,7 +1,7 @@
 import { deepEqual, equal, match, ok } from "node:assert/strict";
-import { serveEcho } from "./server.ts";
-import { type Output, ROOT, runScript } from "./testing/cli.ts";
-import { at, startFaultyEcho } from "./testing/fault_relay.ts";
+import { serveEcho } from "../server.ts";
+import { type Output, ROOT, runScript } from "../testing/cli.ts";
+import { at, startFaultyEcho } from "../testing/fault_relay.ts";
 
 /** Runs client.ts as a user would and collects what they would see. */
 function client(args: string[]): Promise<Output> {

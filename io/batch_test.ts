@@ -6,9 +6,9 @@ import {
   formatSockaddrHost,
   serveBatch,
 } from "./batch.ts";
-import { MAX_IPV4_PAYLOAD, MAX_IPV6_PAYLOAD } from "./shared.ts";
+import { MAX_IPV4_PAYLOAD, MAX_IPV6_PAYLOAD } from "../net/payload.ts";
 
-const DECIDE_FIXTURE = new URL("./testdata/decide_drop13.ts", import.meta.url)
+const DECIDE_FIXTURE = new URL("../testdata/decide_drop13.ts", import.meta.url)
   .href;
 
 /** Starts a batch server on a free port and stops it when the test ends. */
@@ -287,7 +287,7 @@ Deno.test("batch stress: random sizes with gc() on both sides, no corruption", a
       "--allow-net",
       "--allow-ffi",
       "--allow-read",
-      new URL("./bench/batch_stress.ts", import.meta.url).pathname,
+      new URL("../bench/batch_stress.ts", import.meta.url).pathname,
       "--count",
       "20000",
       "--gc-every",
@@ -309,7 +309,8 @@ Deno.test("serveBatch() rejects finished and frees the port when its Worker fail
   const server = serveBatch({
     hostname: "127.0.0.1",
     port: 0,
-    decideModule: new URL("./testdata/no_such_module.ts", import.meta.url).href,
+    decideModule:
+      new URL("../testdata/no_such_module.ts", import.meta.url).href,
   });
   await rejects(server.finished, /^Error: Cannot run the batch loop: /);
   const again = Deno.listenDatagram({

@@ -35,12 +35,9 @@
  * @module
  */
 
-import {
-  type AddressFamily,
-  errorMessage,
-  formatAddress,
-  RECEIVE_BUFFER_SIZE,
-} from "./shared.ts";
+import { type AddressFamily, formatAddress } from "../net/address.ts";
+import { errorMessage } from "../net/errors.ts";
+import { RECEIVE_BUFFER_SIZE } from "../net/payload.ts";
 
 /** The datagrams one system call may receive or send (the batch size). */
 export const DEFAULT_BATCH_SIZE = 64;
@@ -69,7 +66,7 @@ const IOVEC_SIZE = 16;
 /** Room for a `struct sockaddr_in6` (28 bytes), rounded up. */
 const SOCKADDR_SIZE = 32;
 
-const WORKER_URL = new URL("./batch_worker.ts", import.meta.url);
+const WORKER_URL = new URL("./_worker.ts", import.meta.url);
 const WORKER_DIR = new URL(".", import.meta.url);
 
 /** The libc functions the engine calls, as `Deno.dlopen` wants them. */

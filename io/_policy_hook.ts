@@ -8,7 +8,7 @@
  */
 
 import type { DecideHook } from "./batch.ts";
-import { EchoPolicy, type PolicyOptions } from "./policy.ts";
+import { EchoPolicy, type PolicyOptions } from "../policy/policy.ts";
 
 /** Builds the policy's decide hook for one batch socket. */
 export function createDecideHook(

@@ -33,8 +33,8 @@ import type {
   RunResult,
   SweepEvent,
   SweepResult,
-} from "./measure.ts";
-import { formatAddress } from "./shared.ts";
+} from "./engine.ts";
+import { formatAddress } from "../net/address.ts";
 import { histogram, type ReplyCounts, type Summary } from "./stats.ts";
 
 /** Names the JSON format and its version; bump the version on any change. */

@@ -17,7 +17,7 @@ import {
   runProbes,
   SWEEP_TRIES,
   sweepPayload,
-} from "./measure.ts";
+} from "./engine.ts";
 import {
   eventJson,
   formatLost,
@@ -34,17 +34,15 @@ import {
 } from "./report.ts";
 import {
   type AddressFamily,
-  checkUnstableNet,
-  EXIT_FAILURE,
-  EXIT_OK,
-  EXIT_USAGE,
   formatAddress,
   type HostPort,
   parseHost,
   parsePort,
-  printError,
-  resolveTarget,
-} from "./shared.ts";
+} from "../net/address.ts";
+import { checkUnstableNet } from "../io/socket.ts";
+import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from "../cli/exit.ts";
+import { printError } from "../cli/output.ts";
+import { resolveTarget } from "../net/resolve.ts";
 
 /** The flags of the measurement modes, in `node:util` parseArgs form. */
 export const MEASURE_FLAGS = {

@@ -1,5 +1,5 @@
 import { deepEqual, equal, ok } from "node:assert/strict";
-import type { ReplyEvent, RunResult, SweepResult } from "./measure.ts";
+import type { ReplyEvent, RunResult, SweepResult } from "./engine.ts";
 import {
   eventJson,
   formatBits,

@@ -1,8 +1,9 @@
 import { deepEqual, equal, ok, rejects } from "node:assert/strict";
-import { type ProbeEvent, runProbes, sweepPayload } from "./measure.ts";
-import { RECEIVE_BUFFER_SIZE, type ResolvedAddress } from "./shared.ts";
-import { serveEcho } from "./server.ts";
-import { at, type FaultRule, startFaultyEcho } from "./testing/fault_relay.ts";
+import { type ProbeEvent, runProbes, sweepPayload } from "./engine.ts";
+import { RECEIVE_BUFFER_SIZE } from "../net/payload.ts";
+import type { ResolvedAddress } from "../net/address.ts";
+import { serveEcho } from "../server.ts";
+import { at, type FaultRule, startFaultyEcho } from "../testing/fault_relay.ts";
 
 /** This project's echo server on a free port. */
 function startEcho(hostname = "127.0.0.1") {

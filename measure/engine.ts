@@ -8,8 +8,8 @@
  *
  * @example Ping this project's echo server five times
  * ```ts
- * import { runProbes } from "./measure.ts";
- * import { serveEcho } from "./server.ts";
+ * import { runProbes } from "./engine.ts";
+ * import { serveEcho } from "../server.ts";
  * import { equal } from "node:assert/strict";
  *
  * const controller = new AbortController();
@@ -33,11 +33,10 @@
 
 import {
   checkPayloadSize,
-  type HostPort,
   maxPayload,
   RECEIVE_BUFFER_SIZE,
-  type ResolvedAddress,
-} from "./shared.ts";
+} from "../net/payload.ts";
+import type { HostPort, ResolvedAddress } from "../net/address.ts";
 import {
   decodeProbe,
   encodeProbe,

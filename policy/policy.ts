@@ -36,7 +36,7 @@
  * @module
  */
 
-import type { HostPort } from "./shared.ts";
+import type { HostPort } from "../net/address.ts";
 
 export type { HostPort };
 

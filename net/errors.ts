@@ -1,0 +1,33 @@
+/**
+ * One-line descriptions of socket and resolver errors, for `error:` lines
+ * and log events.
+ *
+ * @module
+ */
+
+const DENO_ERROR_REASONS: Record<string, string> = {
+  AddrInUse: "address already in use",
+  AddrNotAvailable: "address not available",
+  PermissionDenied: "permission denied",
+  ConnectionRefused: "connection refused",
+  ConnectionReset: "connection reset",
+  NetworkUnreachable: "network unreachable",
+  BadResource: "socket closed",
+  Interrupted: "interrupted",
+};
+
+/**
+ * Returns a one-line, lower-case description of an error: the reason for a
+ * Deno socket error ("address already in use"), else the message.
+ */
+export function errorMessage(error: unknown): string {
+  if (!(error instanceof Error)) return String(error);
+  const reason = DENO_ERROR_REASONS[error.name];
+  if (reason !== undefined) return reason;
+  const message = error.message.split("\n")[0]!
+    .replace(/ \(os error \d+\)$/, "");
+  // Keep acronyms such as "IPv4" intact; lower only a capitalised word.
+  return /^[A-Z][a-z]/.test(message)
+    ? message[0]!.toLowerCase() + message.slice(1)
+    : message;
+}

@@ -1,0 +1,149 @@
+/**
+ * UDP payload limits (RFC 768 over IPv4 and IPv6) and a printable preview of
+ * a payload for log lines.
+ *
+ * @example Check a payload against the IPv4 limit
+ * ```ts
+ * import { checkPayloadSize, MAX_IPV4_PAYLOAD } from "./payload.ts";
+ * import { throws } from "node:assert/strict";
+ *
+ * checkPayloadSize(MAX_IPV4_PAYLOAD, "IPv4");
+ * throws(() => checkPayloadSize(MAX_IPV4_PAYLOAD + 1, "IPv4"), RangeError);
+ * ```
+ *
+ * @module
+ */
+
+import type { AddressFamily } from "./address.ts";
+
+/** The largest UDP payload over IPv4: 65,535 less the 20-byte IP and 8-byte UDP headers. */
+export const MAX_IPV4_PAYLOAD = 65_507;
+
+/** The largest UDP payload over IPv6: 65,535 less the 8-byte UDP header. */
+export const MAX_IPV6_PAYLOAD = 65_527;
+
+/**
+ * The size of every receive buffer. Deno's default (65,507) silently cuts
+ * IPv6 datagrams, so receive into a buffer larger than any UDP payload.
+ */
+export const RECEIVE_BUFFER_SIZE = 65_536;
+
+/** Returns the largest UDP payload, in bytes, for an address family. */
+export function maxPayload(family: AddressFamily): number {
+  return family === "IPv6" ? MAX_IPV6_PAYLOAD : MAX_IPV4_PAYLOAD;
+}
+
+/**
+ * Throws a `RangeError` when a payload of `size` bytes cannot fit in one UDP
+ * datagram of the given family.
+ *
+ * @example
+ * ```ts
+ * import { checkPayloadSize } from "./payload.ts";
+ * import { throws } from "node:assert/strict";
+ *
+ * throws(() => checkPayloadSize(65_508, "IPv4"), {
+ *   message: "Cannot send 65508 bytes: an IPv4 UDP payload holds at most 65507",
+ * });
+ * ```
+ */
+export function checkPayloadSize(size: number, family: AddressFamily): void {
+  const limit = maxPayload(family);
+  if (size > limit) {
+    throw new RangeError(
+      `Cannot send ${size} bytes: an ${family} UDP payload holds at most ${limit}`,
+    );
+  }
+}
+
+/** Options for {@linkcode previewPayload}. */
+export interface PreviewOptions {
+  /** Show at most this many bytes of the payload. Defaults to 100. */
+  maxBytes?: number;
+}
+
+const ESCAPES: Record<number, string> = {
+  0x09: "\\t",
+  0x0a: "\\n",
+  0x0d: "\\r",
+  0x22: '\\"',
+  0x5c: "\\\\",
+};
+
+function hexEscape(byte: number): string {
+  return `\\x${byte.toString(16).padStart(2, "0")}`;
+}
+
+/** Length of the valid UTF-8 sequence starting at `i`, or 0 if there is none. */
+function utf8SequenceLength(bytes: Uint8Array, i: number): number {
+  const lead = bytes[i]!;
+  const [length, min] = lead >= 0xf0 && lead <= 0xf4
+    ? [4, 0x10000]
+    : lead >= 0xe0 && lead <= 0xef
+    ? [3, 0x800]
+    : lead >= 0xc2 && lead <= 0xdf
+    ? [2, 0x80]
+    : [0, 0];
+  if (length === 0 || i + length > bytes.length) return 0;
+  let codePoint = lead & (0xff >> (length + 1));
+  for (let k = 1; k < length; k++) {
+    const next = bytes[i + k]!;
+    if ((next & 0xc0) !== 0x80) return 0;
+    codePoint = (codePoint << 6) | (next & 0x3f);
+  }
+  const valid = codePoint >= min && codePoint <= 0x10ffff &&
+    !(codePoint >= 0xd800 && codePoint <= 0xdfff);
+  return valid ? length : 0;
+}
+
+/**
+ * Renders a payload for a log line: UTF-8 text shown as text in double
+ * quotes, control and invalid bytes escaped, long payloads cut with a count
+ * of the bytes left out.
+ *
+ * @example
+ * ```ts
+ * import { previewPayload } from "./payload.ts";
+ * import { equal } from "node:assert/strict";
+ *
+ * equal(previewPayload(new TextEncoder().encode("hi\n")), '"hi\\n"');
+ * equal(previewPayload(new Uint8Array([0xff, 0x41])), '"\\xffA"');
+ * equal(
+ *   previewPayload(new TextEncoder().encode("abcdef"), { maxBytes: 4 }),
+ *   '"abcd"... (2 more bytes)',
+ * );
+ * ```
+ */
+export function previewPayload(
+  data: Uint8Array,
+  options: PreviewOptions = {},
+): string {
+  const maxBytes = options.maxBytes ?? 100;
+  const end = Math.min(data.length, maxBytes);
+  const decoder = new TextDecoder();
+  let text = "";
+  let i = 0;
+  while (i < end) {
+    const byte = data[i]!;
+    if (byte < 0x80) {
+      text += ESCAPES[byte] ??
+        (byte < 0x20 || byte === 0x7f
+          ? hexEscape(byte)
+          : String.fromCharCode(byte));
+      i++;
+      continue;
+    }
+    const length = utf8SequenceLength(data, i);
+    if (length === 0 || i + length > end) {
+      text += hexEscape(byte);
+      i++;
+      continue;
+    }
+    text += decoder.decode(data.subarray(i, i + length));
+    i += length;
+  }
+  const rest = data.length - i;
+  return rest > 0
+    ? `"${text}"... (${rest} more byte${rest === 1 ? "" : "s"})`
+    : `"${text}"`;
+}
