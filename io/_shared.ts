@@ -1,0 +1,144 @@
+/**
+ * What the two I/O backends do alike: binding several sockets on one port,
+ * working out the policy once, pausing after receive failures, and adding
+ * up counters.
+ *
+ * @module
+ */
+
+import { formatAddress } from "../net/address.ts";
+import { errorMessage } from "../net/errors.ts";
+import {
+  defaultRate,
+  type DropReason,
+  type EchoPolicy,
+  type PolicyOptions,
+} from "../policy/policy.ts";
+import type {
+  DropCounts,
+  EchoBackendOptions,
+  EchoStats,
+  ServerEvent,
+} from "./types.ts";
+
+/** Receive failures in a row after which a loop pauses between tries. */
+export const RECEIVE_ERRORS_BEFORE_PAUSE = 3;
+
+/** How long that pause lasts, in milliseconds: a socket that fails at once must not spin a core. */
+export const RECEIVE_ERROR_PAUSE_MS = 50;
+
+/**
+ * The policy options a server runs with: the caller's, with every bound
+ * socket as its own address and, unless given, the default rate for the
+ * bound addresses.
+ */
+export function serverPolicy(
+  options: PolicyOptions | undefined,
+  addrs: readonly Deno.NetAddr[],
+): PolicyOptions {
+  return {
+    ...options,
+    rate: options?.rate ?? defaultRate(addrs.map((addr) => addr.hostname)),
+    local: [
+      ...(options?.local ?? []),
+      ...addrs.map(({ hostname, port }) => ({ hostname, port })),
+    ],
+  };
+}
+
+/** How {@linkcode bindAll} binds, reads the port of and closes one socket. */
+export interface SocketHooks<T> {
+  /** Binds one socket; throws as `Deno.listenDatagram` does. */
+  bind(hostname: string, port: number): T;
+  /** The port a bound socket got. */
+  portOf(socket: T): number;
+  /** Closes a bound socket. */
+  close(socket: T): void;
+}
+
+/**
+ * Binds one socket per host, all on one port (with port 0 the first picks
+ * it). Closes those already bound and throws `Cannot bind HOST:PORT: reason`
+ * (the cause kept) when one cannot be bound.
+ */
+export function bindAll<T>(
+  options: Pick<EchoBackendOptions, "hostnames" | "port">,
+  hooks: SocketHooks<T>,
+): T[] {
+  const sockets: T[] = [];
+  let port = options.port;
+  for (const hostname of options.hostnames) {
+    try {
+      const socket = hooks.bind(hostname, port);
+      sockets.push(socket);
+      port = hooks.portOf(socket);
+    } catch (error) {
+      for (const socket of sockets) hooks.close(socket);
+      throw new Error(
+        `Cannot bind ${formatAddress({ hostname, port })}: ${
+          errorMessage(error)
+        }`,
+        { cause: error },
+      );
+    }
+  }
+  return sockets;
+}
+
+/** Wraps `onEvent` so that an exception it throws (a broken log) cannot stop the echo. */
+export function guardEvents(
+  onEvent: ((event: ServerEvent) => void) | undefined,
+): (event: ServerEvent) => void {
+  return (event) => {
+    try {
+      onEvent?.(event);
+    } catch {
+      // A broken log (a closed stdout, say) must not stop the echo.
+    }
+  };
+}
+
+/** Counters of one socket or of a whole server, before `uptimeMs` is added. */
+export type Counters = Omit<EchoStats, "uptimeMs">;
+
+/** Returns counters at zero. */
+export function zeroCounters(): Counters {
+  return {
+    received: 0,
+    receivedBytes: 0,
+    echoed: 0,
+    echoedBytes: 0,
+    dropped: 0,
+    droppedBy: {},
+    errors: 0,
+    errorsBy: { receive: 0, send: 0 },
+    activeSources: 0,
+  };
+}
+
+/** Adds `part` into `total`, drops and errors by reason included. */
+export function addCounters(total: Counters, part: Counters): Counters {
+  total.received += part.received;
+  total.receivedBytes += part.receivedBytes;
+  total.echoed += part.echoed;
+  total.echoedBytes += part.echoedBytes;
+  total.dropped += part.dropped;
+  total.errors += part.errors;
+  total.errorsBy.receive += part.errorsBy.receive;
+  total.errorsBy.send += part.errorsBy.send;
+  total.activeSources += part.activeSources;
+  for (const [reason, count] of Object.entries(part.droppedBy)) {
+    const key = reason as DropReason;
+    total.droppedBy[key] = (total.droppedBy[key] ?? 0) + count;
+  }
+  return total;
+}
+
+/** A policy's drops by reason, only the reasons that occurred. */
+export function dropCounts(policy: EchoPolicy): DropCounts {
+  const counts: DropCounts = {};
+  for (const [verdict, count] of Object.entries(policy.counts())) {
+    if (verdict !== "echo" && count > 0) counts[verdict as DropReason] = count;
+  }
+  return counts;
+}

@@ -1,0 +1,139 @@
+/**
+ * The one model both I/O backends share: the options an echo backend takes,
+ * the events it emits and the counters it keeps. `io/socket.ts`
+ * (`Deno.listenDatagram`) and `io/batch.ts` (Linux `recvmmsg`/`sendmmsg`)
+ * both return an {@linkcode EchoServer} and emit {@linkcode ServerEvent}s, so
+ * nothing above them branches on the backend.
+ *
+ * @module
+ */
+
+import type { DropReason, PolicyOptions } from "../policy/policy.ts";
+
+/** Drops by reason, only the reasons that occurred. */
+export type DropCounts = Partial<Record<DropReason, number>>;
+
+/** The socket operations that can fail while the server runs. */
+export type IoOperation = "receive" | "send";
+
+/** Counters of what a server has done since it started, summed over its sockets. */
+export interface EchoStats {
+  /** Datagrams received. */
+  received: number;
+  /** Payload bytes received. */
+  receivedBytes: number;
+  /** Datagrams echoed back. */
+  echoed: number;
+  /** Payload bytes echoed back. */
+  echoedBytes: number;
+  /** Datagrams the policy dropped, unanswered: the sum of `droppedBy`. */
+  dropped: number;
+  /** Drops by reason (see `policy/policy.ts`), only the reasons that occurred. */
+  droppedBy: DropCounts;
+  /** Failed receives and sends: the sum of `errorsBy`. The server carries on after each. */
+  errors: number;
+  /** Failures by operation. */
+  errorsBy: Record<IoOperation, number>;
+  /** Sources the rate limiter holds a recent datagram of (0 without a rate limit). */
+  activeSources: number;
+  /** Milliseconds since the server started. */
+  uptimeMs: number;
+}
+
+/** A datagram that was received and echoed back. */
+export interface DatagramEvent {
+  /** The kind of event. */
+  type: "datagram";
+  /** The sender, and so the address the echo went to. */
+  from: Deno.NetAddr;
+  /** The socket that received it and sent the echo. */
+  local: Deno.NetAddr;
+  /** The payload; a view valid only during the call. */
+  data: Uint8Array;
+  /** Bytes sent back. */
+  sent: number;
+}
+
+/** A datagram the policy refused to echo. */
+export interface DroppedEvent {
+  /** The kind of event. */
+  type: "dropped";
+  /** The sender, who got no reply. */
+  from: Deno.NetAddr;
+  /** The socket that received it. */
+  local: Deno.NetAddr;
+  /** The payload; a view valid only during the call. */
+  data: Uint8Array;
+  /** Why it got no reply. */
+  reason: DropReason;
+}
+
+/** A receive or send that failed; the server goes on. */
+export interface EchoErrorEvent {
+  /** The kind of event. */
+  type: "error";
+  /** What failed. */
+  operation: IoOperation;
+  /** The socket it failed on. */
+  local: Deno.NetAddr;
+  /** The peer of a failed send. */
+  peer?: Deno.NetAddr;
+  /** What went wrong, as thrown: a `Deno.errors` class where one fits. */
+  error: Error;
+}
+
+/** Something a server did, as passed to {@linkcode EchoBackendOptions.onEvent}. */
+export type ServerEvent = DatagramEvent | DroppedEvent | EchoErrorEvent;
+
+/** How many rate-limit tables a server with several sockets keeps. */
+export type RateLimitScope = "server" | "socket";
+
+/** Options every I/O backend takes. */
+export interface EchoBackendOptions {
+  /**
+   * Addresses to bind, one socket each, all on one port: IP literals or
+   * names (a name binds the first address it resolves to).
+   */
+  hostnames: readonly string[];
+  /** The port to bind; 0 lets the first socket pick one and the others take it. */
+  port: number;
+  /** Aborting it closes the sockets and ends the server. */
+  signal?: AbortSignal;
+  /**
+   * Called for each datagram and each error. Kept out of the way of the
+   * echo: an exception it throws is ignored.
+   */
+  onEvent?: (event: ServerEvent) => void;
+  /**
+   * Report each datagram (echoed or dropped) to `onEvent`, the default;
+   * `false` reports only errors.
+   */
+  datagramEvents?: boolean;
+  /**
+   * The reply policy. Every bound socket is added to `local`, and a missing
+   * `rate` becomes `defaultRate()` of the bound addresses (none on loopback).
+   */
+  policy?: PolicyOptions;
+  /**
+   * `"server"`: one rate-limit table for all sockets, so a source gets one
+   * budget however many sockets it writes to; `"socket"`: one table per
+   * socket. Defaults to `"server"`; the batch backend supports only
+   * `"socket"` with more than one socket.
+   */
+  rateLimitScope?: RateLimitScope;
+}
+
+/** A running echo server. */
+export interface EchoServer {
+  /** The first socket's address, with the port actually chosen. */
+  addr: Deno.NetAddr;
+  /** Every socket's address, in the order of `hostnames`. */
+  addrs: Deno.NetAddr[];
+  /**
+   * Resolves with the final counters once every socket is closed; rejects
+   * when a backend could not run (the batch backend's Worker failed).
+   */
+  finished: Promise<EchoStats>;
+  /** Returns the counters so far. */
+  stats(): EchoStats;
+}
