@@ -18,7 +18,7 @@
  */
 
 import { RECEIVE_BUFFER_SIZE } from "../net/payload.ts";
-import { EchoPolicy } from "../policy/policy.ts";
+import { EchoPolicy, rateLimitOf } from "../policy/policy.ts";
 import {
   addCounters,
   bindAll,
@@ -122,7 +122,13 @@ export function serveSocket(options: EchoBackendOptions): EchoServer {
     signal?.removeEventListener("abort", close);
     close();
   }).then(stats);
-  return { addr: addrs[0]!, addrs, finished, stats };
+  return {
+    addr: addrs[0]!,
+    addrs,
+    finished,
+    rateLimit: rateLimitOf(policyOptions),
+    stats,
+  };
 }
 
 /** What one socket's echo loop works with. */

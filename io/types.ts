@@ -8,7 +8,7 @@
  * @module
  */
 
-import type { DropReason, PolicyOptions } from "../policy/policy.ts";
+import type { DropReason, PolicyOptions, RateLimit } from "../policy/policy.ts";
 
 /** Drops by reason, only the reasons that occurred. */
 export type DropCounts = Partial<Record<DropReason, number>>;
@@ -134,6 +134,8 @@ export interface EchoServer {
    * when a backend could not run (the batch backend's Worker failed).
    */
   finished: Promise<EchoStats>;
+  /** The per-source rate limit in force, defaults worked out for the bound addresses. */
+  rateLimit: RateLimit;
   /** Returns the counters so far. */
   stats(): EchoStats;
 }

@@ -416,6 +416,51 @@ function checkCount(
   return value;
 }
 
+/** The per-source rate limit a policy enforces. */
+export interface RateLimit {
+  /** Datagrams per second per source; 0 when there is no limit. */
+  rate: number;
+  /** Datagrams a source may send at once. */
+  burst: number;
+  /** The most sources tracked at once. */
+  maxSources: number;
+}
+
+/**
+ * The rate limit that {@linkcode PolicyOptions} ask for, defaults filled in.
+ * Throws a `RangeError` for a negative or infinite rate, a burst below 1,
+ * or `maxSources` outside 1 to {@linkcode MAX_SOURCES_LIMIT}.
+ *
+ * @example
+ * ```ts
+ * import { rateLimitOf } from "./policy.ts";
+ * import { deepEqual } from "node:assert/strict";
+ *
+ * deepEqual(rateLimitOf({ rate: 2.5 }), { rate: 2.5, burst: 3, maxSources: 65_536 });
+ * ```
+ */
+export function rateLimitOf(options: PolicyOptions): RateLimit {
+  const rate = options.rate ?? 0;
+  if (!(rate >= 0 && Number.isFinite(rate))) {
+    throw new RangeError(
+      `Cannot use rate ${rate}: expected a number of datagrams per second, 0 or more`,
+    );
+  }
+  return {
+    rate,
+    burst: checkCount(
+      options.burst ?? Math.max(1, Math.ceil(rate)),
+      "burst",
+      { min: 1 },
+    ),
+    maxSources: checkCount(
+      options.maxSources ?? DEFAULT_MAX_SOURCES,
+      "max-sources",
+      { min: 1, max: MAX_SOURCES_LIMIT },
+    ),
+  };
+}
+
 // How far an eviction looks for a victim when the source table is full.
 const EVICT_SAMPLES = 8;
 const EVICT_SCAN = 64;
@@ -458,23 +503,10 @@ export class EchoPolicy {
 
   /** Builds a policy; throws a `TypeError`/`RangeError` on a bad option. */
   constructor(options: PolicyOptions = {}) {
-    const rate = options.rate ?? 0;
-    if (!(rate >= 0 && Number.isFinite(rate))) {
-      throw new RangeError(
-        `Cannot use rate ${rate}: expected a number of datagrams per second, 0 or more`,
-      );
-    }
+    const { rate, burst, maxSources } = rateLimitOf(options);
     this.#rate = rate;
-    this.#burst = checkCount(
-      options.burst ?? Math.max(1, Math.ceil(rate)),
-      "burst",
-      { min: 1 },
-    );
-    this.#maxSources = checkCount(
-      options.maxSources ?? DEFAULT_MAX_SOURCES,
-      "max-sources",
-      { min: 1, max: MAX_SOURCES_LIMIT },
-    );
+    this.#burst = burst;
+    this.#maxSources = maxSources;
     this.#maxSize = options.maxSize === undefined
       ? Infinity
       : checkCount(options.maxSize, "max-size", { min: 0 });

@@ -1,0 +1,67 @@
+/**
+ * What the server binds and what it counts as itself: resolving the hosts
+ * a user gave, and this machine's interface and directed broadcast
+ * addresses for the own-address check on wildcard sockets.
+ *
+ * @module
+ */
+
+import { resolveAddress } from "../net/resolve.ts";
+import type { PolicyOptions } from "../policy/policy.ts";
+
+/**
+ * The addresses and directed broadcasts of this host's interfaces, for the
+ * own-address check on wildcard sockets; empty without `--allow-sys`.
+ */
+export function hostInterfaces(): Pick<
+  PolicyOptions,
+  "interfaceAddresses" | "broadcastAddresses"
+> {
+  const permission = Deno.permissions.querySync({
+    name: "sys",
+    kind: "networkInterfaces",
+  });
+  if (permission.state !== "granted") return {};
+  const interfaces = Deno.networkInterfaces();
+  const broadcastAddresses: string[] = [];
+  for (const { family, address, netmask } of interfaces) {
+    if (family !== "IPv4") continue;
+    const octets = address.split(".").map(Number);
+    const mask = netmask.split(".").map(Number);
+    broadcastAddresses.push(
+      octets.map((octet, k) => (octet | (~mask[k]! & 255)) & 255).join("."),
+    );
+  }
+  return {
+    interfaceAddresses: interfaces.map(({ address }) => address),
+    broadcastAddresses: broadcastAddresses.filter((a) =>
+      a !== "255.255.255.255"
+    ),
+  };
+}
+
+/** A host to bind: as the user gave it, and the IP address it stands for. */
+export interface BindHost {
+  /** The host as the user gave it. */
+  name: string;
+  /** The IP address it stands for, or the name when it does not resolve. */
+  address: string;
+}
+
+/**
+ * Resolves the hosts to bind, dropping any that name an address already in
+ * the list (`-H localhost -H 127.0.0.1` is one socket). A name that does not
+ * resolve is kept as it is: binding it reports the error, and as no IP
+ * literal it counts as not loopback for the default rate limit.
+ */
+export async function resolveHosts(hostnames: string[]): Promise<BindHost[]> {
+  const hosts: BindHost[] = [];
+  for (const name of hostnames) {
+    const address = await resolveAddress({ hostname: name, port: 0 })
+      .then((resolved) => resolved.hostname, () => name);
+    if (!hosts.some((host) => host.address === address)) {
+      hosts.push({ name, address });
+    }
+  }
+  return hosts;
+}

@@ -1,0 +1,324 @@
+/**
+ * What the server prints: the start-up lines, one text or JSON line per
+ * event (text folded under a flood), a periodic stats line and the totals at
+ * shutdown. Every line goes to the {@linkcode LogOutput} passed in.
+ *
+ * @example Fold a flood of text lines
+ * ```ts
+ * import { createEventLog } from "./log.ts";
+ * import { equal } from "node:assert/strict";
+ *
+ * const lines: string[] = [];
+ * const output = { line: (text: string) => lines.push(text), error() {}, warn() {} };
+ * const log = createEventLog(output, { json: false, perSecond: 1 });
+ * const from = { transport: "udp" as const, hostname: "127.0.0.1", port: 40000 };
+ * const data = new TextEncoder().encode("hi");
+ * for (let i = 0; i < 3; i++) {
+ *   log.log({ type: "datagram", from, local: from, data, sent: 2 });
+ * }
+ * log.close();
+ * equal(lines.at(-1), "... 2 more datagrams");
+ * ```
+ *
+ * @module
+ */
+
+import { formatAddress } from "../net/address.ts";
+import { errorMessage } from "../net/errors.ts";
+import { previewPayload } from "../net/payload.ts";
+import { isLoopback } from "../policy/policy.ts";
+import type {
+  DropCounts,
+  EchoServer,
+  EchoStats,
+  ServerEvent,
+} from "../io/types.ts";
+
+/** Where the server's lines go. */
+export interface LogOutput {
+  /** Writes one line to standard output. */
+  line(text: string): void;
+  /** Writes one `error: …` line to standard error. */
+  error(error: unknown): void;
+  /** Writes one `warning: …` line to standard error. */
+  warn(text: string): void;
+}
+
+/** Per-datagram text lines allowed each second before they fold. */
+export const LOG_DATAGRAMS_PER_SECOND = 20;
+
+const NUMBER = new Intl.NumberFormat("en-US", { maximumFractionDigits: 1 });
+
+function plural(n: number, noun: string): string {
+  return `${NUMBER.format(n)} ${noun}${n === 1 ? "" : "s"}`;
+}
+
+function formatDropped(dropped: DropCounts): string {
+  const entries = Object.entries(dropped);
+  const total = entries.reduce((sum, [, count]) => sum + count, 0);
+  return `dropped ${NUMBER.format(total)}${
+    entries.length === 0
+      ? ""
+      : ` (${
+        entries.map(([reason, n]) => `${reason} ${NUMBER.format(n)}`).join(", ")
+      })`
+  }`;
+}
+
+/** The shutdown totals as one text line, after `shutting down: `. */
+export function formatTotals(stats: EchoStats): string {
+  return `received ${
+    plural(stats.received, "datagram")
+  } (${stats.receivedBytes} bytes), ` +
+    `echoed ${
+      plural(stats.echoed, "datagram")
+    } (${stats.echoedBytes} bytes), ` +
+    // Drops only when there were any: the tutorial's totals stay as they are.
+    (stats.dropped > 0 ? `${formatDropped(stats.droppedBy)}, ` : "") +
+    `${plural(stats.errors, "error")}, ` +
+    `up ${(stats.uptimeMs / 1000).toFixed(1)} s`;
+}
+
+function logText(output: LogOutput, event: ServerEvent): void {
+  if (event.type === "datagram") {
+    const from = formatAddress(event.from);
+    output.line(`received ${event.data.length} bytes from ${from}`);
+    output.line(previewPayload(event.data));
+    output.line(`sent ${event.sent} bytes back to ${from}`);
+    output.line("waiting to receive message");
+  } else if (event.type === "dropped") {
+    output.line(
+      `dropped ${event.data.length} bytes from ${
+        formatAddress(event.from)
+      }: ${event.reason}`,
+    );
+  } else if (event.operation === "send") {
+    output.error(
+      `cannot echo to ${formatAddress(event.peer!)}: ${
+        errorMessage(event.error)
+      }`,
+    );
+  } else {
+    output.error(`cannot receive: ${errorMessage(event.error)}`);
+  }
+}
+
+function eventJson(event: ServerEvent): Record<string, unknown> {
+  return event.type === "datagram"
+    ? {
+      event: "datagram",
+      from: formatAddress(event.from),
+      bytes: event.data.length,
+      sent: event.sent,
+      preview: previewPayload(event.data),
+    }
+    : event.type === "dropped"
+    ? {
+      event: "dropped",
+      from: formatAddress(event.from),
+      bytes: event.data.length,
+      reason: event.reason,
+      preview: previewPayload(event.data),
+    }
+    : {
+      event: "error",
+      operation: event.operation,
+      ...(event.peer ? { peer: formatAddress(event.peer) } : {}),
+      message: errorMessage(event.error),
+    };
+}
+
+/** Options for {@linkcode createEventLog}. */
+export interface EventLogOptions {
+  /** One JSON object per event instead of text lines. */
+  json: boolean;
+  /** Text datagram lines allowed each second before the rest fold. Default 20. */
+  perSecond?: number;
+}
+
+/** A running event log. */
+export interface EventLog {
+  /** Logs one event. */
+  log(event: ServerEvent): void;
+  /** Writes the pending `... N more datagrams` line, if any. */
+  flush(): void;
+  /** Flushes and stops the timer that flushes after a flood. */
+  close(): void;
+}
+
+/**
+ * Logs server events as text or JSON. Past `perSecond` text datagram lines
+ * in a second the rest fold into one `... N more datagrams` line: a flood
+ * must neither slow the echo down to the speed of a terminal nor fill a
+ * disk. Errors always pass; JSON is not folded.
+ */
+export function createEventLog(
+  output: LogOutput,
+  options: EventLogOptions,
+): EventLog {
+  if (options.json) {
+    return {
+      log: (event) => output.line(JSON.stringify(eventJson(event))),
+      flush() {},
+      close() {},
+    };
+  }
+  const perSecond = options.perSecond ?? LOG_DATAGRAMS_PER_SECOND;
+  let windowStart = performance.now();
+  let shown = 0;
+  let folded = 0;
+  const flush = () => {
+    if (folded > 0) output.line(`... ${plural(folded, "more datagram")}`);
+    folded = 0;
+  };
+  // Write a pending fold line once a flood is over, not only at the next datagram.
+  const timer = setInterval(flush, 1000);
+  Deno.unrefTimer(timer);
+  return {
+    log(event) {
+      if (event.type === "error") return logText(output, event);
+      const now = performance.now();
+      if (now - windowStart >= 1000) {
+        flush();
+        windowStart = now;
+        shown = 0;
+      }
+      if (shown < perSecond) {
+        shown++;
+        logText(output, event);
+      } else {
+        folded++;
+      }
+    },
+    flush,
+    close() {
+      clearInterval(timer);
+      flush();
+    },
+  };
+}
+
+/** Options for {@linkcode startStatsReport}. */
+export interface StatsReportOptions {
+  /** Seconds between lines. */
+  seconds: number;
+  /** JSON lines instead of text. */
+  json: boolean;
+  /** Called before each line (to flush a pending fold line). */
+  beforeLine?: () => void;
+}
+
+/**
+ * Prints a one-line summary every `seconds`: received (and its rate over
+ * the interval), echoed, dropped by reason, errors, active sources.
+ * Returns a function that stops it.
+ */
+export function startStatsReport(
+  server: EchoServer,
+  output: LogOutput,
+  options: StatsReportOptions,
+): () => void {
+  const { json, beforeLine } = options;
+  let last = { at: performance.now(), received: 0 };
+  const timer = setInterval(() => {
+    const stats = server.stats();
+    const now = performance.now();
+    const rate = (stats.received - last.received) * 1000 / (now - last.at);
+    last = { at: now, received: stats.received };
+    beforeLine?.();
+    if (json) {
+      output.line(JSON.stringify({
+        event: "stats",
+        received: stats.received,
+        echoed: stats.echoed,
+        dropped: stats.droppedBy,
+        errors: stats.errors,
+        rate: Math.round(rate * 10) / 10,
+        active_sources: stats.activeSources,
+      }));
+    } else {
+      output.line(
+        `stats: received ${NUMBER.format(stats.received)} (${
+          NUMBER.format(rate)
+        }/s), echoed ${NUMBER.format(stats.echoed)}, ${
+          formatDropped(stats.droppedBy)
+        }, ${plural(stats.errors, "error")}, ${
+          plural(stats.activeSources, "active source")
+        }`,
+      );
+    }
+  }, options.seconds * 1000);
+  return () => clearInterval(timer);
+}
+
+/** Options for {@linkcode announce}. */
+export interface AnnounceOptions {
+  /** The host each socket was asked for, as the user gave it. */
+  hostnames: readonly string[];
+  /** JSON lines instead of text. */
+  json: boolean;
+  /** No per-datagram lines follow, so no "waiting" line either. */
+  quiet: boolean;
+  /** Whether the rate limit in force is the default one. */
+  rateIsDefault: boolean;
+}
+
+/** Prints the start-up lines: one per socket, then the rate limit in force. */
+export function announce(
+  server: EchoServer,
+  output: LogOutput,
+  options: AnnounceOptions,
+): void {
+  const { rate, burst, maxSources } = server.rateLimit;
+  for (const [k, addr] of server.addrs.entries()) {
+    const host = options.hostnames[k]!;
+    if (options.json) {
+      output.line(JSON.stringify({
+        event: "listening",
+        host,
+        address: addr.hostname,
+        port: addr.port,
+        ...(rate > 0 ? { rate, burst, max_sources: maxSources } : {}),
+      }));
+    } else {
+      output.line(`starting up on ${host} port ${addr.port}`);
+    }
+  }
+  if (options.json) return;
+  if (rate > 0) {
+    output.line(
+      `rate limit: ${NUMBER.format(rate)} datagrams/s per source, burst ${
+        NUMBER.format(burst)
+      }${
+        options.rateIsDefault
+          ? " (the default, as an address is not loopback; --rate 0 turns it off)"
+          : ""
+      }`,
+    );
+  } else if (!server.addrs.every(({ hostname }) => isLoopback(hostname))) {
+    output.warn("no rate limit on an address that is not loopback");
+  }
+  if (!options.quiet) output.line("waiting to receive message");
+}
+
+/** Prints the shutdown totals: one text line, or one JSON `shutdown` event. */
+export function printTotals(
+  stats: EchoStats,
+  output: LogOutput,
+  options: { json: boolean },
+): void {
+  if (options.json) {
+    output.line(JSON.stringify({
+      event: "shutdown",
+      received: stats.received,
+      received_bytes: stats.receivedBytes,
+      echoed: stats.echoed,
+      echoed_bytes: stats.echoedBytes,
+      dropped: stats.droppedBy,
+      errors: stats.errors,
+      uptime_s: Math.round(stats.uptimeMs) / 1000,
+    }));
+  } else {
+    output.line(`shutting down: ${formatTotals(stats)}`);
+  }
+}
