@@ -27,6 +27,8 @@ export {
   parseHost,
   parsePort,
   type ResolvedAddress,
+  sameEndpoint,
+  sameHost,
 } from "./net/address.ts";
 export {
   checkPayloadSize,

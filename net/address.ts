@@ -15,6 +15,7 @@
  */
 
 import { isIP } from "node:net";
+import { parseAddress, WORDS } from "./_ip.ts";
 
 /** The host both scripts use when none is given, as in the tutorials. */
 export const DEFAULT_HOST = "localhost";
@@ -132,4 +133,59 @@ export function formatAddress(address: HostPort): string {
 export function isUnspecified(hostname: string): boolean {
   return hostname === "0.0.0.0" ||
     (familyOf(hostname) === "IPv6" && /^[0:]+$/.test(hostname));
+}
+
+/** The zone of a scoped IPv6 literal (`fe80::1%lo` gives `lo`), if any. */
+function zoneOf(hostname: string): string | undefined {
+  const percent = hostname.indexOf("%");
+  return percent < 0 ? undefined : hostname.slice(percent + 1);
+}
+
+/**
+ * Whether two hosts name the same address: IP literals compare by value, so
+ * case, leading zeros, `::` compression, brackets and the IPv4-mapped form
+ * (`::ffff:127.0.0.1`) do not matter; a zone counts only when both carry
+ * one, since Deno reports a link-local source without its zone. Names
+ * compare without case.
+ *
+ * @example
+ * ```ts
+ * import { sameHost } from "./address.ts";
+ * import { equal } from "node:assert/strict";
+ *
+ * equal(sameHost("0:0:0:0:0:0:0:1", "::1"), true);
+ * equal(sameHost("::FFFF:127.0.0.1", "127.0.0.1"), true);
+ * equal(sameHost("[fe80::1%lo]", "fe80::1"), true);
+ * equal(sameHost("127.0.0.1", "127.0.0.2"), false);
+ * ```
+ */
+export function sameHost(a: string, b: string): boolean {
+  const left = a.startsWith("[") && a.endsWith("]") ? a.slice(1, -1) : a;
+  const right = b.startsWith("[") && b.endsWith("]") ? b.slice(1, -1) : b;
+  const family = parseAddress(left);
+  if (family === 0) return left.toLowerCase() === right.toLowerCase();
+  const words = WORDS.slice();
+  if (parseAddress(right) !== family) return false;
+  for (let k = 0; k < (family === 4 ? 1 : 4); k++) {
+    if (words[k] !== WORDS[k]) return false;
+  }
+  const [zoneA, zoneB] = [zoneOf(left), zoneOf(right)];
+  return zoneA === undefined || zoneB === undefined || zoneA === zoneB;
+}
+
+/**
+ * Whether two endpoints are the same: equal ports and
+ * {@linkcode sameHost} hosts.
+ *
+ * @example
+ * ```ts
+ * import { sameEndpoint } from "./address.ts";
+ * import { equal } from "node:assert/strict";
+ *
+ * equal(sameEndpoint({ hostname: "::1", port: 7 }, { hostname: "0::1", port: 7 }), true);
+ * equal(sameEndpoint({ hostname: "::1", port: 7 }, { hostname: "::1", port: 8 }), false);
+ * ```
+ */
+export function sameEndpoint(a: HostPort, b: HostPort): boolean {
+  return a.port === b.port && sameHost(a.hostname, b.hostname);
 }

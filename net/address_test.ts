@@ -1,0 +1,44 @@
+import { equal } from "node:assert/strict";
+import { sameEndpoint, sameHost } from "./address.ts";
+
+Deno.test("sameHost() matches every spelling of one IPv6 address", () => {
+  for (const spelling of ["0:0:0:0:0:0:0:1", "0000::0001", "::0:1", "[::1]"]) {
+    equal(sameHost(spelling, "::1"), true, spelling);
+  }
+  equal(sameHost("2001:DB8::A", "2001:db8:0:0::a"), true);
+  equal(sameHost("::2", "::1"), false);
+});
+
+Deno.test("sameHost() matches an IPv4-mapped address to its IPv4 form", () => {
+  equal(sameHost("::FFFF:127.0.0.1", "127.0.0.1"), true);
+  equal(sameHost("127.0.0.1", "::ffff:7f00:1"), true);
+  equal(sameHost("::ffff:127.0.0.2", "127.0.0.1"), false);
+  // An IPv4-compatible (not mapped) address is another address.
+  equal(sameHost("::127.0.0.1", "127.0.0.1"), false);
+});
+
+Deno.test("sameHost() ignores a zone only one side carries", () => {
+  equal(sameHost("fe80::1%lo", "fe80::1"), true);
+  equal(sameHost("[fe80::1%lo]", "fe80::1"), true);
+  equal(sameHost("fe80::1%1", "fe80::1"), true);
+  equal(sameHost("fe80::1%lo", "fe80::1%lo"), true);
+  equal(sameHost("fe80::1%lo", "fe80::1%eth0"), false);
+  equal(sameHost("fe80::1%lo", "fe80::2"), false);
+});
+
+Deno.test("sameHost() compares names without case and never as addresses", () => {
+  equal(sameHost("LocalHost", "localhost"), true);
+  equal(sameHost("localhost", "127.0.0.1"), false);
+  equal(sameHost("1.2.3.4", "01.2.3.4"), false);
+});
+
+Deno.test("sameEndpoint() needs the same port too", () => {
+  equal(
+    sameEndpoint({ hostname: "::1", port: 9 }, { hostname: "0::1", port: 9 }),
+    true,
+  );
+  equal(
+    sameEndpoint({ hostname: "::1", port: 9 }, { hostname: "::1", port: 10 }),
+    false,
+  );
+});
