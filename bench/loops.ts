@@ -1,8 +1,10 @@
 #!/usr/bin/env -S deno run --unstable-net --allow-net
 /**
  * Candidate echo-loop structures, kept for the benchmark so that the choice
- * made in server.ts can be re-measured. Each loop echoes on an open
- * `Deno.DatagramConn` until the socket is closed.
+ * made in io/socket.ts can be re-measured against them. Each loop echoes on
+ * an open `Deno.DatagramConn` until the socket is closed; `--loop adaptive`
+ * runs the loop that ships, `serveSocket()` of io/socket.ts, with its policy
+ * and no rate limit, not a copy of it.
  *
  * Usage:
  *   deno run --unstable-net --allow-net bench/loops.ts \
@@ -16,6 +18,7 @@
  */
 
 import { parseArgs } from "node:util";
+import { serveSocket } from "../io/socket.ts";
 
 /** The receive buffer size every loop uses (see RECEIVE_BUFFER_SIZE in shared.ts). */
 const BUFFER_SIZE = 65_536;
@@ -123,88 +126,11 @@ export async function pipelinedLoop(
   }
 }
 
-/**
- * A receive that settles within this many milliseconds of being issued found
- * a datagram already queued; one that had to wait for the event loop takes
- * tens of microseconds at least.
- */
-const QUEUED_MS = 0.015;
-
-/**
- * Adaptive concurrency: one receive in flight while idle. A receive that
- * found a datagram already queued brings in one more receiver (up to
- * `receivers`); an extra receiver whose receive had to wait leaves and gives
- * its buffer back to the pool. Each receiver awaits its own send before
- * receiving into its buffer again, so no receive can overwrite bytes a
- * pending send still reads.
- */
-export async function adaptiveLoop(
-  conn: Deno.DatagramConn,
-  stats: LoopStats,
-  receivers: number,
-): Promise<void> {
-  const pool: Uint8Array[] = [];
-  let extras = 0;
-  let closed = false;
-  let running = 0;
-  const { promise: stopped, resolve: allStopped } = Promise.withResolvers<
-    void
-  >();
-  async function receiver(buffer: Uint8Array, primary: boolean) {
-    running++;
-    try {
-      await echo(buffer, primary);
-    } finally {
-      if (--running === 0) allStopped();
-    }
-  }
-
-  async function echo(buffer: Uint8Array, primary: boolean): Promise<void> {
-    while (!closed) {
-      const before = performance.now();
-      let datagram: [Uint8Array, Deno.Addr];
-      try {
-        datagram = await conn.receive(buffer);
-      } catch (error) {
-        if (isClosed(error)) {
-          closed = true;
-          return;
-        }
-        throw error;
-      }
-      const queued = performance.now() - before < QUEUED_MS;
-      if (queued && extras < receivers - 1) {
-        extras++;
-        const extra = pool.pop() ?? new Uint8Array(BUFFER_SIZE);
-        receiver(extra, false);
-      }
-      try {
-        await conn.send(datagram[0], datagram[1]);
-        stats.echoed++;
-      } catch (error) {
-        if (isClosed(error)) {
-          closed = true;
-          return;
-        }
-        stats.errors++;
-      }
-      if (!queued && !primary) {
-        extras--;
-        pool.push(buffer);
-        return;
-      }
-    }
-  }
-  receiver(new Uint8Array(BUFFER_SIZE), true);
-  await stopped;
-}
-
 /** The loops by name. */
 export const LOOPS: Record<string, EchoLoop> = {
   naive: naiveLoop,
   concurrent: concurrentLoop,
   pipelined: pipelinedLoop,
-  adaptive: adaptiveLoop,
 };
 
 async function main(args: string[]): Promise<number> {
@@ -217,6 +143,7 @@ async function main(args: string[]): Promise<number> {
       port: { type: "string", default: "0" },
     },
   });
+  if (values.loop === SHIPPED_LOOP) return await serveShipped(values);
   const loop = LOOPS[values.loop];
   if (!loop) {
     console.error(`error: unknown loop ${values.loop}`);
@@ -235,6 +162,31 @@ async function main(args: string[]): Promise<number> {
     `starting up on ${values.host} port ${(conn.addr as Deno.NetAddr).port}`,
   );
   await loop(conn, stats, Number(values.receivers));
+  Deno.removeSignalListener("SIGTERM", stop);
+  Deno.removeSignalListener("SIGINT", stop);
+  console.error(`echoed ${stats.echoed} errors ${stats.errors}`);
+  return 0;
+}
+
+/** The name under which `--loop` runs the shipped loop. */
+const SHIPPED_LOOP = "adaptive";
+
+/** Runs the shipped socket loop (io/socket.ts) until SIGTERM or SIGINT. */
+async function serveShipped(
+  values: { host: string; port: string },
+): Promise<number> {
+  const controller = new AbortController();
+  const stop = () => controller.abort();
+  const server = serveSocket({
+    hostnames: [values.host],
+    port: Number(values.port),
+    signal: controller.signal,
+    policy: { rate: 0 },
+  });
+  Deno.addSignalListener("SIGTERM", stop);
+  Deno.addSignalListener("SIGINT", stop);
+  console.log(`starting up on ${values.host} port ${server.addr.port}`);
+  const stats = await server.finished;
   Deno.removeSignalListener("SIGTERM", stop);
   Deno.removeSignalListener("SIGINT", stop);
   console.error(`echoed ${stats.echoed} errors ${stats.errors}`);
