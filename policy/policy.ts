@@ -38,6 +38,7 @@
 
 import type { HostPort } from "../net/address.ts";
 import { parseAddress, WORDS } from "../net/_ip.ts";
+import { RateLimiter } from "./_rate_limiter.ts";
 
 export type { HostPort };
 
@@ -286,12 +287,6 @@ export function defaultRate(hostnames: readonly string[]): number {
   return hostnames.every(isLoopback) ? 0 : DEFAULT_RATE;
 }
 
-function fmix32(h: number): number {
-  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
-  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
-  return (h ^ (h >>> 16)) >>> 0;
-}
-
 function checkCount(
   value: number,
   name: string,
@@ -351,20 +346,11 @@ export function rateLimitOf(options: PolicyOptions): RateLimit {
   };
 }
 
-// How far an eviction looks for a victim when the source table is full.
-const EVICT_SAMPLES = 8;
-const EVICT_SCAN = 64;
-
 /**
  * Decides, per datagram, whether the echo server replies. Rules are checked
  * cheapest first; only a datagram that passes every other rule spends a
  * token, so refused traffic never eats a source's budget.
- *
- * The rate limit is GCRA, the virtual-scheduling form of a token bucket: each
- * source keeps one number, the time its bucket will be full again. A source
- * whose bucket is full is indistinguishable from a new one, so such entries
- * are reused freely; when the table is full of busy sources, the entry
- * closest to full of a small sample is evicted, which forgives the least.
+ * The rate limit is the {@linkcode RateLimiter} of `_rate_limiter.ts`.
  */
 export class EchoPolicy {
   readonly #maxSize: number;
@@ -376,20 +362,10 @@ export class EchoPolicy {
   readonly #clock: () => number;
   readonly #counts = new Float64Array(VERDICTS.length);
   readonly #refusedPorts = new Uint8Array(65_536);
-  // Rate limiter: GCRA over a linear-probing table in typed arrays.
   readonly #rate: number;
   readonly #burst: number;
-  readonly #interval: number;
-  readonly #tolerance: number;
   readonly #maxSources: number;
-  readonly #mask: number;
-  readonly #seed: number;
-  readonly #family: Uint8Array;
-  readonly #keyHigh: Uint32Array;
-  readonly #keyLow: Uint32Array;
-  readonly #fullAt: Float64Array;
-  #sources = 0;
-  #hand = 0;
+  readonly #limiter: RateLimiter | undefined;
 
   /** Builds a policy; throws a `TypeError`/`RangeError` on a bad option. */
   constructor(options: PolicyOptions = {}) {
@@ -414,21 +390,14 @@ export class EchoPolicy {
     for (const port of REFUSED_SERVICE_PORTS) {
       this.#refusedPorts[port] = SERVICE_PORT;
     }
-    this.#interval = rate > 0 ? 1000 / rate : 0;
-    // A hair of slack so float rounding never refuses a datagram on time.
-    this.#tolerance = (this.#burst - 1 + 1e-6) * this.#interval;
-    // Keep the load at most one half so probes stay short.
-    let capacity = 8;
-    while (rate > 0 && capacity < 2 * this.#maxSources) capacity *= 2;
-    const slots = rate > 0 ? capacity : 0;
-    this.#mask = capacity - 1;
-    this.#seed =
-      (options.seed ?? crypto.getRandomValues(new Uint32Array(1))[0]!) >>>
-      0;
-    this.#family = new Uint8Array(slots);
-    this.#keyHigh = new Uint32Array(slots);
-    this.#keyLow = new Uint32Array(slots);
-    this.#fullAt = new Float64Array(slots);
+    this.#limiter = rate > 0
+      ? new RateLimiter({
+        rate,
+        burst,
+        maxSources,
+        seed: options.seed ?? crypto.getRandomValues(new Uint32Array(1))[0]!,
+      })
+      : undefined;
   }
 
   /**
@@ -462,8 +431,7 @@ export class EchoPolicy {
 
   /** Bytes held by the source table; fixed when the policy is built. */
   get tableBytes(): number {
-    return this.#family.byteLength + this.#keyHigh.byteLength +
-      this.#keyLow.byteLength + this.#fullAt.byteLength;
+    return this.#limiter?.tableBytes ?? 0;
   }
 
   /**
@@ -516,9 +484,18 @@ export class EchoPolicy {
       }
       if (!allowed) return DENIED;
     }
-    if (this.#rate === 0) return ECHO;
+    const limiter = this.#limiter;
+    if (limiter === undefined) return ECHO;
+    // Key IPv6 by /64: one host may hold a whole /64 and rotate through it.
     // The clock is read here only: most datagrams never reach a rate check.
-    return this.#spend(family, now ?? this.#clock()) ? ECHO : RATE_LIMITED;
+    return limiter.spend(
+        family,
+        WORDS[0]!,
+        family === 4 ? 0 : WORDS[1]!,
+        now ?? this.#clock(),
+      )
+      ? ECHO
+      : RATE_LIMITED;
   }
 
   #isHostAddress(family: 4 | 6): boolean {
@@ -529,118 +506,14 @@ export class EchoPolicy {
     return false;
   }
 
-  /** Spends a token of the source parsed in WORDS; false when none is left. */
-  #spend(family: 4 | 6, now: number): boolean {
-    // Key IPv6 by /64: one host may hold a whole /64 and rotate through it.
-    const high = WORDS[0]!;
-    const low = family === 4 ? 0 : WORDS[1]!;
-    let slot = this.#find(family, high, low, now);
-    if (slot < 0) {
-      slot = ~slot;
-      // Taking a forgettable entry's slot needs no room; an empty one may.
-      if (this.#family[slot] === 0 && this.#sources >= this.#maxSources) {
-        this.#evict(now);
-        slot = ~this.#find(family, high, low, now);
-      }
-      if (this.#family[slot] === 0) this.#sources++;
-      this.#family[slot] = family;
-      this.#keyHigh[slot] = high;
-      this.#keyLow[slot] = low;
-      this.#fullAt[slot] = now;
-    }
-    const start = Math.max(this.#fullAt[slot]!, now);
-    if (start - now > this.#tolerance) return false;
-    this.#fullAt[slot] = start + this.#interval;
-    return true;
-  }
-
-  #home(family: number, high: number, low: number): number {
-    return fmix32(fmix32(high ^ this.#seed) ^ low ^ family) & this.#mask;
-  }
-
-  /**
-   * Returns the key's slot, or `~slot` for where to put it: the first entry
-   * on its probe path whose bucket is full (so forgettable), else the empty
-   * slot that ends the path.
-   */
-  #find(family: number, high: number, low: number, now: number): number {
-    let reusable = -1;
-    for (
-      let slot = this.#home(family, high, low);;
-      slot = (slot + 1) & this.#mask
-    ) {
-      const held = this.#family[slot];
-      if (held === 0) return ~(reusable >= 0 ? reusable : slot);
-      if (
-        held === family && this.#keyHigh[slot] === high &&
-        this.#keyLow[slot] === low
-      ) {
-        return slot;
-      }
-      if (reusable < 0 && this.#fullAt[slot]! <= now) reusable = slot;
-    }
-  }
-
-  /** Frees one slot: a full bucket if the sample has one, else the nearest to full. */
-  #evict(now: number): void {
-    let victim = -1;
-    let samples = 0;
-    for (
-      let scanned = 0;
-      scanned <= this.#mask && samples < EVICT_SAMPLES &&
-      (scanned < EVICT_SCAN || samples === 0);
-      scanned++
-    ) {
-      const slot = this.#hand;
-      this.#hand = (slot + 1) & this.#mask;
-      if (this.#family[slot] === 0) continue;
-      samples++;
-      if (victim < 0 || this.#fullAt[slot]! < this.#fullAt[victim]!) {
-        victim = slot;
-      }
-      if (this.#fullAt[victim]! <= now) break;
-    }
-    if (victim >= 0) this.#remove(victim);
-  }
-
-  /** Empties a slot and shifts its cluster back so every probe path stays whole. */
-  #remove(slot: number): void {
-    let hole = slot;
-    for (let next = (slot + 1) & this.#mask;; next = (next + 1) & this.#mask) {
-      const family = this.#family[next]!;
-      if (family === 0) break;
-      const home = this.#home(
-        family,
-        this.#keyHigh[next]!,
-        this.#keyLow[next]!,
-      );
-      // The entry may move back into the hole unless its home lies after it.
-      const stays = hole <= next
-        ? hole < home && home <= next
-        : hole < home || home <= next;
-      if (stays) continue;
-      this.#family[hole] = family;
-      this.#keyHigh[hole] = this.#keyHigh[next]!;
-      this.#keyLow[hole] = this.#keyLow[next]!;
-      this.#fullAt[hole] = this.#fullAt[next]!;
-      hole = next;
-    }
-    this.#family[hole] = 0;
-    this.#sources--;
-  }
-
   /** Sources whose bucket is not full at `now`: the ones being limited or recently seen. */
   activeSources(now: number = this.#clock()): number {
-    let active = 0;
-    for (let slot = 0; slot < this.#family.length; slot++) {
-      if (this.#family[slot] !== 0 && this.#fullAt[slot]! > now) active++;
-    }
-    return active;
+    return this.#limiter?.activeSources(now) ?? 0;
   }
 
   /** Entries in the source table, never more than `maxSources`. */
   get trackedSources(): number {
-    return this.#sources;
+    return this.#limiter?.trackedSources ?? 0;
   }
 
   /** How many datagrams got each verdict so far. */
