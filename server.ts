@@ -36,7 +36,7 @@
  */
 
 import { checkBatchSupport } from "./io/batch.ts";
-import { checkUnstableNet } from "./io/socket.ts";
+import { checkUnstableNet } from "./net/errors.ts";
 import type { EchoServer, EchoStats } from "./io/types.ts";
 import {
   DEFAULT_HOST,

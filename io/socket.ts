@@ -17,6 +17,7 @@
  * @module
  */
 
+import { checkUnstableNet } from "../net/errors.ts";
 import { RECEIVE_BUFFER_SIZE } from "../net/payload.ts";
 import { EchoPolicy, rateLimitOf } from "../policy/policy.ts";
 import {
@@ -37,17 +38,7 @@ import type {
   ServerEvent,
 } from "./types.ts";
 
-/**
- * Throws a `TypeError` when Deno runs without UDP support, which needs the
- * `--unstable-net` flag (or `"unstable": ["net"]` in `deno.json`).
- */
-export function checkUnstableNet(): void {
-  if (typeof Deno.listenDatagram !== "function") {
-    throw new TypeError(
-      "Cannot open a UDP socket: Deno.listenDatagram needs the --unstable-net flag",
-    );
-  }
-}
+export { checkUnstableNet };
 
 // Receives in flight at most per socket (README, "Performance": more
 // receivers raise the round trip at one datagram in flight).

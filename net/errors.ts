@@ -1,6 +1,7 @@
 /**
- * One-line descriptions of socket and resolver errors, for `error:` lines
- * and log events.
+ * What can go wrong with UDP sockets: one-line descriptions of socket and
+ * resolver errors, for `error:` lines and log events, and the check that
+ * this Deno can open a UDP socket at all.
  *
  * @module
  */
@@ -30,4 +31,16 @@ export function errorMessage(error: unknown): string {
   return /^[A-Z][a-z]/.test(message)
     ? message[0]!.toLowerCase() + message.slice(1)
     : message;
+}
+
+/**
+ * Throws a `TypeError` when Deno runs without UDP support, which needs the
+ * `--unstable-net` flag (or `"unstable": ["net"]` in `deno.json`).
+ */
+export function checkUnstableNet(): void {
+  if (typeof Deno.listenDatagram !== "function") {
+    throw new TypeError(
+      "Cannot open a UDP socket: Deno.listenDatagram needs the --unstable-net flag",
+    );
+  }
 }

@@ -37,7 +37,7 @@
  */
 
 import type { HostPort } from "../net/address.ts";
-import { parseAddress, WORDS } from "../net/_ip.ts";
+import { parseAddress, WORDS } from "../net/address.ts";
 import { RateLimiter } from "./_rate_limiter.ts";
 
 export type { HostPort };

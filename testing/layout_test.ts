@@ -1,0 +1,118 @@
+import { deepEqual, ok } from "node:assert/strict";
+import { ROOT } from "./cli.ts";
+
+/**
+ * Which folders each folder's modules may import (besides their own). The
+ * entry scripts at the top may import anything; `bench/` and `testing/` are
+ * not part of the library.
+ */
+const MAY_IMPORT: Record<string, readonly string[]> = {
+  "net": [],
+  "policy": ["net"],
+  "io": ["net", "policy"],
+  "cli": ["net"],
+  "server": ["net", "policy", "io"],
+  "measure": ["net", "io", "cli"],
+};
+
+/** Source modules may be this long; longer ones are split by concept. */
+const MAX_MODULE_LINES = 500;
+
+const IMPORT =
+  /^\s*(?:import|export)\b[^"'`]*?from\s*["']([^"']+)["']|\bimport\(\s*["']([^"']+)["']\s*\)/gm;
+
+async function* sourceFiles(dir: URL, prefix = ""): AsyncGenerator<string> {
+  for await (const entry of Deno.readDir(dir)) {
+    const path = `${prefix}${entry.name}`;
+    if (entry.isDirectory) {
+      if (!entry.name.startsWith(".")) {
+        yield* sourceFiles(new URL(`${entry.name}/`, dir), `${path}/`);
+      }
+    } else if (entry.name.endsWith(".ts")) {
+      yield path;
+    }
+  }
+}
+
+/** The relative imports of a module, as paths from the root, doc examples left out. */
+function importsOf(path: string, text: string): string[] {
+  const code = text.split("\n").filter((line) => !/^\s*\*/.test(line))
+    .join("\n");
+  const found: string[] = [];
+  for (const match of code.matchAll(IMPORT)) {
+    const specifier = match[1] ?? match[2]!;
+    if (!specifier.startsWith(".")) continue;
+    const url = new URL(specifier, new URL(path, ROOT));
+    found.push(url.pathname.slice(ROOT.pathname.length));
+  }
+  return found;
+}
+
+Deno.test("layout: library folders import only the folders below them", async () => {
+  const wrong: string[] = [];
+  for await (const path of sourceFiles(ROOT)) {
+    const folder = path.includes("/") ? path.slice(0, path.indexOf("/")) : "";
+    const allowed = MAY_IMPORT[folder];
+    if (allowed === undefined || path.endsWith("_test.ts")) continue;
+    const text = await Deno.readTextFile(new URL(path, ROOT));
+    for (const target of importsOf(path, text)) {
+      const into = target.includes("/")
+        ? target.slice(0, target.indexOf("/"))
+        : "";
+      if (into === folder || target === "deno.json") continue;
+      if (!allowed.includes(into)) wrong.push(`${path} imports ${target}`);
+    }
+  }
+  deepEqual(wrong, []);
+});
+
+Deno.test(`layout: no library module is longer than ${MAX_MODULE_LINES} lines`, async () => {
+  const long: string[] = [];
+  for await (const path of sourceFiles(ROOT)) {
+    if (path.endsWith("_test.ts") || /^(bench|testing|testdata)\//.test(path)) {
+      continue;
+    }
+    const lines = (await Deno.readTextFile(new URL(path, ROOT))).split("\n")
+      .length - 1;
+    if (lines > MAX_MODULE_LINES) long.push(`${path}: ${lines} lines`);
+  }
+  deepEqual(long, []);
+});
+
+Deno.test("layout: the plain client loads at most 6 local modules statically", async () => {
+  const { stdout, success } = await new Deno.Command(Deno.execPath(), {
+    args: ["info", "--json", "client.ts"],
+    cwd: ROOT,
+    stdout: "piped",
+    stderr: "null",
+  }).output();
+  ok(success, "deno info failed");
+  const graph = JSON.parse(new TextDecoder().decode(stdout)) as {
+    roots: string[];
+    modules: {
+      specifier: string;
+      dependencies?: {
+        code?: { specifier: string };
+        type?: { specifier: string };
+        isDynamic?: boolean;
+      }[];
+    }[];
+  };
+  const bySpecifier = new Map(
+    graph.modules.map((module) => [module.specifier, module]),
+  );
+  const seen = new Set<string>();
+  const visit = (specifier: string) => {
+    if (seen.has(specifier) || !specifier.startsWith("file:")) return;
+    seen.add(specifier);
+    for (const dependency of bySpecifier.get(specifier)?.dependencies ?? []) {
+      if (dependency.isDynamic) continue;
+      const target = dependency.code?.specifier ?? dependency.type?.specifier;
+      if (target !== undefined) visit(target);
+    }
+  };
+  visit(graph.roots[0]!);
+  const local = [...seen].map((url) => url.slice(ROOT.href.length))
+    .filter((path) => path.endsWith(".ts"));
+  ok(local.length <= 6, `client.ts loads ${local.length}: ${local.join(", ")}`);
+});
