@@ -82,7 +82,7 @@ export function fromTarget(from: Deno.Addr, target: HostPort): boolean {
   return address.hostname === target.hostname && address.port === target.port;
 }
 
-export function openSocket(
+function openSocket(
   target: ResolvedAddress,
   bind: HostPort | undefined,
 ): Deno.DatagramConn {
@@ -169,7 +169,7 @@ export class Flow {
     this.sentAt.set(seq, now);
     this.sizes.set(seq, size);
     if (scheduledAt !== undefined) this.scheduled.set(seq, scheduledAt);
-    // One buffer while the size stays put: ping and load send millions.
+    // Reuse the buffer while the size stays put: a load run sends without end.
     if (this.#buffer.length !== size) this.#buffer = new Uint8Array(size);
     encodeProbeInto(this.#buffer, this.#header(seq));
     this.inflight++;
