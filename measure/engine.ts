@@ -6,6 +6,10 @@
  * rides inside the probe (see `probe.ts`), emit one event per reply, and
  * return plain result objects; printing is the caller's business.
  *
+ * This module is their one public face: ping and load live in `run.ts`, the
+ * sweep in `sweep.ts`, and both send and match through the private flow of
+ * `_flow.ts`, so that a reply counts the same whichever mode asked.
+ *
  * @example Ping this project's echo server five times
  * ```ts
  * import { runProbes } from "./engine.ts";

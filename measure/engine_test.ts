@@ -158,10 +158,10 @@ Deno.test("runProbes() counts exactly what the relay did over several flows at a
 
 Deno.test("runProbes() keeps its schedule within 1% over 300 probes", async () => {
   await using echo = startEcho();
-  // Sleeping a fixed interval after each send drifts on every probe (+47% to
-  // +72% in a trial here, each timer firing late); sending on the schedule
-  // does not. A single stall of a loaded machine near the end can still push
-  // one run past 1%, so take the best of three: a drifting sender fails all.
+  // Sleeping a fixed interval after each send drifts on every probe, each
+  // timer firing late; sending on the schedule does not. A single stall of a
+  // loaded machine near the end can still push one run past 1%, so take the
+  // best of three: a drifting sender fails all.
   const drifts: number[] = [];
   for (let run = 0; run < 3; run++) {
     const result = await runProbes({
