@@ -158,10 +158,10 @@ Deno.test("runProbes() counts exactly what the relay did over several flows at a
 
 Deno.test("runProbes() keeps its schedule within 1% over 300 probes", async () => {
   await using echo = startEcho();
-  // Sleeping a fixed interval after each send drifts on every probe (+47% to
-  // +72% in a trial here, each timer firing late); sending on the schedule
-  // does not. A single stall of a loaded machine near the end can still push
-  // one run past 1%, so take the best of three: a drifting sender fails all.
+  // Sleeping a fixed interval after each send drifts on every probe, each
+  // timer firing late; sending on the schedule does not. A single stall of a
+  // loaded machine near the end can still push one run past 1%, so take the
+  // best of three: a drifting sender fails all.
   const drifts: number[] = [];
   for (let run = 0; run < 3; run++) {
     const result = await runProbes({
@@ -355,4 +355,97 @@ Deno.test("sweepPayload() searches below the header when even 20 bytes are cut",
     ["20 truncated", "10 intact", "11 truncated"],
   );
   equal(result.truncated, relay.stats.truncated);
+});
+
+Deno.test("sweepPayload() finds the truncation length through one flow", async () => {
+  await using relay = startFaultyEcho([
+    // The first try of the limit comes back cut and late, while the flow
+    // awaits a 1500-byte try whose own request was dropped: an echo of the
+    // right length for the wrong probe, which must not answer it.
+    { select: at(1), action: { type: "delay", ms: 450 } },
+    { select: at(3), action: { type: "drop" } },
+    {
+      direction: "reply",
+      select: (d) => d.size > 1500,
+      action: { type: "truncate", size: 1500 },
+    },
+  ]);
+  const result = await sweepPayload({
+    target: relay.target,
+    timeoutMs: 300,
+    waitMs: 100,
+  });
+  deepEqual(
+    result.steps.map((step) => `${step.size} ${step.outcome}`),
+    [
+      "20 intact",
+      "65507 lost",
+      "65507 truncated",
+      "1500 lost",
+      "1500 intact",
+      "1501 truncated",
+    ],
+  );
+  equal(result.maxPayload, 1500);
+  deepEqual(result.failure, { size: 1501, reason: "truncated", echoed: 1500 });
+  const { stats } = relay;
+  deepEqual([stats.delayed, stats.dropped, stats.truncated], [1, 1, 3]);
+  // The late echo still answers its own probe: only the dropped one is lost.
+  deepEqual(
+    [result.sent, result.received, result.lost, result.duplicates],
+    [6, 2, 1, 0],
+  );
+  equal(result.truncated, stats.truncated);
+  equal(result.corrupted, stats.truncated);
+  equal(result.ignored, 0);
+  equal(result.rttMs.count, 2);
+});
+
+Deno.test("runProbes() counts a duplicated, late reply once through one flow", async () => {
+  await using relay = startFaultyEcho([
+    // Probe 2 is held past the timeout, so its reply is the relay's fifth
+    // (after those of probes 3 and 4), and that reply comes twice.
+    { select: at(2), action: { type: "delay", ms: 250 } },
+    { direction: "reply", select: at(4), action: { type: "duplicate" } },
+  ]);
+  const events: ProbeEvent[] = [];
+  const result = await runProbes({
+    target: relay.target,
+    count: 5,
+    intervalMs: 20,
+    timeoutMs: 100,
+    waitMs: 400,
+    onEvent: (event) => events.push(event),
+  });
+  deepEqual([relay.stats.delayed, relay.stats.duplicated], [1, 1]);
+  deepEqual(
+    [
+      result.sent,
+      result.received,
+      result.lost,
+      result.duplicates,
+      result.reordered,
+      result.late,
+      result.corrupted,
+    ],
+    [5, 5, 0, 1, 1, 1, 0],
+  );
+  equal(result.rttMs.count, 5);
+  equal(result.rtts.length, 5);
+  ok(result.rttMs.max >= 250, `slowest ${result.rttMs.max} ms`);
+  deepEqual(
+    events.map((event) =>
+      event.type === "reply" && event.seq === 2
+        ? `2 duplicate=${event.duplicate} reordered=${event.reordered} late=${event.late}`
+        : event.type
+    ),
+    [
+      "reply",
+      "reply",
+      "reply",
+      "reply",
+      "2 duplicate=false reordered=true late=true",
+      "2 duplicate=true reordered=false late=true",
+    ],
+  );
 });

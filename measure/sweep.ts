@@ -1,0 +1,175 @@
+/**
+ * The payload sweep: the largest payload an echo server returns intact,
+ * found one probe at a time through a single flow.
+ *
+ * @module
+ */
+
+import type { ResolvedAddress } from "../net/address.ts";
+import { checkPayloadSize, maxPayload } from "../net/payload.ts";
+import { newSessionId, PROBE_HEADER_SIZE } from "./probe.ts";
+import { type ReplyCounts, summarize, type Summary } from "./stats.ts";
+import {
+  checkCount,
+  checkMs,
+  DEFAULT_PROBE_TIMEOUT_MS,
+  type EngineOptions,
+  type SweepEvent,
+} from "./_common.ts";
+import { Flow } from "./_flow.ts";
+
+/** How many times a sweep tries a size before it counts as failing. */
+export const SWEEP_TRIES = 3;
+
+/** Options for {@linkcode sweepPayload}. */
+export interface SweepOptions extends EngineOptions {
+  /** The largest size to try, in bytes; defaults to the family limit. */
+  max?: number;
+  /** Tries per size before it counts as failing. Default 3. */
+  tries?: number;
+}
+
+/** The size at which the sweep stopped finding intact echoes. */
+export interface SweepFailure {
+  /** The smallest size that failed, in bytes. */
+  size: number;
+  /** Why: echoes came back shorter, never came back, or came back damaged. */
+  reason: "truncated" | "lost" | "corrupted";
+  /** For a truncation, the length of the shortened echo in bytes. */
+  echoed?: number;
+}
+
+/** The outcome of {@linkcode sweepPayload}. */
+export interface SweepResult extends ReplyCounts {
+  /** The echo server. */
+  target: ResolvedAddress;
+  /** The largest size tried, in bytes: the family limit unless `max` was given. */
+  limit: number;
+  /** The largest payload echoed intact, in bytes; 0 when none was. */
+  maxPayload: number;
+  /** The smallest failing size and why; absent when the limit passed. */
+  failure?: SweepFailure;
+  /** Replies that were shorter prefixes of their probe (also `corrupted`). */
+  truncated: number;
+  /** Datagrams from elsewhere or without this run's session id. */
+  ignored: number;
+  /** Every try, in order. */
+  steps: SweepEvent[];
+  /** Round-trip times of intact echoes, in ms. */
+  rttMs: Summary;
+}
+
+/**
+ * Finds the largest payload an echo server returns intact: first a
+ * header-sized probe, then the limit, then a binary search between the
+ * largest intact and the smallest failing size (trying first the length a
+ * truncated echo came back with, and one more). Each size gets up to
+ * `tries` tries, so a lost datagram does not end the search early; one
+ * truncated echo is enough to call a size failing. Each try waits up to
+ * `timeoutMs`; after the last, stragglers get `waitMs` (default: the
+ * timeout). Sizes are payload bytes, times milliseconds.
+ *
+ * Throws RangeError when `max` is not a positive integer or exceeds the
+ * family limit, when `tries` is not a positive integer, or when `timeoutMs`
+ * is below 1 or `waitMs` negative. Rejects with the socket's error when a
+ * send or a receive fails.
+ */
+export async function sweepPayload(
+  options: SweepOptions,
+): Promise<SweepResult> {
+  const {
+    target,
+    timeoutMs = DEFAULT_PROBE_TIMEOUT_MS,
+    tries = SWEEP_TRIES,
+    signal,
+    onEvent,
+  } = options;
+  const limit = options.max ?? maxPayload(target.family);
+  const waitMs = options.waitMs ?? timeoutMs;
+  checkPayloadSize(limit, target.family);
+  checkCount("max", limit);
+  checkCount("tries", tries);
+  checkMs("timeout", timeoutMs, 1);
+  checkMs("wait", waitMs);
+  const flow = new Flow(0, newSessionId(), {
+    target,
+    bind: options.bind,
+    timeoutMs,
+  });
+  const steps: SweepEvent[] = [];
+  const stopped = () => signal?.aborted === true || flow.error !== undefined;
+
+  async function attempt(size: number, n: number): Promise<SweepEvent> {
+    const reply = await flow.ask(size, signal);
+    const event: SweepEvent = {
+      type: "sweep",
+      size,
+      attempt: n,
+      outcome: reply?.check ?? "lost",
+      bytes: reply?.bytes ?? 0,
+      rttMs: reply?.rttMs ?? NaN,
+    };
+    steps.push(event);
+    onEvent?.(event);
+    return event;
+  }
+
+  /** Tries a size; undefined when intact, else why it failed. */
+  async function probe(size: number): Promise<SweepFailure | undefined> {
+    let corrupted = false;
+    for (let n = 1; n <= tries && !stopped(); n++) {
+      const { outcome, bytes } = await attempt(size, n);
+      if (outcome === "intact") return undefined;
+      if (outcome === "truncated") {
+        return { size, reason: "truncated", echoed: bytes };
+      }
+      if (outcome === "corrupted") corrupted = true;
+    }
+    return { size, reason: corrupted ? "corrupted" : "lost" };
+  }
+
+  let good = 0;
+  let bad: SweepFailure | undefined;
+  const tried = new Set<number>();
+  try {
+    const first = Math.min(PROBE_HEADER_SIZE, limit);
+    bad = await probe(first);
+    if (bad === undefined) {
+      good = first;
+      if (limit > first) bad = await probe(limit);
+      if (bad === undefined) good = limit;
+    }
+    // Nothing came back at all: no point searching below the first size.
+    const dead = bad !== undefined && good === 0 && bad.reason !== "truncated";
+    while (!dead && bad !== undefined && bad.size - good > 1 && !stopped()) {
+      let mid = Math.floor((good + bad.size) / 2);
+      // A server that cuts echoes to L bytes most likely passes L and not
+      // L + 1: trying those first ends the search at once.
+      const hint = bad.reason === "truncated" ? bad.echoed! : -1;
+      if (hint > good && hint < bad.size && !tried.has(hint)) mid = hint;
+      else if (hint + 1 > good && hint + 1 < bad.size && !tried.has(hint + 1)) {
+        mid = hint + 1;
+      }
+      tried.add(mid);
+      const result = await probe(mid);
+      if (result === undefined) good = mid;
+      else bad = result;
+    }
+    await flow.drain(waitMs, signal);
+  } finally {
+    flow.close();
+    await flow.receiving;
+  }
+  if (flow.error !== undefined) throw flow.error;
+  return {
+    target,
+    limit,
+    maxPayload: good,
+    ...(bad === undefined ? {} : { failure: bad }),
+    ...flow.counts(),
+    truncated: flow.truncated,
+    ignored: flow.ignored,
+    steps,
+    rttMs: summarize(flow.arrivals),
+  };
+}
