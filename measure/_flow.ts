@@ -8,7 +8,11 @@
  */
 
 import { RECEIVE_BUFFER_SIZE } from "../net/payload.ts";
-import type { HostPort, ResolvedAddress } from "../net/address.ts";
+import {
+  type HostPort,
+  type ResolvedAddress,
+  sameEndpoint,
+} from "../net/address.ts";
 import {
   decodeProbe,
   encodeProbeInto,
@@ -73,13 +77,12 @@ export class Times {
 }
 
 /**
- * Whether a datagram comes from the target. The one place that compares
- * addresses, so that a canonical comparison (IPv4-mapped IPv6, zero
- * compression) can replace the exact one without touching the engines.
+ * Whether a datagram comes from the target, by the canonical comparison of
+ * net/address.ts: a reply from `::1` answers a target written
+ * `0:0:0:0:0:0:0:1`, and one from `127.0.0.1` a target `::ffff:127.0.0.1`.
  */
 export function fromTarget(from: Deno.Addr, target: HostPort): boolean {
-  const address = from as Deno.NetAddr;
-  return address.hostname === target.hostname && address.port === target.port;
+  return sameEndpoint(from as Deno.NetAddr, target);
 }
 
 function openSocket(

@@ -271,6 +271,8 @@ function zoneOf(hostname: string): string | undefined {
  * ```
  */
 export function sameHost(a: string, b: string): boolean {
+  // The common case, a reply from the very literal sent to, costs no parse.
+  if (a === b) return true;
   const left = a.startsWith("[") && a.endsWith("]") ? a.slice(1, -1) : a;
   const right = b.startsWith("[") && b.endsWith("]") ? b.slice(1, -1) : b;
   const family = parseAddress(left);
