@@ -601,10 +601,13 @@ async function main(args: string[]): Promise<number> {
       checkPayloadSize(message.length, client.target.family);
     }
   } catch (error) {
-    out.error(error);
     // Out of range (a payload over the limit, the unspecified address) is
-    // refused before anything is sent.
-    return error instanceof RangeError ? EXIT_USAGE : EXIT_FAILURE;
+    // the command line's fault, refused before anything is sent.
+    const refused = error instanceof RangeError
+      ? new UsageError(error.message, { cause: error })
+      : error;
+    out.error(refused);
+    return refused instanceof UsageError ? EXIT_USAGE : EXIT_FAILURE;
   }
 
   const report = command.json
