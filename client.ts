@@ -15,8 +15,9 @@
  * deno run --unstable-net --allow-net client.ts --sweep         # largest payload echoed intact
  * ```
  *
- * The measurement modes live in `measure.ts` (engines), `report.ts` (output)
- * and `measure_cli.ts` (their flags).
+ * The measurement modes live in `measure/`: `engine.ts` (engines),
+ * `report.ts` (output), `flags.ts` (their flags) and `cli.ts` (running one),
+ * loaded only when a measurement flag is given.
  *
  * Or use it as a module:
  *
@@ -46,18 +47,14 @@ import {
   MEASURE_FLAGS,
   MEASURE_HELP,
   measurementMode,
-  type MeasureValues,
-  runMeasurement,
-} from "./measure/cli.ts";
-import type { Mode } from "./measure/report.ts";
+  type MeasureMode,
+} from "./measure/flags.ts";
 import {
   type AddressFamily,
   DEFAULT_HOST,
   DEFAULT_PORT,
   formatAddress,
   type HostPort,
-  parseHost,
-  parsePort,
   type ResolvedAddress,
 } from "./net/address.ts";
 import {
@@ -68,8 +65,14 @@ import {
 import { checkUnstableNet } from "./io/socket.ts";
 import { errorMessage } from "./net/errors.ts";
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, VERSION } from "./cli/exit.ts";
-import { parseFlags } from "./cli/flags.ts";
-import { printError } from "./cli/output.ts";
+import {
+  type NumberRange,
+  parseFlags,
+  parseHostFlag,
+  parseNumber,
+  UsageError,
+} from "./cli/flags.ts";
+import { createOutput, type Output } from "./cli/output.ts";
 import { resolveTarget } from "./net/resolve.ts";
 
 /** The message the tutorials send when none is given. */
@@ -148,13 +151,24 @@ function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
   return true;
 }
 
+/** The values of `-p`, `-t` and `-r`, and of the options of {@linkcode EchoClient.open}. */
+const RANGES = {
+  port: { min: 1, max: 65535 },
+  timeout: { min: 1, max: 3_600_000, unit: "milliseconds" },
+  retries: { min: 0, max: 100 },
+} as const satisfies Record<string, NumberRange>;
+
+function inRange(value: number, range: NumberRange): boolean {
+  return Number.isInteger(value) && value >= range.min && value <= range.max;
+}
+
 function checkTimingOptions(timeout: number, retries: number): void {
-  if (!Number.isInteger(timeout) || timeout < 1 || timeout > 3_600_000) {
+  if (!inRange(timeout, RANGES.timeout)) {
     throw new RangeError(
       `Cannot wait ${timeout} ms: expected a whole number of milliseconds from 1 to 3600000`,
     );
   }
-  if (!Number.isInteger(retries) || retries < 0 || retries > 100) {
+  if (!inRange(retries, RANGES.retries)) {
     throw new RangeError(
       `Cannot retry ${retries} times: expected a whole number from 0 to 100`,
     );
@@ -200,11 +214,9 @@ export class EchoClient {
     const { timeout = DEFAULT_TIMEOUT_MS, retries = DEFAULT_RETRIES } = options;
     checkTimingOptions(timeout, retries);
     checkUnstableNet();
-    if (
-      !Number.isInteger(target.port) || target.port < 1 || target.port > 65535
-    ) {
+    if (!inRange(target.port, RANGES.port)) {
       throw new RangeError(
-        `Cannot send to port ${target.port}: expected an integer from 1 to 65535`,
+        `Cannot send to port ${target.port}: expected a whole number from 1 to 65535`,
       );
     }
     const resolved = await resolveTarget(target, { family: options.family });
@@ -334,10 +346,11 @@ With "-", each line of standard input is sent as its own datagram.
 
 Options:
   -H, --host ADDR      server address: a name, IPv4 or IPv6 (default: ${DEFAULT_HOST})
-  -p, --port N         server port (default: ${DEFAULT_PORT})
-  -t, --timeout MS     wait for the first echo, in milliseconds (default: ${DEFAULT_TIMEOUT_MS})
+  -p, --port N         server port, 1 to 65535 (default: ${DEFAULT_PORT})
+  -t, --timeout MS     wait for the first echo, in milliseconds, 1 to 3600000
+                       (default: ${DEFAULT_TIMEOUT_MS})
   -r, --retries N      sends after the first when no echo comes, each waiting
-                       twice as long as the one before (default: ${DEFAULT_RETRIES})
+                       twice as long as the one before, 0 to 100 (default: ${DEFAULT_RETRIES})
   -q, --quiet          print only the echoed payloads
       --json           print one JSON object per message on stdout instead of text
   -h, --help           show this help and exit
@@ -361,15 +374,6 @@ const FLAGS = {
   version: { type: "boolean", short: "V", default: false },
   ...MEASURE_FLAGS,
 } as const;
-
-function parseWholeNumber(text: string, what: string): number {
-  if (!/^\d+$/.test(text)) {
-    throw new RangeError(
-      `Cannot use ${what} "${text}": expected a whole number`,
-    );
-  }
-  return Number(text);
-}
 
 /**
  * Yields each line of standard input, without its line ending, as bytes; a
@@ -411,17 +415,6 @@ async function* stdinLines(): AsyncGenerator<Uint8Array | number> {
 
 const encoder = new TextEncoder();
 
-/** Writes all of `bytes` to stdout; throws `BrokenPipe` once it is closed. */
-function writeOut(bytes: Uint8Array): void {
-  for (let done = 0; done < bytes.length;) {
-    done += Deno.stdout.writeSync(bytes.subarray(done));
-  }
-}
-
-function printLine(text: string): void {
-  writeOut(encoder.encode(`${text}\n`));
-}
-
 function mismatch(
   target: ResolvedAddress,
   payload: Uint8Array,
@@ -439,8 +432,12 @@ interface Reporter {
   closing(): void;
 }
 
-function textReporter(target: ResolvedAddress, quiet: boolean): Reporter {
-  const say = quiet ? () => {} : printLine;
+function textReporter(
+  target: ResolvedAddress,
+  options: { quiet: boolean; out: Output },
+): Reporter {
+  const { quiet, out } = options;
+  const say = quiet ? () => {} : out.line;
   return {
     sending(payload) {
       say(`sending ${previewPayload(payload)}`);
@@ -453,15 +450,15 @@ function textReporter(target: ResolvedAddress, quiet: boolean): Reporter {
     },
     received(payload, reply) {
       if (quiet) {
-        writeOut(reply.data);
-        writeOut(encoder.encode("\n"));
+        out.raw(reply.data);
+        out.raw(encoder.encode("\n"));
       } else {
-        printLine(`received ${previewPayload(reply.data)}`);
+        out.line(`received ${previewPayload(reply.data)}`);
       }
-      if (!reply.matches) printError(mismatch(target, payload, reply));
+      if (!reply.matches) out.error(mismatch(target, payload, reply));
     },
     failed(_size, error) {
-      printError(error);
+      out.error(error);
     },
     closing() {
       say("closing socket");
@@ -469,7 +466,7 @@ function textReporter(target: ResolvedAddress, quiet: boolean): Reporter {
   };
 }
 
-function jsonReporter(target: ResolvedAddress): Reporter {
+function jsonReporter(target: ResolvedAddress, out: Output): Reporter {
   const base = (size: number) => ({
     target: formatAddress(target),
     sent_bytes: size,
@@ -478,7 +475,7 @@ function jsonReporter(target: ResolvedAddress): Reporter {
     sending() {},
     retrying() {},
     received(payload, reply) {
-      printLine(JSON.stringify({
+      out.line(JSON.stringify({
         event: "reply",
         ...base(payload.length),
         received_bytes: reply.data.length,
@@ -486,16 +483,16 @@ function jsonReporter(target: ResolvedAddress): Reporter {
         tries: reply.tries,
         rtt_ms: Math.round(reply.rttMs * 1000) / 1000,
       }));
-      if (!reply.matches) printError(mismatch(target, payload, reply));
+      if (!reply.matches) out.error(mismatch(target, payload, reply));
     },
     failed(size, error) {
-      printLine(JSON.stringify({
+      out.line(JSON.stringify({
         event: error instanceof EchoTimeoutError ? "timeout" : "error",
         ...base(size),
         ...(error instanceof EchoTimeoutError ? { tries: error.tries } : {}),
         message: errorMessage(error),
       }));
-      printError(error);
+      out.error(error);
     },
     closing() {},
   };
@@ -512,56 +509,54 @@ interface ClientCommand {
   /** Resolve the host to this family only (`-4`, `-6`). */
   family?: AddressFamily;
   /** A measurement mode and the flags it reads, instead of one echo. */
-  measure?: { mode: Mode; flags: MeasureValues };
+  measure?: {
+    mode: MeasureMode;
+    flags: ReturnType<typeof parseFlags<typeof FLAGS>>["values"];
+  };
 }
 
-/** Reads the command line; throws on bad usage, returns a code for --help. */
-function parseCommand(args: string[]): ClientCommand | number {
+/**
+ * Reads the command line; returns an exit status once --help or --version
+ * is answered. Throws a UsageError on bad usage.
+ */
+function parseCommand(args: string[], out: Output): ClientCommand | number {
   const { values: flags, positionals: words } = parseFlags(args, FLAGS);
+  // Help and version answer even when other values are wrong.
   if (flags.help) {
-    printLine(USAGE);
+    out.line(USAGE);
     return EXIT_OK;
   }
   if (flags.version) {
-    printLine(`udp-echo client ${VERSION}`);
+    out.line(`udp-echo client ${VERSION}`);
     return EXIT_OK;
   }
   const mode = measurementMode(flags);
   if (mode !== undefined && words.length > 0) {
-    throw new TypeError(
+    throw new UsageError(
       `Cannot send a message in ${mode} mode: its probes are the payload`,
     );
   }
   if (flags.ipv4 && flags.ipv6) {
-    throw new TypeError("Cannot combine -4 and -6: pick one family");
+    throw new UsageError("Cannot combine -4 and -6: pick one family");
   }
   if (mode === undefined && flags.bind !== undefined) {
-    throw new TypeError(
+    throw new UsageError(
       "Cannot use --bind without a measurement mode (-c, -w, --sweep ...)",
     );
   }
   const fromStdin = words.length === 1 && words[0] === "-";
   if (!fromStdin && words.includes("-")) {
-    throw new TypeError(
-      `Cannot parse arguments: "-" (read standard input) stands alone`,
+    throw new UsageError(
+      `Cannot use "-": it reads standard input, so it stands alone`,
     );
   }
-  const target = {
-    hostname: parseHost(flags.host),
-    port: parsePort(flags.port),
-  };
-  if (target.port === 0) {
-    throw new RangeError(
-      "Cannot send to port 0: expected an integer from 1 to 65535",
-    );
-  }
-  const timeout = parseWholeNumber(flags.timeout, "timeout");
-  const retries = parseWholeNumber(flags.retries, "retries");
-  checkTimingOptions(timeout, retries);
   return {
-    target,
-    timeout,
-    retries,
+    target: {
+      hostname: parseHostFlag(flags.host, "--host"),
+      port: parseNumber(flags.port, "--port", RANGES.port),
+    },
+    timeout: parseNumber(flags.timeout, "--timeout", RANGES.timeout),
+    retries: parseNumber(flags.retries, "--retries", RANGES.retries),
     message: fromStdin
       ? undefined
       : encoder.encode(words.length > 0 ? words.join(" ") : DEFAULT_MESSAGE),
@@ -573,17 +568,25 @@ function parseCommand(args: string[]): ClientCommand | number {
 }
 
 async function main(args: string[]): Promise<number> {
+  const out = createOutput();
   let command: ClientCommand | number;
   try {
-    command = parseCommand(args);
+    command = parseCommand(args, out);
   } catch (error) {
-    printError(error);
-    return EXIT_USAGE;
+    out.error(error);
+    return error instanceof UsageError ? EXIT_USAGE : EXIT_FAILURE;
   }
   if (typeof command === "number") return command;
   if (command.measure !== undefined) {
-    const { mode, flags } = command.measure;
-    return await runMeasurement(mode, flags, command.target);
+    // Only a measurement loads the measurement modules.
+    const { runMeasurement } = await import("./measure/cli.ts");
+    return await runMeasurement(command.measure.mode, command.measure.flags, {
+      target: command.target,
+      timeoutMs: command.timeout,
+      quiet: command.quiet,
+      json: command.json,
+      output: out,
+    });
   }
   const { message, retries } = command;
 
@@ -598,15 +601,18 @@ async function main(args: string[]): Promise<number> {
       checkPayloadSize(message.length, client.target.family);
     }
   } catch (error) {
-    printError(error);
     // Out of range (a payload over the limit, the unspecified address) is
-    // refused before anything is sent.
-    return error instanceof RangeError ? EXIT_USAGE : EXIT_FAILURE;
+    // the command line's fault, refused before anything is sent.
+    const refused = error instanceof RangeError
+      ? new UsageError(error.message, { cause: error })
+      : error;
+    out.error(refused);
+    return refused instanceof UsageError ? EXIT_USAGE : EXIT_FAILURE;
   }
 
   const report = command.json
-    ? jsonReporter(client.target)
-    : textReporter(client.target, command.quiet);
+    ? jsonReporter(client.target, out)
+    : textReporter(client.target, { quiet: command.quiet, out });
   let failures = 0;
   try {
     const lines = message !== undefined ? [message] : stdinLines();
@@ -622,24 +628,21 @@ async function main(args: string[]): Promise<number> {
         report.received(payload, reply);
         if (!reply.matches) failures++;
       } catch (error) {
-        if (error instanceof Deno.errors.BrokenPipe) throw error;
         report.failed(size, error);
         failures++;
       }
+      // A closed stdout (`| head -1`) ends the run: nobody reads the echoes.
+      if (out.closed) break;
     }
-    report.closing();
+    if (!out.closed) report.closing();
   } catch (error) {
-    // A closed stdout (`| head -1`) ends the run: nobody reads the echoes.
-    printError(
-      error instanceof Deno.errors.BrokenPipe
-        ? `cannot write to standard output: ${errorMessage(error)}`
-        : error,
-    );
+    // Reading standard input failed: what was read has been answered.
+    out.error(error);
     failures++;
   } finally {
     await client.close();
   }
-  return failures === 0 ? EXIT_OK : EXIT_FAILURE;
+  return failures === 0 && !out.closed ? EXIT_OK : EXIT_FAILURE;
 }
 
 if (import.meta.main) Deno.exitCode = await main(Deno.args);

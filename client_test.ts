@@ -488,35 +488,35 @@ Deno.test("client.ts exits 2 with one error line on bad usage", async () => {
   const cases: [string[], string][] = [
     [
       ["--nope"],
-      "error: cannot parse flags: unknown flag --nope (see --help)\n",
+      "error: cannot use --nope: unknown flag (see --help)\n",
     ],
     [
       ["-p", "0"],
-      "error: cannot send to port 0: expected an integer from 1 to 65535\n",
+      'error: cannot use --port "0": expected a whole number from 1 to 65535\n',
     ],
     [
       ["-p", "x"],
-      'error: cannot use port "x": expected an integer from 0 to 65535\n',
+      'error: cannot use --port "x": expected a whole number from 1 to 65535\n',
     ],
     [
       ["-t", "0"],
-      "error: cannot wait 0 ms: expected a whole number of milliseconds from 1 to 3600000\n",
+      'error: cannot use --timeout "0": expected a whole number of milliseconds from 1 to 3600000\n',
     ],
     [
       ["-r", "-1"],
-      'error: cannot parse flags: --retries needs a value (write --retries=VALUE for one that starts with "-")\n',
+      'error: cannot use --retries "-1": expected a whole number from 0 to 100\n',
     ],
     [
       ["--retries=-1"],
-      'error: cannot use retries "-1": expected a whole number\n',
+      'error: cannot use --retries "-1": expected a whole number from 0 to 100\n',
     ],
     [
       ["-r", "1.5"],
-      'error: cannot use retries "1.5": expected a whole number\n',
+      'error: cannot use --retries "1.5": expected a whole number from 0 to 100\n',
     ],
     [
       ["a", "-"],
-      'error: cannot parse arguments: "-" (read standard input) stands alone\n',
+      'error: cannot use "-": it reads standard input, so it stands alone\n',
     ],
   ];
   for (const [args, expected] of cases) {

@@ -39,25 +39,28 @@ import { checkBatchSupport } from "./io/batch.ts";
 import { checkUnstableNet } from "./net/errors.ts";
 import type { EchoServer, EchoStats } from "./io/types.ts";
 import {
-  DEFAULT_HOST,
-  DEFAULT_PORT,
-  parseHost,
-  parsePort,
-} from "./net/address.ts";
+  type NumberRange,
+  parseChoice,
+  parseFlags,
+  parseHostFlag,
+  parseNumber,
+  refuseArguments,
+  UsageError,
+} from "./cli/flags.ts";
+import { createOutput } from "./cli/output.ts";
+import { DEFAULT_HOST, DEFAULT_PORT } from "./net/address.ts";
 import {
   DEFAULT_MAX_SOURCES,
   DEFAULT_RATE,
-  EchoPolicy,
+  MAX_SOURCES_LIMIT,
+  parseCidr,
   type PolicyOptions,
 } from "./policy/policy.ts";
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, VERSION } from "./cli/exit.ts";
-import { parseFlags } from "./cli/flags.ts";
-import { printError } from "./cli/output.ts";
 import { hostInterfaces, resolveHosts } from "./server/hosts.ts";
 import {
   announce,
   createEventLog,
-  type LogOutput,
   printTotals,
   startStatsReport,
 } from "./server/log.ts";
@@ -128,40 +131,52 @@ const FLAGS = {
   version: { type: "boolean", short: "V", default: false },
 } as const;
 
+/** The values each numeric flag of the server accepts. */
+const RANGES = {
+  port: { min: 0, max: 65535 },
+  rate: {
+    min: 0,
+    max: 10_000_000,
+    fraction: true,
+    unit: "datagrams per second",
+  },
+  burst: { min: 1, max: 1_000_000_000 },
+  "max-sources": { min: 1, max: MAX_SOURCES_LIMIT },
+  "max-size": { min: 0, max: 65535, unit: "bytes" },
+  "stats-interval": { min: 0.01, max: 86_400, fraction: true, unit: "seconds" },
+} as const satisfies Record<string, NumberRange>;
+
 function parseIo(text: string): IoBackend {
-  if (!(IO_BACKENDS as readonly string[]).includes(text)) {
-    throw new TypeError(
-      `Cannot use --io "${text}": expected ${IO_BACKENDS.join(" or ")}`,
-    );
-  }
-  return text as IoBackend;
+  return parseChoice(text, "--io", IO_BACKENDS);
 }
 
-function parseCount(
-  text: string | undefined,
-  flag: string,
+/** The value of a numeric flag, when given; throws a UsageError. */
+function parseNumberFlag(
+  flags: Partial<Record<keyof typeof RANGES, string>>,
+  flag: keyof typeof RANGES,
 ): number | undefined {
-  if (text === undefined) return undefined;
-  if (!/^\d{1,15}$/.test(text)) {
-    throw new TypeError(
-      `Cannot use --${flag} "${text}": expected a whole number`,
-    );
-  }
-  return Number(text);
+  const text = flags[flag];
+  return text === undefined
+    ? undefined
+    : parseNumber(text, `--${flag}`, RANGES[flag]);
 }
 
-function parseSeconds(
-  text: string | undefined,
+/** Checks each CIDR of `flag`; throws a UsageError naming the first bad one. */
+function parseCidrs(
+  texts: string[] | undefined,
   flag: string,
-): number | undefined {
-  if (text === undefined) return undefined;
-  const value = Number(text);
-  if (!/^\d*\.?\d+$/.test(text) || !(value >= 0.01 && value <= 86_400)) {
-    throw new RangeError(
-      `Cannot use --${flag} "${text}": expected seconds from 0.01 to 86400`,
-    );
+): string[] | undefined {
+  for (const text of texts ?? []) {
+    try {
+      parseCidr(text);
+    } catch (error) {
+      throw new UsageError(
+        `Cannot use ${flag} "${text}": expected an IPv4 or IPv6 address or CIDR, such as 10.0.0.0/8`,
+        { cause: error },
+      );
+    }
   }
-  return value;
+  return texts;
 }
 
 /** The policy flags as {@linkcode PolicyOptions}; `rate` is left out unless given. */
@@ -175,25 +190,15 @@ function parsePolicyFlags(
     deny?: string[];
   },
 ): PolicyOptions {
-  let rate: number | undefined;
-  if (flags.rate !== undefined) {
-    rate = Number(flags.rate);
-    if (!/^\d*\.?\d+$/.test(flags.rate) || !Number.isFinite(rate)) {
-      throw new TypeError(
-        `Cannot use --rate "${flags.rate}": expected datagrams per second, 0 or more`,
-      );
-    }
-  }
+  const rate = parseNumberFlag(flags, "rate");
   const options: PolicyOptions = {
-    burst: parseCount(flags.burst, "burst"),
-    maxSources: parseCount(flags["max-sources"], "max-sources"),
-    maxSize: parseCount(flags["max-size"], "max-size"),
-    allow: flags.allow,
-    deny: flags.deny,
+    burst: parseNumberFlag(flags, "burst"),
+    maxSources: parseNumberFlag(flags, "max-sources"),
+    maxSize: parseNumberFlag(flags, "max-size"),
+    allow: parseCidrs(flags.allow, "--allow"),
+    deny: parseCidrs(flags.deny, "--deny"),
   };
   if (rate !== undefined) options.rate = rate;
-  // Let the constructor check the CIDRs and ranges before anything is bound.
-  new EchoPolicy({ ...options, rate: rate ?? 0 });
   return options;
 }
 
@@ -214,53 +219,56 @@ async function main(args: string[]): Promise<number> {
   let policyOptions: PolicyOptions;
   let statsInterval: number | undefined;
   let io: IoBackend;
+  const out = createOutput();
   try {
     const parsed = parseFlags(args, FLAGS);
     flags = parsed.values;
     // Help and version answer even when other values are wrong.
     if (flags.help) {
-      console.log(USAGE);
+      out.line(USAGE);
       return EXIT_OK;
     }
     if (flags.version) {
-      console.log(`udp-echo server ${VERSION}`);
+      out.line(`udp-echo server ${VERSION}`);
       return EXIT_OK;
     }
-    if (parsed.positionals.length > 0) {
-      throw new TypeError(
-        `Cannot parse arguments: unexpected "${
-          parsed.positionals[0]
-        }" (see --help)`,
-      );
-    }
-    hostnames = [...new Set((flags.host ?? [DEFAULT_HOST]).map(parseHost))];
-    port = parsePort(flags.port);
+    refuseArguments(parsed.positionals);
+    hostnames = [
+      ...new Set(
+        (flags.host ?? [DEFAULT_HOST]).map((host) =>
+          parseHostFlag(host, "--host")
+        ),
+      ),
+    ];
+    port = parseNumber(flags.port, "--port", RANGES.port);
     policyOptions = parsePolicyFlags(flags);
-    statsInterval = parseSeconds(flags["stats-interval"], "stats-interval");
+    statsInterval = parseNumberFlag(flags, "stats-interval");
     io = parseIo(flags.io);
-    if (io === "socket") checkUnstableNet();
+    if (io === "socket") {
+      try {
+        checkUnstableNet();
+      } catch (error) {
+        // The command line lacks --unstable-net: a usage error, as before.
+        throw new UsageError((error as Error).message, { cause: error });
+      }
+    }
   } catch (error) {
-    printError(error);
-    return EXIT_USAGE;
+    out.error(error);
+    return error instanceof UsageError ? EXIT_USAGE : EXIT_FAILURE;
   }
 
   if (io === "batch") {
     try {
       checkBatchSupport();
     } catch (error) {
-      printError(error);
+      out.error(error);
       return EXIT_USAGE;
     }
   }
 
-  const output: LogOutput = {
-    line: (text) => console.log(text),
-    error: printError,
-    warn: (text) => console.error(`warning: ${text}`),
-  };
   const hosts = await resolveHosts(hostnames);
   const json = flags.json;
-  const log = createEventLog(output, { json });
+  const log = createEventLog(out, { json });
   const controller = new AbortController();
   let server: EchoServer;
   try {
@@ -276,11 +284,11 @@ async function main(args: string[]): Promise<number> {
       datagramEvents: !flags.quiet,
     });
   } catch (error) {
-    output.error(error);
+    out.error(error);
     return EXIT_FAILURE;
   }
   const removeSignalListeners = onShutdownSignal(() => controller.abort());
-  announce(server, output, {
+  announce(server, out, {
     hostnames: hosts.map((host) => host.name),
     json,
     quiet: flags.quiet,
@@ -288,7 +296,7 @@ async function main(args: string[]): Promise<number> {
   });
   const stopStats = statsInterval === undefined
     ? undefined
-    : startStatsReport(server, output, {
+    : startStatsReport(server, out, {
       seconds: statsInterval,
       json,
       beforeLine: log.flush,
@@ -299,14 +307,14 @@ async function main(args: string[]): Promise<number> {
   } catch (error) {
     // Only the batch backend can fail after binding (its Worker may not run).
     controller.abort();
-    output.error(error);
+    out.error(error);
     return EXIT_FAILURE;
   } finally {
     removeSignalListeners();
     stopStats?.();
     log.close();
   }
-  printTotals(stats, output, { json });
+  printTotals(stats, out, { json });
   return EXIT_OK;
 }
 

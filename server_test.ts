@@ -386,21 +386,21 @@ Deno.test("server.ts exits 2 with one error line on bad usage", async () => {
   const cases: [string[], string][] = [
     [
       ["--nope"],
-      "error: cannot parse flags: unknown flag --nope (see --help)\n",
+      "error: cannot use --nope: unknown flag (see --help)\n",
     ],
     [
       ["-p", "65536"],
-      'error: cannot use port "65536": expected an integer from 0 to 65535\n',
+      'error: cannot use --port "65536": expected a whole number from 0 to 65535\n',
     ],
     [
       ["-H", "bad host"],
-      'error: cannot use host "bad host": expected a host name, an IPv4 or an IPv6 address\n',
+      'error: cannot use --host "bad host": expected a host name, an IPv4 or an IPv6 address\n',
     ],
     [
       ["extra"],
-      'error: cannot parse arguments: unexpected "extra" (see --help)\n',
+      'error: cannot use "extra": unexpected argument (see --help)\n',
     ],
-    [["-p"], "error: cannot parse flags: --port needs a value\n"],
+    [["-p"], "error: cannot use --port: it needs a value\n"],
     [
       ["--io", "fast"],
       'error: cannot use --io "fast": expected socket or batch\n',

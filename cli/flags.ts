@@ -1,25 +1,209 @@
 /**
- * Command-line flags through `node:util`'s strict `parseArgs`.
+ * The one flag layer of both scripts: `node:util`'s strict `parseArgs`, one
+ * strict number parser with a range per flag, and {@linkcode UsageError},
+ * the error that means exit status 2. Every message has one form:
+ * `Cannot use --port "0": expected a whole number from 1 to 65535`.
  *
  * @module
  */
 
 import { parseArgs, type ParseArgsConfig } from "node:util";
+import { type HostPort, parseHost, parsePort } from "../net/address.ts";
 
 /**
- * Parses command-line flags with `node:util`'s strict `parseArgs`, turning its
- * verbose errors into a short `TypeError` ("unknown flag --x").
+ * A command line the scripts refuse before doing any work: a bad flag, value
+ * or argument. It maps to exit status 2 by its class, never by its text.
  */
-export function parseFlags<T extends ParseArgsConfig["options"]>(
+export class UsageError extends Error {
+  /** Creates the error; `message` follows "Cannot X: reason". */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "UsageError";
+  }
+}
+
+/** The values a numeric flag accepts. */
+export interface NumberRange {
+  /** The smallest value accepted. */
+  min: number;
+  /** The largest value accepted. */
+  max: number;
+  /** Whether a fraction (`0.5`) is accepted; whole numbers only when unset. */
+  fraction?: boolean;
+  /** The unit, for the message: "milliseconds", "seconds", "bytes" ... */
+  unit?: string;
+}
+
+const WHOLE = /^\d+$/;
+const DECIMAL = /^\d+(?:\.\d+)?$/;
+
+/** Describes a range the way every message does: "a whole number from 1 to 65535". */
+export function describeRange(range: NumberRange): string {
+  const kind = range.fraction ? "a number" : "a whole number";
+  const unit = range.unit === undefined ? "" : ` of ${range.unit}`;
+  return `${kind}${unit} from ${range.min} to ${range.max}`;
+}
+
+/**
+ * Parses the value of `flag` (its long name, `--port`) as a decimal number
+ * within `range`: digits only, with a fraction only where the range allows
+ * one; no sign, hex, exponent or whitespace.
+ *
+ * Throws a {@linkcode UsageError} when `text` is not such a number.
+ *
+ * @example
+ * ```ts
+ * import { parseNumber } from "./flags.ts";
+ * import { equal, throws } from "node:assert/strict";
+ *
+ * equal(parseNumber("7", "--port", { min: 1, max: 65535 }), 7);
+ * throws(() => parseNumber("0x10", "--count", { min: 1, max: 9 }), {
+ *   message: 'Cannot use --count "0x10": expected a whole number from 1 to 9',
+ * });
+ * ```
+ */
+export function parseNumber(
+  text: string,
+  flag: string,
+  range: NumberRange,
+): number {
+  const value = Number(text);
+  if (
+    !(range.fraction ? DECIMAL : WHOLE).test(text) || value < range.min ||
+    value > range.max
+  ) {
+    throw new UsageError(
+      `Cannot use ${flag} "${text}": expected ${describeRange(range)}`,
+    );
+  }
+  return value;
+}
+
+/**
+ * Parses the value of `flag` as one of `choices`; throws a
+ * {@linkcode UsageError} for any other text.
+ */
+export function parseChoice<T extends string>(
+  text: string,
+  flag: string,
+  choices: readonly T[],
+): T {
+  if (!(choices as readonly string[]).includes(text)) {
+    throw new UsageError(
+      `Cannot use ${flag} "${text}": expected ${choices.join(" or ")}`,
+    );
+  }
+  return text as T;
+}
+
+/**
+ * Parses the host given to `flag`, as `parseHost` does: a name, an IPv4 or
+ * an IPv6 literal, brackets removed. Throws a {@linkcode UsageError} for
+ * anything else.
+ */
+export function parseHostFlag(text: string, flag: string): string {
+  try {
+    return parseHost(text);
+  } catch (error) {
+    throw new UsageError(
+      `Cannot use ${flag} "${text}": expected a host name, an IPv4 or an IPv6 address`,
+      { cause: error },
+    );
+  }
+}
+
+/**
+ * Parses a local address to bind: `ADDR`, `ADDR:PORT`, `[V6ADDR]` or
+ * `[V6ADDR]:PORT`, the port 0 when none is given. Throws a
+ * {@linkcode UsageError} for anything else.
+ */
+export function parseBindFlag(text: string, flag: string): HostPort {
+  try {
+    // A bare IPv6 address has no port: only brackets set one apart.
+    const match = /^\[([^\]]+)\](?::(\d+))?$/.exec(text) ??
+      /^([^:]+):(\d+)$/.exec(text);
+    if (match === null) return { hostname: parseHost(text), port: 0 };
+    return {
+      hostname: parseHost(
+        match[1]!.includes(":") ? `[${match[1]}]` : match[1]!,
+      ),
+      port: match[2] === undefined ? 0 : parsePort(match[2]),
+    };
+  } catch (error) {
+    throw new UsageError(
+      `Cannot use ${flag} "${text}": expected ADDR, ADDR:PORT, [V6ADDR] or [V6ADDR]:PORT`,
+      { cause: error },
+    );
+  }
+}
+
+/** The flags of a script, in `node:util` parseArgs form. */
+export type FlagSpecs = NonNullable<ParseArgsConfig["options"]>;
+
+type ParsedValues<T extends FlagSpecs> = ReturnType<
+  typeof parseArgs<{ options: T }>
+>["values"];
+
+/**
+ * Rewrites a negative number given as a flag's value (`-c -1`,
+ * `--rate -5`) to `--count=-1`, so that parseArgs reads it as the value,
+ * which the number parser then refuses with its range, instead of as a flag.
+ */
+function joinNegativeValues(args: string[], options: FlagSpecs): string[] {
+  const longOf = new Map<string, string>();
+  for (const [name, spec] of Object.entries(options)) {
+    if (spec.short !== undefined) longOf.set(spec.short, name);
+  }
+  const takesValue = (name: string | undefined) =>
+    name !== undefined && options[name]?.type === "string";
+  const result: string[] = [];
+  for (let k = 0; k < args.length; k++) {
+    const arg = args[k]!;
+    const next = args[k + 1];
+    if (arg === "--") {
+      result.push(...args.slice(k));
+      break;
+    }
+    const negative = next !== undefined && /^-\d/.test(next);
+    if (negative && /^--[^=]+$/.test(arg) && takesValue(arg.slice(2))) {
+      result.push(`${arg}=${next}`);
+      k++;
+    } else if (
+      negative && /^-[^-]+$/.test(arg) && takesValue(longOf.get(arg.at(-1)!)) &&
+      ![...arg.slice(1, -1)].some((short) => takesValue(longOf.get(short)))
+    ) {
+      // A cluster such as -qc: the last short flag takes the value.
+      if (arg.length > 2) result.push(arg.slice(0, -1));
+      result.push(`--${longOf.get(arg.at(-1)!)}=${next}`);
+      k++;
+    } else {
+      result.push(arg);
+    }
+  }
+  return result;
+}
+
+/** The long form of the flag a parseArgs message names (`'-p, --port'`). */
+function flagNamed(message: string): string {
+  return /--[\w-]+/.exec(message)?.[0] ?? /'(-[^',]*)'/.exec(message)?.[1] ??
+    "a flag";
+}
+
+/**
+ * Parses command-line flags with `node:util`'s strict `parseArgs`; a
+ * negative number after a flag that takes a value is read as its value.
+ *
+ * Throws a {@linkcode UsageError} for an unknown flag, a missing value or a
+ * value given to a flag that takes none. Values are left as text: check them
+ * with {@linkcode parseNumber} and its kin.
+ */
+export function parseFlags<T extends FlagSpecs>(
   args: string[],
   options: T,
-): {
-  values: ReturnType<typeof parseArgs<{ options: T }>>["values"];
-  positionals: string[];
-} {
+): { values: ParsedValues<T>; positionals: string[] } {
   try {
     const parsed = parseArgs({
-      args,
+      args: joinNegativeValues(args, options),
       options,
       allowPositionals: true,
       strict: true,
@@ -28,23 +212,38 @@ export function parseFlags<T extends ParseArgsConfig["options"]>(
   } catch (error) {
     const code = (error as { code?: string }).code;
     const message = (error as Error).message;
-    // Name a flag by its long form where the message gives one.
-    const flag = /--[\w-]+/.exec(message)?.[0] ??
-      /'(-[^',]*)'/.exec(message)?.[1];
-    if (code === "ERR_PARSE_ARGS_UNKNOWN_OPTION") {
-      throw new TypeError(
-        `Cannot parse flags: unknown flag ${flag} (see --help)`,
-      );
+    const flag = flagNamed(message);
+    switch (code) {
+      case "ERR_PARSE_ARGS_UNKNOWN_OPTION":
+        throw new UsageError(
+          `Cannot use ${flag}: unknown flag (see --help)`,
+          { cause: error },
+        );
+      case "ERR_PARSE_ARGS_INVALID_OPTION_VALUE":
+        throw new UsageError(
+          message.includes("argument missing")
+            ? `Cannot use ${flag}: it needs a value`
+            : message.includes("ambiguous")
+            ? `Cannot use ${flag}: it needs a value (write ${flag}=VALUE for one that starts with "-")`
+            : `Cannot use ${flag}: it takes no value`,
+          { cause: error },
+        );
+      default:
+        throw new UsageError(`Cannot parse flags: ${message}`, {
+          cause: error,
+        });
     }
-    if (code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE") {
-      throw new TypeError(
-        message.includes("argument missing")
-          ? `Cannot parse flags: ${flag} needs a value`
-          : message.includes("ambiguous")
-          ? `Cannot parse flags: ${flag} needs a value (write ${flag}=VALUE for one that starts with "-")`
-          : `Cannot parse flags: ${flag} takes no value`,
-      );
-    }
-    throw new TypeError(`Cannot parse flags: ${message}`);
+  }
+}
+
+/**
+ * Throws a {@linkcode UsageError} when an argument is given to a script that
+ * takes none.
+ */
+export function refuseArguments(positionals: string[]): void {
+  if (positionals.length > 0) {
+    throw new UsageError(
+      `Cannot use "${positionals[0]}": unexpected argument (see --help)`,
+    );
   }
 }

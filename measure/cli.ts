@@ -1,9 +1,9 @@
 /**
- * The measurement modes of `client.ts` on the command line: their flags,
- * how the flags pick a mode, and running one with text, `--json` or
- * `--ndjson` output and the `--max-loss` exit status. `client.ts` adds
- * {@linkcode MEASURE_FLAGS} to its own flags and hands over to
- * {@linkcode runMeasurement} when {@linkcode measurementMode} finds one.
+ * The measurement modes of `client.ts` on the command line: checking their
+ * flags against the ranges of `flags.ts`, and running one with text,
+ * `--json` or `--ndjson` output and the `--max-loss` exit status.
+ * `client.ts` adds `MEASURE_FLAGS` (from `flags.ts`) to its own flags and
+ * imports this module only when `measurementMode` finds a mode.
  *
  * @module
  */
@@ -11,7 +11,6 @@
 import {
   checkProbeSize,
   DEFAULT_PROBE_SIZE,
-  DEFAULT_PROBE_TIMEOUT_MS,
   type ProbeEvent,
   type RunOptions,
   runProbes,
@@ -36,65 +35,16 @@ import {
   type AddressFamily,
   formatAddress,
   type HostPort,
-  parseHost,
-  parsePort,
 } from "../net/address.ts";
 import { checkUnstableNet } from "../io/socket.ts";
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from "../cli/exit.ts";
-import { printError } from "../cli/output.ts";
+import { parseBindFlag, parseNumber, UsageError } from "../cli/flags.ts";
+import type { Output } from "../cli/output.ts";
 import { resolveTarget } from "../net/resolve.ts";
+import { MEASURE_RANGES } from "./flags.ts";
 
-/** The flags of the measurement modes, in `node:util` parseArgs form. */
-export const MEASURE_FLAGS = {
-  count: { type: "string", short: "c" },
-  interval: { type: "string", short: "i" },
-  size: { type: "string", short: "s" },
-  duration: { type: "string", short: "d" },
-  wait: { type: "string" },
-  window: { type: "string", short: "w" },
-  rate: { type: "string" },
-  flows: { type: "string" },
-  sweep: { type: "boolean" },
-  ipv4: { type: "boolean", short: "4" },
-  ipv6: { type: "boolean", short: "6" },
-  bind: { type: "string" },
-  ndjson: { type: "boolean" },
-  "max-loss": { type: "string" },
-} as const;
-
-/** The `--help` lines of the measurement flags. */
-export const MEASURE_HELP =
-  `Measurement modes (these flags start one; -4, -6 and --bind refine it):
-  -c, --count N        ping: send N probes (default: until Ctrl-C or -d)
-  -i, --interval MS    ping: send probe n at start + n x MS (default 1000)
-  -s, --size BYTES     probe payload, 20 to the family limit (default 64)
-  -d, --duration S     stop sending after S seconds
-      --wait MS        after the last send, wait this long for replies
-                       (default 2 x --timeout)
-  -w, --window N       load: keep N probes in flight per flow (closed loop)
-      --rate PPS       load: send PPS probes a second per flow (open loop)
-      --flows N        load: run N flows from distinct source ports
-      --sweep          find the largest payload echoed intact
-  -4, -6               use only IPv4 or only IPv6
-      --bind ADDR[:PORT]  send from this local address
-      --ndjson         one JSON event per reply, the summary last
-      --max-loss PCT   exit 1 when more than PCT% of probes lack an intact
-                       reply (default 0)
-  Load without -c or -d runs 10 s; -t MS marks slower replies late and,
-  with -w, frees their slot.`;
-
-/** The flag values {@linkcode runMeasurement} reads. */
+/** The flag values {@linkcode runMeasurement} reads, as parseArgs gives them. */
 export interface MeasureValues {
-  /** `-H`: the host to measure. */
-  host?: string;
-  /** `-p`: its port. */
-  port?: string;
-  /** `-t`: the reply timeout in ms. */
-  timeout?: string;
-  /** `-q`: only the summary. */
-  quiet?: boolean;
-  /** `--json`: one JSON document. */
-  json?: boolean;
   /** `-c`. */
   count?: string;
   /** `-i`. */
@@ -125,73 +75,56 @@ export interface MeasureValues {
   "max-loss"?: string;
 }
 
-const LOAD_FLAGS = ["window", "rate", "flows"] as const;
-const PING_FLAGS = ["count", "interval", "size", "duration", "wait"] as const;
-// -4, -6 and --bind refine a mode (and -4/-6 the single echo) but start none.
-const OTHER_FLAGS = ["ndjson", "max-loss"] as const;
+/** What {@linkcode runMeasurement} takes from the client's own flags. */
+export interface MeasureOptions {
+  /** `-H` and `-p`: the server to measure. */
+  target: HostPort;
+  /** `-t`: the reply timeout in ms. */
+  timeoutMs: number;
+  /** `-q`: only the summary. */
+  quiet: boolean;
+  /** `--json`: one JSON document. */
+  json: boolean;
+  /** Where every line goes. */
+  output: Output;
+}
+
 const LOAD_DEFAULT_MS = 10_000;
 const STATUS_INTERVAL_MS = 250;
 
 /**
- * The mode the flags ask for: `sweep` with `--sweep`, `load` with `-w`,
- * `--rate` or `--flows`, `ping` with any other measurement flag; `undefined`
- * when none is given (the single echo).
+ * Turns an error of the checks made before anything is sent (a family that
+ * does not match, the unspecified address, a probe too large for the
+ * family, a flow setup the engine refuses) into the usage error it is;
+ * others, such as a name that does not resolve, stay runtime failures.
  */
-export function measurementMode(values: MeasureValues): Mode | undefined {
-  if (values.sweep) return "sweep";
-  if (LOAD_FLAGS.some((flag) => values[flag] !== undefined)) return "load";
-  if (
-    [...PING_FLAGS, ...OTHER_FLAGS].some((flag) =>
-      values[flag] !== undefined && values[flag] !== false
-    )
-  ) return "ping";
-  return undefined;
+function asUsage(error: unknown): unknown {
+  return error instanceof RangeError || error instanceof TypeError
+    ? new UsageError(error.message, { cause: error })
+    : error;
 }
 
+/** The value of a numeric measurement flag, when given. */
 function number(
-  flag: string,
-  text: string | undefined,
-  options: { integer?: boolean; min?: number; max?: number } = {},
+  values: MeasureValues,
+  flag: keyof typeof MEASURE_RANGES,
 ): number | undefined {
-  if (text === undefined) return undefined;
-  const { integer = false, min = 0, max = Infinity } = options;
-  const value = Number(text);
-  if (
-    text.trim() === "" || !Number.isFinite(value) ||
-    (integer && !Number.isInteger(value)) || value < min || value > max
-  ) {
-    throw new RangeError(
-      `Cannot use ${flag} "${text}": expected ${
-        integer ? "an integer" : "a number"
-      } ${max === Infinity ? `of at least ${min}` : `from ${min} to ${max}`}`,
-    );
-  }
-  return value;
+  const text = values[flag];
+  return text === undefined
+    ? undefined
+    : parseNumber(text, `--${flag}`, MEASURE_RANGES[flag]);
 }
 
-function parseBind(text: string): HostPort {
-  // ADDR, ADDR:PORT, [V6ADDR] or [V6ADDR]:PORT; a bare IPv6 address has no port.
-  const match = /^\[([^\]]+)\](?::(\d+))?$/.exec(text) ??
-    /^([^:]+):(\d+)$/.exec(text);
-  if (match) {
-    return {
-      hostname: parseHost(
-        match[1]!.includes(":") ? `[${match[1]}]` : match[1]!,
-      ),
-      port: match[2] === undefined ? 0 : parsePort(match[2]),
-    };
-  }
-  return { hostname: parseHost(text), port: 0 };
-}
-
-function conflict(values: MeasureValues, flags: string[][]): void {
-  for (const group of flags) {
+function conflict(
+  values: MeasureValues & { json: boolean },
+  groups: (keyof MeasureValues | "json")[][],
+): void {
+  for (const group of groups) {
     const given = group.filter((flag) =>
-      values[flag as keyof MeasureValues] !== undefined &&
-      values[flag as keyof MeasureValues] !== false
+      values[flag] !== undefined && values[flag] !== false
     );
     if (given.length > 1) {
-      throw new TypeError(
+      throw new UsageError(
         `Cannot combine ${given.map((flag) => `--${flag}`).join(" and ")}`,
       );
     }
@@ -200,95 +133,72 @@ function conflict(values: MeasureValues, flags: string[][]): void {
 
 /** Everything a measurement needs, checked before any datagram leaves. */
 interface Plan {
-  mode: Mode;
-  host: string;
-  port: number;
   family?: AddressFamily;
   bind?: HostPort;
   run: Omit<RunOptions, "target">;
   maxLoss: number;
   output: "text" | "json" | "ndjson";
-  quiet: boolean;
 }
 
-/** Checks the flags of a measurement; throws TypeError or RangeError. */
+/** Checks the flags of a measurement; throws a UsageError. */
 function plan(
   mode: Mode,
   values: MeasureValues,
-  defaults: HostPort,
+  options: MeasureOptions,
 ): Plan {
-  conflict(values, [
+  conflict({ ...values, json: options.json }, [
     ["sweep", "window", "rate", "interval"],
     ["sweep", "count"],
     ["sweep", "duration"],
     ["sweep", "size"],
     ["sweep", "flows"],
-    ["ipv4", "ipv6"],
     ["json", "ndjson"],
   ]);
-  const timeoutMs = number("--timeout", values.timeout, { min: 1 }) ??
-    DEFAULT_PROBE_TIMEOUT_MS;
-  const rate = number("--rate", values.rate, { min: 0.001 });
-  const count = number("--count", values.count, { integer: true, min: 1 });
-  const duration = number("--duration", values.duration, { min: 0.001 });
-  let window = number("--window", values.window, { integer: true, min: 1 });
+  const rate = number(values, "rate");
+  const count = number(values, "count");
+  const duration = number(values, "duration");
+  let window = number(values, "window");
   let intervalMs = rate !== undefined
     ? 1000 / rate
-    : number("--interval", values.interval);
+    : number(values, "interval");
   // Load without a pacing flag keeps one probe in flight per flow.
   if (mode === "load" && window === undefined && intervalMs === undefined) {
     window = 1;
   }
   if (window === undefined) intervalMs ??= 1000;
   return {
-    mode,
-    host: values.host === undefined
-      ? defaults.hostname
-      : parseHost(values.host),
-    port: values.port === undefined ? defaults.port : parsePort(values.port),
     family: values.ipv4 ? "IPv4" : values.ipv6 ? "IPv6" : undefined,
-    bind: values.bind === undefined ? undefined : parseBind(values.bind),
+    bind: values.bind === undefined
+      ? undefined
+      : parseBindFlag(values.bind, "--bind"),
     run: {
       count,
       durationMs: duration === undefined
         ? (mode === "load" && count === undefined ? LOAD_DEFAULT_MS : undefined)
         : duration * 1000,
-      size: number("--size", values.size, { integer: true, min: 0 }) ??
-        DEFAULT_PROBE_SIZE,
+      size: number(values, "size") ?? DEFAULT_PROBE_SIZE,
       intervalMs,
       window,
-      flows: number("--flows", values.flows, {
-        integer: true,
-        min: 1,
-        max: 1024,
-      }),
-      timeoutMs,
-      waitMs: number("--wait", values.wait),
+      flows: number(values, "flows"),
+      timeoutMs: options.timeoutMs,
+      waitMs: number(values, "wait"),
     },
-    maxLoss: number("--max-loss", values["max-loss"], { max: 100 }) ?? 0,
-    output: values.json ? "json" : values.ndjson ? "ndjson" : "text",
-    quiet: values.quiet ?? false,
+    maxLoss: number(values, "max-loss") ?? 0,
+    output: options.json ? "json" : values.ndjson ? "ndjson" : "text",
   };
 }
 
-function print(line: string): void {
-  console.log(line);
-}
-
 /** A live status line on standard error, only on a terminal. */
-function statusLine(enabled: boolean) {
-  const encoder = new TextEncoder();
+function statusLine(output: Output, enabled: boolean) {
   let last = "";
   return {
     show(text: string): void {
       if (!enabled) return;
       last = text;
-      Deno.stderr.writeSync(encoder.encode(`\r\x1b[K${last}`));
+      output.status(`\r\x1b[K${last}`);
     },
     clear(): void {
-      if (enabled && last !== "") {
-        Deno.stderr.writeSync(encoder.encode("\r\x1b[K"));
-      }
+      if (enabled && last !== "") output.status("\r\x1b[K");
       last = "";
     },
   };
@@ -303,35 +213,39 @@ function statusLine(enabled: boolean) {
 export async function runMeasurement(
   mode: Mode,
   values: MeasureValues,
-  defaults: HostPort,
+  options: MeasureOptions,
 ): Promise<number> {
+  const { output: out, quiet } = options;
   let checked: Plan;
-  try {
-    checked = plan(mode, values, defaults);
-  } catch (error) {
-    printError(error);
-    return EXIT_USAGE;
-  }
   let target;
   try {
-    target = await resolveTarget(
-      { hostname: checked.host, port: checked.port },
-      { family: checked.family },
-    );
-    if (mode !== "sweep") checkProbeSize(checked.run.size!, target);
-    checkUnstableNet();
+    checked = plan(mode, values, options);
+    target = await resolveTarget(options.target, { family: checked.family })
+      .catch((error) => {
+        throw asUsage(error);
+      });
+    try {
+      if (mode !== "sweep") checkProbeSize(checked.run.size!, target);
+      checkUnstableNet();
+    } catch (error) {
+      throw asUsage(error);
+    }
   } catch (error) {
-    printError(error);
-    return error instanceof Error && error.message.startsWith("Cannot resolve")
-      ? EXIT_FAILURE
-      : EXIT_USAGE;
+    out.error(error);
+    return error instanceof UsageError ? EXIT_USAGE : EXIT_FAILURE;
   }
   const from = formatAddress(target);
-  const { output, quiet, run } = checked;
+  const { output, run } = checked;
   const flows = run.flows ?? 1;
   const status = statusLine(
-    mode === "load" && output === "text" && !quiet && Deno.stderr.isTerminal(),
+    out,
+    mode === "load" && output === "text" && !quiet && out.stderrIsTerminal,
   );
+  const print = (line: string) => {
+    out.line(line);
+    // Nobody reads the rest: stop probing.
+    if (out.closed) controller.abort();
+  };
   const live = { sent: 0, received: 0, lastRttMs: NaN, start: 0 };
   const onEvent = (event: ProbeEvent) => {
     if (output === "ndjson") print(toJson(eventJson(event)));
@@ -383,7 +297,7 @@ export async function runMeasurement(
             : toJson({ event: "summary", ...document }),
         );
       }
-      return result.maxPayload > 0 ? EXIT_OK : EXIT_FAILURE;
+      return result.maxPayload > 0 && !out.closed ? EXIT_OK : EXIT_FAILURE;
     }
     if (output === "text" && !quiet) {
       const pacing = run.window !== undefined
@@ -437,13 +351,13 @@ export async function runMeasurement(
       );
     }
     const loss = lossPercent(result);
-    return Number.isFinite(loss) && loss <= checked.maxLoss
+    return Number.isFinite(loss) && loss <= checked.maxLoss && !out.closed
       ? EXIT_OK
       : EXIT_FAILURE;
   } catch (error) {
     status.clear();
-    printError(error);
-    return error instanceof RangeError ? EXIT_USAGE : EXIT_FAILURE;
+    out.error(asUsage(error));
+    return asUsage(error) instanceof UsageError ? EXIT_USAGE : EXIT_FAILURE;
   } finally {
     if (ticker !== undefined) clearInterval(ticker);
     Deno.removeSignalListener("SIGINT", onSignal);

@@ -280,7 +280,7 @@ Deno.test("client.ts -6 measures over ::1 and --bind picks the source", async ()
 Deno.test("client.ts refuses bad measurement flags with exit 2", async () => {
   const cases: [string[], RegExp][] = [
     [["-c", "0"], /^error: cannot use --count "0"/],
-    [["-c", "2", "-s", "10"], /^error: cannot send probes of 10 bytes/],
+    [["-c", "2", "-s", "10"], /^error: cannot use --size "10": expected a/],
     [["-c", "2", "-s", "65508"], /^error: cannot send 65508 bytes/],
     [["--sweep", "-c", "3"], /^error: cannot combine --sweep and --count/],
     [["-w", "2", "--rate", "5"], /^error: cannot combine --window and --rate/],
@@ -291,7 +291,7 @@ Deno.test("client.ts refuses bad measurement flags with exit 2", async () => {
     [["-4", "-6", "-c", "1"], /^error: cannot combine -4 and -6/],
     [["--bind", "127.0.0.1", "hi"], /^error: cannot use --bind without/],
     [["--rate", "0", "-c", "1"], /^error: cannot use --rate "0"/],
-    [["-w", "4", "--bind", "[::1]:x"], /^error: cannot use host "\[::1\]:x"/],
+    [["-w", "4", "--bind", "[::1]:x"], /^error: cannot use --bind "\[::1\]:x"/],
   ];
   for (const [args, expected] of cases) {
     const { code, stdout, stderr } = await client(["-p", "9", ...args]);

@@ -1,0 +1,108 @@
+import { deepEqual, equal } from "node:assert/strict";
+import { createOutput, type Sink } from "./output.ts";
+
+/** A sink that keeps what it is given, `chunk` bytes per write at most. */
+function recorder(options: { chunk?: number; terminal?: boolean } = {}) {
+  const { chunk = Infinity, terminal = false } = options;
+  const bytes: number[] = [];
+  const sink: Sink & { text(): string } = {
+    writeSync(data) {
+      const n = Math.min(chunk, data.length);
+      bytes.push(...data.subarray(0, n));
+      return n;
+    },
+    isTerminal: () => terminal,
+    text: () => new TextDecoder().decode(new Uint8Array(bytes)),
+  };
+  return sink;
+}
+
+/** A sink whose every write throws `error`. */
+function failing(error: Error): Sink {
+  return {
+    writeSync() {
+      throw error;
+    },
+    isTerminal: () => false,
+  };
+}
+
+Deno.test("createOutput() writes whole lines through short writes", () => {
+  const stdout = recorder({ chunk: 1 });
+  const out = createOutput({ stdout, stderr: recorder() });
+  out.line("hello");
+  out.raw(new Uint8Array([0x41, 0x0a]));
+  equal(stdout.text(), "hello\nA\n");
+});
+
+Deno.test("createOutput() writes error lines in the one form", () => {
+  const stderr = recorder();
+  const out = createOutput({ stdout: recorder(), stderr });
+  out.error(new Error("Cannot do it: no reason"));
+  out.error("already lower case");
+  out.warn("careful");
+  equal(
+    stderr.text(),
+    "error: cannot do it: no reason\nerror: already lower case\nwarning: careful\n",
+  );
+});
+
+Deno.test("createOutput() colours error: only when asked", () => {
+  const plain = recorder({ terminal: true });
+  createOutput({ stdout: recorder(), stderr: plain, color: false }).error("x");
+  equal(plain.text(), "error: x\n");
+  const coloured = recorder({ terminal: true });
+  createOutput({ stdout: recorder(), stderr: coloured, color: true })
+    .error("x");
+  equal(coloured.text(), "\x1b[1;31merror\x1b[0m: x\n");
+});
+
+Deno.test("createOutput() never colours a stderr that is no terminal", () => {
+  const stderr = recorder({ terminal: false });
+  createOutput({ stdout: recorder(), stderr }).error("x");
+  equal(stderr.text(), "error: x\n");
+});
+
+Deno.test("createOutput() reports a closed stdout once and drops the rest", () => {
+  const stderr = recorder();
+  const calls: string[] = [];
+  const out = createOutput({
+    stdout: failing(new Deno.errors.BrokenPipe("Broken pipe (os error 32)")),
+    stderr,
+    onClosed: () => calls.push("closed"),
+  });
+  equal(out.closed, false);
+  out.line("one");
+  out.line("two");
+  out.raw(new Uint8Array([1]));
+  equal(out.closed, true);
+  deepEqual(calls, ["closed"]);
+  equal(stderr.text(), "error: cannot write to standard output: broken pipe\n");
+});
+
+Deno.test("createOutput() ignores a closed stderr", () => {
+  const out = createOutput({
+    stdout: recorder(),
+    stderr: failing(new Deno.errors.BrokenPipe("gone")),
+  });
+  out.error("nobody hears this");
+  out.status("nor this");
+});
+
+Deno.test("createOutput() treats a full disk like a closed stdout, never throwing", () => {
+  const stderr = recorder();
+  const calls: string[] = [];
+  const out = createOutput({
+    stdout: failing(new Error("No space left on device (os error 28)")),
+    stderr,
+    onClosed: () => calls.push("closed"),
+  });
+  out.line("x");
+  out.line("y");
+  equal(out.closed, true);
+  deepEqual(calls, ["closed"]);
+  equal(
+    stderr.text(),
+    "error: cannot write to standard output: no space left on device\n",
+  );
+});
