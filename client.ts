@@ -16,7 +16,7 @@
  * ```
  *
  * The measurement modes live in `measure/`: `engine.ts` (engines),
- * `report.ts` (output), `flags.ts` (their flags) and `cli.ts` (running one),
+ * `report.ts` (output) and `cli.ts` (their flag values and running one),
  * loaded only when a measurement flag is given.
  *
  * Or use it as a module:
@@ -44,15 +44,20 @@
  */
 
 import {
-  MEASURE_FLAGS,
-  MEASURE_HELP,
-  measurementMode,
-  type MeasureMode,
-} from "./measure/flags.ts";
+  DEFAULT_MESSAGE,
+  DEFAULT_RETRIES,
+  DEFAULT_TIMEOUT_MS,
+  EchoClient,
+  type EchoReply,
+  EchoTimeoutError,
+  MAX_RETRIES,
+  MAX_TIMEOUT_MS,
+} from "./io/client.ts";
 import {
   type AddressFamily,
   DEFAULT_HOST,
   DEFAULT_PORT,
+  errorMessage,
   formatAddress,
   type HostPort,
   type ResolvedAddress,
@@ -62,280 +67,113 @@ import {
   previewPayload,
   RECEIVE_BUFFER_SIZE,
 } from "./net/payload.ts";
-import { checkUnstableNet } from "./io/socket.ts";
-import { errorMessage } from "./net/errors.ts";
-import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, VERSION } from "./cli/exit.ts";
 import {
+  EXIT_FAILURE,
+  EXIT_OK,
+  EXIT_USAGE,
   type NumberRange,
   parseFlags,
   parseHostFlag,
   parseNumber,
   UsageError,
+  VERSION,
 } from "./cli/flags.ts";
 import { createOutput, type Output } from "./cli/output.ts";
-import { resolveTarget } from "./net/resolve.ts";
 
-/** The message the tutorials send when none is given. */
-export const DEFAULT_MESSAGE =
-  "This is our message. It will be sent all at once";
+export {
+  DEFAULT_MESSAGE,
+  DEFAULT_RETRIES,
+  DEFAULT_TIMEOUT_MS,
+  EchoClient,
+  type EchoClientOptions,
+  type EchoOptions,
+  type EchoReply,
+  EchoTimeoutError,
+  type EchoTimeoutErrorOptions,
+  MAX_RETRIES,
+  MAX_TIMEOUT_MS,
+} from "./io/client.ts";
 
-/** Milliseconds to wait for the first echo. */
-export const DEFAULT_TIMEOUT_MS = 1000;
-
-/** Sends after the first when no echo comes; each waits twice as long. */
-export const DEFAULT_RETRIES = 2;
-
-// Earlier payloads that got no echo: a late echo of one of them is no reply
-// to the current message, so it is ignored rather than taken for corruption.
-const REMEMBERED_UNANSWERED = 8;
-
-/** Options for {@linkcode EchoClient.open}. */
-export interface EchoClientOptions {
-  /** Milliseconds to wait for the first echo; each retry waits twice as long. */
-  timeout?: number;
-  /** Sends after the first when no echo comes. */
-  retries?: number;
-  /** Resolve the target to an address of this family only. */
-  family?: AddressFamily;
-}
-
-/** Options for {@linkcode EchoClient.echo}. */
-export interface EchoOptions {
-  /** Called before each send after the first, with its number and wait. */
-  onRetry?: (retry: number, waitMs: number) => void;
-}
-
-/** The echo of one message. */
-export interface EchoReply {
-  /** The bytes that came back. */
-  data: Uint8Array;
-  /** Whether they are exactly the bytes sent. */
-  matches: boolean;
-  /** How many sends it took. */
-  tries: number;
-  /** Milliseconds from the last send to the echo; after a retry, the echo may answer an earlier send. */
-  rttMs: number;
-}
-
-/** What an {@linkcode EchoTimeoutError} reports. */
-export interface EchoTimeoutErrorOptions {
-  /** How many sends went unanswered. */
-  tries: number;
-  /** Milliseconds waited in all. */
-  waitedMs: number;
-}
-
-/** No echo came back after every try. */
-export class EchoTimeoutError extends Error {
-  /** How many sends went unanswered. */
-  readonly tries: number;
-
-  /** Creates the error for a target, the sends made and the time waited. */
-  constructor(target: HostPort, options: EchoTimeoutErrorOptions) {
-    const { tries, waitedMs } = options;
-    super(
-      `Cannot get an echo from ${
-        formatAddress(target)
-      }: no reply after ${tries} ${tries === 1 ? "try" : "tries"} (${
-        Math.round(waitedMs)
-      } ms)`,
-    );
-    this.name = "EchoTimeoutError";
-    this.tries = tries;
-  }
-}
-
-function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
-
-/** The values of `-p`, `-t` and `-r`, and of the options of {@linkcode EchoClient.open}. */
+/** The values of `-p`, `-t` and `-r`. */
 const RANGES = {
   port: { min: 1, max: 65535 },
-  timeout: { min: 1, max: 3_600_000, unit: "milliseconds" },
-  retries: { min: 0, max: 100 },
+  timeout: { min: 1, max: MAX_TIMEOUT_MS, unit: "milliseconds" },
+  retries: { min: 0, max: MAX_RETRIES },
 } as const satisfies Record<string, NumberRange>;
 
-function inRange(value: number, range: NumberRange): boolean {
-  return Number.isInteger(value) && value >= range.min && value <= range.max;
-}
+/** The flags of the measurement modes, in `node:util` parseArgs form. */
+/**
+ * The measurement modes, as `measure/report.ts` names them; a type import
+ * from there would put the measurement modules in the plain client's graph.
+ */
+type MeasureMode = "ping" | "load" | "sweep";
 
-function checkTimingOptions(timeout: number, retries: number): void {
-  if (!inRange(timeout, RANGES.timeout)) {
-    throw new RangeError(
-      `Cannot wait ${timeout} ms: expected a whole number of milliseconds from 1 to 3600000`,
-    );
-  }
-  if (!inRange(retries, RANGES.retries)) {
-    throw new RangeError(
-      `Cannot retry ${retries} times: expected a whole number from 0 to 100`,
-    );
-  }
-}
+const MEASURE_FLAGS = {
+  count: { type: "string", short: "c" },
+  interval: { type: "string", short: "i" },
+  size: { type: "string", short: "s" },
+  duration: { type: "string", short: "d" },
+  wait: { type: "string" },
+  window: { type: "string", short: "w" },
+  rate: { type: "string" },
+  flows: { type: "string" },
+  sweep: { type: "boolean" },
+  ipv4: { type: "boolean", short: "4" },
+  ipv6: { type: "boolean", short: "6" },
+  bind: { type: "string" },
+  ndjson: { type: "boolean" },
+  "max-loss": { type: "string" },
+} as const;
+
+/** The `--help` lines of the measurement flags. */
+const MEASURE_HELP =
+  `Measurement modes (these flags start one; -4, -6 and --bind refine it):
+  -c, --count N        ping: send N probes, 1 to 1000000000
+                       (default: until Ctrl-C or -d)
+  -i, --interval MS    ping: send probe n at start + n x MS, 0 to 3600000
+                       (default 1000)
+  -s, --size BYTES     probe payload, 20 to the family limit (default 64)
+  -d, --duration S     stop sending after S seconds, 0.001 to 86400
+      --wait MS        after the last send, wait this long for replies,
+                       0 to 3600000 (default 2 x --timeout)
+  -w, --window N       load: keep N probes in flight per flow, 1 to 1000000
+                       (closed loop)
+      --rate PPS       load: send PPS probes a second per flow, 0.001 to
+                       10000000 (open loop)
+      --flows N        load: run N flows from distinct source ports, 1 to 1024
+      --sweep          find the largest payload echoed intact
+  -4, -6               use only IPv4 or only IPv6
+      --bind ADDR[:PORT]  send from this local address
+      --ndjson         one JSON event per reply, the summary last
+      --max-loss PCT   exit 1 when more than PCT% of probes lack an intact
+                       reply, 0 to 100 (default 0)
+  Load without -c or -d runs 10 s; -t MS marks slower replies late and,
+  with -w, frees their slot.`;
+
+const LOAD_FLAGS = ["window", "rate", "flows"] as const;
+const PING_FLAGS = ["count", "interval", "size", "duration", "wait"] as const;
+// -4, -6 and --bind refine a mode (and -4/-6 the single echo) but start none.
+const OTHER_FLAGS = ["ndjson", "max-loss"] as const;
+
+/** The flag values {@linkcode measurementMode} reads. */
+type ModeValues = {
+  [K in keyof typeof MEASURE_FLAGS]?: string | boolean;
+};
 
 /**
- * A UDP socket that sends messages to one echo server and waits for their
- * echoes. Only a datagram from the very address and port it sends to counts
- * as a reply; anything else is ignored.
+ * The mode the flags ask for: `sweep` with `--sweep`, `load` with `-w`,
+ * `--rate` or `--flows`, `ping` with any other measurement flag; `undefined`
+ * when none is given (the single echo).
  */
-export class EchoClient {
-  /** The resolved address of the server. */
-  readonly target: ResolvedAddress;
-  #conn: Deno.DatagramConn;
-  #timeout: number;
-  #retries: number;
-  #buffer = new Uint8Array(RECEIVE_BUFFER_SIZE);
-  #pending?: Promise<[Uint8Array, Deno.Addr]>;
-  #unanswered: Uint8Array[] = [];
-
-  private constructor(
-    conn: Deno.DatagramConn,
-    target: ResolvedAddress,
-    timeout: number,
-    retries: number,
-  ) {
-    this.#conn = conn;
-    this.target = target;
-    this.#timeout = timeout;
-    this.#retries = retries;
-  }
-
-  /**
-   * Resolves the server's address and opens a socket on a free local port of
-   * the same family. Throws a `RangeError` for a bad port, timeout or retry
-   * count, and an `Error` when the host cannot be resolved.
-   */
-  static async open(
-    target: HostPort,
-    options: EchoClientOptions = {},
-  ): Promise<EchoClient> {
-    const { timeout = DEFAULT_TIMEOUT_MS, retries = DEFAULT_RETRIES } = options;
-    checkTimingOptions(timeout, retries);
-    checkUnstableNet();
-    if (!inRange(target.port, RANGES.port)) {
-      throw new RangeError(
-        `Cannot send to port ${target.port}: expected a whole number from 1 to 65535`,
-      );
-    }
-    const resolved = await resolveTarget(target, { family: options.family });
-    const conn = Deno.listenDatagram({
-      transport: "udp",
-      hostname: resolved.family === "IPv6" ? "::" : "0.0.0.0",
-      port: 0,
-    });
-    return new EchoClient(conn, resolved, timeout, retries);
-  }
-
-  /** The local address the socket is bound to. */
-  get addr(): Deno.NetAddr {
-    return this.#conn.addr as Deno.NetAddr;
-  }
-
-  /**
-   * Sends `payload` and resolves with its echo. Throws a `RangeError` before
-   * sending when the payload cannot fit in one datagram, and an
-   * {@linkcode EchoTimeoutError} when no echo comes after every try.
-   */
-  async echo(
-    payload: Uint8Array,
-    options: EchoOptions = {},
-  ): Promise<EchoReply> {
-    checkPayloadSize(payload.length, this.target.family);
-    const started = performance.now();
-    let wait = this.#timeout;
-    for (let tries = 1; tries <= this.#retries + 1; tries++, wait *= 2) {
-      if (tries > 1) options.onRetry?.(tries - 1, wait);
-      const sentAt = performance.now();
-      await this.#conn.send(payload, { transport: "udp", ...this.target });
-      const data = await this.#receiveReply(payload, sentAt + wait);
-      if (data !== undefined) {
-        // The echoes of the other sends may still come.
-        if (tries > 1) this.#remember(payload);
-        return {
-          data,
-          matches: equalBytes(data, payload),
-          tries,
-          rttMs: performance.now() - sentAt,
-        };
-      }
-    }
-    this.#remember(payload);
-    throw new EchoTimeoutError(this.target, {
-      tries: this.#retries + 1,
-      waitedMs: performance.now() - started,
-    });
-  }
-
-  /** Keeps a payload whose echo may still come, to ignore it then. */
-  #remember(payload: Uint8Array): void {
-    this.#unanswered.push(payload.slice());
-    if (this.#unanswered.length > REMEMBERED_UNANSWERED) {
-      this.#unanswered.shift();
-    }
-  }
-
-  /** Waits until `deadline` for the echo of `payload`; copies it out. */
-  async #receiveReply(
-    payload: Uint8Array,
-    deadline: number,
-  ): Promise<Uint8Array | undefined> {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timedOut = new Promise<undefined>((resolve) => {
-      timer = setTimeout(
-        () => resolve(undefined),
-        Math.max(0, deadline - performance.now()),
-      );
-    });
-    try {
-      while (true) {
-        // The receive outlives a timeout: it is kept for the next wait, since
-        // Deno cannot cancel it, and its buffer is not touched until it ends.
-        this.#pending ??= this.#conn.receive(this.#buffer);
-        let received: [Uint8Array, Deno.Addr] | undefined;
-        try {
-          received = await Promise.race([this.#pending, timedOut]);
-        } catch (error) {
-          // A failed receive must not be waited on again by the next echo.
-          this.#pending = undefined;
-          throw error;
-        }
-        if (received === undefined) return undefined;
-        this.#pending = undefined;
-        const [data, from] = received;
-        const sender = from as Deno.NetAddr;
-        if (
-          sender.port !== this.target.port ||
-          !sameHost(sender.hostname, this.target.hostname)
-        ) continue;
-        const late = !equalBytes(data, payload) &&
-          this.#unanswered.some((earlier) => equalBytes(earlier, data));
-        if (late) continue;
-        return data.slice();
-      }
-    } finally {
-      clearTimeout(timer);
-    }
-  }
-
-  /** Closes the socket and waits for any receive still pending to end. */
-  async close(): Promise<void> {
-    this.#conn.close();
-    await this.#pending?.catch(() => {});
-    this.#pending = undefined;
-  }
-
-  /** Closes the socket, for `await using`. */
-  async [Symbol.asyncDispose](): Promise<void> {
-    await this.close();
-  }
-}
-
-/** Compares IP literals, treating an IPv4-mapped IPv6 form as its IPv4 one. */
-function sameHost(a: string, b: string): boolean {
-  const unmap = (host: string) => host.replace(/^::ffff:(?=\d+\.)/i, "");
-  return unmap(a).toLowerCase() === unmap(b).toLowerCase();
+function measurementMode(values: ModeValues): MeasureMode | undefined {
+  if (values.sweep) return "sweep";
+  if (LOAD_FLAGS.some((flag) => values[flag] !== undefined)) return "load";
+  if (
+    [...PING_FLAGS, ...OTHER_FLAGS].some((flag) =>
+      values[flag] !== undefined && values[flag] !== false
+    )
+  ) return "ping";
+  return undefined;
 }
 
 const USAGE = `Usage: client.ts [options] [message ...]

@@ -36,9 +36,12 @@
  */
 
 import { checkBatchSupport } from "./io/batch.ts";
-import { checkUnstableNet } from "./net/errors.ts";
 import type { EchoServer, EchoStats } from "./io/types.ts";
+import { checkUnstableNet, DEFAULT_HOST, DEFAULT_PORT } from "./net/address.ts";
 import {
+  EXIT_FAILURE,
+  EXIT_OK,
+  EXIT_USAGE,
   type NumberRange,
   parseChoice,
   parseFlags,
@@ -46,9 +49,9 @@ import {
   parseNumber,
   refuseArguments,
   UsageError,
+  VERSION,
 } from "./cli/flags.ts";
 import { createOutput } from "./cli/output.ts";
-import { DEFAULT_HOST, DEFAULT_PORT } from "./net/address.ts";
 import {
   DEFAULT_MAX_SOURCES,
   DEFAULT_RATE,
@@ -56,7 +59,6 @@ import {
   parseCidr,
   type PolicyOptions,
 } from "./policy/policy.ts";
-import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, VERSION } from "./cli/exit.ts";
 import { hostInterfaces, resolveHosts } from "./server/hosts.ts";
 import {
   announce,

@@ -39,9 +39,9 @@ export {
   previewPayload,
   RECEIVE_BUFFER_SIZE,
 } from "./net/payload.ts";
-export { errorMessage } from "./net/errors.ts";
+export { errorMessage } from "./net/address.ts";
 export {
   resolveAddress,
   type ResolveOptions,
   resolveTarget,
-} from "./net/resolve.ts";
+} from "./net/address.ts";

@@ -7,7 +7,7 @@
  * @module
  */
 
-import { errorMessage } from "../net/errors.ts";
+import { errorMessage } from "../net/address.ts";
 
 /** Where an {@linkcode Output} writes: `Deno.stdout` and `Deno.stderr` fit. */
 export interface Sink {

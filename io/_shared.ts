@@ -6,8 +6,7 @@
  * @module
  */
 
-import { formatAddress } from "../net/address.ts";
-import { errorMessage } from "../net/errors.ts";
+import { errorMessage, formatAddress } from "../net/address.ts";
 import {
   defaultRate,
   type DropReason,

@@ -16,7 +16,7 @@ import {
   type WorkerConfig,
   type WorkerMessage,
 } from "./batch.ts";
-import { errorMessage } from "../net/errors.ts";
+import { errorMessage } from "../net/address.ts";
 
 /** How often, at most, pending events go to the main thread. */
 const FLUSH_INTERVAL_MS = 50;

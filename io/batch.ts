@@ -35,8 +35,11 @@
  * @module
  */
 
-import { type AddressFamily, formatAddress } from "../net/address.ts";
-import { errorMessage } from "../net/errors.ts";
+import {
+  type AddressFamily,
+  errorMessage,
+  formatAddress,
+} from "../net/address.ts";
 import { RECEIVE_BUFFER_SIZE } from "../net/payload.ts";
 
 /** The datagrams one system call may receive or send (the batch size). */

@@ -17,7 +17,7 @@
  * @module
  */
 
-import { checkUnstableNet } from "../net/errors.ts";
+import { checkUnstableNet } from "../net/address.ts";
 import { RECEIVE_BUFFER_SIZE } from "../net/payload.ts";
 import { EchoPolicy, rateLimitOf } from "../policy/policy.ts";
 import {

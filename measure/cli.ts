@@ -33,15 +33,41 @@ import {
 } from "./report.ts";
 import {
   type AddressFamily,
+  checkUnstableNet,
   formatAddress,
   type HostPort,
+  resolveTarget,
 } from "../net/address.ts";
-import { checkUnstableNet } from "../io/socket.ts";
-import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from "../cli/exit.ts";
-import { parseBindFlag, parseNumber, UsageError } from "../cli/flags.ts";
+import {
+  EXIT_FAILURE,
+  EXIT_OK,
+  EXIT_USAGE,
+  type NumberRange,
+  parseBindFlag,
+  parseNumber,
+  UsageError,
+} from "../cli/flags.ts";
 import type { Output } from "../cli/output.ts";
-import { resolveTarget } from "../net/resolve.ts";
-import { MEASURE_RANGES } from "./flags.ts";
+
+/** The values each numeric measurement flag accepts; `client.ts` declares the flags. */
+export const MEASURE_RANGES = {
+  count: { min: 1, max: 1_000_000_000 },
+  interval: { min: 0, max: 3_600_000, fraction: true, unit: "milliseconds" },
+  // The family's limit and the probe header are checked once the target is
+  // known; this is the largest UDP payload of any family.
+  size: { min: 20, max: 65_527, unit: "bytes" },
+  duration: { min: 0.001, max: 86_400, fraction: true, unit: "seconds" },
+  wait: { min: 0, max: 3_600_000, fraction: true, unit: "milliseconds" },
+  window: { min: 1, max: 1_000_000 },
+  rate: {
+    min: 0.001,
+    max: 10_000_000,
+    fraction: true,
+    unit: "probes per second",
+  },
+  flows: { min: 1, max: 1024 },
+  "max-loss": { min: 0, max: 100, fraction: true },
+} as const satisfies Record<string, NumberRange>;
 
 /** The flag values {@linkcode runMeasurement} reads, as parseArgs gives them. */
 export interface MeasureValues {

@@ -1,7 +1,9 @@
 /**
- * IP address literals and host names as udp-echo takes them from a user:
- * validating, formatting the way URLs do, telling families apart, and the
- * address defaults of the tutorials (localhost:10000).
+ * Endpoints as udp-echo takes them from a user: IP literals and host names
+ * validated, formatted the way URLs do, compared by value, resolved through
+ * the system resolver; the address defaults of the tutorials
+ * (localhost:10000); and one-line descriptions of what went wrong reaching
+ * them, with the check that this Deno can open a UDP socket at all.
  *
  * @example
  * ```ts
@@ -14,6 +16,7 @@
  * @module
  */
 
+import { lookup } from "node:dns/promises";
 import { isIP } from "node:net";
 
 /** The host both scripts use when none is given, as in the tutorials. */
@@ -301,4 +304,117 @@ export function sameHost(a: string, b: string): boolean {
  */
 export function sameEndpoint(a: HostPort, b: HostPort): boolean {
   return a.port === b.port && sameHost(a.hostname, b.hostname);
+}
+
+const RESOLVE_ERROR_REASONS: Record<string, string> = {
+  ENOTFOUND: "no %FAMILY% address found",
+  // What Deno's node:dns reports when net permission was not granted.
+  EPERM: "network access not granted, run again with the --allow-net flag",
+};
+
+/** Options for {@linkcode resolveAddress}. */
+export interface ResolveOptions {
+  /** Accept only addresses of this family. */
+  family?: AddressFamily;
+}
+
+/**
+ * Resolves a host name to its first IP address in the system resolver's
+ * order (`/etc/hosts` included), the address `Deno.listenDatagram` would
+ * bind for the same name; IP literals are returned as they are.
+ */
+export async function resolveAddress(
+  address: HostPort,
+  options: ResolveOptions = {},
+): Promise<ResolvedAddress> {
+  const { family } = options;
+  const literal = familyOf(address.hostname);
+  if (literal !== undefined) {
+    if (family !== undefined && literal !== family) {
+      throw new TypeError(
+        `Cannot use ${address.hostname}: it is an ${literal} address, not ${family}`,
+      );
+    }
+    return { ...address, family: literal };
+  }
+  try {
+    // Verbatim keeps the resolver's order, the one listenDatagram binds by,
+    // so client and server agree on "localhost" even where ::1 comes first.
+    const found = await lookup(address.hostname, {
+      family: family === undefined ? 0 : family === "IPv4" ? 4 : 6,
+      verbatim: true,
+    });
+    return {
+      hostname: found.address,
+      port: address.port,
+      family: found.family === 6 ? "IPv6" : "IPv4",
+    };
+  } catch (error) {
+    throw new Error(
+      `Cannot resolve ${address.hostname}: ${
+        RESOLVE_ERROR_REASONS[(error as { code?: string }).code ?? ""] ??
+          errorMessage(error)
+      }`.replace("%FAMILY%", family ?? "IP"),
+      { cause: error },
+    );
+  }
+}
+
+/**
+ * Resolves an address to send datagrams to, as {@linkcode resolveAddress}
+ * does, and throws a `RangeError` for the unspecified address, which names
+ * no host.
+ */
+export async function resolveTarget(
+  address: HostPort,
+  options: ResolveOptions = {},
+): Promise<ResolvedAddress> {
+  const resolved = await resolveAddress(address, options);
+  if (isUnspecified(resolved.hostname)) {
+    throw new RangeError(
+      `Cannot send to ${resolved.hostname}: it is the unspecified address; use ${
+        resolved.family === "IPv6" ? "::1" : "127.0.0.1"
+      } for this machine`,
+    );
+  }
+  return resolved;
+}
+
+const DENO_ERROR_REASONS: Record<string, string> = {
+  AddrInUse: "address already in use",
+  AddrNotAvailable: "address not available",
+  PermissionDenied: "permission denied",
+  ConnectionRefused: "connection refused",
+  ConnectionReset: "connection reset",
+  NetworkUnreachable: "network unreachable",
+  BadResource: "socket closed",
+  Interrupted: "interrupted",
+};
+
+/**
+ * Returns a one-line, lower-case description of an error: the reason for a
+ * Deno socket error ("address already in use"), else the message.
+ */
+export function errorMessage(error: unknown): string {
+  if (!(error instanceof Error)) return String(error);
+  const reason = DENO_ERROR_REASONS[error.name];
+  if (reason !== undefined) return reason;
+  const message = error.message.split("\n")[0]!
+    .replace(/ \(os error \d+\)$/, "");
+  // Keep acronyms such as "IPv4" intact; lower only a capitalised word.
+  return /^[A-Z][a-z]/.test(message)
+    ? message[0]!.toLowerCase() + message.slice(1)
+    : message;
+}
+
+/**
+ * Throws a `TypeError` when Deno runs without UDP support, which needs the
+ * `--unstable-net` flag (or `"unstable": ["net"]` in `deno.json`).
+ */
+export function checkUnstableNet(): void {
+  if (typeof Deno.listenDatagram !== "function") {
+    throw new TypeError(
+      "Cannot open a UDP socket: Deno.listenDatagram needs the --unstable-net flag",
+    );
+  }
 }

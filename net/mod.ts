@@ -15,6 +15,4 @@
  */
 
 export * from "./address.ts";
-export * from "./errors.ts";
 export * from "./payload.ts";
-export * from "./resolve.ts";

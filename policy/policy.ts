@@ -36,8 +36,7 @@
  * @module
  */
 
-import type { HostPort } from "../net/address.ts";
-import { parseAddress, WORDS } from "../net/address.ts";
+import { type HostPort, parseAddress, WORDS } from "../net/address.ts";
 import { RateLimiter } from "./_rate_limiter.ts";
 
 export type { HostPort };

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { resolveAddress } from "../net/resolve.ts";
+import { resolveAddress } from "../net/address.ts";
 import type { PolicyOptions } from "../policy/policy.ts";
 
 /**

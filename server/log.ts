@@ -23,8 +23,7 @@
  * @module
  */
 
-import { formatAddress } from "../net/address.ts";
-import { errorMessage } from "../net/errors.ts";
+import { errorMessage, formatAddress } from "../net/address.ts";
 import { previewPayload } from "../net/payload.ts";
 import { isLoopback } from "../policy/policy.ts";
 import type {

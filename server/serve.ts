@@ -30,10 +30,9 @@ import {
   zeroCounters,
 } from "../io/_shared.ts";
 import { type DropReason, rateLimitOf } from "../policy/policy.ts";
-import type { EchoStats } from "../io/types.ts";
+import type { EchoBackendOptions, EchoServer, EchoStats } from "../io/types.ts";
 import { RECEIVE_BUFFER_SIZE } from "../net/payload.ts";
 import { serveSocket } from "../io/socket.ts";
-import type { EchoBackendOptions, EchoServer } from "../io/types.ts";
 
 /** The I/O backends of {@linkcode serveEcho}. */
 export type IoBackend = "socket" | "batch";

@@ -107,8 +107,8 @@ Deno.test("layout: the plain client loads at most 6 local modules statically", a
     seen.add(specifier);
     for (const dependency of bySpecifier.get(specifier)?.dependencies ?? []) {
       if (dependency.isDynamic) continue;
-      const target = dependency.code?.specifier ?? dependency.type?.specifier;
-      if (target !== undefined) visit(target);
+      // Type-only imports are erased: only code is loaded.
+      if (dependency.code !== undefined) visit(dependency.code.specifier);
     }
   };
   visit(graph.roots[0]!);
