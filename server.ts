@@ -58,7 +58,7 @@ import {
   isLoopback,
   type PolicyOptions,
 } from "./policy/policy.ts";
-import { type BatchEvent, checkBatchSupport, serveBatch } from "./io/batch.ts";
+import { checkBatchSupport, serveBatch } from "./io/batch.ts";
 
 /** Counters of what a server has done since it started. */
 export interface EchoStats {
@@ -373,69 +373,30 @@ export function serveEcho(options: ServeEchoOptions = {}): EchoServer {
 function serveEchoBatch(options: ServeEchoOptions): EchoServer {
   const { hostname = DEFAULT_HOST, port = DEFAULT_PORT, signal, onEvent } =
     options;
-  const toNetAddr = (hostname: string, port: number): Deno.NetAddr => ({
-    transport: "udp",
-    hostname,
-    port,
-  });
-  const emit = (event: BatchEvent) => {
-    if (event.event === "error") {
-      onEvent?.({
-        type: "error",
-        operation: event.op,
-        ...(event.hostname === undefined
-          ? {}
-          : { peer: toNetAddr(event.hostname, event.port!) }),
-        error: new Error(event.message),
-      });
-    } else if (event.dropped !== undefined) {
-      onEvent?.({
-        type: "dropped",
-        from: toNetAddr(event.hostname, event.port),
-        data: event.preview,
-        reason: event.dropped as DropReason,
-      });
-    } else {
-      onEvent?.({
-        type: "datagram",
-        from: toNetAddr(event.hostname, event.port),
-        data: event.preview,
-        sent: event.size,
-      });
-    }
-  };
+  // serveBatch adds the bound socket to `local` itself; the function form
+  // only lists this server's other sockets, all on one port.
+  const policy = typeof options.policyOptions === "function"
+    ? options.policyOptions({ transport: "udp", hostname, port })
+    : options.policyOptions;
   const server = serveBatch({
-    hostname,
+    hostnames: [hostname],
     port,
     signal,
-    onEvent: emit,
-    datagramEvents: onEvent !== undefined && options.datagramEvents !== false,
-    previewBytes: RECEIVE_BUFFER_SIZE,
-    decideModule: new URL("./io/_policy_hook.ts", import.meta.url).href,
-    decideOptions: (addr: Deno.NetAddr): PolicyOptions =>
-      typeof options.policyOptions === "function"
-        ? options.policyOptions(addr)
-        : options.policyOptions ?? { rate: defaultRate([addr.hostname]) },
+    onEvent,
+    datagramEvents: options.datagramEvents,
+    policy,
   });
-  const startedAt = performance.now();
   const stats = (): EchoStats => {
-    const counters = server.counters();
-    return {
-      received: counters.received,
-      receivedBytes: counters.receivedBytes,
-      echoed: counters.echoed,
-      echoedBytes: counters.echoedBytes,
-      dropped: counters.dropped,
-      errors: counters.errors,
-      uptimeMs: performance.now() - startedAt,
-    };
+    const { droppedBy: _d, errorsBy: _e, activeSources: _a, ...rest } = server
+      .stats();
+    return rest;
   };
   return {
     addr: server.addr,
     finished: server.finished.then(stats),
     stats,
-    droppedBy: () => server.counters().droppedBy as DropCounts,
-    activeSources: () => server.counters().activeSources,
+    droppedBy: () => server.stats().droppedBy,
+    activeSources: () => server.stats().activeSources,
   };
 }
 

@@ -1,30 +1,27 @@
 /**
- * The Worker half of the batch engine (see `batch.ts`): receives the
- * configuration, runs the blocking receive/decide/send loop with synchronous
- * FFI calls until the main thread sets the stop flag, and reports events and
- * drop counts in batches.
+ * The Worker of the batch backend (see `batch.ts`): receives its
+ * configuration, runs the blocking receive/decide/send loop of one socket
+ * with synchronous FFI calls until the main thread sets the stop flag, and
+ * posts events and drop counts in batches.
  *
  * @module
  */
 
-import {
-  BatchEngine,
-  type BatchEvent,
-  type DecideHook,
-  type DecideModule,
-  openLibc,
-  type WorkerConfig,
-  type WorkerMessage,
-} from "./batch.ts";
 import { errorMessage } from "../net/errors.ts";
+import { BatchEngine, type DecideHook, type DecideModule } from "./_engine.ts";
+import { openLibc } from "./_libc.ts";
+import type { EngineEvent, WorkerConfig, WorkerMessage } from "./_protocol.ts";
+import {
+  RECEIVE_ERROR_PAUSE_MS,
+  RECEIVE_ERRORS_BEFORE_PAUSE,
+} from "./_shared.ts";
 
 /** How often, at most, pending events go to the main thread. */
 const FLUSH_INTERVAL_MS = 50;
 /** How often the decide hook's active sources are counted (a table scan). */
 const SAMPLE_INTERVAL_MS = 250;
-/** Receive failures in a row after which the loop pauses between tries. */
-const RECEIVE_ERRORS_BEFORE_PAUSE = 3;
-const RECEIVE_ERROR_PAUSE_MS = 50;
+/** Events that, piled up, leave at once: a flood must not grow the queue. */
+const FLUSH_EVENTS = 256;
 
 declare const self: {
   onmessage: ((event: MessageEvent<WorkerConfig>) => void) | null;
@@ -38,7 +35,7 @@ function post(message: WorkerMessage): void {
 async function loadDecideHook(
   config: WorkerConfig,
 ): Promise<DecideHook | undefined> {
-  if (config.decideModule === undefined) return undefined;
+  if (config.decideModule === null) return undefined;
   const module: DecideModule = await import(config.decideModule);
   return module.createDecideHook(config.decideOptions, {
     transport: "udp",
@@ -49,7 +46,7 @@ async function loadDecideHook(
 
 async function run(config: WorkerConfig): Promise<void> {
   const libc = openLibc();
-  const events: BatchEvent[] = [];
+  const events: EngineEvent[] = [];
   const decide = await loadDecideHook(config);
   const engine = new BatchEngine(libc, {
     fd: config.fd,
@@ -61,7 +58,6 @@ async function run(config: WorkerConfig): Promise<void> {
     decide,
     onEvent: (event) => events.push(event),
     datagramEvents: config.datagramEvents,
-    previewBytes: config.previewBytes,
   });
   const control = new Int32Array(config.control);
   const gc = (globalThis as { gc?: () => void }).gc;
@@ -100,7 +96,7 @@ async function run(config: WorkerConfig): Promise<void> {
     if (events.length > 0 || dropped !== flushedDrops) {
       const now = performance.now();
       if (
-        n < config.batchSize || events.length >= 256 ||
+        n < config.batchSize || events.length >= FLUSH_EVENTS ||
         now - lastFlush >= FLUSH_INTERVAL_MS
       ) {
         post({
@@ -116,7 +112,7 @@ async function run(config: WorkerConfig): Promise<void> {
   post({
     type: "events",
     events: events.splice(0),
-    droppedBy: engine.droppedBy,
+    droppedBy: { ...engine.droppedBy },
   });
   post({ type: "done", droppedBy: { ...engine.droppedBy } });
 }
