@@ -39,8 +39,8 @@ export interface EngineDatagramEvent {
   hostname: string;
   /** Source port. */
   port: number;
-  /** A copy of the whole payload. */
-  data: Uint8Array;
+  /** A copy of the whole payload, in a buffer of its own (transferable). */
+  data: Uint8Array<ArrayBuffer>;
   /** Bytes sent back (0 when dropped). */
   sent: number;
   /** The drop reason, or `undefined` when echoed. */

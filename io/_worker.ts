@@ -25,11 +25,17 @@ const FLUSH_EVENTS = 256;
 
 declare const self: {
   onmessage: ((event: MessageEvent<WorkerConfig>) => void) | null;
-  postMessage(message: WorkerMessage): void;
+  postMessage(message: WorkerMessage, transfer?: Transferable[]): void;
 };
 
 function post(message: WorkerMessage): void {
-  self.postMessage(message);
+  // Each payload is a copy of its own: hand it over rather than copy again.
+  const transfer = message.type === "events"
+    ? message.events.flatMap((event) =>
+      event.type === "error" ? [] : [event.data.buffer]
+    )
+    : [];
+  self.postMessage(message, transfer);
 }
 
 async function loadDecideHook(

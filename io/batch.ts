@@ -153,6 +153,12 @@ export function serveBatch(options: BatchServeOptions): BatchServer {
       "Cannot share one rate limit across batch sockets: each Worker keeps its own table",
     );
   }
+  const batchSize = options.batchSize ?? DEFAULT_BATCH_SIZE;
+  if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > 1024) {
+    throw new RangeError(
+      `Cannot use batch size ${batchSize}: expected an integer from 1 to 1024`,
+    );
+  }
   const libc = openLibc();
   let sockets: BoundSocket[];
   try {
@@ -191,19 +197,41 @@ export function serveBatch(options: BatchServeOptions): BatchServer {
     Atomics.store(controlFlags, 0, 1);
     Atomics.notify(controlFlags, 0);
   };
-  const lanes: Lane[] = sockets.map((socket) => {
-    const countsBuffer = new SharedArrayBuffer(
-      COUNTER_SLOTS * Float64Array.BYTES_PER_ELEMENT,
-    );
+  const lanes: Lane[] = [];
+  const configs: WorkerConfig[] = [];
+  try {
+    for (const socket of sockets) {
+      const countsBuffer = new SharedArrayBuffer(
+        COUNTER_SLOTS * Float64Array.BYTES_PER_ELEMENT,
+      );
+      lanes.push(startWorker(socket, new Float64Array(countsBuffer)));
+      configs.push({
+        fd: socket.fd,
+        family: socket.family,
+        localHostname: socket.addr.hostname,
+        localPort: socket.addr.port,
+        batchSize,
+        counts: countsBuffer,
+        control,
+        decideModule,
+        decideOptions,
+        datagramEvents,
+        gcEveryBatches: options.gcEveryBatches ?? 0,
+      });
+    }
+  } catch (error) {
+    // No Worker has its configuration yet, so none is in a system call.
+    for (const lane of lanes) lane.worker.terminate();
+    for (const socket of sockets) libc.symbols.close(socket.fd);
+    releaseLibc();
+    throw error;
+  }
+  lanes.forEach((lane, k) => lane.worker.postMessage(configs[k]));
+
+  function startWorker(socket: BoundSocket, counts: Float64Array): Lane {
     const worker = new Worker(WORKER_URL, { type: "module" });
     const { promise: done, resolve, reject } = Promise.withResolvers<void>();
-    const lane: Lane = {
-      socket,
-      worker,
-      counts: new Float64Array(countsBuffer),
-      droppedBy: {},
-      done,
-    };
+    const lane: Lane = { socket, worker, counts, droppedBy: {}, done };
     const fail = (message: string) => {
       reject(new Error(`Cannot run the batch loop: ${message}`));
       // The other loops cannot serve on alone: the server ends as a whole.
@@ -230,22 +258,8 @@ export function serveBatch(options: BatchServeOptions): BatchServer {
       event.preventDefault();
       fail(event.message);
     };
-    const config: WorkerConfig = {
-      fd: socket.fd,
-      family: socket.family,
-      localHostname: socket.addr.hostname,
-      localPort: socket.addr.port,
-      batchSize: options.batchSize ?? DEFAULT_BATCH_SIZE,
-      counts: countsBuffer,
-      control,
-      decideModule,
-      decideOptions,
-      datagramEvents,
-      gcEveryBatches: options.gcEveryBatches ?? 0,
-    };
-    worker.postMessage(config);
     return lane;
-  });
+  }
 
   const startedAt = performance.now();
   const stats = (): EchoStats => {

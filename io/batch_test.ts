@@ -299,6 +299,28 @@ Deno.test("serveBatch() applies the policy in each Worker", async () => {
 // just received from. toServerEvent() in _protocol_test.ts covers the
 // conversion from the errno the Worker posts.
 
+Deno.test("serveBatch() reports each datagram whole, with the socket it came to", async () => {
+  await withServer("127.0.0.1", async (server, events) => {
+    const payload = patterned(3000);
+    const [reply, from] = (await roundTrips(server.addr, [payload]))[0]!;
+    deepEqual(reply, payload);
+    await eventually(() => events.length === 1, "one event");
+    const event = events[0]!;
+    ok(event.type === "datagram");
+    deepEqual(event.data, payload);
+    equal(event.sent, payload.length);
+    deepEqual(event.local, server.addr);
+    deepEqual(event.local, from);
+  });
+});
+
+Deno.test("serveBatch() refuses a batch size out of range before binding", () => {
+  throws(
+    () => serveBatch({ hostnames: ["127.0.0.1"], port: 0, batchSize: 0 }),
+    RangeError,
+  );
+});
+
 Deno.test("serveBatch() refuses an address in use like listenDatagram does", () => {
   const taken = Deno.listenDatagram({
     transport: "udp",
