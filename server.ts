@@ -373,18 +373,22 @@ export function serveEcho(options: ServeEchoOptions = {}): EchoServer {
 function serveEchoBatch(options: ServeEchoOptions): EchoServer {
   const { hostname = DEFAULT_HOST, port = DEFAULT_PORT, signal, onEvent } =
     options;
-  // serveBatch adds the bound socket to `local` itself; the function form
-  // only lists this server's other sockets, all on one port.
-  const policy = typeof options.policyOptions === "function"
-    ? options.policyOptions({ transport: "udp", hostname, port })
-    : options.policyOptions;
+  const { policyOptions } = options;
   const server = serveBatch({
     hostnames: [hostname],
     port,
     signal,
     onEvent,
     datagramEvents: options.datagramEvents,
-    policy,
+    // The function form needs the bound port (this server's other sockets
+    // share it): the policy's decide module called with options made per
+    // bound address.
+    ...(typeof policyOptions === "function"
+      ? {
+        decideModule: new URL("./io/_policy_hook.ts", import.meta.url).href,
+        decideOptions: policyOptions,
+      }
+      : { policy: policyOptions }),
   });
   const stats = (): EchoStats => {
     const { droppedBy: _d, errorsBy: _e, activeSources: _a, ...rest } = server

@@ -109,8 +109,11 @@ export interface BatchServeOptions extends EchoBackendOptions {
    * every datagram unjudged (benchmarks). Defaults to the policy.
    */
   decideModule?: string | null;
-  /** Passed to the decide module's `createDecideHook` (structured-cloned). */
-  decideOptions?: unknown;
+  /**
+   * Passed to the decide module's `createDecideHook` (structured-cloned); a
+   * function is called with each bound address to make them.
+   */
+  decideOptions?: unknown | ((addr: Deno.NetAddr) => unknown);
 }
 
 /** Counters of the batch loops themselves, summed over the Workers. */
@@ -178,9 +181,13 @@ export function serveBatch(options: BatchServeOptions): BatchServer {
   const decideModule = options.decideModule === undefined
     ? POLICY_HOOK_URL
     : options.decideModule;
-  const decideOptions = options.decideModule === undefined
-    ? serverPolicy(options.policy, addrs)
-    : options.decideOptions;
+  const policy = serverPolicy(options.policy, addrs);
+  const decideOptions = (addr: Deno.NetAddr): unknown =>
+    options.decideModule === undefined
+      ? policy
+      : typeof options.decideOptions === "function"
+      ? options.decideOptions(addr)
+      : options.decideOptions;
   const emit = guardEvents(options.onEvent);
   const datagramEvents = options.onEvent !== undefined &&
     options.datagramEvents !== false;
@@ -214,7 +221,7 @@ export function serveBatch(options: BatchServeOptions): BatchServer {
         counts: countsBuffer,
         control,
         decideModule,
-        decideOptions,
+        decideOptions: decideOptions(socket.addr),
         datagramEvents,
         gcEveryBatches: options.gcEveryBatches ?? 0,
       });
