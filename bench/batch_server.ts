@@ -9,15 +9,11 @@
  * @module
  */
 
-import {
-  BatchEngine,
-  bindSocket,
-  COUNTER_SLOTS,
-  LIBC_SYMBOLS,
-  openLibc,
-  releaseLibc,
-  serveBatch,
-} from "../io/batch.ts";
+import { serveBatch } from "../io/batch.ts";
+import { bindSocket } from "../io/_bind.ts";
+import { BatchEngine } from "../io/_engine.ts";
+import { LIBC_SYMBOLS, openLibc, releaseLibc } from "../io/_libc.ts";
+import { COUNTER_SLOTS } from "../io/_protocol.ts";
 
 const NONBLOCKING_SYMBOLS = {
   recvmmsg: { ...LIBC_SYMBOLS.recvmmsg, nonblocking: true },
@@ -78,12 +74,13 @@ if (import.meta.main) {
     ? serveOnMainThread(hostname, controller.signal)
     : (() => {
       const s = serveBatch({
-        hostname,
+        hostnames: [hostname],
         port: 0,
         signal: controller.signal,
+        // Without --hook no decision at all: the bare engine is measured.
         decideModule: hook
           ? new URL("../testdata/decide_drop13.ts", import.meta.url).href
-          : undefined,
+          : null,
         decideOptions: { size: 13 },
       });
       return { port: s.addr.port, finished: s.finished };

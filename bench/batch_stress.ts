@@ -91,7 +91,7 @@ export async function runStress(options: StressOptions): Promise<StressResult> {
   const controller = new AbortController();
   const servers = options.families.map((family) =>
     serveBatch({
-      hostname: family === "IPv6" ? "::1" : "127.0.0.1",
+      hostnames: [family === "IPv6" ? "::1" : "127.0.0.1"],
       port: 0,
       signal: controller.signal,
       gcEveryBatches: options.gcEvery,
@@ -181,8 +181,8 @@ export async function runStress(options: StressOptions): Promise<StressResult> {
     await Promise.all(servers.map((server) => server.finished));
   }
   for (const server of servers) {
-    result.serverErrors += server.counters().errors;
-    result.serverGcs += server.counters().forcedGcs;
+    result.serverErrors += server.stats().errors;
+    result.serverGcs += server.loopStats().forcedGcs;
   }
   result.seconds = (performance.now() - started) / 1000;
   return result;

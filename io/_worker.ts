@@ -1,44 +1,47 @@
 /**
- * The Worker half of the batch engine (see `batch.ts`): receives the
- * configuration, runs the blocking receive/decide/send loop with synchronous
- * FFI calls until the main thread sets the stop flag, and reports events and
- * drop counts in batches.
+ * The Worker of the batch backend (see `batch.ts`): receives its
+ * configuration, runs the blocking receive/decide/send loop of one socket
+ * with synchronous FFI calls until the main thread sets the stop flag, and
+ * posts events and drop counts in batches.
  *
  * @module
  */
 
-import {
-  BatchEngine,
-  type BatchEvent,
-  type DecideHook,
-  type DecideModule,
-  openLibc,
-  type WorkerConfig,
-  type WorkerMessage,
-} from "./batch.ts";
 import { errorMessage } from "../net/address.ts";
+import { BatchEngine, type DecideHook, type DecideModule } from "./_engine.ts";
+import { openLibc } from "./_libc.ts";
+import type { EngineEvent, WorkerConfig, WorkerMessage } from "./_protocol.ts";
+import {
+  RECEIVE_ERROR_PAUSE_MS,
+  RECEIVE_ERRORS_BEFORE_PAUSE,
+} from "./_shared.ts";
 
 /** How often, at most, pending events go to the main thread. */
 const FLUSH_INTERVAL_MS = 50;
 /** How often the decide hook's active sources are counted (a table scan). */
 const SAMPLE_INTERVAL_MS = 250;
-/** Receive failures in a row after which the loop pauses between tries. */
-const RECEIVE_ERRORS_BEFORE_PAUSE = 3;
-const RECEIVE_ERROR_PAUSE_MS = 50;
+/** Events that, piled up, leave at once: a flood must not grow the queue. */
+const FLUSH_EVENTS = 256;
 
 declare const self: {
   onmessage: ((event: MessageEvent<WorkerConfig>) => void) | null;
-  postMessage(message: WorkerMessage): void;
+  postMessage(message: WorkerMessage, transfer?: Transferable[]): void;
 };
 
 function post(message: WorkerMessage): void {
-  self.postMessage(message);
+  // Each payload is a copy of its own: hand it over rather than copy again.
+  const transfer = message.type === "events"
+    ? message.events.flatMap((event) =>
+      event.type === "error" ? [] : [event.data.buffer]
+    )
+    : [];
+  self.postMessage(message, transfer);
 }
 
 async function loadDecideHook(
   config: WorkerConfig,
 ): Promise<DecideHook | undefined> {
-  if (config.decideModule === undefined) return undefined;
+  if (config.decideModule === null) return undefined;
   const module: DecideModule = await import(config.decideModule);
   return module.createDecideHook(config.decideOptions, {
     transport: "udp",
@@ -49,7 +52,7 @@ async function loadDecideHook(
 
 async function run(config: WorkerConfig): Promise<void> {
   const libc = openLibc();
-  const events: BatchEvent[] = [];
+  const events: EngineEvent[] = [];
   const decide = await loadDecideHook(config);
   const engine = new BatchEngine(libc, {
     fd: config.fd,
@@ -61,7 +64,6 @@ async function run(config: WorkerConfig): Promise<void> {
     decide,
     onEvent: (event) => events.push(event),
     datagramEvents: config.datagramEvents,
-    previewBytes: config.previewBytes,
   });
   const control = new Int32Array(config.control);
   const gc = (globalThis as { gc?: () => void }).gc;
@@ -100,7 +102,7 @@ async function run(config: WorkerConfig): Promise<void> {
     if (events.length > 0 || dropped !== flushedDrops) {
       const now = performance.now();
       if (
-        n < config.batchSize || events.length >= 256 ||
+        n < config.batchSize || events.length >= FLUSH_EVENTS ||
         now - lastFlush >= FLUSH_INTERVAL_MS
       ) {
         post({
@@ -116,7 +118,7 @@ async function run(config: WorkerConfig): Promise<void> {
   post({
     type: "events",
     events: events.splice(0),
-    droppedBy: engine.droppedBy,
+    droppedBy: { ...engine.droppedBy },
   });
   post({ type: "done", droppedBy: { ...engine.droppedBy } });
 }

@@ -17,22 +17,10 @@
  * @module
  */
 
-import { DEFAULT_HOST, DEFAULT_PORT, familyOf } from "../net/address.ts";
-import {
-  type BatchEvent,
-  serveBatch as serveBatchSocket,
-} from "../io/batch.ts";
-import {
-  addCounters,
-  bindAll,
-  guardEvents,
-  serverPolicy,
-  zeroCounters,
-} from "../io/_shared.ts";
-import { type DropReason, rateLimitOf } from "../policy/policy.ts";
-import type { EchoBackendOptions, EchoServer, EchoStats } from "../io/types.ts";
-import { RECEIVE_BUFFER_SIZE } from "../net/payload.ts";
+import { DEFAULT_HOST, DEFAULT_PORT } from "../net/address.ts";
+import { serveBatch } from "../io/batch.ts";
 import { serveSocket } from "../io/socket.ts";
+import type { EchoBackendOptions, EchoServer } from "../io/types.ts";
 
 /** The I/O backends of {@linkcode serveEcho}. */
 export type IoBackend = "socket" | "batch";
@@ -89,111 +77,4 @@ export function serveEcho(options: ServeEchoOptions = {}): EchoServer {
     port: options.port ?? DEFAULT_PORT,
   };
   return io === "batch" ? serveBatch(backend) : serveSocket(backend);
-}
-
-// Bridge to the batch engine's per-socket API until io/batch.ts serves the
-// model itself.
-function serveBatch(options: EchoBackendOptions): EchoServer {
-  const emit = guardEvents(options.onEvent);
-  const toNetAddr = (hostname: string, port: number): Deno.NetAddr => ({
-    transport: "udp",
-    hostname,
-    port,
-  });
-  const servers = bindAll(options, {
-    bind: (hostname, port) => {
-      const socket = { local: undefined as unknown as Deno.NetAddr };
-      let server;
-      try {
-        server = serveBatchSocket({
-          hostname,
-          port,
-          signal: options.signal,
-          onEvent: (event: BatchEvent) => {
-            if (event.event === "error") {
-              emit({
-                type: "error",
-                operation: event.op,
-                local: socket.local,
-                ...(event.hostname === undefined
-                  ? {}
-                  : { peer: toNetAddr(event.hostname, event.port!) }),
-                error: new Error(event.message),
-              });
-            } else if (event.dropped !== undefined) {
-              emit({
-                type: "dropped",
-                from: toNetAddr(event.hostname, event.port),
-                local: socket.local,
-                data: event.preview,
-                reason: event.dropped as DropReason,
-              });
-            } else {
-              emit({
-                type: "datagram",
-                from: toNetAddr(event.hostname, event.port),
-                local: socket.local,
-                data: event.preview,
-                sent: event.size,
-              });
-            }
-          },
-          datagramEvents: options.onEvent !== undefined &&
-            options.datagramEvents !== false,
-          previewBytes: RECEIVE_BUFFER_SIZE,
-          decideModule: new URL("../io/_policy_hook.ts", import.meta.url).href,
-          decideOptions: (addr: Deno.NetAddr) =>
-            serverPolicy(options.policy, [
-              addr,
-              ...options.hostnames.filter((h) => familyOf(h) !== undefined).map(
-                (h): Deno.NetAddr => ({
-                  transport: "udp",
-                  hostname: h,
-                  port: addr.port,
-                }),
-              ),
-            ]),
-        });
-      } catch (error) {
-        // bindAll names the address itself.
-        const cause = (error as Error).cause;
-        throw Object.assign(
-          new Error((error as Error).message.replace(/^Cannot bind \S+: /, "")),
-          { name: (cause as Error | undefined)?.name ?? "Error" },
-        );
-      }
-      socket.local = server.addr;
-      return server;
-    },
-    portOf: (server) => server.addr.port,
-    close: () => {},
-  });
-  const startedAt = performance.now();
-  const stats = (): EchoStats => {
-    const total = zeroCounters();
-    for (const server of servers) {
-      const c = server.counters();
-      addCounters(total, {
-        ...zeroCounters(),
-        received: c.received,
-        receivedBytes: c.receivedBytes,
-        echoed: c.echoed,
-        echoedBytes: c.echoedBytes,
-        dropped: c.dropped,
-        droppedBy: c.droppedBy,
-        errors: c.errors,
-        activeSources: c.activeSources,
-      });
-    }
-    return { ...total, uptimeMs: performance.now() - startedAt };
-  };
-  return {
-    addr: servers[0]!.addr,
-    addrs: servers.map((s) => s.addr),
-    finished: Promise.all(servers.map((s) => s.finished)).then(stats),
-    rateLimit: rateLimitOf(
-      serverPolicy(options.policy, servers.map((s) => s.addr)),
-    ),
-    stats,
-  };
 }

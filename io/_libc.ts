@@ -1,0 +1,122 @@
+/**
+ * The C library as the batch engine calls it: the `Deno.dlopen` symbols,
+ * one shared handle per thread, `errno` and its description, and the
+ * `Deno.errors` class an errno stands for. Nothing here is server-specific,
+ * so a sender can use it too.
+ *
+ * @module
+ */
+
+export const SOCK_DGRAM = 2;
+export const SOCK_CLOEXEC = 0x80000;
+export const SOL_SOCKET = 1;
+export const SO_RCVTIMEO = 20;
+export const SO_SNDTIMEO = 21;
+export const SHUT_RDWR = 2;
+export const MSG_WAITFORONE = 0x10000;
+export const EINTR = 4;
+export const EAGAIN = 11;
+
+/** The libc functions the engine calls, as `Deno.dlopen` wants them. */
+export const LIBC_SYMBOLS = {
+  socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  bind: { parameters: ["i32", "buffer", "u32"], result: "i32" },
+  getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
+  setsockopt: {
+    parameters: ["i32", "i32", "i32", "buffer", "u32"],
+    result: "i32",
+  },
+  shutdown: { parameters: ["i32", "i32"], result: "i32" },
+  close: { parameters: ["i32"], result: "i32" },
+  recvmmsg: {
+    parameters: ["i32", "pointer", "u32", "i32", "pointer"],
+    result: "i32",
+  },
+  sendmmsg: { parameters: ["i32", "pointer", "u32", "i32"], result: "i32" },
+  getaddrinfo: {
+    parameters: ["buffer", "pointer", "buffer", "buffer"],
+    result: "i32",
+  },
+  freeaddrinfo: { parameters: ["pointer"], result: "void" },
+  gai_strerror: { parameters: ["i32"], result: "pointer" },
+  __errno_location: { parameters: [], result: "pointer" },
+  strerror: { parameters: ["i32"], result: "pointer" },
+} as const satisfies Deno.ForeignLibraryInterface;
+
+/** The opened C library with {@linkcode LIBC_SYMBOLS}. */
+export type Libc = Deno.DynamicLibrary<typeof LIBC_SYMBOLS>;
+
+let libcCache: Libc | undefined;
+let libcUsers = 0;
+
+/**
+ * Opens libc, shared by every user on this thread; each call needs a
+ * matching {@linkcode releaseLibc} (the last one closes the library).
+ */
+export function openLibc(): Libc {
+  libcCache ??= Deno.dlopen("libc.so.6", LIBC_SYMBOLS);
+  libcUsers++;
+  return libcCache;
+}
+
+/** Releases one {@linkcode openLibc}; closes the library after the last. */
+export function releaseLibc(): void {
+  if (--libcUsers === 0) {
+    libcCache?.close();
+    libcCache = undefined;
+  }
+}
+
+/** Reads `errno` of the calling thread right after a failed call. */
+export function lastErrno(libc: Libc): number {
+  const location = libc.symbols.__errno_location();
+  return location === null
+    ? 0
+    : new Deno.UnsafePointerView(location).getInt32();
+}
+
+/** Describes an errno value in lower case: "connection refused". */
+export function describeErrno(libc: Libc, errno: number): string {
+  const text = libc.symbols.strerror(errno);
+  const message = text === null
+    ? `errno ${errno}`
+    : Deno.UnsafePointerView.getCString(text);
+  return message[0]!.toLowerCase() + message.slice(1);
+}
+
+// Linux errno values, mapped as Deno maps the same errors of its own sockets.
+const ERRNO_ERRORS: Record<number, new (message: string) => Error> = {
+  1: Deno.errors.PermissionDenied, // EPERM
+  2: Deno.errors.NotFound, // ENOENT
+  4: Deno.errors.Interrupted, // EINTR
+  9: Deno.errors.BadResource, // EBADF
+  11: Deno.errors.WouldBlock, // EAGAIN
+  13: Deno.errors.PermissionDenied, // EACCES
+  17: Deno.errors.AlreadyExists, // EEXIST
+  32: Deno.errors.BrokenPipe, // EPIPE
+  95: Deno.errors.NotSupported, // EOPNOTSUPP
+  98: Deno.errors.AddrInUse, // EADDRINUSE
+  99: Deno.errors.AddrNotAvailable, // EADDRNOTAVAIL
+  101: Deno.errors.NetworkUnreachable, // ENETUNREACH
+  103: Deno.errors.ConnectionAborted, // ECONNABORTED
+  104: Deno.errors.ConnectionReset, // ECONNRESET
+  107: Deno.errors.NotConnected, // ENOTCONN
+  110: Deno.errors.TimedOut, // ETIMEDOUT
+  111: Deno.errors.ConnectionRefused, // ECONNREFUSED
+};
+
+/**
+ * An error for `errno` with `message`: of the `Deno.errors` class the errno
+ * stands for, else a plain `Error`. Needs no libc, so the main thread can
+ * build it from what a Worker posted.
+ */
+export function errnoError(errno: number, message: string): Error {
+  const ErrorClass = ERRNO_ERRORS[errno] ?? Error;
+  return new ErrorClass(message);
+}
+
+/** The error of the call that just failed: "Cannot WHAT: reason". */
+export function lastError(libc: Libc, what: string): Error {
+  const errno = lastErrno(libc);
+  return errnoError(errno, `Cannot ${what}: ${describeErrno(libc, errno)}`);
+}
