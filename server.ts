@@ -47,6 +47,7 @@ import {
   parseFlags,
   parseHostFlag,
   parseNumber,
+  parseNumberFlag,
   refuseArguments,
   UsageError,
   VERSION,
@@ -152,17 +153,6 @@ function parseIo(text: string): IoBackend {
   return parseChoice(text, "--io", IO_BACKENDS);
 }
 
-/** The value of a numeric flag, when given; throws a UsageError. */
-function parseNumberFlag(
-  flags: Partial<Record<keyof typeof RANGES, string>>,
-  flag: keyof typeof RANGES,
-): number | undefined {
-  const text = flags[flag];
-  return text === undefined
-    ? undefined
-    : parseNumber(text, `--${flag}`, RANGES[flag]);
-}
-
 /** Checks each CIDR of `flag`; throws a UsageError naming the first bad one. */
 function parseCidrs(
   texts: string[] | undefined,
@@ -192,11 +182,11 @@ function parsePolicyFlags(
     deny?: string[];
   },
 ): PolicyOptions {
-  const rate = parseNumberFlag(flags, "rate");
+  const rate = parseNumberFlag(flags, "rate", RANGES);
   const options: PolicyOptions = {
-    burst: parseNumberFlag(flags, "burst"),
-    maxSources: parseNumberFlag(flags, "max-sources"),
-    maxSize: parseNumberFlag(flags, "max-size"),
+    burst: parseNumberFlag(flags, "burst", RANGES),
+    maxSources: parseNumberFlag(flags, "max-sources", RANGES),
+    maxSize: parseNumberFlag(flags, "max-size", RANGES),
     allow: parseCidrs(flags.allow, "--allow"),
     deny: parseCidrs(flags.deny, "--deny"),
   };
@@ -244,7 +234,7 @@ async function main(args: string[]): Promise<number> {
     ];
     port = parseNumber(flags.port, "--port", RANGES.port);
     policyOptions = parsePolicyFlags(flags);
-    statsInterval = parseNumberFlag(flags, "stats-interval");
+    statsInterval = parseNumberFlag(flags, "stats-interval", RANGES);
     io = parseIo(flags.io);
     if (io === "socket") {
       try {

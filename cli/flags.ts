@@ -91,6 +91,32 @@ export function parseNumber(
 }
 
 /**
+ * The number a flag was given, by {@linkcode parseNumber} against its range
+ * in `ranges`, or `undefined` when the flag is absent. Throws a
+ * {@linkcode UsageError} as `parseNumber` does.
+ *
+ * @example
+ * ```ts
+ * import { parseNumberFlag } from "./flags.ts";
+ * import { equal } from "node:assert/strict";
+ *
+ * const ranges = { burst: { min: 1, max: 100 } };
+ * equal(parseNumberFlag({ burst: "5" }, "burst", ranges), 5);
+ * equal(parseNumberFlag({}, "burst", ranges), undefined);
+ * ```
+ */
+export function parseNumberFlag<K extends string>(
+  values: Partial<Record<K, unknown>>,
+  flag: K,
+  ranges: Readonly<Record<K, NumberRange>>,
+): number | undefined {
+  const text = values[flag];
+  return typeof text === "string"
+    ? parseNumber(text, `--${flag}`, ranges[flag])
+    : undefined;
+}
+
+/**
  * Parses the value of `flag` as one of `choices`; throws a
  * {@linkcode UsageError} for any other text.
  */

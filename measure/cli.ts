@@ -44,7 +44,7 @@ import {
   EXIT_USAGE,
   type NumberRange,
   parseBindFlag,
-  parseNumber,
+  parseNumberFlag,
   UsageError,
 } from "../cli/flags.ts";
 import type { Output } from "../cli/output.ts";
@@ -130,17 +130,6 @@ function asUsage(error: unknown): unknown {
     : error;
 }
 
-/** The value of a numeric measurement flag, when given. */
-function number(
-  values: MeasureValues,
-  flag: keyof typeof MEASURE_RANGES,
-): number | undefined {
-  const text = values[flag];
-  return text === undefined
-    ? undefined
-    : parseNumber(text, `--${flag}`, MEASURE_RANGES[flag]);
-}
-
 function conflict(
   values: MeasureValues & { json: boolean },
   groups: (keyof MeasureValues | "json")[][],
@@ -180,13 +169,13 @@ function plan(
     ["sweep", "flows"],
     ["json", "ndjson"],
   ]);
-  const rate = number(values, "rate");
-  const count = number(values, "count");
-  const duration = number(values, "duration");
-  let window = number(values, "window");
+  const rate = parseNumberFlag(values, "rate", MEASURE_RANGES);
+  const count = parseNumberFlag(values, "count", MEASURE_RANGES);
+  const duration = parseNumberFlag(values, "duration", MEASURE_RANGES);
+  let window = parseNumberFlag(values, "window", MEASURE_RANGES);
   let intervalMs = rate !== undefined
     ? 1000 / rate
-    : number(values, "interval");
+    : parseNumberFlag(values, "interval", MEASURE_RANGES);
   // Load without a pacing flag keeps one probe in flight per flow.
   if (mode === "load" && window === undefined && intervalMs === undefined) {
     window = 1;
@@ -202,14 +191,15 @@ function plan(
       durationMs: duration === undefined
         ? (mode === "load" && count === undefined ? LOAD_DEFAULT_MS : undefined)
         : duration * 1000,
-      size: number(values, "size") ?? DEFAULT_PROBE_SIZE,
+      size: parseNumberFlag(values, "size", MEASURE_RANGES) ??
+        DEFAULT_PROBE_SIZE,
       intervalMs,
       window,
-      flows: number(values, "flows"),
+      flows: parseNumberFlag(values, "flows", MEASURE_RANGES),
       timeoutMs: options.timeoutMs,
-      waitMs: number(values, "wait"),
+      waitMs: parseNumberFlag(values, "wait", MEASURE_RANGES),
     },
-    maxLoss: number(values, "max-loss") ?? 0,
+    maxLoss: parseNumberFlag(values, "max-loss", MEASURE_RANGES) ?? 0,
     output: options.json ? "json" : values.ndjson ? "ndjson" : "text",
   };
 }
