@@ -1,15 +1,15 @@
 import { deepEqual, equal, ok } from "node:assert/strict";
-import type { PolicyOptions } from "./policy/policy.ts";
+import type { PolicyOptions } from "../policy/policy.ts";
 import {
   type EchoServer,
   type IoBackend,
   serveEcho,
   type ServerEvent,
-} from "./server.ts";
-import { formatAddress } from "./net/address.ts";
+} from "../server.ts";
+import { formatAddress } from "../net/address.ts";
 
-const SERVER = new URL("./server.ts", import.meta.url).pathname;
-const ROOT_DIR = new URL(".", import.meta.url).pathname;
+const SERVER = new URL("../server.ts", import.meta.url).pathname;
+const ROOT_DIR = new URL("..", import.meta.url).pathname;
 
 /** Defines a test once per I/O backend; the policy must hold on both. */
 function testBoth(name: string, fn: (io: IoBackend) => Promise<void>): void {
