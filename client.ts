@@ -131,11 +131,11 @@ const MEASURE_HELP =
   -c, --count N        ping: send N probes, 1 to 1000000000
                        (default: until Ctrl-C or -d)
   -i, --interval MS    ping: send probe n at start + n x MS, 0 to 3600000
-                       (default 1000)
-  -s, --size BYTES     probe payload, 20 to the family limit (default 64)
+                       (default: 1000)
+  -s, --size BYTES     probe payload, 20 to the family limit (default: 64)
   -d, --duration S     stop sending after S seconds, 0.001 to 86400
       --wait MS        after the last send, wait this long for replies,
-                       0 to 3600000 (default 2 x --timeout)
+                       0 to 3600000 (default: 2 x --timeout)
   -w, --window N       load: keep N probes in flight per flow, 1 to 1000000
                        (closed loop)
       --rate PPS       load: send PPS probes a second per flow, 0.001 to
@@ -146,7 +146,7 @@ const MEASURE_HELP =
       --bind ADDR[:PORT]  send from this local address
       --ndjson         one JSON event per reply, the summary last
       --max-loss PCT   exit 1 when more than PCT% of probes lack an intact
-                       reply, 0 to 100 (default 0)
+                       reply, 0 to 100 (default: 0)
   Load without -c or -d runs 10 s; -t MS marks slower replies late and,
   with -w, frees their slot.`;
 

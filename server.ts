@@ -95,18 +95,21 @@ A UDP echo server (RFC 862): every datagram goes back to its sender, byte for by
 Options:
   -H, --host ADDR         address to bind: a name, IPv4 or IPv6 (default: ${DEFAULT_HOST});
                           repeat for one socket per address, all on one port
-  -p, --port N            port to bind, 0 picks a free one (default: ${DEFAULT_PORT})
-  -q, --quiet             print no lines per datagram, only start-up and totals
+  -p, --port N            port to bind, 0 to 65535; 0 picks a free one (default: ${DEFAULT_PORT})
+  -q, --quiet             print no lines per datagram, only start-up, errors and totals
       --json              print one JSON event per line on stdout instead of text
       --rate N            echo at most N datagrams/s per source (an IPv4 address or an
-                          IPv6 /64); 0 turns it off (default: off when every address is
-                          loopback, else ${DEFAULT_RATE})
-      --burst N           datagrams a source may send at once (default: the rate)
-      --max-sources N     sources the rate limit tracks at once (default: ${DEFAULT_MAX_SOURCES})
+                          IPv6 /64), 0 to 10000000, fractions allowed; 0 turns it off
+                          (default: off when every address is loopback, else ${DEFAULT_RATE})
+      --burst N           datagrams a source may send at once, 1 to 1000000000
+                          (default: the rate)
+      --max-sources N     sources the rate limit tracks at once, 1 to ${MAX_SOURCES_LIMIT}
+                          (default: ${DEFAULT_MAX_SOURCES})
       --allow CIDR        echo only to these sources (repeatable; IPv4 or IPv6)
       --deny CIDR         never echo to these sources (repeatable; wins over --allow)
-      --max-size N        drop datagrams longer than N bytes, never echo them cut
-      --stats-interval S  print a one-line summary every S seconds
+      --max-size N        drop datagrams longer than N bytes, 0 to 65535; never echo
+                          them cut
+      --stats-interval S  print a one-line summary every S seconds, 0.01 to 86400
       --io MODE           socket (default) or batch: recvmmsg/sendmmsg in a Worker,
                           Linux only, needs --allow-ffi (deno task server:fast)
   -h, --help              show this help and exit

@@ -547,3 +547,29 @@ Deno.test("server.ts shebang and the deno.json server tasks give the same V8 fla
     /^udp-echo server \d+\.\d+\.\d+\n$/,
   );
 });
+
+testBoth(
+  "serveEcho() binds an address once however it is spelt, and echoes from it",
+  async (io) => {
+    const controller = new AbortController();
+    const server = serveEcho({
+      hostnames: ["::1", "[::1]", "0:0:0:0:0:0:0:1", "127.0.0.1"],
+      port: 0,
+      signal: controller.signal,
+      io,
+    });
+    try {
+      deepEqual(server.addrs, [
+        { transport: "udp", hostname: "::1", port: server.addr.port },
+        { transport: "udp", hostname: "127.0.0.1", port: server.addr.port },
+      ]);
+      for (const addr of server.addrs) {
+        const [reply] = await exchange(addr, new TextEncoder().encode("x"));
+        equal(new TextDecoder().decode(reply), "x");
+      }
+    } finally {
+      controller.abort();
+    }
+    equal((await server.finished).echoed, 2);
+  },
+);

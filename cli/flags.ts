@@ -201,7 +201,9 @@ function joinNegativeValues(args: string[], options: FlagSpecs): string[] {
       result.push(...args.slice(k));
       break;
     }
-    const negative = next !== undefined && /^-\d/.test(next);
+    // A token that is itself a flag of the script (`-6`) stays a flag.
+    const negative = next !== undefined && /^-\d/.test(next) &&
+      !longOf.has(next.slice(1));
     if (negative && /^--[^=]+$/.test(arg) && takesValue(arg.slice(2))) {
       result.push(`${arg}=${next}`);
       k++;
@@ -247,15 +249,35 @@ export function parseFlags<T extends FlagSpecs>(
     });
     return { values: parsed.values, positionals: parsed.positionals };
   } catch (error) {
+    // --help and --version answer whatever else the command line holds.
+    for (const name of ["help", "version"]) {
+      const short = options[name]?.short;
+      if (
+        options[name]?.type === "boolean" &&
+        args.some((arg) => arg === `--${name}` || arg === `-${short}`)
+      ) {
+        return { values: { [name]: true } as ParsedValues<T>, positionals: [] };
+      }
+    }
     const code = (error as { code?: string }).code;
     const message = (error as Error).message;
     const flag = flagNamed(message);
     switch (code) {
-      case "ERR_PARSE_ARGS_UNKNOWN_OPTION":
+      case "ERR_PARSE_ARGS_UNKNOWN_OPTION": {
+        // `-q=1`: parseArgs reads "=" and "1" as short flags of a cluster.
+        const short = /^-(\w)=/.exec(
+          args.find((arg) => /^-\w=/.test(arg)) ?? "",
+        );
+        if (short !== null && flag === "-=") {
+          throw new UsageError(`Cannot use -${short[1]}: it takes no value`, {
+            cause: error,
+          });
+        }
         throw new UsageError(
           `Cannot use ${flag}: unknown flag (see --help)`,
           { cause: error },
         );
+      }
       case "ERR_PARSE_ARGS_INVALID_OPTION_VALUE":
         throw new UsageError(
           message.includes("argument missing")

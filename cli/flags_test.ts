@@ -188,3 +188,33 @@ Deno.test("refuseArguments() names the first argument", () => {
     message: 'Cannot use "extra": unexpected argument (see --help)',
   });
 });
+
+Deno.test("parseFlags() keeps a flag of the script as a flag after one that takes a value", () => {
+  const options = {
+    host: { type: "string", short: "H" },
+    ipv6: { type: "boolean", short: "6" },
+  } as const;
+  throws(() => parseFlags(["-H", "-6"], options), {
+    name: "UsageError",
+    message:
+      'Cannot use --host: it needs a value (write --host=VALUE for one that starts with "-")',
+  });
+});
+
+Deno.test("parseFlags() names a short flag given a value with =", () => {
+  const options = { quiet: { type: "boolean", short: "q" } } as const;
+  throws(() => parseFlags(["-q=1"], options), {
+    name: "UsageError",
+    message: "Cannot use -q: it takes no value",
+  });
+});
+
+Deno.test("parseFlags() answers --help and --version past an unknown flag", () => {
+  const options = {
+    help: { type: "boolean", short: "h" },
+    version: { type: "boolean", short: "V" },
+  } as const;
+  deepEqual(parseFlags(["--bogus", "--help"], options).values, { help: true });
+  deepEqual(parseFlags(["-V", "--bogus"], options).values, { version: true });
+  throws(() => parseFlags(["--bogus"], options), { name: "UsageError" });
+});

@@ -63,7 +63,11 @@ export function serveSocket(options: EchoBackendOptions): EchoServer {
     portOf: (conn) => (conn.addr as Deno.NetAddr).port,
     close: (conn) => conn.close(),
   });
-  const addrs = conns.map((conn) => conn.addr as Deno.NetAddr);
+  // Plain objects, as the batch backend reports them.
+  const addrs = conns.map((conn): Deno.NetAddr => {
+    const { hostname, port } = conn.addr as Deno.NetAddr;
+    return { transport: "udp", hostname, port };
+  });
   const policyOptions = serverPolicy(options.policy, addrs);
   // Built before the first receive: no datagram is judged without knowing
   // every socket of the server.
@@ -102,6 +106,7 @@ export function serveSocket(options: EchoBackendOptions): EchoServer {
   signal?.addEventListener("abort", close, { once: true });
   const loops = conns.map((conn, k) =>
     echoLoop(conn, {
+      local: addrs[k]!,
       policy: policies[k]!,
       counters: counters[k]!,
       emit,
@@ -124,6 +129,7 @@ export function serveSocket(options: EchoBackendOptions): EchoServer {
 
 /** What one socket's echo loop works with. */
 interface LoopContext {
+  local: Deno.NetAddr;
   policy: EchoPolicy;
   counters: Counters;
   emit: (event: ServerEvent) => void;
@@ -143,8 +149,7 @@ async function echoLoop(
   conn: Deno.DatagramConn,
   context: LoopContext,
 ): Promise<void> {
-  const { policy, counters, emit, datagramEvents, isClosed } = context;
-  const local = conn.addr as Deno.NetAddr;
+  const { local, policy, counters, emit, datagramEvents, isClosed } = context;
   const spareBuffers: Uint8Array[] = [];
   let extras = 0;
   let failuresInRow = 0;

@@ -181,11 +181,18 @@ function plan(
     window = 1;
   }
   if (window === undefined) intervalMs ??= 1000;
+  const bind = values.bind === undefined
+    ? undefined
+    : parseBindFlag(values.bind, "--bind");
+  const flows = parseNumberFlag(values, "flows", MEASURE_RANGES);
+  if ((flows ?? 1) > 1 && (bind?.port ?? 0) !== 0) {
+    throw new UsageError(
+      `Cannot use --bind "${values.bind}" with --flows ${flows}: each flow needs its own port, so bind port 0`,
+    );
+  }
   return {
     family: values.ipv4 ? "IPv4" : values.ipv6 ? "IPv6" : undefined,
-    bind: values.bind === undefined
-      ? undefined
-      : parseBindFlag(values.bind, "--bind"),
+    bind,
     run: {
       count,
       durationMs: duration === undefined
@@ -195,7 +202,7 @@ function plan(
         DEFAULT_PROBE_SIZE,
       intervalMs,
       window,
-      flows: parseNumberFlag(values, "flows", MEASURE_RANGES),
+      flows,
       timeoutMs: options.timeoutMs,
       waitMs: parseNumberFlag(values, "wait", MEASURE_RANGES),
     },

@@ -425,3 +425,22 @@ Deno.test("client.ts --help lists the measurement flags", async () => {
   }
   ok(stdout.includes("--max-loss PCT"));
 });
+
+Deno.test("client.ts refuses --bind with a port for several flows before printing anything", async () => {
+  const { code, stdout, stderr } = await runScript("client.ts", [
+    "-p",
+    "9",
+    "--bind",
+    "127.0.0.1:5000",
+    "--flows",
+    "2",
+    "-c",
+    "1",
+  ]);
+  equal(stdout, "");
+  equal(
+    stderr,
+    'error: cannot use --bind "127.0.0.1:5000" with --flows 2: each flow needs its own port, so bind port 0\n',
+  );
+  equal(code, 2);
+});

@@ -363,7 +363,7 @@ export async function resolveAddress(
 /**
  * Resolves an address to send datagrams to, as {@linkcode resolveAddress}
  * does, and throws a `RangeError` for the unspecified address, which names
- * no host.
+ * no host, and for a broadcast or multicast one, which no echo comes from.
  */
 export async function resolveTarget(
   address: HostPort,
@@ -377,7 +377,34 @@ export async function resolveTarget(
       } for this machine`,
     );
   }
+  if (isGroupAddress(resolved.hostname)) {
+    throw new RangeError(
+      `Cannot send to ${resolved.hostname}: it is a broadcast or multicast address, and an echo comes back from a unicast one`,
+    );
+  }
   return resolved;
+}
+
+/**
+ * Whether an IP literal addresses a group rather than one host: IPv4
+ * multicast (224.0.0.0/4), the reserved 240.0.0.0/4 with the limited
+ * broadcast 255.255.255.255, or IPv6 multicast (ff00::/8).
+ *
+ * @example
+ * ```ts
+ * import { isGroupAddress } from "./address.ts";
+ * import { equal } from "node:assert/strict";
+ *
+ * equal(isGroupAddress("224.0.0.1"), true);
+ * equal(isGroupAddress("ff02::1"), true);
+ * equal(isGroupAddress("127.0.0.1"), false);
+ * ```
+ */
+export function isGroupAddress(hostname: string): boolean {
+  const family = parseAddress(hostname);
+  return family === 4
+    ? WORDS[0]! >>> 28 >= 0xe
+    : family === 6 && WORDS[0]! >>> 24 === 0xff;
 }
 
 const DENO_ERROR_REASONS: Record<string, string> = {

@@ -1,5 +1,10 @@
-import { equal } from "node:assert/strict";
-import { sameEndpoint, sameHost } from "./address.ts";
+import { equal, rejects } from "node:assert/strict";
+import {
+  isGroupAddress,
+  resolveTarget,
+  sameEndpoint,
+  sameHost,
+} from "./address.ts";
 
 Deno.test("sameHost() matches every spelling of one IPv6 address", () => {
   for (const spelling of ["0:0:0:0:0:0:0:1", "0000::0001", "::0:1", "[::1]"]) {
@@ -41,4 +46,30 @@ Deno.test("sameEndpoint() needs the same port too", () => {
     sameEndpoint({ hostname: "::1", port: 9 }, { hostname: "::1", port: 10 }),
     false,
   );
+});
+
+Deno.test("isGroupAddress() knows broadcast and multicast, IPv4-mapped too", () => {
+  for (
+    const group of [
+      "224.0.0.1",
+      "239.255.255.250",
+      "255.255.255.255",
+      "ff02::1",
+      "::ffff:224.0.0.1",
+    ]
+  ) {
+    equal(isGroupAddress(group), true, group);
+  }
+  for (const host of ["127.0.0.1", "223.255.255.255", "::1", "fe80::1"]) {
+    equal(isGroupAddress(host), false, host);
+  }
+});
+
+Deno.test("resolveTarget() refuses a broadcast or multicast target before any send", async () => {
+  await rejects(resolveTarget({ hostname: "255.255.255.255", port: 7 }), {
+    name: "RangeError",
+    message:
+      "Cannot send to 255.255.255.255: it is a broadcast or multicast address, and an echo comes back from a unicast one",
+  });
+  await rejects(resolveTarget({ hostname: "ff02::1", port: 7 }), RangeError);
 });

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { resolveAddress } from "../net/address.ts";
+import { resolveAddress, sameHost } from "../net/address.ts";
 import type { PolicyOptions } from "../policy/policy.ts";
 
 /**
@@ -59,7 +59,7 @@ export async function resolveHosts(hostnames: string[]): Promise<BindHost[]> {
   for (const name of hostnames) {
     const address = await resolveAddress({ hostname: name, port: 0 })
       .then((resolved) => resolved.hostname, () => name);
-    if (!hosts.some((host) => host.address === address)) {
+    if (!hosts.some((host) => sameHost(host.address, address))) {
       hosts.push({ name, address });
     }
   }

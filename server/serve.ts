@@ -17,7 +17,7 @@
  * @module
  */
 
-import { DEFAULT_HOST, DEFAULT_PORT } from "../net/address.ts";
+import { DEFAULT_HOST, DEFAULT_PORT, sameHost } from "../net/address.ts";
 import { serveBatch } from "../io/batch.ts";
 import { serveSocket } from "../io/socket.ts";
 import type { EchoBackendOptions, EchoServer } from "../io/types.ts";
@@ -33,7 +33,10 @@ export interface ServeEchoOptions
   extends Omit<EchoBackendOptions, "hostnames" | "port"> {
   /** The address to bind, when `hostnames` is not given. Defaults to `localhost`. */
   hostname?: string;
-  /** Addresses to bind, one socket each, all on one port; wins over `hostname`. */
+  /**
+   * Addresses to bind, one socket each, all on one port; wins over
+   * `hostname`. An address given twice, in any spelling, binds once.
+   */
   hostnames?: readonly string[];
   /** The port to bind; 0 picks a free one. Defaults to 10000. */
   port?: number;
@@ -73,8 +76,21 @@ export function serveEcho(options: ServeEchoOptions = {}): EchoServer {
   const { hostname = DEFAULT_HOST, io = "socket", ...rest } = options;
   const backend: EchoBackendOptions = {
     ...rest,
-    hostnames: options.hostnames ?? [hostname],
+    hostnames: distinctHosts(options.hostnames ?? [hostname]),
     port: options.port ?? DEFAULT_PORT,
   };
   return io === "batch" ? serveBatch(backend) : serveSocket(backend);
+}
+
+/**
+ * The hosts without URL brackets, each address once however it is spelt
+ * (`::1`, `[::1]` and `0:0:0:0:0:0:0:1` bind one socket).
+ */
+function distinctHosts(hostnames: readonly string[]): string[] {
+  const distinct: string[] = [];
+  for (const host of hostnames) {
+    const bare = /^\[(.*)\]$/.exec(host)?.[1] ?? host;
+    if (!distinct.some((seen) => sameHost(seen, bare))) distinct.push(bare);
+  }
+  return distinct;
 }
