@@ -38,8 +38,6 @@ import type {
   ServerEvent,
 } from "./types.ts";
 
-export { checkUnstableNet };
-
 // Receives in flight at most per socket (README, "Performance": more
 // receivers raise the round trip at one datagram in flight).
 const MAX_RECEIVERS = 4;
