@@ -284,7 +284,11 @@ testBoth(
   async (io) => {
     const server = await startServerWith(io, ["-p", "0"]);
     const { code, stdout, stderr } = await server.stop();
-    match(server.firstLine, /^starting up on localhost port \d+$/);
+    // The tutorial's line, naming the address the name stood for.
+    match(
+      server.firstLine,
+      /^starting up on localhost \((127\.0\.0\.1|::1)\) port \d+$/,
+    );
     ok(server.port > 0);
     equal(code, 0);
     equal(stderr, "");

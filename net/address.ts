@@ -321,21 +321,51 @@ export interface ResolveOptions {
 /**
  * Resolves a host name to its first IP address in the system resolver's
  * order (`/etc/hosts` included), the address `Deno.listenDatagram` would
- * bind for the same name; IP literals are returned as they are.
+ * bind for the same name; see {@linkcode resolveAddresses} for literals and
+ * errors.
  */
 export async function resolveAddress(
   address: HostPort,
   options: ResolveOptions = {},
 ): Promise<ResolvedAddress> {
+  return (await resolveAddresses(address, options))[0]!;
+}
+
+/**
+ * Resolves a host name to every IP address it stands for, in the system
+ * resolver's order (`/etc/hosts` included); an IP literal gives itself. An
+ * IPv4-mapped IPv6 literal (`::ffff:127.0.0.1`) gives its IPv4 address, the
+ * endpoint it names, so the IPv4 payload limit applies to it. Throws a
+ * `TypeError` for a literal of the other family than `options.family`, and
+ * an `Error` ("Cannot resolve NAME: reason") when the name does not resolve.
+ *
+ * @example
+ * ```ts
+ * import { resolveAddresses } from "./address.ts";
+ * import { deepEqual } from "node:assert/strict";
+ *
+ * deepEqual(await resolveAddresses({ hostname: "::FFFF:127.0.0.1", port: 7 }), [
+ *   { hostname: "127.0.0.1", port: 7, family: "IPv4" },
+ * ]);
+ * ```
+ */
+export async function resolveAddresses(
+  address: HostPort,
+  options: ResolveOptions = {},
+): Promise<ResolvedAddress[]> {
   const { family } = options;
   const literal = familyOf(address.hostname);
   if (literal !== undefined) {
-    if (family !== undefined && literal !== family) {
+    const mapped = literal === "IPv6" && parseAddress(address.hostname) === 4;
+    const resolved: ResolvedAddress = mapped
+      ? { ...address, hostname: dottedQuad(WORDS[0]!), family: "IPv4" }
+      : { ...address, family: literal };
+    if (family !== undefined && resolved.family !== family) {
       throw new TypeError(
-        `Cannot use ${address.hostname}: it is an ${literal} address, not ${family}`,
+        `Cannot use ${address.hostname}: it is an ${resolved.family} address, not ${family}`,
       );
     }
-    return { ...address, family: literal };
+    return [resolved];
   }
   try {
     // Verbatim keeps the resolver's order, the one listenDatagram binds by,
@@ -343,12 +373,16 @@ export async function resolveAddress(
     const found = await lookup(address.hostname, {
       family: family === undefined ? 0 : family === "IPv4" ? 4 : 6,
       verbatim: true,
+      all: true,
     });
-    return {
-      hostname: found.address,
+    if (found.length === 0) {
+      throw Object.assign(new Error(), { code: "ENOTFOUND" });
+    }
+    return found.map((entry) => ({
+      hostname: entry.address,
       port: address.port,
-      family: found.family === 6 ? "IPv6" : "IPv4",
-    };
+      family: entry.family === 6 ? "IPv6" : "IPv4",
+    }));
   } catch (error) {
     throw new Error(
       `Cannot resolve ${address.hostname}: ${
@@ -358,6 +392,12 @@ export async function resolveAddress(
       { cause: error },
     );
   }
+}
+
+function dottedQuad(value: number): string {
+  return `${value >>> 24}.${(value >>> 16) & 255}.${(value >>> 8) & 255}.${
+    value & 255
+  }`;
 }
 
 /**

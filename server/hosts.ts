@@ -6,7 +6,7 @@
  * @module
  */
 
-import { resolveAddress, sameHost } from "../net/address.ts";
+import { resolveAddresses, sameHost } from "../net/address.ts";
 import type { PolicyOptions } from "../policy/policy.ts";
 
 /**
@@ -49,18 +49,25 @@ export interface BindHost {
 }
 
 /**
- * Resolves the hosts to bind, dropping any that name an address already in
- * the list (`-H localhost -H 127.0.0.1` is one socket). A name that does not
- * resolve is kept as it is: binding it reports the error, and as no IP
- * literal it counts as not loopback for the default rate limit.
+ * Resolves the hosts to bind: a name stands for every address it resolves
+ * to (`localhost` with both `127.0.0.1` and `::1` in `/etc/hosts` binds
+ * both). An address already in the list is dropped, however it is spelt
+ * (`-H localhost -H 127.0.0.1` is one socket). A name that does not resolve
+ * is kept as it is: binding it reports the error, and as no IP literal it
+ * counts as not loopback for the default rate limit.
  */
 export async function resolveHosts(hostnames: string[]): Promise<BindHost[]> {
   const hosts: BindHost[] = [];
   for (const name of hostnames) {
-    const address = await resolveAddress({ hostname: name, port: 0 })
-      .then((resolved) => resolved.hostname, () => name);
-    if (!hosts.some((host) => sameHost(host.address, address))) {
-      hosts.push({ name, address });
+    const addresses = await resolveAddresses({ hostname: name, port: 0 })
+      .then(
+        (found) => found.map((resolved) => resolved.hostname),
+        () => [name],
+      );
+    for (const address of addresses) {
+      if (!hosts.some((host) => sameHost(host.address, address))) {
+        hosts.push({ name, address });
+      }
     }
   }
   return hosts;

@@ -23,7 +23,7 @@
  * @module
  */
 
-import { errorMessage, formatAddress } from "../net/address.ts";
+import { errorMessage, formatAddress, sameHost } from "../net/address.ts";
 import { previewPayload } from "../net/payload.ts";
 import { isLoopback } from "../policy/policy.ts";
 import type {
@@ -252,7 +252,7 @@ export function startStatsReport(
 
 /** Options for {@linkcode announce}. */
 export interface AnnounceOptions {
-  /** The host each socket was asked for, as the user gave it. */
+  /** The host each socket was asked for, as the user gave it (a name stands once per address). */
   hostnames: readonly string[];
   /** JSON lines instead of text. */
   json: boolean;
@@ -280,7 +280,11 @@ export function announce(
         ...(rate > 0 ? { rate, burst, max_sources: maxSources } : {}),
       }));
     } else {
-      output.line(`starting up on ${host} port ${addr.port}`);
+      // Name the address a name stood for: which sockets exist is the point.
+      const where = sameHost(host, addr.hostname)
+        ? addr.hostname
+        : `${host} (${addr.hostname})`;
+      output.line(`starting up on ${where} port ${addr.port}`);
     }
   }
   if (options.json) return;
