@@ -58,6 +58,7 @@ import {
   DEFAULT_HOST,
   DEFAULT_PORT,
   errorMessage,
+  familyOf,
   formatAddress,
   type HostPort,
   type ResolvedAddress,
@@ -72,6 +73,7 @@ import {
   EXIT_OK,
   EXIT_USAGE,
   type NumberRange,
+  parseBindFlag,
   parseFlags,
   parseHostFlag,
   parseNumber,
@@ -205,7 +207,8 @@ const FLAGS = {
   host: { type: "string", short: "H", default: DEFAULT_HOST },
   port: { type: "string", short: "p", default: String(DEFAULT_PORT) },
   timeout: { type: "string", short: "t", default: String(DEFAULT_TIMEOUT_MS) },
-  retries: { type: "string", short: "r", default: String(DEFAULT_RETRIES) },
+  // No default: -r given to a measurement, which never retries, is refused.
+  retries: { type: "string", short: "r" },
   quiet: { type: "boolean", short: "q", default: false },
   json: { type: "boolean", default: false },
   help: { type: "boolean", short: "h", default: false },
@@ -353,6 +356,62 @@ interface ClientCommand {
   };
 }
 
+type Flags = ReturnType<typeof parseFlags<typeof FLAGS>>["values"];
+
+/**
+ * Refuses flags that would be accepted and do nothing: `-r` in a
+ * measurement (probes are never resent), `-q` with JSON output (which has no
+ * lines to leave out), `--max-loss` in a sweep (whose status is whether any
+ * size came back). Throws a UsageError.
+ */
+function refuseIdleFlags(flags: Flags, mode: MeasureMode | undefined): void {
+  if (mode !== undefined && flags.retries !== undefined) {
+    throw new UsageError(
+      `Cannot use --retries in ${mode} mode: probes are never resent (see --wait and --timeout)`,
+    );
+  }
+  const json = flags.json ? "--json" : flags.ndjson ? "--ndjson" : undefined;
+  if (flags.quiet && json !== undefined) {
+    throw new UsageError(
+      `Cannot combine --quiet and ${json}: JSON output has no lines to leave out`,
+    );
+  }
+  if (mode === "sweep" && flags["max-loss"] !== undefined) {
+    throw new UsageError(
+      "Cannot use --max-loss with --sweep: a sweep succeeds when any size comes back intact",
+    );
+  }
+}
+
+/**
+ * Refuses, in every mode, an address literal of another family than `-4`
+ * or `-6` asks for, and a `--bind` literal of another family than the host
+ * literal. Names are checked once resolved. Throws a UsageError.
+ */
+function checkFamilies(hostname: string, flags: Flags): void {
+  const wanted = flags.ipv4 ? "IPv4" : flags.ipv6 ? "IPv6" : undefined;
+  const bind = flags.bind === undefined
+    ? undefined
+    : parseBindFlag(flags.bind, "--bind").hostname;
+  const host = familyOf(hostname);
+  for (const [flag, address] of [["--host", hostname], ["--bind", bind]]) {
+    const family = address === undefined ? undefined : familyOf(address);
+    if (wanted !== undefined && family !== undefined && family !== wanted) {
+      throw new UsageError(
+        `Cannot use ${address}: it is an ${family} address, not ${wanted} (${flag} and ${
+          wanted === "IPv4" ? "-4" : "-6"
+        })`,
+      );
+    }
+  }
+  const from = bind === undefined ? undefined : familyOf(bind);
+  if (from !== undefined && host !== undefined && from !== host) {
+    throw new UsageError(
+      `Cannot send from ${bind} to ${hostname}: one is ${from}, the other ${host}`,
+    );
+  }
+}
+
 /**
  * Reads the command line; returns an exit status once --help or --version
  * is answered. Throws a UsageError on bad usage.
@@ -377,6 +436,9 @@ function parseCommand(args: string[], out: Output): ClientCommand | number {
   if (flags.ipv4 && flags.ipv6) {
     throw new UsageError("Cannot combine -4 and -6: pick one family");
   }
+  refuseIdleFlags(flags, mode);
+  const hostname = parseHostFlag(flags.host, "--host");
+  checkFamilies(hostname, flags);
   if (mode === undefined && flags.bind !== undefined) {
     throw new UsageError(
       "Cannot use --bind without a measurement mode (-c, -w, --sweep ...)",
@@ -390,11 +452,13 @@ function parseCommand(args: string[], out: Output): ClientCommand | number {
   }
   return {
     target: {
-      hostname: parseHostFlag(flags.host, "--host"),
+      hostname,
       port: parseNumber(flags.port, "--port", RANGES.port),
     },
     timeout: parseNumber(flags.timeout, "--timeout", RANGES.timeout),
-    retries: parseNumber(flags.retries, "--retries", RANGES.retries),
+    retries: flags.retries === undefined
+      ? DEFAULT_RETRIES
+      : parseNumber(flags.retries, "--retries", RANGES.retries),
     message: fromStdin
       ? undefined
       : encoder.encode(words.length > 0 ? words.join(" ") : DEFAULT_MESSAGE),
@@ -444,6 +508,14 @@ async function main(args: string[]): Promise<number> {
     const refused = error instanceof RangeError
       ? new UsageError(error.message, { cause: error })
       : error;
+    if (command.json && !(refused instanceof UsageError)) {
+      // --json always answers a runtime failure on stdout, as per message.
+      out.line(JSON.stringify({
+        event: "error",
+        target: formatAddress(command.target),
+        message: errorMessage(refused),
+      }));
+    }
     out.error(refused);
     return refused instanceof UsageError ? EXIT_USAGE : EXIT_FAILURE;
   }
