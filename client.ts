@@ -58,7 +58,6 @@ import {
   DEFAULT_HOST,
   DEFAULT_PORT,
   errorMessage,
-  familyOf,
   formatAddress,
   type HostPort,
   type ResolvedAddress,
@@ -69,14 +68,15 @@ import {
   RECEIVE_BUFFER_SIZE,
 } from "./net/payload.ts";
 import {
+  checkFamilies,
   EXIT_FAILURE,
   EXIT_OK,
   EXIT_USAGE,
   type NumberRange,
-  parseBindFlag,
   parseFlags,
   parseHostFlag,
   parseNumber,
+  refuseIdleFlags,
   UsageError,
   VERSION,
 } from "./cli/flags.ts";
@@ -103,7 +103,6 @@ const RANGES = {
   retries: { min: 0, max: MAX_RETRIES },
 } as const satisfies Record<string, NumberRange>;
 
-/** The flags of the measurement modes, in `node:util` parseArgs form. */
 /**
  * The measurement modes, as `measure/report.ts` names them; a type import
  * from there would put the measurement modules in the plain client's graph.
@@ -207,8 +206,7 @@ const FLAGS = {
   host: { type: "string", short: "H", default: DEFAULT_HOST },
   port: { type: "string", short: "p", default: String(DEFAULT_PORT) },
   timeout: { type: "string", short: "t", default: String(DEFAULT_TIMEOUT_MS) },
-  // No default: -r given to a measurement, which never retries, is refused.
-  retries: { type: "string", short: "r" },
+  retries: { type: "string", short: "r" }, // no default: see refuseIdleFlags
   quiet: { type: "boolean", short: "q", default: false },
   json: { type: "boolean", default: false },
   help: { type: "boolean", short: "h", default: false },
@@ -356,62 +354,6 @@ interface ClientCommand {
   };
 }
 
-type Flags = ReturnType<typeof parseFlags<typeof FLAGS>>["values"];
-
-/**
- * Refuses flags that would be accepted and do nothing: `-r` in a
- * measurement (probes are never resent), `-q` with JSON output (which has no
- * lines to leave out), `--max-loss` in a sweep (whose status is whether any
- * size came back). Throws a UsageError.
- */
-function refuseIdleFlags(flags: Flags, mode: MeasureMode | undefined): void {
-  if (mode !== undefined && flags.retries !== undefined) {
-    throw new UsageError(
-      `Cannot use --retries in ${mode} mode: probes are never resent (see --wait and --timeout)`,
-    );
-  }
-  const json = flags.json ? "--json" : flags.ndjson ? "--ndjson" : undefined;
-  if (flags.quiet && json !== undefined) {
-    throw new UsageError(
-      `Cannot combine --quiet and ${json}: JSON output has no lines to leave out`,
-    );
-  }
-  if (mode === "sweep" && flags["max-loss"] !== undefined) {
-    throw new UsageError(
-      "Cannot use --max-loss with --sweep: a sweep succeeds when any size comes back intact",
-    );
-  }
-}
-
-/**
- * Refuses, in every mode, an address literal of another family than `-4`
- * or `-6` asks for, and a `--bind` literal of another family than the host
- * literal. Names are checked once resolved. Throws a UsageError.
- */
-function checkFamilies(hostname: string, flags: Flags): void {
-  const wanted = flags.ipv4 ? "IPv4" : flags.ipv6 ? "IPv6" : undefined;
-  const bind = flags.bind === undefined
-    ? undefined
-    : parseBindFlag(flags.bind, "--bind").hostname;
-  const host = familyOf(hostname);
-  for (const [flag, address] of [["--host", hostname], ["--bind", bind]]) {
-    const family = address === undefined ? undefined : familyOf(address);
-    if (wanted !== undefined && family !== undefined && family !== wanted) {
-      throw new UsageError(
-        `Cannot use ${address}: it is an ${family} address, not ${wanted} (${flag} and ${
-          wanted === "IPv4" ? "-4" : "-6"
-        })`,
-      );
-    }
-  }
-  const from = bind === undefined ? undefined : familyOf(bind);
-  if (from !== undefined && host !== undefined && from !== host) {
-    throw new UsageError(
-      `Cannot send from ${bind} to ${hostname}: one is ${from}, the other ${host}`,
-    );
-  }
-}
-
 /**
  * Reads the command line; returns an exit status once --help or --version
  * is answered. Throws a UsageError on bad usage.
@@ -509,7 +451,6 @@ async function main(args: string[]): Promise<number> {
       ? new UsageError(error.message, { cause: error })
       : error;
     if (command.json && !(refused instanceof UsageError)) {
-      // --json always answers a runtime failure on stdout, as per message.
       out.line(JSON.stringify({
         event: "error",
         target: formatAddress(command.target),
