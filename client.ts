@@ -68,6 +68,7 @@ import {
   RECEIVE_BUFFER_SIZE,
 } from "./net/payload.ts";
 import {
+  checkFamilies,
   EXIT_FAILURE,
   EXIT_OK,
   EXIT_USAGE,
@@ -75,6 +76,7 @@ import {
   parseFlags,
   parseHostFlag,
   parseNumber,
+  refuseIdleFlags,
   UsageError,
   VERSION,
 } from "./cli/flags.ts";
@@ -101,7 +103,6 @@ const RANGES = {
   retries: { min: 0, max: MAX_RETRIES },
 } as const satisfies Record<string, NumberRange>;
 
-/** The flags of the measurement modes, in `node:util` parseArgs form. */
 /**
  * The measurement modes, as `measure/report.ts` names them; a type import
  * from there would put the measurement modules in the plain client's graph.
@@ -205,7 +206,7 @@ const FLAGS = {
   host: { type: "string", short: "H", default: DEFAULT_HOST },
   port: { type: "string", short: "p", default: String(DEFAULT_PORT) },
   timeout: { type: "string", short: "t", default: String(DEFAULT_TIMEOUT_MS) },
-  retries: { type: "string", short: "r", default: String(DEFAULT_RETRIES) },
+  retries: { type: "string", short: "r" }, // no default: see refuseIdleFlags
   quiet: { type: "boolean", short: "q", default: false },
   json: { type: "boolean", default: false },
   help: { type: "boolean", short: "h", default: false },
@@ -377,6 +378,9 @@ function parseCommand(args: string[], out: Output): ClientCommand | number {
   if (flags.ipv4 && flags.ipv6) {
     throw new UsageError("Cannot combine -4 and -6: pick one family");
   }
+  refuseIdleFlags(flags, mode);
+  const hostname = parseHostFlag(flags.host, "--host");
+  checkFamilies(hostname, flags);
   if (mode === undefined && flags.bind !== undefined) {
     throw new UsageError(
       "Cannot use --bind without a measurement mode (-c, -w, --sweep ...)",
@@ -390,11 +394,13 @@ function parseCommand(args: string[], out: Output): ClientCommand | number {
   }
   return {
     target: {
-      hostname: parseHostFlag(flags.host, "--host"),
+      hostname,
       port: parseNumber(flags.port, "--port", RANGES.port),
     },
     timeout: parseNumber(flags.timeout, "--timeout", RANGES.timeout),
-    retries: parseNumber(flags.retries, "--retries", RANGES.retries),
+    retries: flags.retries === undefined
+      ? DEFAULT_RETRIES
+      : parseNumber(flags.retries, "--retries", RANGES.retries),
     message: fromStdin
       ? undefined
       : encoder.encode(words.length > 0 ? words.join(" ") : DEFAULT_MESSAGE),
@@ -444,6 +450,13 @@ async function main(args: string[]): Promise<number> {
     const refused = error instanceof RangeError
       ? new UsageError(error.message, { cause: error })
       : error;
+    if (command.json && !(refused instanceof UsageError)) {
+      out.line(JSON.stringify({
+        event: "error",
+        target: formatAddress(command.target),
+        message: errorMessage(refused),
+      }));
+    }
     out.error(refused);
     return refused instanceof UsageError ? EXIT_USAGE : EXIT_FAILURE;
   }

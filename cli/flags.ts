@@ -9,7 +9,12 @@
 
 import denoConfig from "../deno.json" with { type: "json" };
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { type HostPort, parseHost, parsePort } from "../net/address.ts";
+import {
+  familyOf,
+  type HostPort,
+  parseHost,
+  parsePort,
+} from "../net/address.ts";
 
 /** The version of udp-echo, as published in `deno.json`. */
 export const VERSION: string = denoConfig.version;
@@ -303,6 +308,86 @@ export function refuseArguments(positionals: string[]): void {
   if (positionals.length > 0) {
     throw new UsageError(
       `Cannot use "${positionals[0]}": unexpected argument (see --help)`,
+    );
+  }
+}
+
+/** The client flags {@linkcode refuseIdleFlags} and {@linkcode checkFamilies} read. */
+export interface ClientFlagValues {
+  /** `-r`. */
+  retries?: string;
+  /** `-q`. */
+  quiet?: boolean;
+  /** `--json`. */
+  json?: boolean;
+  /** `--ndjson`. */
+  ndjson?: boolean;
+  /** `--max-loss`. */
+  "max-loss"?: string;
+  /** `-4`. */
+  ipv4?: boolean;
+  /** `-6`. */
+  ipv6?: boolean;
+  /** `--bind`. */
+  bind?: string;
+}
+
+/**
+ * Refuses flags that would be accepted and do nothing: `-r` in a
+ * measurement (probes are never resent), `-q` with JSON output (which has no
+ * lines to leave out), `--max-loss` in a sweep (whose status is whether any
+ * size came back). Throws a UsageError.
+ */
+export function refuseIdleFlags(
+  flags: ClientFlagValues,
+  mode: string | undefined,
+): void {
+  if (mode !== undefined && flags.retries !== undefined) {
+    throw new UsageError(
+      `Cannot use --retries in ${mode} mode: probes are never resent (see --wait and --timeout)`,
+    );
+  }
+  const json = flags.json ? "--json" : flags.ndjson ? "--ndjson" : undefined;
+  if (flags.quiet && json !== undefined) {
+    throw new UsageError(
+      `Cannot combine --quiet and ${json}: JSON output has no lines to leave out`,
+    );
+  }
+  if (mode === "sweep" && flags["max-loss"] !== undefined) {
+    throw new UsageError(
+      "Cannot use --max-loss with --sweep: a sweep succeeds when any size comes back intact",
+    );
+  }
+}
+
+/**
+ * Refuses, in every mode, an address literal of another family than `-4`
+ * or `-6` asks for, and a `--bind` literal of another family than the host
+ * literal. Names are checked once resolved. Throws a UsageError.
+ */
+export function checkFamilies(
+  hostname: string,
+  flags: ClientFlagValues,
+): void {
+  const wanted = flags.ipv4 ? "IPv4" : flags.ipv6 ? "IPv6" : undefined;
+  const bind = flags.bind === undefined
+    ? undefined
+    : parseBindFlag(flags.bind, "--bind").hostname;
+  const host = familyOf(hostname);
+  for (const [flag, address] of [["--host", hostname], ["--bind", bind]]) {
+    const family = address === undefined ? undefined : familyOf(address);
+    if (wanted !== undefined && family !== undefined && family !== wanted) {
+      throw new UsageError(
+        `Cannot use ${address}: it is an ${family} address, not ${wanted} (${flag} and ${
+          wanted === "IPv4" ? "-4" : "-6"
+        })`,
+      );
+    }
+  }
+  const from = bind === undefined ? undefined : familyOf(bind);
+  if (from !== undefined && host !== undefined && from !== host) {
+    throw new UsageError(
+      `Cannot send from ${bind} to ${hostname}: one is ${from}, the other ${host}`,
     );
   }
 }

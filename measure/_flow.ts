@@ -9,6 +9,8 @@
 
 import { RECEIVE_BUFFER_SIZE } from "../net/payload.ts";
 import {
+  errorMessage,
+  formatAddress,
   type HostPort,
   type ResolvedAddress,
   sameEndpoint,
@@ -85,15 +87,23 @@ export function fromTarget(from: Deno.Addr, target: HostPort): boolean {
   return sameEndpoint(from as Deno.NetAddr, target);
 }
 
+/** Opens a flow's socket; throws `Cannot bind ADDR: reason` when it cannot. */
 function openSocket(
   target: ResolvedAddress,
   bind: HostPort | undefined,
 ): Deno.DatagramConn {
-  return Deno.listenDatagram({
+  const local = {
     hostname: bind?.hostname ?? (target.family === "IPv6" ? "::" : "0.0.0.0"),
     port: bind?.port ?? 0,
-    transport: "udp",
-  });
+  };
+  try {
+    return Deno.listenDatagram({ ...local, transport: "udp" });
+  } catch (error) {
+    throw new Error(
+      `Cannot bind ${formatAddress(local)}: ${errorMessage(error)}`,
+      { cause: error },
+    );
+  }
 }
 
 /** What a flow needs besides its index and session. */

@@ -25,6 +25,7 @@ import {
   formatStatus,
   formatSweepStep,
   formatSweepSummary,
+  JSON_SCHEMA,
   lossPercent,
   type Mode,
   runJson,
@@ -34,8 +35,12 @@ import {
 import {
   type AddressFamily,
   checkUnstableNet,
+  errorMessage,
+  familyOf,
   formatAddress,
   type HostPort,
+  resolveAddress,
+  type ResolvedAddress,
   resolveTarget,
 } from "../net/address.ts";
 import {
@@ -117,6 +122,10 @@ export interface MeasureOptions {
 
 const LOAD_DEFAULT_MS = 10_000;
 const STATUS_INTERVAL_MS = 250;
+/** The terminal width assumed when the terminal does not say, in columns. */
+const DEFAULT_COLUMNS = 80;
+/** The signals that stop a measurement: the first gently, the second at once. */
+const STOP_SIGNALS: Deno.Signal[] = ["SIGINT", "SIGTERM"];
 
 /**
  * Turns an error of the checks made before anything is sent (a family that
@@ -211,13 +220,38 @@ function plan(
   };
 }
 
+/**
+ * Fits a status line into `columns` terminal columns, one left free so the
+ * cursor never wraps: whole comma-separated parts are dropped from the end
+ * first, then the text is cut.
+ */
+export function fitStatus(text: string, columns: number): string {
+  const width = Math.max(1, columns - 1);
+  let fitted = text;
+  while (fitted.length > width && fitted.includes(", ")) {
+    fitted = fitted.slice(0, fitted.lastIndexOf(", "));
+  }
+  return fitted.slice(0, width);
+}
+
+/** The width of the terminal on standard error, in columns. */
+function terminalColumns(): number {
+  try {
+    return Deno.consoleSize().columns || DEFAULT_COLUMNS;
+  } catch {
+    // consoleSize asks stdout first and fails when no stream is a terminal.
+    return DEFAULT_COLUMNS;
+  }
+}
+
 /** A live status line on standard error, only on a terminal. */
 function statusLine(output: Output, enabled: boolean) {
   let last = "";
   return {
     show(text: string): void {
       if (!enabled) return;
-      last = text;
+      // Read each time: the terminal may have been resized.
+      last = fitStatus(text, terminalColumns());
       output.status(`\r\x1b[K${last}`);
     },
     clear(): void {
@@ -228,10 +262,60 @@ function statusLine(output: Output, enabled: boolean) {
 }
 
 /**
+ * The `--json` document (or `--ndjson` line) of a run that failed before it
+ * had a result, such as a name that does not resolve: the mode, the target
+ * as given and the `error` line's message.
+ */
+export function failureJson(
+  mode: Mode,
+  target: HostPort,
+  error: unknown,
+): Record<string, unknown> {
+  return {
+    schema: JSON_SCHEMA,
+    mode,
+    target: {
+      address: formatAddress(target),
+      hostname: target.hostname,
+      port: target.port,
+      family: familyOf(target.hostname) ?? null,
+    },
+    error: errorMessage(error),
+  };
+}
+
+/**
+ * Refuses a local address of another family than the target (a UsageError)
+ * and resolves a name given to `--bind` in the target's family.
+ */
+async function checkBind(
+  bind: HostPort | undefined,
+  target: ResolvedAddress,
+): Promise<HostPort | undefined> {
+  if (bind === undefined) return undefined;
+  const family = familyOf(bind.hostname);
+  if (family !== undefined && family !== target.family) {
+    throw new UsageError(
+      `Cannot send from ${bind.hostname} to ${target.hostname}: one is ${family}, the other ${target.family}`,
+    );
+  }
+  if (family !== undefined) return bind;
+  const { hostname, port } = await resolveAddress(bind, {
+    family: target.family,
+  });
+  return { hostname, port };
+}
+
+/**
  * Runs the measurement the flags ask for and prints it; returns the exit
  * status: 0 when the share of probes without an intact reply stays within
- * `--max-loss` (a sweep: when any size came back intact), 1 otherwise, 2 for
- * a usage error.
+ * `--max-loss` and an open loop kept up with its rate (a sweep: when any
+ * size came back intact), 1 otherwise, 2 for a usage error.
+ *
+ * The first SIGINT or SIGTERM stops sending and waits for the replies still
+ * due (at most the timeout); a second ends the run at once, reporting the
+ * probes still within their timeout as in flight. Either way the summary
+ * (or JSON document) is printed and the status follows the results.
  */
 export async function runMeasurement(
   mode: Mode,
@@ -239,6 +323,17 @@ export async function runMeasurement(
   options: MeasureOptions,
 ): Promise<number> {
   const { output: out, quiet } = options;
+  const format = options.json ? "json" : values.ndjson ? "ndjson" : "text";
+  // Usage errors print nothing on stdout; other failures print a document.
+  const fail = (error: unknown): number => {
+    const refused = asUsage(error);
+    out.error(refused);
+    if (refused instanceof UsageError) return EXIT_USAGE;
+    const document = failureJson(mode, options.target, refused);
+    if (format === "json") out.line(toJson(document, 2));
+    if (format === "ndjson") out.line(toJson({ event: "error", ...document }));
+    return EXIT_FAILURE;
+  };
   let checked: Plan;
   let target;
   try {
@@ -247,6 +342,7 @@ export async function runMeasurement(
       .catch((error) => {
         throw asUsage(error);
       });
+    checked.bind = await checkBind(checked.bind, target);
     try {
       if (mode !== "sweep") checkProbeSize(checked.run.size!, target);
       checkUnstableNet();
@@ -254,8 +350,7 @@ export async function runMeasurement(
       throw asUsage(error);
     }
   } catch (error) {
-    out.error(error);
-    return error instanceof UsageError ? EXIT_USAGE : EXIT_FAILURE;
+    return fail(error);
   }
   const from = formatAddress(target);
   const { output, run } = checked;
@@ -288,9 +383,16 @@ export async function runMeasurement(
       live.lastRttMs = event.rttMs;
     }
   };
+  // `stop` ends the sending, `controller` the whole run.
+  const stop = new AbortController();
   const controller = new AbortController();
-  const onSignal = () => controller.abort();
-  Deno.addSignalListener("SIGINT", onSignal);
+  const onSignal = () => {
+    // A sweep has one probe out at a time: nothing to wait for.
+    if (stop.signal.aborted || mode === "sweep") controller.abort();
+    stop.abort();
+    status.clear();
+  };
+  for (const signal of STOP_SIGNALS) Deno.addSignalListener(signal, onSignal);
   let ticker: ReturnType<typeof setInterval> | undefined;
   try {
     if (mode === "sweep") {
@@ -325,6 +427,8 @@ export async function runMeasurement(
     if (output === "text" && !quiet) {
       const pacing = run.window !== undefined
         ? `window ${run.window}`
+        : run.intervalMs === 0
+        ? "as fast as possible"
         : `every ${Number(run.intervalMs!.toFixed(3))} ms`;
       print(
         `${mode.toUpperCase()} ${from}: ${run.size}-byte probes, ${pacing}${
@@ -336,6 +440,7 @@ export async function runMeasurement(
     if (mode === "load") {
       let before = { at: live.start, received: 0 };
       ticker = setInterval(() => {
+        if (stop.signal.aborted) return;
         const now = { at: performance.now(), received: live.received };
         status.show(formatStatus({
           sent: live.sent,
@@ -352,6 +457,7 @@ export async function runMeasurement(
       target,
       bind: checked.bind,
       ...run,
+      stop: stop.signal,
       signal: controller.signal,
       onEvent,
       onSend: () => live.sent++,
@@ -374,15 +480,17 @@ export async function runMeasurement(
       );
     }
     const loss = lossPercent(result);
-    return Number.isFinite(loss) && loss <= checked.maxLoss && !out.closed
+    return Number.isFinite(loss) && loss <= checked.maxLoss &&
+        result.schedule?.short !== true && !out.closed
       ? EXIT_OK
       : EXIT_FAILURE;
   } catch (error) {
     status.clear();
-    out.error(asUsage(error));
-    return asUsage(error) instanceof UsageError ? EXIT_USAGE : EXIT_FAILURE;
+    return fail(error);
   } finally {
     if (ticker !== undefined) clearInterval(ticker);
-    Deno.removeSignalListener("SIGINT", onSignal);
+    for (const signal of STOP_SIGNALS) {
+      Deno.removeSignalListener(signal, onSignal);
+    }
   }
 }

@@ -74,7 +74,7 @@ Deno.test("client.ts --json prints one document whose counts match the relay", a
   const { code, stdout, stderr } = await client([...args, "--max-loss", "15"]);
   equal(stderr, "");
   const document = JSON.parse(stdout);
-  equal(document.schema, "udp-echo.measure/1");
+  equal(document.schema, "udp-echo.measure/1.1");
   equal(document.mode, "ping");
   equal(document.target.address, `127.0.0.1:${relay.target.port}`);
   deepEqual(
@@ -151,7 +151,7 @@ Deno.test("client.ts --ndjson streams one event per reply and the summary last",
     "summary",
   ]);
   deepEqual(events.slice(0, 4).map((event) => event.seq).sort(), [0, 1, 2, 3]);
-  equal(events[4].schema, "udp-echo.measure/1");
+  equal(events[4].schema, "udp-echo.measure/1.1");
   equal(events[4].received, 4);
 });
 
@@ -292,6 +292,26 @@ Deno.test("client.ts refuses bad measurement flags with exit 2", async () => {
     [["--bind", "127.0.0.1", "hi"], /^error: cannot use --bind without/],
     [["--rate", "0", "-c", "1"], /^error: cannot use --rate "0"/],
     [["-w", "4", "--bind", "[::1]:x"], /^error: cannot use --bind "\[::1\]:x"/],
+    // A family conflict is a usage error in every mode, the plain echo too.
+    [["-4", "-H", "::1"], /^error: cannot use ::1: it is an IPv6 address/],
+    [["-6", "-H", "127.0.0.1"], /^error: cannot use 127\.0\.0\.1: it is/],
+    [["-6", "-H", "127.0.0.1", "-w", "2"], /^error: cannot use 127\.0/],
+    [["-4", "-H", "::1", "--sweep"], /^error: cannot use ::1: it is an/],
+    [["-4", "--bind", "[::1]", "-c", "1"], /^error: cannot use ::1: it is/],
+    [
+      ["--bind", "[::1]", "-H", "127.0.0.1", "-c", "1"],
+      /^error: cannot send from ::1 to 127\.0\.0\.1: one is IPv6, the other/,
+    ],
+    [
+      ["--bind", "127.0.0.1", "-H", "localhost", "-6", "-c", "1"],
+      /^error: cannot use 127\.0\.0\.1: it is an IPv4 address, not IPv6/,
+    ],
+    // Flags that would be accepted and do nothing.
+    [["-c", "1", "-r", "3"], /^error: cannot use --retries in ping mode/],
+    [["-w", "2", "-r", "0"], /^error: cannot use --retries in load mode/],
+    [["-q", "--json"], /^error: cannot combine --quiet and --json/],
+    [["-c", "1", "-q", "--ndjson"], /^error: cannot combine --quiet and/],
+    [["--sweep", "--max-loss", "5"], /^error: cannot use --max-loss with/],
   ];
   for (const [args, expected] of cases) {
     const { code, stdout, stderr } = await client(["-p", "9", ...args]);
@@ -443,4 +463,72 @@ Deno.test("client.ts refuses --bind with a port for several flows before printin
     'error: cannot use --bind "127.0.0.1:5000" with --flows 2: each flow needs its own port, so bind port 0\n',
   );
   equal(code, 2);
+});
+
+Deno.test("client.ts names the address and the cause when --bind fails", async () => {
+  const conn = Deno.listenDatagram({
+    hostname: "127.0.0.1",
+    port: 0,
+    transport: "udp",
+  });
+  using taken = { addr: conn.addr, [Symbol.dispose]: () => conn.close() };
+  const port = (taken.addr as Deno.NetAddr).port;
+  const text = await client([
+    "-p",
+    "9",
+    "--bind",
+    `127.0.0.1:${port}`,
+    "-c",
+    "1",
+  ]);
+  equal(
+    text.stderr,
+    `error: cannot bind 127.0.0.1:${port}: address already in use\n`,
+  );
+  equal(text.code, 1);
+  const json = await client([
+    "-p",
+    "9",
+    "--bind",
+    `127.0.0.1:${port}`,
+    "-w",
+    "2",
+    "--json",
+  ]);
+  equal(json.code, 1);
+  const document = JSON.parse(json.stdout);
+  equal(
+    document.error,
+    `cannot bind 127.0.0.1:${port}: address already in use`,
+  );
+  equal(document.mode, "load");
+});
+
+Deno.test("client.ts --json answers a resolution error on stdout in every mode", async () => {
+  const args = ["-H", "nosuch.invalid", "-p", "9", "-t", "50"];
+  const ping = await client([...args, "-c", "1", "--json"]);
+  equal(ping.code, 1);
+  match(ping.stderr, /^error: cannot resolve nosuch\.invalid: /);
+  const document = JSON.parse(ping.stdout);
+  equal(document.schema, "udp-echo.measure/1.1");
+  equal(document.mode, "ping");
+  equal(document.target.address, "nosuch.invalid:9");
+  equal(document.error, ping.stderr.slice("error: ".length).trim());
+  const ndjson = await client([...args, "--sweep", "--ndjson"]);
+  equal(ndjson.code, 1);
+  const events = ndjson.stdout.trim().split("\n").map((l) => JSON.parse(l));
+  equal(events.length, 1);
+  equal(events[0].event, "error");
+  equal(events[0].mode, "sweep");
+  const plain = await client([...args, "--json"]);
+  equal(plain.code, 1);
+  deepEqual(JSON.parse(plain.stdout), {
+    event: "error",
+    target: "nosuch.invalid:9",
+    message: plain.stderr.slice("error: ".length).trim(),
+  });
+  // A usage error prints nothing on stdout, --json or not.
+  const usage = await client([...args, "-c", "0", "--json"]);
+  equal(usage.code, 2);
+  equal(usage.stdout, "");
 });

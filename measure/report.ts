@@ -38,7 +38,7 @@ import { formatAddress } from "../net/address.ts";
 import { histogram, type ReplyCounts, type Summary } from "./stats.ts";
 
 /** Names the JSON format and its version; bump the version on any change. */
-export const JSON_SCHEMA = "udp-echo.measure/1";
+export const JSON_SCHEMA = "udp-echo.measure/1.1";
 
 /** Which measurement produced a result. */
 export type Mode = "ping" | "load" | "sweep";
@@ -69,13 +69,15 @@ function plural(n: number, word: string): string {
   return `${n} ${word}${n === 1 ? "" : "s"}`;
 }
 
-/** Percentage of probes without an intact reply (lost or only corrupted). */
+/**
+ * Percentage of probes without an intact reply (lost or only corrupted);
+ * probes still in flight when the run was cut short count for neither side.
+ */
 export function lossPercent(
-  result: { sent: number; received: number },
+  result: { sent: number; received: number; inFlight?: number },
 ): number {
-  return result.sent === 0
-    ? NaN
-    : (result.sent - result.received) / result.sent * 100;
+  const settled = result.sent - (result.inFlight ?? 0);
+  return settled === 0 ? NaN : (settled - result.received) / settled * 100;
 }
 
 /** A ping-style line for one reply, marked DUP!, late, reordered or damaged. */
@@ -176,6 +178,8 @@ export function formatRunSummary(
     result.late > 0 && `${result.late} late`,
     result.truncated > 0 && `${result.truncated} truncated`,
     result.ignored > 0 && `${result.ignored} foreign datagrams ignored`,
+    (result.inFlight ?? 0) > 0 &&
+    `${result.inFlight} in flight when cut short`,
   ].filter(Boolean);
   if (extras.length > 0) lines.push(extras.join(", "));
   lines.push(...summaryTable(result.rttMs));
@@ -205,6 +209,8 @@ export function formatRunSummary(
       (result.elapsedMs / 1000).toFixed(2)
     } s`,
   );
+  const shortfall = formatShortfall(result);
+  if (shortfall !== undefined) lines.push(shortfall);
   if ((options.histogram ?? true) && result.rtts.length > 1) {
     lines.push(
       "rtt histogram (ms):",
@@ -216,6 +222,20 @@ export function formatRunSummary(
     );
   }
   return lines;
+}
+
+/**
+ * The line that says a run sent slower than asked (see
+ * `RunResult.schedule`), or `undefined` when it kept up.
+ */
+export function formatShortfall(result: RunResult): string | undefined {
+  if (result.schedule?.short !== true) return undefined;
+  const { askedPps, achievedPps } = result.schedule;
+  return `send rate short of the schedule: asked ${
+    formatRate(askedPps)
+  }, achieved ${formatRate(achievedPps)} (${
+    (achievedPps / askedPps * 100).toFixed(1)
+  }%)`;
 }
 
 /** The end-of-sweep summary, as lines. */
@@ -302,6 +322,7 @@ export function runJson(
     truncated: result.truncated,
     late: result.late,
     ignored: result.ignored,
+    in_flight: result.inFlight ?? 0,
     loss_percent: lossPercent(result),
     rtt_ms: summaryJson(result.rttMs),
     jitter_ms: { ipdv: result.jitterMs.ipdv, rfc3550: result.jitterMs.rfc3550 },
@@ -314,11 +335,15 @@ export function runJson(
       : null,
     send_rate: { pps: result.sendRate.pps, bps: result.sendRate.bps },
     echo_rate: { pps: result.echoRate.pps, bps: result.echoRate.bps },
+    asked_pps: result.schedule?.askedPps ?? null,
+    achieved_pps: result.schedule?.achievedPps ?? null,
+    rate_shortfall: result.schedule?.short ?? false,
     elapsed_ms: result.elapsedMs,
     flows: result.flows.map((flow) => ({
       flow: flow.flow,
       local: formatAddress(flow.local),
       ...countsJson(flow),
+      in_flight: flow.inFlight ?? 0,
     })),
   };
 }

@@ -5,8 +5,17 @@
  * @module
  */
 
-import type { HostPort, ResolvedAddress } from "../net/address.ts";
-import { newSessionId } from "./probe.ts";
+import {
+  type HostPort,
+  isUnspecified,
+  type ResolvedAddress,
+} from "../net/address.ts";
+import {
+  decodeProbe,
+  encodeProbeInto,
+  newSessionId,
+  verifyProbe,
+} from "./probe.ts";
 import {
   addCounts,
   meanIpdv,
@@ -29,13 +38,34 @@ import {
 import { Flow, Wakeup } from "./_flow.ts";
 
 const DEFAULT_INTERVAL_MS = 1000;
+/**
+ * The longest a send loop runs without giving the event loop a turn, in ms:
+ * a send that completes at once never does, and then neither a signal nor a
+ * timer (the deadline) would get through.
+ */
+const YIELD_EVERY_MS = 5;
+/** The longest the warm-up waits for a socket's datagram to itself, in ms. */
+const WARM_UP_WAIT_MS = 50;
+/** Below this share of the asked send rate a run is short of its schedule. */
+const RATE_SHORTFALL_SHARE = 0.95;
+/**
+ * How far behind its schedule a run must end before it counts as short, in
+ * ms: one stall of a noisy machine at the end of a short run is no
+ * shortfall of the rate.
+ */
+const RATE_SHORTFALL_MIN_LAG_MS = 100;
 
 /** Options for {@linkcode runProbes}. */
 export interface RunOptions extends EngineOptions {
   /** Probes per flow; unbounded by default (stop with `durationMs` or `signal`). */
   count?: number;
-  /** Stop sending after this many milliseconds. */
+  /** A hard deadline for sending, in milliseconds from the first send. */
   durationMs?: number;
+  /**
+   * Stops sending; replies still due are awaited as after the last send,
+   * but at most the timeout. `signal` then ends the wait at once.
+   */
+  stop?: AbortSignal;
   /** Payload per probe in bytes, from the header size to the family limit. Default 64. */
   size?: number;
   /** Open loop: send probe n at start + n x interval, in ms. Default 1000 without `window`. */
@@ -54,6 +84,8 @@ export interface FlowResult extends ReplyCounts {
   flow: number;
   /** The local address the flow sent from. */
   local: HostPort;
+  /** Probes still within their timeout when `signal` cut the run short; absent means 0. */
+  inFlight?: number;
 }
 
 /** A rate in packets and bits of UDP payload per second. */
@@ -78,6 +110,19 @@ export interface RunResult extends ReplyCounts {
   truncated: number;
   /** Datagrams from elsewhere or without this run's session id. */
   ignored: number;
+  /**
+   * Probes without a reply that were sent less than the timeout before
+   * `signal` cut the run short: neither received nor `lost`. Absent means 0.
+   */
+  inFlight?: number;
+  /**
+   * The open-loop send rate asked for and achieved, in probes per second
+   * over all flows, from the first send to the end of sending; `short` when
+   * below 95% of the rate asked and over 100 ms behind the schedule. NaN and
+   * false for a closed loop and for an interval of 0 (as fast as possible);
+   * absent when not measured.
+   */
+  schedule?: { askedPps: number; achievedPps: number; short: boolean };
   /** Round-trip times of first intact replies, in ms. */
   rttMs: Summary;
   /** Jitter in ms: mean absolute IPDV and RFC 3550 interarrival jitter. */
@@ -109,20 +154,47 @@ interface Pacing {
   durationMs: number;
   intervalMs: number;
   waitMs: number;
-  signal: AbortSignal | undefined;
+  /** Aborted by `stop` or `signal`: no more sends. */
+  sending: AbortSignal;
 }
 
-/** Sends probe n at start + n x interval; a late send never shifts the rest. */
-async function openLoop(flow: Flow, pace: Pacing): Promise<void> {
-  const { start, count, durationMs, intervalMs, signal } = pace;
+/**
+ * Gives the event loop a turn (a macrotask, not a microtask) once `every`
+ * ms have passed since the last one, so that signals and timers are heard
+ * during a send loop that never has to wait.
+ */
+export class Yielder {
+  #last = performance.now();
+
+  constructor(readonly every = YIELD_EVERY_MS) {}
+
+  async maybeYield(): Promise<void> {
+    const now = performance.now();
+    if (now - this.#last < this.every) return;
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    this.#last = performance.now();
+  }
+}
+
+/**
+ * Sends probe n at start + n x interval; a late send never shifts the rest,
+ * and nothing leaves after the deadline, however far behind the loop is.
+ */
+async function openLoop(flow: Flow, pace: Pacing): Promise<number> {
+  const { start, count, durationMs, intervalMs, sending } = pace;
   const sleeper = new Wakeup();
+  const yielder = new Yielder();
   for (let n = 0; n < count && n * intervalMs < durationMs; n++) {
     const due = start + n * intervalMs;
     const delay = due - performance.now();
-    if (delay > 0) await sleeper.wait(delay, signal);
-    if (signal?.aborted || flow.error !== undefined) return;
+    if (delay > 0) await sleeper.wait(delay, sending);
+    else await yielder.maybeYield();
+    const now = performance.now();
+    if (sending.aborted || flow.error !== undefined) return now;
+    if (now - start >= durationMs) return start + durationMs;
     await flow.send(pace.size, due);
   }
+  return performance.now();
 }
 
 /** Keeps `window` probes in flight; a probe past its timeout frees its slot. */
@@ -130,12 +202,15 @@ async function closedLoop(
   flow: Flow,
   pace: Pacing,
   window: number,
-): Promise<void> {
-  const { start, count, durationMs, signal } = pace;
+): Promise<number> {
+  const { start, count, durationMs, sending: signal } = pace;
+  const yielder = new Yielder();
   while (
-    !signal?.aborted && flow.error === undefined && flow.sent < count &&
+    !signal.aborted && flow.error === undefined && flow.sent < count &&
     performance.now() - start < durationMs
   ) {
+    await yielder.maybeYield();
+    if (signal.aborted || performance.now() - start >= durationMs) break;
     const deadline = flow.expire(performance.now());
     if (flow.inflight < window) {
       await flow.send(pace.size);
@@ -147,6 +222,7 @@ async function closedLoop(
       signal,
     );
   }
+  return performance.now();
 }
 
 /**
@@ -173,6 +249,7 @@ export async function runProbes(options: RunOptions): Promise<RunResult> {
     durationMs = Infinity,
     window,
     signal,
+    stop,
     onEvent,
     onSend,
     bind,
@@ -194,6 +271,9 @@ export async function runProbes(options: RunOptions): Promise<RunResult> {
   }
   const session = newSessionId();
   const flows: Flow[] = [];
+  const sending = AbortSignal.any(
+    [stop, signal].filter((s) => s !== undefined),
+  );
   try {
     for (let i = 0; i < flowCount; i++) {
       flows.push(
@@ -206,6 +286,8 @@ export async function runProbes(options: RunOptions): Promise<RunResult> {
         }),
       );
     }
+    warmUp(session, size);
+    await Promise.all(flows.map(warmUpSocket));
     const start = performance.now();
     const pace: Pacing = {
       size,
@@ -214,12 +296,19 @@ export async function runProbes(options: RunOptions): Promise<RunResult> {
       durationMs,
       intervalMs,
       waitMs,
-      signal,
+      sending,
     };
+    let sendEnd = start;
     await Promise.all(flows.map(async (flow) => {
-      if (window === undefined) await openLoop(flow, pace);
-      else await closedLoop(flow, pace, window);
-      await flow.drain(waitMs, signal);
+      const ended = window === undefined
+        ? await openLoop(flow, pace)
+        : await closedLoop(flow, pace, window);
+      sendEnd = Math.max(sendEnd, ended);
+      // After a stop, what is still due comes within the timeout or never.
+      await flow.drain(
+        stop?.aborted ? Math.min(waitMs, timeoutMs) : waitMs,
+        signal,
+      );
     }));
     const end = performance.now();
     for (const flow of flows) flow.close();
@@ -232,6 +321,12 @@ export async function runProbes(options: RunOptions): Promise<RunResult> {
       pacing: window === undefined ? "interval" : "window",
       start,
       end,
+      // Only a hard stop leaves probes in flight; otherwise the wait is over.
+      inFlightAfter: signal?.aborted ? end - timeoutMs : Infinity,
+      askedPps: window === undefined && intervalMs > 0
+        ? flowCount * 1000 / intervalMs
+        : NaN,
+      sendEnd,
       onEvent,
     });
   } finally {
@@ -239,6 +334,68 @@ export async function runProbes(options: RunOptions): Promise<RunResult> {
     for (const flow of flows) flow.close();
     await Promise.all(flows.map((flow) => flow.receiving));
   }
+}
+
+/**
+ * Runs the probe code once before the first probe is timed: a cold encode
+ * and verify would otherwise land in probe 0's round-trip time.
+ */
+function warmUp(session: number, size: number): void {
+  const bytes = new Uint8Array(size);
+  const header = { session, seq: 0, sentAt: performance.timeOrigin };
+  encodeProbeInto(bytes, header);
+  decodeProbe(bytes);
+  verifyProbe(bytes, header, size);
+}
+
+/**
+ * Sends one empty datagram from a flow's socket to itself and waits for it
+ * (at most WARM_UP_WAIT_MS), so the first send and receive of the socket are
+ * not part of probe 0's round trip; it is not counted as ignored.
+ */
+async function warmUpSocket(flow: Flow): Promise<void> {
+  const { hostname, port } = flow.local;
+  const self = isUnspecified(hostname)
+    ? (flow.options.target.family === "IPv6" ? "::1" : "127.0.0.1")
+    : hostname;
+  const before = flow.ignored;
+  try {
+    await flow.conn.send(new Uint8Array(0), {
+      hostname: self,
+      port,
+      transport: "udp",
+    });
+  } catch {
+    // Only a warm-up: the probes will meet and report any real failure.
+    return;
+  }
+  const end = performance.now() + WARM_UP_WAIT_MS;
+  while (flow.ignored === before && performance.now() < end) {
+    await new Promise((resolve) => setTimeout(resolve, 1));
+  }
+  if (flow.ignored > before) flow.ignored--;
+}
+
+/** The asked and achieved open-loop rate, in probes per second. */
+function scheduleCheck(
+  sent: number,
+  context: { askedPps: number; start: number; sendEnd: number },
+): NonNullable<RunResult["schedule"]> {
+  const { askedPps, start, sendEnd } = context;
+  const spanMs = sendEnd - start;
+  if (!Number.isFinite(askedPps) || sent === 0 || spanMs <= 0) {
+    return { askedPps, achievedPps: NaN, short: false };
+  }
+  // Probe n is due at n / rate: the span holds span x rate + 1 of them.
+  const achievedPps = Math.min(sent / spanMs * 1000, askedPps);
+  const due = spanMs / 1000 * askedPps;
+  const lagMs = (due - sent) / askedPps * 1000;
+  return {
+    askedPps,
+    achievedPps,
+    short: achievedPps < RATE_SHORTFALL_SHARE * askedPps &&
+      lagMs > RATE_SHORTFALL_MIN_LAG_MS,
+  };
 }
 
 function summarizeRun(
@@ -249,22 +406,25 @@ function summarizeRun(
     pacing: "interval" | "window";
     start: number;
     end: number;
+    /** Unanswered probes sent after this time are in flight, not lost. */
+    inFlightAfter: number;
+    askedPps: number;
+    sendEnd: number;
     onEvent?: (event: ProbeEvent) => void;
   },
 ): RunResult {
-  const { target, size, pacing, start, end, onEvent } = context;
-  const flowResults: FlowResult[] = flows.map((flow) => ({
-    flow: flow.index,
-    local: flow.local,
-    ...flow.counts(),
-  }));
-  for (const flow of flows) {
+  const { target, size, pacing, start, end, inFlightAfter, onEvent } = context;
+  const flowResults: FlowResult[] = flows.map((flow) => {
+    let inFlight = 0;
     for (let seq = 0; seq < flow.sent; seq++) {
-      if (!flow.tracker.answered(seq)) {
-        onEvent?.({ type: "lost", flow: flow.index, seq });
-      }
+      if (flow.tracker.answered(seq)) continue;
+      if (flow.sentAt.get(seq) > inFlightAfter) inFlight++;
+      else onEvent?.({ type: "lost", flow: flow.index, seq });
     }
-  }
+    const counts = flow.counts();
+    counts.lost -= inFlight;
+    return { flow: flow.index, local: flow.local, ...counts, inFlight };
+  });
   const rtts = flows.flatMap((flow) => flow.arrivals);
   // A NaN between flows keeps IPDV pairs inside one flow.
   const bySeq = flows.flatMap((
@@ -277,10 +437,12 @@ function summarizeRun(
     jitterSum += rfc3550Jitter(flow.arrivals) * (flow.arrivals.length - 1);
     jitterWeight += flow.arrivals.length - 1;
   }
-  const scheduled = pacing === "interval"
+  // With an interval of 0 every probe is due at once: no schedule to miss.
+  const timed = pacing === "interval" && Number.isFinite(context.askedPps);
+  const scheduled = timed
     ? flows.flatMap((flow) => [...flow.scheduled.slice(flow.sent)])
     : [];
-  const actual = pacing === "interval"
+  const actual = timed
     ? flows.flatMap((flow) => [...flow.sentAt.slice(flow.sent)])
     : [];
   const firstSend = Math.min(...flows.map((flow) => flow.sentAt.get(0)));
@@ -298,6 +460,8 @@ function summarizeRun(
     late: flows.reduce((sum, flow) => sum + flow.late, 0),
     truncated: flows.reduce((sum, flow) => sum + flow.truncated, 0),
     ignored: flows.reduce((sum, flow) => sum + flow.ignored, 0),
+    inFlight: flowResults.reduce((sum, flow) => sum + (flow.inFlight ?? 0), 0),
+    schedule: scheduleCheck(counts.sent, context),
     rttMs: summarize(rtts),
     jitterMs: {
       ipdv: meanIpdv(bySeq),

@@ -1,0 +1,280 @@
+/**
+ * Stopping and pacing a measurement as a user meets them: signals, the
+ * `-d` deadline, `-i 0`, a rate the machine cannot reach, and probe 0.
+ * Wall-time bounds are generous: the machine running the tests is shared.
+ */
+import { equal, match, ok } from "node:assert/strict";
+import { serveEcho } from "../server.ts";
+import { ROOT } from "../testing/cli.ts";
+import { runProbes } from "./engine.ts";
+import { fitStatus } from "./cli.ts";
+import { formatStatus } from "./report.ts";
+
+/** This project's echo server on a free port. */
+function startServer() {
+  const controller = new AbortController();
+  const server = serveEcho({
+    hostname: "127.0.0.1",
+    port: 0,
+    signal: controller.signal,
+  });
+  return {
+    port: server.addr.port,
+    async [Symbol.asyncDispose]() {
+      controller.abort();
+      await server.finished;
+    },
+  };
+}
+
+/** A socket that receives and never answers: every probe stays in flight. */
+function startSilent() {
+  const conn = Deno.listenDatagram({
+    hostname: "127.0.0.1",
+    port: 0,
+    transport: "udp",
+  });
+  return {
+    port: (conn.addr as Deno.NetAddr).port,
+    [Symbol.dispose]() {
+      conn.close();
+    },
+  };
+}
+
+/** client.ts as a subprocess, with its stdout read as it comes. */
+function spawnClient(args: string[]) {
+  const started = performance.now();
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--unstable-net", "--allow-net", "client.ts", ...args],
+    cwd: ROOT,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+  const stdout = new Response(child.stdout).text();
+  const stderr = new Response(child.stderr).text();
+  return {
+    started,
+    kill: (signal: Deno.Signal) => child.kill(signal),
+    async finish() {
+      const { code } = await child.status;
+      const ended = performance.now();
+      return {
+        code,
+        stdout: await stdout,
+        stderr: await stderr,
+        ms: ended - started,
+        ended,
+      };
+    },
+  };
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+Deno.test("SIGTERM during a --json ping prints one document and exits 0", async () => {
+  await using server = startServer();
+  const client = spawnClient([
+    "-H",
+    "127.0.0.1",
+    "-p",
+    `${server.port}`,
+    "-i",
+    "50",
+    "--json",
+  ]);
+  await sleep(1000);
+  client.kill("SIGTERM");
+  const { code, stdout, stderr } = await client.finish();
+  equal(stderr, "");
+  equal(code, 0);
+  const document = JSON.parse(stdout);
+  equal(document.schema, "udp-echo.measure/1.1");
+  ok(document.sent >= 3, `sent ${document.sent}`);
+  equal(document.received, document.sent);
+  equal(document.lost, 0);
+  equal(document.in_flight, 0);
+});
+
+Deno.test("SIGINT during -w 16 waits for the window: 0 lost, exit 0", async () => {
+  await using server = startServer();
+  const client = spawnClient([
+    "-H",
+    "127.0.0.1",
+    "-p",
+    `${server.port}`,
+    "-w",
+    "16",
+    "-q",
+  ]);
+  await sleep(1500);
+  client.kill("SIGINT");
+  const { code, stdout } = await client.finish();
+  match(stdout, /^\d+ sent, \d+ received, 0 lost, /m);
+  const [, sent, received] = /^(\d+) sent, (\d+) received/m.exec(stdout)!;
+  equal(received, sent);
+  ok(Number(sent) > 16);
+  equal(code, 0);
+});
+
+Deno.test("a second signal ends at once: unanswered probes are in flight, not lost", async () => {
+  using silent = startSilent();
+  const client = spawnClient([
+    "-H",
+    "127.0.0.1",
+    "-p",
+    `${silent.port}`,
+    "-w",
+    "16",
+    "-t",
+    "10000",
+    "--json",
+  ]);
+  await sleep(1000);
+  client.kill("SIGINT");
+  await sleep(50);
+  client.kill("SIGINT");
+  const signalled = performance.now();
+  const { code, stdout, ended } = await client.finish();
+  const document = JSON.parse(stdout);
+  equal(document.sent, 16);
+  equal(document.in_flight, 16);
+  equal(document.lost, 0);
+  equal(document.flows[0].in_flight, 16);
+  equal(code, 1, "nothing came back");
+  ok(ended - signalled < 1500, `ended ${ended - signalled} ms after`);
+});
+
+Deno.test("-i 0 -d 1 sends as fast as possible and stops at the deadline", async () => {
+  await using server = startServer();
+  const client = spawnClient([
+    "-H",
+    "127.0.0.1",
+    "-p",
+    `${server.port}`,
+    "-i",
+    "0",
+    "-d",
+    "1",
+    "-t",
+    "200",
+    "-q",
+  ]);
+  const { stdout, ms } = await client.finish();
+  ok(ms < 2500, `took ${ms} ms`);
+  match(stdout, /udp-echo ping statistics/);
+  match(stdout, /schedule error \(ms\): mean -, max -, span -/);
+});
+
+Deno.test("a signal stops continuous sending within the timeout", async () => {
+  await using server = startServer();
+  const client = spawnClient([
+    "-H",
+    "127.0.0.1",
+    "-p",
+    `${server.port}`,
+    "-i",
+    "0",
+    "-t",
+    "100",
+    "-q",
+  ]);
+  await sleep(1000);
+  client.kill("SIGINT");
+  const signalled = performance.now();
+  const { stdout, ended } = await client.finish();
+  match(stdout, /udp-echo ping statistics/);
+  // 100 ms to be heard, up to -t for the replies due, the summary, the exit.
+  ok(ended - signalled < 1000, `ended ${ended - signalled} ms after`);
+});
+
+Deno.test("--rate 200000 -d 2 ends near 2 s, not 7 s", async () => {
+  await using server = startServer();
+  const client = spawnClient([
+    "-H",
+    "127.0.0.1",
+    "-p",
+    `${server.port}`,
+    "--rate",
+    "200000",
+    "-d",
+    "2",
+    "-t",
+    "200",
+    "-q",
+  ]);
+  const { ms } = await client.finish();
+  ok(ms < 4000, `took ${ms} ms`);
+});
+
+Deno.test("a rate the machine cannot reach is reported, asked versus achieved, and exits 1", async () => {
+  await using server = startServer();
+  const args = [
+    "-H",
+    "127.0.0.1",
+    "-p",
+    `${server.port}`,
+    "--rate",
+    "5000000",
+    "-d",
+    "0.5",
+    "-t",
+    "200",
+    "--max-loss",
+    "100",
+  ];
+  const text = await spawnClient([...args, "-q"]).finish();
+  match(
+    text.stdout,
+    /^send rate short of the schedule: asked 5000000\.0 pps, achieved \d+\.\d pps \(\d+\.\d%\)$/m,
+  );
+  equal(text.code, 1);
+  const json = await spawnClient([...args, "--json"]).finish();
+  const document = JSON.parse(json.stdout);
+  equal(document.asked_pps, 5_000_000);
+  ok(document.achieved_pps < 0.95 * 5_000_000);
+  equal(document.rate_shortfall, true);
+  equal(json.code, 1);
+});
+
+Deno.test("probe 0's round trip is no outlier: at most 5 x the median", async () => {
+  await using server = startServer();
+  let best = Infinity;
+  for (let run = 0; run < 3 && best > 5; run++) {
+    const rtts: number[] = [];
+    const result = await runProbes({
+      target: { hostname: "127.0.0.1", port: server.port, family: "IPv4" },
+      count: 20,
+      intervalMs: 10,
+      onEvent: (event) => {
+        if (event.type === "reply" && event.seq === 0) rtts.push(event.rttMs);
+      },
+    });
+    equal(result.received, 20);
+    best = Math.min(best, rtts[0]! / result.rttMs.median);
+  }
+  ok(best <= 5, `probe 0 took ${best.toFixed(2)} x the median`);
+});
+
+Deno.test("fitStatus() keeps a status line inside the terminal", () => {
+  const line = formatStatus({
+    sent: 123_456_789,
+    received: 123_456_000,
+    elapsedMs: 3_600_000,
+    echoPps: 1_234_567.8,
+    lastRttMs: 12.345,
+  });
+  ok(line.length > 80, "the unfitted line is too long for 80 columns");
+  for (const columns of [80, 60, 40, 20]) {
+    const fitted = fitStatus(line, columns);
+    ok(fitted.length < columns, `${columns}: ${fitted}`);
+    ok(line.startsWith(fitted));
+  }
+  equal(
+    fitStatus(line, 80),
+    "3600.0 s: 123456789 sent, 123456000 received, 789 in flight or lost",
+  );
+  equal(fitStatus("short", 80), "short");
+});
