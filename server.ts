@@ -77,6 +77,7 @@ export {
 } from "./server/serve.ts";
 export type {
   DatagramEvent,
+  DropCause,
   DropCounts,
   DroppedEvent,
   EchoBackendOptions,

@@ -52,10 +52,14 @@ async function waitForEcho(port: number, from = "127.0.0.1"): Promise<void> {
         hostname: "127.0.0.1",
         port,
       });
+      let timer: ReturnType<typeof setTimeout> | undefined;
       const got = await Promise.race([
-        conn.receive().then(() => true),
-        new Promise<false>((resolve) => setTimeout(() => resolve(false), 100)),
+        conn.receive().then(() => true, () => false),
+        new Promise<false>((resolve) => {
+          timer = setTimeout(() => resolve(false), 100);
+        }),
       ]);
+      clearTimeout(timer);
       if (got) return;
     }
     throw new Error(`no echo from port ${port}`);
