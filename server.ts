@@ -77,6 +77,7 @@ export {
 } from "./server/serve.ts";
 export type {
   DatagramEvent,
+  DropCause,
   DropCounts,
   DroppedEvent,
   EchoBackendOptions,
@@ -152,6 +153,20 @@ const RANGES = {
   "stats-interval": { min: 0.01, max: 86_400, fraction: true, unit: "seconds" },
 } as const satisfies Record<string, NumberRange>;
 
+/**
+ * Bytes of log lines waiting for standard output at most. The log is
+ * written asynchronously, so a reader that is slow or never reads cannot
+ * stop the event loop, and with it the echo's events and SIGTERM; past this
+ * lines are dropped and counted (`log_lines_dropped`).
+ */
+const STDOUT_QUEUE_BYTES = 1024 * 1024;
+
+/**
+ * How long the shutdown waits for the log to reach standard output, in
+ * milliseconds: shutdown takes under a second whatever the reader does.
+ */
+const STDOUT_DRAIN_MS = 500;
+
 function parseIo(text: string): IoBackend {
   return parseChoice(text, "--io", IO_BACKENDS);
 }
@@ -214,7 +229,7 @@ async function main(args: string[]): Promise<number> {
   let policyOptions: PolicyOptions;
   let statsInterval: number | undefined;
   let io: IoBackend;
-  const out = createOutput();
+  const out = createOutput({ queueBytes: STDOUT_QUEUE_BYTES });
   try {
     const parsed = parseFlags(args, FLAGS);
     flags = parsed.values;
@@ -309,7 +324,16 @@ async function main(args: string[]): Promise<number> {
     stopStats?.();
     log.close();
   }
-  printTotals(stats, out, { json });
+  const droppedBefore = out.dropped;
+  const totals = printTotals(stats, out, { json });
+  const drained = await out.flush(STDOUT_DRAIN_MS);
+  if (!drained || out.closed || out.dropped > droppedBefore) {
+    // Standard output failed, or is stuck: the totals must not be lost.
+    out.status(`${totals}\n`);
+  }
+  // A write stuck on a reader that never reads would keep the process
+  // alive: end it, as the totals are out.
+  if (!drained) Deno.exit(EXIT_OK);
   return EXIT_OK;
 }
 

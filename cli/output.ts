@@ -1,8 +1,13 @@
 /**
- * The one writer of both scripts' lines: synchronous, complete writes to
- * standard output and error, the one-line `error:` form (bold red only on a
- * terminal and never with `NO_COLOR`), and a closed standard output that
- * ends in one `error:` line instead of a stack trace.
+ * The one writer of both scripts' lines: complete writes to standard output
+ * and error, the one-line `error:` form (bold red only on a terminal and
+ * never with `NO_COLOR`), and a standard output that fails (closed, or a
+ * full disk) ending in one `error:` line instead of a stack trace.
+ *
+ * Standard output is written synchronously unless `queueBytes` is given:
+ * then lines go through a bounded queue written asynchronously, so a reader
+ * that is slow or never reads cannot stop the event loop (and with it
+ * signals and timers); lines that do not fit are dropped and counted.
  *
  * @module
  */
@@ -13,6 +18,8 @@ import { errorMessage } from "../net/address.ts";
 export interface Sink {
   /** Writes some of `bytes`; returns how many were written. */
   writeSync(bytes: Uint8Array): number;
+  /** Writes some of `bytes` without blocking the event loop (used with `queueBytes`). */
+  write?(bytes: Uint8Array): Promise<number>;
   /** Whether the sink is a terminal. */
   isTerminal(): boolean;
 }
@@ -33,6 +40,17 @@ export interface Output {
   readonly stderrIsTerminal: boolean;
   /** Whether standard output was found closed; later writes to it are dropped. */
   readonly closed: boolean;
+  /**
+   * Writes to standard output (`line` and `raw` calls) that did not get
+   * through: after it failed, or, with `queueBytes`, when the queue was full.
+   */
+  readonly dropped: number;
+  /**
+   * Waits until the queue of standard output is empty (every queued write
+   * done or failed) or `timeoutMs` milliseconds have passed; resolves
+   * whether it is empty. Without `queueBytes` it is always empty.
+   */
+  flush(timeoutMs: number): Promise<boolean>;
 }
 
 /** Options for {@linkcode createOutput}. */
@@ -45,6 +63,13 @@ export interface OutputOptions {
   color?: boolean;
   /** Called once when standard output fails: a reader such as `head` left, or the disk is full. */
   onClosed?: () => void;
+  /**
+   * Write standard output asynchronously through a queue of at most this
+   * many bytes (the sink needs `write`); past it, writes are dropped and
+   * counted in `dropped`, and the first drop is told once on stderr as
+   * `warning: standard output is not keeping up: dropping lines`.
+   */
+  queueBytes?: number;
 }
 
 const ENCODER = new TextEncoder();
@@ -55,18 +80,39 @@ function writeAll(sink: Sink, bytes: Uint8Array): void {
   }
 }
 
+async function writeAllAsync(
+  write: (bytes: Uint8Array) => Promise<number>,
+  bytes: Uint8Array,
+): Promise<void> {
+  for (let done = 0; done < bytes.length;) {
+    done += await write(bytes.subarray(done));
+  }
+}
+
+function concat(chunks: readonly Uint8Array[], length: number): Uint8Array {
+  if (chunks.length === 1) return chunks[0]!;
+  const all = new Uint8Array(length);
+  let at = 0;
+  for (const chunk of chunks) {
+    all.set(chunk, at);
+    at += chunk.length;
+  }
+  return all;
+}
+
 /**
  * Creates the writer of a script; it never throws. Standard output that
  * fails (closed, or a full disk) is reported once as `error: cannot write to
  * standard output: <reason>`, then `onClosed` is called and later writes to
- * it are dropped; a failing standard error is ignored, as nothing is left to
- * tell.
+ * it are dropped and counted; a failing standard error is ignored, as
+ * nothing is left to tell.
  */
 export function createOutput(options: OutputOptions = {}): Output {
   const { stdout = Deno.stdout, stderr = Deno.stderr, onClosed } = options;
   const stderrIsTerminal = stderr.isTerminal();
   const color = options.color ?? (!Deno.noColor && stderrIsTerminal);
   let closed = false;
+  let dropped = 0;
   const toStderr = (text: string) => {
     try {
       writeAll(stderr, ENCODER.encode(text));
@@ -78,17 +124,39 @@ export function createOutput(options: OutputOptions = {}): Output {
     const prefix = color ? "\x1b[1;31merror\x1b[0m:" : "error:";
     toStderr(`${prefix} ${errorMessage(error)}\n`);
   };
-  const toStdout = (bytes: Uint8Array) => {
-    if (closed) return;
+  const fail = (error: unknown) => {
+    // A reader that left or a full disk: either way, no line gets through.
+    closed = true;
+    printError(`cannot write to standard output: ${errorMessage(error)}`);
+    onClosed?.();
+  };
+  const writeSync = (bytes: Uint8Array) => {
+    if (closed) {
+      dropped++;
+      return;
+    }
     try {
       writeAll(stdout, bytes);
     } catch (error) {
-      // A reader that left or a full disk: either way, no line gets through.
-      closed = true;
-      printError(`cannot write to standard output: ${errorMessage(error)}`);
-      onClosed?.();
+      dropped++;
+      fail(error);
     }
   };
+  const queue = options.queueBytes === undefined || stdout.write === undefined
+    ? undefined
+    : createQueue(stdout.write.bind(stdout), options.queueBytes, {
+      fail,
+      drop: (count) => {
+        if (dropped === 0 && !closed) {
+          toStderr(
+            "warning: standard output is not keeping up: dropping lines\n",
+          );
+        }
+        dropped += count;
+      },
+      isClosed: () => closed,
+    });
+  const toStdout = queue?.push ?? writeSync;
   return {
     line: (text) => toStdout(ENCODER.encode(`${text}\n`)),
     raw: toStdout,
@@ -98,6 +166,73 @@ export function createOutput(options: OutputOptions = {}): Output {
     stderrIsTerminal,
     get closed() {
       return closed;
+    },
+    get dropped() {
+      return dropped;
+    },
+    flush: (timeoutMs) => queue?.flush(timeoutMs) ?? Promise.resolve(true),
+  };
+}
+
+interface QueueHooks {
+  fail(error: unknown): void;
+  drop(count: number): void;
+  isClosed(): boolean;
+}
+
+/** A bounded queue of writes, drained by one asynchronous write at a time. */
+function createQueue(
+  write: (bytes: Uint8Array) => Promise<number>,
+  limit: number,
+  hooks: QueueHooks,
+) {
+  let chunks: Uint8Array[] = [];
+  let queued = 0;
+  let writing = false;
+  const idle: (() => void)[] = [];
+  const pump = async () => {
+    writing = true;
+    while (chunks.length > 0 && !hooks.isClosed()) {
+      const batch = chunks;
+      const length = queued;
+      chunks = [];
+      try {
+        await writeAllAsync(write, concat(batch, length));
+        queued -= length;
+      } catch (error) {
+        // Closed first, so the drops are not taken for a slow reader.
+        hooks.fail(error);
+        hooks.drop(batch.length + chunks.length);
+        chunks = [];
+        queued = 0;
+      }
+    }
+    writing = false;
+    for (const wake of idle.splice(0)) wake();
+  };
+  return {
+    push(bytes: Uint8Array) {
+      if (hooks.isClosed() || queued + bytes.length > limit) {
+        hooks.drop(1);
+        return;
+      }
+      chunks.push(bytes);
+      queued += bytes.length;
+      if (!writing) pump();
+    },
+    flush(timeoutMs: number): Promise<boolean> {
+      if (!writing) return Promise.resolve(true);
+      return new Promise<boolean>((resolve) => {
+        const timer = setTimeout(() => {
+          idle.splice(idle.indexOf(done), 1);
+          resolve(false);
+        }, timeoutMs);
+        const done = () => {
+          clearTimeout(timer);
+          resolve(true);
+        };
+        idle.push(done);
+      });
     },
   };
 }

@@ -106,3 +106,87 @@ Deno.test("createOutput() treats a full disk like a closed stdout, never throwin
     "error: cannot write to standard output: no space left on device\n",
   );
 });
+
+Deno.test("createOutput() counts the writes a failed stdout dropped", () => {
+  const out = createOutput({
+    stdout: failing(new Error("No space left on device (os error 28)")),
+    stderr: recorder(),
+  });
+  out.line("x");
+  out.line("y");
+  out.raw(new Uint8Array([1]));
+  equal(out.dropped, 3);
+});
+
+/** A sink whose asynchronous writes wait until `release()` is called. */
+function stalled() {
+  const written: Uint8Array[] = [];
+  const pending: (() => void)[] = [];
+  const sink: Sink & { release(): void; text(): string } = {
+    writeSync: () => {
+      throw new Error("unexpected synchronous write");
+    },
+    write(bytes) {
+      written.push(bytes.slice());
+      return new Promise((resolve) =>
+        pending.push(() => resolve(bytes.length))
+      );
+    },
+    isTerminal: () => false,
+    release: () => {
+      for (const resolve of pending.splice(0)) resolve();
+    },
+    text: () => written.map((b) => new TextDecoder().decode(b)).join(""),
+  };
+  return sink;
+}
+
+Deno.test("createOutput() with queueBytes drops and counts past the limit, warning once", async () => {
+  const stdout = stalled();
+  const stderr = recorder();
+  const out = createOutput({ stdout, stderr, queueBytes: 16 });
+  out.line("first"); // 6 bytes, counted until their write is done
+  out.line("1234"); // 11
+  out.line("5678"); // 16: full
+  out.line("dropped");
+  out.line("dropped too");
+  equal(out.dropped, 2);
+  equal(
+    stderr.text(),
+    "warning: standard output is not keeping up: dropping lines\n",
+  );
+  equal(await out.flush(20), false, "a stalled reader never drains");
+  stdout.release();
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  stdout.release();
+  equal(await out.flush(1000), true);
+  equal(stdout.text(), "first\n1234\n5678\n");
+  equal(out.closed, false);
+});
+
+Deno.test("createOutput() with queueBytes reports a failing stdout once, never throwing", async () => {
+  const stderr = recorder();
+  const calls: string[] = [];
+  const out = createOutput({
+    stdout: {
+      writeSync: () => 0,
+      write: () =>
+        Promise.reject(new Error("No space left on device (os error 28)")),
+      isTerminal: () => false,
+    },
+    stderr,
+    queueBytes: 1 << 20,
+    onClosed: () => calls.push("closed"),
+  });
+  out.line("a");
+  out.line("b");
+  equal(await out.flush(1000), true);
+  out.line("c");
+  equal(out.closed, true);
+  equal(out.dropped, 3);
+  deepEqual(calls, ["closed"]);
+  equal(
+    stderr.text(),
+    "error: cannot write to standard output: no space left on device\n",
+  );
+});

@@ -113,6 +113,10 @@ export interface BatchEngineOptions {
 
 const NAME_CACHE_SIZE = 256;
 
+// What sendmmsg fails with once shutdown(2) has closed the socket for
+// writing; a UDP socket reports it for nothing else.
+const EPIPE = 32;
+
 /**
  * The batch echo engine of one socket: owns the one buffer the kernel
  * touches, receives a batch, decides each datagram and sends the echoes.
@@ -415,6 +419,11 @@ export class BatchEngine {
       }
       const errno = lastErrno(this.#libc);
       if (errno === EINTR) continue;
+      if (errno === EPIPE) {
+        // The server is stopping: these echoes were cut off, not failed.
+        this.#cutOff(kept - sent);
+        break;
+      }
       // The first message of the rest failed: count it, skip it, go on.
       this.#sendFailed(this.#keptSlot[sent]!, errno);
       sent++;
@@ -432,6 +441,11 @@ export class BatchEngine {
       sent: reason === undefined ? size : 0,
       reason,
     });
+  }
+
+  #cutOff(count: number): void {
+    this.counts[C_DROPPED]! += count;
+    this.droppedBy.shutdown = (this.droppedBy.shutdown ?? 0) + count;
   }
 
   #sendFailed(i: number, errno: number): void {

@@ -25,8 +25,17 @@ export const C_SEND_ERRORS = 6;
 export const C_BATCHES = 7;
 export const C_FORCED_GCS = 8;
 export const C_ACTIVE_SOURCES = 9;
+export const C_EVENTS_DROPPED = 10;
 /** The number of counters. */
-export const COUNTER_SLOTS = 10;
+export const COUNTER_SLOTS = 11;
+
+/**
+ * Messages of events a Worker may have posted that the main thread has not
+ * handled yet; past it the Worker keeps events in its own bounded queue
+ * (and drops them when that is full), so a main thread that falls behind
+ * cannot make the message channel grow without end.
+ */
+export const MAX_MESSAGES_IN_FLIGHT = 4;
 
 /**
  * A datagram the engine received, as it reports it: the source as text and
@@ -82,6 +91,12 @@ export interface WorkerConfig {
   counts: SharedArrayBuffer;
   /** Control flags, one Int32: nonzero asks the loop to stop. */
   control: SharedArrayBuffer;
+  /**
+   * One Int32: `events` messages posted and not yet handled. The Worker
+   * adds one per message, the main thread takes one away per message
+   * handled; see {@linkcode MAX_MESSAGES_IN_FLIGHT}.
+   */
+  mailbox: SharedArrayBuffer;
   /** The decide module's URL; `null` echoes everything unjudged. */
   decideModule: string | null;
   /** Passed to the module's `createDecideHook`. */
@@ -118,6 +133,7 @@ export function readCounters(
     droppedBy: { ...droppedBy } as DropCounts,
     errors: receiveErrors + sendErrors,
     errorsBy: { receive: receiveErrors, send: sendErrors },
+    eventsDropped: counts[C_EVENTS_DROPPED]!,
     activeSources: counts[C_ACTIVE_SOURCES]!,
   };
 }

@@ -9,11 +9,11 @@
 import { errorMessage, formatAddress } from "../net/address.ts";
 import {
   defaultRate,
-  type DropReason,
   type EchoPolicy,
   type PolicyOptions,
 } from "../policy/policy.ts";
 import type {
+  DropCause,
   DropCounts,
   EchoBackendOptions,
   EchoStats,
@@ -111,6 +111,7 @@ export function zeroCounters(): Counters {
     droppedBy: {},
     errors: 0,
     errorsBy: { receive: 0, send: 0 },
+    eventsDropped: 0,
     activeSources: 0,
   };
 }
@@ -125,9 +126,10 @@ export function addCounters(total: Counters, part: Counters): Counters {
   total.errors += part.errors;
   total.errorsBy.receive += part.errorsBy.receive;
   total.errorsBy.send += part.errorsBy.send;
+  total.eventsDropped += part.eventsDropped;
   total.activeSources += part.activeSources;
   for (const [reason, count] of Object.entries(part.droppedBy)) {
-    const key = reason as DropReason;
+    const key = reason as DropCause;
     total.droppedBy[key] = (total.droppedBy[key] ?? 0) + count;
   }
   return total;
@@ -137,7 +139,7 @@ export function addCounters(total: Counters, part: Counters): Counters {
 export function dropCounts(policy: EchoPolicy): DropCounts {
   const counts: DropCounts = {};
   for (const [verdict, count] of Object.entries(policy.counts())) {
-    if (verdict !== "echo" && count > 0) counts[verdict as DropReason] = count;
+    if (verdict !== "echo" && count > 0) counts[verdict as DropCause] = count;
   }
   return counts;
 }

@@ -10,7 +10,13 @@
 import { errorMessage } from "../net/address.ts";
 import { BatchEngine, type DecideHook, type DecideModule } from "./_engine.ts";
 import { openLibc } from "./_libc.ts";
-import type { EngineEvent, WorkerConfig, WorkerMessage } from "./_protocol.ts";
+import {
+  C_EVENTS_DROPPED,
+  type EngineEvent,
+  MAX_MESSAGES_IN_FLIGHT,
+  type WorkerConfig,
+  type WorkerMessage,
+} from "./_protocol.ts";
 import {
   RECEIVE_ERROR_PAUSE_MS,
   RECEIVE_ERRORS_BEFORE_PAUSE,
@@ -22,6 +28,13 @@ const FLUSH_INTERVAL_MS = 50;
 const SAMPLE_INTERVAL_MS = 250;
 /** Events that, piled up, leave at once: a flood must not grow the queue. */
 const FLUSH_EVENTS = 256;
+/**
+ * The most events, and payload bytes in them, the Worker holds while the
+ * main thread is behind (see MAX_MESSAGES_IN_FLIGHT); past either the
+ * event is dropped and counted, never the datagram.
+ */
+const MAX_QUEUED_EVENTS = 1024;
+const MAX_QUEUED_BYTES = 4 * 1024 * 1024;
 
 declare const self: {
   onmessage: ((event: MessageEvent<WorkerConfig>) => void) | null;
@@ -53,6 +66,9 @@ async function loadDecideHook(
 async function run(config: WorkerConfig): Promise<void> {
   const libc = openLibc();
   const events: EngineEvent[] = [];
+  let queuedBytes = 0;
+  const counts = new Float64Array(config.counts);
+  const mailbox = new Int32Array(config.mailbox);
   const decide = await loadDecideHook(config);
   const engine = new BatchEngine(libc, {
     fd: config.fd,
@@ -60,11 +76,31 @@ async function run(config: WorkerConfig): Promise<void> {
     localHostname: config.localHostname,
     localPort: config.localPort,
     batchSize: config.batchSize,
-    counts: new Float64Array(config.counts),
+    counts,
     decide,
-    onEvent: (event) => events.push(event),
+    onEvent: (event) => {
+      const bytes = event.type === "error" ? 0 : event.data.length;
+      if (
+        events.length >= MAX_QUEUED_EVENTS ||
+        queuedBytes + bytes > MAX_QUEUED_BYTES
+      ) {
+        counts[C_EVENTS_DROPPED]!++;
+        return;
+      }
+      events.push(event);
+      queuedBytes += bytes;
+    },
     datagramEvents: config.datagramEvents,
   });
+  const postEvents = () => {
+    Atomics.add(mailbox, 0, 1);
+    post({
+      type: "events",
+      events: events.splice(0),
+      droppedBy: { ...engine.droppedBy },
+    });
+    queuedBytes = 0;
+  };
   const control = new Int32Array(config.control);
   const gc = (globalThis as { gc?: () => void }).gc;
   const gcEvery = gc === undefined ? 0 : config.gcEveryBatches;
@@ -97,29 +133,25 @@ async function run(config: WorkerConfig): Promise<void> {
     }
     // Events leave in batches: when the socket looked drained (a short or
     // empty batch, so the loop is about to block), when many piled up, or
-    // when a while has passed under a flood.
+    // when a while has passed under a flood; and only while the main thread
+    // keeps up with the messages already posted.
     const dropped = engine.dropped;
-    if (events.length > 0 || dropped !== flushedDrops) {
+    if (
+      (events.length > 0 || dropped !== flushedDrops) &&
+      Atomics.load(mailbox, 0) < MAX_MESSAGES_IN_FLIGHT
+    ) {
       const now = performance.now();
       if (
         n < config.batchSize || events.length >= FLUSH_EVENTS ||
         now - lastFlush >= FLUSH_INTERVAL_MS
       ) {
-        post({
-          type: "events",
-          events: events.splice(0),
-          droppedBy: { ...engine.droppedBy },
-        });
+        postEvents();
         flushedDrops = dropped;
         lastFlush = now;
       }
     }
   }
-  post({
-    type: "events",
-    events: events.splice(0),
-    droppedBy: { ...engine.droppedBy },
-  });
+  postEvents();
   post({ type: "done", droppedBy: { ...engine.droppedBy } });
 }
 

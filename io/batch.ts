@@ -133,6 +133,7 @@ interface Lane {
   socket: BoundSocket;
   worker: Worker;
   counts: Float64Array;
+  mailbox: Int32Array;
   droppedBy: Record<string, number>;
   done: Promise<void>;
 }
@@ -206,7 +207,10 @@ export function serveBatch(options: BatchServeOptions): BatchServer {
       const countsBuffer = new SharedArrayBuffer(
         COUNTER_SLOTS * Float64Array.BYTES_PER_ELEMENT,
       );
-      lanes.push(startWorker(socket, new Float64Array(countsBuffer)));
+      const mailbox = new SharedArrayBuffer(Int32Array.BYTES_PER_ELEMENT);
+      lanes.push(
+        startWorker(socket, new Float64Array(countsBuffer), mailbox),
+      );
       configs.push({
         fd: socket.fd,
         family: socket.family,
@@ -215,6 +219,7 @@ export function serveBatch(options: BatchServeOptions): BatchServer {
         batchSize,
         counts: countsBuffer,
         control,
+        mailbox: lanes.at(-1)!.mailbox.buffer as SharedArrayBuffer,
         decideModule,
         decideOptions,
         datagramEvents,
@@ -230,10 +235,21 @@ export function serveBatch(options: BatchServeOptions): BatchServer {
   }
   lanes.forEach((lane, k) => lane.worker.postMessage(configs[k]));
 
-  function startWorker(socket: BoundSocket, counts: Float64Array): Lane {
+  function startWorker(
+    socket: BoundSocket,
+    counts: Float64Array,
+    mailbox: SharedArrayBuffer,
+  ): Lane {
     const worker = new Worker(WORKER_URL, { type: "module" });
     const { promise: done, resolve, reject } = Promise.withResolvers<void>();
-    const lane: Lane = { socket, worker, counts, droppedBy: {}, done };
+    const lane: Lane = {
+      socket,
+      worker,
+      counts,
+      mailbox: new Int32Array(mailbox),
+      droppedBy: {},
+      done,
+    };
     const fail = (message: string) => {
       reject(new Error(`Cannot run the batch loop: ${message}`));
       // The other loops cannot serve on alone: the server ends as a whole.
@@ -242,6 +258,8 @@ export function serveBatch(options: BatchServeOptions): BatchServer {
     worker.onmessage = ({ data }: MessageEvent<WorkerMessage>) => {
       switch (data.type) {
         case "events":
+          // Handled: the Worker may post another (MAX_MESSAGES_IN_FLIGHT).
+          Atomics.sub(lane.mailbox, 0, 1);
           lane.droppedBy = data.droppedBy;
           for (const event of data.events) {
             emit(toServerEvent(event, socket.addr));

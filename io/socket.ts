@@ -217,7 +217,14 @@ async function echoLoop(
             emit({ type: "datagram", from, local, data, sent });
           }
         } catch (error) {
-          if (isClosed()) break;
+          if (isClosed()) {
+            // Stopping cut this echo off: a drop, not a send error, so the
+            // totals still add up (received = echoed + dropped + errors).
+            counters.dropped++;
+            counters.droppedBy.shutdown = (counters.droppedBy.shutdown ?? 0) +
+              1;
+            break;
+          }
           counters.errors++;
           counters.errorsBy.send++;
           emit({

@@ -10,8 +10,14 @@
 
 import type { DropReason, PolicyOptions, RateLimit } from "../policy/policy.ts";
 
-/** Drops by reason, only the reasons that occurred. */
-export type DropCounts = Partial<Record<DropReason, number>>;
+/**
+ * Why a datagram got no reply: a policy reason, or `"shutdown"` for one
+ * received whose echo the server's shutdown cut off.
+ */
+export type DropCause = DropReason | "shutdown";
+
+/** Drops by cause, only the causes that occurred. */
+export type DropCounts = Partial<Record<DropCause, number>>;
 
 /** The socket operations that can fail while the server runs. */
 export type IoOperation = "receive" | "send";
@@ -26,14 +32,27 @@ export interface EchoStats {
   echoed: number;
   /** Payload bytes echoed back. */
   echoedBytes: number;
-  /** Datagrams the policy dropped, unanswered: the sum of `droppedBy`. */
+  /**
+   * Datagrams received and left unanswered: the sum of `droppedBy`. Once
+   * `finished` resolves, `received` is exactly `echoed + dropped + errors`.
+   */
   dropped: number;
-  /** Drops by reason (see `policy/policy.ts`), only the reasons that occurred. */
+  /**
+   * Drops by cause, only the causes that occurred: the policy's reasons
+   * (see `policy/policy.ts`) and `shutdown`, echoes cut off by stopping.
+   */
   droppedBy: DropCounts;
   /** Failed receives and sends: the sum of `errorsBy`. The server carries on after each. */
   errors: number;
   /** Failures by operation. */
   errorsBy: Record<IoOperation, number>;
+  /**
+   * Events never passed to `onEvent` because a bounded queue between the
+   * I/O and `onEvent` was full (the batch backend's; the socket backend
+   * calls `onEvent` at once and so keeps this at 0). The datagrams were
+   * still served and counted.
+   */
+  eventsDropped: number;
   /** Sources the rate limiter holds a recent datagram of (0 without a rate limit). */
   activeSources: number;
   /** Milliseconds since the server started. */

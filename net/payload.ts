@@ -74,6 +74,14 @@ function hexEscape(byte: number): string {
   return `\\x${byte.toString(16).padStart(2, "0")}`;
 }
 
+/**
+ * Characters beyond ASCII that a terminal acts on rather than shows: C1
+ * controls (U+009B is a one-character CSI, U+0085 breaks a line), line and
+ * paragraph separators, and every format character (the bidi controls that
+ * reverse text, zero-width characters, the byte order mark, tags).
+ */
+const UNSAFE = /^[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]$/u;
+
 /** Length of the valid UTF-8 sequence starting at `i`, or 0 if there is none. */
 function utf8SequenceLength(bytes: Uint8Array, i: number): number {
   const lead = bytes[i]!;
@@ -98,8 +106,12 @@ function utf8SequenceLength(bytes: Uint8Array, i: number): number {
 
 /**
  * Renders a payload for a log line: UTF-8 text shown as text in double
- * quotes, control and invalid bytes escaped, long payloads cut with a count
- * of the bytes left out.
+ * quotes, long payloads cut with a count of the bytes left out. Nothing in
+ * it can move a terminal's cursor, change the text's direction or break the
+ * line: ASCII controls, DEL and invalid bytes become `\xNN`, and other
+ * controls, separators and format characters (C1 controls, U+2028,
+ * U+2029, bidi controls, zero-width characters, U+FEFF) become `\u{X}`,
+ * the code point in lower-case hex.
  *
  * @example
  * ```ts
@@ -108,6 +120,7 @@ function utf8SequenceLength(bytes: Uint8Array, i: number): number {
  *
  * equal(previewPayload(new TextEncoder().encode("hi\n")), '"hi\\n"');
  * equal(previewPayload(new Uint8Array([0xff, 0x41])), '"\\xffA"');
+ * equal(previewPayload(new TextEncoder().encode("\u009b2J")), '"\\u{9b}2J"');
  * equal(
  *   previewPayload(new TextEncoder().encode("abcdef"), { maxBytes: 4 }),
  *   '"abcd"... (2 more bytes)',
@@ -120,7 +133,8 @@ export function previewPayload(
 ): string {
   const maxBytes = options.maxBytes ?? 100;
   const end = Math.min(data.length, maxBytes);
-  const decoder = new TextDecoder();
+  // ignoreBOM: a U+FEFF in the payload is shown (escaped), never swallowed.
+  const decoder = new TextDecoder("utf-8", { ignoreBOM: true });
   let text = "";
   let i = 0;
   while (i < end) {
@@ -139,7 +153,10 @@ export function previewPayload(
       i++;
       continue;
     }
-    text += decoder.decode(data.subarray(i, i + length));
+    const char = decoder.decode(data.subarray(i, i + length));
+    text += UNSAFE.test(char)
+      ? `\\u{${char.codePointAt(0)!.toString(16)}}`
+      : char;
     i += length;
   }
   const rest = data.length - i;

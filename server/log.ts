@@ -9,7 +9,12 @@
  * import { equal } from "node:assert/strict";
  *
  * const lines: string[] = [];
- * const output = { line: (text: string) => lines.push(text), error() {}, warn() {} };
+ * const output = {
+ *   line: (text: string) => lines.push(text),
+ *   error() {},
+ *   warn() {},
+ *   status() {},
+ * };
  * const log = createEventLog(output, { json: false, perSecond: 1 });
  * const from = { transport: "udp" as const, hostname: "127.0.0.1", port: 40000 };
  * const data = new TextEncoder().encode("hi");
@@ -41,10 +46,20 @@ export interface LogOutput {
   error(error: unknown): void;
   /** Writes one `warning: …` line to standard error. */
   warn(text: string): void;
+  /** Writes `text` as it is to standard error. */
+  status(text: string): void;
+  /**
+   * Lines to standard output that could not be written so far (a failed
+   * or slow stdout), when the output counts them.
+   */
+  readonly dropped?: number;
 }
 
 /** Per-datagram text lines allowed each second before they fold. */
 export const LOG_DATAGRAMS_PER_SECOND = 20;
+
+/** Error lines allowed each second before they fold: a sender must not set the log's volume. */
+export const LOG_ERRORS_PER_SECOND = 20;
 
 const NUMBER = new Intl.NumberFormat("en-US", { maximumFractionDigits: 1 });
 
@@ -64,8 +79,39 @@ function formatDropped(dropped: DropCounts): string {
   }`;
 }
 
-/** The shutdown totals as one text line, after `shutting down: `. */
-export function formatTotals(stats: EchoStats): string {
+/** What the log lost: lines it could not write, events it never got. */
+export interface LogLosses {
+  /** Lines to standard output not written (`LogOutput.dropped`). */
+  linesDropped: number;
+  /** Events a full queue dropped before the log (`EchoStats.eventsDropped`). */
+  eventsDropped: number;
+}
+
+/** `, 3 log lines dropped, 2 log events dropped`, only the parts above 0. */
+function formatLosses(losses: LogLosses): string {
+  return (losses.linesDropped > 0
+    ? `, ${plural(losses.linesDropped, "log line")} dropped`
+    : "") +
+    (losses.eventsDropped > 0
+      ? `, ${plural(losses.eventsDropped, "log event")} dropped`
+      : "");
+}
+
+function lossesOf(stats: EchoStats, output: LogOutput): LogLosses {
+  return {
+    linesDropped: output.dropped ?? 0,
+    eventsDropped: stats.eventsDropped,
+  };
+}
+
+/**
+ * The shutdown totals as one text line, after `shutting down: `; what the
+ * log lost is added at the end when anything was.
+ */
+export function formatTotals(
+  stats: EchoStats,
+  losses: LogLosses = { linesDropped: 0, eventsDropped: 0 },
+): string {
   return `received ${
     plural(stats.received, "datagram")
   } (${stats.receivedBytes} bytes), ` +
@@ -75,7 +121,7 @@ export function formatTotals(stats: EchoStats): string {
     // Drops only when there were any: the tutorial's totals stay as they are.
     (stats.dropped > 0 ? `${formatDropped(stats.droppedBy)}, ` : "") +
     `${plural(stats.errors, "error")}, ` +
-    `up ${(stats.uptimeMs / 1000).toFixed(1)} s`;
+    `up ${(stats.uptimeMs / 1000).toFixed(1)} s` + formatLosses(losses);
 }
 
 function logText(output: LogOutput, event: ServerEvent): void {
@@ -133,23 +179,56 @@ export interface EventLogOptions {
   json: boolean;
   /** Text datagram lines allowed each second before the rest fold. Default 20. */
   perSecond?: number;
+  /** Text error lines allowed each second before the rest fold. Default 20. */
+  errorsPerSecond?: number;
 }
 
 /** A running event log. */
 export interface EventLog {
   /** Logs one event. */
   log(event: ServerEvent): void;
-  /** Writes the pending `... N more datagrams` line, if any. */
+  /** Writes the pending `... N more datagrams` and `... N more errors` lines, if any. */
   flush(): void;
   /** Flushes and stops the timer that flushes after a flood. */
   close(): void;
 }
 
+/** Counts lines in one-second windows and folds those past the limit. */
+function createFold(limit: number, write: (folded: number) => void) {
+  let windowStart = performance.now();
+  let shown = 0;
+  let folded = 0;
+  const flush = () => {
+    if (folded > 0) write(folded);
+    folded = 0;
+  };
+  return {
+    /** Whether the next line may be written; counts it as folded if not. */
+    admit(now: number): boolean {
+      if (now - windowStart >= 1000) {
+        flush();
+        windowStart = now;
+        shown = 0;
+      }
+      if (shown < limit) {
+        shown++;
+        return true;
+      }
+      folded++;
+      return false;
+    },
+    flush,
+  };
+}
+
 /**
  * Logs server events as text or JSON. Past `perSecond` text datagram lines
- * in a second the rest fold into one `... N more datagrams` line: a flood
- * must neither slow the echo down to the speed of a terminal nor fill a
- * disk. Errors always pass; JSON is not folded.
+ * in a second the rest fold into one `... N more datagrams` line on stdout,
+ * and past `errorsPerSecond` error lines the rest fold into one
+ * `... N more errors` line on stderr: neither a flood nor a sender whose
+ * echoes fail may slow the echo down to the speed of a terminal or fill a
+ * disk. JSON is not folded (the output's bounded queue caps it). Never
+ * throws, its timer included.
  */
 export function createEventLog(
   output: LogOutput,
@@ -162,32 +241,29 @@ export function createEventLog(
       close() {},
     };
   }
-  const perSecond = options.perSecond ?? LOG_DATAGRAMS_PER_SECOND;
-  let windowStart = performance.now();
-  let shown = 0;
-  let folded = 0;
+  const datagrams = createFold(
+    options.perSecond ?? LOG_DATAGRAMS_PER_SECOND,
+    (n) => output.line(`... ${plural(n, "more datagram")}`),
+  );
+  const errors = createFold(
+    options.errorsPerSecond ?? LOG_ERRORS_PER_SECOND,
+    (n) => output.status(`... ${plural(n, "more error")}\n`),
+  );
   const flush = () => {
-    if (folded > 0) output.line(`... ${plural(folded, "more datagram")}`);
-    folded = 0;
+    try {
+      datagrams.flush();
+      errors.flush();
+    } catch {
+      // A broken output must not end the server from a timer.
+    }
   };
-  // Write a pending fold line once a flood is over, not only at the next datagram.
+  // Write a pending fold line once a flood is over, not only at the next event.
   const timer = setInterval(flush, 1000);
   Deno.unrefTimer(timer);
   return {
     log(event) {
-      if (event.type === "error") return logText(output, event);
-      const now = performance.now();
-      if (now - windowStart >= 1000) {
-        flush();
-        windowStart = now;
-        shown = 0;
-      }
-      if (shown < perSecond) {
-        shown++;
-        logText(output, event);
-      } else {
-        folded++;
-      }
+      const fold = event.type === "error" ? errors : datagrams;
+      if (fold.admit(performance.now())) logText(output, event);
     },
     flush,
     close() {
@@ -209,8 +285,10 @@ export interface StatsReportOptions {
 
 /**
  * Prints a one-line summary every `seconds`: received (and its rate over
- * the interval), echoed, dropped by reason, errors, active sources.
- * Returns a function that stops it.
+ * the interval), echoed, dropped by cause, errors, active sources, and what
+ * the log lost (JSON: `log_lines_dropped`, `log_events_dropped`; text: only
+ * when above 0). Never throws from its timer. Returns a function that stops
+ * it.
  */
 export function startStatsReport(
   server: EchoServer,
@@ -219,12 +297,13 @@ export function startStatsReport(
 ): () => void {
   const { json, beforeLine } = options;
   let last = { at: performance.now(), received: 0 };
-  const timer = setInterval(() => {
+  const report = () => {
     const stats = server.stats();
     const now = performance.now();
     const rate = (stats.received - last.received) * 1000 / (now - last.at);
     last = { at: now, received: stats.received };
     beforeLine?.();
+    const losses = lossesOf(stats, output);
     if (json) {
       output.line(JSON.stringify({
         event: "stats",
@@ -234,6 +313,8 @@ export function startStatsReport(
         errors: stats.errors,
         rate: Math.round(rate * 10) / 10,
         active_sources: stats.activeSources,
+        log_lines_dropped: losses.linesDropped,
+        log_events_dropped: losses.eventsDropped,
       }));
     } else {
       output.line(
@@ -243,8 +324,15 @@ export function startStatsReport(
           formatDropped(stats.droppedBy)
         }, ${plural(stats.errors, "error")}, ${
           plural(stats.activeSources, "active source")
-        }`,
+        }${formatLosses(losses)}`,
       );
+    }
+  };
+  const timer = setInterval(() => {
+    try {
+      report();
+    } catch {
+      // A broken output must not end the server from a timer.
     }
   }, options.seconds * 1000);
   return () => clearInterval(timer);
@@ -304,14 +392,17 @@ export function announce(
   if (!options.quiet) output.line("waiting to receive message");
 }
 
-/** Prints the shutdown totals: one text line, or one JSON `shutdown` event. */
-export function printTotals(
+/**
+ * The shutdown totals as printed: one text line, or one JSON `shutdown`
+ * event with `log_lines_dropped` and `log_events_dropped`.
+ */
+export function formatShutdown(
   stats: EchoStats,
-  output: LogOutput,
+  losses: LogLosses,
   options: { json: boolean },
-): void {
-  if (options.json) {
-    output.line(JSON.stringify({
+): string {
+  return options.json
+    ? JSON.stringify({
       event: "shutdown",
       received: stats.received,
       received_bytes: stats.receivedBytes,
@@ -320,8 +411,26 @@ export function printTotals(
       dropped: stats.droppedBy,
       errors: stats.errors,
       uptime_s: Math.round(stats.uptimeMs) / 1000,
-    }));
-  } else {
-    output.line(`shutting down: ${formatTotals(stats)}`);
+      log_lines_dropped: losses.linesDropped,
+      log_events_dropped: losses.eventsDropped,
+    })
+    : `shutting down: ${formatTotals(stats, losses)}`;
+}
+
+/**
+ * Prints the shutdown totals (see {@linkcode formatShutdown}) and returns
+ * the line. Never throws.
+ */
+export function printTotals(
+  stats: EchoStats,
+  output: LogOutput,
+  options: { json: boolean },
+): string {
+  const line = formatShutdown(stats, lossesOf(stats, output), options);
+  try {
+    output.line(line);
+  } catch {
+    // The caller still has the line, to put on stderr.
   }
+  return line;
 }

@@ -1,0 +1,68 @@
+import { equal, ok } from "node:assert/strict";
+import { serveSocket } from "./socket.ts";
+import { serveBatch } from "./batch.ts";
+import type { EchoServer, ServerEvent } from "./types.ts";
+
+const BACKENDS = {
+  socket: serveSocket,
+  batch: serveBatch,
+} as const;
+
+/** Floods `to` from a fresh socket until `signal` aborts, 64 sends at a time. */
+async function flood(to: Deno.NetAddr, signal: AbortSignal): Promise<number> {
+  const conn = Deno.listenDatagram({
+    transport: "udp",
+    hostname: "127.0.0.1",
+    port: 0,
+  });
+  const payload = new Uint8Array(32);
+  let sent = 0;
+  try {
+    while (!signal.aborted) {
+      const sends = [];
+      for (let i = 0; i < 64; i++) sends.push(conn.send(payload, to));
+      await Promise.allSettled(sends);
+      sent += 64;
+    }
+  } finally {
+    conn.close();
+  }
+  return sent;
+}
+
+for (const [name, serve] of Object.entries(BACKENDS)) {
+  Deno.test(`${name}: stopped under load, received = echoed + dropped + errors exactly, and no error events`, async () => {
+    for (let round = 0; round < 5; round++) {
+      const controller = new AbortController();
+      const errors: ServerEvent[] = [];
+      const server: EchoServer = serve({
+        hostnames: ["127.0.0.1"],
+        port: 0,
+        signal: controller.signal,
+        onEvent: (event) => {
+          if (event.type === "error") errors.push(event);
+        },
+        datagramEvents: false,
+      });
+      const stopFlood = new AbortController();
+      const flooding = flood(server.addr, stopFlood.signal);
+      // Stop while datagrams are still arriving and echoes are on their way.
+      const deadline = Date.now() + 2_000;
+      while (server.stats().received < 2_000 && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+      controller.abort();
+      const stats = await server.finished;
+      stopFlood.abort();
+      await flooding;
+      ok(stats.received > 0, "the flood arrived");
+      equal(
+        stats.received,
+        stats.echoed + stats.dropped + stats.errors,
+        `round ${round}: ${JSON.stringify(stats)}`,
+      );
+      equal(errors.length, 0, `round ${round}: ${JSON.stringify(errors)}`);
+      equal(stats.errors, 0);
+    }
+  });
+}

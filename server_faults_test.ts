@@ -1,0 +1,307 @@
+/**
+ * server.ts under output it cannot write and senders it cannot answer
+ * (issue 11, §9 and §10), as a user runs it: a subprocess on real sockets.
+ */
+import { equal, match, ok } from "node:assert/strict";
+import { ROOT } from "./testing/cli.ts";
+
+type Io = "socket" | "batch";
+const PERMISSIONS: Record<Io, string[]> = {
+  socket: ["--allow-net"],
+  batch: ["--allow-net", "--allow-ffi", "--allow-read=."],
+};
+const decoder = new TextDecoder();
+
+function freePort(): number {
+  const conn = Deno.listenDatagram({
+    transport: "udp",
+    hostname: "127.0.0.1",
+    port: 0,
+  });
+  const { port } = conn.addr as Deno.NetAddr;
+  conn.close();
+  return port;
+}
+
+function serverArgs(io: Io, args: string[], permissions = PERMISSIONS[io]) {
+  return [
+    "run",
+    "--unstable-net",
+    ...permissions,
+    "server.ts",
+    "-H",
+    "127.0.0.1",
+    "--io",
+    io,
+    ...args,
+  ];
+}
+
+/** Sends one datagram from `from` until it comes back (the server is up), at most 5 s. */
+async function waitForEcho(port: number, from = "127.0.0.1"): Promise<void> {
+  const conn = Deno.listenDatagram({
+    transport: "udp",
+    hostname: from,
+    port: 0,
+  });
+  try {
+    const deadline = Date.now() + 5_000;
+    while (Date.now() < deadline) {
+      await conn.send(new Uint8Array([1]), {
+        transport: "udp",
+        hostname: "127.0.0.1",
+        port,
+      });
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const got = await Promise.race([
+        conn.receive().then(() => true, () => false),
+        new Promise<false>((resolve) => {
+          timer = setTimeout(() => resolve(false), 100);
+        }),
+      ]);
+      clearTimeout(timer);
+      if (got) return;
+    }
+    throw new Error(`no echo from port ${port}`);
+  } finally {
+    conn.close();
+  }
+}
+
+/** Sends `count` datagrams from `from` to `port`, 64 at a time, for at most `ms`. */
+async function flood(
+  port: number,
+  options: { count: number; ms: number; from?: string },
+): Promise<number> {
+  const conn = Deno.listenDatagram({
+    transport: "udp",
+    hostname: options.from ?? "127.0.0.1",
+    port: 0,
+  });
+  const to = { transport: "udp" as const, hostname: "127.0.0.1", port };
+  const payload = new TextEncoder().encode("flood \u009b2J");
+  const deadline = Date.now() + options.ms;
+  let sent = 0;
+  try {
+    while (sent < options.count && Date.now() < deadline) {
+      const sends = [];
+      for (let i = 0; i < 64; i++) sends.push(conn.send(payload, to));
+      await Promise.allSettled(sends);
+      sent += 64;
+    }
+  } finally {
+    conn.close();
+  }
+  return sent;
+}
+
+function rssKiB(pid: number): number {
+  try {
+    const status = Deno.readTextFileSync(`/proc/${pid}/status`);
+    return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
+  } catch {
+    return 0;
+  }
+}
+
+for (const io of ["socket", "batch"] as const) {
+  for (const json of [false, true]) {
+    Deno.test(`server.ts${json ? " --json" : ""} --io ${io} >/dev/full keeps echoing and puts its totals on stderr`, async () => {
+      const port = freePort();
+      const args = serverArgs(io, [
+        "-p",
+        String(port),
+        "--stats-interval",
+        "0.05",
+        ...(json ? ["--json"] : []),
+      ]);
+      const child = new Deno.Command("sh", {
+        args: ["-c", 'exec "$0" "$@" >/dev/full', Deno.execPath(), ...args],
+        cwd: ROOT,
+        stdin: "null",
+        stdout: "null",
+        stderr: "piped",
+        env: { NO_COLOR: "1" },
+      }).spawn();
+      const stderrText = new Response(child.stderr).text();
+      await waitForEcho(port);
+      await waitForEcho(port);
+      // Let the stats timer and the fold timer run against the full disk.
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      child.kill("SIGTERM");
+      const { code } = await child.status;
+      const stderr = await stderrText;
+      equal(code, 0, stderr);
+      const lines = stderr.trimEnd().split("\n");
+      equal(
+        lines[0],
+        "error: cannot write to standard output: no space left on device",
+      );
+      equal(lines.length, 2, stderr);
+      ok(!stderr.includes("    at "), "no stack trace");
+      if (json) {
+        const totals = JSON.parse(lines[1]!);
+        equal(totals.event, "shutdown");
+        ok(totals.received >= 2);
+        equal(totals.echoed, totals.received);
+        ok(totals.log_lines_dropped >= 3, lines[1]);
+      } else {
+        match(
+          lines[1]!,
+          /^shutting down: received \d+ datagrams .*, \d+ log lines dropped$/,
+        );
+      }
+    });
+  }
+
+  Deno.test(`server.ts --json --io ${io} with a stdout nobody reads stays bounded under a flood and stops on SIGTERM at once`, async () => {
+    const port = freePort();
+    const child = new Deno.Command(Deno.execPath(), {
+      args: serverArgs(io, ["-p", String(port), "--json"]),
+      cwd: ROOT,
+      stdin: "null",
+      stdout: "piped", // never read
+      stderr: "piped",
+      env: { NO_COLOR: "1" },
+    }).spawn();
+    const stderrText = new Response(child.stderr).text();
+    try {
+      await waitForEcho(port);
+      let maxRss = 0;
+      const sampler = setInterval(() => {
+        maxRss = Math.max(maxRss, rssKiB(child.pid));
+      }, 50);
+      const sent = await flood(port, { count: 200_000, ms: 4_000 });
+      clearInterval(sampler);
+      maxRss = Math.max(maxRss, rssKiB(child.pid));
+      ok(sent >= 10_000, `sent ${sent}`);
+      ok(maxRss < 200 * 1024, `VmRSS ${maxRss} KiB`);
+      // It still answers.
+      await waitForEcho(port);
+      const stopAt = performance.now();
+      child.kill("SIGTERM");
+      const { code } = await child.status;
+      const stopMs = performance.now() - stopAt;
+      equal(code, 0);
+      ok(stopMs < 1_500, `stopped in ${stopMs.toFixed(0)} ms`);
+      const stderr = await stderrText;
+      match(
+        stderr,
+        /^warning: standard output is not keeping up: dropping lines\n/,
+      );
+      const totals = JSON.parse(stderr.trimEnd().split("\n").at(-1)!);
+      equal(totals.event, "shutdown");
+      ok(totals.log_lines_dropped + totals.log_events_dropped > 0);
+      equal(
+        totals.received,
+        totals.echoed + totals.errors +
+          Object.values(totals.dropped as Record<string, number>).reduce(
+            (a, b) => a + b,
+            0,
+          ),
+      );
+    } finally {
+      try {
+        child.kill("SIGKILL");
+      } catch {
+        // Already gone.
+      }
+      await child.status;
+      await child.stdout.cancel();
+      await stderrText;
+    }
+  });
+
+  Deno.test(`server.ts --io ${io} keeps echoing when its stdout reader leaves`, async () => {
+    const port = freePort();
+    const child = new Deno.Command(Deno.execPath(), {
+      args: serverArgs(io, ["-p", String(port)]),
+      cwd: ROOT,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+      env: { NO_COLOR: "1" },
+    }).spawn();
+    const stderrText = new Response(child.stderr).text();
+    const reader = child.stdout.getReader();
+    await reader.read();
+    await reader.cancel();
+    for (let i = 0; i < 5; i++) await waitForEcho(port);
+    child.kill("SIGTERM");
+    const { code } = await child.status;
+    const stderr = await stderrText;
+    equal(code, 0, stderr);
+    const lines = stderr.trimEnd().split("\n");
+    equal(lines[0], "error: cannot write to standard output: broken pipe");
+    equal(lines.length, 2, stderr);
+    match(
+      lines[1]!,
+      /^shutting down: received 5 datagrams .*log lines? dropped$/,
+    );
+  });
+}
+
+Deno.test("server.ts folds the errors of a sender it may not answer: one line a second, not one per datagram", async () => {
+  const port = freePort();
+  const child = new Deno.Command(Deno.execPath(), {
+    args: serverArgs("socket", ["-p", String(port), "-q"], [
+      "--allow-net=127.0.0.1",
+    ]),
+    cwd: ROOT,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+  const stdoutText = new Response(child.stdout).text();
+  const stderrText = new Response(child.stderr).text();
+  await waitForEcho(port);
+  const started = performance.now();
+  const sent = await flood(port, {
+    count: 50_000,
+    ms: 3_000,
+    from: "127.0.0.2",
+  });
+  const seconds = (performance.now() - started) / 1000;
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  child.kill("SIGTERM");
+  const { code } = await child.status;
+  const stdout = await stdoutText;
+  const stderr = decoder.decode(new TextEncoder().encode(await stderrText));
+  equal(code, 0);
+  const lines = stderr.trimEnd().split("\n");
+  const errorLines = lines.filter((line) =>
+    line.startsWith("error: cannot echo to 127.0.0.2:")
+  );
+  const foldLines = lines.filter((line) =>
+    /^\.\.\. [\d,]+ more errors?$/.test(line)
+  );
+  ok(
+    errorLines.length <= 20 * (Math.ceil(seconds) + 2),
+    `${errorLines.length} error lines for ${sent} datagrams in ${
+      seconds.toFixed(1)
+    } s`,
+  );
+  ok(
+    foldLines.length >= 1 && foldLines.length <= Math.ceil(seconds) + 2,
+    foldLines.join("\n"),
+  );
+  equal(
+    lines.length,
+    errorLines.length + foldLines.length,
+    stderr.slice(0, 2000),
+  );
+  const errors = Number(
+    /, ([\d,]+) errors/.exec(stdout)?.[1]?.replaceAll(",", ""),
+  );
+  const folded = foldLines.reduce(
+    (sum, line) => sum + Number(/[\d,]+/.exec(line)![0].replaceAll(",", "")),
+    0,
+  );
+  equal(
+    errorLines.length + folded,
+    errors,
+    "every error is a line or in a fold",
+  );
+  ok(errors > 1_000, stdout);
+});
