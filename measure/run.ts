@@ -78,6 +78,8 @@ export interface RunResult extends ReplyCounts {
   truncated: number;
   /** Datagrams from elsewhere or without this run's session id. */
   ignored: number;
+  /** The OS's reason for the first failed send (see `sendErrors`). */
+  sendError?: string;
   /** Round-trip times of first intact replies, in ms. */
   rttMs: Summary;
   /** Jitter in ms: mean absolute IPDV and RFC 3550 interarrival jitter. */
@@ -161,7 +163,8 @@ async function closedLoop(
  * family limit, when `count`, `window` or `flows` is not a positive integer,
  * when `durationMs`, `intervalMs` or `waitMs` is negative or `timeoutMs`
  * below 1, or when several flows would bind one nonzero port. Rejects with
- * the socket's error when a send or a receive fails.
+ * the socket's error when a receive fails; a failed send is counted in
+ * `sendErrors` and the run goes on.
  */
 export async function runProbes(options: RunOptions): Promise<RunResult> {
   const {
@@ -202,6 +205,7 @@ export async function runProbes(options: RunOptions): Promise<RunResult> {
           bind,
           timeoutMs,
           onReply: onEvent,
+          onSendError: onEvent,
           onSend,
         }),
       );
@@ -260,7 +264,7 @@ function summarizeRun(
   }));
   for (const flow of flows) {
     for (let seq = 0; seq < flow.sent; seq++) {
-      if (!flow.tracker.answered(seq)) {
+      if (!flow.tracker.answered(seq) && !flow.unsent(seq)) {
         onEvent?.({ type: "lost", flow: flow.index, seq });
       }
     }
@@ -298,6 +302,7 @@ function summarizeRun(
     late: flows.reduce((sum, flow) => sum + flow.late, 0),
     truncated: flows.reduce((sum, flow) => sum + flow.truncated, 0),
     ignored: flows.reduce((sum, flow) => sum + flow.ignored, 0),
+    sendError: flows.find((flow) => flow.sendError)?.sendError,
     rttMs: summarize(rtts),
     jitterMs: {
       ipdv: meanIpdv(bySeq),
