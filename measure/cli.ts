@@ -270,7 +270,13 @@ export async function runMeasurement(
     if (out.closed) controller.abort();
   };
   const live = { sent: 0, received: 0, lastRttMs: NaN, start: 0 };
+  let sendFailed = false;
   const onEvent = (event: ProbeEvent) => {
+    // Once: the summary counts them all (send_errors), the run goes on.
+    if (event.type === "send_error" && !sendFailed) {
+      sendFailed = true;
+      out.error(new Error(`Cannot send to ${from}: ${event.reason}`));
+    }
     if (output === "ndjson") print(toJson(eventJson(event)));
     else if (output === "text" && !quiet) {
       if (event.type === "reply" && mode === "ping") {
