@@ -3,6 +3,7 @@ import { DEFAULT_MESSAGE, EchoClient, EchoTimeoutError } from "./client.ts";
 import { serveEcho } from "./server.ts";
 import { RECEIVE_BUFFER_SIZE } from "./net/payload.ts";
 import { ROOT, runScript } from "./testing/cli.ts";
+import { type FaultRule, startFaultyEcho } from "./testing/fault_relay.ts";
 
 const encode = (text: string) => new TextEncoder().encode(text);
 
@@ -565,4 +566,39 @@ Deno.test("client.ts gets its echo from a Python socket server written like the 
       await server.status;
     }
   }
+});
+
+/** Every echo comes back twice, the copy right behind the first. */
+const TWICE: FaultRule[] = [{
+  direction: "reply",
+  select: () => true,
+  action: { type: "duplicate" },
+}];
+
+Deno.test("EchoClient never takes the second copy of an echo for the next reply", async () => {
+  await using relay = startFaultyEcho(TWICE);
+  await using client = await EchoClient.open(relay.target, { timeout: 500 });
+  for (const word of ["one", "two", "three", "one", "four"]) {
+    const reply = await client.echo(encode(word));
+    deepEqual(reply.data, encode(word));
+    equal(reply.matches, true);
+    equal(reply.tries, 1);
+  }
+  equal(relay.stats.duplicated, 5);
+});
+
+Deno.test("client.ts - through a path that delivers every echo twice gives each line once", async () => {
+  await using relay = startFaultyEcho(TWICE);
+  const { code, stdout, stderr } = await runScript("client.ts", [
+    "-q",
+    "-H",
+    "127.0.0.1",
+    "-p",
+    String(relay.target.port),
+    "-",
+  ], { stdin: "one\ntwo\nthree\n" });
+  equal(stderr, "");
+  equal(stdout, "one\ntwo\nthree\n");
+  equal(code, 0);
+  equal(relay.stats.duplicated, 3);
 });

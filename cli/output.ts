@@ -236,3 +236,55 @@ function createQueue(
     },
   };
 }
+
+/** The terminal width assumed when the terminal does not say, in columns. */
+const DEFAULT_COLUMNS = 80;
+
+/**
+ * Fits a status line into `columns` terminal columns, one left free so the
+ * cursor never wraps: whole comma-separated parts are dropped from the end
+ * first, then the text is cut.
+ */
+export function fitStatus(text: string, columns: number): string {
+  const width = Math.max(1, columns - 1);
+  let fitted = text;
+  while (fitted.length > width && fitted.includes(", ")) {
+    fitted = fitted.slice(0, fitted.lastIndexOf(", "));
+  }
+  return fitted.slice(0, width);
+}
+
+/** The width of the terminal on standard error, in columns. */
+function terminalColumns(): number {
+  try {
+    return Deno.consoleSize().columns || DEFAULT_COLUMNS;
+  } catch {
+    // consoleSize asks stdout first and fails when no stream is a terminal.
+    return DEFAULT_COLUMNS;
+  }
+}
+
+/** A live status line, redrawn in place. */
+export interface StatusLine {
+  /** Draws `text`, fitted to the terminal's width. */
+  show(text: string): void;
+  /** Erases the line. */
+  clear(): void;
+}
+
+/** A live status line on standard error; draws nothing unless `enabled` (a terminal). */
+export function createStatusLine(output: Output, enabled: boolean): StatusLine {
+  let last = "";
+  return {
+    show(text: string): void {
+      if (!enabled) return;
+      // Read each time: the terminal may have been resized.
+      last = fitStatus(text, terminalColumns());
+      output.status(`\r\x1b[K${last}`);
+    },
+    clear(): void {
+      if (enabled && last !== "") output.status("\r\x1b[K");
+      last = "";
+    },
+  };
+}

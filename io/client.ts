@@ -46,9 +46,11 @@ export const DEFAULT_TIMEOUT_MS = 1000;
 /** Sends after the first when no echo comes; each waits twice as long. */
 export const DEFAULT_RETRIES = 2;
 
-// Earlier payloads that got no echo: a late echo of one of them is no reply
-// to the current message, so it is ignored rather than taken for corruption.
-const REMEMBERED_UNANSWERED = 8;
+// The latest earlier payloads, answered or not: a late echo of one of them
+// (a retry's second echo, a path that delivers a datagram twice) is no reply
+// to the current message, so it is ignored rather than taken for the echo.
+// At most 8 x 64 KiB: the memory stays bounded.
+const REMEMBERED_PAYLOADS = 8;
 
 /** Options for {@linkcode EchoClient.open}. */
 export interface EchoClientOptions {
@@ -149,7 +151,7 @@ export class EchoClient {
   #retries: number;
   #buffer = new Uint8Array(RECEIVE_BUFFER_SIZE);
   #pending?: Promise<[Uint8Array, Deno.Addr]>;
-  #unanswered: Uint8Array[] = [];
+  #earlier: Uint8Array[] = [];
 
   private constructor(
     conn: Deno.DatagramConn,
@@ -212,8 +214,8 @@ export class EchoClient {
       await this.#conn.send(payload, { transport: "udp", ...this.target });
       const data = await this.#receiveReply(payload, sentAt + wait);
       if (data !== undefined) {
-        // The echoes of the other sends may still come.
-        if (tries > 1) this.#remember(payload);
+        // Another copy of this echo, or the echo of another try, may come.
+        this.#remember(payload);
         return {
           data,
           matches: equalBytes(data, payload),
@@ -231,10 +233,8 @@ export class EchoClient {
 
   /** Keeps a payload whose echo may still come, to ignore it then. */
   #remember(payload: Uint8Array): void {
-    this.#unanswered.push(payload.slice());
-    if (this.#unanswered.length > REMEMBERED_UNANSWERED) {
-      this.#unanswered.shift();
-    }
+    this.#earlier.push(payload.slice());
+    if (this.#earlier.length > REMEMBERED_PAYLOADS) this.#earlier.shift();
   }
 
   /** Waits until `deadline` for the echo of `payload`; copies it out. */
@@ -267,7 +267,7 @@ export class EchoClient {
         const [data, from] = received;
         if (!sameEndpoint(from as Deno.NetAddr, this.target)) continue;
         const late = !equalBytes(data, payload) &&
-          this.#unanswered.some((earlier) => equalBytes(earlier, data));
+          this.#earlier.some((earlier) => equalBytes(earlier, data));
         if (late) continue;
         return data.slice();
       }

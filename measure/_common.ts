@@ -6,7 +6,11 @@
  */
 
 import { checkPayloadSize } from "../net/payload.ts";
-import type { HostPort, ResolvedAddress } from "../net/address.ts";
+import {
+  errorMessage,
+  type HostPort,
+  type ResolvedAddress,
+} from "../net/address.ts";
 import { PROBE_HEADER_SIZE, type ProbeCheck } from "./probe.ts";
 
 /** The probe size used when none is given, in bytes, as ping uses. */
@@ -46,6 +50,34 @@ export interface LostEvent {
   seq: number;
 }
 
+/**
+ * A probe whose send failed: it never left this host, so it is counted in
+ * `sendErrors`, not in `sent`, and the run goes on.
+ */
+export interface SendErrorEvent {
+  /** Event type. */
+  type: "send_error";
+  /** Index of the flow. */
+  flow: number;
+  /** Sequence number the probe would have carried. */
+  seq: number;
+  /** The OS's reason, lower case: `operation not permitted`. */
+  reason: string;
+}
+
+/**
+ * The OS's reason for a failed socket call, in lower case and without Deno's
+ * `(os error N)`: `operation not permitted` for EPERM, which Deno names
+ * `PermissionDenied` although no Deno permission is involved.
+ */
+export function osErrorReason(error: unknown): string {
+  if (error instanceof Error && / \(os error \d+\)$/.test(error.message)) {
+    const message = error.message.replace(/ \(os error \d+\)$/, "");
+    return message[0]!.toLowerCase() + message.slice(1);
+  }
+  return errorMessage(error);
+}
+
 /** One try of one size during a sweep. */
 export interface SweepEvent {
   /** Event type. */
@@ -54,16 +86,20 @@ export interface SweepEvent {
   size: number;
   /** Which try of this size, from 1. */
   attempt: number;
-  /** What came back within the timeout. */
-  outcome: ProbeCheck | "lost";
-  /** Bytes echoed; 0 when lost. */
+  /** What came back within the timeout; `unsent` when the send failed. */
+  outcome: ProbeCheck | "lost" | "unsent";
+  /** Bytes echoed; 0 when lost or unsent. */
   bytes: number;
   /** Round-trip time in milliseconds; NaN when lost. */
   rttMs: number;
 }
 
 /** What the engines report as they go. */
-export type ProbeEvent = ReplyEvent | LostEvent | SweepEvent;
+export type ProbeEvent =
+  | ReplyEvent
+  | LostEvent
+  | SweepEvent
+  | SendErrorEvent;
 
 /** Options shared by every engine. */
 export interface EngineOptions {
@@ -77,7 +113,7 @@ export interface EngineOptions {
   waitMs?: number;
   /** Stops sending and waiting; the result covers what happened so far. */
   signal?: AbortSignal;
-  /** Called for every reply, every lost probe, every sweep try. */
+  /** Called for every reply, lost probe, failed send and sweep try. */
   onEvent?: (event: ProbeEvent) => void;
 }
 

@@ -19,13 +19,37 @@ import {
   decodeProbe,
   encodeProbeInto,
   PROBE_HEADER_SIZE,
+  PROBE_MAGIC,
   type ProbeHeader,
   verifyProbe,
 } from "./probe.ts";
 import { type ReplyCounts, ReplyTracker } from "./stats.ts";
-import type { ReplyEvent } from "./_common.ts";
+import {
+  osErrorReason,
+  type ReplyEvent,
+  type SendErrorEvent,
+} from "./_common.ts";
 
 const INITIAL_TIMES = 256;
+/**
+ * The shortest end-of-run grace period, in ms: after the last probe has its
+ * first reply, a copy of an echo (a duplicating path, a retransmitting
+ * middlebox) can still be on its way, later than any RTT seen so far.
+ */
+export const GRACE_MIN_MS = 100;
+/** The grace period is at least this many times the largest RTT seen. */
+const GRACE_RTT_FACTOR = 2;
+/**
+ * How many of the latest probes an echo shorter than the sequence number
+ * (under 12 bytes) is matched against by prefix; only an unambiguous match
+ * counts.
+ */
+const SHORT_MATCH_WINDOW = 1024;
+/** Bytes of magic, session id and sequence number: enough to attribute. */
+const ID_BYTES = 12;
+// Per-probe flags.
+const EXPIRED = 1;
+const UNSENT = 2;
 
 /** Resolves after `ms`, or at once on `wake()` or when the signal aborts. */
 export class Wakeup {
@@ -114,6 +138,8 @@ export interface FlowOptions {
   timeoutMs: number;
   /** Every attributed reply, duplicates and damaged ones included. */
   onReply?: (event: ReplyEvent) => void;
+  /** Every send that failed; the flow goes on. */
+  onSendError?: (event: SendErrorEvent) => void;
   onSend?: (flow: number, seq: number) => void;
 }
 
@@ -137,7 +163,12 @@ export class Flow {
   /** Round-trip times of first intact replies in arrival order, in ms. */
   readonly arrivals: number[] = [];
   readonly wakeup = new Wakeup();
+  /** Sequence numbers used: probes handed to the socket, failed sends included. */
   sent = 0;
+  /** Sends that failed (never left this host); see {@linkcode unsent}. */
+  sendErrors = 0;
+  /** The OS's reason for the first failed send. */
+  sendError: string | undefined;
   inflight = 0;
   late = 0;
   truncated = 0;
@@ -146,10 +177,12 @@ export class Flow {
   strays = 0;
   firstReplyAt = NaN;
   lastReplyAt = NaN;
+  /** The largest RTT of any attributed reply, duplicates included, in ms. */
+  maxRttMs = 0;
   error: unknown;
   readonly receiving: Promise<void>;
   #buffer = new Uint8Array(0);
-  #expired = new Uint8Array(0);
+  #flags = new Uint8Array(64);
   #oldest = 0;
   #awaited: Awaited | undefined;
   #closed = false;
@@ -168,16 +201,33 @@ export class Flow {
     return { hostname, port };
   }
 
-  /** The counts so far; stray headers count as corrupted replies. */
+  /**
+   * The counts so far; stray headers count as corrupted replies, and a
+   * failed send is neither sent nor lost.
+   */
   counts(): ReplyCounts {
-    const counts = this.tracker.counts(this.sent);
+    const counts = this.tracker.counts(
+      this.sent - this.sendErrors,
+      this.sendErrors,
+    );
     counts.corrupted += this.strays;
     return counts;
   }
 
-  /** Sends the next probe of `size` bytes; resolves once it has left. */
-  async send(size: number, scheduledAt?: number): Promise<void> {
+  /** Whether the send of probe `seq` failed, so it never left. */
+  unsent(seq: number): boolean {
+    return ((this.#flags[seq] ?? 0) & UNSENT) !== 0;
+  }
+
+  /**
+   * Sends the next probe of `size` bytes; resolves to true once it has
+   * left, to false when the send failed. A failed send is counted (see
+   * `sendErrors`), reported through `onSendError` and never thrown: a
+   * firewall that refuses some probes is part of the path measured.
+   */
+  async send(size: number, scheduledAt?: number): Promise<boolean> {
     const seq = this.sent++;
+    this.#setFlag(seq, 0);
     const now = performance.now();
     this.sentAt.set(seq, now);
     this.sizes.set(seq, size);
@@ -186,28 +236,46 @@ export class Flow {
     if (this.#buffer.length !== size) this.#buffer = new Uint8Array(size);
     encodeProbeInto(this.#buffer, this.#header(seq));
     this.inflight++;
-    await this.conn.send(this.#buffer, {
-      hostname: this.options.target.hostname,
-      port: this.options.target.port,
-      transport: "udp",
-    });
+    try {
+      await this.conn.send(this.#buffer, {
+        hostname: this.options.target.hostname,
+        port: this.options.target.port,
+        transport: "udp",
+      });
+    } catch (error) {
+      this.inflight--;
+      this.sendErrors++;
+      this.#setFlag(seq, UNSENT);
+      const reason = osErrorReason(error);
+      this.sendError ??= reason;
+      this.options.onSendError?.({
+        type: "send_error",
+        flow: this.index,
+        seq,
+        reason,
+      });
+      // A refused send fails at once; without a pause a closed loop would
+      // retry without ever letting timers and signal handlers run.
+      await new Promise((resolve) => setTimeout(resolve, 0));
+      return false;
+    }
     this.options.onSend?.(this.index, seq);
+    return true;
   }
 
   /**
    * Sends one probe of `size` bytes and waits up to the timeout for its
-   * first reply, intact or not; `undefined` when none came. While it waits,
-   * an echo shorter than a header is matched to this probe as a prefix of
-   * it, since nothing else can attribute it.
+   * first reply, intact or not; `undefined` when none came, `"unsent"` at
+   * once when the send failed.
    */
   async ask(
     size: number,
     signal?: AbortSignal,
-  ): Promise<ReplyEvent | undefined> {
+  ): Promise<ReplyEvent | "unsent" | undefined> {
     const awaited: Awaited = { seq: this.sent };
     this.#awaited = awaited;
     try {
-      await this.send(size);
+      if (!await this.send(size)) return "unsent";
       const deadline = this.sentAt.get(awaited.seq) + this.options.timeoutMs;
       while (
         awaited.reply === undefined && this.error === undefined &&
@@ -228,18 +296,13 @@ export class Flow {
    * the next one will, in `performance.now()` milliseconds.
    */
   expire(now: number): number {
-    if (this.#expired.length < this.sent) {
-      const grown = new Uint8Array(Math.max(this.sent * 2, 64));
-      grown.set(this.#expired);
-      this.#expired = grown;
-    }
     const { timeoutMs } = this.options;
     while (this.#oldest < this.sent) {
       const seq = this.#oldest;
-      if (!this.tracker.answered(seq)) {
+      if (!this.tracker.answered(seq) && !this.unsent(seq)) {
         const deadline = this.sentAt.get(seq) + timeoutMs;
         if (deadline > now) return deadline;
-        this.#expired[seq] = 1;
+        this.#setFlag(seq, EXPIRED);
         this.inflight--;
       }
       this.#oldest++;
@@ -247,15 +310,29 @@ export class Flow {
     return now + timeoutMs;
   }
 
-  /** Waits until every probe has a reply, at most `waitMs` milliseconds. */
+  /**
+   * Waits until every probe that left has a reply, then a grace period for
+   * late copies, all within `waitMs` milliseconds. The grace period is
+   * {@linkcode GRACE_MIN_MS} or twice the largest RTT seen (duplicates
+   * included), whichever is longer, counted from when the last probe got
+   * its first reply; it never runs past `waitMs`.
+   */
   async drain(waitMs: number, signal?: AbortSignal): Promise<void> {
     const end = performance.now() + waitMs;
+    const stopped = () => signal?.aborted || this.error !== undefined;
     while (
-      !signal?.aborted && this.error === undefined &&
-      this.tracker.answeredCount < this.sent
+      !stopped() && this.tracker.answeredCount < this.sent - this.sendErrors
     ) {
       const remaining = end - performance.now();
-      if (remaining <= 0) break;
+      if (remaining <= 0) return;
+      await this.wakeup.wait(remaining, signal);
+    }
+    const graceStart = performance.now();
+    while (!stopped()) {
+      const grace = Math.max(GRACE_MIN_MS, GRACE_RTT_FACTOR * this.maxRttMs);
+      const remaining = Math.min(end, graceStart + grace) - performance.now();
+      if (remaining <= 0) return;
+      // A reply wakes the wait, and may have raised the largest RTT.
       await this.wakeup.wait(remaining, signal);
     }
   }
@@ -265,6 +342,15 @@ export class Flow {
     if (this.#closed) return;
     this.#closed = true;
     this.conn.close();
+  }
+
+  #setFlag(seq: number, flag: number): void {
+    if (seq >= this.#flags.length) {
+      const grown = new Uint8Array(Math.max(seq * 2, 64));
+      grown.set(this.#flags);
+      this.#flags = grown;
+    }
+    this.#flags[seq] = flag === 0 ? 0 : this.#flags[seq]! | flag;
   }
 
   #header(seq: number): ProbeHeader {
@@ -296,23 +382,54 @@ export class Flow {
       this.ignored++;
       return undefined;
     }
-    const header = decodeProbe(data);
-    if (header !== undefined && header.session === this.session) {
-      if (header.seq < this.sent) return header.seq;
+    const id = data.length < PROBE_HEADER_SIZE
+      ? this.#shortId(data)
+      : decodeProbe(data);
+    if (id !== undefined && id.session === this.session) {
+      if (id.seq < this.sent && !this.unsent(id.seq)) return id.seq;
       this.strays++;
       return undefined;
     }
-    const awaited = this.#awaited;
-    if (
-      awaited !== undefined && data.length < PROBE_HEADER_SIZE &&
-      verifyProbe(
-          data,
-          this.#header(awaited.seq),
-          this.sizes.get(awaited.seq),
-        ) !== "corrupted"
-    ) return awaited.seq;
+    const seq = data.length < ID_BYTES ? this.#matchPrefix(data) : undefined;
+    if (seq !== undefined) return seq;
     this.ignored++;
     return undefined;
+  }
+
+  /**
+   * Magic, session id and sequence number of an echo cut below the header
+   * but still holding them (12 bytes or more); `undefined` otherwise.
+   */
+  #shortId(data: Uint8Array): { session: number; seq: number } | undefined {
+    if (data.length < ID_BYTES) return undefined;
+    const view = new DataView(data.buffer, data.byteOffset, ID_BYTES);
+    if (view.getUint32(0) !== PROBE_MAGIC) return undefined;
+    return { session: view.getUint32(4), seq: view.getUint32(8) };
+  }
+
+  /**
+   * The probe an echo too short to carry its sequence number is a prefix
+   * of: the one unanswered probe among the latest whose bytes it matches
+   * (the probe awaited by `ask()` first); `undefined` when none or several
+   * match, as a guess would count a reply against the wrong probe.
+   */
+  #matchPrefix(data: Uint8Array): number | undefined {
+    const matches = (seq: number) =>
+      !this.tracker.answered(seq) && !this.unsent(seq) &&
+      verifyProbe(data, this.#header(seq), this.sizes.get(seq)) !==
+        "corrupted";
+    const awaited = this.#awaited?.seq;
+    if (awaited !== undefined && awaited < this.sent && matches(awaited)) {
+      return awaited;
+    }
+    let found: number | undefined;
+    const first = Math.max(0, this.sent - SHORT_MATCH_WINDOW);
+    for (let seq = this.sent - 1; seq >= first; seq--) {
+      if (!matches(seq)) continue;
+      if (found !== undefined) return undefined;
+      found = seq;
+    }
+    return found;
   }
 
   #handle(data: Uint8Array, from: Deno.Addr, now: number): void {
@@ -323,6 +440,7 @@ export class Flow {
     const firstAnswer = !this.tracker.answered(seq);
     const verdict = this.tracker.record(seq, check === "intact");
     const rttMs = now - sentAt;
+    if (rttMs > this.maxRttMs) this.maxRttMs = rttMs;
     const late = rttMs > this.options.timeoutMs;
     if (check === "truncated") this.truncated++;
     if (check === "intact" && !verdict.duplicate) {
@@ -343,13 +461,13 @@ export class Flow {
       reordered: verdict.reordered,
       late,
     };
-    if (firstAnswer && this.#expired[seq] !== 1) {
+    if (firstAnswer && (this.#flags[seq]! & EXPIRED) === 0) {
       this.inflight--;
       this.wakeup.wake();
     }
-    if (firstAnswer && this.tracker.answeredCount === this.sent) {
-      this.wakeup.wake();
-    }
+    // Every reply wakes drain(): the last first reply starts its grace
+    // period, and a late copy may lengthen it.
+    this.wakeup.wake();
     if (this.#awaited?.seq === seq && this.#awaited.reply === undefined) {
       this.#awaited.reply = event;
       this.wakeup.wake();

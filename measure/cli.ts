@@ -52,7 +52,7 @@ import {
   parseNumberFlag,
   UsageError,
 } from "../cli/flags.ts";
-import type { Output } from "../cli/output.ts";
+import { createStatusLine, type Output } from "../cli/output.ts";
 
 /** The values each numeric measurement flag accepts; `client.ts` declares the flags. */
 export const MEASURE_RANGES = {
@@ -122,8 +122,6 @@ export interface MeasureOptions {
 
 const LOAD_DEFAULT_MS = 10_000;
 const STATUS_INTERVAL_MS = 250;
-/** The terminal width assumed when the terminal does not say, in columns. */
-const DEFAULT_COLUMNS = 80;
 /** The signals that stop a measurement: the first gently, the second at once. */
 const STOP_SIGNALS: Deno.Signal[] = ["SIGINT", "SIGTERM"];
 
@@ -221,47 +219,6 @@ function plan(
 }
 
 /**
- * Fits a status line into `columns` terminal columns, one left free so the
- * cursor never wraps: whole comma-separated parts are dropped from the end
- * first, then the text is cut.
- */
-export function fitStatus(text: string, columns: number): string {
-  const width = Math.max(1, columns - 1);
-  let fitted = text;
-  while (fitted.length > width && fitted.includes(", ")) {
-    fitted = fitted.slice(0, fitted.lastIndexOf(", "));
-  }
-  return fitted.slice(0, width);
-}
-
-/** The width of the terminal on standard error, in columns. */
-function terminalColumns(): number {
-  try {
-    return Deno.consoleSize().columns || DEFAULT_COLUMNS;
-  } catch {
-    // consoleSize asks stdout first and fails when no stream is a terminal.
-    return DEFAULT_COLUMNS;
-  }
-}
-
-/** A live status line on standard error, only on a terminal. */
-function statusLine(output: Output, enabled: boolean) {
-  let last = "";
-  return {
-    show(text: string): void {
-      if (!enabled) return;
-      // Read each time: the terminal may have been resized.
-      last = fitStatus(text, terminalColumns());
-      output.status(`\r\x1b[K${last}`);
-    },
-    clear(): void {
-      if (enabled && last !== "") output.status("\r\x1b[K");
-      last = "";
-    },
-  };
-}
-
-/**
  * The `--json` document (or `--ndjson` line) of a run that failed before it
  * had a result, such as a name that does not resolve: the mode, the target
  * as given and the `error` line's message.
@@ -355,7 +312,7 @@ export async function runMeasurement(
   const from = formatAddress(target);
   const { output, run } = checked;
   const flows = run.flows ?? 1;
-  const status = statusLine(
+  const status = createStatusLine(
     out,
     mode === "load" && output === "text" && !quiet && out.stderrIsTerminal,
   );
@@ -365,7 +322,13 @@ export async function runMeasurement(
     if (out.closed) controller.abort();
   };
   const live = { sent: 0, received: 0, lastRttMs: NaN, start: 0 };
+  let sendFailed = false;
   const onEvent = (event: ProbeEvent) => {
+    // Once: the summary counts them all (send_errors), the run goes on.
+    if (event.type === "send_error" && !sendFailed) {
+      sendFailed = true;
+      out.error(new Error(`Cannot send to ${from}: ${event.reason}`));
+    }
     if (output === "ndjson") print(toJson(eventJson(event)));
     else if (output === "text" && !quiet) {
       if (event.type === "reply" && mode === "ping") {

@@ -43,6 +43,7 @@ export {
   type LostEvent,
   type ProbeEvent,
   type ReplyEvent,
+  type SendErrorEvent,
   type SweepEvent,
 } from "./_common.ts";
 export {

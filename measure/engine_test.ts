@@ -3,7 +3,12 @@ import { type ProbeEvent, runProbes, sweepPayload } from "./engine.ts";
 import { RECEIVE_BUFFER_SIZE } from "../net/payload.ts";
 import type { ResolvedAddress } from "../net/address.ts";
 import { serveEcho } from "../server.ts";
-import { at, type FaultRule, startFaultyEcho } from "../testing/fault_relay.ts";
+import {
+  at,
+  type FaultRule,
+  startFaultyEcho,
+  startTruncatingEcho,
+} from "../testing/fault_relay.ts";
 
 /** This project's echo server on a free port. */
 function startEcho(hostname = "127.0.0.1") {
@@ -328,16 +333,134 @@ Deno.test("runProbes() ignores replies from another port or another session", as
   }
 });
 
-Deno.test("runProbes() rejects when a send fails", async () => {
-  // An IPv6 socket cannot send to an IPv4 address.
-  await rejects(
-    runProbes({
-      target: { hostname: "127.0.0.1", port: 9, family: "IPv4" },
-      bind: { hostname: "::1", port: 0 },
-      count: 3,
-      intervalMs: 1,
-    }),
-    { name: "NetworkUnreachable" },
+Deno.test("runProbes() counts a failed send per probe and goes on", async () => {
+  // An IPv6 socket cannot send to an IPv4 address: every send fails.
+  const events: ProbeEvent[] = [];
+  const result = await runProbes({
+    target: { hostname: "127.0.0.1", port: 9, family: "IPv4" },
+    bind: { hostname: "::1", port: 0 },
+    count: 3,
+    intervalMs: 1,
+    waitMs: 50,
+    onEvent: (event) => events.push(event),
+  });
+  deepEqual(
+    [result.sent, result.sendErrors, result.received, result.lost],
+    [0, 3, 0, 0],
+  );
+  equal(result.sendError, "network is unreachable");
+  equal(result.flows[0]!.sendErrors, 3);
+  deepEqual(
+    events.map((event) => `${event.type} ${"seq" in event ? event.seq : ""}`),
+    ["send_error 0", "send_error 1", "send_error 2"],
+  );
+});
+
+Deno.test("sweepPayload() reports tries that could not be sent", async () => {
+  const result = await sweepPayload({
+    target: { hostname: "127.0.0.1", port: 9, family: "IPv4" },
+    bind: { hostname: "::1", port: 0 },
+    timeoutMs: 50,
+    waitMs: 0,
+  });
+  equal(result.maxPayload, 0);
+  deepEqual(result.failure, { size: 20, reason: "unsent" });
+  deepEqual(
+    result.steps.map((step) => step.outcome),
+    ["unsent", "unsent", "unsent"],
+  );
+  deepEqual([result.sent, result.sendErrors, result.lost], [0, 3, 0]);
+});
+
+/** A path that delivers every echo twice, the copy 50 ms after the first. */
+const LATE_COPIES: FaultRule[] = [{
+  direction: "reply",
+  select: () => true,
+  action: { type: "duplicate", delayMs: 50 },
+}];
+
+Deno.test("runProbes() counts the late copy of a single probe's echo", async () => {
+  await using relay = startFaultyEcho(LATE_COPIES);
+  const result = await runProbes({ target: relay.target, count: 1 });
+  deepEqual(
+    [result.sent, result.received, result.lost, result.duplicates],
+    [1, 1, 0, 1],
+  );
+  // The grace period ends the run well before the 2 s wait.
+  ok(result.elapsedMs < 1000, `${result.elapsedMs} ms`);
+});
+
+Deno.test("runProbes() counts every late copy in a window", async () => {
+  await using relay = startFaultyEcho(LATE_COPIES);
+  const result = await runProbes({
+    target: relay.target,
+    count: 20,
+    window: 2,
+  });
+  deepEqual(
+    [result.sent, result.received, result.lost, result.duplicates],
+    [20, 20, 0, 20],
+  );
+  equal(result.duplicates, relay.stats.duplicated);
+});
+
+Deno.test("runProbes() never waits past --wait for late copies", async () => {
+  await using relay = startFaultyEcho(LATE_COPIES);
+  const result = await runProbes({
+    target: relay.target,
+    count: 1,
+    waitMs: 20,
+  });
+  deepEqual([result.received, result.duplicates], [1, 0]);
+  ok(result.elapsedMs < 45, `${result.elapsedMs} ms`);
+});
+
+Deno.test("runProbes() counts echoes cut to 16 bytes as truncated, not ignored", async () => {
+  await using peer = startTruncatingEcho(16);
+  const ping = await runProbes({
+    target: peer.target,
+    count: 3,
+    intervalMs: 10,
+    waitMs: 200,
+  });
+  deepEqual(
+    [
+      ping.sent,
+      ping.received,
+      ping.lost,
+      ping.truncated,
+      ping.corrupted,
+      ping.ignored,
+    ],
+    [3, 0, 0, 3, 3, 0],
+  );
+  // Several in flight: the 12 bytes of magic, session and seq still name
+  // the probe.
+  const load = await runProbes({
+    target: peer.target,
+    count: 40,
+    window: 8,
+    flows: 2,
+    timeoutMs: 100,
+    waitMs: 200,
+  });
+  deepEqual(
+    [load.sent, load.lost, load.truncated, load.ignored],
+    [80, 0, 80, 0],
+  );
+});
+
+Deno.test("runProbes() matches an echo cut below its sequence number to the one probe in flight", async () => {
+  await using peer = startTruncatingEcho(10);
+  const result = await runProbes({
+    target: peer.target,
+    count: 3,
+    intervalMs: 30,
+    waitMs: 200,
+  });
+  deepEqual(
+    [result.sent, result.lost, result.truncated, result.ignored],
+    [3, 0, 3, 0],
   );
 });
 

@@ -37,7 +37,11 @@ import type {
 import { formatAddress } from "../net/address.ts";
 import { histogram, type ReplyCounts, type Summary } from "./stats.ts";
 
-/** Names the JSON format and its version; bump the version on any change. */
+/**
+ * Names the JSON format and its version: a new field bumps the minor
+ * version, a renamed or removed one the major. 1.1 added `send_errors`,
+ * `send_error`, the `send_error` event, `in_flight` and the send-rate check.
+ */
 export const JSON_SCHEMA = "udp-echo.measure/1.1";
 
 /** Which measurement produced a result. */
@@ -80,6 +84,28 @@ export function lossPercent(
   return settled === 0 ? NaN : (settled - result.received) / settled * 100;
 }
 
+/**
+ * Formats a percentage with one decimal, never rounding a non-zero share to
+ * `0.0` or a share short of all to `100.0`: `<0.1` and `>99.9` instead, so
+ * a loss that fails a run never reads as none. `-` when there is no value.
+ *
+ * @example
+ * ```ts
+ * import { formatPercent } from "./report.ts";
+ * import { equal } from "node:assert/strict";
+ *
+ * equal(formatPercent(0.01), "<0.1");
+ * equal(formatPercent(12.345), "12.3");
+ * ```
+ */
+export function formatPercent(percent: number): string {
+  if (!Number.isFinite(percent)) return "-";
+  const text = percent.toFixed(1);
+  if (percent > 0 && text === "0.0") return "<0.1";
+  if (percent < 100 && text === "100.0") return ">99.9";
+  return text;
+}
+
 /** A ping-style line for one reply, marked DUP!, late, reordered or damaged. */
 export function formatReply(
   event: ReplyEvent,
@@ -119,6 +145,8 @@ export function formatSweepStep(event: SweepEvent, tries: number): string {
       return `${head} corrupted (${event.bytes} bytes)`;
     case "lost":
       return `${head} no reply`;
+    case "unsent":
+      return `${head} not sent`;
   }
 }
 
@@ -131,8 +159,15 @@ function countsLine(result: RunResult | SweepResult): string {
     plural(result.duplicates, "duplicate"),
     `${result.reordered} reordered`,
     `${result.corrupted} corrupted`,
-    `${Number.isFinite(loss) ? loss.toFixed(1) : "-"}% without intact reply`,
+    `${formatPercent(loss)}% without intact reply`,
   ].join(", ");
+}
+
+/** `3 send errors (operation not permitted)`, or nothing without any. */
+function sendErrorsText(result: RunResult | SweepResult): string | false {
+  if (result.sendErrors === 0) return false;
+  const reason = result.sendError === undefined ? "" : ` (${result.sendError})`;
+  return `${plural(result.sendErrors, "send error")}${reason}`;
 }
 
 function summaryTable(summary: Summary): string[] {
@@ -175,6 +210,7 @@ export function formatRunSummary(
     countsLine(result),
   ];
   const extras = [
+    sendErrorsText(result),
     result.late > 0 && `${result.late} late`,
     result.truncated > 0 && `${result.truncated} truncated`,
     result.ignored > 0 && `${result.ignored} foreign datagrams ignored`,
@@ -253,10 +289,19 @@ export function formatSweepSummary(result: SweepResult): string[] {
         ? `${failure.size} bytes came back truncated to ${failure.echoed} bytes`
         : failure.reason === "lost"
         ? `${failure.size} bytes got no reply in any of its tries`
+        : failure.reason === "unsent"
+        ? `${failure.size} bytes could not be sent in any of its tries`
         : `${failure.size} bytes came back corrupted`,
     );
   }
-  lines.push(countsLine(result), ...summaryTable(result.rttMs));
+  lines.push(countsLine(result));
+  const extras = [
+    sendErrorsText(result),
+    result.truncated > 0 && `${result.truncated} truncated`,
+    result.ignored > 0 && `${result.ignored} foreign datagrams ignored`,
+  ].filter(Boolean);
+  if (extras.length > 0) lines.push(extras.join(", "));
+  lines.push(...summaryTable(result.rttMs));
   return lines;
 }
 
@@ -290,7 +335,15 @@ function summaryJson(summary: Summary) {
 
 function countsJson(counts: ReplyCounts) {
   const { sent, received, lost, duplicates, reordered, corrupted } = counts;
-  return { sent, received, lost, duplicates, reordered, corrupted };
+  return {
+    sent,
+    received,
+    lost,
+    duplicates,
+    reordered,
+    corrupted,
+    send_errors: counts.sendErrors,
+  };
 }
 
 function targetJson(target: RunResult["target"]) {
@@ -323,6 +376,7 @@ export function runJson(
     late: result.late,
     ignored: result.ignored,
     in_flight: result.inFlight ?? 0,
+    send_error: result.sendError ?? null,
     loss_percent: lossPercent(result),
     rtt_ms: summaryJson(result.rttMs),
     jitter_ms: { ipdv: result.jitterMs.ipdv, rfc3550: result.jitterMs.rfc3550 },
@@ -361,6 +415,7 @@ export function sweepJson(
     ...countsJson(result),
     truncated: result.truncated,
     ignored: result.ignored,
+    send_error: result.sendError ?? null,
     loss_percent: lossPercent(result),
     rtt_ms: summaryJson(result.rttMs),
     jitter_ms: { ipdv: null, rfc3550: null },
@@ -388,6 +443,13 @@ export function eventJson(event: ProbeEvent): Record<string, unknown> {
       };
     case "lost":
       return { event: "lost", flow: event.flow, seq: event.seq };
+    case "send_error":
+      return {
+        event: "send_error",
+        flow: event.flow,
+        seq: event.seq,
+        reason: event.reason,
+      };
     case "sweep":
       return {
         event: "sweep",

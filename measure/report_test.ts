@@ -4,6 +4,7 @@ import {
   eventJson,
   formatBits,
   formatLost,
+  formatPercent,
   formatReply,
   formatRunSummary,
   formatSweepStep,
@@ -41,6 +42,7 @@ function runResult(): RunResult {
     duplicates: 1,
     reordered: 0,
     corrupted: 1,
+    sendErrors: 0,
     late: 0,
     truncated: 0,
     ignored: 0,
@@ -59,6 +61,7 @@ function runResult(): RunResult {
       duplicates: 1,
       reordered: 0,
       corrupted: 1,
+      sendErrors: 0,
     }],
     rtts: [1, 2, 3, 4, 5, 6, 7, 8],
   };
@@ -188,6 +191,7 @@ Deno.test("sweepJson() carries max_payload, the failure and every try", () => {
     duplicates: 0,
     reordered: 0,
     corrupted: 1,
+    sendErrors: 0,
     truncated: 1,
     ignored: 0,
     steps: [{
@@ -230,4 +234,78 @@ Deno.test("eventJson() names each event", () => {
     flow: 0,
     seq: 2,
   });
+});
+
+Deno.test("formatPercent() never shows a non-zero share as 0.0 or a partial one as 100.0", () => {
+  equal(formatPercent(0), "0.0");
+  equal(formatPercent(1 / 5000 * 100), "<0.1"); // 1 of 5000 probes: 0.02%
+  equal(formatPercent(0.049), "<0.1");
+  equal(formatPercent(1 / 1201 * 100), "0.1"); // 0.083% rounds to 0.1
+  equal(formatPercent(0.1), "0.1");
+  equal(formatPercent(99.96), ">99.9");
+  equal(formatPercent(100), "100.0");
+  equal(formatPercent(NaN), "-");
+});
+
+Deno.test("formatRunSummary() shows a loss of 1 in 5000 as <0.1%, not 0.0%", () => {
+  const result = { ...runResult(), sent: 5000, received: 4999, lost: 1 };
+  result.duplicates = 0;
+  result.corrupted = 0;
+  const text = formatRunSummary(result, "ping").join("\n");
+  ok(
+    text.includes(
+      "5000 sent, 4999 received, 1 lost, 0 duplicates, 0 reordered, 0 corrupted, <0.1% without intact reply",
+    ),
+    text,
+  );
+});
+
+Deno.test("send errors show in the text summary, the JSON document and the events", () => {
+  const result: RunResult = {
+    ...runResult(),
+    sent: 7,
+    received: 7,
+    lost: 0,
+    duplicates: 0,
+    corrupted: 0,
+    sendErrors: 3,
+    sendError: "operation not permitted",
+  };
+  result.flows = [{ ...result.flows[0]!, sent: 7, sendErrors: 3 }];
+  const text = formatRunSummary(result, "ping").join("\n");
+  ok(text.includes("\n3 send errors (operation not permitted)\n"), text);
+  ok(text.includes("7 sent, 7 received, 0 lost"), text);
+  const document = JSON.parse(toJson(runJson(result, "ping")));
+  equal(JSON_SCHEMA, "udp-echo.measure/1.1");
+  equal(document.schema, "udp-echo.measure/1.1");
+  equal(document.send_errors, 3);
+  equal(document.send_error, "operation not permitted");
+  equal(document.flows[0].send_errors, 3);
+  equal(document.loss_percent, 0);
+  equal(JSON.parse(toJson(runJson(runResult(), "ping"))).send_error, null);
+  deepEqual(
+    eventJson({
+      type: "send_error",
+      flow: 0,
+      seq: 4,
+      reason: "operation not permitted",
+    }),
+    {
+      event: "send_error",
+      flow: 0,
+      seq: 4,
+      reason: "operation not permitted",
+    },
+  );
+  equal(
+    formatSweepStep({
+      type: "sweep",
+      size: 20,
+      attempt: 2,
+      outcome: "unsent",
+      bytes: 0,
+      rttMs: NaN,
+    }, 3),
+    "20 bytes (try 2/3): not sent",
+  );
 });

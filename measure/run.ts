@@ -123,6 +123,8 @@ export interface RunResult extends ReplyCounts {
    * absent when not measured.
    */
   schedule?: { askedPps: number; achievedPps: number; short: boolean };
+  /** The OS's reason for the first failed send (see `sendErrors`). */
+  sendError?: string;
   /** Round-trip times of first intact replies, in ms. */
   rttMs: Summary;
   /** Jitter in ms: mean absolute IPDV and RFC 3550 interarrival jitter. */
@@ -237,7 +239,8 @@ async function closedLoop(
  * family limit, when `count`, `window` or `flows` is not a positive integer,
  * when `durationMs`, `intervalMs` or `waitMs` is negative or `timeoutMs`
  * below 1, or when several flows would bind one nonzero port. Rejects with
- * the socket's error when a send or a receive fails.
+ * the socket's error when a receive fails; a failed send is counted in
+ * `sendErrors` and the run goes on.
  */
 export async function runProbes(options: RunOptions): Promise<RunResult> {
   const {
@@ -282,6 +285,7 @@ export async function runProbes(options: RunOptions): Promise<RunResult> {
           bind,
           timeoutMs,
           onReply: onEvent,
+          onSendError: onEvent,
           onSend,
         }),
       );
@@ -417,7 +421,7 @@ function summarizeRun(
   const flowResults: FlowResult[] = flows.map((flow) => {
     let inFlight = 0;
     for (let seq = 0; seq < flow.sent; seq++) {
-      if (flow.tracker.answered(seq)) continue;
+      if (flow.tracker.answered(seq) || flow.unsent(seq)) continue;
       if (flow.sentAt.get(seq) > inFlightAfter) inFlight++;
       else onEvent?.({ type: "lost", flow: flow.index, seq });
     }
@@ -462,6 +466,7 @@ function summarizeRun(
     ignored: flows.reduce((sum, flow) => sum + flow.ignored, 0),
     inFlight: flowResults.reduce((sum, flow) => sum + (flow.inFlight ?? 0), 0),
     schedule: scheduleCheck(counts.sent, context),
+    sendError: flows.find((flow) => flow.sendError)?.sendError,
     rttMs: summarize(rtts),
     jitterMs: {
       ipdv: meanIpdv(bySeq),

@@ -7,7 +7,7 @@ import { equal, match, ok } from "node:assert/strict";
 import { serveEcho } from "../server.ts";
 import { ROOT } from "../testing/cli.ts";
 import { runProbes } from "./engine.ts";
-import { fitStatus } from "./cli.ts";
+import { fitStatus } from "../cli/output.ts";
 import { formatStatus } from "./report.ts";
 
 /** This project's echo server on a free port. */

@@ -227,6 +227,11 @@ export interface ReplyCounts {
   reordered: number;
   /** Replies whose bytes differ from what was sent (truncated ones too). */
   corrupted: number;
+  /**
+   * Probes whose send failed, so they never left this host (an OS error
+   * such as EPERM from a firewall rule); not counted in `sent`.
+   */
+  sendErrors: number;
 }
 
 /** What {@linkcode ReplyTracker.record} made of one reply. */
@@ -257,6 +262,7 @@ export interface ReplyVerdict {
  *   duplicates: 1,
  *   reordered: 1,
  *   corrupted: 0,
+ *   sendErrors: 0,
  * });
  * ```
  */
@@ -315,8 +321,12 @@ export class ReplyTracker {
     return this.#answered;
   }
 
-  /** The counts, given how many probes were sent. */
-  counts(sent: number): ReplyCounts {
+  /**
+   * The counts, given how many probes left (`sent`) and how many more
+   * failed to send (`sendErrors`, default 0): a probe that never left is
+   * not lost, since nothing was there to lose.
+   */
+  counts(sent: number, sendErrors = 0): ReplyCounts {
     return {
       sent,
       received: this.#received,
@@ -324,6 +334,7 @@ export class ReplyTracker {
       duplicates: this.#duplicates,
       reordered: this.#reordered,
       corrupted: this.#corrupted,
+      sendErrors,
     };
   }
 }
@@ -361,6 +372,7 @@ export function addCounts(all: Iterable<ReplyCounts>): ReplyCounts {
     duplicates: 0,
     reordered: 0,
     corrupted: 0,
+    sendErrors: 0,
   };
   for (const counts of all) {
     for (const key of Object.keys(total) as (keyof ReplyCounts)[]) {

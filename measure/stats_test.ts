@@ -120,6 +120,7 @@ Deno.test("countReplies() counts each definition exactly", () => {
     duplicates: 1,
     reordered: 1,
     corrupted: 2,
+    sendErrors: 0,
   });
 });
 
@@ -149,6 +150,7 @@ Deno.test("addCounts() sums flows field by field", () => {
     duplicates: 0,
     reordered: 1,
     corrupted: 0,
+    sendErrors: 0,
   });
 });
 

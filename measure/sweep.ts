@@ -33,8 +33,11 @@ export interface SweepOptions extends EngineOptions {
 export interface SweepFailure {
   /** The smallest size that failed, in bytes. */
   size: number;
-  /** Why: echoes came back shorter, never came back, or came back damaged. */
-  reason: "truncated" | "lost" | "corrupted";
+  /**
+   * Why: echoes came back shorter, never came back, came back damaged, or
+   * every try failed to send (`unsent`: an OS error such as EPERM).
+   */
+  reason: "truncated" | "lost" | "corrupted" | "unsent";
   /** For a truncation, the length of the shortened echo in bytes. */
   echoed?: number;
 }
@@ -53,6 +56,8 @@ export interface SweepResult extends ReplyCounts {
   truncated: number;
   /** Datagrams from elsewhere or without this run's session id. */
   ignored: number;
+  /** The OS's reason for the first failed send (see `sendErrors`). */
+  sendError?: string;
   /** Every try, in order. */
   steps: SweepEvent[];
   /** Round-trip times of intact echoes, in ms. */
@@ -67,12 +72,14 @@ export interface SweepResult extends ReplyCounts {
  * `tries` tries, so a lost datagram does not end the search early; one
  * truncated echo is enough to call a size failing. Each try waits up to
  * `timeoutMs`; after the last, stragglers get `waitMs` (default: the
- * timeout). Sizes are payload bytes, times milliseconds.
+ * timeout). A try whose send fails (an OS error) is counted in
+ * `sendErrors` and reported as `unsent`; the search goes on. Sizes are
+ * payload bytes, times milliseconds.
  *
  * Throws RangeError when `max` is not a positive integer or exceeds the
  * family limit, when `tries` is not a positive integer, or when `timeoutMs`
  * is below 1 or `waitMs` negative. Rejects with the socket's error when a
- * send or a receive fails.
+ * receive fails.
  */
 export async function sweepPayload(
   options: SweepOptions,
@@ -95,17 +102,19 @@ export async function sweepPayload(
     target,
     bind: options.bind,
     timeoutMs,
+    onSendError: onEvent,
   });
   const steps: SweepEvent[] = [];
   const stopped = () => signal?.aborted === true || flow.error !== undefined;
 
   async function attempt(size: number, n: number): Promise<SweepEvent> {
-    const reply = await flow.ask(size, signal);
+    const answer = await flow.ask(size, signal);
+    const reply = answer === "unsent" ? undefined : answer;
     const event: SweepEvent = {
       type: "sweep",
       size,
       attempt: n,
-      outcome: reply?.check ?? "lost",
+      outcome: answer === "unsent" ? "unsent" : reply?.check ?? "lost",
       bytes: reply?.bytes ?? 0,
       rttMs: reply?.rttMs ?? NaN,
     };
@@ -117,6 +126,7 @@ export async function sweepPayload(
   /** Tries a size; undefined when intact, else why it failed. */
   async function probe(size: number): Promise<SweepFailure | undefined> {
     let corrupted = false;
+    let left = false;
     for (let n = 1; n <= tries && !stopped(); n++) {
       const { outcome, bytes } = await attempt(size, n);
       if (outcome === "intact") return undefined;
@@ -124,8 +134,12 @@ export async function sweepPayload(
         return { size, reason: "truncated", echoed: bytes };
       }
       if (outcome === "corrupted") corrupted = true;
+      if (outcome !== "unsent") left = true;
     }
-    return { size, reason: corrupted ? "corrupted" : "lost" };
+    return {
+      size,
+      reason: corrupted ? "corrupted" : left ? "lost" : "unsent",
+    };
   }
 
   let good = 0;
@@ -139,7 +153,7 @@ export async function sweepPayload(
       if (limit > first) bad = await probe(limit);
       if (bad === undefined) good = limit;
     }
-    // Nothing came back at all: no point searching below the first size.
+    // Nothing came back (or left) at all: no point searching below.
     const dead = bad !== undefined && good === 0 && bad.reason !== "truncated";
     while (!dead && bad !== undefined && bad.size - good > 1 && !stopped()) {
       let mid = Math.floor((good + bad.size) / 2);
@@ -169,6 +183,7 @@ export async function sweepPayload(
     ...flow.counts(),
     truncated: flow.truncated,
     ignored: flow.ignored,
+    sendError: flow.sendError,
     steps,
     rttMs: summarize(flow.arrivals),
   };

@@ -154,16 +154,18 @@ Deno.test("client.ts reaches a link-local server by zone name, bracketed or by i
 
 Deno.test("server.ts binds every address a name stands for, and says which", async () => {
   if (!await canUnshare("-m")) return;
-  // Debian's layout: localhost stands for 127.0.0.1 and ::1.
-  const hosts = await Deno.makeTempFile();
-  await Deno.writeTextFile(hosts, "127.0.0.1 localhost\n::1 localhost\n");
+  // Debian's layout, localhost standing for 127.0.0.1 and ::1, in a hosts
+  // file only this mount namespace sees (the mount keeps it once removed).
   const child = new Deno.Command("unshare", {
     args: [
       "-m",
       "sh",
-      "-c",
-      `mount --bind "$0" /etc/hosts && exec "$1" run --unstable-net --allow-net server.ts -p 0 -q`,
-      hosts,
+      "-euc",
+      `hosts=$(mktemp)
+      printf '127.0.0.1 localhost\n::1 localhost\n' > "$hosts"
+      mount --bind "$hosts" /etc/hosts
+      rm "$hosts"
+      exec "$0" run --unstable-net --allow-net server.ts -p 0 -q`,
       DENO,
     ],
     cwd: ROOT,
@@ -204,7 +206,6 @@ Deno.test("server.ts binds every address a name stands for, and says which", asy
     await reader.cancel();
     const status = await child.status;
     await child.stderr.cancel();
-    await Deno.remove(hosts);
     ok(status.code === 0, `server exit ${status.code}`);
   }
 });

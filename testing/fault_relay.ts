@@ -2,8 +2,9 @@
  * A deterministic fault-injecting UDP relay for tests. It sits between
  * clients and an upstream server, gives each client its own upstream socket
  * (so replies find their way back and flows stay apart), and applies rules to
- * chosen datagrams: drop, duplicate, delay, reorder (hold until the next one
- * has passed), corrupt a byte, or truncate. It counts what it did, so a test
+ * chosen datagrams: drop, duplicate (at once, or each copy `delayMs` after
+ * the one before), delay, reorder (hold until the next one has passed),
+ * corrupt a byte, or truncate. It counts what it did, so a test
  * can check that a client reports exactly that.
  *
  * Datagrams are numbered per client and per direction from 0, in the order
@@ -28,7 +29,7 @@ import { RECEIVE_BUFFER_SIZE } from "../net/payload.ts";
 /** What the relay does to a selected datagram. */
 export type FaultAction =
   | { type: "drop" }
-  | { type: "duplicate"; copies?: number }
+  | { type: "duplicate"; copies?: number; delayMs?: number }
   | { type: "delay"; ms: number }
   | { type: "reorder" }
   | { type: "corrupt"; offset?: number }
@@ -205,7 +206,17 @@ export function serveFaultRelay(options: FaultRelayOptions): FaultRelay {
       case "duplicate": {
         const copies = action.copies ?? 1;
         stats.duplicated += copies;
-        for (let i = 0; i <= copies; i++) await send(conn, data, to);
+        const gap = action.delayMs ?? 0;
+        // Copy i leaves i x delayMs after the original: a path that
+        // delivers each echo again later, after the run may think it is done.
+        if (gap > 0) {
+          await send(conn, data, to);
+          for (let i = 1; i <= copies; i++) {
+            later(i * gap, () => send(conn, data, to));
+          }
+        } else {
+          for (let i = 0; i <= copies; i++) await send(conn, data, to);
+        }
         break;
       }
       case "delay":
@@ -353,4 +364,42 @@ export function startFaultyEcho(rules: FaultRule[]): FaultyEcho {
 /** Selects the datagrams with these numbers (per client and direction). */
 export function at(...indices: number[]): (datagram: DatagramInfo) => boolean {
   return (datagram) => indices.includes(datagram.index);
+}
+
+/** A peer that echoes every datagram cut to a fixed size. */
+export interface TruncatingEcho extends AsyncDisposable {
+  /** Where clients send, as a resolved IPv4 address. */
+  target: ResolvedAddress;
+}
+
+/**
+ * Starts a plain echo peer on 127.0.0.1 that sends back only the first
+ * `size` bytes of each datagram, as `socat -b SIZE ... PIPE` does, without
+ * needing socat; `await using` stops it.
+ */
+export function startTruncatingEcho(size: number): TruncatingEcho {
+  const conn = Deno.listenDatagram({
+    hostname: "127.0.0.1",
+    port: 0,
+    transport: "udp",
+  });
+  const loop = (async () => {
+    const buffer = new Uint8Array(RECEIVE_BUFFER_SIZE);
+    while (true) {
+      try {
+        const [data, from] = await conn.receive(buffer);
+        await conn.send(data.subarray(0, size), from);
+      } catch {
+        return; // closed
+      }
+    }
+  })();
+  const { hostname, port } = conn.addr as Deno.NetAddr;
+  return {
+    target: { hostname, port, family: "IPv4" },
+    async [Symbol.asyncDispose]() {
+      conn.close();
+      await loop;
+    },
+  };
 }

@@ -1,0 +1,67 @@
+/**
+ * The issue's accounting examples end to end, through `client.ts --json` as
+ * a user runs it: late duplicates and echoes cut short.
+ *
+ * @module
+ */
+
+import { deepEqual, equal } from "node:assert/strict";
+import { runScript } from "../testing/cli.ts";
+import {
+  startFaultyEcho,
+  startTruncatingEcho,
+} from "../testing/fault_relay.ts";
+
+async function measure(port: number, args: string[]) {
+  const { code, stdout, stderr } = await runScript("client.ts", [
+    "-H",
+    "127.0.0.1",
+    "-p",
+    `${port}`,
+    "--json",
+    ...args,
+  ]);
+  equal(stderr, "");
+  return { code, document: JSON.parse(stdout) };
+}
+
+Deno.test("client.ts counts copies of each echo that come 50 ms after it", async () => {
+  await using relay = startFaultyEcho([{
+    direction: "reply",
+    select: () => true,
+    action: { type: "duplicate", delayMs: 50 },
+  }]);
+  const one = await measure(relay.target.port, ["-c", "1"]);
+  deepEqual([one.document.received, one.document.duplicates], [1, 1]);
+  equal(one.code, 0);
+  const load = await measure(relay.target.port, ["-w", "2", "-c", "20"]);
+  deepEqual([load.document.received, load.document.duplicates], [20, 20]);
+  equal(load.code, 0);
+});
+
+Deno.test("client.ts counts echoes cut to 16 bytes as truncated, not ignored", async () => {
+  await using peer = startTruncatingEcho(16);
+  for (const mode of [["-c", "3", "-i", "20"], ["-w", "3", "-c", "3"]]) {
+    const { code, document } = await measure(peer.target.port, [
+      ...mode,
+      "-t",
+      "100",
+      "--wait",
+      "200",
+    ]);
+    deepEqual(
+      [
+        document.sent,
+        document.received,
+        document.lost,
+        document.truncated,
+        document.corrupted,
+        document.ignored,
+      ],
+      [3, 0, 0, 3, 3, 0],
+      mode.join(" "),
+    );
+    equal(document.loss_percent, 100);
+    equal(code, 1);
+  }
+});

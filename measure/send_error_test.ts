@@ -1,0 +1,197 @@
+/**
+ * Sends that the OS refuses, on real sockets: an nftables rule in the output
+ * path of a private network namespace makes `sendto` fail with EPERM, and
+ * the client must count each failure and go on. Needs root, `unshare`, `ip`
+ * and `nft` (Debian: `apt-get install nftables`); without them each test
+ * says it was skipped and why.
+ *
+ * @module
+ */
+
+import { equal, match, ok } from "node:assert/strict";
+import { type Output, ROOT } from "../testing/cli.ts";
+
+/** The server's port inside the namespace, which has it all to itself. */
+const PORT = 10000;
+
+function skip(reason: string): void {
+  console.log(`skipped: ${reason}`);
+}
+
+async function has(tool: string): Promise<boolean> {
+  try {
+    const { success } = await new Deno.Command("sh", {
+      args: ["-c", `command -v ${tool}`],
+      stdout: "null",
+      stderr: "null",
+    }).output();
+    return success;
+  } catch {
+    return false;
+  }
+}
+
+/** Why these tests cannot run here, or undefined when they can. */
+async function cannotRun(): Promise<string | undefined> {
+  for (const tool of ["unshare", "ip", "nft"]) {
+    if (!await has(tool)) {
+      return `${tool} is not installed (Debian: apt-get install nftables iproute2 util-linux)`;
+    }
+  }
+  const { success } = await new Deno.Command("unshare", {
+    args: ["-n", "true"],
+    stdout: "null",
+    stderr: "null",
+  }).output();
+  return success
+    ? undefined
+    : "unshare -n (a private network namespace) needs root";
+}
+
+function deno(script: string, args: string[]): string {
+  const quoted = [
+    Deno.execPath(),
+    "run",
+    "--unstable-net",
+    "--allow-net",
+    script,
+    ...args,
+  ].map((word) => `'${word.replaceAll("'", `'\\''`)}'`);
+  return quoted.join(" ");
+}
+
+/**
+ * Runs `client.ts args` in a fresh network namespace whose output chain
+ * holds `rule` (for UDP to {@linkcode PORT}); with `server`, this project's
+ * echo server listens on 127.0.0.1:PORT there first.
+ */
+async function clientInNetns(
+  rule: string,
+  args: string[],
+  options: { server?: boolean } = {},
+): Promise<Output> {
+  const script = [
+    "set -e",
+    "ip link set lo up",
+    "nft add table ip t",
+    `nft add chain ip t out '{ type filter hook output priority 0; }'`,
+    `nft add rule ip t out udp dport ${PORT} ${rule}`,
+    ...(options.server
+      ? [
+        "log=$(mktemp)",
+        `${
+          deno("server.ts", ["-H", "127.0.0.1", "-p", `${PORT}`, "-q"])
+        } >"$log" 2>&1 & server=$!`,
+        `for i in $(seq 100); do grep -q starting "$log" && break; sleep 0.05; done`,
+      ]
+      : []),
+    `set +e; ${deno("client.ts", args)}; code=$?`,
+    ...(options.server
+      ? ['kill -INT "$server"; wait "$server" 2>/dev/null; rm -f "$log"']
+      : []),
+    "exit $code",
+  ].join("\n");
+  const { code, stdout, stderr } = await new Deno.Command("unshare", {
+    args: ["-n", "sh", "-c", script],
+    cwd: ROOT,
+    stdin: "null",
+    env: { NO_COLOR: "1" },
+  }).output();
+  const decoder = new TextDecoder();
+  return {
+    code,
+    stdout: decoder.decode(stdout),
+    stderr: decoder.decode(stderr),
+  };
+}
+
+const TARGET = ["-H", "127.0.0.1", "-p", `${PORT}`];
+const REFUSED =
+  `error: cannot send to 127.0.0.1:${PORT}: operation not permitted\n`;
+
+Deno.test("a ping whose every send is refused counts each one and still prints its summary", async () => {
+  const reason = await cannotRun();
+  if (reason) return skip(reason);
+  const text = await clientInNetns("reject", [
+    ...TARGET,
+    "-c",
+    "3",
+    "-i",
+    "10",
+    "--wait",
+    "100",
+  ]);
+  equal(text.stderr, REFUSED, "one line naming the OS error and the target");
+  ok(
+    text.stdout.includes(
+      "0 sent, 0 received, 0 lost, 0 duplicates, 0 reordered, 0 corrupted, -% without intact reply\n3 send errors (operation not permitted)\n",
+    ),
+    text.stdout,
+  );
+  equal(text.code, 1, "nothing was sent");
+  const json = await clientInNetns("drop", [
+    ...TARGET,
+    "-c",
+    "3",
+    "-i",
+    "10",
+    "--wait",
+    "100",
+    "--json",
+  ]);
+  equal(json.stderr, REFUSED);
+  const document = JSON.parse(json.stdout);
+  equal(document.schema, "udp-echo.measure/1.1");
+  equal(document.sent, 0);
+  equal(document.send_errors, 3);
+  equal(document.send_error, "operation not permitted");
+  equal(document.lost, 0);
+  equal(document.flows[0].send_errors, 3);
+  equal(json.code, 1);
+});
+
+Deno.test("a load and a sweep whose sends are refused go on and count them", async () => {
+  const reason = await cannotRun();
+  if (reason) return skip(reason);
+  const load = await clientInNetns("reject", [
+    ...TARGET,
+    "-w",
+    "4",
+    "-c",
+    "20",
+    "--wait",
+    "100",
+    "--ndjson",
+  ]);
+  equal(load.stderr, REFUSED);
+  const events = load.stdout.trim().split("\n").map((line) => JSON.parse(line));
+  equal(events.filter((event) => event.event === "send_error").length, 20);
+  const summary = events.at(-1);
+  equal(summary.event, "summary");
+  equal(summary.send_errors, 20);
+  equal(summary.sent, 0);
+  const sweep = await clientInNetns("reject", [...TARGET, "--sweep", "-q"]);
+  equal(sweep.stderr, REFUSED);
+  match(sweep.stdout, /20 bytes could not be sent in any of its tries/);
+  match(sweep.stdout, /\n3 send errors \(operation not permitted\)\n/);
+  equal(sweep.code, 1);
+});
+
+Deno.test("a ping with 10% of its sends refused at random counts them as not sent, not lost", async () => {
+  const reason = await cannotRun();
+  if (reason) return skip(reason);
+  const { code, stdout, stderr } = await clientInNetns(
+    "numgen random mod 10 0 reject",
+    [...TARGET, "-c", "100", "-i", "2", "--wait", "500", "--json"],
+    { server: true },
+  );
+  equal(stderr, REFUSED);
+  const document = JSON.parse(stdout);
+  // 0.9^100: the odds of no refusal at all are 3 in 100,000.
+  ok(document.send_errors > 0, "some sends were refused");
+  equal(document.sent + document.send_errors, 100);
+  equal(document.received, document.sent);
+  equal(document.lost, 0);
+  equal(document.loss_percent, 0);
+  equal(code, 0, "every probe that left came back");
+});
