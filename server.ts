@@ -304,6 +304,17 @@ async function main(args: string[]): Promise<number> {
     quiet: flags.quiet,
     rateIsDefault: policyOptions.rate === undefined,
   });
+  // Whether a rate limit applies is known only once the hosts are bound.
+  const idle = (["burst", "max-sources"] as const).filter((flag) =>
+    flags[flag] !== undefined
+  );
+  if (server.rateLimit.rate === 0 && idle.length > 0) {
+    out.warn(
+      `${idle.map((flag) => `--${flag}`).join(" and ")} ${
+        idle.length === 1 ? "does" : "do"
+      } nothing without a rate limit (--rate, or the default on an address that is not loopback)`,
+    );
+  }
   const stopStats = statsInterval === undefined
     ? undefined
     : startStatsReport(server, out, {

@@ -577,3 +577,17 @@ testBoth(
     equal((await server.finished).echoed, 2);
   },
 );
+
+Deno.test("server.ts warns that --burst and --max-sources do nothing without a rate limit", async () => {
+  const idle = await startServer(
+    ["-H", "127.0.0.1", "-p", "0", "-q", "--burst", "5", "--max-sources", "9"],
+  );
+  equal(
+    (await idle.stop()).stderr,
+    "warning: --burst and --max-sources do nothing without a rate limit (--rate, or the default on an address that is not loopback)\n",
+  );
+  const limited = await startServer(
+    ["-H", "127.0.0.1", "-p", "0", "-q", "--burst", "5", "--rate", "10"],
+  );
+  equal((await limited.stop()).stderr, "");
+});

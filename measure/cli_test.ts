@@ -532,3 +532,38 @@ Deno.test("client.ts --json answers a resolution error on stdout in every mode",
   equal(usage.code, 2);
   equal(usage.stdout, "");
 });
+
+Deno.test("client.ts stops a ping at a closed stdout with one error line, exit 1", async () => {
+  const controller = new AbortController();
+  const server = serveEcho({
+    hostname: "127.0.0.1",
+    port: 0,
+    signal: controller.signal,
+  });
+  try {
+    // `| head -n 2`: the reader leaves after two lines; the ping must not
+    // go on for its 100 probes.
+    const started = performance.now();
+    const { code, stdout, stderr } = await new Deno.Command("sh", {
+      args: [
+        "-c",
+        `{ "$0" run --unstable-net --allow-net client.ts -p "$1" -c 100 -i 50; echo "exit $?" >&2; } | head -n 2`,
+        Deno.execPath(),
+        String(server.addr.port),
+      ],
+      cwd: ROOT,
+      env: { NO_COLOR: "1" },
+    }).output();
+    const decoder = new TextDecoder();
+    equal(code, 0);
+    equal(decoder.decode(stdout).split("\n").length, 3);
+    equal(
+      decoder.decode(stderr),
+      "error: cannot write to standard output: broken pipe\nexit 1\n",
+    );
+    ok(performance.now() - started < 3_000, "stopped well before 100 probes");
+  } finally {
+    controller.abort();
+    await server.finished;
+  }
+});
