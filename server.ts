@@ -37,7 +37,14 @@
 
 import { checkBatchSupport } from "./io/batch.ts";
 import type { EchoServer, EchoStats } from "./io/types.ts";
-import { checkUnstableNet, DEFAULT_HOST, DEFAULT_PORT } from "./net/address.ts";
+import {
+  checkUnstableNet,
+  DEFAULT_HOST,
+  DEFAULT_PORT,
+  formatAddress,
+  type HostPort,
+} from "./net/address.ts";
+import type { MetricsEndpoint } from "./metrics/http.ts";
 import {
   EXIT_FAILURE,
   EXIT_OK,
@@ -46,6 +53,7 @@ import {
   parseChoice,
   parseFlags,
   parseHostFlag,
+  parseListenFlag,
   parseNumber,
   parseNumberFlag,
   refuseArguments,
@@ -113,6 +121,8 @@ Options:
       --stats-interval S  print a one-line summary every S seconds, 0.01 to 86400
       --io MODE           socket (default) or batch: recvmmsg/sendmmsg in a Worker,
                           Linux only, needs --allow-ffi (deno task server:fast)
+      --metrics ADDR      serve Prometheus metrics at http://ADDR/metrics: PORT
+                          (loopback), HOST:PORT or [V6ADDR]:PORT; port 0 picks one
   -h, --help              show this help and exit
   -V, --version           show the version and exit
 
@@ -134,6 +144,7 @@ const FLAGS = {
   "max-size": { type: "string" },
   "stats-interval": { type: "string" },
   io: { type: "string", default: "socket" },
+  metrics: { type: "string" },
   help: { type: "boolean", short: "h", default: false },
   version: { type: "boolean", short: "V", default: false },
 } as const;
@@ -166,6 +177,38 @@ const STDOUT_QUEUE_BYTES = 1024 * 1024;
  * milliseconds: shutdown takes under a second whatever the reader does.
  */
 const STDOUT_DRAIN_MS = 500;
+
+/** Starts the `--metrics` endpoint for `server`; throws as `serveMetrics` does. */
+async function serveServerMetrics(
+  server: EchoServer,
+  at: HostPort,
+  options: { io: IoBackend; logLinesDropped: () => number },
+): Promise<MetricsEndpoint> {
+  const [{ serverMetrics }, { serveMetrics }] = await Promise.all([
+    import("./metrics/server.ts"),
+    import("./metrics/http.ts"),
+  ]);
+  return serveMetrics(at, { metrics: serverMetrics(server, options) });
+}
+
+/** The start-up line of the metrics endpoint, naming the port it bound. */
+function announceMetrics(
+  addr: Deno.NetAddr,
+  out: ReturnType<typeof createOutput>,
+  json: boolean,
+): void {
+  const url = `http://${formatAddress(addr)}/metrics`;
+  out.line(
+    json
+      ? JSON.stringify({
+        event: "metrics",
+        address: addr.hostname,
+        port: addr.port,
+        url,
+      })
+      : `serving metrics on ${url}`,
+  );
+}
 
 function parseIo(text: string): IoBackend {
   return parseChoice(text, "--io", IO_BACKENDS);
@@ -229,6 +272,7 @@ async function main(args: string[]): Promise<number> {
   let policyOptions: PolicyOptions;
   let statsInterval: number | undefined;
   let io: IoBackend;
+  let metricsAt: HostPort | undefined;
   const out = createOutput({ queueBytes: STDOUT_QUEUE_BYTES });
   try {
     const parsed = parseFlags(args, FLAGS);
@@ -254,6 +298,9 @@ async function main(args: string[]): Promise<number> {
     policyOptions = parsePolicyFlags(flags);
     statsInterval = parseNumberFlag(flags, "stats-interval", RANGES);
     io = parseIo(flags.io);
+    if (flags.metrics !== undefined) {
+      metricsAt = parseListenFlag(flags.metrics, "--metrics");
+    }
     if (io === "socket") {
       try {
         checkUnstableNet();
@@ -297,6 +344,22 @@ async function main(args: string[]): Promise<number> {
     out.error(error);
     return EXIT_FAILURE;
   }
+  let metrics: MetricsEndpoint | undefined;
+  if (metricsAt !== undefined) {
+    try {
+      // Loaded only when asked for: prom-client stays out of a plain server.
+      metrics = await serveServerMetrics(server, metricsAt, {
+        io,
+        logLinesDropped: () => out.dropped,
+      });
+    } catch (error) {
+      controller.abort();
+      await server.finished.catch(() => {});
+      log.close();
+      out.error(error);
+      return EXIT_FAILURE;
+    }
+  }
   const removeSignalListeners = onShutdownSignal(() => controller.abort());
   announce(server, out, {
     hostnames: hosts.map((host) => host.name),
@@ -304,6 +367,7 @@ async function main(args: string[]): Promise<number> {
     quiet: flags.quiet,
     rateIsDefault: policyOptions.rate === undefined,
   });
+  if (metrics !== undefined) announceMetrics(metrics.addr, out, json);
   // Whether a rate limit applies is known only once the hosts are bound.
   const idle = (["burst", "max-sources"] as const).filter((flag) =>
     flags[flag] !== undefined
@@ -333,6 +397,7 @@ async function main(args: string[]): Promise<number> {
   } finally {
     removeSignalListeners();
     stopStats?.();
+    await metrics?.close();
     log.close();
   }
   const droppedBefore = out.dropped;

@@ -179,6 +179,31 @@ export function parseBindFlag(text: string, flag: string): HostPort {
   }
 }
 
+/** The address a `--metrics PORT` without a host listens on: loopback only. */
+export const METRICS_DEFAULT_HOST = "127.0.0.1";
+
+/**
+ * Parses the address of an HTTP endpoint to listen on: `PORT` (on
+ * {@linkcode METRICS_DEFAULT_HOST}), `HOST:PORT` or `[V6ADDR]:PORT`, the
+ * port 0 to 65535 (0 picks a free one). Throws a {@linkcode UsageError}
+ * for anything else.
+ */
+export function parseListenFlag(text: string, flag: string): HostPort {
+  try {
+    if (/^\d+$/.test(text)) {
+      return { hostname: METRICS_DEFAULT_HOST, port: parsePort(text) };
+    }
+    const match = /^(\[[^\]]+\]|[^:\[\]]+):(\d+)$/.exec(text);
+    if (match === null) throw new RangeError("no port");
+    return { hostname: parseHost(match[1]!), port: parsePort(match[2]!) };
+  } catch (error) {
+    throw new UsageError(
+      `Cannot use ${flag} "${text}": expected PORT, HOST:PORT or [V6ADDR]:PORT with a port from 0 to 65535`,
+      { cause: error },
+    );
+  }
+}
+
 /** The flags of a script, in `node:util` parseArgs form. */
 export type FlagSpecs = NonNullable<ParseArgsConfig["options"]>;
 

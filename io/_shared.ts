@@ -18,6 +18,7 @@ import type {
   EchoBackendOptions,
   EchoStats,
   ServerEvent,
+  SocketStats,
 } from "./types.ts";
 
 /** Receive failures in a row after which a loop pauses between tries. */
@@ -99,6 +100,22 @@ export function guardEvents(
 
 /** Counters of one socket or of a whole server, before `uptimeMs` is added. */
 export type Counters = Omit<EchoStats, "uptimeMs">;
+
+/** The part of `counters` that {@linkcode SocketStats} reports, for the socket at `local`. */
+export function socketStats(
+  local: Deno.NetAddr,
+  counters: Counters,
+): SocketStats {
+  const { received, receivedBytes, echoed, echoedBytes, errorsBy } = counters;
+  return {
+    local: { ...local },
+    received,
+    receivedBytes,
+    echoed,
+    echoedBytes,
+    errorsBy: { ...errorsBy },
+  };
+}
 
 /** Returns counters at zero. */
 export function zeroCounters(): Counters {

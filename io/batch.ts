@@ -47,6 +47,7 @@ import {
   bindAll,
   guardEvents,
   serverPolicy,
+  socketStats,
   zeroCounters,
 } from "./_shared.ts";
 import { rateLimitOf } from "../policy/policy.ts";
@@ -321,6 +322,10 @@ export function serveBatch(options: BatchServeOptions): BatchServer {
     finished,
     rateLimit: rateLimitOf(policy),
     stats,
+    statsBySocket: () =>
+      lanes.map((lane) =>
+        socketStats(lane.socket.addr, readCounters(lane.counts, lane.droppedBy))
+      ),
     loopStats,
   };
 }

@@ -29,6 +29,7 @@ import {
   RECEIVE_ERROR_PAUSE_MS,
   RECEIVE_ERRORS_BEFORE_PAUSE,
   serverPolicy,
+  socketStats,
   zeroCounters,
 } from "./_shared.ts";
 import type {
@@ -122,6 +123,8 @@ export function serveSocket(options: EchoBackendOptions): EchoServer {
     finished,
     rateLimit: rateLimitOf(policyOptions),
     stats,
+    statsBySocket: () =>
+      counters.map((part, k) => socketStats(addrs[k]!, part)),
   };
 }
 

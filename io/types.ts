@@ -59,6 +59,26 @@ export interface EchoStats {
   uptimeMs: number;
 }
 
+/**
+ * The traffic and error counters of one socket of a server. Drops are left
+ * out: sockets may share one rate-limit table, and a drop is counted there,
+ * not per socket (see {@linkcode EchoStats.droppedBy}).
+ */
+export interface SocketStats {
+  /** The socket's address, as in {@linkcode EchoServer.addrs}. */
+  local: Deno.NetAddr;
+  /** Datagrams received on this socket. */
+  received: number;
+  /** Payload bytes received on this socket. */
+  receivedBytes: number;
+  /** Datagrams echoed from this socket. */
+  echoed: number;
+  /** Payload bytes echoed from this socket. */
+  echoedBytes: number;
+  /** Failed receives and sends on this socket, by operation. */
+  errorsBy: Record<IoOperation, number>;
+}
+
 /** A datagram that was received and echoed back. */
 export interface DatagramEvent {
   /** The kind of event. */
@@ -157,4 +177,10 @@ export interface EchoServer {
   rateLimit: RateLimit;
   /** Returns the counters so far. */
   stats(): EchoStats;
+  /**
+   * Returns each socket's counters so far, in the order of `addrs`: read
+   * from the counters the echo loops keep anyway, so asking costs the echo
+   * nothing (a metrics scrape calls it).
+   */
+  statsBySocket(): SocketStats[];
 }

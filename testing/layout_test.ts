@@ -13,6 +13,8 @@ const MAY_IMPORT: Record<string, readonly string[]> = {
   "cli": ["net"],
   "server": ["net", "policy", "io"],
   "measure": ["net", "io", "cli"],
+  // The Prometheus exposition of the server and of the monitor.
+  "metrics": ["net", "policy", "io", "cli", "measure"],
 };
 
 /** Source modules may be this long; longer ones are split by concept. */

@@ -1,0 +1,128 @@
+/**
+ * Test helpers for the metrics endpoints: a script that runs until
+ * stopped, read line by line; `promtool check metrics`; a real Prometheus.
+ *
+ * @module
+ */
+
+import { ROOT } from "./cli.ts";
+
+/** A script running as a subprocess, its stdout read as it comes. */
+export interface Running {
+  /** Waits (at most 10 s) for a stdout line matching `pattern`; returns its match. */
+  waitFor(pattern: RegExp): Promise<RegExpMatchArray>;
+  /** Sends `signal` (SIGINT by default) and waits for the end. */
+  stop(
+    signal?: Deno.Signal,
+  ): Promise<{ code: number; stdout: string; stderr: string }>;
+}
+
+/** Starts `deno run --unstable-net PERMISSIONS script ARGS` in the root. */
+export function startScript(
+  script: string,
+  args: string[],
+  permissions: string[] = ["--allow-net"],
+): Running {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--unstable-net", ...permissions, script, ...args],
+    cwd: ROOT,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+  const stderr = new Response(child.stderr).text();
+  let stdout = "";
+  let ended = false;
+  const reading = (async () => {
+    for await (
+      const chunk of child.stdout.pipeThrough(new TextDecoderStream())
+    ) {
+      stdout += chunk;
+    }
+    ended = true;
+  })();
+  let stopped = false;
+  return {
+    async waitFor(pattern) {
+      const end = Date.now() + 10_000;
+      while (Date.now() < end) {
+        const found = stdout.match(pattern);
+        if (found) return found;
+        if (ended) break;
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      throw new Error(
+        `Cannot find ${pattern} in the output of ${script}: ${stdout}${await (ended
+          ? stderr
+          : Promise.resolve(""))}`,
+      );
+    },
+    async stop(signal = "SIGINT") {
+      if (!stopped) {
+        stopped = true;
+        try {
+          child.kill(signal);
+        } catch {
+          // Already ended.
+        }
+      }
+      const { code } = await child.status;
+      await reading;
+      return { code, stdout, stderr: await stderr };
+    },
+  };
+}
+
+/** Whether a program is on PATH. */
+export function hasProgram(name: string): boolean {
+  try {
+    const { success } = new Deno.Command("sh", {
+      args: ["-c", `command -v ${name}`],
+      stdout: "null",
+      stderr: "null",
+    }).outputSync();
+    return success;
+  } catch {
+    return false;
+  }
+}
+
+/** Runs `promtool check metrics` on `text`; resolves to its problems ("" when none). */
+export async function promtoolCheck(text: string): Promise<string> {
+  const child = new Deno.Command("promtool", {
+    args: ["check", "metrics"],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const writer = child.stdin.getWriter();
+  await writer.write(new TextEncoder().encode(text));
+  await writer.close();
+  const { code, stdout, stderr } = await child.output();
+  const decoder = new TextDecoder();
+  const said = decoder.decode(stdout) + decoder.decode(stderr);
+  return code === 0 ? "" : said || `promtool exited ${code}`;
+}
+
+/** Fetches `url` and returns its status and body text. */
+export async function fetchText(
+  url: string,
+): Promise<{ status: number; text: string; type: string | null }> {
+  const response = await fetch(url);
+  return {
+    status: response.status,
+    text: await response.text(),
+    type: response.headers.get("content-type"),
+  };
+}
+
+/** The value of one sample (`name{labels}`, labels as printed) in an exposition; NaN when absent. */
+export function sample(text: string, series: string): number {
+  for (const line of text.split("\n")) {
+    if (line.startsWith(`${series} `)) {
+      return Number(line.slice(series.length + 1));
+    }
+  }
+  return NaN;
+}
