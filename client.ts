@@ -62,11 +62,7 @@ import {
   type HostPort,
   type ResolvedAddress,
 } from "./net/address.ts";
-import {
-  checkPayloadSize,
-  previewPayload,
-  RECEIVE_BUFFER_SIZE,
-} from "./net/payload.ts";
+import { checkPayloadSize, previewPayload } from "./net/payload.ts";
 import {
   checkFamilies,
   EXIT_FAILURE,
@@ -80,7 +76,7 @@ import {
   UsageError,
   VERSION,
 } from "./cli/flags.ts";
-import { createOutput, type Output } from "./cli/output.ts";
+import { createOutput, type Output, stdinLines } from "./cli/output.ts";
 
 export {
   DEFAULT_MESSAGE,
@@ -107,7 +103,7 @@ const RANGES = {
  * The measurement modes, as `measure/report.ts` names them; a type import
  * from there would put the measurement modules in the plain client's graph.
  */
-type MeasureMode = "ping" | "load" | "sweep";
+type MeasureMode = "ping" | "load" | "sweep" | "monitor";
 
 const MEASURE_FLAGS = {
   count: { type: "string", short: "c" },
@@ -124,6 +120,7 @@ const MEASURE_FLAGS = {
   bind: { type: "string" },
   ndjson: { type: "boolean" },
   "max-loss": { type: "string" },
+  metrics: { type: "string" },
 } as const;
 
 /** The `--help` lines of the measurement flags. */
@@ -148,6 +145,9 @@ const MEASURE_HELP =
       --ndjson         one JSON event per reply, the summary last
       --max-loss PCT   exit 1 when more than PCT% of probes lack an intact
                        reply, 0 to 100 (default: 0)
+      --metrics ADDR   monitor: probe every -H target (repeat -H) every -i MS
+                       until stopped and serve Prometheus metrics at ADDR
+                       (PORT, HOST:PORT or [V6ADDR]:PORT): /metrics, /probe
   Load without -c or -d runs 10 s; -t MS marks slower replies late and,
   with -w, frees their slot.`;
 
@@ -167,6 +167,7 @@ type ModeValues = {
  * when none is given (the single echo).
  */
 function measurementMode(values: ModeValues): MeasureMode | undefined {
+  if (values.metrics !== undefined) return "monitor";
   if (values.sweep) return "sweep";
   if (LOAD_FLAGS.some((flag) => values[flag] !== undefined)) return "load";
   if (
@@ -203,7 +204,7 @@ retries, an echo that differs, a runtime error), 2 usage error (a bad flag or
 value, a payload over the UDP limit: refused before anything is sent).`;
 
 const FLAGS = {
-  host: { type: "string", short: "H", default: DEFAULT_HOST },
+  host: { type: "string", short: "H", multiple: true },
   port: { type: "string", short: "p", default: String(DEFAULT_PORT) },
   timeout: { type: "string", short: "t", default: String(DEFAULT_TIMEOUT_MS) },
   retries: { type: "string", short: "r" }, // no default: see refuseIdleFlags
@@ -213,44 +214,6 @@ const FLAGS = {
   version: { type: "boolean", short: "V", default: false },
   ...MEASURE_FLAGS,
 } as const;
-
-/**
- * Yields each line of standard input, without its line ending, as bytes; a
- * line too long for any datagram is not kept, and yields only its length.
- */
-async function* stdinLines(): AsyncGenerator<Uint8Array | number> {
-  let pieces: Uint8Array[] = [];
-  let length = 0;
-  const add = (piece: Uint8Array) => {
-    length += piece.length;
-    // Past any datagram's size only the count matters.
-    if (length <= RECEIVE_BUFFER_SIZE) pieces.push(piece.slice());
-  };
-  const finish = (): Uint8Array | number => {
-    let line: Uint8Array | number = length;
-    if (length <= RECEIVE_BUFFER_SIZE) {
-      const bytes = new Uint8Array(length);
-      let offset = 0;
-      for (const piece of pieces) {
-        bytes.set(piece, offset);
-        offset += piece.length;
-      }
-      line = bytes.at(-1) === 0x0d ? bytes.subarray(0, -1) : bytes;
-    }
-    pieces = [];
-    length = 0;
-    return line;
-  };
-  for await (const chunk of Deno.stdin.readable) {
-    let start = 0;
-    for (let end; (end = chunk.indexOf(0x0a, start)) !== -1; start = end + 1) {
-      add(chunk.subarray(start, end));
-      yield finish();
-    }
-    add(chunk.subarray(start));
-  }
-  if (length > 0) yield finish();
-}
 
 const encoder = new TextEncoder();
 
@@ -351,6 +314,7 @@ interface ClientCommand {
   measure?: {
     mode: MeasureMode;
     flags: ReturnType<typeof parseFlags<typeof FLAGS>>["values"];
+    hosts: string[];
   };
 }
 
@@ -379,8 +343,16 @@ function parseCommand(args: string[], out: Output): ClientCommand | number {
     throw new UsageError("Cannot combine -4 and -6: pick one family");
   }
   refuseIdleFlags(flags, mode);
-  const hostname = parseHostFlag(flags.host, "--host");
-  checkFamilies(hostname, flags);
+  const hosts = (flags.host ?? [DEFAULT_HOST]).map((host) =>
+    parseHostFlag(host, "--host")
+  );
+  if (hosts.length > 1 && mode !== "monitor") {
+    throw new UsageError(
+      "Cannot use --host more than once without --metrics: only a monitor probes several targets",
+    );
+  }
+  for (const host of hosts) checkFamilies(host, flags);
+  const hostname = hosts.at(-1)!;
   if (mode === undefined && flags.bind !== undefined) {
     throw new UsageError(
       "Cannot use --bind without a measurement mode (-c, -w, --sweep ...)",
@@ -407,7 +379,7 @@ function parseCommand(args: string[], out: Output): ClientCommand | number {
     quiet: flags.quiet,
     json: flags.json,
     family: flags.ipv4 ? "IPv4" : flags.ipv6 ? "IPv6" : undefined,
-    measure: mode === undefined ? undefined : { mode, flags },
+    measure: mode === undefined ? undefined : { mode, flags, hosts },
   };
 }
 
@@ -421,10 +393,19 @@ async function main(args: string[]): Promise<number> {
     return error instanceof UsageError ? EXIT_USAGE : EXIT_FAILURE;
   }
   if (typeof command === "number") return command;
-  if (command.measure !== undefined) {
+  const { measure, target, timeout, quiet, json } = command;
+  if (measure?.mode === "monitor") {
+    const { runMonitorCommand } = await import("./metrics/monitor_cli.ts");
+    return await runMonitorCommand(measure.flags, {
+      targets: measure.hosts.map((hostname) => ({ ...target, hostname })),
+      timeoutMs: timeout,
+      ...{ quiet, json, output: out },
+    });
+  }
+  if (measure !== undefined) {
     // Only a measurement loads the measurement modules.
     const { runMeasurement } = await import("./measure/cli.ts");
-    return await runMeasurement(command.measure.mode, command.measure.flags, {
+    return await runMeasurement(measure.mode, measure.flags, {
       target: command.target,
       timeoutMs: command.timeout,
       quiet: command.quiet,

@@ -13,6 +13,7 @@
  */
 
 import { errorMessage } from "../net/address.ts";
+import { RECEIVE_BUFFER_SIZE } from "../net/payload.ts";
 
 /** Where an {@linkcode Output} writes: `Deno.stdout` and `Deno.stderr` fit. */
 export interface Sink {
@@ -287,4 +288,42 @@ export function createStatusLine(output: Output, enabled: boolean): StatusLine {
       last = "";
     },
   };
+}
+
+/**
+ * Yields each line of standard input, without its line ending, as bytes; a
+ * line too long for any datagram is not kept, and yields only its length.
+ */
+export async function* stdinLines(): AsyncGenerator<Uint8Array | number> {
+  let pieces: Uint8Array[] = [];
+  let length = 0;
+  const add = (piece: Uint8Array) => {
+    length += piece.length;
+    // Past any datagram's size only the count matters.
+    if (length <= RECEIVE_BUFFER_SIZE) pieces.push(piece.slice());
+  };
+  const finish = (): Uint8Array | number => {
+    let line: Uint8Array | number = length;
+    if (length <= RECEIVE_BUFFER_SIZE) {
+      const bytes = new Uint8Array(length);
+      let offset = 0;
+      for (const piece of pieces) {
+        bytes.set(piece, offset);
+        offset += piece.length;
+      }
+      line = bytes.at(-1) === 0x0d ? bytes.subarray(0, -1) : bytes;
+    }
+    pieces = [];
+    length = 0;
+    return line;
+  };
+  for await (const chunk of Deno.stdin.readable) {
+    let start = 0;
+    for (let end; (end = chunk.indexOf(0x0a, start)) !== -1; start = end + 1) {
+      add(chunk.subarray(start, end));
+      yield finish();
+    }
+    add(chunk.subarray(start));
+  }
+  if (length > 0) yield finish();
 }

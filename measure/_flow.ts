@@ -29,8 +29,10 @@ import {
   type ReplyEvent,
   type SendErrorEvent,
 } from "./_common.ts";
+import { Times, Wakeup } from "./_times.ts";
 
-const INITIAL_TIMES = 256;
+export { Wakeup } from "./_times.ts";
+
 /**
  * The shortest end-of-run grace period, in ms: after the last probe has its
  * first reply, a copy of an echo (a duplicating path, a retransmitting
@@ -50,57 +52,6 @@ const ID_BYTES = 12;
 // Per-probe flags.
 const EXPIRED = 1;
 const UNSENT = 2;
-
-/** Resolves after `ms`, or at once on `wake()` or when the signal aborts. */
-export class Wakeup {
-  #wake: (() => void) | undefined;
-
-  wake(): void {
-    this.#wake?.();
-  }
-
-  wait(ms: number, signal?: AbortSignal): Promise<void> {
-    if (signal?.aborted) return Promise.resolve();
-    return new Promise((resolve) => {
-      const done = () => {
-        clearTimeout(id);
-        signal?.removeEventListener("abort", done);
-        this.#wake = undefined;
-        resolve();
-      };
-      const id = setTimeout(done, Math.max(0, ms));
-      this.#wake = done;
-      signal?.addEventListener("abort", done, { once: true });
-    });
-  }
-}
-
-/**
- * A Float64Array that grows as it is written, NaN where nothing was: an
- * unbounded run must not keep a boxed number per probe.
- */
-export class Times {
-  #data = new Float64Array(INITIAL_TIMES).fill(NaN);
-
-  get(i: number): number {
-    return this.#data[i] ?? NaN;
-  }
-
-  set(i: number, value: number): void {
-    if (i >= this.#data.length) {
-      let length = this.#data.length;
-      while (length <= i) length *= 2;
-      const grown = new Float64Array(length).fill(NaN);
-      grown.set(this.#data);
-      this.#data = grown;
-    }
-    this.#data[i] = value;
-  }
-
-  slice(n: number): Float64Array {
-    return this.#data.slice(0, n);
-  }
-}
 
 /**
  * Whether a datagram comes from the target, by the canonical comparison of
@@ -141,6 +92,16 @@ export interface FlowOptions {
   /** Every send that failed; the flow goes on. */
   onSendError?: (event: SendErrorEvent) => void;
   onSend?: (flow: number, seq: number) => void;
+  /**
+   * Keep the state of the latest `ring` probes only (a power of two), so a
+   * run without end (the monitor) holds fixed memory: no RTT list, and a
+   * reply to an older probe is ignored. With it, loss is decided by the
+   * timeout: {@linkcode Flow.expire} and a reply slower than the timeout
+   * call `onLost` once per probe without an answer in time.
+   */
+  ring?: number;
+  /** A probe got no reply within the timeout (only with `ring`). */
+  onLost?: (flow: number, seq: number) => void;
 }
 
 /** The probe `ask()` waits for, and its first reply once there is one. */
@@ -155,11 +116,11 @@ interface Awaited {
  */
 export class Flow {
   readonly conn: Deno.DatagramConn;
-  readonly tracker = new ReplyTracker();
-  readonly sentAt = new Times();
-  readonly scheduled = new Times();
-  readonly sizes = new Times();
-  readonly rttBySeq = new Times();
+  readonly tracker: ReplyTracker;
+  readonly sentAt: Times;
+  readonly scheduled: Times;
+  readonly sizes: Times;
+  readonly rttBySeq: Times;
   /** Round-trip times of first intact replies in arrival order, in ms. */
   readonly arrivals: number[] = [];
   readonly wakeup = new Wakeup();
@@ -192,6 +153,13 @@ export class Flow {
     readonly session: number,
     readonly options: FlowOptions,
   ) {
+    const { ring } = options;
+    this.tracker = new ReplyTracker(ring);
+    this.sentAt = new Times(ring);
+    this.scheduled = new Times(ring);
+    this.sizes = new Times(ring);
+    this.rttBySeq = new Times(ring);
+    if (ring !== undefined) this.#flags = new Uint8Array(ring);
     this.conn = openSocket(options.target, options.bind);
     this.receiving = this.#receive();
   }
@@ -216,7 +184,7 @@ export class Flow {
 
   /** Whether the send of probe `seq` failed, so it never left. */
   unsent(seq: number): boolean {
-    return ((this.#flags[seq] ?? 0) & UNSENT) !== 0;
+    return ((this.#flags[this.#slot(seq)] ?? 0) & UNSENT) !== 0;
   }
 
   /**
@@ -228,6 +196,8 @@ export class Flow {
   async send(size: number, scheduledAt?: number): Promise<boolean> {
     const seq = this.sent++;
     this.#setFlag(seq, 0);
+    this.tracker.forget(seq);
+    this.rttBySeq.set(seq, NaN);
     const now = performance.now();
     this.sentAt.set(seq, now);
     this.sizes.set(seq, size);
@@ -302,8 +272,7 @@ export class Flow {
       if (!this.tracker.answered(seq) && !this.unsent(seq)) {
         const deadline = this.sentAt.get(seq) + timeoutMs;
         if (deadline > now) return deadline;
-        this.#setFlag(seq, EXPIRED);
-        this.inflight--;
+        this.#expire(seq);
       }
       this.#oldest++;
     }
@@ -344,7 +313,28 @@ export class Flow {
     this.conn.close();
   }
 
+  /** Marks probe `seq` as past its timeout: its slot is free, and with a ring it is lost. */
+  #expire(seq: number): void {
+    this.#setFlag(seq, EXPIRED);
+    this.inflight--;
+    if (this.options.ring !== undefined) this.options.onLost?.(this.index, seq);
+  }
+
+  #expired(seq: number): boolean {
+    return ((this.#flags[this.#slot(seq)] ?? 0) & EXPIRED) !== 0;
+  }
+
+  #slot(seq: number): number {
+    const { ring } = this.options;
+    return ring === undefined ? seq : seq & (ring - 1);
+  }
+
   #setFlag(seq: number, flag: number): void {
+    if (this.options.ring !== undefined) {
+      const slot = this.#slot(seq);
+      this.#flags[slot] = flag === 0 ? 0 : this.#flags[slot]! | flag;
+      return;
+    }
     if (seq >= this.#flags.length) {
       const grown = new Uint8Array(Math.max(seq * 2, 64));
       grown.set(this.#flags);
@@ -386,6 +376,12 @@ export class Flow {
       ? this.#shortId(data)
       : decodeProbe(data);
     if (id !== undefined && id.session === this.session) {
+      const { ring } = this.options;
+      if (ring !== undefined && id.seq < this.sent - ring) {
+        // Older than the ring holds: its slot now belongs to a newer probe.
+        this.ignored++;
+        return undefined;
+      }
       if (id.seq < this.sent && !this.unsent(id.seq)) return id.seq;
       this.strays++;
       return undefined;
@@ -438,14 +434,20 @@ export class Flow {
     const sentAt = this.sentAt.get(seq);
     const check = verifyProbe(data, this.#header(seq), this.sizes.get(seq));
     const firstAnswer = !this.tracker.answered(seq);
-    const verdict = this.tracker.record(seq, check === "intact");
     const rttMs = now - sentAt;
-    if (rttMs > this.maxRttMs) this.maxRttMs = rttMs;
     const late = rttMs > this.options.timeoutMs;
+    // With a ring, loss is decided by the timeout: a first reply slower
+    // than it finds its probe lost (once), and counts as late only.
+    if (
+      firstAnswer && late && this.options.ring !== undefined &&
+      !this.#expired(seq)
+    ) this.#expire(seq);
+    const verdict = this.tracker.record(seq, check === "intact");
+    if (rttMs > this.maxRttMs) this.maxRttMs = rttMs;
     if (check === "truncated") this.truncated++;
     if (check === "intact" && !verdict.duplicate) {
       this.rttBySeq.set(seq, rttMs);
-      this.arrivals.push(rttMs);
+      if (this.options.ring === undefined) this.arrivals.push(rttMs);
       if (late) this.late++;
       if (Number.isNaN(this.firstReplyAt)) this.firstReplyAt = now;
       this.lastReplyAt = now;
@@ -461,7 +463,7 @@ export class Flow {
       reordered: verdict.reordered,
       late,
     };
-    if (firstAnswer && (this.#flags[seq]! & EXPIRED) === 0) {
+    if (firstAnswer && !this.#expired(seq)) {
       this.inflight--;
       this.wakeup.wake();
     }

@@ -35,15 +35,12 @@ import {
   type EngineOptions,
   type ProbeEvent,
 } from "./_common.ts";
-import { Flow, Wakeup } from "./_flow.ts";
+import { Flow } from "./_flow.ts";
+import { Wakeup, Yielder } from "./_times.ts";
+
+export { Yielder } from "./_times.ts";
 
 const DEFAULT_INTERVAL_MS = 1000;
-/**
- * The longest a send loop runs without giving the event loop a turn, in ms:
- * a send that completes at once never does, and then neither a signal nor a
- * timer (the deadline) would get through.
- */
-const YIELD_EVERY_MS = 5;
 /** The longest the warm-up waits for a socket's datagram to itself, in ms. */
 const WARM_UP_WAIT_MS = 50;
 /** Below this share of the asked send rate a run is short of its schedule. */
@@ -76,6 +73,15 @@ export interface RunOptions extends EngineOptions {
   flows?: number;
   /** Called after each probe leaves, for a live status. */
   onSend?: (flow: number, seq: number) => void;
+  /**
+   * A run without end in fixed memory (the monitor): keep the state of the
+   * latest `ring` probes per flow only (a power of two). Loss is then
+   * decided by the timeout as the run goes: a `lost` event as soon as a
+   * probe's timeout passes without a reply, and a reply after that is
+   * `late` only. The result has no RTT list, and its RTT and jitter
+   * figures are empty: read the events instead.
+   */
+  ring?: number;
 }
 
 /** The counts of one flow. */
@@ -158,24 +164,8 @@ interface Pacing {
   waitMs: number;
   /** Aborted by `stop` or `signal`: no more sends. */
   sending: AbortSignal;
-}
-
-/**
- * Gives the event loop a turn (a macrotask, not a microtask) once `every`
- * ms have passed since the last one, so that signals and timers are heard
- * during a send loop that never has to wait.
- */
-export class Yielder {
-  #last = performance.now();
-
-  constructor(readonly every = YIELD_EVERY_MS) {}
-
-  async maybeYield(): Promise<void> {
-    const now = performance.now();
-    if (now - this.#last < this.every) return;
-    await new Promise((resolve) => setTimeout(resolve, 0));
-    this.#last = performance.now();
-  }
+  /** Decide loss by the timeout while sending (a ring run). */
+  expire: boolean;
 }
 
 /**
@@ -188,7 +178,13 @@ async function openLoop(flow: Flow, pace: Pacing): Promise<number> {
   const yielder = new Yielder();
   for (let n = 0; n < count && n * intervalMs < durationMs; n++) {
     const due = start + n * intervalMs;
-    const delay = due - performance.now();
+    let delay = due - performance.now();
+    // A ring run tells a loss when the timeout passes, not at the next send.
+    while (pace.expire && delay > 0 && !sending.aborted) {
+      const next = flow.expire(performance.now());
+      await sleeper.wait(Math.min(delay, next - performance.now()), sending);
+      delay = due - performance.now();
+    }
     if (delay > 0) await sleeper.wait(delay, sending);
     else await yielder.maybeYield();
     const now = performance.now();
@@ -256,6 +252,7 @@ export async function runProbes(options: RunOptions): Promise<RunResult> {
     onEvent,
     onSend,
     bind,
+    ring,
   } = options;
   const waitMs = options.waitMs ?? 2 * timeoutMs;
   const intervalMs = options.intervalMs ?? DEFAULT_INTERVAL_MS;
@@ -287,6 +284,8 @@ export async function runProbes(options: RunOptions): Promise<RunResult> {
           onReply: onEvent,
           onSendError: onEvent,
           onSend,
+          ring,
+          onLost: (flow, seq) => onEvent?.({ type: "lost", flow, seq }),
         }),
       );
     }
@@ -301,6 +300,7 @@ export async function runProbes(options: RunOptions): Promise<RunResult> {
       intervalMs,
       waitMs,
       sending,
+      expire: ring !== undefined,
     };
     let sendEnd = start;
     await Promise.all(flows.map(async (flow) => {
@@ -420,7 +420,16 @@ function summarizeRun(
   const { target, size, pacing, start, end, inFlightAfter, onEvent } = context;
   const flowResults: FlowResult[] = flows.map((flow) => {
     let inFlight = 0;
-    for (let seq = 0; seq < flow.sent; seq++) {
+    if (flow.options.ring !== undefined) {
+      // Only the ring's probes are known: each expires once, as it went.
+      flow.expire(Number.isFinite(inFlightAfter) ? end : Infinity);
+      inFlight = flow.inflight;
+    }
+    for (
+      let seq = 0;
+      flow.options.ring === undefined && seq < flow.sent;
+      seq++
+    ) {
       if (flow.tracker.answered(seq) || flow.unsent(seq)) continue;
       if (flow.sentAt.get(seq) > inFlightAfter) inFlight++;
       else onEvent?.({ type: "lost", flow: flow.index, seq });

@@ -268,6 +268,34 @@ export interface ReplyVerdict {
  */
 export class ReplyTracker {
   #state = new Uint8Array(64);
+  /** Index mask of a ring of per-probe state; 0 when it grows with the run. */
+  readonly #mask: number;
+
+  /**
+   * `ring` (a power of two): keep the state of the latest `ring` probes
+   * only, in fixed memory, for a run without end; {@linkcode forget} must
+   * then clear a probe's slot before it is sent. Omitted, the state grows.
+   */
+  constructor(ring?: number) {
+    if (ring !== undefined) {
+      if (!Number.isInteger(ring) || ring < 1 || (ring & (ring - 1)) !== 0) {
+        throw new RangeError(
+          `Cannot keep a ring of ${ring} probes: expected a power of two`,
+        );
+      }
+      this.#state = new Uint8Array(ring);
+    }
+    this.#mask = ring === undefined ? 0 : ring - 1;
+  }
+
+  #slot(seq: number): number {
+    return this.#mask === 0 ? seq : seq & this.#mask;
+  }
+
+  /** Clears the state of probe `seq` (a ring slot reused by a new probe). */
+  forget(seq: number): void {
+    if (this.#mask !== 0) this.#state[this.#slot(seq)] = 0;
+  }
   #received = 0;
   #answered = 0;
   #duplicates = 0;
@@ -276,11 +304,13 @@ export class ReplyTracker {
   #highest = -1;
 
   /** Records a reply to probe `seq`; `intact` is false for damaged bytes. */
-  record(seq: number, intact: boolean): ReplyVerdict {
-    if (!Number.isInteger(seq) || seq < 0) {
-      throw new RangeError(`Cannot record reply: bad sequence number ${seq}`);
+  record(probe: number, intact: boolean): ReplyVerdict {
+    if (!Number.isInteger(probe) || probe < 0) {
+      throw new RangeError(`Cannot record reply: bad sequence number ${probe}`);
     }
-    if (seq >= this.#state.length) {
+    let seq = probe;
+    if (this.#mask !== 0) seq = this.#slot(seq);
+    else if (seq >= this.#state.length) {
       let length = this.#state.length;
       while (length <= seq) length *= 2;
       const grown = new Uint8Array(length);
@@ -300,20 +330,20 @@ export class ReplyTracker {
       return { duplicate: true, reordered: false };
     }
     this.#received++;
-    const reordered = seq < this.#highest;
+    const reordered = probe < this.#highest;
     if (reordered) this.#reordered++;
-    else this.#highest = seq;
+    else this.#highest = probe;
     return { duplicate: false, reordered };
   }
 
   /** Whether probe `seq` has had any reply, intact or not. */
   answered(seq: number): boolean {
-    return ((this.#state[seq] ?? 0) & ANSWERED) !== 0;
+    return ((this.#state[this.#slot(seq)] ?? 0) & ANSWERED) !== 0;
   }
 
   /** Whether probe `seq` has had an intact reply. */
   intact(seq: number): boolean {
-    return ((this.#state[seq] ?? 0) & INTACT) !== 0;
+    return ((this.#state[this.#slot(seq)] ?? 0) & INTACT) !== 0;
   }
 
   /** Number of probes that have had any reply. */

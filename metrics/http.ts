@@ -35,6 +35,8 @@ export interface MetricsRoutes {
    * 400 with its message). Without it `/probe` is 404.
    */
   probe?: (query: URLSearchParams, signal: AbortSignal) => Promise<Registry>;
+  // The signal is the endpoint's own, aborted by close(): Deno's
+  // request.signal also aborts once a response is sent (and warns).
 }
 
 /** A running metrics endpoint. */
@@ -63,7 +65,7 @@ export function serveMetrics(
       signal: controller.signal,
       onListen: () => {},
       onError: (error) => plain(500, `Cannot answer: ${errorMessage(error)}`),
-    }, (request) => answer(request, routes));
+    }, (request) => answer(request, routes, controller.signal));
   } catch (error) {
     throw new Error(
       `Cannot serve metrics on ${formatAddress(listen)}: ${
@@ -97,6 +99,7 @@ async function exposition(registry: Registry): Promise<Response> {
 async function answer(
   request: Request,
   routes: MetricsRoutes,
+  closing: AbortSignal,
 ): Promise<Response> {
   const url = new URL(request.url);
   if (request.method !== "GET" && request.method !== "HEAD") {
@@ -108,7 +111,7 @@ async function answer(
   if (url.pathname === "/probe" && routes.probe !== undefined) {
     try {
       return await exposition(
-        await routes.probe(url.searchParams, request.signal),
+        await routes.probe(url.searchParams, closing),
       );
     } catch (error) {
       if (error instanceof ProbeRequestError) return plain(400, error.message);

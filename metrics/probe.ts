@@ -1,0 +1,258 @@
+/**
+ * The monitor's Prometheus metrics, per `target` label: the RTT histogram,
+ * the probe counters, the jitter gauges and `udp_echo_probe_up`, read from
+ * each target's {@linkcode ProbeTally} at scrape time (the histogram is
+ * fed as replies come). Also the `/probe` handler, which runs a few probes
+ * when Prometheus scrapes, as blackbox_exporter does.
+ *
+ * @module
+ */
+
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import {
+  errorMessage,
+  formatAddress,
+  parseHost,
+  parsePort,
+  type ResolvedAddress,
+  resolveTarget,
+} from "../net/address.ts";
+import {
+  ProbeTally,
+  runMonitor,
+  type TargetCounts,
+} from "../measure/monitor.ts";
+import { ProbeRequestError } from "./http.ts";
+
+/**
+ * Upper bounds of the RTT histogram's buckets, in seconds: from 50 µs to
+ * 10 s, about three to a decade, so loopback and intercontinental paths
+ * both get resolution.
+ */
+export const RTT_BUCKETS_SECONDS: readonly number[] = [
+  0.00005,
+  0.0001,
+  0.00025,
+  0.0005,
+  0.001,
+  0.0025,
+  0.005,
+  0.01,
+  0.025,
+  0.05,
+  0.1,
+  0.25,
+  0.5,
+  1,
+  2.5,
+  5,
+  10,
+];
+
+const COUNTERS: readonly [keyof TargetCounts, string, string][] = [
+  ["sent", "udp_echo_probes_sent_total", "Probes that left this host."],
+  [
+    "received",
+    "udp_echo_probes_received_total",
+    "Probes with an intact reply within the timeout.",
+  ],
+  [
+    "lost",
+    "udp_echo_probes_lost_total",
+    "Probes without any reply within the timeout.",
+  ],
+  [
+    "late",
+    "udp_echo_probes_late_total",
+    "First intact replies that came after their probe was counted lost.",
+  ],
+  [
+    "duplicates",
+    "udp_echo_probes_duplicates_total",
+    "Intact replies beyond the first for a probe.",
+  ],
+  [
+    "corrupted",
+    "udp_echo_probes_corrupted_total",
+    "Replies whose bytes differ from the probe (truncated ones included).",
+  ],
+  [
+    "sendErrors",
+    "udp_echo_probes_send_errors_total",
+    "Probes whose send failed (they never left, and are not lost).",
+  ],
+];
+
+/** A registry of probe metrics and the tally of each target it labels. */
+export class ProbeMetrics {
+  /** The registry to serve. */
+  readonly registry: Registry = new Registry();
+  readonly #tallies = new Map<string, ProbeTally>();
+  readonly #rtt: Histogram<"target">;
+
+  constructor() {
+    const registers = [this.registry];
+    const tallies = this.#tallies;
+    this.#rtt = new Histogram({
+      name: "udp_echo_probe_rtt_seconds",
+      help: "Round-trip times of probes answered intact within the timeout.",
+      labelNames: ["target"],
+      buckets: [...RTT_BUCKETS_SECONDS],
+      registers,
+    });
+    for (const [key, name, help] of COUNTERS) {
+      new Counter({
+        name,
+        help,
+        labelNames: ["target"],
+        registers,
+        collect() {
+          this.reset();
+          for (const [target, tally] of tallies) {
+            this.inc({ target }, tally.counts[key]);
+          }
+        },
+      });
+    }
+    const gauge = (
+      name: string,
+      help: string,
+      read: (tally: ProbeTally) => number,
+    ) =>
+      new Gauge({
+        name,
+        help,
+        labelNames: ["target"],
+        registers,
+        collect() {
+          this.reset();
+          for (const [target, tally] of tallies) {
+            const value = read(tally);
+            // No sample yet: no series, rather than a NaN.
+            if (!Number.isNaN(value)) this.set({ target }, value);
+          }
+        },
+      });
+    gauge(
+      "udp_echo_probe_jitter_ipdv_seconds",
+      "Mean absolute RTT difference of the latest 16 pairs of consecutive probes both answered.",
+      (tally) => tally.ipdvMs / 1000,
+    );
+    gauge(
+      "udp_echo_probe_jitter_rfc3550_seconds",
+      "RFC 3550 interarrival jitter over RTTs in arrival order.",
+      (tally) => tally.rfc3550Ms / 1000,
+    );
+    gauge(
+      "udp_echo_probe_up",
+      "1 when any of the last 3 probes got an intact reply in time, else 0.",
+      (tally) => tally.up ? 1 : 0,
+    );
+  }
+
+  /** The tally of `target` (its label), made on first use; feeds the histogram. */
+  tally(target: string): ProbeTally {
+    let tally = this.#tallies.get(target);
+    if (tally === undefined) {
+      tally = new ProbeTally((rttMs) =>
+        this.#rtt.observe({ target }, rttMs / 1000)
+      );
+      this.#tallies.set(target, tally);
+      // Every series of the target exists from the start, at zero.
+      this.#rtt.zero({ target });
+    }
+    return tally;
+  }
+}
+
+/** The probes one `/probe` scrape may ask for. */
+export const PROBE_COUNT_RANGE = { min: 1, max: 100 } as const;
+/** The probes of one `/probe` scrape leave this many ms apart. */
+export const PROBE_INTERVAL_MS = 10;
+
+/** Options for {@linkcode probeHandler}. */
+export interface ProbeHandlerOptions {
+  /** A probe without a reply this long is lost, in ms. */
+  timeoutMs: number;
+  /** Payload bytes per probe. */
+  size?: number;
+}
+
+/**
+ * The `/probe?target=HOST:PORT&count=N` handler: resolves the target, runs
+ * N probes (default 1, at most 100) {@linkcode PROBE_INTERVAL_MS} apart and
+ * resolves to their metrics, plus blackbox_exporter's `probe_success` and
+ * `probe_duration_seconds`. Throws {@linkcode ProbeRequestError} (HTTP 400)
+ * for a missing or bad target or count, or a name that does not resolve.
+ */
+export function probeHandler(
+  options: ProbeHandlerOptions,
+): (query: URLSearchParams, signal: AbortSignal) => Promise<Registry> {
+  return async (query, signal) => {
+    const started = performance.now();
+    const target = await probeTarget(query.get("target"));
+    const count = probeCount(query.get("count"));
+    const metrics = new ProbeMetrics();
+    const tally = metrics.tally(formatAddress(target));
+    await runMonitor({
+      targets: [target],
+      tallies: [tally],
+      count,
+      intervalMs: PROBE_INTERVAL_MS,
+      timeoutMs: options.timeoutMs,
+      size: options.size,
+      signal,
+    });
+    const registers = [metrics.registry];
+    new Gauge({
+      name: "probe_success",
+      help: "1 when any probe got an intact reply in time (blackbox_exporter).",
+      registers,
+    }).set(tally.counts.received > 0 ? 1 : 0);
+    new Gauge({
+      name: "probe_duration_seconds",
+      help: "How long the probes of this scrape took (blackbox_exporter).",
+      registers,
+    }).set((performance.now() - started) / 1000);
+    return metrics.registry;
+  };
+}
+
+async function probeTarget(text: string | null): Promise<ResolvedAddress> {
+  if (text === null || text === "") {
+    throw new ProbeRequestError(
+      "Cannot probe: the query needs target=HOST:PORT",
+    );
+  }
+  const match = /^(\[[^\]]+\]|[^:[\]]+):(\d+)$/.exec(text);
+  let host: string;
+  let port: number;
+  try {
+    if (match === null) throw new RangeError("no port");
+    host = parseHost(match[1]!);
+    port = parsePort(match[2]!);
+    if (port === 0) throw new RangeError("port 0");
+  } catch {
+    throw new ProbeRequestError(
+      `Cannot probe target "${text}": expected HOST:PORT or [V6ADDR]:PORT with a port from 1 to 65535`,
+    );
+  }
+  try {
+    return await resolveTarget({ hostname: host, port });
+  } catch (error) {
+    throw new ProbeRequestError(
+      `Cannot probe target "${text}": ${errorMessage(error)}`,
+    );
+  }
+}
+
+function probeCount(text: string | null): number {
+  if (text === null) return 1;
+  const { min, max } = PROBE_COUNT_RANGE;
+  if (!/^\d{1,3}$/.test(text) || Number(text) < min || Number(text) > max) {
+    throw new ProbeRequestError(
+      `Cannot probe with count "${text}": expected a whole number from ${min} to ${max}`,
+    );
+  }
+  return Number(text);
+}
