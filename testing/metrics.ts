@@ -126,3 +126,26 @@ export function sample(text: string, series: string): number {
   }
   return NaN;
 }
+
+/** A UDP echo socket in the test's own process, for a monitor to probe. */
+export function startEchoSocket(): { port: number; close(): Promise<void> } {
+  const conn = Deno.listenDatagram({
+    transport: "udp",
+    hostname: "127.0.0.1",
+    port: 0,
+  });
+  const serving = (async () => {
+    try {
+      for await (const [data, from] of conn) await conn.send(data, from);
+    } catch {
+      // Closed.
+    }
+  })();
+  return {
+    port: (conn.addr as Deno.NetAddr).port,
+    async close() {
+      conn.close();
+      await serving;
+    },
+  };
+}

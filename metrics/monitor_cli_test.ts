@@ -1,0 +1,195 @@
+import { equal, match, ok } from "node:assert/strict";
+import { runScript } from "../testing/cli.ts";
+import {
+  fetchText,
+  hasProgram,
+  promtoolCheck,
+  sample,
+  startEchoSocket,
+  startScript,
+} from "../testing/metrics.ts";
+
+const HAS_PROMTOOL = hasProgram("promtool");
+if (!HAS_PROMTOOL) {
+  console.log(
+    "skipping promtool checks: promtool is not installed (apt-get install prometheus)",
+  );
+}
+
+function closedPort(): number {
+  const conn = Deno.listenDatagram({
+    transport: "udp",
+    hostname: "127.0.0.1",
+    port: 0,
+  });
+  const { port } = conn.addr as Deno.NetAddr;
+  conn.close();
+  return port;
+}
+
+Deno.test("client.ts --metrics monitors each target: /metrics and /probe pass promtool, SIGTERM ends it with exit 0", async () => {
+  const echo = startEchoSocket();
+  const dead = closedPort();
+  const monitor = startScript("client.ts", [
+    "-H",
+    "127.0.0.1",
+    "-p",
+    String(echo.port),
+    "-i",
+    "50",
+    "-t",
+    "200",
+    "--ndjson",
+    "--metrics",
+    "127.0.0.1:0",
+  ]);
+  try {
+    const header = JSON.parse(
+      (await monitor.waitFor(/^(\{"event":"monitor".*)\n/m))[1]!,
+    );
+    const url: string = header.metrics;
+    match(url, /^http:\/\/127\.0\.0\.1:\d+\/metrics$/);
+    const target = `target="127.0.0.1:${echo.port}"`;
+    await monitor.waitFor(/"event":"reply".*"seq":4,/);
+    const { status, text } = await fetchText(url);
+    equal(status, 200);
+    ok(sample(text, `udp_echo_probes_received_total{${target}}`) >= 5);
+    equal(sample(text, `udp_echo_probes_lost_total{${target}}`), 0);
+    equal(sample(text, `udp_echo_probe_up{${target}}`), 1);
+    equal(
+      sample(text, `udp_echo_probe_rtt_seconds_bucket{le="10",${target}}`),
+      sample(text, `udp_echo_probes_received_total{${target}}`),
+    );
+    equal(
+      sample(
+        text,
+        `udp_echo_probe_rtt_seconds_bucket{le="0.00005",${target}}`,
+      ) >= 0,
+      true,
+    );
+    if (HAS_PROMTOOL) equal(await promtoolCheck(text), "");
+
+    const base = url.replace(/\/metrics$/, "");
+    const probe = await fetchText(
+      `${base}/probe?target=127.0.0.1:${echo.port}&count=5`,
+    );
+    equal(probe.status, 200);
+    equal(sample(probe.text, `udp_echo_probes_received_total{${target}}`), 5);
+    equal(sample(probe.text, "probe_success"), 1);
+    if (HAS_PROMTOOL) equal(await promtoolCheck(probe.text), "");
+    const down = await fetchText(
+      `${base}/probe?target=127.0.0.1:${dead}&count=2`,
+    );
+    equal(
+      sample(
+        down.text,
+        `udp_echo_probes_lost_total{target="127.0.0.1:${dead}"}`,
+      ),
+      2,
+    );
+    equal(sample(down.text, "probe_success"), 0);
+    for (
+      const query of [
+        "",
+        "target=127.0.0.1",
+        "target=127.0.0.1:1&count=0",
+        "target=127.0.0.1:1&count=101",
+        "target=no.such.host.invalid:7",
+      ]
+    ) {
+      const bad = await fetchText(`${base}/probe?${query}`);
+      equal(bad.status, 400, query);
+      match(bad.text, /^Cannot probe[^\n]*\n$/, query);
+    }
+  } finally {
+    const { code, stderr } = await monitor.stop("SIGTERM");
+    await echo.close();
+    equal(code, 0);
+    equal(stderr, "");
+  }
+});
+
+Deno.test("client.ts --metrics keeps probing when stdout closes, with one line on stderr", async () => {
+  const echo = startEchoSocket();
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--unstable-net",
+      "--allow-net",
+      "client.ts",
+      "-H",
+      "127.0.0.1",
+      "-p",
+      String(echo.port),
+      "-i",
+      "20",
+      "--metrics",
+      "0",
+    ],
+    cwd: new URL("../", import.meta.url),
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+  const stderr = new Response(child.stderr).text();
+  try {
+    const reader = child.stdout.pipeThrough(new TextDecoderStream())
+      .getReader();
+    let text = "";
+    while (!/metrics on (\S+)\n/.test(text)) {
+      text += (await reader.read()).value ?? "";
+    }
+    const url = /metrics on (\S+)\n/.exec(text)![1]!;
+    await reader.cancel(); // the reader leaves: stdout is closed
+    const sentAt = async () =>
+      sample(
+        (await fetchText(url)).text,
+        `udp_echo_probes_sent_total{target="127.0.0.1:${echo.port}"}`,
+      );
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const before = await sentAt();
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    ok(await sentAt() > before, "still probing");
+  } finally {
+    child.kill("SIGINT");
+    const { code } = await child.status;
+    await echo.close();
+    equal(code, 0);
+    const lines = (await stderr).split("\n").filter(Boolean);
+    equal(lines.length, 1, lines.join("\n"));
+    match(lines[0]!, /^error: cannot write to standard output/);
+  }
+});
+
+Deno.test("client.ts --metrics refuses a bad value and the flags of a finite run (exit 2)", async () => {
+  const cases: [string[], RegExp][] = [
+    [["--metrics", "x"], /cannot use --metrics "x": expected PORT, HOST:PORT/],
+    [["--metrics", "0", "-c", "5"], /cannot use --count with --metrics/],
+    [["--metrics", "0", "--json"], /cannot use --json with --metrics/],
+    [["--metrics", "0", "-i", "0"], /a monitor probes at most every 0\.1 ms/],
+    [
+      ["-H", "127.0.0.1", "-H", "::1", "-c", "1"],
+      /cannot use --host more than once without --metrics/,
+    ],
+  ];
+  for (const [args, message] of cases) {
+    const { code, stdout, stderr } = await runScript("client.ts", args);
+    equal(code, 2, args.join(" "));
+    equal(stdout, "");
+    match(stderr, message);
+  }
+});
+
+Deno.test("client.ts --metrics on a port in use names the address and exits 1", async () => {
+  using taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { code, stderr } = await runScript("client.ts", [
+    "--metrics",
+    String(taken.addr.port),
+  ]);
+  equal(code, 1);
+  equal(
+    stderr,
+    `error: cannot serve metrics on 127.0.0.1:${taken.addr.port}: address already in use\n`,
+  );
+});
