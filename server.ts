@@ -95,6 +95,7 @@ export type {
   IoOperation,
   RateLimitScope,
   ServerEvent,
+  SocketStats,
 } from "./io/types.ts";
 
 const USAGE = `Usage: server.ts [options]

@@ -120,6 +120,12 @@ export async function runMonitorCommand(
     targets = await Promise.all(
       options.targets.map((target) => resolveTarget(target, { family })),
     );
+    // A target given twice (in any spelling) is one flow, one label.
+    targets = targets.filter((target, k) =>
+      targets.findIndex((other) =>
+        formatAddress(other) === formatAddress(target)
+      ) === k
+    );
     for (const target of targets) checkProbeSize(size, target);
     checkUnstableNet();
   } catch (error) {
