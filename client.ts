@@ -426,9 +426,9 @@ async function main(args: string[]): Promise<number> {
       checkPayloadSize(message.length, client.target.family);
     }
   } catch (error) {
-    // Out of range (a payload over the limit, the unspecified address) is
-    // the command line's fault, refused before anything is sent.
-    const refused = error instanceof RangeError
+    // Out of range (a payload over the limit, the unspecified address) or of
+    // the wrong family is the command line's fault, refused before any send.
+    const refused = error instanceof RangeError || error instanceof TypeError
       ? new UsageError(error.message, { cause: error })
       : error;
     if (command.json && !(refused instanceof UsageError)) {

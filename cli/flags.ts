@@ -14,6 +14,7 @@ import {
   type HostPort,
   parseHost,
   parsePort,
+  unmapped,
 } from "../net/address.ts";
 
 /** The version of udp-echo, as published in `deno.json`. */
@@ -164,11 +165,11 @@ export function parseBindFlag(text: string, flag: string): HostPort {
     // A bare IPv6 address has no port: only brackets set one apart.
     const match = /^\[([^\]]+)\](?::(\d+))?$/.exec(text) ??
       /^([^:]+):(\d+)$/.exec(text);
-    if (match === null) return { hostname: parseHost(text), port: 0 };
+    if (match === null) return { hostname: unmapped(parseHost(text)), port: 0 };
     return {
-      hostname: parseHost(
+      hostname: unmapped(parseHost(
         match[1]!.includes(":") ? `[${match[1]}]` : match[1]!,
-      ),
+      )),
       port: match[2] === undefined ? 0 : parsePort(match[2]),
     };
   } catch (error) {
@@ -398,9 +399,12 @@ export function checkFamilies(
   const bind = flags.bind === undefined
     ? undefined
     : parseBindFlag(flags.bind, "--bind").hostname;
-  const host = familyOf(hostname);
+  // An IPv4-mapped literal names an IPv4 endpoint (net/address.ts unmaps it).
+  const host = familyOf(unmapped(hostname));
   for (const [flag, address] of [["--host", hostname], ["--bind", bind]]) {
-    const family = address === undefined ? undefined : familyOf(address);
+    const family = address === undefined
+      ? undefined
+      : familyOf(unmapped(address));
     if (wanted !== undefined && family !== undefined && family !== wanted) {
       throw new UsageError(
         `Cannot use ${address}: it is an ${family} address, not ${wanted} (${flag} and ${

@@ -30,6 +30,7 @@ import {
   checkUnstableNet,
   formatAddress,
   type HostPort,
+  osErrorReason,
   type ResolvedAddress,
   resolveTarget,
   sameEndpoint,
@@ -211,7 +212,17 @@ export class EchoClient {
     for (let tries = 1; tries <= this.#retries + 1; tries++, wait *= 2) {
       if (tries > 1) options.onRetry?.(tries - 1, wait);
       const sentAt = performance.now();
-      await this.#conn.send(payload, { transport: "udp", ...this.target });
+      try {
+        await this.#conn.send(payload, { transport: "udp", ...this.target });
+      } catch (error) {
+        // Name the target and the OS's reason, not Deno's error class.
+        throw new Error(
+          `Cannot send to ${formatAddress(this.target)}: ${
+            osErrorReason(error)
+          }`,
+          { cause: error },
+        );
+      }
       const data = await this.#receiveReply(payload, sentAt + wait);
       if (data !== undefined) {
         // Another copy of this echo, or the echo of another try, may come.

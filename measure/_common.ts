@@ -6,11 +6,7 @@
  */
 
 import { checkPayloadSize } from "../net/payload.ts";
-import {
-  errorMessage,
-  type HostPort,
-  type ResolvedAddress,
-} from "../net/address.ts";
+import type { HostPort, ResolvedAddress } from "../net/address.ts";
 import { PROBE_HEADER_SIZE, type ProbeCheck } from "./probe.ts";
 
 /** The probe size used when none is given, in bytes, as ping uses. */
@@ -65,19 +61,6 @@ export interface SendErrorEvent {
   reason: string;
 }
 
-/**
- * The OS's reason for a failed socket call, in lower case and without Deno's
- * `(os error N)`: `operation not permitted` for EPERM, which Deno names
- * `PermissionDenied` although no Deno permission is involved.
- */
-export function osErrorReason(error: unknown): string {
-  if (error instanceof Error && / \(os error \d+\)$/.test(error.message)) {
-    const message = error.message.replace(/ \(os error \d+\)$/, "");
-    return message[0]!.toLowerCase() + message.slice(1);
-  }
-  return errorMessage(error);
-}
-
 /** One try of one size during a sweep. */
 export interface SweepEvent {
   /** Event type. */
@@ -87,7 +70,7 @@ export interface SweepEvent {
   /** Which try of this size, from 1. */
   attempt: number;
   /** What came back within the timeout; `unsent` when the send failed. */
-  outcome: ProbeCheck | "lost" | "unsent";
+  outcome: ProbeCheck | "lost" | "unsent" | "interrupted";
   /** Bytes echoed; 0 when lost or unsent. */
   bytes: number;
   /** Round-trip time in milliseconds; NaN when lost. */

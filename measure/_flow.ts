@@ -12,6 +12,7 @@ import {
   errorMessage,
   formatAddress,
   type HostPort,
+  osErrorReason,
   type ResolvedAddress,
   sameEndpoint,
 } from "../net/address.ts";
@@ -24,11 +25,7 @@ import {
   verifyProbe,
 } from "./probe.ts";
 import { type ReplyCounts, ReplyTracker } from "./stats.ts";
-import {
-  osErrorReason,
-  type ReplyEvent,
-  type SendErrorEvent,
-} from "./_common.ts";
+import type { ReplyEvent, SendErrorEvent } from "./_common.ts";
 import { Times, Wakeup } from "./_times.ts";
 
 export { Wakeup } from "./_times.ts";

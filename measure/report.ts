@@ -147,6 +147,8 @@ export function formatSweepStep(event: SweepEvent, tries: number): string {
       return `${head} no reply`;
     case "unsent":
       return `${head} not sent`;
+    case "interrupted":
+      return `${head} cut short by a signal`;
   }
 }
 
@@ -291,6 +293,8 @@ export function formatSweepSummary(result: SweepResult): string[] {
         ? `${failure.size} bytes got no reply in any of its tries`
         : failure.reason === "unsent"
         ? `${failure.size} bytes could not be sent in any of its tries`
+        : failure.reason === "interrupted"
+        ? `stopped by a signal before ${failure.size} bytes was decided`
         : `${failure.size} bytes came back corrupted`,
     );
   }
@@ -413,6 +417,7 @@ export function sweepJson(
     target: targetJson(result.target),
     ...options.settings,
     ...countsJson(result),
+    in_flight: result.inFlight ?? 0,
     truncated: result.truncated,
     ignored: result.ignored,
     send_error: result.sendError ?? null,

@@ -195,3 +195,19 @@ Deno.test("a ping with 10% of its sends refused at random counts them as not sen
   equal(document.loss_percent, 0);
   equal(code, 0, "every probe that left came back");
 });
+
+Deno.test("a plain echo whose send is refused names the target and the OS error", async () => {
+  const reason = await cannotRun();
+  if (reason) return skip(reason);
+  const plain = await clientInNetns("reject", [...TARGET, "-q", "hi"]);
+  equal(plain.stderr, REFUSED);
+  equal(plain.stdout, "");
+  equal(plain.code, 1);
+  const json = await clientInNetns("reject", [...TARGET, "--json", "hi"]);
+  equal(json.stderr, REFUSED);
+  equal(
+    JSON.parse(json.stdout).message,
+    `cannot send to 127.0.0.1:${PORT}: operation not permitted`,
+  );
+  equal(json.code, 1);
+});

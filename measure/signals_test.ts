@@ -278,3 +278,27 @@ Deno.test("fitStatus() keeps a status line inside the terminal", () => {
   );
   equal(fitStatus("short", 80), "short");
 });
+
+Deno.test("SIGINT during a sweep reports the try it cut short as in flight, not lost", async () => {
+  using silent = startSilent();
+  const client = spawnClient([
+    "-H",
+    "127.0.0.1",
+    "-p",
+    String(silent.port),
+    "--sweep",
+    "-t",
+    "1000",
+    "--json",
+  ]);
+  // The first try times out at 1 s; the second is cut short half-way.
+  await sleep(1_500);
+  client.kill("SIGINT");
+  const { code, stdout } = await client.finish();
+  const document = JSON.parse(stdout);
+  equal(document.failure.reason, "interrupted");
+  equal(document.steps.at(-1).outcome, "interrupted");
+  equal(document.in_flight, 1);
+  equal(document.lost, document.sent - 1);
+  equal(code, 1, "no size came back intact");
+});

@@ -34,10 +34,11 @@ export interface SweepFailure {
   /** The smallest size that failed, in bytes. */
   size: number;
   /**
-   * Why: echoes came back shorter, never came back, came back damaged, or
-   * every try failed to send (`unsent`: an OS error such as EPERM).
+   * Why: echoes came back shorter, never came back, came back damaged,
+   * every try failed to send (`unsent`: an OS error such as EPERM), or a
+   * signal stopped the sweep before the size was decided (`interrupted`).
    */
-  reason: "truncated" | "lost" | "corrupted" | "unsent";
+  reason: "truncated" | "lost" | "corrupted" | "unsent" | "interrupted";
   /** For a truncation, the length of the shortened echo in bytes. */
   echoed?: number;
 }
@@ -48,6 +49,8 @@ export interface SweepResult extends ReplyCounts {
   target: ResolvedAddress;
   /** The largest size tried, in bytes: the family limit unless `max` was given. */
   limit: number;
+  /** Tries a signal cut short: sent, unanswered, not counted as lost. Absent means 0. */
+  inFlight?: number;
   /** The largest payload echoed intact, in bytes; 0 when none was. */
   maxPayload: number;
   /** The smallest failing size and why; absent when the limit passed. */
@@ -114,7 +117,10 @@ export async function sweepPayload(
       type: "sweep",
       size,
       attempt: n,
-      outcome: answer === "unsent" ? "unsent" : reply?.check ?? "lost",
+      // A try a signal cut short never had its full timeout: not lost.
+      outcome: answer === "unsent"
+        ? "unsent"
+        : reply?.check ?? (signal?.aborted ? "interrupted" : "lost"),
       bytes: reply?.bytes ?? 0,
       rttMs: reply?.rttMs ?? NaN,
     };
@@ -133,6 +139,7 @@ export async function sweepPayload(
       if (outcome === "truncated") {
         return { size, reason: "truncated", echoed: bytes };
       }
+      if (outcome === "interrupted") return { size, reason: "interrupted" };
       if (outcome === "corrupted") corrupted = true;
       if (outcome !== "unsent") left = true;
     }
@@ -175,12 +182,17 @@ export async function sweepPayload(
     await flow.receiving;
   }
   if (flow.error !== undefined) throw flow.error;
+  const counts = flow.counts();
+  const inFlight = steps.filter((step) => step.outcome === "interrupted")
+    .length;
+  counts.lost -= inFlight;
   return {
     target,
     limit,
     maxPayload: good,
     ...(bad === undefined ? {} : { failure: bad }),
-    ...flow.counts(),
+    ...counts,
+    inFlight,
     truncated: flow.truncated,
     ignored: flow.ignored,
     sendError: flow.sendError,

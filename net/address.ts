@@ -5,6 +5,10 @@
  * (localhost:10000); and one-line descriptions of what went wrong reaching
  * them, with the check that this Deno can open a UDP socket at all.
  *
+ * It is longer than 500 lines because the plain client may load at most 6
+ * modules: addresses, their resolution and the errors of reaching them stay
+ * in one.
+ *
  * @example
  * ```ts
  * import { formatAddress, parseHost } from "./address.ts";
@@ -356,10 +360,12 @@ export async function resolveAddresses(
   const { family } = options;
   const literal = familyOf(address.hostname);
   if (literal !== undefined) {
-    const mapped = literal === "IPv6" && parseAddress(address.hostname) === 4;
-    const resolved: ResolvedAddress = mapped
-      ? { ...address, hostname: dottedQuad(WORDS[0]!), family: "IPv4" }
-      : { ...address, family: literal };
+    const hostname = unmapped(address.hostname);
+    const resolved: ResolvedAddress = {
+      ...address,
+      hostname,
+      family: familyOf(hostname)!,
+    };
     if (family !== undefined && resolved.family !== family) {
       throw new TypeError(
         `Cannot use ${address.hostname}: it is an ${resolved.family} address, not ${family}`,
@@ -484,4 +490,36 @@ export function checkUnstableNet(): void {
       "Cannot open a UDP socket: Deno.listenDatagram needs the --unstable-net flag",
     );
   }
+}
+
+/**
+ * The OS's reason for a failed socket call, in lower case and without Deno's
+ * `(os error N)`: `operation not permitted` for EPERM, which Deno names
+ * `PermissionDenied` although no Deno permission is involved.
+ */
+export function osErrorReason(error: unknown): string {
+  if (error instanceof Error && / \(os error \d+\)$/.test(error.message)) {
+    const message = error.message.replace(/ \(os error \d+\)$/, "");
+    return message[0]!.toLowerCase() + message.slice(1);
+  }
+  return errorMessage(error);
+}
+
+/**
+ * The IPv4 address an IPv4-mapped IPv6 literal names (`::ffff:127.0.0.1`
+ * gives `127.0.0.1`); any other host as it is.
+ *
+ * @example
+ * ```ts
+ * import { unmapped } from "./address.ts";
+ * import { equal } from "node:assert/strict";
+ *
+ * equal(unmapped("::FFFF:7f00:1"), "127.0.0.1");
+ * equal(unmapped("::1"), "::1");
+ * ```
+ */
+export function unmapped(hostname: string): string {
+  return hostname.includes(":") && parseAddress(hostname) === 4
+    ? dottedQuad(WORDS[0]!)
+    : hostname;
 }

@@ -83,6 +83,35 @@ Deno.test("client.ts treats ::ffff:127.0.0.1 as the IPv4 endpoint it names", asy
       "hi",
     ]);
     deepEqual(plain, { code: 0, stdout: "hi\n", stderr: "" });
+    // An IPv4 endpoint for -4, -6 and --bind as well.
+    const v4 = await measure([
+      "-4",
+      "-H",
+      "::ffff:127.0.0.1",
+      "-p",
+      p,
+      "-c",
+      "1",
+    ]);
+    equal(v4.summary.received, 1);
+    const bound = await measure(
+      ["--bind", "127.0.0.1", "-H", "::ffff:127.0.0.1", "-p", p, "-c", "1"],
+    );
+    equal(bound.summary.received, 1);
+    const v6 = await runScript("client.ts", [
+      "-6",
+      "-H",
+      "::ffff:127.0.0.1",
+      "-p",
+      p,
+      "hi",
+    ]);
+    deepEqual(v6, {
+      code: 2,
+      stdout: "",
+      stderr:
+        "error: cannot use ::ffff:127.0.0.1: it is an IPv4 address, not IPv6 (--host and -6)\n",
+    });
     // The IPv4 payload limit applies, refused before anything is sent.
     const big = await runScript("client.ts", [
       "-H",

@@ -20,6 +20,12 @@ const MAY_IMPORT: Record<string, readonly string[]> = {
 /** Source modules may be this long; longer ones are split by concept. */
 const MAX_MODULE_LINES = 500;
 
+/**
+ * A module may pass {@linkcode MAX_MODULE_LINES}, up to this, only when its
+ * opening comment says why ("It is longer than 500 lines because …").
+ */
+const MAX_EXPLAINED_LINES = 600;
+
 const IMPORT =
   /^\s*(?:import|export)\b[^"'`]*?from\s*["']([^"']+)["']|\bimport\(\s*["']([^"']+)["']\s*\)/gm;
 
@@ -74,9 +80,14 @@ Deno.test(`layout: no library module is longer than ${MAX_MODULE_LINES} lines`, 
     if (path.endsWith("_test.ts") || /^(bench|testing|testdata)\//.test(path)) {
       continue;
     }
-    const lines = (await Deno.readTextFile(new URL(path, ROOT))).split("\n")
-      .length - 1;
-    if (lines > MAX_MODULE_LINES) long.push(`${path}: ${lines} lines`);
+    const text = await Deno.readTextFile(new URL(path, ROOT));
+    const lines = text.split("\n").length - 1;
+    const opening = text.slice(0, text.indexOf("*/"));
+    const explained = /It is longer than 500 lines because/.test(
+      opening.replaceAll(/\n \* ?/g, " "),
+    );
+    const max = explained ? MAX_EXPLAINED_LINES : MAX_MODULE_LINES;
+    if (lines > max) long.push(`${path}: ${lines} lines`);
   }
   deepEqual(long, []);
 });
