@@ -75,8 +75,22 @@ import {
   printTotals,
   startStatsReport,
 } from "./server/log.ts";
-import { IO_BACKENDS, type IoBackend, serveEcho } from "./server/serve.ts";
+import {
+  IO_MODES,
+  type IoChoice,
+  type IoMode,
+  startEcho,
+} from "./server/io.ts";
 
+export {
+  chooseIo,
+  IO_MODES,
+  type IoChoice,
+  type IoMode,
+  startEcho,
+  type StartEchoOptions,
+  type StartedEcho,
+} from "./server/io.ts";
 export {
   IO_BACKENDS,
   type IoBackend,
@@ -120,8 +134,10 @@ Options:
       --max-size N        drop datagrams longer than N bytes, 0 to 65535; never echo
                           them cut
       --stats-interval S  print a one-line summary every S seconds, 0.01 to 86400
-      --io MODE           socket (default) or batch: recvmmsg/sendmmsg in a Worker,
-                          Linux only, needs --allow-ffi (deno task server:fast)
+      --io MODE           auto (default), socket or batch: recvmmsg/sendmmsg in a
+                          Worker, Linux only, needs --allow-ffi and --allow-read of
+                          io/; auto uses batch when those are granted and --allow-net
+                          is not scoped to hosts, else socket, and says which
       --metrics ADDR      serve Prometheus metrics at http://ADDR/metrics: PORT
                           (loopback), HOST:PORT or [V6ADDR]:PORT; port 0 picks one
   -h, --help              show this help and exit
@@ -144,7 +160,7 @@ const FLAGS = {
   deny: { type: "string", multiple: true },
   "max-size": { type: "string" },
   "stats-interval": { type: "string" },
-  io: { type: "string", default: "socket" },
+  io: { type: "string", default: "auto" },
   metrics: { type: "string" },
   help: { type: "boolean", short: "h", default: false },
   version: { type: "boolean", short: "V", default: false },
@@ -183,7 +199,7 @@ const STDOUT_DRAIN_MS = 500;
 async function serveServerMetrics(
   server: EchoServer,
   at: HostPort,
-  options: { io: IoBackend; logLinesDropped: () => number },
+  options: { io: string; logLinesDropped: () => number },
 ): Promise<MetricsEndpoint> {
   const [{ serverMetrics }, { serveMetrics }] = await Promise.all([
     import("./metrics/server.ts"),
@@ -211,8 +227,8 @@ function announceMetrics(
   );
 }
 
-function parseIo(text: string): IoBackend {
-  return parseChoice(text, "--io", IO_BACKENDS);
+function parseIo(text: string): IoMode {
+  return parseChoice(text, "--io", IO_MODES);
 }
 
 /** Checks each CIDR of `flag`; throws a UsageError naming the first bad one. */
@@ -272,7 +288,7 @@ async function main(args: string[]): Promise<number> {
   let flags;
   let policyOptions: PolicyOptions;
   let statsInterval: number | undefined;
-  let io: IoBackend;
+  let io: IoMode;
   let metricsAt: HostPort | undefined;
   const out = createOutput({ queueBytes: STDOUT_QUEUE_BYTES });
   try {
@@ -302,7 +318,8 @@ async function main(args: string[]): Promise<number> {
     if (flags.metrics !== undefined) {
       metricsAt = parseListenFlag(flags.metrics, "--metrics");
     }
-    if (io === "socket") {
+    // auto may end on sockets, which need --unstable-net.
+    if (io !== "batch") {
       try {
         checkUnstableNet();
       } catch (error) {
@@ -329,18 +346,17 @@ async function main(args: string[]): Promise<number> {
   const log = createEventLog(out, { json });
   const controller = new AbortController();
   let server: EchoServer;
+  let choice: IoChoice;
   try {
-    server = serveEcho({
+    ({ server, choice } = await startEcho({
       hostnames: hosts.map((host) => host.address),
       port,
       io,
       signal: controller.signal,
       policy: { ...policyOptions, ...hostInterfaces() },
-      // Each batch Worker keeps its own rate table; sockets share one.
-      rateLimitScope: io === "batch" ? "socket" : "server",
       onEvent: log.log,
       datagramEvents: !flags.quiet,
-    });
+    }));
   } catch (error) {
     out.error(error);
     return EXIT_FAILURE;
@@ -350,7 +366,7 @@ async function main(args: string[]): Promise<number> {
     try {
       // Loaded only when asked for: prom-client stays out of a plain server.
       metrics = await serveServerMetrics(server, metricsAt, {
-        io,
+        io: choice.io,
         logLinesDropped: () => out.dropped,
       });
     } catch (error) {
@@ -367,6 +383,7 @@ async function main(args: string[]): Promise<number> {
     json,
     quiet: flags.quiet,
     rateIsDefault: policyOptions.rate === undefined,
+    io: choice,
   });
   if (metrics !== undefined) announceMetrics(metrics.addr, out, json);
   // Whether a rate limit applies is known only once the hosts are bound.

@@ -344,6 +344,7 @@ testBoth("server.ts --json prints only JSON events on stdout", async (io) => {
   const events = stdout.trim().split("\n").map((line) => JSON.parse(line));
   deepEqual(events.map((event) => event.event), [
     "listening",
+    "io",
     "datagram",
     "shutdown",
   ]);
@@ -353,12 +354,13 @@ testBoth("server.ts --json prints only JSON events on stdout", async (io) => {
     address: "::1",
     port: server.port,
   });
-  equal(events[1].bytes, 3);
-  equal(events[1].sent, 3);
-  equal(events[1].preview, '"\\x00\\x00\\x00"');
-  match(events[1].from, /^\[::1\]:\d+$/);
-  equal(events[2].received, 1);
-  equal(events[2].echoed_bytes, 3);
+  equal(events[1].io, io);
+  equal(events[2].bytes, 3);
+  equal(events[2].sent, 3);
+  equal(events[2].preview, '"\\x00\\x00\\x00"');
+  match(events[2].from, /^\[::1\]:\d+$/);
+  equal(events[3].received, 1);
+  equal(events[3].echoed_bytes, 3);
 });
 
 testBoth(
@@ -407,7 +409,7 @@ Deno.test("server.ts exits 2 with one error line on bad usage", async () => {
     [["-p"], "error: cannot use --port: it needs a value\n"],
     [
       ["--io", "fast"],
-      'error: cannot use --io "fast": expected socket or batch\n',
+      'error: cannot use --io "fast": expected auto or socket or batch\n',
     ],
   ];
   for (const [args, expected] of cases) {

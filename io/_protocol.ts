@@ -109,6 +109,8 @@ export interface WorkerConfig {
 
 /** A message a Worker posts to the main thread. */
 export type WorkerMessage =
+  /** The loop is about to make its first receive: the engine is running. */
+  | { type: "started" }
   | { type: "events"; events: EngineEvent[]; droppedBy: Record<string, number> }
   | { type: "failed"; message: string }
   | { type: "done"; droppedBy: Record<string, number> };

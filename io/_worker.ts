@@ -109,6 +109,10 @@ async function run(config: WorkerConfig): Promise<void> {
   let lastFlush = performance.now();
   let failuresInRow = 0;
   let lastSample = 0;
+  // Everything that can fail at start (libc, the decide module, the
+  // engine's buffers) has been set up: tell the main thread, which may
+  // still pick another backend until now (`--io auto`).
+  post({ type: "started" });
   while (Atomics.load(control, 0) === 0) {
     const n = engine.receive();
     // Stopping: whatever shutdown() made the receive return is no datagram.

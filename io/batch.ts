@@ -62,32 +62,58 @@ const WORKER_URL = new URL("./_worker.ts", import.meta.url);
 const WORKER_DIR = new URL(".", import.meta.url);
 const POLICY_HOOK_URL = new URL("./_policy_hook.ts", import.meta.url).href;
 
+/** What this process lacks to run the batch backend (see {@linkcode batchGap}). */
+export type BatchGap = "linux" | "ffi" | "read";
+
 /**
- * Throws a `TypeError` ("Cannot use --io batch: ...") unless this process can
- * run the batch backend: Linux, the `ffi` permission, and read access to
- * this directory (Deno loads a Worker's modules only with it).
+ * What keeps this process from running the batch backend, asking the
+ * permissions without prompting: `"linux"` (another OS: no recvmmsg),
+ * `"ffi"` (no `--allow-ffi`) or `"read"` (no read access to this directory,
+ * which Deno needs to load a Worker's modules); `undefined` when nothing
+ * does. A read permission with `--deny-read` holes counts as granted: whether
+ * the holes matter is found out by starting the engine.
  */
-export function checkBatchSupport(): void {
-  if (Deno.build.os !== "linux") {
-    throw new TypeError(
-      `Cannot use --io batch: it needs Linux (recvmmsg), not ${Deno.build.os}`,
-    );
-  }
+export function batchGap(): BatchGap | undefined {
+  if (Deno.build.os !== "linux") return "linux";
   if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") {
-    throw new TypeError(
-      "Cannot use --io batch: it needs --allow-ffi (see deno task server:fast)",
-    );
+    return "ffi";
   }
   if (
     WORKER_URL.protocol === "file:" &&
     Deno.permissions.querySync({ name: "read", path: WORKER_DIR }).state !==
       "granted"
   ) {
-    throw new TypeError(
-      `Cannot use --io batch: it needs --allow-read=${
-        decodeURIComponent(WORKER_DIR.pathname)
-      } to start its Worker`,
-    );
+    return "read";
+  }
+  return undefined;
+}
+
+/** The directory whose read access the batch backend needs, as a path. */
+export function batchModuleDir(): string {
+  return WORKER_DIR.protocol === "file:"
+    ? decodeURIComponent(WORKER_DIR.pathname)
+    : WORKER_DIR.href;
+}
+
+/**
+ * Throws a `TypeError` ("Cannot use --io batch: ...") unless this process can
+ * run the batch backend: Linux, the `ffi` permission, and read access to
+ * this directory (Deno loads a Worker's modules only with it).
+ */
+export function checkBatchSupport(): void {
+  switch (batchGap()) {
+    case "linux":
+      throw new TypeError(
+        `Cannot use --io batch: it needs Linux (recvmmsg), not ${Deno.build.os}`,
+      );
+    case "ffi":
+      throw new TypeError(
+        "Cannot use --io batch: it needs --allow-ffi (see deno task server:fast)",
+      );
+    case "read":
+      throw new TypeError(
+        `Cannot use --io batch: it needs --allow-read=${batchModuleDir()} to start its Worker`,
+      );
   }
 }
 
@@ -125,6 +151,13 @@ export interface LoopStats {
 
 /** A running batch server: an {@linkcode EchoServer} and its loops' counters. */
 export interface BatchServer extends EchoServer {
+  /**
+   * Resolves once every Worker has loaded its modules, opened the C library
+   * and entered its loop; rejects as `finished` does when one could not
+   * (`Cannot run the batch loop: reason`), by which time the server has
+   * stopped. Lets a caller try the engine and fall back (`--io auto`).
+   */
+  started: Promise<void>;
   /** The loops' own counters so far. */
   loopStats(): LoopStats;
 }
@@ -132,6 +165,7 @@ export interface BatchServer extends EchoServer {
 /** One socket of the server and the Worker that serves it. */
 interface Lane {
   socket: BoundSocket;
+  started: Promise<void>;
   worker: Worker;
   counts: Float64Array;
   mailbox: Int32Array;
@@ -243,8 +277,10 @@ export function serveBatch(options: BatchServeOptions): BatchServer {
   ): Lane {
     const worker = new Worker(WORKER_URL, { type: "module" });
     const { promise: done, resolve, reject } = Promise.withResolvers<void>();
+    const started = Promise.withResolvers<void>();
     const lane: Lane = {
       socket,
+      started: started.promise,
       worker,
       counts,
       mailbox: new Int32Array(mailbox),
@@ -252,12 +288,17 @@ export function serveBatch(options: BatchServeOptions): BatchServer {
       done,
     };
     const fail = (message: string) => {
-      reject(new Error(`Cannot run the batch loop: ${message}`));
+      const error = new Error(`Cannot run the batch loop: ${message}`);
+      reject(error);
+      started.reject(error);
       // The other loops cannot serve on alone: the server ends as a whole.
       stop();
     };
     worker.onmessage = ({ data }: MessageEvent<WorkerMessage>) => {
       switch (data.type) {
+        case "started":
+          started.resolve();
+          break;
         case "events":
           // Handled: the Worker may post another (MAX_MESSAGES_IN_FLIGHT).
           Atomics.sub(lane.mailbox, 0, 1);
@@ -271,6 +312,8 @@ export function serveBatch(options: BatchServeOptions): BatchServer {
           break;
         case "done":
           lane.droppedBy = data.droppedBy;
+          // A loop stopped before it started has still not failed.
+          started.resolve();
           resolve();
           break;
       }
@@ -316,7 +359,13 @@ export function serveBatch(options: BatchServeOptions): BatchServer {
   })();
   if (signal?.aborted) stop();
   else signal?.addEventListener("abort", stop, { once: true });
+  const started = Promise.all(lanes.map((lane) => lane.started)).then(
+    () => {},
+  );
+  // Its failure is `finished`'s too: nobody has to await both.
+  started.catch(() => {});
   return {
+    started,
     addr: addrs[0]!,
     addrs,
     finished,

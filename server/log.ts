@@ -348,9 +348,18 @@ export interface AnnounceOptions {
   quiet: boolean;
   /** Whether the rate limit in force is the default one. */
   rateIsDefault: boolean;
+  /**
+   * The I/O backend in use and why: an `io:` line after the sockets' lines
+   * (the first line stays the first socket's, which scripts read the port
+   * from), or a JSON `io` event after the `listening` events.
+   */
+  io?: { io: string; reason: string };
 }
 
-/** Prints the start-up lines: one per socket, then the rate limit in force. */
+/**
+ * Prints the start-up lines: one per socket, the I/O backend, then the
+ * rate limit in force.
+ */
 export function announce(
   server: EchoServer,
   output: LogOutput,
@@ -374,6 +383,14 @@ export function announce(
         : `${host} (${addr.hostname})`;
       output.line(`starting up on ${where} port ${addr.port}`);
     }
+  }
+  const { io } = options;
+  if (io !== undefined) {
+    output.line(
+      options.json
+        ? JSON.stringify({ event: "io", io: io.io, reason: io.reason })
+        : `io: ${io.io} (${io.reason})`,
+    );
   }
   if (options.json) return;
   if (rate > 0) {

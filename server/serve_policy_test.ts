@@ -19,7 +19,7 @@ function testBoth(name: string, fn: (io: IoBackend) => Promise<void>): void {
 
 /** `spawnServer` options and extra flags that select a backend. */
 function backend(io: IoBackend): { args: string[]; denoFlags: string[] } {
-  return io === "socket" ? { args: [], denoFlags: [] } : {
+  return io === "socket" ? { args: ["--io", "socket"], denoFlags: [] } : {
     args: ["--io", "batch"],
     denoFlags: ["--allow-ffi", `--allow-read=${ROOT_DIR}`],
   };
@@ -580,7 +580,7 @@ testBoth(
       ok(events.every((event) => typeof event.event === "string"));
       deepEqual(
         [...new Set(events.map((event) => event.event))].sort(),
-        ["datagram", "dropped", "listening", "shutdown", "stats"],
+        ["datagram", "dropped", "io", "listening", "shutdown", "stats"],
       );
       deepEqual(events.find((event) => event.event === "dropped"), {
         event: "dropped",
@@ -793,7 +793,9 @@ Deno.test("server.ts on a wildcard socket refuses its interface addresses and di
     await server.waitForLine(jsonEvent("datagram"));
     await server.stop();
     deepEqual(
-      server.events().filter((event) => event.event !== "listening"),
+      server.events().filter((event) =>
+        event.event !== "listening" && event.event !== "io"
+      ),
       [
         {
           event: "dropped",

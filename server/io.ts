@@ -1,0 +1,143 @@
+/**
+ * `--io auto`: which I/O backend the server uses, and why. The batch engine
+ * (`recvmmsg`/`sendmmsg` through FFI) is several times faster, but it needs
+ * `--allow-ffi`, which is full access to the process; so it is used only
+ * where the permissions already allow it, and the server says which one
+ * runs.
+ *
+ * @example Try the engine, fall back to sockets
+ * ```ts
+ * import { startEcho } from "./io.ts";
+ *
+ * const controller = new AbortController();
+ * const { server, choice } = await startEcho({
+ *   hostname: "127.0.0.1",
+ *   port: 0,
+ *   io: "auto",
+ *   signal: controller.signal,
+ * });
+ * console.log(`io: ${choice.io} (${choice.reason})`);
+ * controller.abort();
+ * await server.finished;
+ * ```
+ *
+ * @module
+ */
+
+import { batchGap, batchModuleDir, type BatchServer } from "../io/batch.ts";
+import type { EchoServer } from "../io/types.ts";
+import { errorMessage } from "../net/address.ts";
+import { type IoBackend, serveEcho, type ServeEchoOptions } from "./serve.ts";
+
+/** What `--io` accepts: a backend, or `auto` to pick one. */
+export type IoMode = "auto" | IoBackend;
+
+/** The names `--io` accepts, the default first. */
+export const IO_MODES: readonly IoMode[] = ["auto", "socket", "batch"];
+
+/** The backend a server uses and why, as the start-up `io:` line says. */
+export interface IoChoice {
+  /** The backend. */
+  io: IoBackend;
+  /** Why, in a few words: `recvmmsg/sendmmsg`, `--allow-ffi not granted`... */
+  reason: string;
+}
+
+/** The reason given when the batch engine runs. */
+const BATCH_REASON = "recvmmsg/sendmmsg";
+
+/**
+ * The backend `mode` stands for in this process, asking the permissions
+ * without prompting. `auto` picks `batch` on Linux with `--allow-ffi`, read
+ * access to the engine's modules and a net permission not scoped to hosts
+ * (the engine sends through libc, past Deno's per-send check, so a scoped
+ * `--allow-net` must keep Deno's sockets); else `socket`. Whether the
+ * engine then starts is up to {@linkcode startEcho}. Never throws.
+ */
+export function chooseIo(mode: IoMode): IoChoice {
+  if (mode === "socket") return { io: "socket", reason: "--io socket" };
+  if (mode === "batch") return { io: "batch", reason: BATCH_REASON };
+  switch (batchGap()) {
+    case "linux":
+      return { io: "socket", reason: `not Linux: ${Deno.build.os}` };
+    case "ffi":
+      return { io: "socket", reason: "--allow-ffi not granted" };
+    case "read":
+      return {
+        io: "socket",
+        reason: `--allow-read does not cover ${batchModuleDir()}`,
+      };
+  }
+  const net = Deno.permissions.querySync({ name: "net" });
+  if (net.state !== "granted") {
+    return { io: "socket", reason: "--allow-net is scoped to hosts" };
+  }
+  if (net.partial) {
+    return { io: "socket", reason: "--deny-net limits --allow-net" };
+  }
+  return { io: "batch", reason: BATCH_REASON };
+}
+
+/** Options for {@linkcode startEcho}: {@linkcode serveEcho}'s, with `auto`. */
+export interface StartEchoOptions extends Omit<ServeEchoOptions, "io"> {
+  /** The backend, or `auto` (the default) to let {@linkcode chooseIo} pick. */
+  io?: IoMode;
+}
+
+/** A started server and the backend it runs on. */
+export interface StartedEcho {
+  /** The server, bound and, with the batch backend, its Workers running. */
+  server: EchoServer;
+  /** The backend in use and why. */
+  choice: IoChoice;
+}
+
+/**
+ * Starts {@linkcode serveEcho} on the backend `options.io` stands for.
+ * With `auto`, an engine that fails to start for any reason (the C library,
+ * a socket option, a Worker that cannot load) is stopped and the socket
+ * backend takes over, the failure named in the reason. With the batch
+ * backend each socket keeps its own rate-limit table (one per Worker).
+ * Throws as {@linkcode serveEcho} does when the backend it ends on cannot
+ * bind; with an explicit `batch`, `server.finished` rejects when a Worker
+ * fails, as before.
+ */
+export async function startEcho(
+  options: StartEchoOptions = {},
+): Promise<StartedEcho> {
+  const { io = "auto", ...rest } = options;
+  const choice = chooseIo(io);
+  if (choice.io === "socket") {
+    return { server: serveEcho({ ...rest, io: "socket" }), choice };
+  }
+  const batchOptions: ServeEchoOptions = {
+    ...rest,
+    io: "batch",
+    rateLimitScope: "socket",
+  };
+  if (io === "batch") return { server: serveEcho(batchOptions), choice };
+  // Stop a failed attempt without aborting the caller's signal.
+  const attempt = new AbortController();
+  const signal = options.signal === undefined
+    ? attempt.signal
+    : AbortSignal.any([options.signal, attempt.signal]);
+  try {
+    const server = serveEcho({ ...batchOptions, signal });
+    try {
+      await (server as BatchServer).started;
+    } catch (error) {
+      attempt.abort();
+      await server.finished.catch(() => {});
+      throw error;
+    }
+    return { server, choice };
+  } catch (error) {
+    return {
+      server: serveEcho({ ...rest, io: "socket" }),
+      choice: {
+        io: "socket",
+        reason: `the batch engine cannot start: ${errorMessage(error)}`,
+      },
+    };
+  }
+}
