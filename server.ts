@@ -36,7 +36,7 @@
  */
 
 import { checkBatchSupport } from "./io/batch.ts";
-import type { EchoServer, EchoStats } from "./io/types.ts";
+import type { EchoServer } from "./io/types.ts";
 import {
   checkUnstableNet,
   DEFAULT_HOST,
@@ -69,18 +69,8 @@ import {
   type PolicyOptions,
 } from "./policy/policy.ts";
 import { hostInterfaces, resolveHosts } from "./server/hosts.ts";
-import {
-  announce,
-  createEventLog,
-  printTotals,
-  startStatsReport,
-} from "./server/log.ts";
-import {
-  IO_MODES,
-  type IoChoice,
-  type IoMode,
-  startEcho,
-} from "./server/io.ts";
+import { IO_MODES, type IoMode } from "./server/io.ts";
+import { runServer } from "./server/run.ts";
 
 export {
   chooseIo,
@@ -189,12 +179,6 @@ const RANGES = {
  */
 const STDOUT_QUEUE_BYTES = 1024 * 1024;
 
-/**
- * How long the shutdown waits for the log to reach standard output, in
- * milliseconds: shutdown takes under a second whatever the reader does.
- */
-const STDOUT_DRAIN_MS = 500;
-
 /** Starts the `--metrics` endpoint for `server`; throws as `serveMetrics` does. */
 async function serveServerMetrics(
   server: EchoServer,
@@ -272,16 +256,6 @@ function parsePolicyFlags(
   return options;
 }
 
-function onShutdownSignal(abort: () => void): () => void {
-  const signals: Deno.Signal[] = Deno.build.os === "windows"
-    ? ["SIGINT", "SIGBREAK"]
-    : ["SIGINT", "SIGTERM"];
-  for (const signal of signals) Deno.addSignalListener(signal, abort);
-  return () => {
-    for (const signal of signals) Deno.removeSignalListener(signal, abort);
-  };
-}
-
 async function main(args: string[]): Promise<number> {
   let hostnames: string[];
   let port: number;
@@ -341,94 +315,34 @@ async function main(args: string[]): Promise<number> {
     }
   }
 
-  const hosts = await resolveHosts(hostnames);
   const json = flags.json;
-  const log = createEventLog(out, { json });
-  const controller = new AbortController();
-  let server: EchoServer;
-  let choice: IoChoice;
-  try {
-    ({ server, choice } = await startEcho({
-      hostnames: hosts.map((host) => host.address),
-      port,
-      io,
-      signal: controller.signal,
-      policy: { ...policyOptions, ...hostInterfaces() },
-      onEvent: log.log,
-      datagramEvents: !flags.quiet,
-    }));
-  } catch (error) {
-    out.error(error);
-    return EXIT_FAILURE;
-  }
-  let metrics: MetricsEndpoint | undefined;
-  if (metricsAt !== undefined) {
-    try {
-      // Loaded only when asked for: prom-client stays out of a plain server.
-      metrics = await serveServerMetrics(server, metricsAt, {
+  const { failed, drained } = await runServer({
+    hosts: await resolveHosts(hostnames),
+    port,
+    io,
+    policy: { ...policyOptions, ...hostInterfaces() },
+    json,
+    quiet: flags.quiet,
+    statsInterval,
+    rateIsDefault: policyOptions.rate === undefined,
+    rateFlags: (["burst", "max-sources"] as const)
+      .filter((flag) => flags[flag] !== undefined)
+      .map((flag) => `--${flag}`),
+    startSide: metricsAt === undefined ? undefined : async (server, choice) => {
+      const metrics = await serveServerMetrics(server, metricsAt!, {
         io: choice.io,
         logLinesDropped: () => out.dropped,
       });
-    } catch (error) {
-      controller.abort();
-      await server.finished.catch(() => {});
-      log.close();
-      out.error(error);
-      return EXIT_FAILURE;
-    }
-  }
-  const removeSignalListeners = onShutdownSignal(() => controller.abort());
-  announce(server, out, {
-    hostnames: hosts.map((host) => host.name),
-    json,
-    quiet: flags.quiet,
-    rateIsDefault: policyOptions.rate === undefined,
-    io: choice,
-  });
-  if (metrics !== undefined) announceMetrics(metrics.addr, out, json);
-  // Whether a rate limit applies is known only once the hosts are bound.
-  const idle = (["burst", "max-sources"] as const).filter((flag) =>
-    flags[flag] !== undefined
-  );
-  if (server.rateLimit.rate === 0 && idle.length > 0) {
-    out.warn(
-      `${idle.map((flag) => `--${flag}`).join(" and ")} ${
-        idle.length === 1 ? "does" : "do"
-      } nothing without a rate limit (--rate, or the default on an address that is not loopback)`,
-    );
-  }
-  const stopStats = statsInterval === undefined
-    ? undefined
-    : startStatsReport(server, out, {
-      seconds: statsInterval,
-      json,
-      beforeLine: log.flush,
-    });
-  let stats: EchoStats;
-  try {
-    stats = await server.finished;
-  } catch (error) {
-    // Only the batch backend can fail after binding (its Worker may not run).
-    controller.abort();
-    out.error(error);
-    return EXIT_FAILURE;
-  } finally {
-    removeSignalListeners();
-    stopStats?.();
-    await metrics?.close();
-    log.close();
-  }
-  const droppedBefore = out.dropped;
-  const totals = printTotals(stats, out, { json });
-  const drained = await out.flush(STDOUT_DRAIN_MS);
-  if (!drained || out.closed || out.dropped > droppedBefore) {
-    // Standard output failed, or is stuck: the totals must not be lost.
-    out.status(`${totals}\n`);
-  }
+      return {
+        announce: () => announceMetrics(metrics.addr, out, json),
+        close: () => metrics.close(),
+      };
+    },
+  }, out);
   // A write stuck on a reader that never reads would keep the process
   // alive: end it, as the totals are out.
   if (!drained) Deno.exit(EXIT_OK);
-  return EXIT_OK;
+  return failed ? EXIT_FAILURE : EXIT_OK;
 }
 
 if (import.meta.main) Deno.exitCode = await main(Deno.args);
