@@ -1,10 +1,9 @@
 /**
  * `--io auto`: which I/O backend the server uses, and why. The batch engine
  * (`recvmmsg`/`sendmmsg` through FFI) is faster under load (README, Batched
- * I/O), but it needs
- * `--allow-ffi`, which is full access to the process; so it is used only
- * where the permissions already allow it, and the server says which one
- * runs.
+ * I/O), but it needs `--allow-ffi`, which is full access to the process; so
+ * it is used only where the permissions already allow it, and the server
+ * says which one runs.
  *
  * @example Try the engine, fall back to sockets
  * ```ts
