@@ -2,7 +2,7 @@ import { deepEqual, equal, match, ok, rejects } from "node:assert/strict";
 import { DEFAULT_MESSAGE, EchoClient, EchoTimeoutError } from "./client.ts";
 import { serveEcho } from "./server.ts";
 import { RECEIVE_BUFFER_SIZE } from "./net/payload.ts";
-import { ROOT, runScript } from "./testing/cli.ts";
+import { ROOT, runScript, spawnScript } from "./testing/cli.ts";
 import { type FaultRule, startFaultyEcho } from "./testing/fault_relay.ts";
 
 const encode = (text: string) => new TextEncoder().encode(text);
@@ -447,23 +447,13 @@ Deno.test("client.ts - reports a line too long for a datagram and goes on", asyn
 
 Deno.test("client.ts stops at a closed stdout with one error line", async () => {
   await withFakeServer("127.0.0.1", echoBack, async (addr) => {
-    const child = new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "--unstable-net",
-        "--allow-net",
-        "client.ts",
-        "-q",
-        "-p",
-        String(addr.port),
-        "-",
-      ],
-      cwd: ROOT,
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "piped",
-      env: { NO_COLOR: "1" },
-    }).spawn();
+    const child = spawnScript(
+      "client.ts",
+      ["-q", "-p", String(addr.port), "-"],
+      {
+        stdin: "piped",
+      },
+    );
     await child.stdout.cancel();
     const writer = child.stdin.getWriter();
     await writer.write(

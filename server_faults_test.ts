@@ -3,7 +3,7 @@
  * (issue 11, §9 and §10), as a user runs it: a subprocess on real sockets.
  */
 import { equal, match, ok } from "node:assert/strict";
-import { ROOT } from "./testing/cli.ts";
+import { ROOT, spawnScript } from "./testing/cli.ts";
 
 type Io = "socket" | "batch";
 const PERMISSIONS: Record<Io, string[]> = {
@@ -23,18 +23,13 @@ function freePort(): number {
   return port;
 }
 
-function serverArgs(io: Io, args: string[], permissions = PERMISSIONS[io]) {
-  return [
-    "run",
-    "--unstable-net",
-    ...permissions,
-    "server.ts",
-    "-H",
-    "127.0.0.1",
-    "--io",
-    io,
-    ...args,
-  ];
+/** The server's arguments: loopback, the backend, then `args`. */
+function serverArgs(io: Io, args: string[]): string[] {
+  return ["-H", "127.0.0.1", "--io", io, ...args];
+}
+
+function spawnServer(io: Io, args: string[], permissions = PERMISSIONS[io]) {
+  return spawnScript("server.ts", serverArgs(io, args), { permissions });
 }
 
 /** Sends one datagram from `from` until it comes back (the server is up), at most 5 s. */
@@ -108,13 +103,19 @@ for (const io of ["socket", "batch"] as const) {
   for (const json of [false, true]) {
     Deno.test(`server.ts${json ? " --json" : ""} --io ${io} >/dev/full keeps echoing and puts its totals on stderr`, async () => {
       const port = freePort();
-      const args = serverArgs(io, [
-        "-p",
-        String(port),
-        "--stats-interval",
-        "0.05",
-        ...(json ? ["--json"] : []),
-      ]);
+      const args = [
+        "run",
+        "--unstable-net",
+        ...PERMISSIONS[io],
+        "server.ts",
+        ...serverArgs(io, [
+          "-p",
+          String(port),
+          "--stats-interval",
+          "0.05",
+          ...(json ? ["--json"] : []),
+        ]),
+      ];
       const child = new Deno.Command("sh", {
         args: ["-c", 'exec "$0" "$@" >/dev/full', Deno.execPath(), ...args],
         cwd: ROOT,
@@ -156,14 +157,7 @@ for (const io of ["socket", "batch"] as const) {
 
   Deno.test(`server.ts --json --io ${io} with a stdout nobody reads stays bounded under a flood and stops on SIGTERM at once`, async () => {
     const port = freePort();
-    const child = new Deno.Command(Deno.execPath(), {
-      args: serverArgs(io, ["-p", String(port), "--json"]),
-      cwd: ROOT,
-      stdin: "null",
-      stdout: "piped", // never read
-      stderr: "piped",
-      env: { NO_COLOR: "1" },
-    }).spawn();
+    const child = spawnServer(io, ["-p", String(port), "--json"]);
     const stderrText = new Response(child.stderr).text();
     try {
       await waitForEcho(port);
@@ -214,14 +208,7 @@ for (const io of ["socket", "batch"] as const) {
 
   Deno.test(`server.ts --io ${io} keeps echoing when its stdout reader leaves`, async () => {
     const port = freePort();
-    const child = new Deno.Command(Deno.execPath(), {
-      args: serverArgs(io, ["-p", String(port)]),
-      cwd: ROOT,
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-      env: { NO_COLOR: "1" },
-    }).spawn();
+    const child = spawnServer(io, ["-p", String(port)]);
     const stderrText = new Response(child.stderr).text();
     const reader = child.stdout.getReader();
     await reader.read();
@@ -243,16 +230,9 @@ for (const io of ["socket", "batch"] as const) {
 
 Deno.test("server.ts folds the errors of a sender it may not answer: one line a second, not one per datagram", async () => {
   const port = freePort();
-  const child = new Deno.Command(Deno.execPath(), {
-    args: serverArgs("socket", ["-p", String(port), "-q"], [
-      "--allow-net=127.0.0.1",
-    ]),
-    cwd: ROOT,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).spawn();
+  const child = spawnServer("socket", ["-p", String(port), "-q"], [
+    "--allow-net=127.0.0.1",
+  ]);
   const stdoutText = new Response(child.stdout).text();
   const stderrText = new Response(child.stderr).text();
   await waitForEcho(port);

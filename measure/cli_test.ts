@@ -1,6 +1,6 @@
 import { deepEqual, equal, match, ok } from "node:assert/strict";
 import { serveEcho } from "../server.ts";
-import { type Output, ROOT, runScript } from "../testing/cli.ts";
+import { type Output, ROOT, runScript, spawnScript } from "../testing/cli.ts";
 import { at, startFaultyEcho } from "../testing/fault_relay.ts";
 
 /** Runs client.ts as a user would and collects what they would see. */
@@ -399,23 +399,14 @@ Deno.test({
 
 Deno.test("client.ts stops a ping at SIGINT and still prints the summary", async () => {
   await using server = startServer();
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--unstable-net",
-      "--allow-net",
-      "client.ts",
-      "-H",
-      "127.0.0.1",
-      "-p",
-      `${server.port}`,
-      "-i",
-      "20",
-    ],
-    cwd: ROOT,
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
+  const child = spawnScript("client.ts", [
+    "-H",
+    "127.0.0.1",
+    "-p",
+    `${server.port}`,
+    "-i",
+    "20",
+  ]);
   const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
   let stdout = "";
   while (!stdout.includes("seq=2 ")) {

@@ -5,7 +5,7 @@
  */
 import { equal, match, ok } from "node:assert/strict";
 import { serveEcho } from "../server.ts";
-import { ROOT } from "../testing/cli.ts";
+import { spawnScript } from "../testing/cli.ts";
 import { runProbes } from "./engine.ts";
 import { fitStatus } from "../cli/output.ts";
 import { formatStatus } from "./report.ts";
@@ -45,14 +45,7 @@ function startSilent() {
 /** client.ts as a subprocess, with its stdout read as it comes. */
 function spawnClient(args: string[]) {
   const started = performance.now();
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--unstable-net", "--allow-net", "client.ts", ...args],
-    cwd: ROOT,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).spawn();
+  const child = spawnScript("client.ts", args);
   const stdout = new Response(child.stdout).text();
   const stderr = new Response(child.stderr).text();
   return {

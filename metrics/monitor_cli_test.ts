@@ -1,5 +1,5 @@
 import { equal, match, ok } from "node:assert/strict";
-import { runScript } from "../testing/cli.ts";
+import { runScript, spawnScript } from "../testing/cli.ts";
 import {
   fetchText,
   hasProgram,
@@ -111,27 +111,16 @@ Deno.test("client.ts --metrics monitors each target: /metrics and /probe pass pr
 
 Deno.test("client.ts --metrics keeps probing when stdout closes, with one line on stderr", async () => {
   const echo = startEchoSocket();
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--unstable-net",
-      "--allow-net",
-      "client.ts",
-      "-H",
-      "127.0.0.1",
-      "-p",
-      String(echo.port),
-      "-i",
-      "20",
-      "--metrics",
-      "0",
-    ],
-    cwd: new URL("../", import.meta.url),
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).spawn();
+  const child = spawnScript("client.ts", [
+    "-H",
+    "127.0.0.1",
+    "-p",
+    String(echo.port),
+    "-i",
+    "20",
+    "--metrics",
+    "0",
+  ]);
   const stderr = new Response(child.stderr).text();
   try {
     const reader = child.stdout.pipeThrough(new TextDecoderStream())

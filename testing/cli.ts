@@ -26,8 +26,32 @@ export interface RunOptions {
   permissions?: string[];
 }
 
-function denoArgs(script: string, args: string[], permissions: string[]) {
-  return ["run", "--unstable-net", ...permissions, script, ...args];
+/** Options for {@linkcode spawnScript}. */
+export interface SpawnOptions {
+  /** Deno permission flags; defaults to `--allow-net`. */
+  permissions?: string[];
+  /** `piped` to write standard input; `null` (the default) closes it. */
+  stdin?: "null" | "piped";
+}
+
+/**
+ * Spawns `deno run --unstable-net PERMISSIONS script ARGS` in the root, as a
+ * user would run it: stdout and stderr piped, without colour.
+ */
+export function spawnScript(
+  script: string,
+  args: string[],
+  options: SpawnOptions = {},
+): Deno.ChildProcess {
+  const { permissions = ["--allow-net"], stdin = "null" } = options;
+  return new Deno.Command(Deno.execPath(), {
+    args: ["run", "--unstable-net", ...permissions, script, ...args],
+    cwd: ROOT,
+    stdin,
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).spawn();
 }
 
 /** Runs `script` (a path relative to the root) to its end. */
@@ -37,14 +61,10 @@ export async function runScript(
   options: RunOptions = {},
 ): Promise<Output> {
   const { stdin, permissions = ["--allow-net"] } = options;
-  const child = new Deno.Command(Deno.execPath(), {
-    args: denoArgs(script, args, permissions),
-    cwd: ROOT,
+  const child = spawnScript(script, args, {
+    permissions,
     stdin: stdin === undefined ? "null" : "piped",
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).spawn();
+  });
   if (stdin !== undefined) {
     const writer = child.stdin.getWriter();
     await writer.write(
@@ -80,14 +100,7 @@ export async function startServer(
   script = "server.ts",
   permissions: string[] = ["--allow-net"],
 ): Promise<RunningServer> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: denoArgs(script, args, permissions),
-    cwd: ROOT,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).spawn();
+  const child = spawnScript(script, args, { permissions });
   const stderrText = new Response(child.stderr).text();
   const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
   let text = "";

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { ROOT } from "./cli.ts";
+import { spawnScript } from "./cli.ts";
 
 /** A script running as a subprocess, its stdout read as it comes. */
 export interface Running {
@@ -23,14 +23,7 @@ export function startScript(
   args: string[],
   permissions: string[] = ["--allow-net"],
 ): Running {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--unstable-net", ...permissions, script, ...args],
-    cwd: ROOT,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).spawn();
+  const child = spawnScript(script, args, { permissions });
   const stderr = new Response(child.stderr).text();
   let stdout = "";
   let ended = false;
