@@ -133,14 +133,16 @@ export function zeroCounters(): Counters {
   };
 }
 
-/** Adds `part` into `total`, drops and errors by reason included. */
+/**
+ * Adds `part` into `total`, drops and errors by reason included. `dropped`
+ * and `errors` are worked out from `droppedBy` and `errorsBy`, so they
+ * always agree and no loop keeps them by hand.
+ */
 export function addCounters(total: Counters, part: Counters): Counters {
   total.received += part.received;
   total.receivedBytes += part.receivedBytes;
   total.echoed += part.echoed;
   total.echoedBytes += part.echoedBytes;
-  total.dropped += part.dropped;
-  total.errors += part.errors;
   total.errorsBy.receive += part.errorsBy.receive;
   total.errorsBy.send += part.errorsBy.send;
   total.eventsDropped += part.eventsDropped;
@@ -149,6 +151,8 @@ export function addCounters(total: Counters, part: Counters): Counters {
     const key = reason as DropCause;
     total.droppedBy[key] = (total.droppedBy[key] ?? 0) + count;
   }
+  total.dropped = Object.values(total.droppedBy).reduce((a, b) => a + b, 0);
+  total.errors = total.errorsBy.receive + total.errorsBy.send;
   return total;
 }
 

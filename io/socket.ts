@@ -89,12 +89,9 @@ export function serveSocket(options: EchoBackendOptions): EchoServer {
     const total = zeroCounters();
     for (const part of counters) addCounters(total, part);
     for (const policy of new Set(policies)) {
-      const droppedBy = dropCounts(policy);
-      const dropped = Object.values(droppedBy).reduce((a, b) => a + b, 0);
       addCounters(total, {
         ...zeroCounters(),
-        dropped,
-        droppedBy,
+        droppedBy: dropCounts(policy),
         activeSources: policy.rate > 0 ? policy.activeSources() : 0,
       });
     }
@@ -181,7 +178,6 @@ async function echoLoop(
         failuresInRow = 0;
       } catch (error) {
         if (isClosed()) break;
-        counters.errors++;
         counters.errorsBy.receive++;
         emit({
           type: "error",
@@ -223,12 +219,10 @@ async function echoLoop(
           if (isClosed()) {
             // Stopping cut this echo off: a drop, not a send error, so the
             // totals still add up (received = echoed + dropped + errors).
-            counters.dropped++;
             counters.droppedBy.shutdown = (counters.droppedBy.shutdown ?? 0) +
               1;
             break;
           }
-          counters.errors++;
           counters.errorsBy.send++;
           emit({
             type: "error",
