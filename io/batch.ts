@@ -30,8 +30,8 @@
  * @module
  */
 
-import { formatAddress } from "../net/address.ts";
 import { bindSocket, type BoundSocket } from "./_bind.ts";
+import { checkNetPermission } from "./choice.ts";
 import { openLibc, releaseLibc, SHUT_RDWR } from "./_libc.ts";
 import {
   C_BATCHES,
@@ -377,21 +377,4 @@ export function serveBatch(options: BatchServeOptions): BatchServer {
       ),
     loopStats,
   };
-}
-
-/**
- * Throws `Deno.errors.NotCapable` unless this process may bind
- * `hostname:port`: sockets made through FFI bypass Deno's own check, so ask
- * what `Deno.listenDatagram` would.
- */
-function checkNetPermission(hostname: string, port: number): void {
-  const where = formatAddress({ hostname, port });
-  if (
-    Deno.permissions.querySync({ name: "net", host: where }).state !==
-      "granted"
-  ) {
-    throw new Deno.errors.NotCapable(
-      `Requires net access to "${where}", run again with the --allow-net flag`,
-    );
-  }
 }

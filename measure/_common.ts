@@ -34,6 +34,13 @@ export interface ReplyEvent {
   reordered: boolean;
   /** A reply that took longer than the timeout. */
   late: boolean;
+  /**
+   * Kernel engine only: the wall clock stepped between the probe's send and
+   * this reply, so `rttMs` is the CLOCK_MONOTONIC round trip (send stamp to
+   * the reply's processing), not the kernel's timestamped one. Absent
+   * otherwise.
+   */
+  clockStep?: true;
 }
 
 /** A probe that had no reply at all by the end of the wait. */
