@@ -120,6 +120,7 @@ const MEASURE_FLAGS = {
   bind: { type: "string" },
   ndjson: { type: "boolean" },
   "max-loss": { type: "string" },
+  io: { type: "string" },
   metrics: { type: "string" },
 } as const;
 
@@ -145,6 +146,10 @@ const MEASURE_HELP =
       --ndjson         one JSON event per reply, the summary last
       --max-loss PCT   exit 1 when more than PCT% of probes lack an intact
                        reply, 0 to 100 (default: 0)
+      --io MODE        ping and load I/O: auto, socket or batch (a Worker
+                       with kernel timestamps and microsecond pacing; Linux,
+                       --allow-ffi --allow-read=.); auto picks batch when
+                       allowed (default: auto)
       --metrics ADDR   monitor: probe every -H target (repeat -H) every -i MS
                        until stopped and serve Prometheus metrics at ADDR
                        (PORT, HOST:PORT or [V6ADDR]:PORT): /metrics, /probe
@@ -356,6 +361,13 @@ function parseCommand(args: string[], out: Output): ClientCommand | number {
   if (mode === undefined && flags.bind !== undefined) {
     throw new UsageError(
       "Cannot use --bind without a measurement mode (-c, -w, --sweep ...)",
+    );
+  }
+  if (flags.io !== undefined && (mode === undefined || mode === "monitor")) {
+    throw new UsageError(
+      `Cannot use --io ${
+        mode === undefined ? "without a measurement mode" : "with --metrics"
+      }: only ping and load choose their I/O`,
     );
   }
   const fromStdin = words.length === 1 && words[0] === "-";

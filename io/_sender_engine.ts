@@ -22,6 +22,7 @@
 import {
   CLOCK_MONOTONIC,
   CLOCK_REALTIME,
+  describeErrno,
   EAGAIN,
   EINTR,
   lastErrno,
@@ -209,6 +210,11 @@ export class SenderEngine {
     const w = this.#clockOffset >> 2;
     const seconds = this.#u32[w]! + this.#u32[w + 1]! * 2 ** 32;
     return (seconds - baseSeconds) * 1000 + this.#u32[w + 2]! / 1e6;
+  }
+
+  /** Describes an errno value in lower case: "connection refused". */
+  describeErrno(errno: number): string {
+    return describeErrno(this.#libc, errno);
   }
 
   /** CLOCK_MONOTONIC now, in ms from the engine's base. */

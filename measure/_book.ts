@@ -65,17 +65,26 @@ export interface FlowOptions {
 }
 
 /**
+ * A carrier's own round-trip measurement (the kernel engine's timestamps):
+ * `rttMs(seq)` gives probe `seq`'s round trip in ms and sets `clockStep`
+ * when the wall clock stepped meanwhile.
+ */
+export interface ReplyTiming {
+  rttMs(seq: number): number;
+  clockStep: boolean;
+}
+
+/**
  * How one datagram arrived. `now` is on the book's clock (the one its send
- * times use); `rttMs` and `clockStep`, when given, replace `now − sentAt`
- * as the round trip (the kernel engine measures it itself); `length` is
- * the datagram's full size when `data` holds only its start.
+ * times use); `timing`, when given, replaces `now − sentAt` as the round
+ * trip; `length` is the datagram's full size when `data` holds only its
+ * start.
  */
 export interface Arrival {
   fromTarget: boolean;
   now: number;
   length?: number;
-  rttMs?: number;
-  clockStep?: boolean;
+  timing?: ReplyTiming;
 }
 
 /** The probe `ask()` waits for, and its first reply once there is one. */
@@ -339,7 +348,7 @@ export class ProbeBook {
     const { now } = arrival;
     const check = verifyProbe(data, this.header(seq), this.sizes.get(seq));
     const firstAnswer = !this.tracker.answered(seq);
-    const rttMs = arrival.rttMs ?? now - this.sentAt.get(seq);
+    const rttMs = arrival.timing?.rttMs(seq) ?? now - this.sentAt.get(seq);
     const late = rttMs > this.options.timeoutMs;
     // With a ring, loss is decided by the timeout: a first reply slower
     // than it finds its probe lost (once), and counts as late only.
@@ -368,7 +377,7 @@ export class ProbeBook {
       reordered: verdict.reordered,
       late,
     };
-    if (arrival.clockStep === true) {
+    if (arrival.timing?.clockStep === true) {
       event.clockStep = true;
       this.clockSteps++;
     }

@@ -53,6 +53,12 @@ import {
   UsageError,
 } from "../cli/flags.ts";
 import { createStatusLine, type Output } from "../cli/output.ts";
+import { chooseIoBackend, type IoKind } from "../io/choice.ts";
+
+/** What `--io` accepts. */
+const IO_MODES = ["auto", "socket", "batch"] as const;
+/** The reason the start-up line gives for the kernel engine. */
+const BATCH_REASON = "sendto/recvmmsg with kernel timestamps";
 
 /** The values each numeric measurement flag accepts; `client.ts` declares the flags. */
 export const MEASURE_RANGES = {
@@ -104,6 +110,8 @@ export interface MeasureValues {
   ndjson?: boolean;
   /** `--max-loss`. */
   "max-loss"?: string;
+  /** `--io`: `auto` (default), `socket` or `batch`. */
+  io?: string;
 }
 
 /** What {@linkcode runMeasurement} takes from the client's own flags. */
@@ -160,6 +168,7 @@ interface Plan {
   run: Omit<RunOptions, "target">;
   maxLoss: number;
   output: "text" | "json" | "ndjson";
+  io: (typeof IO_MODES)[number];
 }
 
 /** Checks the flags of a measurement; throws a UsageError. */
@@ -192,6 +201,12 @@ function plan(
     ? undefined
     : parseBindFlag(values.bind, "--bind");
   const flows = parseNumberFlag(values, "flows", MEASURE_RANGES);
+  const io = values.io ?? "auto";
+  if (!(IO_MODES as readonly string[]).includes(io)) {
+    throw new UsageError(
+      `Cannot use --io "${io}": expected ${IO_MODES.join(", ")}`,
+    );
+  }
   if ((flows ?? 1) > 1 && (bind?.port ?? 0) !== 0) {
     throw new UsageError(
       `Cannot use --bind "${values.bind}" with --flows ${flows}: each flow needs its own port, so bind port 0`,
@@ -215,6 +230,7 @@ function plan(
     },
     maxLoss: parseNumberFlag(values, "max-loss", MEASURE_RANGES) ?? 0,
     output: options.json ? "json" : values.ndjson ? "ndjson" : "text",
+    io: io as Plan["io"],
   };
 }
 
@@ -300,6 +316,12 @@ export async function runMeasurement(
         throw asUsage(error);
       });
     checked.bind = await checkBind(checked.bind, target);
+    if (checked.io === "batch" && mode !== "sweep") {
+      const possible = chooseIoBackend("auto", BATCH_REASON);
+      if (possible.io === "socket") {
+        throw new UsageError(`Cannot use --io batch: ${possible.reason}`);
+      }
+    }
     try {
       if (mode !== "sweep") checkProbeSize(checked.run.size!, target);
       checkUnstableNet();
@@ -363,6 +385,7 @@ export async function runMeasurement(
         print(
           `SWEEP ${from}: largest intact payload from 1 to the ${target.family} limit, up to ${SWEEP_TRIES} tries per size`,
         );
+        print(`io: socket (the sweep runs on sockets)`);
       }
       const result = await sweepPayload({
         target,
@@ -416,6 +439,11 @@ export async function runMeasurement(
         before = now;
       }, STATUS_INTERVAL_MS);
     }
+    const choice = chooseIoBackend(checked.io, BATCH_REASON);
+    let io: { backend: IoKind; reason: string } = {
+      backend: choice.io,
+      reason: choice.reason,
+    };
     const result = await runProbes({
       target,
       bind: checked.bind,
@@ -424,6 +452,16 @@ export async function runMeasurement(
       signal: controller.signal,
       onEvent,
       onSend: () => live.sent++,
+      io: choice.io,
+      fallback: checked.io === "auto",
+      onIo: (backend, why) => {
+        if (backend !== io.backend) {
+          io = { backend, reason: `the batch engine cannot start: ${why}` };
+        }
+        if (output === "text" && !quiet) {
+          print(`io: ${io.backend} (${io.reason})`);
+        }
+      },
     });
     if (ticker !== undefined) clearInterval(ticker);
     ticker = undefined;
@@ -435,7 +473,7 @@ export async function runMeasurement(
       if (!quiet) print("");
       for (const line of formatRunSummary(result, mode)) print(line);
     } else {
-      const document = runJson(result, mode, { settings });
+      const document = runJson(result, mode, { settings, io });
       print(
         output === "json"
           ? toJson(document, 2)
