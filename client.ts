@@ -121,6 +121,9 @@ const MEASURE_FLAGS = {
   ndjson: { type: "boolean" },
   "max-loss": { type: "string" },
   metrics: { type: "string" },
+  stamp: { type: "boolean" },
+  "stamp-tlv": { type: "string" },
+  ssid: { type: "string" },
 } as const;
 
 /** The `--help` lines of the measurement flags. */
@@ -148,13 +151,26 @@ const MEASURE_HELP =
       --metrics ADDR   monitor: probe every -H target (repeat -H) every -i MS
                        until stopped and serve Prometheus metrics at ADDR
                        (PORT, HOST:PORT or [V6ADDR]:PORT): /metrics, /probe
+      --stamp          ping or load as a STAMP Session-Sender (RFC 8762): one-way
+                       delays each way, the reflector's time and, from a
+                       stateful reflector, loss each way; -s at least 44
+      --stamp-tlv LIST with --stamp: ask for location (the addresses the
+                       reflector saw: a NAT hint) and/or timestamp-info;
+                       Extra Padding fills the rest
+      --ssid N         with --stamp: the session id, 0 to 65535 (default: random)
   Load without -c or -d runs 10 s; -t MS marks slower replies late and,
   with -w, frees their slot.`;
 
 const LOAD_FLAGS = ["window", "rate", "flows"] as const;
 const PING_FLAGS = ["count", "interval", "size", "duration", "wait"] as const;
 // -4, -6 and --bind refine a mode (and -4/-6 the single echo) but start none.
-const OTHER_FLAGS = ["ndjson", "max-loss"] as const;
+const OTHER_FLAGS = [
+  "ndjson",
+  "max-loss",
+  "stamp",
+  "stamp-tlv",
+  "ssid",
+] as const;
 
 /** The flag values {@linkcode measurementMode} reads. */
 type ModeValues = {

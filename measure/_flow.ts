@@ -21,11 +21,14 @@ import {
   encodeProbeInto,
   PROBE_HEADER_SIZE,
   PROBE_MAGIC,
+  type ProbeCheck,
   type ProbeHeader,
   verifyProbe,
 } from "./probe.ts";
 import { type ReplyCounts, ReplyTracker } from "./stats.ts";
-import type { ReplyEvent, SendErrorEvent } from "./_common.ts";
+import type { ProbeFormat, ReplyEvent, SendErrorEvent } from "./_common.ts";
+
+export type { ProbeFormat } from "./_common.ts";
 import { Times, Wakeup } from "./_times.ts";
 
 export { Wakeup } from "./_times.ts";
@@ -99,6 +102,8 @@ export interface FlowOptions {
   ring?: number;
   /** A probe got no reply within the timeout (only with `ring`). */
   onLost?: (flow: number, seq: number) => void;
+  /** The probe format; the plain probe of `probe.ts` by default. */
+  format?: ProbeFormat;
 }
 
 /** The probe `ask()` waits for, and its first reply once there is one. */
@@ -201,7 +206,10 @@ export class Flow {
     if (scheduledAt !== undefined) this.scheduled.set(seq, scheduledAt);
     // Reuse the buffer while the size stays put: a load run sends without end.
     if (this.#buffer.length !== size) this.#buffer = new Uint8Array(size);
-    encodeProbeInto(this.#buffer, this.#header(seq));
+    (this.options.format?.encode ?? encodeProbeInto)(
+      this.#buffer,
+      this.#header(seq),
+    );
     this.inflight++;
     try {
       await this.conn.send(this.#buffer, {
@@ -369,7 +377,9 @@ export class Flow {
       this.ignored++;
       return undefined;
     }
-    const id = data.length < PROBE_HEADER_SIZE
+    const id = this.options.format
+      ? this.options.format.decode(data)
+      : data.length < PROBE_HEADER_SIZE
       ? this.#shortId(data)
       : decodeProbe(data);
     if (id !== undefined && id.session === this.session) {
@@ -409,8 +419,7 @@ export class Flow {
   #matchPrefix(data: Uint8Array): number | undefined {
     const matches = (seq: number) =>
       !this.tracker.answered(seq) && !this.unsent(seq) &&
-      verifyProbe(data, this.#header(seq), this.sizes.get(seq)) !==
-        "corrupted";
+      this.#verify(data, seq) !== "corrupted";
     const awaited = this.#awaited?.seq;
     if (awaited !== undefined && awaited < this.sent && matches(awaited)) {
       return awaited;
@@ -425,11 +434,19 @@ export class Flow {
     return found;
   }
 
+  #verify(data: Uint8Array, seq: number): ProbeCheck {
+    return (this.options.format?.verify ?? verifyProbe)(
+      data,
+      this.#header(seq),
+      this.sizes.get(seq),
+    );
+  }
+
   #handle(data: Uint8Array, from: Deno.Addr, now: number): void {
     const seq = this.#attribute(data, from);
     if (seq === undefined) return;
     const sentAt = this.sentAt.get(seq);
-    const check = verifyProbe(data, this.#header(seq), this.sizes.get(seq));
+    const check = this.#verify(data, seq);
     const firstAnswer = !this.tracker.answered(seq);
     const rttMs = now - sentAt;
     const late = rttMs > this.options.timeoutMs;
@@ -443,6 +460,7 @@ export class Flow {
     if (rttMs > this.maxRttMs) this.maxRttMs = rttMs;
     if (check === "truncated") this.truncated++;
     if (check === "intact" && !verdict.duplicate) {
+      this.options.format?.onReply?.(data, seq, now);
       this.rttBySeq.set(seq, rttMs);
       if (this.options.ring === undefined) this.arrivals.push(rttMs);
       if (late) this.late++;

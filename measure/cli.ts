@@ -53,6 +53,7 @@ import {
   UsageError,
 } from "../cli/flags.ts";
 import { createStatusLine, type Output } from "../cli/output.ts";
+import type { StampRun } from "./stamp_report.ts";
 
 /** The values each numeric measurement flag accepts; `client.ts` declares the flags. */
 export const MEASURE_RANGES = {
@@ -71,6 +72,7 @@ export const MEASURE_RANGES = {
     unit: "probes per second",
   },
   flows: { min: 1, max: 1024 },
+  ssid: { min: 0, max: 65535 },
   "max-loss": { min: 0, max: 100, fraction: true },
 } as const satisfies Record<string, NumberRange>;
 
@@ -104,6 +106,12 @@ export interface MeasureValues {
   ndjson?: boolean;
   /** `--max-loss`. */
   "max-loss"?: string;
+  /** `--stamp`: send STAMP test packets (RFC 8762). */
+  stamp?: boolean;
+  /** `--stamp-tlv`: TLVs to ask for, comma-separated. */
+  "stamp-tlv"?: string;
+  /** `--ssid`. */
+  ssid?: string;
 }
 
 /** What {@linkcode runMeasurement} takes from the client's own flags. */
@@ -174,8 +182,14 @@ function plan(
     ["sweep", "duration"],
     ["sweep", "size"],
     ["sweep", "flows"],
+    ["sweep", "stamp"],
     ["json", "ndjson"],
   ]);
+  for (const flag of ["stamp-tlv", "ssid"] as const) {
+    if (values[flag] !== undefined && !values.stamp) {
+      throw new UsageError(`Cannot use --${flag} without --stamp`);
+    }
+  }
   const rate = parseNumberFlag(values, "rate", MEASURE_RANGES);
   const count = parseNumberFlag(values, "count", MEASURE_RANGES);
   const duration = parseNumberFlag(values, "duration", MEASURE_RANGES);
@@ -293,8 +307,13 @@ export async function runMeasurement(
   };
   let checked: Plan;
   let target;
+  let stamp: StampRun | undefined;
   try {
     checked = plan(mode, values, options);
+    if (values.stamp) {
+      const { stampRunOf } = await import("./stamp_report.ts");
+      stamp = stampRunOf(values, checked.run.size!);
+    }
     target = await resolveTarget(options.target, { family: checked.family })
       .catch((error) => {
         throw asUsage(error);
@@ -332,7 +351,10 @@ export async function runMeasurement(
     if (output === "ndjson") print(toJson(eventJson(event)));
     else if (output === "text" && !quiet) {
       if (event.type === "reply" && mode === "ping") {
-        print(formatReply(event, from, flows));
+        const delays = event.check === "intact" && !event.duplicate
+          ? stamp?.describe(event.flow, event.seq) ?? ""
+          : "";
+        print(formatReply(event, from, flows) + delays);
       } else if (event.type === "lost" && mode === "ping") {
         print(formatLost(event, from, flows));
       } else if (event.type === "sweep") {
@@ -424,6 +446,7 @@ export async function runMeasurement(
       signal: controller.signal,
       onEvent,
       onSend: () => live.sent++,
+      format: stamp?.format,
     });
     if (ticker !== undefined) clearInterval(ticker);
     ticker = undefined;
@@ -434,8 +457,23 @@ export async function runMeasurement(
     if (output === "text") {
       if (!quiet) print("");
       for (const line of formatRunSummary(result, mode)) print(line);
+      if (stamp) {
+        const { formatStampSummary } = await import("./stamp_report.ts");
+        for (
+          const line of formatStampSummary(
+            stamp.summary(result, options.target),
+          )
+        ) print(line);
+      }
     } else {
       const document = runJson(result, mode, { settings });
+      if (stamp) {
+        const { stampJson } = await import("./stamp_report.ts");
+        Object.assign(
+          document,
+          stampJson(stamp.summary(result, options.target), stamp.options),
+        );
+      }
       print(
         output === "json"
           ? toJson(document, 2)

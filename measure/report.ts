@@ -42,7 +42,7 @@ import { histogram, type ReplyCounts, type Summary } from "./stats.ts";
  * version, a renamed or removed one the major. 1.1 added `send_errors`,
  * `send_error`, the `send_error` event, `in_flight` and the send-rate check.
  */
-export const JSON_SCHEMA = "udp-echo.measure/1.1";
+export const JSON_SCHEMA = "udp-echo.measure/1.2";
 
 /** Which measurement produced a result. */
 export type Mode = "ping" | "load" | "sweep";
@@ -332,7 +332,8 @@ export interface JsonOptions {
   settings?: Record<string, unknown>;
 }
 
-function summaryJson(summary: Summary) {
+/** A summary as JSON fields: min, mean, median, max, stddev, p90, p99, p999. */
+export function summaryJson(summary: Summary): Record<string, number> {
   const { min, mean, median, max, stddev, p90, p99, p999 } = summary;
   return { min, mean, median, max, stddev, p90, p99, p999 };
 }

@@ -35,7 +35,9 @@ import {
   type EngineOptions,
   type ProbeEvent,
 } from "./_common.ts";
-import { Flow } from "./_flow.ts";
+import { Flow, type ProbeFormat } from "./_flow.ts";
+
+export type { ProbeFormat } from "./_flow.ts";
 import { Wakeup, Yielder } from "./_times.ts";
 
 export { Yielder } from "./_times.ts";
@@ -82,6 +84,8 @@ export interface RunOptions extends EngineOptions {
    * figures are empty: read the events instead.
    */
   ring?: number;
+  /** The probe format of each flow (STAMP with `--stamp`); the plain probe by default. */
+  format?: (flow: number, session: number) => ProbeFormat;
 }
 
 /** The counts of one flow. */
@@ -286,6 +290,7 @@ export async function runProbes(options: RunOptions): Promise<RunResult> {
           onSend,
           ring,
           onLost: (flow, seq) => onEvent?.({ type: "lost", flow, seq }),
+          format: options.format?.(i, session),
         }),
       );
     }

@@ -84,7 +84,7 @@ Deno.test("SIGTERM during a --json ping prints one document and exits 0", async 
   equal(stderr, "");
   equal(code, 0);
   const document = JSON.parse(stdout);
-  equal(document.schema, "udp-echo.measure/1.1");
+  equal(document.schema, "udp-echo.measure/1.2");
   ok(document.sent >= 3, `sent ${document.sent}`);
   equal(document.received, document.sent);
   equal(document.lost, 0);
