@@ -108,6 +108,7 @@ export function serveSocket(options: EchoBackendOptions): EchoServer {
       emit,
       datagramEvents,
       isClosed: () => closed,
+      reflect: options.reflect,
     })
   );
   const finished = Promise.all(loops).finally(() => {
@@ -133,6 +134,7 @@ interface LoopContext {
   emit: (event: ServerEvent) => void;
   datagramEvents: boolean;
   isClosed: () => boolean;
+  reflect: EchoBackendOptions["reflect"];
 }
 
 /**
@@ -147,7 +149,8 @@ async function echoLoop(
   conn: Deno.DatagramConn,
   context: LoopContext,
 ): Promise<void> {
-  const { local, policy, counters, emit, datagramEvents, isClosed } = context;
+  const { local, policy, counters, emit, datagramEvents, isClosed, reflect } =
+    context;
   const spareBuffers: Uint8Array[] = [];
   let extras = 0;
   let failuresInRow = 0;
@@ -193,7 +196,8 @@ async function echoLoop(
         }
         continue;
       }
-      const queued = performance.now() - issuedAt < QUEUED_MS;
+      const receivedAt = performance.now();
+      const queued = receivedAt - issuedAt < QUEUED_MS;
       if (queued && extras < MAX_RECEIVERS - 1) {
         extras++;
         const spare = spareBuffers.pop() ??
@@ -202,8 +206,15 @@ async function echoLoop(
       }
       counters.received++;
       counters.receivedBytes += data.length;
-      const verdict = policy.decide(from, data.length);
+      const decided = policy.decide(from, data.length);
+      const verdict = decided === "echo" && reflect !== undefined
+        ? reflect(data, { from, local, receivedAt }) ?? decided
+        : decided;
       if (verdict !== "echo") {
+        if (decided === "echo") {
+          // The policy counts its own drops; the hook's are counted here.
+          counters.droppedBy[verdict] = (counters.droppedBy[verdict] ?? 0) + 1;
+        }
         if (datagramEvents) {
           emit({ type: "dropped", from, local, data, reason: verdict });
         }

@@ -11,10 +11,27 @@
 import type { DropReason, PolicyOptions, RateLimit } from "../policy/policy.ts";
 
 /**
- * Why a datagram got no reply: a policy reason, or `"shutdown"` for one
- * received whose echo the server's shutdown cut off.
+ * Why a datagram got no reply: a policy reason, `"shutdown"` for one
+ * received whose echo the server's shutdown cut off, or a reason of the
+ * {@linkcode EchoBackendOptions.reflect} hook.
  */
-export type DropCause = DropReason | "shutdown";
+export type DropCause = DropReason | "shutdown" | ReflectDrop;
+
+/** Why the `reflect` hook sent nothing: a STAMP request under 44 bytes. */
+export type ReflectDrop = "stamp-too-short";
+
+/** What the `reflect` hook knows of a datagram besides its bytes. */
+export interface ReflectInfo {
+  /** The sender. */
+  from: Deno.NetAddr;
+  /** The socket that received it. */
+  local: Deno.NetAddr;
+  /**
+   * When the receive settled, in `performance.now()` milliseconds: on the
+   * socket backend that is when the event loop saw it, not the kernel.
+   */
+  receivedAt: number;
+}
 
 /** Drops by cause, only the causes that occurred. */
 export type DropCounts = Partial<Record<DropCause, number>>;
@@ -104,7 +121,7 @@ export interface DroppedEvent {
   /** The payload; a view valid only during the call. */
   data: Uint8Array;
   /** Why it got no reply. */
-  reason: DropReason;
+  reason: DropReason | ReflectDrop;
 }
 
 /** A receive or send that failed; the server goes on. */
@@ -160,6 +177,14 @@ export interface EchoBackendOptions {
    * `"socket"` with more than one socket.
    */
   rateLimitScope?: RateLimitScope;
+  /**
+   * Rewrites each datagram the policy lets through, in place and to the
+   * same length, before it is sent back (the STAMP Session-Reflector of
+   * `stamp/`); returning a {@linkcode ReflectDrop} sends nothing and counts
+   * the drop. Called as late as possible before the send. Socket backend
+   * only: `serveEcho` throws a TypeError with the batch backend.
+   */
+  reflect?: (data: Uint8Array, info: ReflectInfo) => ReflectDrop | undefined;
 }
 
 /** A running echo server. */

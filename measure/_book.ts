@@ -14,11 +14,12 @@ import {
   decodeProbe,
   PROBE_HEADER_SIZE,
   PROBE_MAGIC,
+  type ProbeCheck,
   type ProbeHeader,
   verifyProbe,
 } from "./probe.ts";
 import { type ReplyCounts, ReplyTracker } from "./stats.ts";
-import type { ReplyEvent, SendErrorEvent } from "./_common.ts";
+import type { ProbeFormat, ReplyEvent, SendErrorEvent } from "./_common.ts";
 import { Times, Wakeup } from "./_times.ts";
 
 /**
@@ -62,6 +63,8 @@ export interface FlowOptions {
   ring?: number;
   /** A probe got no reply within the timeout (only with `ring`). */
   onLost?: (flow: number, seq: number) => void;
+  /** The probe format; the plain probe of `probe.ts` by default. */
+  format?: ProbeFormat;
 }
 
 /**
@@ -282,7 +285,9 @@ export class ProbeBook {
       this.ignored++;
       return undefined;
     }
-    const id = data.length < PROBE_HEADER_SIZE
+    const id = this.options.format
+      ? this.options.format.decode(data)
+      : data.length < PROBE_HEADER_SIZE
       ? this.#shortId(data)
       : decodeProbe(data);
     if (id !== undefined && id.session === this.session) {
@@ -322,8 +327,7 @@ export class ProbeBook {
   #matchPrefix(data: Uint8Array): number | undefined {
     const matches = (seq: number) =>
       !this.tracker.answered(seq) && !this.unsent(seq) &&
-      verifyProbe(data, this.header(seq), this.sizes.get(seq)) !==
-        "corrupted";
+      this.#verify(data, seq) !== "corrupted";
     const awaited = this.awaited?.seq;
     if (awaited !== undefined && awaited < this.sent && matches(awaited)) {
       return awaited;
@@ -338,6 +342,14 @@ export class ProbeBook {
     return found;
   }
 
+  #verify(data: Uint8Array, seq: number): ProbeCheck {
+    return (this.options.format?.verify ?? verifyProbe)(
+      data,
+      this.header(seq),
+      this.sizes.get(seq),
+    );
+  }
+
   /**
    * Attributes, verifies and counts one datagram and reports it through
    * `onReply` when it answers a probe.
@@ -346,7 +358,7 @@ export class ProbeBook {
     const seq = this.#attribute(data, arrival.fromTarget);
     if (seq === undefined) return;
     const { now } = arrival;
-    const check = verifyProbe(data, this.header(seq), this.sizes.get(seq));
+    const check = this.#verify(data, seq);
     const firstAnswer = !this.tracker.answered(seq);
     const rttMs = arrival.timing?.rttMs(seq) ?? now - this.sentAt.get(seq);
     const late = rttMs > this.options.timeoutMs;
@@ -365,6 +377,7 @@ export class ProbeBook {
       if (late) this.late++;
       if (Number.isNaN(this.firstReplyAt)) this.firstReplyAt = now;
       this.lastReplyAt = now;
+      this.options.format?.onReply?.(data, seq, now);
     }
     const event: ReplyEvent = {
       type: "reply",

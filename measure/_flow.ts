@@ -91,7 +91,10 @@ export class Flow extends ProbeBook {
     );
     // Reuse the buffer while the size stays put: a load run sends without end.
     if (this.#buffer.length !== size) this.#buffer = new Uint8Array(size);
-    encodeProbeInto(this.#buffer, this.header(seq));
+    (this.options.format?.encode ?? encodeProbeInto)(
+      this.#buffer,
+      this.header(seq),
+    );
     try {
       await this.conn.send(this.#buffer, {
         hostname: this.options.target.hostname,

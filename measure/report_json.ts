@@ -28,7 +28,8 @@ export interface JsonOptions {
   io?: { backend: "socket" | "batch"; reason: string };
 }
 
-function summaryJson(summary: Summary) {
+/** A summary as JSON fields: min, mean, median, max, stddev, p90, p99, p999. */
+export function summaryJson(summary: Summary): Record<string, number> {
   const { min, mean, median, max, stddev, p90, p99, p999 } = summary;
   return { min, mean, median, max, stddev, p90, p99, p999 };
 }

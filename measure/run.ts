@@ -22,6 +22,9 @@ import {
   type EngineOptions,
 } from "./_common.ts";
 import { Flow } from "./_flow.ts";
+import type { ProbeFormat } from "./_common.ts";
+
+export type { ProbeFormat } from "./_common.ts";
 import { Wakeup, Yielder } from "./_times.ts";
 
 export { Yielder } from "./_times.ts";
@@ -60,6 +63,8 @@ export interface RunOptions extends EngineOptions {
    * figures are empty: read the events instead.
    */
   ring?: number;
+  /** The probe format of each flow (STAMP with `--stamp`); the plain probe by default. */
+  format?: (flow: number, session: number) => ProbeFormat;
   /**
    * What carries the datagrams: `socket` (Deno's sockets, the default) or
    * `batch`, the kernel engine of `io/sender.ts` in a Worker (Linux,
@@ -197,6 +202,11 @@ export async function runProbes(options: RunOptions): Promise<RunResult> {
   }
   const session = newSessionId();
   let fallbackReason: string | undefined;
+  if (options.io === "batch" && options.format !== undefined) {
+    throw new TypeError(
+      "Cannot use a probe format on the kernel engine: it sends the plain probe only",
+    );
+  }
   if (options.io === "batch") {
     const { EngineStartError, runOnEngine } = await import("./_engine_run.ts");
     try {
@@ -240,6 +250,7 @@ export async function runProbes(options: RunOptions): Promise<RunResult> {
           onSend,
           ring,
           onLost: (flow, seq) => onEvent?.({ type: "lost", flow, seq }),
+          format: options.format?.(i, session),
         }),
       );
     }
