@@ -1,4 +1,4 @@
-#!/usr/bin/env -S deno run --unstable-net --allow-net --v8-flags=--max-semi-space-size=4
+#!/usr/bin/env -S deno run --unstable-net --allow-net --allow-sys=networkInterfaces --v8-flags=--max-semi-space-size=4
 /**
  * A UDP echo server (RFC 862): every datagram it receives goes back to its
  * sender byte for byte, the zero-length one too.
@@ -68,7 +68,7 @@ import {
   parseCidr,
   type PolicyOptions,
 } from "./policy/policy.ts";
-import { hostInterfaces, resolveHosts } from "./server/hosts.ts";
+import { resolveHosts } from "./server/hosts.ts";
 import { IO_MODES, type IoMode } from "./server/io.ts";
 import { runServer } from "./server/run.ts";
 
@@ -336,7 +336,7 @@ async function main(args: string[]): Promise<number> {
     hosts: await resolveHosts(hostnames),
     port,
     io,
-    policy: { ...policyOptions, ...hostInterfaces() },
+    policy: policyOptions,
     stamp: flags.stamp
       ? {
         stateful: flags["stamp-stateful"],

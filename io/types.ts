@@ -148,7 +148,12 @@ export type RateLimitScope = "server" | "socket";
 export interface EchoBackendOptions {
   /**
    * Addresses to bind, one socket each, all on one port: IP literals or
-   * names (a name binds the first address it resolves to).
+   * names (a name binds the first address it resolves to). A wildcard
+   * (`0.0.0.0`, `::`) is one socket on the batch backend, which sees each
+   * datagram's destination; the socket backend, which cannot, binds one
+   * socket per interface address instead when it may list them
+   * (`--allow-sys=networkInterfaces`), and else keeps the wildcard and
+   * says what it cannot check in `warnings`.
    */
   hostnames: readonly string[];
   /** The port to bind; 0 lets the first socket pick one and the others take it. */
@@ -191,8 +196,18 @@ export interface EchoBackendOptions {
 export interface EchoServer {
   /** The first socket's address, with the port actually chosen. */
   addr: Deno.NetAddr;
-  /** Every socket's address, in the order of `hostnames`. */
+  /**
+   * Every socket's address, in the order of `hostnames` (a wildcard the
+   * socket backend expanded stands for several, in the interfaces' order).
+   */
   addrs: Deno.NetAddr[];
+  /** Per socket, in the order of `addrs`, the host of `hostnames` it was bound for. */
+  boundFor: string[];
+  /**
+   * What the server cannot check with the permissions it has, for the
+   * start-up lines (at most one line per concern); empty when nothing.
+   */
+  warnings: string[];
   /**
    * Resolves with the final counters once every socket is closed; rejects
    * when a backend could not run (the batch backend's Worker failed).

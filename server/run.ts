@@ -7,6 +7,7 @@
  */
 
 import type { EchoServer, EchoStats } from "../io/types.ts";
+import { sameHost } from "../net/address.ts";
 import type { PolicyOptions } from "../policy/policy.ts";
 import type { TimestampFormat } from "../stamp/packet.ts";
 import { StampReflector } from "../stamp/reflector.ts";
@@ -139,7 +140,12 @@ export async function runServer(
   }
   const removeSignalListeners = onShutdownSignal(() => controller.abort());
   announce(server, output, {
-    hostnames: options.hosts.map((host) => host.name),
+    // A name stands for each address it resolved to, a wildcard for each
+    // socket it expanded into.
+    hostnames: server.boundFor.map((asked) =>
+      options.hosts.find((host) => sameHost(host.address, asked))?.name ??
+        asked
+    ),
     json,
     quiet: options.quiet,
     rateIsDefault: options.rateIsDefault,
