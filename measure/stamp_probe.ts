@@ -139,7 +139,9 @@ export function stampFormat(options: StampFormatOptions): ProbeFormat {
     decode(data: Uint8Array) {
       if (data.length < STAMP_BASE_SIZE) return undefined;
       const view = new DataView(data.buffer, data.byteOffset, data.length);
-      if (view.getUint16(OFFSET.ssid) !== ssid) return undefined;
+      // A reflector of RFC 8762 alone keeps bytes 14-15 as MBZ: SSID 0.
+      const seen = view.getUint16(OFFSET.ssid);
+      if (seen !== ssid && seen !== 0) return undefined;
       return { session, seq: view.getUint32(OFFSET.senderSeq) };
     },
     verify(data: Uint8Array, header: ProbeHeader): ProbeCheck {

@@ -5,6 +5,7 @@ import { StampRun } from "./stamp_report.ts";
 import { serveEcho } from "../server/serve.ts";
 import { StampReflector } from "../stamp/reflector.ts";
 import type { ReflectInfo } from "../io/types.ts";
+import { StampFlowLog, stampFormat } from "./stamp_probe.ts";
 
 /** Starts the independent Python Session-Reflector on `host`; returns its port and a stop. */
 async function pythonReflector(host: string) {
@@ -206,4 +207,21 @@ Deno.test("client.ts --stamp refuses a size under the base packet and its TLVs",
   const bare = await runScript("client.ts", ["-c", "1", "--ssid", "3"]);
   equal(bare.code, 2);
   ok(bare.stderr.includes("without --stamp"), bare.stderr);
+});
+
+Deno.test("stampFormat() takes the SSID 0 of a reflector of RFC 8762 alone as its own", () => {
+  const format = stampFormat({
+    ssid: 9,
+    tlvs: [],
+    session: 3,
+    log: new StampFlowLog(),
+  });
+  // Bytes 14-15 are MBZ in RFC 8762 §4.3.1; Session-Sender seq 5 at 24-27.
+  const reply = new Uint8Array(44);
+  reply[27] = 5;
+  deepEqual(format.decode(reply), { session: 3, seq: 5 });
+  reply[15] = 9;
+  deepEqual(format.decode(reply), { session: 3, seq: 5 });
+  reply[15] = 8; // another Session-Sender's SSID
+  equal(format.decode(reply), undefined);
 });
