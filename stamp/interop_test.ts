@@ -7,7 +7,7 @@
  */
 
 import { deepEqual, equal, ok } from "node:assert/strict";
-import { ROOT, runScript, startServer } from "./testing/cli.ts";
+import { ROOT, runScript, startServer } from "../testing/cli.ts";
 
 const HOSTS = ["127.0.0.1", "::1"];
 
