@@ -86,6 +86,7 @@ export {
   type IoBackend,
   serveEcho,
   type ServeEchoOptions,
+  type StampOptions,
 } from "./server/serve.ts";
 export type {
   DatagramEvent,
@@ -308,8 +309,8 @@ async function main(args: string[]): Promise<number> {
         throw new UsageError(`Cannot use --${flag} without --stamp`);
       }
     }
-    // auto may end on sockets, which need --unstable-net; so does STAMP.
-    if (io !== "batch" || flags.stamp) {
+    // auto may end on sockets, which need --unstable-net.
+    if (io !== "batch") {
       try {
         checkUnstableNet();
       } catch (error) {
@@ -322,7 +323,7 @@ async function main(args: string[]): Promise<number> {
     return error instanceof UsageError ? EXIT_USAGE : EXIT_FAILURE;
   }
 
-  if (io === "batch" && !flags.stamp) {
+  if (io === "batch") {
     try {
       checkBatchSupport();
     } catch (error) {

@@ -16,6 +16,7 @@ import {
   type Libc,
   SO_RCVTIMEO,
   SO_SNDTIMEO,
+  SO_TIMESTAMPNS,
   SOCK_CLOEXEC,
   SOCK_DGRAM,
   SOL_SOCKET,
@@ -28,7 +29,14 @@ import {
   sockaddrFamily,
   sockaddrPort,
 } from "./_sockaddr.ts";
-import { IP_PKTINFO, IPV6_RECVPKTINFO, SOL_IP, SOL_IPV6 } from "./_pktinfo.ts";
+import {
+  IP_PKTINFO,
+  IP_RECVTTL,
+  IPV6_RECVHOPLIMIT,
+  IPV6_RECVPKTINFO,
+  SOL_IP,
+  SOL_IPV6,
+} from "./_pktinfo.ts";
 
 /**
  * How long a receive or send may block, in milliseconds: a loop that blocks
@@ -103,6 +111,18 @@ export function resolveSockaddrs(
   return found;
 }
 
+/** Options for {@linkcode bindSocket}. */
+export interface BindOptions {
+  /**
+   * Also ask for each datagram's kernel receive time (`SO_TIMESTAMPNS`) and
+   * the TTL or hop limit it arrived with (`IP_RECVTTL`, and
+   * `IPV6_RECVHOPLIMIT` too on IPv6, whose sockets receive IPv4 as well):
+   * what the STAMP Session-Reflector writes. Off by default: the kernel then
+   * stamps every datagram of the host.
+   */
+  receiveTimes?: boolean;
+}
+
 /**
  * Opens a UDP socket bound to `hostname` (an IP literal or a name, tried in
  * the resolver's order) and `port`, with send and receive timeouts of
@@ -114,6 +134,7 @@ export function bindSocket(
   hostname: string,
   port: number,
   timeoutMs: number = SOCKET_TIMEOUT_MS,
+  options: BindOptions = {},
 ): BoundSocket {
   let failure: Error = new Deno.errors.NotFound(
     `Cannot resolve ${hostname}: no address found`,
@@ -142,6 +163,10 @@ export function bindSocket(
       const wanted = af === AF_INET6
         ? [[SOL_IPV6, IPV6_RECVPKTINFO], [SOL_IP, IP_PKTINFO]]
         : [[SOL_IP, IP_PKTINFO]];
+      if (options.receiveTimes) {
+        wanted.push([SOL_SOCKET, SO_TIMESTAMPNS], [SOL_IP, IP_RECVTTL]);
+        if (af === AF_INET6) wanted.push([SOL_IPV6, IPV6_RECVHOPLIMIT]);
+      }
       for (const [level, option] of wanted) {
         if (libc.symbols.setsockopt(fd, level!, option!, on, 4) !== 0) {
           throw lastError(libc, "ask for each datagram's destination");

@@ -1,6 +1,8 @@
 /**
  * What a decide hook of the batch engine (`_engine.ts`) is given and
- * returns: the facts of one datagram, and a verdict.
+ * returns: the facts of one datagram, and a verdict; and the reflect hook,
+ * which may rewrite a datagram the decide hook let through into its reply
+ * (the STAMP Session-Reflector, `server/_stamp_hook.ts`).
  *
  * @module
  */
@@ -32,6 +34,25 @@ export interface DatagramFacts {
   interfaceIndex: number;
   /** `performance.now()` when the batch holding the datagram arrived. */
   now: number;
+  /**
+   * The datagram's receive slot, a view made once per slot: the datagram
+   * is its first `size` bytes, and the reply is what those bytes hold once
+   * the hooks are done (a reflect hook rewrites them in place).
+   */
+  payload: Uint8Array;
+  /**
+   * The kernel's receive time (`SO_TIMESTAMPNS`, CLOCK_REALTIME): whole
+   * seconds since the Unix epoch, 0 when not asked for (only with a reflect
+   * module) or not given.
+   */
+  receivedAtS: number;
+  /** The nanoseconds of the kernel's receive time within `receivedAtS`. */
+  receivedAtNs: number;
+  /**
+   * The TTL (IPv4) or hop limit (IPv6) the datagram arrived with; 0 when
+   * not asked for (only with a reflect module) or not given.
+   */
+  ttl: number;
 }
 
 /**
@@ -45,6 +66,73 @@ export type DecideHook =
   & {
     activeSources?: (now: number) => number;
   };
+
+/**
+ * The one facts object an engine fills in for each datagram, empty; its
+ * `destination` is what `destination()` returns when read.
+ */
+export function newDatagramFacts(
+  local: { family: AddressFamily; localHostname: string; localPort: number },
+  destination: () => string,
+): DatagramFacts {
+  return {
+    size: 0,
+    hostname: "",
+    port: 0,
+    family: local.family,
+    localHostname: local.localHostname,
+    localPort: local.localPort,
+    get destination() {
+      return destination();
+    },
+    interfaceIndex: 0,
+    now: 0,
+    payload: new Uint8Array(0),
+    receivedAtS: 0,
+    receivedAtNs: 0,
+    ttl: 0,
+  };
+}
+
+/**
+ * A reply about to be sent, as {@linkcode ReflectHook}'s `transmit` sees
+ * it; the engine passes the same object for every reply.
+ */
+export interface OutgoingReply {
+  /** The receive slot holding the reply (see {@linkcode DatagramFacts.payload}). */
+  payload: Uint8Array;
+  /** The reply's length in bytes: the request's. */
+  size: number;
+  /** CLOCK_REALTIME read right before the `sendmmsg` carrying it: whole seconds since the epoch. */
+  sentAtS: number;
+  /** Its nanoseconds within `sentAtS`. */
+  sentAtNs: number;
+}
+
+/**
+ * Turns a datagram the decide hook let through into its reply, in place
+ * and of the same length (a reflector never amplifies): `undefined` sends
+ * it, a string drops it and is the reason counted. `transmit`, when given,
+ * is called for each reply right before the `sendmmsg` that carries it,
+ * with the clock read then: one read per system call, so every reply of a
+ * batch gets the time the batch left, as late as the engine can take it.
+ */
+export type ReflectHook =
+  & ((facts: Readonly<DatagramFacts>) => string | undefined)
+  & {
+    transmit?: (reply: Readonly<OutgoingReply>) => void;
+  };
+
+/**
+ * What a reflect module (`serveBatch`'s `reflectModule`) exports: a factory
+ * given its options and the socket's own address. Each Worker builds its
+ * own hook, so a hook's state (a stateful reflector's sessions) is per
+ * socket.
+ */
+export interface ReflectModule {
+  /** Builds the hook inside the Worker. */
+  createReflectHook(options: unknown, local: Deno.NetAddr): ReflectHook;
+}
 
 /**
  * What a decide module (`serveBatch`'s `decideModule`) exports: a factory

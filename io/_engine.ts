@@ -18,6 +18,9 @@
  * (`_pktinfo.ts`): a reply leaves from the address the request was sent
  * to, even on a wildcard socket, and a datagram sent to a broadcast or
  * multicast address is dropped (`not-unicast`) before any decide hook.
+ * A reflect hook (`_decide.ts`) may then rewrite a datagram into its reply
+ * in place, seeing its kernel receive time and TTL, and stamp each reply
+ * right before the `sendmmsg` that carries it.
  *
  * @module
  */
@@ -46,9 +49,17 @@ import {
   C_SEND_ERRORS,
   type EngineEvent,
 } from "./_protocol.ts";
-import type { DatagramFacts, DecideHook } from "./_decide.ts";
+import {
+  type DatagramFacts,
+  type DecideHook,
+  newDatagramFacts,
+  type ReflectHook,
+} from "./_decide.ts";
+import { ReplyStamper, STAMPER_SIZE } from "./_transmit.ts";
 import { NameCache } from "./_names.ts";
 import {
+  copyInfo,
+  INFO_SIZE,
   initSendControl,
   PKTINFO_NOT_UNICAST,
   PKTINFO_UNICAST,
@@ -83,6 +94,8 @@ export interface BatchEngineOptions {
   counts: Float64Array;
   /** The decision per datagram; echo everything when absent. */
   decide?: DecideHook;
+  /** Rewrites each datagram the decide hook let through into its reply. */
+  reflect?: ReflectHook;
   /** Receives datagram and error events when given. */
   onEvent?: (event: EngineEvent) => void;
   /** Whether datagram events (each with a copy of its payload) are wanted; error events always are. */
@@ -95,6 +108,19 @@ const NOT_UNICAST: DropReason = "not-unicast";
 // What sendmmsg fails with once shutdown(2) has closed the socket for
 // writing; a UDP socket reports it for nothing else.
 const EPIPE = 32;
+
+/** A hook's verdict; `failure` when it throws, so one datagram never stops the loop. */
+function ask(
+  hook: DecideHook | ReflectHook | undefined,
+  facts: DatagramFacts,
+  failure: string,
+): string | undefined {
+  try {
+    return hook?.(facts);
+  } catch {
+    return failure;
+  }
+}
 
 /**
  * The batch echo engine of one socket: owns the one buffer the kernel
@@ -125,7 +151,7 @@ export class BatchEngine {
   #sendControlLength: number;
   #slotOffset: number;
   #ipv6: boolean;
-  #info = new Uint32Array(1);
+  #info = new Uint32Array(INFO_SIZE);
   #current = 0;
   #currentKind = 0;
   #addrLo: Uint32Array;
@@ -138,6 +164,10 @@ export class BatchEngine {
   #names = new NameCache();
   #facts: DatagramFacts;
   #decide: DecideHook | undefined;
+  #reflect: ReflectHook | undefined;
+  #payloads: Uint8Array[] = [];
+  #stamper: ReplyStamper | undefined;
+  #keptSize: Uint32Array;
   #onEvent: ((event: EngineEvent) => void) | undefined;
   #datagramEvents: boolean;
   #lastReceived = 0;
@@ -155,6 +185,7 @@ export class BatchEngine {
     this.#vlen = vlen;
     this.counts = options.counts;
     this.#decide = options.decide;
+    this.#reflect = options.reflect;
     this.#onEvent = options.onEvent;
     this.#datagramEvents = options.datagramEvents === true &&
       options.onEvent !== undefined;
@@ -162,19 +193,7 @@ export class BatchEngine {
     // Formatting the destination costs a lookup: only a hook that reads it
     // pays for it.
     const destination = () => this.#destination();
-    this.#facts = {
-      size: 0,
-      hostname: "",
-      port: 0,
-      family: options.family,
-      localHostname: options.localHostname,
-      localPort: options.localPort,
-      get destination() {
-        return destination();
-      },
-      interfaceIndex: 0,
-      now: 0,
-    };
+    this.#facts = newDatagramFacts(options, destination);
 
     this.#sendHdrOffset = vlen * MMSGHDR_SIZE;
     const recvIovOffset = 2 * vlen * MMSGHDR_SIZE;
@@ -183,9 +202,8 @@ export class BatchEngine {
     this.#recvControlOffset = this.#addrOffset + vlen * SOCKADDR_SIZE;
     this.#sendControlOffset = this.#recvControlOffset +
       vlen * RECEIVE_CONTROL_SIZE;
-    this.#slotOffset = Math.ceil(
-      (this.#sendControlOffset + vlen * SEND_CONTROL_SIZE) / 4096,
-    ) * 4096;
+    const clockOffset = this.#sendControlOffset + vlen * SEND_CONTROL_SIZE;
+    this.#slotOffset = Math.ceil((clockOffset + STAMPER_SIZE) / 4096) * 4096;
     // At least 64 KiB per slot, so V8 always keeps the store off-heap.
     this.#memory = new ArrayBuffer(
       this.#slotOffset + vlen * RECEIVE_BUFFER_SIZE,
@@ -209,6 +227,7 @@ export class BatchEngine {
     this.#sendControlLo = new Uint32Array(vlen);
     this.#sendControlHi = new Uint32Array(vlen);
     this.#keptSlot = new Uint32Array(vlen);
+    this.#keptSize = new Uint32Array(vlen);
     const u32 = this.#u32;
     let sendControlLength = 0;
     const write64 = (offset: number, value: number) => {
@@ -242,6 +261,14 @@ export class BatchEngine {
       this.#sendIovHi[i] = Math.floor((baseValue + sendIov) / 2 ** 32);
     }
     this.#sendControlLength = sendControlLength;
+    for (let i = 0, slot = this.#slotOffset; i < vlen; i++) {
+      this.#payloads.push(this.#u8.subarray(slot, slot += RECEIVE_BUFFER_SIZE));
+    }
+    const transmit = options.reflect?.transmit;
+    this.#stamper = transmit && new ReplyStamper(libc, transmit, {
+      memory: { u32, offset: clockOffset, pointer: at(clockOffset) },
+      payloads: this.#payloads,
+    });
   }
 
   /** The pointer `recvmmsg` receives into, for nonblocking callers. */
@@ -338,6 +365,8 @@ export class BatchEngine {
     const counts = this.counts;
     const facts = this.#facts;
     const decide = this.#decide;
+    const reflect = this.#reflect;
+    const info = this.#info;
     const sendHdrBase = this.#sendHdrOffset >> 2;
     const sendIovBase = this.#sendIovOffset >> 2;
     facts.now = performance.now();
@@ -354,6 +383,7 @@ export class BatchEngine {
       counts[C_RECEIVED]!++;
       counts[C_RECEIVED_BYTES]! += size;
       const controlLength = u32[h + 10]!; // msg_controllen
+      if (controlLength === 0) info.fill(0);
       const kind = controlLength === 0 ? 0 : readPktinfo(
         u8,
         u32,
@@ -366,20 +396,19 @@ export class BatchEngine {
       let reason: string | undefined = undefined;
       if (kind === PKTINFO_NOT_UNICAST) {
         reason = NOT_UNICAST;
-      } else if (decide !== undefined || this.#datagramEvents) {
+      } else if (
+        decide !== undefined || reflect !== undefined || this.#datagramEvents
+      ) {
         this.#current = i;
         this.#currentKind = kind;
-        facts.interfaceIndex = this.#info[0]!;
+        copyInfo(info, facts);
         facts.size = size;
         facts.hostname = this.#sourceName(addr);
         facts.port = (u8[addr + 2]! << 8) | u8[addr + 3]!;
-        if (decide !== undefined) {
-          try {
-            reason = decide(facts);
-          } catch {
-            reason = "policy error";
-          }
-        }
+        facts.payload = this.#payloads[i]!;
+        reason = ask(decide, facts, "policy error");
+        // As on sockets: the reflector answers what the policy let through.
+        reason ??= ask(reflect, facts, "reflect error");
       }
       if (reason !== undefined) {
         if (this.#datagramEvents) this.#datagramEvent(i, size, reason);
@@ -398,17 +427,15 @@ export class BatchEngine {
         u32[s + 8] = this.#sendControlLo[i]!;
         u32[s + 9] = this.#sendControlHi[i]!;
         u32[s + 10] = this.#sendControlLength;
-      } else {
-        u32[s + 8] = 0;
-        u32[s + 9] = 0;
-        u32[s + 10] = 0;
-      }
+      } else u32.fill(0, s + 8, s + 11);
       u32[sendIovBase + i * (IOVEC_SIZE >> 2) + 2] = size;
       this.#keptSlot[kept] = i;
+      this.#keptSize[kept] = size;
       kept++;
     }
     let sent = 0;
     while (sent < kept) {
+      this.#stamper?.stamp(this.#keptSlot, this.#keptSize, sent, kept);
       const r = this.#libc.symbols.sendmmsg(
         this.#fd,
         this.#sendHdrs[sent]!,

@@ -17,6 +17,12 @@
  * IPv6 socket brings both messages (`IPV6_PKTINFO` with the mapped header
  * destination, `IP_PKTINFO` as above), so the same rule holds there.
  *
+ * With `receiveTimes` (`_bind.ts`, the STAMP Session-Reflector) the same
+ * walk also reads the kernel's receive time (`SO_TIMESTAMPNS`, CLOCK_REALTIME)
+ * and the TTL or hop limit the datagram arrived with (`IP_RECVTTL` gives
+ * `IP_TTL`, `IPV6_RECVHOPLIMIT` gives `IPV6_HOPLIMIT`; an IPv4 datagram on
+ * an IPv6 socket brings `IP_TTL`).
+ *
  * Everything works on views of the engine's one buffer and allocates
  * nothing. Layouts are those of LP64 Linux: `struct cmsghdr` is 16 bytes
  * (`cmsg_len` a `size_t`), `struct in_pktinfo` 12, `struct in6_pktinfo` 20.
@@ -29,15 +35,33 @@ export const IP_PKTINFO = 8;
 export const SOL_IPV6 = 41;
 export const IPV6_RECVPKTINFO = 49;
 export const IPV6_PKTINFO = 50;
+export const IP_RECVTTL = 12;
+export const IP_TTL = 2;
+export const IPV6_RECVHOPLIMIT = 51;
+export const IPV6_HOPLIMIT = 52;
+const SOL_SOCKET = 1;
+const SCM_TIMESTAMPNS = 35;
+
+/** Where {@linkcode readPktinfo} puts what it read in its `info` array. */
+export const INFO_IFINDEX = 0;
+/** The TTL or hop limit; 0 when the kernel did not say. */
+export const INFO_TTL = 1;
+/** Kernel receive time, whole seconds since the epoch; 0 when not given. */
+export const INFO_SECONDS = 2;
+/** Kernel receive time, nanoseconds within the second. */
+export const INFO_NANOSECONDS = 3;
+/** The length of the `info` array. */
+export const INFO_SIZE = 4;
 
 const CMSG_HEADER = 16;
 
 /**
- * Bytes of control data each receive slot has room for: both messages of an
- * IPv4 datagram on an IPv6 socket (40 + 32) and spare. A message that does
- * not fit is cut off (`MSG_CTRUNC`) and then simply not found.
+ * Bytes of control data each receive slot has room for: every message of
+ * an IPv4 datagram on an IPv6 socket (pktinfo 40 + 32, timestamp 32, TTL
+ * 24) and spare. A message that does not fit is cut off (`MSG_CTRUNC`) and
+ * then simply not found.
  */
-export const RECEIVE_CONTROL_SIZE = 128;
+export const RECEIVE_CONTROL_SIZE = 192;
 
 /** Bytes of control data a reply carries: `CMSG_SPACE` of one pktinfo. */
 export const SEND_CONTROL_SIZE = 40;
@@ -51,6 +75,22 @@ export const PKTINFO_NOT_UNICAST = 2;
 
 /** One of {@linkcode PKTINFO_NONE}, {@linkcode PKTINFO_UNICAST}, {@linkcode PKTINFO_NOT_UNICAST}. */
 export type PktinfoKind = 0 | 1 | 2;
+
+/** Copies what {@linkcode readPktinfo} read into a datagram's facts (`_decide.ts`). */
+export function copyInfo(
+  info: Uint32Array,
+  facts: {
+    interfaceIndex: number;
+    ttl: number;
+    receivedAtS: number;
+    receivedAtNs: number;
+  },
+): void {
+  facts.interfaceIndex = info[INFO_IFINDEX]!;
+  facts.ttl = info[INFO_TTL]!;
+  facts.receivedAtS = info[INFO_SECONDS]!;
+  facts.receivedAtNs = info[INFO_NANOSECONDS]!;
+}
 
 /**
  * Writes the fixed part of a reply's control message at byte `offset`
@@ -76,8 +116,9 @@ export function initSendControl(
  * byte `control`) and writes its destination into the reply's control
  * message at byte `send` (prepared by {@linkcode initSendControl}): the
  * local address for a unicast datagram, the header's destination for one
- * that is not. `info[0]` gets the interface index it arrived on (0 when
- * unknown). Returns what the datagram was sent to.
+ * that is not. `info` gets the interface index it arrived on, its TTL and
+ * its kernel receive time (see {@linkcode INFO_IFINDEX} and the others; 0
+ * when unknown). Returns what the datagram was sent to.
  */
 export function readPktinfo(
   u8: Uint8Array,
@@ -91,6 +132,9 @@ export function readPktinfo(
   const end = control + length;
   let v4 = -1;
   let v6 = -1;
+  info[INFO_TTL] = 0;
+  info[INFO_SECONDS] = 0;
+  info[INFO_NANOSECONDS] = 0;
   for (let at = control; at + CMSG_HEADER <= end;) {
     const w = at >> 2;
     const size = u32[w]!;
@@ -100,7 +144,14 @@ export function readPktinfo(
     if (level === SOL_IP && type === IP_PKTINFO) v4 = at + CMSG_HEADER;
     else if (level === SOL_IPV6 && type === IPV6_PKTINFO) {
       v6 = at + CMSG_HEADER;
-    }
+    } else if (level === SOL_SOCKET && type === SCM_TIMESTAMPNS) {
+      // struct timespec: a 64-bit tv_sec (its low half suffices until 2106).
+      info[INFO_SECONDS] = u32[w + 4]!;
+      info[INFO_NANOSECONDS] = u32[w + 6]!;
+    } else if (
+      level === SOL_IP && type === IP_TTL ||
+      level === SOL_IPV6 && type === IPV6_HOPLIMIT
+    ) info[INFO_TTL] = u32[w + 4]!;
     at += (size + 7) & ~7;
   }
   const s = send >> 2;

@@ -101,6 +101,10 @@ export interface WorkerConfig {
   decideModule: string | null;
   /** Passed to the module's `createDecideHook`. */
   decideOptions: unknown;
+  /** The reflect module's URL (see `ReflectModule`); `null` for plain echo. */
+  reflectModule: string | null;
+  /** Passed to the reflect module's `createReflectHook`. */
+  reflectOptions: unknown;
   /** Report every datagram, not only errors. */
   datagramEvents: boolean;
   /** Call `gc()` (with `--expose-gc`) every this many batches; 0 never. */

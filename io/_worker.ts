@@ -8,7 +8,12 @@
  */
 
 import { errorMessage } from "../net/address.ts";
-import type { DecideHook, DecideModule } from "./_decide.ts";
+import type {
+  DecideHook,
+  DecideModule,
+  ReflectHook,
+  ReflectModule,
+} from "./_decide.ts";
 import { BatchEngine } from "./_engine.ts";
 import { openLibc } from "./_libc.ts";
 import {
@@ -64,6 +69,18 @@ async function loadDecideHook(
   });
 }
 
+async function loadReflectHook(
+  config: WorkerConfig,
+): Promise<ReflectHook | undefined> {
+  if (config.reflectModule === null) return undefined;
+  const module: ReflectModule = await import(config.reflectModule);
+  return module.createReflectHook(config.reflectOptions, {
+    transport: "udp",
+    hostname: config.localHostname,
+    port: config.localPort,
+  });
+}
+
 async function run(config: WorkerConfig): Promise<void> {
   const libc = openLibc();
   const events: EngineEvent[] = [];
@@ -79,6 +96,7 @@ async function run(config: WorkerConfig): Promise<void> {
     batchSize: config.batchSize,
     counts,
     decide,
+    reflect: await loadReflectHook(config),
     onEvent: (event) => {
       const bytes = event.type === "error" ? 0 : event.data.length;
       if (

@@ -54,7 +54,14 @@ import {
 import { rateLimitOf } from "../policy/policy.ts";
 import type { EchoBackendOptions, EchoServer, EchoStats } from "./types.ts";
 
-export type { DatagramFacts, DecideHook, DecideModule } from "./_decide.ts";
+export type {
+  DatagramFacts,
+  DecideHook,
+  DecideModule,
+  OutgoingReply,
+  ReflectHook,
+  ReflectModule,
+} from "./_decide.ts";
 
 /** The datagrams one system call may receive or send (the batch size). */
 const DEFAULT_BATCH_SIZE = 64;
@@ -140,6 +147,18 @@ export interface BatchServeOptions extends EchoBackendOptions {
   decideModule?: string | null;
   /** Passed to the decide module's `createDecideHook` (structured-cloned). */
   decideOptions?: unknown;
+  /**
+   * A module (URL) that exports `createReflectHook` (see
+   * {@linkcode ReflectModule}): each Worker imports it and has it turn every
+   * datagram the decide hook let through into its reply, in place (the
+   * STAMP Session-Reflector of `server/_stamp_hook.ts`). The sockets then
+   * also report each datagram's kernel receive time and TTL. A
+   * `reflect` function cannot cross to a Worker: with one and no module,
+   * `serveBatch` throws a TypeError.
+   */
+  reflectModule?: string;
+  /** Passed to the reflect module's `createReflectHook` (structured-cloned). */
+  reflectOptions?: unknown;
 }
 
 /** Counters of the batch loops themselves, summed over the Workers. */
@@ -186,6 +205,12 @@ interface Lane {
  */
 export function serveBatch(options: BatchServeOptions): BatchServer {
   checkBatchSupport();
+  if (options.reflect !== undefined && options.reflectModule === undefined) {
+    throw new TypeError(
+      "Cannot reflect on the batch backend with a function: a Worker needs a reflectModule",
+    );
+  }
+  const receiveTimes = options.reflectModule !== undefined;
   if (options.rateLimitScope === "server" && options.hostnames.length > 1) {
     throw new TypeError(
       "Cannot share one rate limit across batch sockets: each Worker keeps its own table",
@@ -203,7 +228,7 @@ export function serveBatch(options: BatchServeOptions): BatchServer {
     sockets = bindAll(options, {
       bind: (hostname, port) => {
         checkNetPermission(hostname, port);
-        return bindSocket(libc, hostname, port);
+        return bindSocket(libc, hostname, port, undefined, { receiveTimes });
       },
       portOf: (socket) => socket.addr.port,
       close: (socket) => libc.symbols.close(socket.fd),
@@ -263,6 +288,8 @@ export function serveBatch(options: BatchServeOptions): BatchServer {
         mailbox: lanes.at(-1)!.mailbox.buffer as SharedArrayBuffer,
         decideModule,
         decideOptions,
+        reflectModule: options.reflectModule ?? null,
+        reflectOptions: options.reflectOptions,
         datagramEvents,
         gcEveryBatches: options.gcEveryBatches ?? 0,
       });

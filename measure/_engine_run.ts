@@ -14,7 +14,7 @@ import {
   type ResolvedAddress,
 } from "../net/address.ts";
 import { openSenderSockets } from "../io/sender.ts";
-import type { ProbeEvent } from "./_common.ts";
+import type { ProbeEvent, ProbeFormat } from "./_common.ts";
 import type { RunResult } from "./_summary.ts";
 
 /** Control flag bit: stop sending, wait for the replies due. */
@@ -39,14 +39,55 @@ export interface EngineConfig {
   ring?: number;
   /** Whether to report events (someone listens). */
   events: boolean;
+  /** A probe format other than the plain probe: see {@linkcode EngineFormatModule}. */
+  format?: EngineFormatConfig;
   /** An Int32Array's buffer: {@linkcode STOP} and {@linkcode ABORT} bits. */
   control: SharedArrayBuffer;
 }
 
+/**
+ * A probe format the Worker loads by URL, as `RunOptions.engineFormat`
+ * describes it: the module and each flow's options (structured-cloned).
+ */
+export interface EngineFormatConfig {
+  module: string;
+  options: unknown[];
+}
+
+/** What the Worker hands a format module's factory besides the flow's options. */
+export interface EngineFormatContext {
+  /** T4 of the reply being handled: the kernel's receive time, ms since the epoch. */
+  arrivalEpochMs(): number;
+  /** Sends what a reply said to the main thread with the next batch of events. */
+  report(seq: number, detail: unknown): void;
+}
+
+/** A probe format the Worker uses: it writes the send time itself, right before `sendto`. */
+export interface EngineProbeFormat extends ProbeFormat {
+  /** Writes the send time (ms since the epoch) into a probe `encode` wrote. */
+  writeSendTime(packet: Uint8Array, epochMs: number): void;
+}
+
+/** What a format module (`EngineFormatConfig.module`) exports. */
+export interface EngineFormatModule {
+  createEngineFormat(
+    options: unknown,
+    context: EngineFormatContext,
+  ): EngineProbeFormat;
+}
+
+/** A reply's detail as the Worker sends it: flow, sequence number, what the format read. */
+export type ReplyDetail = [flow: number, seq: number, detail: unknown];
+
 /** What the Worker posts. */
 export type EngineMessage =
   | { type: "started" }
-  | { type: "events"; events: ProbeEvent[]; sent: number[] }
+  | {
+    type: "events";
+    events: ProbeEvent[];
+    sent: number[];
+    details?: ReplyDetail[];
+  }
   | { type: "result"; result: RunResult }
   | { type: "failed"; message: string };
 
@@ -67,6 +108,8 @@ export interface EngineRun extends
   signal?: AbortSignal;
   onEvent?: (event: ProbeEvent) => void;
   onSend?: (flow: number, seq: number) => void;
+  /** Each reply's detail from the format, before the events of its batch. */
+  onDetail?: (flow: number, seq: number, detail: unknown) => void;
   /** Called once the Worker's loop runs. */
   onStarted?: () => void;
 }
@@ -115,6 +158,10 @@ export async function runOnEngine(run: EngineRun): Promise<RunResult> {
           run.onStarted?.();
           break;
         case "events":
+          // Details first: an event's listener may look them up.
+          for (const [flow, seq, detail] of data.details ?? []) {
+            run.onDetail?.(flow, seq, detail);
+          }
           for (const event of data.events) onEvent?.(event);
           data.sent.forEach((total, flow) => {
             for (; sent[flow]! < total; sent[flow]!++) {
@@ -149,6 +196,7 @@ export async function runOnEngine(run: EngineRun): Promise<RunResult> {
       window: run.window,
       ring: run.ring,
       events: onEvent !== undefined,
+      format: run.format,
       control: control.buffer as SharedArrayBuffer,
     };
     worker.postMessage(config);

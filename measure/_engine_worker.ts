@@ -15,12 +15,17 @@
  * clock stepped: the reply is marked `clockStep` and its RTT is the
  * monotonic one (send stamp to processing, a little longer than the wire).
  *
+ * A probe format other than the plain probe (`--stamp`) is a module loaded
+ * by URL (`EngineFormatModule`): it writes each probe, then its send time
+ * from a CLOCK_REALTIME read right before `sendto`, and reports what each
+ * reply said with the next batch of events (never a message per reply).
+ *
  * @module
  */
 
 import { errorMessage } from "../net/address.ts";
 import { openSender, type SenderEngine } from "../io/sender.ts";
-import { encodeProbeInto, verifyProbe } from "./probe.ts";
+import { encodeProbeInto, type ProbeHeader, verifyProbe } from "./probe.ts";
 import type { ProbeEvent } from "./_common.ts";
 import { type Arrival, ProbeBook, type ReplyTiming } from "./_book.ts";
 import { Times } from "./_times.ts";
@@ -28,7 +33,11 @@ import { summarizeRun } from "./_summary.ts";
 import {
   ABORT,
   type EngineConfig,
+  type EngineFormatContext,
+  type EngineFormatModule,
   type EngineMessage,
+  type EngineProbeFormat,
+  type ReplyDetail,
   STOP,
 } from "./_engine_run.ts";
 
@@ -78,7 +87,22 @@ class KernelTiming implements ReplyTiming {
   }
 }
 
-function run(config: EngineConfig): void {
+/** The factory of the run's probe format, when it has one. */
+type FormatFactory = (
+  flow: number,
+  context: EngineFormatContext,
+) => EngineProbeFormat;
+
+async function loadFormat(
+  config: EngineConfig,
+): Promise<FormatFactory | undefined> {
+  if (config.format === undefined) return undefined;
+  const { module, options } = config.format;
+  const loaded: EngineFormatModule = await import(module);
+  return (flow, context) => loaded.createEngineFormat(options[flow], context);
+}
+
+function run(config: EngineConfig, format?: FormatFactory): void {
   const { size, timeoutMs, count, durationMs, intervalMs, window } = config;
   const control = new Int32Array(config.control);
   const { engine, release } = openSender({
@@ -93,6 +117,7 @@ function run(config: EngineConfig): void {
       durationMs,
       intervalMs,
       window,
+      format,
     });
   } finally {
     release();
@@ -104,21 +129,32 @@ function runLoop(
   engine: SenderEngine,
   control: Int32Array,
   size: number,
-  pace: Pick<
-    EngineConfig,
-    "timeoutMs" | "count" | "durationMs" | "intervalMs" | "window"
-  >,
+  pace:
+    & Pick<
+      EngineConfig,
+      "timeoutMs" | "count" | "durationMs" | "intervalMs" | "window"
+    >
+    & { format?: FormatFactory },
 ): void {
   const { timeoutMs, count, durationMs, intervalMs, window } = pace;
   let events: ProbeEvent[] = [];
   const push = (event: ProbeEvent) => events.push(event);
   const sentOk = config.fds.map(() => 0);
   let lastFlush = engine.monoNow();
+  let details: ReplyDetail[] = [];
   const flush = () => {
-    self.postMessage({ type: "events", events, sent: sentOk });
+    self.postMessage({ type: "events", events, sent: sentOk, details });
     events = [];
+    details = [];
     lastFlush = engine.monoNow();
   };
+  const formats = formatsOf(pace.format, config.fds.length, {
+    details: () => details,
+    arrivalEpochMs: () =>
+      engine.realEpochMs(
+        Number.isNaN(timing.arrivalReal) ? timing.nowReal : timing.arrivalReal,
+      ),
+  });
   const books = config.fds.map((_, i) => {
     const book = new ProbeBook(i, config.session, {
       target: config.target,
@@ -129,6 +165,7 @@ function runLoop(
       onLost: config.events
         ? (flow, seq) => push({ type: "lost", flow, seq })
         : undefined,
+      format: formats?.[i],
     });
     book.local = config.locals[i]!;
     return book;
@@ -145,9 +182,20 @@ function runLoop(
   const sendProbe = (s: number, due?: number): boolean => {
     const book = books[s]!;
     const seq = book.beginSend(size, NaN, NaN, due);
-    encodeProbeInto(engine.sendSlot(s), book.header(seq));
-    const result = engine.send(s, STAMP_OFFSET);
-    book.stamp(seq, engine.sentMono, engine.realEpochMs(engine.sentReal));
+    const format = formats?.[s];
+    let result: number;
+    let epoch: number;
+    if (format === undefined) {
+      encodeProbeInto(engine.sendSlot(s), book.header(seq));
+      result = engine.send(s, STAMP_OFFSET);
+      epoch = engine.realEpochMs(engine.sentReal);
+    } else {
+      ({ result, epoch } = sendFormatted(engine, format, {
+        s,
+        header: book.header(seq),
+      }));
+    }
+    book.stamp(seq, engine.sentMono, epoch);
     sentReal[s]!.set(seq, engine.sentReal);
     if (result < 0) {
       book.sendFailed(seq, engine.describeErrno(-result));
@@ -283,7 +331,7 @@ function runLoop(
       }
     }
     if (
-      events.length >= FLUSH_EVENTS ||
+      events.length >= FLUSH_EVENTS || details.length >= FLUSH_EVENTS ||
       engine.monoNow() - lastFlush >= FLUSH_INTERVAL_MS
     ) flush();
   }
@@ -310,10 +358,44 @@ function runLoop(
   self.postMessage({ type: "result", result: { ...result, io: "batch" } });
 }
 
-self.onmessage = (event: MessageEvent<EngineConfig>) => {
+/** Each flow's format, reporting into the current batch of details. */
+function formatsOf(
+  factory: FormatFactory | undefined,
+  flows: number,
+  sink: { details(): ReplyDetail[]; arrivalEpochMs(): number },
+): EngineProbeFormat[] | undefined {
+  if (factory === undefined) return undefined;
+  return Array.from({ length: flows }, (_, flow) =>
+    factory(flow, {
+      arrivalEpochMs: sink.arrivalEpochMs,
+      report: (seq, detail) => sink.details().push([flow, seq, detail]),
+    }));
+}
+
+/**
+ * Writes a probe of `format` into socket `s`'s slot and sends it: the send
+ * time (T1) is read after the probe is written, right before `sendto`.
+ */
+function sendFormatted(
+  engine: SenderEngine,
+  format: EngineProbeFormat,
+  probe: { s: number; header: ProbeHeader },
+): { result: number; epoch: number } {
+  const slot = engine.sendSlot(probe.s);
+  // A provisional time: the packet's own is written once it is complete.
+  format.encode(slot, {
+    ...probe.header,
+    sentAt: engine.realEpochMs(engine.realNow()),
+  });
+  const epoch = engine.realEpochMs(engine.realNow());
+  format.writeSendTime(slot, epoch);
+  return { result: engine.send(probe.s), epoch };
+}
+
+self.onmessage = async (event: MessageEvent<EngineConfig>) => {
   self.onmessage = null;
   try {
-    run(event.data);
+    run(event.data, await loadFormat(event.data));
   } catch (error) {
     self.postMessage({ type: "failed", message: errorMessage(error) });
   }

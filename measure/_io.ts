@@ -37,7 +37,7 @@ export function parseIoFlag(value: string | undefined): IoMode {
 
 /**
  * The I/O `mode` stands for in this run, asking the permissions without
- * prompting. STAMP probes run on sockets for now. Throws a UsageError when
+ * prompting; STAMP probes (`stamp`) run on either. Throws a UsageError when
  * `batch` is asked for and cannot run (a sweep runs on sockets and says so
  * in its own start-up line).
  */
@@ -45,19 +45,11 @@ export function chooseMeasureIo(
   mode: IoMode,
   options: { stamp: boolean; sweep: boolean },
 ): MeasureIo {
-  if (mode === "batch" && options.stamp) {
-    throw new UsageError(
-      "Cannot use --io batch with --stamp: the Session-Sender runs on sockets for now",
-    );
-  }
   if (mode === "batch" && !options.sweep) {
     const possible = chooseIoBackend("auto", BATCH_REASON);
     if (possible.io === "socket") {
       throw new UsageError(`Cannot use --io batch: ${possible.reason}`);
     }
-  }
-  if (options.stamp) {
-    return { backend: "socket", reason: "--stamp runs on sockets for now" };
   }
   const choice = chooseIoBackend(mode, BATCH_REASON);
   return { backend: choice.io, reason: choice.reason };

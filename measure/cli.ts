@@ -294,6 +294,7 @@ export async function runMeasurement(
         }
       },
       format: stamp?.format,
+      engineFormat: stamp?.engineFormat,
     });
     if (ticker !== undefined) clearInterval(ticker);
     ticker = undefined;

@@ -47,6 +47,7 @@ export {
   type SweepEvent,
 } from "./_common.ts";
 export {
+  type EngineFormat,
   type FlowResult,
   type ProbeFormat,
   type Rate,

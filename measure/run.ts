@@ -66,6 +66,12 @@ export interface RunOptions extends EngineOptions {
   /** The probe format of each flow (STAMP with `--stamp`); the plain probe by default. */
   format?: (flow: number, session: number) => ProbeFormat;
   /**
+   * The same format for the kernel engine, whose Worker cannot take a
+   * function: see {@linkcode EngineFormat}. Needed with `format` and
+   * `io: "batch"`.
+   */
+  engineFormat?: EngineFormat;
+  /**
    * What carries the datagrams: `socket` (Deno's sockets, the default) or
    * `batch`, the kernel engine of `io/sender.ts` in a Worker (Linux,
    * `--allow-ffi`, read access to the module directory): sends paced on
@@ -83,6 +89,20 @@ export interface RunOptions extends EngineOptions {
    * with why the engine did not run when it was asked for.
    */
   onIo?: (io: "socket" | "batch", reason?: string) => void;
+}
+
+/**
+ * A probe format the kernel engine's Worker loads by URL (a module that
+ * exports `createEngineFormat`, as `stamp_probe.ts` does), and where what
+ * it reads of each reply goes on this thread.
+ */
+export interface EngineFormat {
+  /** The module's URL. */
+  module: string;
+  /** The options of flow `flow`'s format (structured-cloned into the Worker). */
+  options(flow: number, session: number): unknown;
+  /** What the format read of the intact first reply to probe `seq`, before its event. */
+  onDetail(flow: number, seq: number, detail: unknown): void;
 }
 
 /** When, how long and what one flow sends; times in ms. */
@@ -202,9 +222,13 @@ export async function runProbes(options: RunOptions): Promise<RunResult> {
   }
   const session = newSessionId();
   let fallbackReason: string | undefined;
-  if (options.io === "batch" && options.format !== undefined) {
+  const { engineFormat } = options;
+  if (
+    options.io === "batch" && options.format !== undefined &&
+    engineFormat === undefined
+  ) {
     throw new TypeError(
-      "Cannot use a probe format on the kernel engine: it sends the plain probe only",
+      "Cannot use a probe format on the kernel engine without engineFormat: a function cannot cross to its Worker",
     );
   }
   if (options.io === "batch") {
@@ -227,6 +251,14 @@ export async function runProbes(options: RunOptions): Promise<RunResult> {
         signal,
         onEvent,
         onSend,
+        format: engineFormat && {
+          module: engineFormat.module,
+          options: Array.from(
+            { length: flowCount },
+            (_, flow) => engineFormat.options(flow, session),
+          ),
+        },
+        onDetail: engineFormat?.onDetail,
         onStarted: () => options.onIo?.("batch"),
       });
     } catch (error) {

@@ -10,10 +10,18 @@
  * the one-way figures carry the offset between them; the NTP-style offset
  * estimate ((T2 − T1) + (T3 − T4)) / 2 is reported beside them.
  *
+ * On the kernel engine (`_engine_worker.ts`) the format runs in the Worker,
+ * built by {@linkcode createEngineFormat} from this module's URL: T1 is the
+ * CLOCK_REALTIME read right before `sendto`, T4 the kernel's receive
+ * timestamp, and each reply's fields travel to the main thread as a
+ * {@linkcode StampReply} in the engine's batched events, where
+ * {@linkcode StampFlowLog.add} logs them as on sockets.
+ *
  * @module
  */
 
 import type { ProbeFormat } from "./_common.ts";
+import type { EngineFormatContext, EngineProbeFormat } from "./_engine_run.ts";
 import type { ProbeCheck, ProbeHeader } from "./probe.ts";
 import type { HostPort } from "../net/address.ts";
 import {
@@ -52,6 +60,37 @@ export interface SeenLocation {
   destination: HostPort;
 }
 
+/** What one reply said, read where it arrived (structured-cloneable). */
+export interface StampReply {
+  /** T1, T2, T3, T4 in ms since the Unix epoch. */
+  t1: number;
+  t2: number;
+  t3: number;
+  t4: number;
+  /** The reflector's sequence number. */
+  seq: number;
+  /** Whether it differs from the sender's. */
+  counts: boolean;
+  /** The TTL the reflector saw; 0 unknown. */
+  ttl: number;
+  /** Whether the MBZ bytes were zero. */
+  mbzZero: boolean;
+  /** The reflector's timestamp format and S flag. */
+  format: TimestampFormat;
+  synchronized: boolean;
+  /** The reflector's error estimate, ms. */
+  errorMs: number;
+  /** TLVs and sub-TLVs returned with U, and with M. */
+  unrecognized: number;
+  malformed: number;
+  /** Another length than the probe. */
+  sizeMismatch: boolean;
+  /** The Location TLV, when returned. */
+  location?: SeenLocation;
+  /** The Timestamp Information TLV, when returned. */
+  timestampInfo?: number[];
+}
+
 /** What one flow's replies said. */
 export class StampFlowLog {
   /** Forward delays T2 − T1 by sequence number, ms (NaN without a reply). */
@@ -88,6 +127,27 @@ export class StampFlowLog {
   location: SeenLocation | undefined;
   /** The latest Timestamp Information TLV: sync source and methods, as numbers. */
   timestampInfo: number[] | undefined;
+
+  /** Logs what the intact first reply to probe `seq` said. */
+  add(seq: number, reply: StampReply): void {
+    this.forward[seq] = reply.t2 - reply.t1;
+    this.backward[seq] = reply.t4 - reply.t3;
+    this.reflector[seq] = reply.t3 - reply.t2;
+    this.offset[seq] = ((reply.t2 - reply.t1) + (reply.t3 - reply.t4)) / 2;
+    this.replies++;
+    this.maxReflectorSeq = Math.max(this.maxReflectorSeq, reply.seq);
+    if (reply.counts) this.reflectorCounts = true;
+    if (reply.ttl !== 0) this.ttls.push(reply.ttl);
+    if (!reply.mbzZero) this.mbzNonzero++;
+    if (reply.sizeMismatch) this.sizeMismatch++;
+    this.reflectorFormat = reply.format;
+    this.reflectorSynchronized = reply.synchronized;
+    this.reflectorErrorMs = reply.errorMs;
+    this.unrecognized += reply.unrecognized;
+    this.malformed += reply.malformed;
+    if (reply.location) this.location = reply.location;
+    if (reply.timestampInfo) this.timestampInfo = reply.timestampInfo;
+  }
 }
 
 /** Options for {@linkcode stampFormat}. */
@@ -119,7 +179,41 @@ export function minimumStampSize(tlvs: readonly RequestTlv[]): number {
  * `encode` when a probe is too small for the base packet and its TLVs.
  */
 export function stampFormat(options: StampFormatOptions): ProbeFormat {
-  const { ssid, tlvs, session, log } = options;
+  return senderFormat(options, {
+    onReply: (seq, reply) => options.log.add(seq, reply),
+    epochMs: (receivedAt) => performance.timeOrigin + receivedAt,
+  });
+}
+
+/**
+ * The Session-Sender of one flow inside the engine's Worker, loaded by this
+ * module's URL (`RunOptions.engineFormat`); `options` are
+ * {@linkcode StampFormatOptions} without the log, which stays on the main
+ * thread.
+ */
+export function createEngineFormat(
+  options: Omit<StampFormatOptions, "log">,
+  context: EngineFormatContext,
+): EngineProbeFormat {
+  return {
+    ...senderFormat(options, {
+      onReply: context.report,
+      epochMs: () => context.arrivalEpochMs(),
+    }),
+    writeSendTime(packet: Uint8Array, epochMs: number): void {
+      writeTimestamp(packet, OFFSET.timestamp, epochMs, "ntp");
+    },
+  };
+}
+
+function senderFormat(
+  options: Omit<StampFormatOptions, "log">,
+  sink: {
+    onReply(seq: number, reply: StampReply): void;
+    epochMs(receivedAt: number): number;
+  },
+): ProbeFormat {
+  const { ssid, tlvs, session } = options;
   let template = new Uint8Array(0);
   const expected = new Uint8Array(8);
   return {
@@ -157,54 +251,53 @@ export function stampFormat(options: StampFormatOptions): ProbeFormat {
       return "intact";
     },
     onReply(data: Uint8Array, seq: number, receivedAt: number): void {
-      recordReply(log, data, seq, performance.timeOrigin + receivedAt);
-      if (data.length !== template.length) log.sizeMismatch++;
+      const reply = readReply(data, sink.epochMs(receivedAt));
+      if (reply === undefined) return;
+      reply.sizeMismatch = data.length !== template.length;
+      sink.onReply(seq, reply);
     },
   };
 }
 
-/** Logs what an intact first reply to probe `seq` says; T4 is `t4` (epoch ms). */
-function recordReply(
-  log: StampFlowLog,
-  data: Uint8Array,
-  seq: number,
-  t4: number,
-): void {
-  const reply = readReflectorPacket(data);
-  if (reply === undefined) return;
-  const t1 = reply.senderTimestampMs;
-  const t2 = reply.receiveTimestampMs;
-  const t3 = reply.timestampMs;
-  log.forward[seq] = t2 - t1;
-  log.backward[seq] = t4 - t3;
-  log.reflector[seq] = t3 - t2;
-  log.offset[seq] = ((t2 - t1) + (t3 - t4)) / 2;
-  log.replies++;
-  log.maxReflectorSeq = Math.max(log.maxReflectorSeq, reply.seq);
-  if (reply.seq !== reply.senderSeq) log.reflectorCounts = true;
-  if (reply.senderTtl !== 0) log.ttls.push(reply.senderTtl);
-  if (!reply.mbzZero) log.mbzNonzero++;
-  log.reflectorFormat = reply.errorEstimate.format;
-  log.reflectorSynchronized = reply.errorEstimate.synchronized;
-  log.reflectorErrorMs = reply.errorEstimate.multiplier *
-    2 ** (reply.errorEstimate.scale - 32) * 1000;
+/** What an intact reply says; T4 is `t4` (epoch ms). */
+function readReply(data: Uint8Array, t4: number): StampReply | undefined {
+  const packet = readReflectorPacket(data);
+  if (packet === undefined) return undefined;
+  const reply: StampReply = {
+    t1: packet.senderTimestampMs,
+    t2: packet.receiveTimestampMs,
+    t3: packet.timestampMs,
+    t4,
+    seq: packet.seq,
+    counts: packet.seq !== packet.senderSeq,
+    ttl: packet.senderTtl,
+    mbzZero: packet.mbzZero,
+    format: packet.errorEstimate.format,
+    synchronized: packet.errorEstimate.synchronized,
+    errorMs: packet.errorEstimate.multiplier *
+      2 ** (packet.errorEstimate.scale - 32) * 1000,
+    unrecognized: 0,
+    malformed: 0,
+    sizeMismatch: false,
+  };
   for (const tlv of readTlvs(data, STAMP_BASE_SIZE)) {
-    if (tlv.flags & FLAG_U) log.unrecognized++;
+    if (tlv.flags & FLAG_U) reply.unrecognized++;
     if (tlv.flags & FLAG_M || tlv.malformed) {
-      log.malformed++;
+      reply.malformed++;
       continue;
     }
     if (tlv.flags & FLAG_U) continue;
     if (tlv.type === TLV_LOCATION && tlv.length >= 4) {
-      readLocation(log, data, tlv.offset, tlv.length);
+      readLocation(reply, data, tlv.offset, tlv.length);
     } else if (tlv.type === TLV_TIMESTAMP_INFO && tlv.length === 4) {
-      log.timestampInfo = [...data.subarray(tlv.offset, tlv.offset + 4)];
+      reply.timestampInfo = [...data.subarray(tlv.offset, tlv.offset + 4)];
     }
   }
+  return reply;
 }
 
 function readLocation(
-  log: StampFlowLog,
+  log: StampReply,
   data: Uint8Array,
   offset: number,
   length: number,

@@ -16,13 +16,14 @@ import {
 } from "../net/address.ts";
 import { formatMs } from "./report.ts";
 import { summaryJson } from "./report_json.ts";
-import type { RunResult } from "./run.ts";
+import type { EngineFormat, RunResult } from "./run.ts";
 import { meanIpdv, summarize, type Summary } from "./stats.ts";
 import {
   minimumStampSize,
   type SeenLocation,
   StampFlowLog,
   stampFormat,
+  type StampReply,
 } from "./stamp_probe.ts";
 import type { ProbeFormat } from "./_common.ts";
 import type { RequestTlv } from "../stamp/tlv.ts";
@@ -30,6 +31,8 @@ import { parseNumberFlag, UsageError } from "../cli/flags.ts";
 import { REQUEST_TLVS } from "./stamp_probe.ts";
 
 export { REQUEST_TLVS } from "./stamp_probe.ts";
+
+const STAMP_PROBE_URL = new URL("./stamp_probe.ts", import.meta.url).href;
 
 /** Options of a STAMP run. */
 export interface StampRunOptions {
@@ -147,6 +150,17 @@ export class StampRun {
     const log = new StampFlowLog();
     this.logs[flow] = log;
     return stampFormat({ ...this.options, session, log });
+  };
+
+  /** The same for the kernel engine's Worker, for `RunOptions.engineFormat`. */
+  readonly engineFormat: EngineFormat = {
+    module: STAMP_PROBE_URL,
+    options: (flow: number, session: number) => {
+      this.logs[flow] = new StampFlowLog();
+      return { ...this.options, session };
+    },
+    onDetail: (flow: number, seq: number, detail: unknown) =>
+      this.logs[flow]?.add(seq, detail as StampReply),
   };
 
   /** The per-reply text of probe `seq`: the one-way delays, or "" without them. */

@@ -31,45 +31,71 @@ async function pythonReflector(host: string) {
   };
 }
 
-for (const host of ["127.0.0.1", "::1"]) {
-  Deno.test(`runProbes() as a STAMP Session-Sender measures an independent reflector over ${host}`, async () => {
-    const reflector = await pythonReflector(host);
-    try {
-      const stamp = new StampRun({
-        ssid: 7,
-        tlvs: ["location", "timestamp-info"],
-      });
-      const target = {
-        hostname: host,
-        port: reflector.port,
-        family: host.includes(":") ? "IPv6" as const : "IPv4" as const,
-      };
-      const result = await runProbes({
-        target,
-        count: 4,
-        intervalMs: 5,
-        size: 128,
-        timeoutMs: 2000,
-        format: stamp.format,
-      });
-      equal(result.received, 4);
-      equal(result.corrupted, 0);
-      const summary = stamp.summary(result, target);
-      equal(summary.forward.count, 4);
-      equal(summary.backward.count, 4);
-      ok(summary.reflector.min >= 0);
-      deepEqual(summary.loss, { forward: 0, backward: 0 });
-      equal(summary.ttl, undefined); // it writes 0: unknown
-      deepEqual(summary.timestampInfo, [5, 2, 5, 2]);
-      equal(summary.path?.rewritten, false);
-      equal(summary.path?.sourceSeen.port, result.flows[0]!.local.port);
-      equal(summary.unrecognized, 0);
-      equal(summary.malformed, 0);
-      equal(summary.sizeMismatch, 0);
-    } finally {
-      await reflector.stop();
-    }
-  });
+/** Where the Session-Sender's probes travel: Deno's sockets or the kernel engine. */
+const IO_MODES = ["socket", "batch"] as const;
+/** What `client.ts --io batch` and `server.ts --io batch` need besides the network. */
+const ENGINE = ["--allow-net", "--allow-ffi", "--allow-read=."];
+
+for (const io of IO_MODES) {
+  for (const host of ["127.0.0.1", "::1"]) {
+    Deno.test(`runProbes({io: "${io}"}) as a STAMP Session-Sender measures an independent reflector over ${host}`, async () => {
+      const reflector = await pythonReflector(host);
+      try {
+        const stamp = new StampRun({
+          ssid: 7,
+          tlvs: ["location", "timestamp-info"],
+        });
+        const target = {
+          hostname: host,
+          port: reflector.port,
+          family: host.includes(":") ? "IPv6" as const : "IPv4" as const,
+        };
+        const rtt: number[] = [];
+        let ran: string | undefined;
+        const result = await runProbes({
+          target,
+          count: 4,
+          intervalMs: 5,
+          size: 128,
+          timeoutMs: 2000,
+          format: stamp.format,
+          engineFormat: stamp.engineFormat,
+          io,
+          onIo: (backend) => ran = backend,
+          onEvent: (event) => {
+            if (event.type === "reply") rtt[event.seq] = event.rttMs;
+          },
+        });
+        equal(ran, io);
+        equal(result.received, 4);
+        // One clock on both ends: each way takes time, and the parts add up
+        // to the round trip (T4 − T1) within a few microseconds.
+        const log = stamp.logs[0]!;
+        for (let seq = 0; seq < 4; seq++) {
+          const forward = log.forward[seq]!;
+          const backward = log.backward[seq]!;
+          ok(forward > -0.001 && backward > -0.001, `${forward} ${backward}`);
+          const parts = forward + backward + log.reflector[seq]!;
+          ok(Math.abs(parts - rtt[seq]!) < 0.05, `${parts} vs ${rtt[seq]}`);
+        }
+        equal(result.corrupted, 0);
+        const summary = stamp.summary(result, target);
+        equal(summary.forward.count, 4);
+        equal(summary.backward.count, 4);
+        ok(summary.reflector.min >= 0);
+        deepEqual(summary.loss, { forward: 0, backward: 0 });
+        equal(summary.ttl, undefined); // it writes 0: unknown
+        deepEqual(summary.timestampInfo, [5, 2, 5, 2]);
+        equal(summary.path?.rewritten, false);
+        equal(summary.path?.sourceSeen.port, result.flows[0]!.local.port);
+        equal(summary.unrecognized, 0);
+        equal(summary.malformed, 0);
+        equal(summary.sizeMismatch, 0);
+      } finally {
+        await reflector.stop();
+      }
+    });
+  }
 }
 
 /** A reflector in this process whose hook can drop or rewrite. */
@@ -107,28 +133,33 @@ function reflectorWith(
   };
 }
 
-Deno.test("StampRun splits loss into forward and backward with a stateful reflector", async () => {
-  const server = reflectorWith((seq, info) =>
-    seq === 1 ? "forward" : seq === 3 || seq === 4 ? "backward" : info
-  );
-  try {
-    const stamp = new StampRun({ ssid: 1, tlvs: [] });
-    const result = await runProbes({
-      target: server.target,
-      count: 6,
-      intervalMs: 5,
-      size: 44,
-      timeoutMs: 300,
-      format: stamp.format,
-    });
-    equal(result.lost, 3);
-    const summary = stamp.summary(result, server.target);
-    equal(summary.stateful, true);
-    deepEqual(summary.loss, { forward: 1, backward: 2 });
-  } finally {
-    await server.stop();
-  }
-});
+for (const io of IO_MODES) {
+  Deno.test(`StampRun on ${io} splits loss into forward and backward with a stateful reflector`, async () => {
+    const server = reflectorWith((seq, info) =>
+      seq === 1 ? "forward" : seq === 3 || seq === 4 ? "backward" : info
+    );
+    try {
+      const stamp = new StampRun({ ssid: 1, tlvs: [] });
+      const result = await runProbes({
+        target: server.target,
+        count: 6,
+        intervalMs: 5,
+        size: 44,
+        timeoutMs: 300,
+        format: stamp.format,
+        engineFormat: stamp.engineFormat,
+        io,
+      });
+      equal(result.io, io);
+      equal(result.lost, 3);
+      const summary = stamp.summary(result, server.target);
+      equal(summary.stateful, true);
+      deepEqual(summary.loss, { forward: 1, backward: 2 });
+    } finally {
+      await server.stop();
+    }
+  });
+}
 
 Deno.test("StampRun reports a rewritten path when the reflector saw another source port", async () => {
   const server = reflectorWith((_seq, info) => ({
@@ -154,42 +185,62 @@ Deno.test("StampRun reports a rewritten path when the reflector saw another sour
   }
 });
 
-Deno.test("client.ts --stamp --json against server.ts --stamp reports one-way delays (schema 1.2)", async () => {
-  const server = await startServer(["-H", "::1", "-p", "0", "-q", "--stamp"]);
-  try {
-    const { code, stdout } = await runScript("client.ts", [
-      "-H",
-      "::1",
-      "-p",
-      String(server.port),
-      "--stamp",
-      "--stamp-tlv",
-      "location",
-      "--ssid",
-      "9",
-      "-c",
-      "3",
-      "-i",
-      "10",
-      "-s",
-      "100",
-      "--json",
-    ]);
-    equal(code, 0, stdout);
-    const document = JSON.parse(stdout);
-    equal(document.schema, "udp-echo.measure/1.2");
-    equal(document.received, 3);
-    equal(document.one_way_ms.forward.min >= -1000, true);
-    equal(typeof document.one_way_ms.backward.ipdv, "number");
-    equal(typeof document.reflector_ms.mean, "number");
-    equal(document.stamp.ssid, 9);
-    equal(document.stamp.location.rewritten, false);
-    equal(document.stamp.ttl, null);
-    deepEqual(document.stamp.directional_loss, { forward: 0, backward: 0 });
-  } finally {
-    await server.stop();
-  }
-});
+for (const io of IO_MODES) {
+  Deno.test(`client.ts --stamp --io ${io} --json against server.ts --stamp --io ${io} reports one-way delays (schema 1.2)`, async () => {
+    const permissions = io === "batch" ? ENGINE : ["--allow-net"];
+    const server = await startServer(
+      ["-H", "::1", "-p", "0", "-q", "--stamp", "--io", io],
+      "server.ts",
+      permissions,
+    );
+    try {
+      const { code, stdout } = await runScript("client.ts", [
+        "--io",
+        io,
+        "-H",
+        "::1",
+        "-p",
+        String(server.port),
+        "--stamp",
+        "--stamp-tlv",
+        "location",
+        "--ssid",
+        "9",
+        "-c",
+        "3",
+        "-i",
+        "10",
+        "-s",
+        "100",
+        "--json",
+      ], { permissions });
+      equal(code, 0, stdout);
+      equal(backendOf(stdout), io);
+      const document = JSON.parse(stdout);
+      equal(document.schema, "udp-echo.measure/1.2");
+      equal(document.received, 3);
+      equal(document.one_way_ms.forward.min >= -1000, true);
+      equal(typeof document.one_way_ms.backward.ipdv, "number");
+      equal(typeof document.reflector_ms.mean, "number");
+      equal(document.stamp.ssid, 9);
+      equal(document.stamp.location.rewritten, false);
+      // The engine's reflector reads the hop limit; sockets cannot (0).
+      deepEqual(
+        document.stamp.ttl,
+        io === "batch" ? { min: 64, max: 64 } : null,
+      );
+      // Stateless: the split is known only because nothing was lost.
+      deepEqual(document.stamp.directional_loss, { forward: 0, backward: 0 });
+    } finally {
+      await server.stop();
+    }
+  });
+}
+
+/** The backend a client's JSON summary says it ran on. */
+function backendOf(stdout: string): string {
+  return JSON.parse(stdout).io.backend;
+}
 
 Deno.test("client.ts --stamp refuses a size under the base packet and its TLVs", async () => {
   const small = await runScript("client.ts", ["--stamp", "-s", "43"]);

@@ -10,7 +10,6 @@ import type { EchoServer, EchoStats } from "../io/types.ts";
 import { sameHost } from "../net/address.ts";
 import type { PolicyOptions } from "../policy/policy.ts";
 import type { TimestampFormat } from "../stamp/packet.ts";
-import { StampReflector } from "../stamp/reflector.ts";
 import type { BindHost } from "./hosts.ts";
 import { type IoChoice, type IoMode, startEcho } from "./io.ts";
 import {
@@ -67,7 +66,7 @@ export interface RunServerOptions {
   rateFlags: readonly string[];
   /**
    * Speak STAMP (RFC 8762) instead of plain echo: every datagram the policy
-   * allows is answered by a Session-Reflector. Runs on the socket backend.
+   * allows is answered by a Session-Reflector, on either backend.
    */
   stamp?: { stateful: boolean; format: TimestampFormat };
   /** Starts an endpoint beside the bound server; throws when it cannot. */
@@ -96,22 +95,12 @@ export async function runServer(
   const controller = new AbortController();
   let server: EchoServer;
   let choice: IoChoice;
-  const stamp = options.stamp && new StampReflector(options.stamp);
   try {
     ({ server, choice } = await startEcho({
       hostnames: options.hosts.map((host) => host.address),
       port: options.port,
-      // The kernel engine has no reflector yet.
-      io: stamp ? "socket" : options.io,
-      reflect: stamp &&
-        ((data, info) =>
-          stamp.reflect(data, data, {
-              from: info.from,
-              local: info.local,
-              receivedAtMs: performance.timeOrigin + info.receivedAt,
-            }) === "stamp-too-short"
-            ? "stamp-too-short"
-            : undefined),
+      io: options.io,
+      stamp: options.stamp,
       signal: controller.signal,
       policy: options.policy,
       onEvent: log.log,
@@ -121,12 +110,6 @@ export async function runServer(
     log.close();
     output.error(error);
     return { failed: true, drained: true };
-  }
-  if (stamp && options.io !== "socket") {
-    choice = {
-      io: "socket",
-      reason: "--stamp needs the socket backend for now",
-    };
   }
   let side: SideEndpoint | undefined;
   try {

@@ -18,9 +18,15 @@
  */
 
 import { DEFAULT_HOST, DEFAULT_PORT, sameHost } from "../net/address.ts";
-import { serveBatch } from "../io/batch.ts";
+import { type BatchServeOptions, serveBatch } from "../io/batch.ts";
 import { serveSocket } from "../io/socket.ts";
 import type { EchoBackendOptions, EchoServer } from "../io/types.ts";
+import { StampReflector } from "../stamp/reflector.ts";
+import type { StampOptions } from "./_stamp_hook.ts";
+
+export type { StampOptions } from "./_stamp_hook.ts";
+
+const STAMP_HOOK_URL = new URL("./_stamp_hook.ts", import.meta.url).href;
 
 /** The I/O backends of {@linkcode serveEcho}. */
 export type IoBackend = "socket" | "batch";
@@ -46,13 +52,23 @@ export interface ServeEchoOptions
    * needs `--allow-ffi` and read access to this package).
    */
   io?: IoBackend;
+  /**
+   * Answer as a STAMP Session-Reflector (RFC 8762) instead of echoing:
+   * every datagram the policy allows is turned into its reply, and one
+   * under 44 bytes is dropped (`stamp-too-short`). On the batch backend T2
+   * is the kernel's receive time and the TTL is filled; on sockets T2 is
+   * when the event loop saw the datagram and the TTL is 0 (unknown). Wins
+   * over `reflect`.
+   */
+  stamp?: StampOptions;
 }
 
 /**
  * Binds a UDP socket per address and echoes every datagram back to its
  * sender, byte for byte, until the signal aborts. Throws an `Error`
  * ("Cannot bind HOST:PORT: reason") when a socket cannot be bound, and a
- * TypeError for `reflect` with the batch backend.
+ * TypeError for a `reflect` function with the batch backend (use `stamp`,
+ * or `io/batch.ts`'s `reflectModule`).
  *
  * @example
  * ```ts
@@ -74,18 +90,35 @@ export interface ServeEchoOptions
  * ```
  */
 export function serveEcho(options: ServeEchoOptions = {}): EchoServer {
-  const { hostname = DEFAULT_HOST, io = "socket", ...rest } = options;
-  const backend: EchoBackendOptions = {
+  const { hostname = DEFAULT_HOST, io = "socket", stamp, ...rest } = options;
+  const backend: BatchServeOptions = {
     ...rest,
     hostnames: distinctHosts(options.hostnames ?? [hostname]),
     port: options.port ?? DEFAULT_PORT,
   };
-  if (io === "batch" && backend.reflect !== undefined) {
-    throw new TypeError(
-      "Cannot reflect on the batch backend: use the socket backend",
-    );
+  if (stamp !== undefined && io === "batch") {
+    backend.reflect = undefined;
+    backend.reflectModule = STAMP_HOOK_URL;
+    backend.reflectOptions = stamp;
+  } else if (stamp !== undefined) {
+    backend.reflect = socketReflector(stamp);
   }
   return io === "batch" ? serveBatch(backend) : serveSocket(backend);
+}
+
+/** The Session-Reflector on the socket backend: one for all its sockets. */
+function socketReflector(
+  options: StampOptions,
+): EchoBackendOptions["reflect"] {
+  const reflector = new StampReflector(options);
+  return (data, info) =>
+    reflector.reflect(data, data, {
+        from: info.from,
+        local: info.local,
+        receivedAtMs: performance.timeOrigin + info.receivedAt,
+      }) === "stamp-too-short"
+      ? "stamp-too-short"
+      : undefined;
 }
 
 /**
