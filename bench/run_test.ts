@@ -1,6 +1,8 @@
 import { deepEqual, equal, match } from "node:assert/strict";
 import {
+  aggregate,
   barChart,
+  formatClientTable,
   formatTable,
   type Measurement,
   median,
@@ -34,16 +36,71 @@ Deno.test("median() takes the middle value, or the mean of the middle two", () =
   equal(median([4, 1, 3, 2]), 2.5);
 });
 
-Deno.test("formatTable() gives each server's ratio against this server", () => {
+Deno.test("formatTable() gives each row's ratios to the reference row", () => {
   const table = formatTable([
-    row("udp-echo", 30_000, 40),
+    row("C recvmmsg", 30_000, 40),
     row("python", 20_000, 20),
-  ], "udp-echo");
+  ], "C recvmmsg");
   const lines = table.split("\n");
   equal(lines.length, 4);
+  match(lines[0]!, /echoes\/s ÷ C recvmmsg \| p50 ÷ C recvmmsg/);
+  match(
+    lines[2]!,
+    /^\| C recvmmsg \| 32 \| 64 \| 30,000 \| 40 \| 120 \| 1\.00x \| 1\.00x \|/,
+  );
   match(
     lines[3]!,
-    /^\| python \| 32 \| 64 \| 20,000 \| 20 \| 60 \| 1\.50x \| 2\.00x \|/,
+    /^\| python \| 32 \| 64 \| 20,000 \| 20 \| 60 \| 0\.67x \| 0\.50x \|/,
+  );
+});
+
+Deno.test("aggregate() adds side-by-side generators and takes medians over runs", () => {
+  const sample = (rate: number, p50: number) => ({
+    rate,
+    p50,
+    p99: p50 * 2,
+    lost: 1,
+    corrupt: 0,
+  });
+  const m = aggregate("s", 32, 64, [
+    {
+      samples: [sample(10, 5), sample(20, 7)],
+      serverCpu: 50,
+      generatorCpu: 10,
+    },
+    { samples: [sample(100, 9)], serverCpu: 70, generatorCpu: 30 },
+    { samples: [sample(40, 6)], serverCpu: 60, generatorCpu: 20 },
+  ]);
+  equal(m.rate, 40);
+  equal(m.p50, 6.5);
+  equal(m.lost, 4);
+  equal(m.serverCpu, 60);
+});
+
+Deno.test("formatClientTable() gives each client's ratios to the reference client at its window", () => {
+  const table = formatClientTable([
+    {
+      client: "C",
+      window: 1,
+      rate: 40_000,
+      p50: 10,
+      min: 8,
+      lost: 0,
+      corrupt: 0,
+    },
+    {
+      client: "ts",
+      window: 1,
+      rate: 20_000,
+      p50: 12,
+      min: 10,
+      lost: 2,
+      corrupt: 0,
+    },
+  ], "C");
+  match(
+    table.split("\n")[3]!,
+    /^\| ts \| 1 \| 20,000 \| 12 \| 10 \| 0\.50x \| 1\.20x \| 1\.25x \| 2\/0 \|$/,
   );
 });
 

@@ -1,8 +1,9 @@
 // A closed-loop UDP load generator for benchmarks (built at bench time):
 // keeps WINDOW datagrams of SIZE bytes in flight against an echo server for
 // SECONDS after a short warm-up, checks every reply's content, and prints one
-// JSON line: echoes/s, round-trip percentiles, lost, corrupted.
-// Usage: udp_loadgen HOST PORT WINDOW SIZE SECONDS
+// JSON line: echoes/s, round-trip percentiles and the shortest round trip,
+// lost, corrupted. The warm-up is WARMUP seconds (default 0.5).
+// Usage: udp_loadgen HOST PORT WINDOW SIZE SECONDS [WARMUP]
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -70,13 +71,14 @@ static double percentile(uint64_t total, double q) {
 }
 
 int main(int argc, char **argv) {
-  if (argc != 6) {
-    fprintf(stderr, "usage: udp_loadgen HOST PORT WINDOW SIZE SECONDS\n");
+  if (argc != 6 && argc != 7) {
+    fprintf(stderr, "usage: udp_loadgen HOST PORT WINDOW SIZE SECONDS [WARMUP]\n");
     return 2;
   }
   int window = atoi(argv[3]);
   size = atoi(argv[4]);
   double seconds = atof(argv[5]);
+  double warmup = argc == 7 ? atof(argv[6]) : 0.5;
   if (window < 1 || window > VLEN || size < HEADER || size > 65507) {
     fprintf(stderr, "udp_loadgen: WINDOW 1..64, SIZE 16..65507\n");
     return 2;
@@ -117,8 +119,9 @@ int main(int argc, char **argv) {
     smsg[i].msg_hdr.msg_iovlen = 1;
   }
   uint64_t echoes = 0, lost = 0, corrupt = 0, late = 0, samples = 0;
+  uint64_t min_ns = UINT64_MAX;
   uint64_t start = now_ns();
-  uint64_t measure_from = start + 500000000ull; /* 0.5 s warm-up */
+  uint64_t measure_from = start + (uint64_t)(warmup * 1e9);
   uint64_t end = measure_from + (uint64_t)(seconds * 1e9);
   int measuring = 0;
   for (int i = 0; i < window; i++) fill(sbufs[i], next_seq++);
@@ -131,6 +134,7 @@ int main(int argc, char **argv) {
     if (!measuring && t >= measure_from) {
       measuring = 1;
       echoes = lost = corrupt = late = samples = 0;
+      min_ns = UINT64_MAX;
       memset(hist, 0, sizeof hist);
       measure_from = t;
     }
@@ -167,6 +171,7 @@ int main(int argc, char **argv) {
       }
       outstanding[seq % RING] = 0;
       echoes++;
+      if (now - sent_ns < min_ns) min_ns = now - sent_ns;
       uint64_t b = (now - sent_ns) / BUCKET_NS;
       hist[b < BUCKETS ? b : BUCKETS - 1]++;
       samples++;
@@ -187,10 +192,11 @@ int main(int argc, char **argv) {
   }
   double elapsed = (now_ns() - measure_from) / 1e9;
   printf("{\"window\":%d,\"size\":%d,\"seconds\":%.3f,\"echoes\":%llu,"
-         "\"echoes_per_s\":%.0f,\"p50_us\":%.2f,\"p99_us\":%.2f,"
+         "\"echoes_per_s\":%.0f,\"p50_us\":%.2f,\"p99_us\":%.2f,\"min_us\":%.3f,"
          "\"lost\":%llu,\"corrupted\":%llu,\"late\":%llu}\n",
          window, size, elapsed, (unsigned long long)echoes, echoes / elapsed,
          percentile(samples, 0.5), percentile(samples, 0.99),
+         samples ? min_ns / 1000.0 : 0.0,
          (unsigned long long)lost, (unsigned long long)corrupt,
          (unsigned long long)late);
   return 0;
