@@ -21,9 +21,20 @@ export interface ClientSpec {
   name: string;
   /** `udp_loadgen` (the C client) or `client.ts` with these extra flags. */
   kind: "c" | "deno";
-  /** Extra `client.ts` flags, e.g. `["--io", "batch"]`. */
+  /** Extra `client.ts` flags, e.g. `["--io", "batch"]`; for the C client, `["kernel"]` for kernel stamps. */
   flags: string[];
+  /**
+   * The C client row this one is judged against: the one that times round
+   * trips the same way (the kernel engine from the send to the kernel's
+   * arrival time, sockets from user space to user space). None for C rows.
+   */
+  reference?: string;
 }
+
+/** The C client timing round trips in user space, like the socket client. */
+export const C_CLIENT = "C udp_loadgen";
+/** The C client timing round trips to the kernel's arrival time, like the kernel engine. */
+export const C_CLIENT_KERNEL = "C udp_loadgen, kernel stamps";
 
 /** One client run's figures. */
 export interface ClientSample {
@@ -65,17 +76,36 @@ export async function clientHasIo(): Promise<boolean> {
   return /--io\b/.test(new TextDecoder().decode(stdout));
 }
 
-/** The clients to run: the C client first, then `client.ts` per I/O mode (or once without `--io`). */
+/**
+ * The clients to run: the C client both ways of timing, then `client.ts`
+ * per I/O mode (or once without `--io`), each with the C row it is judged
+ * against.
+ */
 export function clientSpecs(hasIo: boolean): ClientSpec[] {
   return [
-    { name: "C udp_loadgen", kind: "c", flags: [] },
+    { name: C_CLIENT, kind: "c", flags: [] },
+    { name: C_CLIENT_KERNEL, kind: "c", flags: ["kernel"] },
     ...(hasIo
-      ? (["socket", "batch"] as const).map((io) => ({
-        name: `client.ts --io ${io}`,
+      ? [
+        {
+          name: "client.ts --io socket",
+          kind: "deno" as const,
+          flags: ["--io", "socket"],
+          reference: C_CLIENT,
+        },
+        {
+          name: "client.ts --io batch",
+          kind: "deno" as const,
+          flags: ["--io", "batch"],
+          reference: C_CLIENT_KERNEL,
+        },
+      ]
+      : [{
+        name: "client.ts",
         kind: "deno" as const,
-        flags: ["--io", io],
-      }))
-      : [{ name: "client.ts", kind: "deno" as const, flags: [] }]),
+        flags: [],
+        reference: C_CLIENT,
+      }]),
   ];
 }
 
@@ -118,7 +148,10 @@ export async function runClient(
     const result = JSON.parse(
       await run([
         c.udp_loadgen,
-        ...loadgenArgs(target.host, target.port, options),
+        ...loadgenArgs(target.host, target.port, {
+          ...options,
+          stamps: spec.flags[0] === "kernel" ? "kernel" : "user",
+        }),
       ]),
     ) as CLoadResult;
     return {

@@ -1,5 +1,10 @@
 import { deepEqual, equal, ok } from "node:assert/strict";
-import { clientSpecs, runClient, runPacing } from "./clients.ts";
+import {
+  type ClientSpec,
+  clientSpecs,
+  runClient,
+  runPacing,
+} from "./clients.ts";
 import { buildC, type CTools } from "./native.ts";
 
 const HAS_CC = await new Deno.Command("cc", { args: ["--version"] }).output()
@@ -23,14 +28,17 @@ async function withC(body: (c: CTools) => Promise<void>): Promise<void> {
 }
 
 Deno.test("clientSpecs() runs client.ts per --io mode only when it has the flag", () => {
-  deepEqual(clientSpecs(false).map((s) => s.name), [
-    "C udp_loadgen",
-    "client.ts",
+  deepEqual(clientSpecs(false).map((s) => [s.name, s.reference]), [
+    ["C udp_loadgen", undefined],
+    ["C udp_loadgen, kernel stamps", undefined],
+    ["client.ts", "C udp_loadgen"],
   ]);
-  deepEqual(clientSpecs(true).map((s) => [s.name, s.flags]), [
-    ["C udp_loadgen", []],
-    ["client.ts --io socket", ["--io", "socket"]],
-    ["client.ts --io batch", ["--io", "batch"]],
+  // Each client.ts row is judged against the C client that times as it does.
+  deepEqual(clientSpecs(true).map((s) => [s.name, s.flags, s.reference]), [
+    ["C udp_loadgen", [], undefined],
+    ["C udp_loadgen, kernel stamps", ["kernel"], undefined],
+    ["client.ts --io socket", ["--io", "socket"], "C udp_loadgen"],
+    ["client.ts --io batch", ["--io", "batch"], "C udp_loadgen, kernel stamps"],
   ]);
 });
 
@@ -40,7 +48,11 @@ Deno.test({
   ignore: IGNORE,
   fn: () =>
     withC(async (c) => {
-      for (const spec of clientSpecs(false)) {
+      const senders: ClientSpec[] = [
+        { name: "C paced sender", kind: "c", flags: [] },
+        ...clientSpecs(false).filter((spec) => spec.kind === "deno"),
+      ];
+      for (const spec of senders) {
         const stats = await runPacing(spec, c, "127.0.0.1", {
           count: 30,
           intervalMs: 2,

@@ -71,11 +71,22 @@ export async function buildC(dir: string): Promise<CTools> {
   return tools;
 }
 
-/** The `udp_loadgen` command line for one run. */
+/**
+ * The `udp_loadgen` command line for one run. `stamps` "kernel" times round
+ * trips from CLOCK_REALTIME at the send to the kernel's arrival time
+ * (SO_TIMESTAMPNS), as the client's kernel engine does; "user" (the
+ * default) from CLOCK_MONOTONIC before the send to after the receive.
+ */
 export function loadgenArgs(
   host: string,
   port: number,
-  options: { window: number; size: number; duration: number; warmup: number },
+  options: {
+    window: number;
+    size: number;
+    duration: number;
+    warmup: number;
+    stamps?: "user" | "kernel";
+  },
 ): string[] {
   return [
     host,
@@ -84,5 +95,6 @@ export function loadgenArgs(
     String(options.size),
     String(options.duration),
     String(options.warmup),
+    options.stamps ?? "user",
   ];
 }

@@ -51,6 +51,7 @@ import {
 import {
   clientHasIo,
   type ClientSample,
+  type ClientSpec,
   clientSpecs,
   runClient,
   runPacing,
@@ -653,6 +654,7 @@ async function main(args: string[]): Promise<number> {
             const list = runs.get(spec.name)!;
             clients.push({
               client: spec.name,
+              reference: spec.reference,
               window,
               rate: median(list.map((s) => s.rate)),
               p50: median(list.map((s) => s.p50)),
@@ -673,9 +675,10 @@ async function main(args: string[]): Promise<number> {
       intervalMs: Number(values["pacing-interval"]),
       size: Math.min(...sizes),
     };
-    const senders = cClients.map((spec) =>
-      spec.kind === "c" ? { ...spec, name: "C clock_nanosleep + spin" } : spec
-    );
+    const senders: ClientSpec[] = [
+      { name: "C clock_nanosleep + spin", kind: "c", flags: [] },
+      ...cClients.filter((spec) => spec.kind === "deno"),
+    ];
     if (sections.has("pacing")) {
       const runs = new Map<string, PacingStats[]>();
       for (let round = 0; round < rounds; round++) {
@@ -697,7 +700,6 @@ async function main(args: string[]): Promise<number> {
 
     const targets: Target[] = judgeTargets(rows, clients, pacing, {
       server: C_SERVER,
-      client: cClients[0]!.name,
       sender: senders[0]!.name,
       size: 64,
     });
@@ -723,8 +725,8 @@ async function main(args: string[]): Promise<number> {
       }
       if (clients.length) {
         parts.push(
-          `Clients against ${C_SERVER} (ratios to ${cClients[0]!.name}):\n\n${
-            formatClientTable(clients, cClients[0]!.name)
+          `Clients against ${C_SERVER} (each client.ts row's ratios to the C client that times round trips as it does):\n\n${
+            formatClientTable(clients)
           }`,
         );
       }

@@ -77,30 +77,42 @@ Deno.test("aggregate() adds side-by-side generators and takes medians over runs"
   equal(m.serverCpu, 60);
 });
 
-Deno.test("formatClientTable() gives each client's ratios to the reference client at its window", () => {
+Deno.test("formatClientTable() gives each client's ratios to its own C reference at its window", () => {
+  const c = { lost: 0, corrupt: 0 };
   const table = formatClientTable([
+    { ...c, client: "C user", window: 1, rate: 40_000, p50: 10, min: 8 },
+    { ...c, client: "C kernel", window: 1, rate: 40_000, p50: 5, min: 4 },
     {
-      client: "C",
-      window: 1,
-      rate: 40_000,
-      p50: 10,
-      min: 8,
-      lost: 0,
-      corrupt: 0,
-    },
-    {
-      client: "ts",
+      ...c,
+      client: "ts socket",
+      reference: "C user",
       window: 1,
       rate: 20_000,
       p50: 12,
       min: 10,
       lost: 2,
-      corrupt: 0,
     },
-  ], "C");
+    {
+      ...c,
+      client: "ts batch",
+      reference: "C kernel",
+      window: 1,
+      rate: 20_000,
+      p50: 6,
+      min: 4,
+    },
+  ]).split("\n");
   match(
-    table.split("\n")[3]!,
-    /^\| ts \| 1 \| 20,000 \| 12 \| 10 \| 0\.50x \| 1\.20x \| 1\.25x \| 2\/0 \|$/,
+    table[2]!,
+    /^\| C user \| 1 \| 40,000 \| 10 \| 8 \| - \| - \| - \| - \| 0\/0 \|$/,
+  );
+  match(
+    table[4]!,
+    /^\| ts socket \| 1 \| 20,000 \| 12 \| 10 \| C user \| 0\.50x \| 1\.20x \| 1\.25x \| 2\/0 \|$/,
+  );
+  match(
+    table[5]!,
+    /^\| ts batch \| 1 \| 20,000 \| 6 \| 4 \| C kernel \| 0\.50x \| 1\.20x \| 1\.00x \| 0\/0 \|$/,
   );
 });
 

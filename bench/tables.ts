@@ -97,26 +97,25 @@ export function formatTable(rows: Measurement[], reference: string): string {
   return lines.join("\n");
 }
 
-/** Formats client measurements, each row's ratios to the `reference` client at its window. */
-export function formatClientTable(
-  rows: ClientMeasurement[],
-  reference: string,
-): string {
+/** Formats client measurements, each row's ratios to its `reference` C row at its window. */
+export function formatClientTable(rows: ClientMeasurement[]): string {
   const lines = [
-    `| client | window | echoes/s | p50 µs | min µs | echoes/s ÷ ${reference} | p50 ÷ ${reference} | min ÷ ${reference} | lost/corrupt |`,
-    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    "| client | window | echoes/s | p50 µs | min µs | ratios to | echoes/s ÷ | p50 ÷ | min ÷ | lost/corrupt |",
+    "| --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |",
   ];
   for (const row of rows) {
     const ref = rows.find((r) =>
-      r.client === reference && r.window === row.window
+      r.client === row.reference && r.window === row.window
     );
+    const of = (mine: number, theirs: number | undefined) =>
+      theirs === undefined ? "-" : ratio(mine, theirs);
     lines.push(
       `| ${row.client} | ${row.window} | ${NUMBER.format(row.rate)} | ${
         MICROS.format(row.p50)
-      } | ${MICROS.format(row.min)} | ${
-        ref ? ratio(row.rate, ref.rate) : "-"
-      } | ${ref ? ratio(row.p50, ref.p50) : "-"} | ${
-        ref ? ratio(row.min, ref.min) : "-"
+      } | ${MICROS.format(row.min)} | ${row.reference ?? "-"} | ${
+        of(row.rate, ref?.rate)
+      } | ${of(row.p50, ref?.p50)} | ${
+        of(row.min, ref?.min)
       } | ${row.lost}/${row.corrupt} |`,
     );
   }

@@ -12,6 +12,8 @@ import type { PacingStats } from "./pacing.ts";
 export interface ClientMeasurement {
   /** Client name. */
   client: string;
+  /** The C client row it is judged against (none for C rows). */
+  reference?: string;
   /** Probes in flight. */
   window: number;
   /** Median over the rounds of echoes per second. */
@@ -59,8 +61,6 @@ export interface Target {
 export interface References {
   /** The C echo server's row name. */
   server: string;
-  /** The C client's row name. */
-  client: string;
   /** The C paced sender's row name. */
   sender: string;
   /** Payload bytes of the server targets. */
@@ -70,8 +70,9 @@ export interface References {
 /**
  * Judges every row of our server and client against the C references:
  * server 32 in flight >= 0.9x C echoes/s, server 1 in flight p50 <= 1.1x C,
- * client 1 in flight p50 and min <= 1.2x the C client's, client 32 in flight
- * >= 0.8x the C generator's echoes/s, pacing >= 95% of gaps within ±5%.
+ * client 1 in flight p50 and min <= 1.2x the C client's (the C row each
+ * client names as its `reference`), client 32 in flight >= 0.8x the C
+ * generator's echoes/s, pacing >= 95% of gaps within ±5%.
  * Rows without their reference are left out.
  */
 export function judgeTargets(
@@ -121,9 +122,9 @@ export function judgeTargets(
     }
   }
   for (const row of clients) {
-    if (row.client === refs.client) continue;
+    if (row.reference === undefined) continue;
     const c = clients.find((r) =>
-      r.client === refs.client && r.window === row.window
+      r.client === row.reference && r.window === row.window
     );
     if (!c) continue;
     if (row.window === 1) {
