@@ -120,7 +120,11 @@ const MEASURE_FLAGS = {
   bind: { type: "string" },
   ndjson: { type: "boolean" },
   "max-loss": { type: "string" },
+  io: { type: "string" },
   metrics: { type: "string" },
+  stamp: { type: "boolean" },
+  "stamp-tlv": { type: "string" },
+  ssid: { type: "string" },
 } as const;
 
 /** The `--help` lines of the measurement flags. */
@@ -145,16 +149,30 @@ const MEASURE_HELP =
       --ndjson         one JSON event per reply, the summary last
       --max-loss PCT   exit 1 when more than PCT% of probes lack an intact
                        reply, 0 to 100 (default: 0)
+      --io MODE        ping and load I/O: auto, socket or batch (a Worker
+                       with kernel timestamps and microsecond pacing; Linux,
+                       --allow-ffi --allow-read=.); auto picks batch when
+                       allowed (default: auto)
       --metrics ADDR   monitor: probe every -H target (repeat -H) every -i MS
                        until stopped and serve Prometheus metrics at ADDR
                        (PORT, HOST:PORT or [V6ADDR]:PORT): /metrics, /probe
+      --stamp          ping or load as a STAMP Session-Sender (RFC 8762): delay
+                       and loss each way, the reflector's time; -s at least 44
+      --stamp-tlv LIST with --stamp: location (a NAT hint), timestamp-info
+      --ssid N         with --stamp: the session id, 0 to 65535 (default: random)
   Load without -c or -d runs 10 s; -t MS marks slower replies late and,
   with -w, frees their slot.`;
 
 const LOAD_FLAGS = ["window", "rate", "flows"] as const;
 const PING_FLAGS = ["count", "interval", "size", "duration", "wait"] as const;
 // -4, -6 and --bind refine a mode (and -4/-6 the single echo) but start none.
-const OTHER_FLAGS = ["ndjson", "max-loss"] as const;
+const OTHER_FLAGS = [
+  "ndjson",
+  "max-loss",
+  "stamp",
+  "stamp-tlv",
+  "ssid",
+] as const;
 
 /** The flag values {@linkcode measurementMode} reads. */
 type ModeValues = {
@@ -353,11 +371,6 @@ function parseCommand(args: string[], out: Output): ClientCommand | number {
   }
   for (const host of hosts) checkFamilies(host, flags);
   const hostname = hosts.at(-1)!;
-  if (mode === undefined && flags.bind !== undefined) {
-    throw new UsageError(
-      "Cannot use --bind without a measurement mode (-c, -w, --sweep ...)",
-    );
-  }
   const fromStdin = words.length === 1 && words[0] === "-";
   if (!fromStdin && words.includes("-")) {
     throw new UsageError(

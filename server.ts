@@ -1,4 +1,4 @@
-#!/usr/bin/env -S deno run --unstable-net --allow-net --v8-flags=--max-semi-space-size=4
+#!/usr/bin/env -S deno run --unstable-net --allow-net --allow-sys=networkInterfaces --v8-flags=--max-semi-space-size=4
 /**
  * A UDP echo server (RFC 862): every datagram it receives goes back to its
  * sender byte for byte, the zero-length one too.
@@ -68,7 +68,7 @@ import {
   parseCidr,
   type PolicyOptions,
 } from "./policy/policy.ts";
-import { hostInterfaces, resolveHosts } from "./server/hosts.ts";
+import { resolveHosts } from "./server/hosts.ts";
 import { IO_MODES, type IoMode } from "./server/io.ts";
 import { runServer } from "./server/run.ts";
 
@@ -98,6 +98,8 @@ export type {
   EchoStats,
   IoOperation,
   RateLimitScope,
+  ReflectDrop,
+  ReflectInfo,
   ServerEvent,
   SocketStats,
 } from "./io/types.ts";
@@ -128,6 +130,12 @@ Options:
                           Worker, Linux only, needs --allow-ffi and --allow-read of
                           io/; auto uses batch when those are granted and --allow-net
                           is not scoped to hosts, else socket, and says which
+      --stamp             answer as a STAMP Session-Reflector (RFC 8762, RFC 8972)
+                          instead of echoing; shorter than 44 bytes: no reply.
+                          Runs on the socket backend for now
+      --stamp-stateful    with --stamp: a reflector sequence counter per session
+                          (sender address, port and SSID), for directional loss
+      --stamp-ptp         with --stamp: PTPv2 timestamps instead of NTP
       --metrics ADDR      serve Prometheus metrics at http://ADDR/metrics: PORT
                           (loopback), HOST:PORT or [V6ADDR]:PORT; port 0 picks one
   -h, --help              show this help and exit
@@ -152,6 +160,9 @@ const FLAGS = {
   "stats-interval": { type: "string" },
   io: { type: "string", default: "auto" },
   metrics: { type: "string" },
+  stamp: { type: "boolean", default: false },
+  "stamp-stateful": { type: "boolean", default: false },
+  "stamp-ptp": { type: "boolean", default: false },
   help: { type: "boolean", short: "h", default: false },
   version: { type: "boolean", short: "V", default: false },
 } as const;
@@ -292,8 +303,13 @@ async function main(args: string[]): Promise<number> {
     if (flags.metrics !== undefined) {
       metricsAt = parseListenFlag(flags.metrics, "--metrics");
     }
-    // auto may end on sockets, which need --unstable-net.
-    if (io !== "batch") {
+    for (const flag of ["stamp-stateful", "stamp-ptp"] as const) {
+      if (flags[flag] && !flags.stamp) {
+        throw new UsageError(`Cannot use --${flag} without --stamp`);
+      }
+    }
+    // auto may end on sockets, which need --unstable-net; so does STAMP.
+    if (io !== "batch" || flags.stamp) {
       try {
         checkUnstableNet();
       } catch (error) {
@@ -306,7 +322,7 @@ async function main(args: string[]): Promise<number> {
     return error instanceof UsageError ? EXIT_USAGE : EXIT_FAILURE;
   }
 
-  if (io === "batch") {
+  if (io === "batch" && !flags.stamp) {
     try {
       checkBatchSupport();
     } catch (error) {
@@ -320,7 +336,13 @@ async function main(args: string[]): Promise<number> {
     hosts: await resolveHosts(hostnames),
     port,
     io,
-    policy: { ...policyOptions, ...hostInterfaces() },
+    policy: policyOptions,
+    stamp: flags.stamp
+      ? {
+        stateful: flags["stamp-stateful"],
+        format: flags["stamp-ptp"] ? "ptp" : "ntp",
+      }
+      : undefined,
     json,
     quiet: flags.quiet,
     statsInterval,

@@ -356,13 +356,16 @@ export interface ClientFlagValues {
   ipv6?: boolean;
   /** `--bind`. */
   bind?: string;
+  /** `--io`. */
+  io?: string;
 }
 
 /**
  * Refuses flags that would be accepted and do nothing: `-r` in a
  * measurement (probes are never resent), `-q` with JSON output (which has no
  * lines to leave out), `--max-loss` in a sweep (whose status is whether any
- * size came back). Throws a UsageError.
+ * size came back), `--bind` without a measurement and `--io` outside ping
+ * and load. Throws a UsageError.
  */
 export function refuseIdleFlags(
   flags: ClientFlagValues,
@@ -377,6 +380,18 @@ export function refuseIdleFlags(
   if (flags.quiet && json !== undefined) {
     throw new UsageError(
       `Cannot combine --quiet and ${json}: JSON output has no lines to leave out`,
+    );
+  }
+  if (mode === undefined && flags.bind !== undefined) {
+    throw new UsageError(
+      "Cannot use --bind without a measurement mode (-c, -w, --sweep ...)",
+    );
+  }
+  if (flags.io !== undefined && (mode === undefined || mode === "monitor")) {
+    throw new UsageError(
+      `Cannot use --io ${
+        mode === undefined ? "without a measurement mode" : "with --metrics"
+      }: only ping and load choose their I/O`,
     );
   }
   if (mode === "sweep" && flags["max-loss"] !== undefined) {

@@ -1,7 +1,9 @@
 /**
  * Opening a UDP socket through libc, as `Deno.listenDatagram` would:
  * `getaddrinfo(3)`, then `socket`, `bind`, timeouts and `getsockname`. The
- * socket is a plain file descriptor a receive or send loop can use.
+ * socket is a plain file descriptor a receive or send loop can use; it
+ * reports each datagram's destination (`IP_PKTINFO`, and `IPV6_RECVPKTINFO`
+ * as well on IPv6, see `_pktinfo.ts`).
  *
  * @module
  */
@@ -26,6 +28,7 @@ import {
   sockaddrFamily,
   sockaddrPort,
 } from "./_sockaddr.ts";
+import { IP_PKTINFO, IPV6_RECVPKTINFO, SOL_IP, SOL_IPV6 } from "./_pktinfo.ts";
 
 /**
  * How long a receive or send may block, in milliseconds: a loop that blocks
@@ -132,6 +135,16 @@ export function bindSocket(
           libc.symbols.setsockopt(fd, SOL_SOCKET, option, timeval, 16) !== 0
         ) {
           throw lastError(libc, "set a socket timeout");
+        }
+      }
+      // An IPv6 socket also receives IPv4 (mapped): ask for both messages.
+      const on = new Int32Array([1]);
+      const wanted = af === AF_INET6
+        ? [[SOL_IPV6, IPV6_RECVPKTINFO], [SOL_IP, IP_PKTINFO]]
+        : [[SOL_IP, IP_PKTINFO]];
+      for (const [level, option] of wanted) {
+        if (libc.symbols.setsockopt(fd, level!, option!, on, 4) !== 0) {
+          throw lastError(libc, "ask for each datagram's destination");
         }
       }
       const bound = new Uint8Array(SOCKADDR_SIZE);

@@ -3,7 +3,8 @@
  * many datagrams per system call, on a socket opened by `_bind.ts`.
  *
  * Memory safety is by construction. Every byte the kernel reads or writes
- * (message headers, iovecs, socket addresses, payload slots) lives in one
+ * (message headers, iovecs, socket addresses, control messages, payload
+ * slots) lives in one
  * ArrayBuffer that is allocated once per socket, is large enough that V8 keeps
  * it outside the garbage-collected heap (so it never moves), is referenced by
  * the engine for its whole life, and whose address is taken once. The hot
@@ -13,11 +14,17 @@
  * receive timeout as a backstop) and the socket is closed only after the
  * last system call has returned.
  *
+ * Each datagram's destination comes with it as a control message
+ * (`_pktinfo.ts`): a reply leaves from the address the request was sent
+ * to, even on a wildcard socket, and a datagram sent to a broadcast or
+ * multicast address is dropped (`not-unicast`) before any decide hook.
+ *
  * @module
  */
 
 import type { AddressFamily } from "../net/address.ts";
 import { RECEIVE_BUFFER_SIZE } from "../net/payload.ts";
+import type { DropReason } from "../policy/policy.ts";
 import {
   describeErrno,
   EAGAIN,
@@ -39,6 +46,16 @@ import {
   C_SEND_ERRORS,
   type EngineEvent,
 } from "./_protocol.ts";
+import type { DatagramFacts, DecideHook } from "./_decide.ts";
+import { NameCache } from "./_names.ts";
+import {
+  initSendControl,
+  PKTINFO_NOT_UNICAST,
+  PKTINFO_UNICAST,
+  readPktinfo,
+  RECEIVE_CONTROL_SIZE,
+  SEND_CONTROL_SIZE,
+} from "./_pktinfo.ts";
 import {
   AF_INET,
   formatSockaddrHost,
@@ -49,45 +66,6 @@ import {
 /** `struct mmsghdr` on LP64 Linux (x86_64, aarch64). */
 const MMSGHDR_SIZE = 64;
 const IOVEC_SIZE = 16;
-
-/** Facts about one received datagram, as a {@linkcode DecideHook} sees them. */
-export interface DatagramFacts {
-  /** Payload length in bytes. */
-  size: number;
-  /** Source IP address, formatted as Deno formats it. */
-  hostname: string;
-  /** Source port. */
-  port: number;
-  /** The family of the socket that received it. */
-  family: AddressFamily;
-  /** The address the socket is bound to. */
-  localHostname: string;
-  /** The port the socket is bound to. */
-  localPort: number;
-  /** `performance.now()` when the batch holding the datagram arrived. */
-  now: number;
-}
-
-/**
- * Decides one datagram: `undefined` echoes it, a string drops it and is the
- * reason counted. The engine passes the same object for every datagram, so a
- * hook must read it and not keep it. A hook may also count the sources it
- * tracks (`activeSources`), which the loop samples a few times a second.
- */
-export type DecideHook =
-  & ((facts: Readonly<DatagramFacts>) => string | undefined)
-  & {
-    activeSources?: (now: number) => number;
-  };
-
-/**
- * What a decide module (`serveBatch`'s `decideModule`) exports: a factory
- * given the options and the socket's own address.
- */
-export interface DecideModule {
-  /** Builds the hook inside the Worker. */
-  createDecideHook(options: unknown, local: Deno.NetAddr): DecideHook;
-}
 
 /** Options for {@linkcode BatchEngine}. */
 export interface BatchEngineOptions {
@@ -111,7 +89,8 @@ export interface BatchEngineOptions {
   datagramEvents?: boolean;
 }
 
-const NAME_CACHE_SIZE = 256;
+/** The reason a datagram sent to a broadcast or multicast address is dropped. */
+const NOT_UNICAST: DropReason = "not-unicast";
 
 // What sendmmsg fails with once shutdown(2) has closed the socket for
 // writing; a UDP socket reports it for nothing else.
@@ -141,14 +120,22 @@ export class BatchEngine {
   #sendHdrOffset: number;
   #sendIovOffset: number;
   #addrOffset: number;
+  #recvControlOffset: number;
+  #sendControlOffset: number;
+  #sendControlLength: number;
   #slotOffset: number;
+  #ipv6: boolean;
+  #info = new Uint32Array(1);
+  #current = 0;
+  #currentKind = 0;
   #addrLo: Uint32Array;
   #addrHi: Uint32Array;
   #sendIovLo: Uint32Array;
   #sendIovHi: Uint32Array;
+  #sendControlLo: Uint32Array;
+  #sendControlHi: Uint32Array;
   #keptSlot: Uint32Array;
-  #nameKeys: Int32Array;
-  #names: string[];
+  #names = new NameCache();
   #facts: DatagramFacts;
   #decide: DecideHook | undefined;
   #onEvent: ((event: EngineEvent) => void) | undefined;
@@ -171,6 +158,10 @@ export class BatchEngine {
     this.#onEvent = options.onEvent;
     this.#datagramEvents = options.datagramEvents === true &&
       options.onEvent !== undefined;
+    this.#ipv6 = options.family === "IPv6";
+    // Formatting the destination costs a lookup: only a hook that reads it
+    // pays for it.
+    const destination = () => this.#destination();
     this.#facts = {
       size: 0,
       hostname: "",
@@ -178,6 +169,10 @@ export class BatchEngine {
       family: options.family,
       localHostname: options.localHostname,
       localPort: options.localPort,
+      get destination() {
+        return destination();
+      },
+      interfaceIndex: 0,
       now: 0,
     };
 
@@ -185,9 +180,11 @@ export class BatchEngine {
     const recvIovOffset = 2 * vlen * MMSGHDR_SIZE;
     this.#sendIovOffset = recvIovOffset + vlen * IOVEC_SIZE;
     this.#addrOffset = this.#sendIovOffset + vlen * IOVEC_SIZE;
+    this.#recvControlOffset = this.#addrOffset + vlen * SOCKADDR_SIZE;
+    this.#sendControlOffset = this.#recvControlOffset +
+      vlen * RECEIVE_CONTROL_SIZE;
     this.#slotOffset = Math.ceil(
-      (this.#addrOffset + vlen * SOCKADDR_SIZE) /
-        4096,
+      (this.#sendControlOffset + vlen * SEND_CONTROL_SIZE) / 4096,
     ) * 4096;
     // At least 64 KiB per slot, so V8 always keeps the store off-heap.
     this.#memory = new ArrayBuffer(
@@ -209,8 +206,11 @@ export class BatchEngine {
     this.#addrHi = new Uint32Array(vlen);
     this.#sendIovLo = new Uint32Array(vlen);
     this.#sendIovHi = new Uint32Array(vlen);
+    this.#sendControlLo = new Uint32Array(vlen);
+    this.#sendControlHi = new Uint32Array(vlen);
     this.#keptSlot = new Uint32Array(vlen);
     const u32 = this.#u32;
+    let sendControlLength = 0;
     const write64 = (offset: number, value: number) => {
       u32[offset >> 2] = value % 2 ** 32;
       u32[(offset >> 2) + 1] = Math.floor(value / 2 ** 32);
@@ -220,6 +220,8 @@ export class BatchEngine {
       const recvIov = recvIovOffset + i * IOVEC_SIZE;
       const sendIov = this.#sendIovOffset + i * IOVEC_SIZE;
       const addr = this.#addrOffset + i * SOCKADDR_SIZE;
+      const recvControl = this.#recvControlOffset + i * RECEIVE_CONTROL_SIZE;
+      const sendControl = this.#sendControlOffset + i * SEND_CONTROL_SIZE;
       const slot = this.#slotOffset + i * RECEIVE_BUFFER_SIZE;
       write64(recvIov, baseValue + slot);
       write64(recvIov + 8, RECEIVE_BUFFER_SIZE);
@@ -229,13 +231,17 @@ export class BatchEngine {
       u32[(hdr >> 2) + 2] = SOCKADDR_SIZE; // msg_namelen
       write64(hdr + 16, baseValue + recvIov); // msg_iov
       write64(hdr + 24, 1); // msg_iovlen
+      write64(hdr + 32, baseValue + recvControl); // msg_control
+      write64(hdr + 40, RECEIVE_CONTROL_SIZE); // msg_controllen
+      sendControlLength = initSendControl(u32, sendControl, this.#ipv6);
+      this.#sendControlLo[i] = (baseValue + sendControl) % 2 ** 32;
+      this.#sendControlHi[i] = Math.floor((baseValue + sendControl) / 2 ** 32);
       this.#addrLo[i] = (baseValue + addr) % 2 ** 32;
       this.#addrHi[i] = Math.floor((baseValue + addr) / 2 ** 32);
       this.#sendIovLo[i] = (baseValue + sendIov) % 2 ** 32;
       this.#sendIovHi[i] = Math.floor((baseValue + sendIov) / 2 ** 32);
     }
-    this.#nameKeys = new Int32Array(NAME_CACHE_SIZE * 5);
-    this.#names = new Array<string>(NAME_CACHE_SIZE).fill("");
+    this.#sendControlLength = sendControlLength;
   }
 
   /** The pointer `recvmmsg` receives into, for nonblocking callers. */
@@ -260,6 +266,7 @@ export class BatchEngine {
     for (let i = 0; i < this.#lastReceived; i++) {
       const h = (i * MMSGHDR_SIZE) >> 2;
       u32[h + 2] = SOCKADDR_SIZE; // msg_namelen, overwritten by the kernel
+      u32[h + 10] = RECEIVE_CONTROL_SIZE; // msg_controllen, likewise
       u32[h + 12] = 0; // msg_flags
     }
     this.#lastReceived = 0;
@@ -310,38 +317,17 @@ export class BatchEngine {
   }
 
   #sourceName(addr: number): string {
-    const u32 = this.#u32;
-    const u8 = this.#u8;
-    const keys = this.#nameKeys;
-    const w = addr >> 2;
-    const family = u8[addr]! | (u8[addr + 1]! << 8);
-    let k0: number, k1: number, k2: number, k3: number;
-    if (family === AF_INET) {
-      k0 = u32[w + 1]! | 0;
-      k1 = k2 = k3 = 0;
-    } else {
-      k0 = u32[w + 2]! | 0;
-      k1 = u32[w + 3]! | 0;
-      k2 = u32[w + 4]! | 0;
-      k3 = u32[w + 5]! | 0;
-    }
-    let h = k0 ^ k1 ^ k2 ^ k3;
-    h = (h ^ (h >>> 8) ^ (h >>> 16) ^ (h >>> 24)) & (NAME_CACHE_SIZE - 1);
-    const e = h * 5;
-    if (
-      keys[e] === family && keys[e + 1] === k0 && keys[e + 2] === k1 &&
-      keys[e + 3] === k2 && keys[e + 4] === k3
-    ) {
-      return this.#names[h]!;
-    }
-    const name = formatSockaddrHost(u8, addr);
-    keys[e] = family;
-    keys[e + 1] = k0;
-    keys[e + 2] = k1;
-    keys[e + 3] = k2;
-    keys[e + 4] = k3;
-    this.#names[h] = name;
-    return name;
+    return this.#u8[addr] === AF_INET
+      ? this.#names.name(this.#u8, this.#u32, addr + 4, 4)
+      : this.#names.name(this.#u8, this.#u32, addr + 8, 6);
+  }
+
+  #destination(): string {
+    if (this.#currentKind === 0) return this.#facts.localHostname;
+    const send = this.#sendControlOffset + this.#current * SEND_CONTROL_SIZE;
+    return this.#ipv6
+      ? this.#names.name(this.#u8, this.#u32, send + 16, 6)
+      : this.#names.name(this.#u8, this.#u32, send + 20, 4);
   }
 
   /** Decides the `n` datagrams just received and sends back the ones kept. */
@@ -367,8 +353,23 @@ export class BatchEngine {
       const addr = this.#addrOffset + i * SOCKADDR_SIZE;
       counts[C_RECEIVED]!++;
       counts[C_RECEIVED_BYTES]! += size;
+      const controlLength = u32[h + 10]!; // msg_controllen
+      const kind = controlLength === 0 ? 0 : readPktinfo(
+        u8,
+        u32,
+        this.#recvControlOffset + i * RECEIVE_CONTROL_SIZE,
+        controlLength,
+        this.#sendControlOffset + i * SEND_CONTROL_SIZE,
+        this.#ipv6,
+        this.#info,
+      );
       let reason: string | undefined = undefined;
-      if (decide !== undefined || this.#datagramEvents) {
+      if (kind === PKTINFO_NOT_UNICAST) {
+        reason = NOT_UNICAST;
+      } else if (decide !== undefined || this.#datagramEvents) {
+        this.#current = i;
+        this.#currentKind = kind;
+        facts.interfaceIndex = this.#info[0]!;
         facts.size = size;
         facts.hostname = this.#sourceName(addr);
         facts.port = (u8[addr + 2]! << 8) | u8[addr + 3]!;
@@ -393,6 +394,15 @@ export class BatchEngine {
       u32[s + 4] = this.#sendIovLo[i]!;
       u32[s + 5] = this.#sendIovHi[i]!;
       u32[s + 6] = 1;
+      if (kind === PKTINFO_UNICAST) {
+        u32[s + 8] = this.#sendControlLo[i]!;
+        u32[s + 9] = this.#sendControlHi[i]!;
+        u32[s + 10] = this.#sendControlLength;
+      } else {
+        u32[s + 8] = 0;
+        u32[s + 9] = 0;
+        u32[s + 10] = 0;
+      }
       u32[sendIovBase + i * (IOVEC_SIZE >> 2) + 2] = size;
       this.#keptSlot[kept] = i;
       kept++;

@@ -16,6 +16,17 @@ export const SHUT_RDWR = 2;
 export const MSG_WAITFORONE = 0x10000;
 export const EINTR = 4;
 export const EAGAIN = 11;
+/** `setsockopt` option: a `struct timespec` (CLOCK_REALTIME) cmsg per datagram. */
+export const SO_TIMESTAMPNS = 35;
+/** The cmsg type `SO_TIMESTAMPNS` delivers (the same number). */
+export const SCM_TIMESTAMPNS = 35;
+export const MSG_DONTWAIT = 0x40;
+/** With `recvmmsg`: report a datagram's full length even when cut to the buffer. */
+export const MSG_TRUNC = 0x20;
+export const MSG_CTRUNC = 0x08;
+export const CLOCK_REALTIME = 0;
+export const CLOCK_MONOTONIC = 1;
+export const POLLIN = 1;
 
 /** The libc functions the engine calls, as `Deno.dlopen` wants them. */
 export const LIBC_SYMBOLS = {
@@ -33,6 +44,16 @@ export const LIBC_SYMBOLS = {
     result: "i32",
   },
   sendmmsg: { parameters: ["i32", "pointer", "u32", "i32"], result: "i32" },
+  // ssize_t read as its low 32 bits: a datagram's length, or -1.
+  sendto: {
+    parameters: ["i32", "pointer", "usize", "i32", "pointer", "u32"],
+    result: "i32",
+  },
+  clock_gettime: { parameters: ["i32", "pointer"], result: "i32" },
+  ppoll: {
+    parameters: ["pointer", "usize", "pointer", "pointer"],
+    result: "i32",
+  },
   getaddrinfo: {
     parameters: ["buffer", "pointer", "buffer", "buffer"],
     result: "i32",

@@ -7,6 +7,7 @@
  */
 
 import { errorMessage, formatAddress } from "../net/address.ts";
+import { broadcastSources } from "./_interfaces.ts";
 import {
   defaultRate,
   type EchoPolicy,
@@ -27,22 +28,50 @@ export const RECEIVE_ERRORS_BEFORE_PAUSE = 3;
 /** How long that pause lasts, in milliseconds: a socket that fails at once must not spin a core. */
 export const RECEIVE_ERROR_PAUSE_MS = 50;
 
+/** What {@linkcode serverPolicy} works the policy out from. */
+export interface ServerSockets {
+  /** Every bound socket. */
+  addrs: readonly Deno.NetAddr[];
+  /**
+   * Per socket, the address the user asked for: the wildcard a socket was
+   * expanded from, else the bound address.
+   */
+  asked: readonly string[];
+  /** This host's interfaces, when they could be listed. */
+  interfaces?: readonly Deno.NetworkInterfaceInfo[];
+}
+
 /**
  * The policy options a server runs with: the caller's, with every bound
- * socket as its own address and, unless given, the default rate for the
- * bound addresses.
+ * socket as its own address, unless given the default rate for the
+ * addresses asked for (a wildcard is not loopback, whatever it expanded
+ * into), and, when the interfaces could be listed, their addresses (for
+ * the own-address check of a wildcard socket) and directed broadcast
+ * addresses (refused as sources). Worked out on the main thread, so a
+ * batch Worker gets them without any permission of its own.
  */
 export function serverPolicy(
   options: PolicyOptions | undefined,
-  addrs: readonly Deno.NetAddr[],
+  sockets: ServerSockets,
 ): PolicyOptions {
+  const { addrs, asked, interfaces } = sockets;
   return {
     ...options,
-    rate: options?.rate ?? defaultRate(addrs.map((addr) => addr.hostname)),
+    rate: options?.rate ?? defaultRate(asked),
     local: [
       ...(options?.local ?? []),
       ...addrs.map(({ hostname, port }) => ({ hostname, port })),
     ],
+    ...(interfaces === undefined ? {} : {
+      interfaceAddresses: [
+        ...(options?.interfaceAddresses ?? []),
+        ...interfaces.map(({ address }) => address),
+      ],
+      broadcastAddresses: [
+        ...(options?.broadcastAddresses ?? []),
+        ...broadcastSources(interfaces),
+      ],
+    }),
   };
 }
 
@@ -59,11 +88,13 @@ export interface SocketHooks<T> {
 /**
  * Binds one socket per host, all on one port (with port 0 the first picks
  * it). Closes those already bound and throws `Cannot bind HOST:PORT: reason`
- * (the cause kept) when one cannot be bound.
+ * (the cause kept) when one cannot be bound, unless `skip` says that host
+ * may be left out (it is then reported to `skip` and skipped).
  */
 export function bindAll<T>(
   options: Pick<EchoBackendOptions, "hostnames" | "port">,
   hooks: SocketHooks<T>,
+  skip?: (hostname: string, error: unknown) => boolean,
 ): T[] {
   const sockets: T[] = [];
   let port = options.port;
@@ -73,6 +104,7 @@ export function bindAll<T>(
       sockets.push(socket);
       port = hooks.portOf(socket);
     } catch (error) {
+      if (skip?.(hostname, error)) continue;
       for (const socket of sockets) hooks.close(socket);
       throw new Error(
         `Cannot bind ${formatAddress({ hostname, port })}: ${

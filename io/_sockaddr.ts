@@ -21,20 +21,34 @@ export function sockaddrFamily(bytes: Uint8Array, offset: number): number {
  * the way Deno does: `127.0.0.1`, `::1`, `::ffff:127.0.0.1`.
  */
 export function formatSockaddrHost(bytes: Uint8Array, offset: number): string {
-  if (sockaddrFamily(bytes, offset) === AF_INET) {
-    return `${bytes[offset + 4]}.${bytes[offset + 5]}.${bytes[offset + 6]}.${
-      bytes[offset + 7]
+  return sockaddrFamily(bytes, offset) === AF_INET
+    ? formatIp(bytes, offset + 4, 4)
+    : formatIp(bytes, offset + 8, 6);
+}
+
+/**
+ * Formats the 4 (`family` 4) or 16 (`family` 6) address bytes at `offset`
+ * the way Deno does (RFC 5952): `127.0.0.1`, `::1`, `::ffff:127.0.0.1`.
+ */
+export function formatIp(
+  bytes: Uint8Array,
+  offset: number,
+  family: 4 | 6,
+): string {
+  if (family === 4) {
+    return `${bytes[offset]}.${bytes[offset + 1]}.${bytes[offset + 2]}.${
+      bytes[offset + 3]
     }`;
   }
   const groups: number[] = [];
   for (let i = 0; i < 8; i++) {
-    groups.push((bytes[offset + 8 + 2 * i]! << 8) | bytes[offset + 9 + 2 * i]!);
+    groups.push((bytes[offset + 2 * i]! << 8) | bytes[offset + 1 + 2 * i]!);
   }
   if (
     groups[0] === 0 && groups[1] === 0 && groups[2] === 0 &&
     groups[3] === 0 && groups[4] === 0 && groups[5] === 0xffff
   ) {
-    const b = offset + 20;
+    const b = offset + 12;
     return `::ffff:${bytes[b]}.${bytes[b + 1]}.${bytes[b + 2]}.${bytes[b + 3]}`;
   }
   // RFC 5952: compress the longest run of two or more zero groups, the first

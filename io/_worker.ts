@@ -8,7 +8,8 @@
  */
 
 import { errorMessage } from "../net/address.ts";
-import { BatchEngine, type DecideHook, type DecideModule } from "./_engine.ts";
+import type { DecideHook, DecideModule } from "./_decide.ts";
+import { BatchEngine } from "./_engine.ts";
 import { openLibc } from "./_libc.ts";
 import {
   C_EVENTS_DROPPED,

@@ -30,8 +30,9 @@
  * @module
  */
 
-import { formatAddress } from "../net/address.ts";
 import { bindSocket, type BoundSocket } from "./_bind.ts";
+import { checkNetPermission } from "./choice.ts";
+import { interfaceWarning, listInterfaces } from "./_interfaces.ts";
 import { openLibc, releaseLibc, SHUT_RDWR } from "./_libc.ts";
 import {
   C_BATCHES,
@@ -53,7 +54,7 @@ import {
 import { rateLimitOf } from "../policy/policy.ts";
 import type { EchoBackendOptions, EchoServer, EchoStats } from "./types.ts";
 
-export type { DatagramFacts, DecideHook, DecideModule } from "./_engine.ts";
+export type { DatagramFacts, DecideHook, DecideModule } from "./_decide.ts";
 
 /** The datagrams one system call may receive or send (the batch size). */
 const DEFAULT_BATCH_SIZE = 64;
@@ -215,7 +216,12 @@ export function serveBatch(options: BatchServeOptions): BatchServer {
   const decideModule = options.decideModule === undefined
     ? POLICY_HOOK_URL
     : options.decideModule;
-  const policy = serverPolicy(options.policy, addrs);
+  const interfaces = listInterfaces();
+  const policy = serverPolicy(options.policy, {
+    addrs,
+    asked: addrs.map((addr) => addr.hostname),
+    interfaces,
+  });
   const decideOptions = options.decideModule === undefined
     ? policy
     : options.decideOptions;
@@ -368,6 +374,15 @@ export function serveBatch(options: BatchServeOptions): BatchServer {
     started,
     addr: addrs[0]!,
     addrs,
+    boundFor: [...options.hostnames],
+    // The engine sees each datagram's destination: only the broadcast
+    // sources need the interfaces.
+    warnings: [
+      interfaceWarning(options.hostnames, {
+        listed: interfaces !== undefined,
+        seesDestination: true,
+      }),
+    ].filter((warning) => warning !== undefined),
     finished,
     rateLimit: rateLimitOf(policy),
     stats,
@@ -377,21 +392,4 @@ export function serveBatch(options: BatchServeOptions): BatchServer {
       ),
     loopStats,
   };
-}
-
-/**
- * Throws `Deno.errors.NotCapable` unless this process may bind
- * `hostname:port`: sockets made through FFI bypass Deno's own check, so ask
- * what `Deno.listenDatagram` would.
- */
-function checkNetPermission(hostname: string, port: number): void {
-  const where = formatAddress({ hostname, port });
-  if (
-    Deno.permissions.querySync({ name: "net", host: where }).state !==
-      "granted"
-  ) {
-    throw new Deno.errors.NotCapable(
-      `Requires net access to "${where}", run again with the --allow-net flag`,
-    );
-  }
 }

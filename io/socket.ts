@@ -3,6 +3,12 @@
  * each datagram received, decided by the policy and echoed back from the
  * socket it came in on, byte for byte, the zero-length datagram included.
  *
+ * A Deno socket does not say which address a datagram was sent to, so a
+ * wildcard (`0.0.0.0`, `::`) becomes one socket per interface address when
+ * the interfaces may be listed: each reply then leaves from the address the
+ * request was sent to, and a subnet broadcast reaches no socket at all.
+ * Interfaces added later are not served.
+ *
  * @example Echo on a free port until aborted
  * ```ts
  * import { serveSocket } from "./socket.ts";
@@ -18,6 +24,12 @@
  */
 
 import { checkUnstableNet } from "../net/address.ts";
+import {
+  expandWildcards,
+  interfaceWarning,
+  listInterfaces,
+  type PlannedSocket,
+} from "./_interfaces.ts";
 import { RECEIVE_BUFFER_SIZE } from "../net/payload.ts";
 import { EchoPolicy, rateLimitOf } from "../policy/policy.ts";
 import {
@@ -56,18 +68,61 @@ const QUEUED_MS = 0.015;
  */
 export function serveSocket(options: EchoBackendOptions): EchoServer {
   checkUnstableNet();
-  const conns = bindAll(options, {
-    bind: (hostname, port) =>
-      Deno.listenDatagram({ transport: "udp", hostname, port }),
+  const interfaces = listInterfaces();
+  const plan = expandWildcards(options.hostnames, interfaces);
+  const bound: PlannedSocket[] = [];
+  const skipped: string[] = [];
+  const conns = bindAll({
+    hostnames: plan.map((p) => p.hostname),
+    port: options.port,
+  }, {
+    bind: (hostname, port) => {
+      const conn = Deno.listenDatagram({ transport: "udp", hostname, port });
+      bound.push(plan.find((p) => p.hostname === hostname)!);
+      return conn;
+    },
     portOf: (conn) => (conn.addr as Deno.NetAddr).port,
     close: (conn) => conn.close(),
+  }, (hostname, error) => {
+    // An interface address may not be usable yet (IPv6 still checking it
+    // is unique, say): the others still serve.
+    const expanded = plan.find((p) => p.hostname === hostname)?.expanded;
+    if (!expanded || !(error instanceof Deno.errors.AddrNotAvailable)) {
+      return false;
+    }
+    skipped.push(hostname);
+    return true;
   });
   // Plain objects, as the batch backend reports them.
   const addrs = conns.map((conn): Deno.NetAddr => {
     const { hostname, port } = conn.addr as Deno.NetAddr;
     return { transport: "udp", hostname, port };
   });
-  const policyOptions = serverPolicy(options.policy, addrs);
+  if (conns.length === 0) {
+    throw new Error(
+      `Cannot bind ${
+        options.hostnames.join(", ")
+      }: no interface address is available`,
+    );
+  }
+  const warnings = [
+    interfaceWarning(options.hostnames, {
+      listed: interfaces !== undefined,
+      seesDestination: false,
+    }),
+    skipped.length === 0
+      ? undefined
+      : `cannot bind ${
+        skipped.join(", ")
+      } (not available yet): not serving on ${
+        skipped.length === 1 ? "it" : "them"
+      }`,
+  ].filter((warning) => warning !== undefined);
+  const policyOptions = serverPolicy(options.policy, {
+    addrs,
+    asked: bound.map((p, k) => p.expanded ? p.requested : addrs[k]!.hostname),
+    interfaces,
+  });
   // Built before the first receive: no datagram is judged without knowing
   // every socket of the server.
   const shared = options.rateLimitScope === "socket"
@@ -108,6 +163,7 @@ export function serveSocket(options: EchoBackendOptions): EchoServer {
       emit,
       datagramEvents,
       isClosed: () => closed,
+      reflect: options.reflect,
     })
   );
   const finished = Promise.all(loops).finally(() => {
@@ -117,6 +173,8 @@ export function serveSocket(options: EchoBackendOptions): EchoServer {
   return {
     addr: addrs[0]!,
     addrs,
+    boundFor: bound.map((p) => p.requested),
+    warnings,
     finished,
     rateLimit: rateLimitOf(policyOptions),
     stats,
@@ -133,6 +191,7 @@ interface LoopContext {
   emit: (event: ServerEvent) => void;
   datagramEvents: boolean;
   isClosed: () => boolean;
+  reflect: EchoBackendOptions["reflect"];
 }
 
 /**
@@ -147,7 +206,8 @@ async function echoLoop(
   conn: Deno.DatagramConn,
   context: LoopContext,
 ): Promise<void> {
-  const { local, policy, counters, emit, datagramEvents, isClosed } = context;
+  const { local, policy, counters, emit, datagramEvents, isClosed, reflect } =
+    context;
   const spareBuffers: Uint8Array[] = [];
   let extras = 0;
   let failuresInRow = 0;
@@ -193,7 +253,8 @@ async function echoLoop(
         }
         continue;
       }
-      const queued = performance.now() - issuedAt < QUEUED_MS;
+      const receivedAt = performance.now();
+      const queued = receivedAt - issuedAt < QUEUED_MS;
       if (queued && extras < MAX_RECEIVERS - 1) {
         extras++;
         const spare = spareBuffers.pop() ??
@@ -202,8 +263,15 @@ async function echoLoop(
       }
       counters.received++;
       counters.receivedBytes += data.length;
-      const verdict = policy.decide(from, data.length);
+      const decided = policy.decide(from, data.length);
+      const verdict = decided === "echo" && reflect !== undefined
+        ? reflect(data, { from, local, receivedAt }) ?? decided
+        : decided;
       if (verdict !== "echo") {
+        if (decided === "echo") {
+          // The policy counts its own drops; the hook's are counted here.
+          counters.droppedBy[verdict] = (counters.droppedBy[verdict] ?? 0) + 1;
+        }
         if (datagramEvents) {
           emit({ type: "dropped", from, local, data, reason: verdict });
         }

@@ -11,10 +11,27 @@
 import type { DropReason, PolicyOptions, RateLimit } from "../policy/policy.ts";
 
 /**
- * Why a datagram got no reply: a policy reason, or `"shutdown"` for one
- * received whose echo the server's shutdown cut off.
+ * Why a datagram got no reply: a policy reason, `"shutdown"` for one
+ * received whose echo the server's shutdown cut off, or a reason of the
+ * {@linkcode EchoBackendOptions.reflect} hook.
  */
-export type DropCause = DropReason | "shutdown";
+export type DropCause = DropReason | "shutdown" | ReflectDrop;
+
+/** Why the `reflect` hook sent nothing: a STAMP request under 44 bytes. */
+export type ReflectDrop = "stamp-too-short";
+
+/** What the `reflect` hook knows of a datagram besides its bytes. */
+export interface ReflectInfo {
+  /** The sender. */
+  from: Deno.NetAddr;
+  /** The socket that received it. */
+  local: Deno.NetAddr;
+  /**
+   * When the receive settled, in `performance.now()` milliseconds: on the
+   * socket backend that is when the event loop saw it, not the kernel.
+   */
+  receivedAt: number;
+}
 
 /** Drops by cause, only the causes that occurred. */
 export type DropCounts = Partial<Record<DropCause, number>>;
@@ -104,7 +121,7 @@ export interface DroppedEvent {
   /** The payload; a view valid only during the call. */
   data: Uint8Array;
   /** Why it got no reply. */
-  reason: DropReason;
+  reason: DropReason | ReflectDrop;
 }
 
 /** A receive or send that failed; the server goes on. */
@@ -131,7 +148,12 @@ export type RateLimitScope = "server" | "socket";
 export interface EchoBackendOptions {
   /**
    * Addresses to bind, one socket each, all on one port: IP literals or
-   * names (a name binds the first address it resolves to).
+   * names (a name binds the first address it resolves to). A wildcard
+   * (`0.0.0.0`, `::`) is one socket on the batch backend, which sees each
+   * datagram's destination; the socket backend, which cannot, binds one
+   * socket per interface address instead when it may list them
+   * (`--allow-sys=networkInterfaces`), and else keeps the wildcard and
+   * says what it cannot check in `warnings`.
    */
   hostnames: readonly string[];
   /** The port to bind; 0 lets the first socket pick one and the others take it. */
@@ -160,14 +182,32 @@ export interface EchoBackendOptions {
    * `"socket"` with more than one socket.
    */
   rateLimitScope?: RateLimitScope;
+  /**
+   * Rewrites each datagram the policy lets through, in place and to the
+   * same length, before it is sent back (the STAMP Session-Reflector of
+   * `stamp/`); returning a {@linkcode ReflectDrop} sends nothing and counts
+   * the drop. Called as late as possible before the send. Socket backend
+   * only: `serveEcho` throws a TypeError with the batch backend.
+   */
+  reflect?: (data: Uint8Array, info: ReflectInfo) => ReflectDrop | undefined;
 }
 
 /** A running echo server. */
 export interface EchoServer {
   /** The first socket's address, with the port actually chosen. */
   addr: Deno.NetAddr;
-  /** Every socket's address, in the order of `hostnames`. */
+  /**
+   * Every socket's address, in the order of `hostnames` (a wildcard the
+   * socket backend expanded stands for several, in the interfaces' order).
+   */
   addrs: Deno.NetAddr[];
+  /** Per socket, in the order of `addrs`, the host of `hostnames` it was bound for. */
+  boundFor: string[];
+  /**
+   * What the server cannot check with the permissions it has, for the
+   * start-up lines (at most one line per concern); empty when nothing.
+   */
+  warnings: string[];
   /**
    * Resolves with the final counters once every socket is closed; rejects
    * when a backend could not run (the batch backend's Worker failed).

@@ -7,7 +7,11 @@
 
 import { checkPayloadSize } from "../net/payload.ts";
 import type { HostPort, ResolvedAddress } from "../net/address.ts";
-import { PROBE_HEADER_SIZE, type ProbeCheck } from "./probe.ts";
+import {
+  PROBE_HEADER_SIZE,
+  type ProbeCheck,
+  type ProbeHeader,
+} from "./probe.ts";
 
 /** The probe size used when none is given, in bytes, as ping uses. */
 export const DEFAULT_PROBE_SIZE = 64;
@@ -34,6 +38,13 @@ export interface ReplyEvent {
   reordered: boolean;
   /** A reply that took longer than the timeout. */
   late: boolean;
+  /**
+   * Kernel engine only: the wall clock stepped between the probe's send and
+   * this reply, so `rttMs` is the CLOCK_MONOTONIC round trip (send stamp to
+   * the reply's processing), not the kernel's timestamped one. Absent
+   * otherwise.
+   */
+  clockStep?: true;
 }
 
 /** A probe that had no reply at all by the end of the wait. */
@@ -141,4 +152,19 @@ export function checkMs(
       `Cannot use ${name} ${value}: expected a number of at least ${min}`,
     );
   }
+}
+
+/**
+ * How a flow writes its probes and reads their replies: by default the
+ * probe of `probe.ts`; STAMP test packets with `--stamp` (`stamp_probe.ts`).
+ */
+export interface ProbeFormat {
+  /** Writes probe `header.seq` over all of `target`. */
+  encode(target: Uint8Array, header: ProbeHeader): void;
+  /** The session and sequence number a reply answers; `undefined` if none. */
+  decode(data: Uint8Array): { session: number; seq: number } | undefined;
+  /** How a reply compares with the probe sent. */
+  verify(data: Uint8Array, header: ProbeHeader, size: number): ProbeCheck;
+  /** Each intact first reply, received at `receivedAt` (`performance.now()` ms). */
+  onReply?(data: Uint8Array, seq: number, receivedAt: number): void;
 }

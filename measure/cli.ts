@@ -10,9 +10,7 @@
 
 import {
   checkProbeSize,
-  DEFAULT_PROBE_SIZE,
   type ProbeEvent,
-  type RunOptions,
   runProbes,
   SWEEP_TRIES,
   sweepPayload,
@@ -33,7 +31,6 @@ import {
   toJson,
 } from "./report.ts";
 import {
-  type AddressFamily,
   checkUnstableNet,
   errorMessage,
   familyOf,
@@ -43,180 +40,28 @@ import {
   type ResolvedAddress,
   resolveTarget,
 } from "../net/address.ts";
+import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError } from "../cli/flags.ts";
+import { createStatusLine } from "../cli/output.ts";
+import { chooseMeasureIo, type MeasureIo } from "./_io.ts";
+
+import type { StampRun } from "./stamp_report.ts";
 import {
-  EXIT_FAILURE,
-  EXIT_OK,
-  EXIT_USAGE,
-  type NumberRange,
-  parseBindFlag,
-  parseNumberFlag,
-  UsageError,
-} from "../cli/flags.ts";
-import { createStatusLine, type Output } from "../cli/output.ts";
+  asUsage,
+  type MeasureOptions,
+  type MeasureValues,
+  type Plan,
+  plan,
+} from "./_plan.ts";
 
-/** The values each numeric measurement flag accepts; `client.ts` declares the flags. */
-export const MEASURE_RANGES = {
-  count: { min: 1, max: 1_000_000_000 },
-  interval: { min: 0, max: 3_600_000, fraction: true, unit: "milliseconds" },
-  // The family's limit and the probe header are checked once the target is
-  // known; this is the largest UDP payload of any family.
-  size: { min: 20, max: 65_527, unit: "bytes" },
-  duration: { min: 0.001, max: 86_400, fraction: true, unit: "seconds" },
-  wait: { min: 0, max: 3_600_000, fraction: true, unit: "milliseconds" },
-  window: { min: 1, max: 1_000_000 },
-  rate: {
-    min: 0.001,
-    max: 10_000_000,
-    fraction: true,
-    unit: "probes per second",
-  },
-  flows: { min: 1, max: 1024 },
-  "max-loss": { min: 0, max: 100, fraction: true },
-} as const satisfies Record<string, NumberRange>;
+export {
+  MEASURE_RANGES,
+  type MeasureOptions,
+  type MeasureValues,
+} from "./_plan.ts";
 
-/** The flag values {@linkcode runMeasurement} reads, as parseArgs gives them. */
-export interface MeasureValues {
-  /** `-c`. */
-  count?: string;
-  /** `-i`. */
-  interval?: string;
-  /** `-s`. */
-  size?: string;
-  /** `-d`. */
-  duration?: string;
-  /** `--wait`. */
-  wait?: string;
-  /** `-w`. */
-  window?: string;
-  /** `--rate`. */
-  rate?: string;
-  /** `--flows`. */
-  flows?: string;
-  /** `--sweep`. */
-  sweep?: boolean;
-  /** `-4`. */
-  ipv4?: boolean;
-  /** `-6`. */
-  ipv6?: boolean;
-  /** `--bind`. */
-  bind?: string;
-  /** `--ndjson`. */
-  ndjson?: boolean;
-  /** `--max-loss`. */
-  "max-loss"?: string;
-}
-
-/** What {@linkcode runMeasurement} takes from the client's own flags. */
-export interface MeasureOptions {
-  /** `-H` and `-p`: the server to measure. */
-  target: HostPort;
-  /** `-t`: the reply timeout in ms. */
-  timeoutMs: number;
-  /** `-q`: only the summary. */
-  quiet: boolean;
-  /** `--json`: one JSON document. */
-  json: boolean;
-  /** Where every line goes. */
-  output: Output;
-}
-
-const LOAD_DEFAULT_MS = 10_000;
 const STATUS_INTERVAL_MS = 250;
 /** The signals that stop a measurement: the first gently, the second at once. */
 const STOP_SIGNALS: Deno.Signal[] = ["SIGINT", "SIGTERM"];
-
-/**
- * Turns an error of the checks made before anything is sent (a family that
- * does not match, the unspecified address, a probe too large for the
- * family, a flow setup the engine refuses) into the usage error it is;
- * others, such as a name that does not resolve, stay runtime failures.
- */
-function asUsage(error: unknown): unknown {
-  return error instanceof RangeError || error instanceof TypeError
-    ? new UsageError(error.message, { cause: error })
-    : error;
-}
-
-function conflict(
-  values: MeasureValues & { json: boolean },
-  groups: (keyof MeasureValues | "json")[][],
-): void {
-  for (const group of groups) {
-    const given = group.filter((flag) =>
-      values[flag] !== undefined && values[flag] !== false
-    );
-    if (given.length > 1) {
-      throw new UsageError(
-        `Cannot combine ${given.map((flag) => `--${flag}`).join(" and ")}`,
-      );
-    }
-  }
-}
-
-/** Everything a measurement needs, checked before any datagram leaves. */
-interface Plan {
-  family?: AddressFamily;
-  bind?: HostPort;
-  run: Omit<RunOptions, "target">;
-  maxLoss: number;
-  output: "text" | "json" | "ndjson";
-}
-
-/** Checks the flags of a measurement; throws a UsageError. */
-function plan(
-  mode: Mode,
-  values: MeasureValues,
-  options: MeasureOptions,
-): Plan {
-  conflict({ ...values, json: options.json }, [
-    ["sweep", "window", "rate", "interval"],
-    ["sweep", "count"],
-    ["sweep", "duration"],
-    ["sweep", "size"],
-    ["sweep", "flows"],
-    ["json", "ndjson"],
-  ]);
-  const rate = parseNumberFlag(values, "rate", MEASURE_RANGES);
-  const count = parseNumberFlag(values, "count", MEASURE_RANGES);
-  const duration = parseNumberFlag(values, "duration", MEASURE_RANGES);
-  let window = parseNumberFlag(values, "window", MEASURE_RANGES);
-  let intervalMs = rate !== undefined
-    ? 1000 / rate
-    : parseNumberFlag(values, "interval", MEASURE_RANGES);
-  // Load without a pacing flag keeps one probe in flight per flow.
-  if (mode === "load" && window === undefined && intervalMs === undefined) {
-    window = 1;
-  }
-  if (window === undefined) intervalMs ??= 1000;
-  const bind = values.bind === undefined
-    ? undefined
-    : parseBindFlag(values.bind, "--bind");
-  const flows = parseNumberFlag(values, "flows", MEASURE_RANGES);
-  if ((flows ?? 1) > 1 && (bind?.port ?? 0) !== 0) {
-    throw new UsageError(
-      `Cannot use --bind "${values.bind}" with --flows ${flows}: each flow needs its own port, so bind port 0`,
-    );
-  }
-  return {
-    family: values.ipv4 ? "IPv4" : values.ipv6 ? "IPv6" : undefined,
-    bind,
-    run: {
-      count,
-      durationMs: duration === undefined
-        ? (mode === "load" && count === undefined ? LOAD_DEFAULT_MS : undefined)
-        : duration * 1000,
-      size: parseNumberFlag(values, "size", MEASURE_RANGES) ??
-        DEFAULT_PROBE_SIZE,
-      intervalMs,
-      window,
-      flows,
-      timeoutMs: options.timeoutMs,
-      waitMs: parseNumberFlag(values, "wait", MEASURE_RANGES),
-    },
-    maxLoss: parseNumberFlag(values, "max-loss", MEASURE_RANGES) ?? 0,
-    output: options.json ? "json" : values.ndjson ? "ndjson" : "text",
-  };
-}
 
 /**
  * The `--json` document (or `--ndjson` line) of a run that failed before it
@@ -293,13 +138,23 @@ export async function runMeasurement(
   };
   let checked: Plan;
   let target;
+  let stamp: StampRun | undefined;
+  let io: MeasureIo;
   try {
     checked = plan(mode, values, options);
+    if (values.stamp) {
+      const { stampRunOf } = await import("./stamp_report.ts");
+      stamp = stampRunOf(values, checked.run.size!);
+    }
     target = await resolveTarget(options.target, { family: checked.family })
       .catch((error) => {
         throw asUsage(error);
       });
     checked.bind = await checkBind(checked.bind, target);
+    io = chooseMeasureIo(checked.io, {
+      stamp: stamp !== undefined,
+      sweep: mode === "sweep",
+    });
     try {
       if (mode !== "sweep") checkProbeSize(checked.run.size!, target);
       checkUnstableNet();
@@ -332,7 +187,10 @@ export async function runMeasurement(
     if (output === "ndjson") print(toJson(eventJson(event)));
     else if (output === "text" && !quiet) {
       if (event.type === "reply" && mode === "ping") {
-        print(formatReply(event, from, flows));
+        const delays = event.check === "intact" && !event.duplicate
+          ? stamp?.describe(event.flow, event.seq) ?? ""
+          : "";
+        print(formatReply(event, from, flows) + delays);
       } else if (event.type === "lost" && mode === "ping") {
         print(formatLost(event, from, flows));
       } else if (event.type === "sweep") {
@@ -363,6 +221,7 @@ export async function runMeasurement(
         print(
           `SWEEP ${from}: largest intact payload from 1 to the ${target.family} limit, up to ${SWEEP_TRIES} tries per size`,
         );
+        print(`io: socket (the sweep runs on sockets)`);
       }
       const result = await sweepPayload({
         target,
@@ -424,6 +283,17 @@ export async function runMeasurement(
       signal: controller.signal,
       onEvent,
       onSend: () => live.sent++,
+      io: io.backend,
+      fallback: checked.io === "auto",
+      onIo: (backend, why) => {
+        if (backend !== io.backend) {
+          io = { backend, reason: `the batch engine cannot start: ${why}` };
+        }
+        if (output === "text" && !quiet) {
+          print(`io: ${io.backend} (${io.reason})`);
+        }
+      },
+      format: stamp?.format,
     });
     if (ticker !== undefined) clearInterval(ticker);
     ticker = undefined;
@@ -434,8 +304,23 @@ export async function runMeasurement(
     if (output === "text") {
       if (!quiet) print("");
       for (const line of formatRunSummary(result, mode)) print(line);
+      if (stamp) {
+        const { formatStampSummary } = await import("./stamp_report.ts");
+        for (
+          const line of formatStampSummary(
+            stamp.summary(result, options.target),
+          )
+        ) print(line);
+      }
     } else {
-      const document = runJson(result, mode, { settings });
+      const document = runJson(result, mode, { settings, io });
+      if (stamp) {
+        const { stampJson } = await import("./stamp_report.ts");
+        Object.assign(
+          document,
+          stampJson(stamp.summary(result, options.target), stamp.options),
+        );
+      }
       print(
         output === "json"
           ? toJson(document, 2)

@@ -37,11 +37,12 @@ Deno.test("client.ts -c pings with ping-style lines and a summary", async () => 
   equal(code, 0);
   const lines = stdout.split("\n");
   equal(lines[0], `PING 127.0.0.1:${server.port}: 64-byte probes, every 10 ms`);
+  equal(lines[1], "io: socket (--allow-ffi not granted)");
   for (let seq = 0; seq < 5; seq++) {
     match(
-      lines[seq + 1]!,
+      lines[seq + 2]!,
       new RegExp(
-        `^64 bytes from 127\\.0\\.0\\.1:${server.port}: seq=${seq} time=\\d+\\.\\d{3} ms$`,
+        `^64 bytes from 127\\.0\\.0\\.1:${server.port}: seq=${seq} time=\\d+\\.\\d{4} ms$`,
       ),
     );
   }
@@ -74,7 +75,7 @@ Deno.test("client.ts --json prints one document whose counts match the relay", a
   const { code, stdout, stderr } = await client([...args, "--max-loss", "15"]);
   equal(stderr, "");
   const document = JSON.parse(stdout);
-  equal(document.schema, "udp-echo.measure/1.1");
+  equal(document.schema, "udp-echo.measure/1.2");
   equal(document.mode, "ping");
   equal(document.target.address, `127.0.0.1:${relay.target.port}`);
   deepEqual(
@@ -151,7 +152,7 @@ Deno.test("client.ts --ndjson streams one event per reply and the summary last",
     "summary",
   ]);
   deepEqual(events.slice(0, 4).map((event) => event.seq).sort(), [0, 1, 2, 3]);
-  equal(events[4].schema, "udp-echo.measure/1.1");
+  equal(events[4].schema, "udp-echo.measure/1.2");
   equal(events[4].received, 4);
 });
 
@@ -501,7 +502,7 @@ Deno.test("client.ts --json answers a resolution error on stdout in every mode",
   equal(ping.code, 1);
   match(ping.stderr, /^error: cannot resolve nosuch\.invalid: /);
   const document = JSON.parse(ping.stdout);
-  equal(document.schema, "udp-echo.measure/1.1");
+  equal(document.schema, "udp-echo.measure/1.2");
   equal(document.mode, "ping");
   equal(document.target.address, "nosuch.invalid:9");
   equal(document.error, ping.stderr.slice("error: ".length).trim());

@@ -48,6 +48,7 @@ export {
 } from "./_common.ts";
 export {
   type FlowResult,
+  type ProbeFormat,
   type Rate,
   type RunOptions,
   runProbes,

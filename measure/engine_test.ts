@@ -10,6 +10,9 @@ import {
   startTruncatingEcho,
 } from "../testing/fault_relay.ts";
 
+/** Both I/O modes run the same behaviour suites. */
+const IO_MODES = ["socket", "batch"] as const;
+
 /** This project's echo server on a free port. */
 function startEcho(hostname = "127.0.0.1") {
   const controller = new AbortController();
@@ -36,130 +39,142 @@ const MIXED_FAULTS: FaultRule[] = [
   { select: at(14), action: { type: "delay", ms: 150 } },
 ];
 
-Deno.test("runProbes() echoes every probe of a ping run", async () => {
-  await using echo = startEcho();
-  const events: ProbeEvent[] = [];
-  const result = await runProbes({
-    target: echo.target,
-    count: 20,
-    intervalMs: 2,
-    onEvent: (event) => events.push(event),
-  });
-  deepEqual(
-    [result.sent, result.received, result.lost, result.duplicates],
-    [20, 20, 0, 0],
-  );
-  equal(result.corrupted + result.reordered + result.ignored, 0);
-  equal(result.rttMs.count, 20);
-  ok(result.rttMs.min <= result.rttMs.median);
-  ok(result.rttMs.median <= result.rttMs.max);
-  deepEqual(
-    events.map((event) => event.type === "reply" && event.seq).sort((a, b) =>
-      Number(a) - Number(b)
-    ),
-    Array.from({ length: 20 }, (_, i) => i),
-  );
-  equal(result.pacing, "interval");
-  equal(result.flows.length, 1);
-});
-
-Deno.test("runProbes() counts exactly what the relay did in ping mode", async () => {
-  await using relay = startFaultyEcho(MIXED_FAULTS);
-  const events: ProbeEvent[] = [];
-  const result = await runProbes({
-    target: relay.target,
-    count: 24,
-    intervalMs: 3,
-    waitMs: 300,
-    onEvent: (event) => events.push(event),
-  });
-  const { stats } = relay;
-  deepEqual(
-    [stats.dropped, stats.duplicated, stats.corrupted, stats.reordered],
-    [2, 1, 1, 1],
-  );
-  equal(result.sent, 24);
-  equal(result.lost, stats.dropped);
-  equal(result.duplicates, stats.duplicated);
-  equal(result.corrupted, stats.corrupted);
-  equal(result.reordered, stats.reordered + stats.delayed);
-  equal(result.received, 24 - stats.dropped - stats.corrupted);
-  deepEqual(
-    events.filter((event) => event.type === "lost").map((event) =>
-      event.type === "lost" && event.seq
-    ),
-    [3, 7],
-  );
-  const labels = events.flatMap((event) =>
-    event.type === "reply"
-      ? [
-        event.duplicate && `dup ${event.seq}`,
-        event.reordered && `reordered ${event.seq}`,
-        event.check !== "intact" && `${event.check} ${event.seq}`,
-      ].filter(Boolean)
-      : []
-  ).sort();
-  deepEqual(labels, [
-    "corrupted 9",
-    "dup 5",
-    "reordered 11",
-    "reordered 14",
-  ]);
-});
-
-Deno.test("runProbes() counts exactly what the relay did in window mode", async () => {
-  await using relay = startFaultyEcho(MIXED_FAULTS);
-  const result = await runProbes({
-    target: relay.target,
-    count: 40,
-    window: 4,
-    timeoutMs: 100,
-    waitMs: 200,
-  });
-  const { stats } = relay;
-  equal(result.pacing, "window");
-  equal(result.sent, 40);
-  equal(result.lost, stats.dropped);
-  equal(result.duplicates, stats.duplicated);
-  equal(result.corrupted, stats.corrupted);
-  equal(result.reordered, stats.reordered + stats.delayed);
-  equal(result.received, 40 - stats.dropped - stats.corrupted);
-  ok(Number.isNaN(result.scheduleMs.mean));
-});
-
-Deno.test("runProbes() counts exactly what the relay did over several flows at a rate", async () => {
-  await using relay = startFaultyEcho([
-    { select: at(2, 30), action: { type: "drop" } },
-    { select: at(10), action: { type: "duplicate", copies: 2 } },
-    { select: at(20), direction: "reply", action: { type: "corrupt" } },
-    { select: at(40), action: { type: "reorder" } },
-  ]);
-  const result = await runProbes({
-    target: relay.target,
-    count: 60,
-    intervalMs: 1,
-    flows: 3,
-    waitMs: 300,
-  });
-  const { stats } = relay;
-  deepEqual(
-    [stats.dropped, stats.duplicated, stats.corrupted, stats.reordered],
-    [6, 6, 3, 3],
-  );
-  equal(result.sent, 180);
-  equal(new Set(result.flows.map((flow) => flow.local.port)).size, 3);
-  for (const flow of result.flows) {
+for (const io of IO_MODES) {
+  Deno.test(`runProbes() echoes every probe of a ping run [${io}]`, async () => {
+    await using echo = startEcho();
+    const events: ProbeEvent[] = [];
+    const result = await runProbes({
+      io,
+      target: echo.target,
+      count: 20,
+      intervalMs: 2,
+      onEvent: (event) => events.push(event),
+    });
     deepEqual(
-      [flow.sent, flow.lost, flow.duplicates, flow.corrupted, flow.reordered],
-      [60, 2, 2, 1, 1],
+      [result.sent, result.received, result.lost, result.duplicates],
+      [20, 20, 0, 0],
     );
-  }
-  equal(result.lost, stats.dropped);
-  equal(result.duplicates, stats.duplicated);
-  equal(result.corrupted, stats.corrupted);
-  equal(result.reordered, stats.reordered);
-  equal(result.received, 180 - stats.dropped - stats.corrupted);
-});
+    equal(result.corrupted + result.reordered + result.ignored, 0);
+    equal(result.rttMs.count, 20);
+    ok(result.rttMs.min <= result.rttMs.median);
+    ok(result.rttMs.median <= result.rttMs.max);
+    deepEqual(
+      events.map((event) => event.type === "reply" && event.seq).sort((a, b) =>
+        Number(a) - Number(b)
+      ),
+      Array.from({ length: 20 }, (_, i) => i),
+    );
+    equal(result.pacing, "interval");
+    equal(result.flows.length, 1);
+  });
+}
+
+for (const io of IO_MODES) {
+  Deno.test(`runProbes() counts exactly what the relay did in ping mode [${io}]`, async () => {
+    await using relay = startFaultyEcho(MIXED_FAULTS);
+    const events: ProbeEvent[] = [];
+    const result = await runProbes({
+      io,
+      target: relay.target,
+      count: 24,
+      intervalMs: 3,
+      waitMs: 300,
+      onEvent: (event) => events.push(event),
+    });
+    const { stats } = relay;
+    deepEqual(
+      [stats.dropped, stats.duplicated, stats.corrupted, stats.reordered],
+      [2, 1, 1, 1],
+    );
+    equal(result.sent, 24);
+    equal(result.lost, stats.dropped);
+    equal(result.duplicates, stats.duplicated);
+    equal(result.corrupted, stats.corrupted);
+    equal(result.reordered, stats.reordered + stats.delayed);
+    equal(result.received, 24 - stats.dropped - stats.corrupted);
+    deepEqual(
+      events.filter((event) => event.type === "lost").map((event) =>
+        event.type === "lost" && event.seq
+      ),
+      [3, 7],
+    );
+    const labels = events.flatMap((event) =>
+      event.type === "reply"
+        ? [
+          event.duplicate && `dup ${event.seq}`,
+          event.reordered && `reordered ${event.seq}`,
+          event.check !== "intact" && `${event.check} ${event.seq}`,
+        ].filter(Boolean)
+        : []
+    ).sort();
+    deepEqual(labels, [
+      "corrupted 9",
+      "dup 5",
+      "reordered 11",
+      "reordered 14",
+    ]);
+  });
+}
+
+for (const io of IO_MODES) {
+  Deno.test(`runProbes() counts exactly what the relay did in window mode [${io}]`, async () => {
+    await using relay = startFaultyEcho(MIXED_FAULTS);
+    const result = await runProbes({
+      io,
+      target: relay.target,
+      count: 40,
+      window: 4,
+      timeoutMs: 100,
+      waitMs: 200,
+    });
+    const { stats } = relay;
+    equal(result.pacing, "window");
+    equal(result.sent, 40);
+    equal(result.lost, stats.dropped);
+    equal(result.duplicates, stats.duplicated);
+    equal(result.corrupted, stats.corrupted);
+    equal(result.reordered, stats.reordered + stats.delayed);
+    equal(result.received, 40 - stats.dropped - stats.corrupted);
+    ok(Number.isNaN(result.scheduleMs.mean));
+  });
+}
+
+for (const io of IO_MODES) {
+  Deno.test(`runProbes() counts exactly what the relay did over several flows at a rate [${io}]`, async () => {
+    await using relay = startFaultyEcho([
+      { select: at(2, 30), action: { type: "drop" } },
+      { select: at(10), action: { type: "duplicate", copies: 2 } },
+      { select: at(20), direction: "reply", action: { type: "corrupt" } },
+      { select: at(40), action: { type: "reorder" } },
+    ]);
+    const result = await runProbes({
+      io,
+      target: relay.target,
+      count: 60,
+      intervalMs: 1,
+      flows: 3,
+      waitMs: 300,
+    });
+    const { stats } = relay;
+    deepEqual(
+      [stats.dropped, stats.duplicated, stats.corrupted, stats.reordered],
+      [6, 6, 3, 3],
+    );
+    equal(result.sent, 180);
+    equal(new Set(result.flows.map((flow) => flow.local.port)).size, 3);
+    for (const flow of result.flows) {
+      deepEqual(
+        [flow.sent, flow.lost, flow.duplicates, flow.corrupted, flow.reordered],
+        [60, 2, 2, 1, 1],
+      );
+    }
+    equal(result.lost, stats.dropped);
+    equal(result.duplicates, stats.duplicated);
+    equal(result.corrupted, stats.corrupted);
+    equal(result.reordered, stats.reordered);
+    equal(result.received, 180 - stats.dropped - stats.corrupted);
+  });
+}
 
 Deno.test("runProbes() keeps its schedule within 1% over 300 probes", async () => {
   await using echo = startEcho();
@@ -284,77 +299,83 @@ Deno.test("sweepPayload() calls a size failing after three lost tries", async ()
   ok([...tries.values()].every((n) => n === 3));
 });
 
-Deno.test("runProbes() ignores replies from another port or another session", async () => {
-  const conn = Deno.listenDatagram({
-    hostname: "127.0.0.1",
-    port: 0,
-    transport: "udp",
-  });
-  const foreign = Deno.listenDatagram({
-    hostname: "127.0.0.1",
-    port: 0,
-    transport: "udp",
-  });
-  // Sends a copy of each probe from a foreign port and one with another
-  // session id from the right port, then the echo: only the echo may count.
-  // Copies go first so that they are read before the run can end.
-  const loop = (async () => {
-    const buffer = new Uint8Array(RECEIVE_BUFFER_SIZE);
-    while (true) {
-      try {
-        const [data, from] = await conn.receive(buffer);
-        const echo = data.slice();
-        await foreign.send(echo, from);
-        const stranger = echo.slice();
-        stranger[4] = stranger[4]! ^ 0xff;
-        await conn.send(stranger, from);
-        await conn.send(echo, from);
-      } catch {
-        return;
+for (const io of IO_MODES) {
+  Deno.test(`runProbes() ignores replies from another port or another session [${io}]`, async () => {
+    const conn = Deno.listenDatagram({
+      hostname: "127.0.0.1",
+      port: 0,
+      transport: "udp",
+    });
+    const foreign = Deno.listenDatagram({
+      hostname: "127.0.0.1",
+      port: 0,
+      transport: "udp",
+    });
+    // Sends a copy of each probe from a foreign port and one with another
+    // session id from the right port, then the echo: only the echo may count.
+    // Copies go first so that they are read before the run can end.
+    const loop = (async () => {
+      const buffer = new Uint8Array(RECEIVE_BUFFER_SIZE);
+      while (true) {
+        try {
+          const [data, from] = await conn.receive(buffer);
+          const echo = data.slice();
+          await foreign.send(echo, from);
+          const stranger = echo.slice();
+          stranger[4] = stranger[4]! ^ 0xff;
+          await conn.send(stranger, from);
+          await conn.send(echo, from);
+        } catch {
+          return;
+        }
       }
+    })();
+    try {
+      const addr = conn.addr as Deno.NetAddr;
+      const result = await runProbes({
+        io,
+        target: { hostname: addr.hostname, port: addr.port, family: "IPv4" },
+        count: 10,
+        intervalMs: 5,
+        waitMs: 100,
+      });
+      deepEqual(
+        [result.received, result.duplicates, result.corrupted, result.ignored],
+        [10, 0, 0, 20],
+      );
+    } finally {
+      conn.close();
+      foreign.close();
+      await loop;
     }
-  })();
-  try {
-    const addr = conn.addr as Deno.NetAddr;
+  });
+}
+
+for (const io of IO_MODES) {
+  Deno.test(`runProbes() counts a failed send per probe and goes on [${io}]`, async () => {
+    // An IPv6 socket cannot send to an IPv4 address: every send fails.
+    const events: ProbeEvent[] = [];
     const result = await runProbes({
-      target: { hostname: addr.hostname, port: addr.port, family: "IPv4" },
-      count: 10,
-      intervalMs: 5,
-      waitMs: 100,
+      io,
+      target: { hostname: "127.0.0.1", port: 9, family: "IPv4" },
+      bind: { hostname: "::1", port: 0 },
+      count: 3,
+      intervalMs: 1,
+      waitMs: 50,
+      onEvent: (event) => events.push(event),
     });
     deepEqual(
-      [result.received, result.duplicates, result.corrupted, result.ignored],
-      [10, 0, 0, 20],
+      [result.sent, result.sendErrors, result.received, result.lost],
+      [0, 3, 0, 0],
     );
-  } finally {
-    conn.close();
-    foreign.close();
-    await loop;
-  }
-});
-
-Deno.test("runProbes() counts a failed send per probe and goes on", async () => {
-  // An IPv6 socket cannot send to an IPv4 address: every send fails.
-  const events: ProbeEvent[] = [];
-  const result = await runProbes({
-    target: { hostname: "127.0.0.1", port: 9, family: "IPv4" },
-    bind: { hostname: "::1", port: 0 },
-    count: 3,
-    intervalMs: 1,
-    waitMs: 50,
-    onEvent: (event) => events.push(event),
+    equal(result.sendError, "network is unreachable");
+    equal(result.flows[0]!.sendErrors, 3);
+    deepEqual(
+      events.map((event) => `${event.type} ${"seq" in event ? event.seq : ""}`),
+      ["send_error 0", "send_error 1", "send_error 2"],
+    );
   });
-  deepEqual(
-    [result.sent, result.sendErrors, result.received, result.lost],
-    [0, 3, 0, 0],
-  );
-  equal(result.sendError, "network is unreachable");
-  equal(result.flows[0]!.sendErrors, 3);
-  deepEqual(
-    events.map((event) => `${event.type} ${"seq" in event ? event.seq : ""}`),
-    ["send_error 0", "send_error 1", "send_error 2"],
-  );
-});
+}
 
 Deno.test("sweepPayload() reports tries that could not be sent", async () => {
   const result = await sweepPayload({
@@ -379,30 +400,39 @@ const LATE_COPIES: FaultRule[] = [{
   action: { type: "duplicate", delayMs: 50 },
 }];
 
-Deno.test("runProbes() counts the late copy of a single probe's echo", async () => {
-  await using relay = startFaultyEcho(LATE_COPIES);
-  const result = await runProbes({ target: relay.target, count: 1 });
-  deepEqual(
-    [result.sent, result.received, result.lost, result.duplicates],
-    [1, 1, 0, 1],
-  );
-  // The grace period ends the run well before the 2 s wait.
-  ok(result.elapsedMs < 1000, `${result.elapsedMs} ms`);
-});
-
-Deno.test("runProbes() counts every late copy in a window", async () => {
-  await using relay = startFaultyEcho(LATE_COPIES);
-  const result = await runProbes({
-    target: relay.target,
-    count: 20,
-    window: 2,
+for (const io of IO_MODES) {
+  Deno.test(`runProbes() counts the late copy of a single probe's echo [${io}]`, async () => {
+    await using relay = startFaultyEcho(LATE_COPIES);
+    const result = await runProbes({
+      io,
+      target: relay.target,
+      count: 1,
+    });
+    deepEqual(
+      [result.sent, result.received, result.lost, result.duplicates],
+      [1, 1, 0, 1],
+    );
+    // The grace period ends the run well before the 2 s wait.
+    ok(result.elapsedMs < 1000, `${result.elapsedMs} ms`);
   });
-  deepEqual(
-    [result.sent, result.received, result.lost, result.duplicates],
-    [20, 20, 0, 20],
-  );
-  equal(result.duplicates, relay.stats.duplicated);
-});
+}
+
+for (const io of IO_MODES) {
+  Deno.test(`runProbes() counts every late copy in a window [${io}]`, async () => {
+    await using relay = startFaultyEcho(LATE_COPIES);
+    const result = await runProbes({
+      io,
+      target: relay.target,
+      count: 20,
+      window: 2,
+    });
+    deepEqual(
+      [result.sent, result.received, result.lost, result.duplicates],
+      [20, 20, 0, 20],
+    );
+    equal(result.duplicates, relay.stats.duplicated);
+  });
+}
 
 Deno.test("runProbes() never waits past --wait for late copies", async () => {
   await using relay = startFaultyEcho(LATE_COPIES);
@@ -415,54 +445,61 @@ Deno.test("runProbes() never waits past --wait for late copies", async () => {
   ok(result.elapsedMs < 45, `${result.elapsedMs} ms`);
 });
 
-Deno.test("runProbes() counts echoes cut to 16 bytes as truncated, not ignored", async () => {
-  await using peer = startTruncatingEcho(16);
-  const ping = await runProbes({
-    target: peer.target,
-    count: 3,
-    intervalMs: 10,
-    waitMs: 200,
+for (const io of IO_MODES) {
+  Deno.test(`runProbes() counts echoes cut to 16 bytes as truncated, not ignored [${io}]`, async () => {
+    await using peer = startTruncatingEcho(16);
+    const ping = await runProbes({
+      io,
+      target: peer.target,
+      count: 3,
+      intervalMs: 10,
+      waitMs: 200,
+    });
+    deepEqual(
+      [
+        ping.sent,
+        ping.received,
+        ping.lost,
+        ping.truncated,
+        ping.corrupted,
+        ping.ignored,
+      ],
+      [3, 0, 0, 3, 3, 0],
+    );
+    // Several in flight: the 12 bytes of magic, session and seq still name
+    // the probe.
+    const load = await runProbes({
+      io,
+      target: peer.target,
+      count: 40,
+      window: 8,
+      flows: 2,
+      timeoutMs: 100,
+      waitMs: 200,
+    });
+    deepEqual(
+      [load.sent, load.lost, load.truncated, load.ignored],
+      [80, 0, 80, 0],
+    );
   });
-  deepEqual(
-    [
-      ping.sent,
-      ping.received,
-      ping.lost,
-      ping.truncated,
-      ping.corrupted,
-      ping.ignored,
-    ],
-    [3, 0, 0, 3, 3, 0],
-  );
-  // Several in flight: the 12 bytes of magic, session and seq still name
-  // the probe.
-  const load = await runProbes({
-    target: peer.target,
-    count: 40,
-    window: 8,
-    flows: 2,
-    timeoutMs: 100,
-    waitMs: 200,
-  });
-  deepEqual(
-    [load.sent, load.lost, load.truncated, load.ignored],
-    [80, 0, 80, 0],
-  );
-});
+}
 
-Deno.test("runProbes() matches an echo cut below its sequence number to the one probe in flight", async () => {
-  await using peer = startTruncatingEcho(10);
-  const result = await runProbes({
-    target: peer.target,
-    count: 3,
-    intervalMs: 30,
-    waitMs: 200,
+for (const io of IO_MODES) {
+  Deno.test(`runProbes() matches an echo cut below its sequence number to the one probe in flight [${io}]`, async () => {
+    await using peer = startTruncatingEcho(10);
+    const result = await runProbes({
+      io,
+      target: peer.target,
+      count: 3,
+      intervalMs: 30,
+      waitMs: 200,
+    });
+    deepEqual(
+      [result.sent, result.lost, result.truncated, result.ignored],
+      [3, 0, 3, 0],
+    );
   });
-  deepEqual(
-    [result.sent, result.lost, result.truncated, result.ignored],
-    [3, 0, 3, 0],
-  );
-});
+}
 
 Deno.test("sweepPayload() searches below the header when even 20 bytes are cut", async () => {
   await using relay = startFaultyEcho([{
@@ -524,51 +561,54 @@ Deno.test("sweepPayload() finds the truncation length through one flow", async (
   equal(result.rttMs.count, 2);
 });
 
-Deno.test("runProbes() counts a duplicated, late reply once through one flow", async () => {
-  await using relay = startFaultyEcho([
-    // Probe 2 is held past the timeout, so its reply is the relay's fifth
-    // (after those of probes 3 and 4), and that reply comes twice.
-    { select: at(2), action: { type: "delay", ms: 250 } },
-    { direction: "reply", select: at(4), action: { type: "duplicate" } },
-  ]);
-  const events: ProbeEvent[] = [];
-  const result = await runProbes({
-    target: relay.target,
-    count: 5,
-    intervalMs: 20,
-    timeoutMs: 100,
-    waitMs: 400,
-    onEvent: (event) => events.push(event),
+for (const io of IO_MODES) {
+  Deno.test(`runProbes() counts a duplicated, late reply once through one flow [${io}]`, async () => {
+    await using relay = startFaultyEcho([
+      // Probe 2 is held past the timeout, so its reply is the relay's fifth
+      // (after those of probes 3 and 4), and that reply comes twice.
+      { select: at(2), action: { type: "delay", ms: 250 } },
+      { direction: "reply", select: at(4), action: { type: "duplicate" } },
+    ]);
+    const events: ProbeEvent[] = [];
+    const result = await runProbes({
+      io,
+      target: relay.target,
+      count: 5,
+      intervalMs: 20,
+      timeoutMs: 100,
+      waitMs: 400,
+      onEvent: (event) => events.push(event),
+    });
+    deepEqual([relay.stats.delayed, relay.stats.duplicated], [1, 1]);
+    deepEqual(
+      [
+        result.sent,
+        result.received,
+        result.lost,
+        result.duplicates,
+        result.reordered,
+        result.late,
+        result.corrupted,
+      ],
+      [5, 5, 0, 1, 1, 1, 0],
+    );
+    equal(result.rttMs.count, 5);
+    equal(result.rtts.length, 5);
+    ok(result.rttMs.max >= 250, `slowest ${result.rttMs.max} ms`);
+    deepEqual(
+      events.map((event) =>
+        event.type === "reply" && event.seq === 2
+          ? `2 duplicate=${event.duplicate} reordered=${event.reordered} late=${event.late}`
+          : event.type
+      ),
+      [
+        "reply",
+        "reply",
+        "reply",
+        "reply",
+        "2 duplicate=false reordered=true late=true",
+        "2 duplicate=true reordered=false late=true",
+      ],
+    );
   });
-  deepEqual([relay.stats.delayed, relay.stats.duplicated], [1, 1]);
-  deepEqual(
-    [
-      result.sent,
-      result.received,
-      result.lost,
-      result.duplicates,
-      result.reordered,
-      result.late,
-      result.corrupted,
-    ],
-    [5, 5, 0, 1, 1, 1, 0],
-  );
-  equal(result.rttMs.count, 5);
-  equal(result.rtts.length, 5);
-  ok(result.rttMs.max >= 250, `slowest ${result.rttMs.max} ms`);
-  deepEqual(
-    events.map((event) =>
-      event.type === "reply" && event.seq === 2
-        ? `2 duplicate=${event.duplicate} reordered=${event.reordered} late=${event.late}`
-        : event.type
-    ),
-    [
-      "reply",
-      "reply",
-      "reply",
-      "reply",
-      "2 duplicate=false reordered=true late=true",
-      "2 duplicate=true reordered=false late=true",
-    ],
-  );
-});
+}

@@ -20,7 +20,7 @@
  *   reordered: false,
  *   late: false,
  * }, "127.0.0.1:10000");
- * equal(line, "64 bytes from 127.0.0.1:10000: seq=3 time=0.142 ms");
+ * equal(line, "64 bytes from 127.0.0.1:10000: seq=3 time=0.1424 ms");
  * ```
  *
  * @module
@@ -28,21 +28,13 @@
 
 import type {
   LostEvent,
-  ProbeEvent,
   ReplyEvent,
   RunResult,
   SweepEvent,
   SweepResult,
 } from "./engine.ts";
 import { formatAddress } from "../net/address.ts";
-import { histogram, type ReplyCounts, type Summary } from "./stats.ts";
-
-/**
- * Names the JSON format and its version: a new field bumps the minor
- * version, a renamed or removed one the major. 1.1 added `send_errors`,
- * `send_error`, the `send_error` event, `in_flight` and the send-rate check.
- */
-export const JSON_SCHEMA = "udp-echo.measure/1.1";
+import { histogram, type Summary } from "./stats.ts";
 
 /** Which measurement produced a result. */
 export type Mode = "ping" | "load" | "sweep";
@@ -50,6 +42,14 @@ export type Mode = "ping" | "load" | "sweep";
 /** Formats milliseconds with three decimals, or `-` when there is no value. */
 export function formatMs(ms: number): string {
   return Number.isFinite(ms) ? ms.toFixed(3) : "-";
+}
+
+/**
+ * Formats a round-trip time in milliseconds to 0.1 µs (four decimals), or
+ * `-` when there is no value.
+ */
+export function formatRttMs(ms: number): string {
+  return Number.isFinite(ms) ? ms.toFixed(4) : "-";
 }
 
 /** Formats a bit rate with an SI prefix: `51.2 kbit/s`. */
@@ -117,11 +117,12 @@ export function formatReply(
     event.check !== "intact" && `(${event.check})`,
     event.reordered && "(reordered)",
     event.late && "(late)",
+    event.clockStep && "(clock step)",
   ].filter(Boolean);
   const flow = flows > 1 ? `flow=${event.flow} ` : "";
   return [
     `${event.bytes} bytes from ${from}: ${flow}seq=${event.seq} time=${
-      formatMs(event.rttMs)
+      formatRttMs(event.rttMs)
     } ms`,
     ...marks,
   ].join(" ");
@@ -184,7 +185,7 @@ function summaryTable(summary: Summary): string[] {
     "p999",
   ] as const;
   const labels = fields.map((field) => field === "p999" ? "p99.9" : field);
-  const values = fields.map((field) => formatMs(summary[field]));
+  const values = fields.map((field) => formatRttMs(summary[field]));
   const width = Math.max(
     ...labels.map((label) => label.length),
     ...values.map((value) => value.length),
@@ -218,6 +219,8 @@ export function formatRunSummary(
     result.ignored > 0 && `${result.ignored} foreign datagrams ignored`,
     (result.inFlight ?? 0) > 0 &&
     `${result.inFlight} in flight when cut short`,
+    (result.clockSteps ?? 0) > 0 &&
+    `${result.clockSteps} across a clock step (monotonic RTT)`,
   ].filter(Boolean);
   if (extras.length > 0) lines.push(extras.join(", "));
   lines.push(...summaryTable(result.rttMs));
@@ -227,15 +230,16 @@ export function formatRunSummary(
     }`,
   );
   if (result.pacing === "interval") {
-    const drift = result.scheduleMs.drift;
+    const { drift, largestBurst } = result.scheduleMs;
+    const error = result.scheduleMs;
     lines.push(
-      `schedule error (ms): mean ${formatMs(result.scheduleMs.mean)}, max ${
-        formatMs(result.scheduleMs.max)
-      }, span ${
+      `schedule error (ms): mean ${formatMs(error.mean)}, p50 ${
+        formatMs(error.p50 ?? NaN)
+      }, p99 ${formatMs(error.p99 ?? NaN)}, max ${formatMs(error.max)}, span ${
         Number.isFinite(drift)
           ? `${drift >= 0 ? "+" : ""}${drift.toFixed(3)}%`
           : "-"
-      }`,
+      }, largest burst ${Number.isFinite(largestBurst) ? largestBurst : "-"}`,
     );
   }
   lines.push(
@@ -326,169 +330,11 @@ export function formatStatus(status: {
   } ms`;
 }
 
-/** Options shared by the JSON renderers. */
-export interface JsonOptions {
-  /** Extra mode-specific fields, such as the interval or window. */
-  settings?: Record<string, unknown>;
-}
-
-function summaryJson(summary: Summary) {
-  const { min, mean, median, max, stddev, p90, p99, p999 } = summary;
-  return { min, mean, median, max, stddev, p90, p99, p999 };
-}
-
-function countsJson(counts: ReplyCounts) {
-  const { sent, received, lost, duplicates, reordered, corrupted } = counts;
-  return {
-    sent,
-    received,
-    lost,
-    duplicates,
-    reordered,
-    corrupted,
-    send_errors: counts.sendErrors,
-  };
-}
-
-function targetJson(target: RunResult["target"]) {
-  return {
-    address: formatAddress(target),
-    hostname: target.hostname,
-    port: target.port,
-    family: target.family,
-  };
-}
-
-/**
- * The `--json` document of a ping or load run: the counts, `rtt_ms`,
- * `jitter_ms`, rates and per-flow counts, with `schema` naming the format.
- * Values that do not exist (no replies) are `null`.
- */
-export function runJson(
-  result: RunResult,
-  mode: Mode,
-  options: JsonOptions = {},
-): Record<string, unknown> {
-  return {
-    schema: JSON_SCHEMA,
-    mode,
-    target: targetJson(result.target),
-    size: result.size,
-    ...options.settings,
-    ...countsJson(result),
-    truncated: result.truncated,
-    late: result.late,
-    ignored: result.ignored,
-    in_flight: result.inFlight ?? 0,
-    send_error: result.sendError ?? null,
-    loss_percent: lossPercent(result),
-    rtt_ms: summaryJson(result.rttMs),
-    jitter_ms: { ipdv: result.jitterMs.ipdv, rfc3550: result.jitterMs.rfc3550 },
-    schedule_error_ms: result.pacing === "interval"
-      ? {
-        mean: result.scheduleMs.mean,
-        max: result.scheduleMs.max,
-        drift_percent: result.scheduleMs.drift,
-      }
-      : null,
-    send_rate: { pps: result.sendRate.pps, bps: result.sendRate.bps },
-    echo_rate: { pps: result.echoRate.pps, bps: result.echoRate.bps },
-    asked_pps: result.schedule?.askedPps ?? null,
-    achieved_pps: result.schedule?.achievedPps ?? null,
-    rate_shortfall: result.schedule?.short ?? false,
-    elapsed_ms: result.elapsedMs,
-    flows: result.flows.map((flow) => ({
-      flow: flow.flow,
-      local: formatAddress(flow.local),
-      ...countsJson(flow),
-      in_flight: flow.inFlight ?? 0,
-    })),
-  };
-}
-
-/** The `--json` document of a sweep: the counts, `max_payload` and each try. */
-export function sweepJson(
-  result: SweepResult,
-  options: JsonOptions = {},
-): Record<string, unknown> {
-  return {
-    schema: JSON_SCHEMA,
-    mode: "sweep",
-    target: targetJson(result.target),
-    ...options.settings,
-    ...countsJson(result),
-    in_flight: result.inFlight ?? 0,
-    truncated: result.truncated,
-    ignored: result.ignored,
-    send_error: result.sendError ?? null,
-    loss_percent: lossPercent(result),
-    rtt_ms: summaryJson(result.rttMs),
-    jitter_ms: { ipdv: null, rfc3550: null },
-    max_payload: result.maxPayload,
-    limit: result.limit,
-    failure: result.failure ?? null,
-    steps: result.steps.map(eventJson),
-  };
-}
-
-/** One `--ndjson` line for an engine event, with an `event` field. */
-export function eventJson(event: ProbeEvent): Record<string, unknown> {
-  switch (event.type) {
-    case "reply":
-      return {
-        event: "reply",
-        flow: event.flow,
-        seq: event.seq,
-        bytes: event.bytes,
-        rtt_ms: event.rttMs,
-        check: event.check,
-        duplicate: event.duplicate,
-        reordered: event.reordered,
-        late: event.late,
-      };
-    case "lost":
-      return { event: "lost", flow: event.flow, seq: event.seq };
-    case "send_error":
-      return {
-        event: "send_error",
-        flow: event.flow,
-        seq: event.seq,
-        reason: event.reason,
-      };
-    case "sweep":
-      return {
-        event: "sweep",
-        size: event.size,
-        attempt: event.attempt,
-        outcome: event.outcome,
-        bytes: event.bytes,
-        rtt_ms: event.rttMs,
-      };
-  }
-}
-
-/**
- * Serialises a document, on one line unless `indent` is given. Fractions are
- * rounded to three decimals (a microsecond for the `_ms` fields); NaN and
- * infinities become `null`.
- *
- * @example
- * ```ts
- * import { toJson } from "./report.ts";
- * import { equal } from "node:assert/strict";
- *
- * equal(toJson({ mean: NaN, max: 0.1234567, sent: 5 }), '{"mean":null,"max":0.123,"sent":5}');
- * ```
- */
-export function toJson(value: unknown, indent?: number): string {
-  return JSON.stringify(
-    value,
-    (_key, item) =>
-      typeof item !== "number" || Number.isInteger(item)
-        ? item
-        : Number.isFinite(item)
-        ? Math.round(item * 1000) / 1000
-        : null,
-    indent,
-  );
-}
+export {
+  eventJson,
+  JSON_SCHEMA,
+  type JsonOptions,
+  runJson,
+  sweepJson,
+  toJson,
+} from "./report_json.ts";

@@ -5,27 +5,14 @@
  * @module
  */
 
-import {
-  type HostPort,
-  isUnspecified,
-  type ResolvedAddress,
-} from "../net/address.ts";
+import { isUnspecified } from "../net/address.ts";
 import {
   decodeProbe,
   encodeProbeInto,
   newSessionId,
   verifyProbe,
 } from "./probe.ts";
-import {
-  addCounts,
-  meanIpdv,
-  type ReplyCounts,
-  rfc3550Jitter,
-  type ScheduleError,
-  scheduleError,
-  summarize,
-  type Summary,
-} from "./stats.ts";
+import { type RunResult, summarizeRun } from "./_summary.ts";
 import {
   checkCount,
   checkMs,
@@ -33,25 +20,19 @@ import {
   DEFAULT_PROBE_SIZE,
   DEFAULT_PROBE_TIMEOUT_MS,
   type EngineOptions,
-  type ProbeEvent,
 } from "./_common.ts";
 import { Flow } from "./_flow.ts";
+import type { ProbeFormat } from "./_common.ts";
+
+export type { ProbeFormat } from "./_common.ts";
 import { Wakeup, Yielder } from "./_times.ts";
 
 export { Yielder } from "./_times.ts";
+export type { FlowResult, Rate, RunResult } from "./_summary.ts";
 
 const DEFAULT_INTERVAL_MS = 1000;
 /** The longest the warm-up waits for a socket's datagram to itself, in ms. */
 const WARM_UP_WAIT_MS = 50;
-/** Below this share of the asked send rate a run is short of its schedule. */
-const RATE_SHORTFALL_SHARE = 0.95;
-/**
- * How far behind its schedule a run must end before it counts as short, in
- * ms: one stall of a noisy machine at the end of a short run is no
- * shortfall of the rate.
- */
-const RATE_SHORTFALL_MIN_LAG_MS = 100;
-
 /** Options for {@linkcode runProbes}. */
 export interface RunOptions extends EngineOptions {
   /** Probes per flow; unbounded by default (stop with `durationMs` or `signal`). */
@@ -82,76 +63,26 @@ export interface RunOptions extends EngineOptions {
    * figures are empty: read the events instead.
    */
   ring?: number;
-}
-
-/** The counts of one flow. */
-export interface FlowResult extends ReplyCounts {
-  /** Index of the flow. */
-  flow: number;
-  /** The local address the flow sent from. */
-  local: HostPort;
-  /** Probes still within their timeout when `signal` cut the run short; absent means 0. */
-  inFlight?: number;
-}
-
-/** A rate in packets and bits of UDP payload per second. */
-export interface Rate {
-  /** Packets per second. */
-  pps: number;
-  /** Bits of UDP payload per second. */
-  bps: number;
-}
-
-/** The outcome of {@linkcode runProbes}. */
-export interface RunResult extends ReplyCounts {
-  /** The echo server. */
-  target: ResolvedAddress;
-  /** Payload bytes per probe. */
-  size: number;
-  /** `interval` for an open-loop schedule, `window` for a closed loop. */
-  pacing: "interval" | "window";
-  /** Replies slower than the timeout (still counted as received). */
-  late: number;
-  /** Replies that were shorter prefixes of their probe (also `corrupted`). */
-  truncated: number;
-  /** Datagrams from elsewhere or without this run's session id. */
-  ignored: number;
+  /** The probe format of each flow (STAMP with `--stamp`); the plain probe by default. */
+  format?: (flow: number, session: number) => ProbeFormat;
   /**
-   * Probes without a reply that were sent less than the timeout before
-   * `signal` cut the run short: neither received nor `lost`. Absent means 0.
+   * What carries the datagrams: `socket` (Deno's sockets, the default) or
+   * `batch`, the kernel engine of `io/sender.ts` in a Worker (Linux,
+   * `--allow-ffi`, read access to the module directory): sends paced on
+   * CLOCK_MONOTONIC to the microsecond and round trips from kernel
+   * timestamps (see `RunResult.rttMs`).
    */
-  inFlight?: number;
+  io?: "socket" | "batch";
   /**
-   * The open-loop send rate asked for and achieved, in probes per second
-   * over all flows, from the first send to the end of sending; `short` when
-   * below 95% of the rate asked and over 100 ms behind the schedule. NaN and
-   * false for a closed loop and for an interval of 0 (as fast as possible);
-   * absent when not measured.
+   * With `io: "batch"`: when the engine cannot start (nothing sent yet), run
+   * on sockets instead rather than reject.
    */
-  schedule?: { askedPps: number; achievedPps: number; short: boolean };
-  /** The OS's reason for the first failed send (see `sendErrors`). */
-  sendError?: string;
-  /** Round-trip times of first intact replies, in ms. */
-  rttMs: Summary;
-  /** Jitter in ms: mean absolute IPDV and RFC 3550 interarrival jitter. */
-  jitterMs: { ipdv: number; rfc3550: number };
-  /** How far sends strayed from their schedule (NaN for a closed loop). */
-  scheduleMs: ScheduleError;
-  /** Rate of sends, over the span from first to last send. */
-  sendRate: Rate;
-  /** Rate of first intact replies, over the span from first to last. */
-  echoRate: Rate;
-  /** Milliseconds from the first send to the end of the wait. */
-  elapsedMs: number;
-  /** Per-flow counts. */
-  flows: FlowResult[];
-  /** Round-trip times of first intact replies in arrival order, for a histogram. */
-  rtts: number[];
-}
-
-function rate(count: number, spanMs: number, size: number): Rate {
-  const pps = count > 1 && spanMs > 0 ? (count - 1) / (spanMs / 1000) : NaN;
-  return { pps, bps: pps * size * 8 };
+  fallback?: boolean;
+  /**
+   * Called once the I/O runs, before the first probe: `batch`, or `socket`
+   * with why the engine did not run when it was asked for.
+   */
+  onIo?: (io: "socket" | "batch", reason?: string) => void;
 }
 
 /** When, how long and what one flow sends; times in ms. */
@@ -270,6 +201,39 @@ export async function runProbes(options: RunOptions): Promise<RunResult> {
     );
   }
   const session = newSessionId();
+  let fallbackReason: string | undefined;
+  if (options.io === "batch" && options.format !== undefined) {
+    throw new TypeError(
+      "Cannot use a probe format on the kernel engine: it sends the plain probe only",
+    );
+  }
+  if (options.io === "batch") {
+    const { EngineStartError, runOnEngine } = await import("./_engine_run.ts");
+    try {
+      return await runOnEngine({
+        target,
+        bind,
+        session,
+        size,
+        timeoutMs,
+        waitMs,
+        count,
+        durationMs,
+        intervalMs,
+        window,
+        ring,
+        flows: flowCount,
+        stop,
+        signal,
+        onEvent,
+        onSend,
+        onStarted: () => options.onIo?.("batch"),
+      });
+    } catch (error) {
+      if (!(options.fallback && error instanceof EngineStartError)) throw error;
+      fallbackReason = error.message;
+    }
+  }
   const flows: Flow[] = [];
   const sending = AbortSignal.any(
     [stop, signal].filter((s) => s !== undefined),
@@ -286,9 +250,11 @@ export async function runProbes(options: RunOptions): Promise<RunResult> {
           onSend,
           ring,
           onLost: (flow, seq) => onEvent?.({ type: "lost", flow, seq }),
+          format: options.format?.(i, session),
         }),
       );
     }
+    options.onIo?.("socket", fallbackReason);
     warmUp(session, size);
     await Promise.all(flows.map(warmUpSocket));
     const start = performance.now();
@@ -319,7 +285,7 @@ export async function runProbes(options: RunOptions): Promise<RunResult> {
     await Promise.all(flows.map((flow) => flow.receiving));
     const failed = flows.find((flow) => flow.error !== undefined);
     if (failed) throw failed.error;
-    return summarizeRun(flows, {
+    const result = summarizeRun(flows, {
       target,
       size,
       pacing: window === undefined ? "interval" : "window",
@@ -333,6 +299,7 @@ export async function runProbes(options: RunOptions): Promise<RunResult> {
       sendEnd,
       onEvent,
     });
+    return { ...result, io: "socket" };
   } finally {
     // Also on a failed send: no receive may outlive the run.
     for (const flow of flows) flow.close();
@@ -378,114 +345,4 @@ async function warmUpSocket(flow: Flow): Promise<void> {
     await new Promise((resolve) => setTimeout(resolve, 1));
   }
   if (flow.ignored > before) flow.ignored--;
-}
-
-/** The asked and achieved open-loop rate, in probes per second. */
-function scheduleCheck(
-  sent: number,
-  context: { askedPps: number; start: number; sendEnd: number },
-): NonNullable<RunResult["schedule"]> {
-  const { askedPps, start, sendEnd } = context;
-  const spanMs = sendEnd - start;
-  if (!Number.isFinite(askedPps) || sent === 0 || spanMs <= 0) {
-    return { askedPps, achievedPps: NaN, short: false };
-  }
-  // Probe n is due at n / rate: the span holds span x rate + 1 of them.
-  const achievedPps = Math.min(sent / spanMs * 1000, askedPps);
-  const due = spanMs / 1000 * askedPps;
-  const lagMs = (due - sent) / askedPps * 1000;
-  return {
-    askedPps,
-    achievedPps,
-    short: achievedPps < RATE_SHORTFALL_SHARE * askedPps &&
-      lagMs > RATE_SHORTFALL_MIN_LAG_MS,
-  };
-}
-
-function summarizeRun(
-  flows: Flow[],
-  context: {
-    target: ResolvedAddress;
-    size: number;
-    pacing: "interval" | "window";
-    start: number;
-    end: number;
-    /** Unanswered probes sent after this time are in flight, not lost. */
-    inFlightAfter: number;
-    askedPps: number;
-    sendEnd: number;
-    onEvent?: (event: ProbeEvent) => void;
-  },
-): RunResult {
-  const { target, size, pacing, start, end, inFlightAfter, onEvent } = context;
-  const flowResults: FlowResult[] = flows.map((flow) => {
-    let inFlight = 0;
-    if (flow.options.ring !== undefined) {
-      // Only the ring's probes are known: each expires once, as it went.
-      flow.expire(Number.isFinite(inFlightAfter) ? end : Infinity);
-      inFlight = flow.inflight;
-    }
-    for (
-      let seq = 0;
-      flow.options.ring === undefined && seq < flow.sent;
-      seq++
-    ) {
-      if (flow.tracker.answered(seq) || flow.unsent(seq)) continue;
-      if (flow.sentAt.get(seq) > inFlightAfter) inFlight++;
-      else onEvent?.({ type: "lost", flow: flow.index, seq });
-    }
-    const counts = flow.counts();
-    counts.lost -= inFlight;
-    return { flow: flow.index, local: flow.local, ...counts, inFlight };
-  });
-  const rtts = flows.flatMap((flow) => flow.arrivals);
-  // A NaN between flows keeps IPDV pairs inside one flow.
-  const bySeq = flows.flatMap((
-    flow,
-  ) => [...flow.rttBySeq.slice(flow.sent), NaN]);
-  let jitterSum = 0;
-  let jitterWeight = 0;
-  for (const flow of flows) {
-    if (flow.arrivals.length < 2) continue;
-    jitterSum += rfc3550Jitter(flow.arrivals) * (flow.arrivals.length - 1);
-    jitterWeight += flow.arrivals.length - 1;
-  }
-  // With an interval of 0 every probe is due at once: no schedule to miss.
-  const timed = pacing === "interval" && Number.isFinite(context.askedPps);
-  const scheduled = timed
-    ? flows.flatMap((flow) => [...flow.scheduled.slice(flow.sent)])
-    : [];
-  const actual = timed
-    ? flows.flatMap((flow) => [...flow.sentAt.slice(flow.sent)])
-    : [];
-  const firstSend = Math.min(...flows.map((flow) => flow.sentAt.get(0)));
-  const lastSend = Math.max(
-    ...flows.map((flow) => flow.sentAt.get(flow.sent - 1)),
-  );
-  const firstReply = Math.min(...flows.map((flow) => flow.firstReplyAt));
-  const lastReply = Math.max(...flows.map((flow) => flow.lastReplyAt));
-  const counts = addCounts(flowResults);
-  return {
-    target,
-    size,
-    pacing,
-    ...counts,
-    late: flows.reduce((sum, flow) => sum + flow.late, 0),
-    truncated: flows.reduce((sum, flow) => sum + flow.truncated, 0),
-    ignored: flows.reduce((sum, flow) => sum + flow.ignored, 0),
-    inFlight: flowResults.reduce((sum, flow) => sum + (flow.inFlight ?? 0), 0),
-    schedule: scheduleCheck(counts.sent, context),
-    sendError: flows.find((flow) => flow.sendError)?.sendError,
-    rttMs: summarize(rtts),
-    jitterMs: {
-      ipdv: meanIpdv(bySeq),
-      rfc3550: jitterWeight > 0 ? jitterSum / jitterWeight : NaN,
-    },
-    scheduleMs: scheduleError(scheduled, actual),
-    sendRate: rate(counts.sent, lastSend - firstSend, size),
-    echoRate: rate(counts.received, lastReply - firstReply, size),
-    elapsedMs: end - start,
-    flows: flowResults,
-    rtts,
-  };
 }

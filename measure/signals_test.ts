@@ -42,10 +42,24 @@ function startSilent() {
   };
 }
 
-/** client.ts as a subprocess, with its stdout read as it comes. */
-function spawnClient(args: string[]) {
+/** Both I/O modes run the same behaviour suites. */
+const IO_MODES = ["socket", "batch"] as const;
+
+/**
+ * client.ts as a subprocess, with its stdout read as it comes; with `io`,
+ * on that I/O, granted what it needs.
+ */
+function spawnClient(args: string[], io?: (typeof IO_MODES)[number]) {
   const started = performance.now();
-  const child = spawnScript("client.ts", args);
+  const child = spawnScript(
+    "client.ts",
+    io === undefined ? args : ["--io", io, ...args],
+    {
+      permissions: io === "batch"
+        ? ["--allow-net", "--allow-ffi", "--allow-read"]
+        : ["--allow-net"],
+    },
+  );
   const stdout = new Response(child.stdout).text();
   const stderr = new Response(child.stderr).text();
   return {
@@ -67,121 +81,131 @@ function spawnClient(args: string[]) {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-Deno.test("SIGTERM during a --json ping prints one document and exits 0", async () => {
-  await using server = startServer();
-  const client = spawnClient([
-    "-H",
-    "127.0.0.1",
-    "-p",
-    `${server.port}`,
-    "-i",
-    "50",
-    "--json",
-  ]);
-  await sleep(1000);
-  client.kill("SIGTERM");
-  const { code, stdout, stderr } = await client.finish();
-  equal(stderr, "");
-  equal(code, 0);
-  const document = JSON.parse(stdout);
-  equal(document.schema, "udp-echo.measure/1.1");
-  ok(document.sent >= 3, `sent ${document.sent}`);
-  equal(document.received, document.sent);
-  equal(document.lost, 0);
-  equal(document.in_flight, 0);
-});
+for (const io of IO_MODES) {
+  Deno.test(`SIGTERM during a --json ping prints one document and exits 0 [${io}]`, async () => {
+    await using server = startServer();
+    const client = spawnClient([
+      "-H",
+      "127.0.0.1",
+      "-p",
+      `${server.port}`,
+      "-i",
+      "50",
+      "--json",
+    ], io);
+    await sleep(1000);
+    client.kill("SIGTERM");
+    const { code, stdout, stderr } = await client.finish();
+    equal(stderr, "");
+    equal(code, 0);
+    const document = JSON.parse(stdout);
+    equal(document.schema, "udp-echo.measure/1.2");
+    ok(document.sent >= 3, `sent ${document.sent}`);
+    equal(document.received, document.sent);
+    equal(document.lost, 0);
+    equal(document.in_flight, 0);
+  });
+}
 
-Deno.test("SIGINT during -w 16 waits for the window: 0 lost, exit 0", async () => {
-  await using server = startServer();
-  const client = spawnClient([
-    "-H",
-    "127.0.0.1",
-    "-p",
-    `${server.port}`,
-    "-w",
-    "16",
-    "-q",
-  ]);
-  await sleep(1500);
-  client.kill("SIGINT");
-  const { code, stdout } = await client.finish();
-  match(stdout, /^\d+ sent, \d+ received, 0 lost, /m);
-  const [, sent, received] = /^(\d+) sent, (\d+) received/m.exec(stdout)!;
-  equal(received, sent);
-  ok(Number(sent) > 16);
-  equal(code, 0);
-});
+for (const io of IO_MODES) {
+  Deno.test(`SIGINT during -w 16 waits for the window: 0 lost, exit 0 [${io}]`, async () => {
+    await using server = startServer();
+    const client = spawnClient([
+      "-H",
+      "127.0.0.1",
+      "-p",
+      `${server.port}`,
+      "-w",
+      "16",
+      "-q",
+    ], io);
+    await sleep(1500);
+    client.kill("SIGINT");
+    const { code, stdout } = await client.finish();
+    match(stdout, /^\d+ sent, \d+ received, 0 lost, /m);
+    const [, sent, received] = /^(\d+) sent, (\d+) received/m.exec(stdout)!;
+    equal(received, sent);
+    ok(Number(sent) > 16);
+    equal(code, 0);
+  });
+}
 
-Deno.test("a second signal ends at once: unanswered probes are in flight, not lost", async () => {
-  using silent = startSilent();
-  const client = spawnClient([
-    "-H",
-    "127.0.0.1",
-    "-p",
-    `${silent.port}`,
-    "-w",
-    "16",
-    "-t",
-    "10000",
-    "--json",
-  ]);
-  await sleep(1000);
-  client.kill("SIGINT");
-  await sleep(50);
-  client.kill("SIGINT");
-  const signalled = performance.now();
-  const { code, stdout, ended } = await client.finish();
-  const document = JSON.parse(stdout);
-  equal(document.sent, 16);
-  equal(document.in_flight, 16);
-  equal(document.lost, 0);
-  equal(document.flows[0].in_flight, 16);
-  equal(code, 1, "nothing came back");
-  ok(ended - signalled < 1500, `ended ${ended - signalled} ms after`);
-});
+for (const io of IO_MODES) {
+  Deno.test(`a second signal ends at once: unanswered probes are in flight, not lost [${io}]`, async () => {
+    using silent = startSilent();
+    const client = spawnClient([
+      "-H",
+      "127.0.0.1",
+      "-p",
+      `${silent.port}`,
+      "-w",
+      "16",
+      "-t",
+      "10000",
+      "--json",
+    ], io);
+    await sleep(1000);
+    client.kill("SIGINT");
+    await sleep(50);
+    client.kill("SIGINT");
+    const signalled = performance.now();
+    const { code, stdout, ended } = await client.finish();
+    const document = JSON.parse(stdout);
+    equal(document.sent, 16);
+    equal(document.in_flight, 16);
+    equal(document.lost, 0);
+    equal(document.flows[0].in_flight, 16);
+    equal(code, 1, "nothing came back");
+    ok(ended - signalled < 1500, `ended ${ended - signalled} ms after`);
+  });
+}
 
-Deno.test("-i 0 -d 1 sends as fast as possible and stops at the deadline", async () => {
-  await using server = startServer();
-  const client = spawnClient([
-    "-H",
-    "127.0.0.1",
-    "-p",
-    `${server.port}`,
-    "-i",
-    "0",
-    "-d",
-    "1",
-    "-t",
-    "200",
-    "-q",
-  ]);
-  const { stdout, ms } = await client.finish();
-  ok(ms < 2500, `took ${ms} ms`);
-  match(stdout, /udp-echo ping statistics/);
-  match(stdout, /schedule error \(ms\): mean -, max -, span -/);
-});
+for (const io of IO_MODES) {
+  Deno.test(`-i 0 -d 1 sends as fast as possible and stops at the deadline [${io}]`, async () => {
+    await using server = startServer();
+    const client = spawnClient([
+      "-H",
+      "127.0.0.1",
+      "-p",
+      `${server.port}`,
+      "-i",
+      "0",
+      "-d",
+      "1",
+      "-t",
+      "200",
+      "-q",
+    ], io);
+    const { stdout, ms } = await client.finish();
+    ok(ms < 2500, `took ${ms} ms`);
+    match(stdout, /udp-echo ping statistics/);
+    match(stdout, /schedule error \(ms\): mean -, p50 -, p99 -, max -, span -/);
+  });
+}
 
-Deno.test("a signal stops continuous sending within the timeout", async () => {
-  await using server = startServer();
-  const client = spawnClient([
-    "-H",
-    "127.0.0.1",
-    "-p",
-    `${server.port}`,
-    "-i",
-    "0",
-    "-t",
-    "100",
-    "-q",
-  ]);
-  await sleep(1000);
-  client.kill("SIGINT");
-  const signalled = performance.now();
-  const { stdout, ended } = await client.finish();
-  match(stdout, /udp-echo ping statistics/);
-  // 100 ms to be heard, up to -t for the replies due, the summary, the exit.
-  ok(ended - signalled < 1000, `ended ${ended - signalled} ms after`);
-});
+for (const io of IO_MODES) {
+  Deno.test(`a signal stops continuous sending within the timeout [${io}]`, async () => {
+    await using server = startServer();
+    const client = spawnClient([
+      "-H",
+      "127.0.0.1",
+      "-p",
+      `${server.port}`,
+      "-i",
+      "0",
+      "-t",
+      "100",
+      "-q",
+    ], io);
+    await sleep(1000);
+    client.kill("SIGINT");
+    const signalled = performance.now();
+    const { stdout, ended } = await client.finish();
+    match(stdout, /udp-echo ping statistics/);
+    // 100 ms to be heard, up to -t for the replies due, the summary, the exit.
+    ok(ended - signalled < 1000, `ended ${ended - signalled} ms after`);
+  });
+}
 
 Deno.test("--rate 200000 -d 2 ends near 2 s, not 7 s", async () => {
   await using server = startServer();

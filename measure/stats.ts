@@ -164,54 +164,7 @@ export function rfc3550Jitter(rttInArrivalOrder: ArrayLike<number>): number {
   return jitter;
 }
 
-/** How far sends strayed from their schedule, in milliseconds. */
-export interface ScheduleError {
-  /** Mean of (actual − scheduled) send time. */
-  mean: number;
-  /** Largest (actual − scheduled) send time. */
-  max: number;
-  /**
-   * Percent by which the span from first to last send differs from the
-   * scheduled span; 0 when fewer than two sends were scheduled apart.
-   */
-  drift: number;
-}
-
-/**
- * Compares actual send times with scheduled ones (same units, same order);
- * NaN fields when there are none.
- *
- * @example
- * ```ts
- * import { scheduleError } from "./stats.ts";
- * import { deepEqual } from "node:assert/strict";
- *
- * // Sent 2 and 52 ms late: the 100 ms span took 150 ms, 50% too long.
- * deepEqual(scheduleError([0, 100], [2, 152]), { mean: 27, max: 52, drift: 50 });
- * ```
- */
-export function scheduleError(
-  scheduled: ArrayLike<number>,
-  actual: ArrayLike<number>,
-): ScheduleError {
-  if (scheduled.length !== actual.length) {
-    throw new TypeError(
-      `Cannot compare schedules: ${scheduled.length} scheduled and ${actual.length} actual times`,
-    );
-  }
-  const n = scheduled.length;
-  if (n === 0) return { mean: NaN, max: NaN, drift: NaN };
-  let sum = 0;
-  let max = -Infinity;
-  for (let i = 0; i < n; i++) {
-    const error = actual[i]! - scheduled[i]!;
-    sum += error;
-    if (error > max) max = error;
-  }
-  const span = scheduled[n - 1]! - scheduled[0]!;
-  const drift = span > 0 ? ((actual[n - 1]! - actual[0]!) / span - 1) * 100 : 0;
-  return { mean: sum / n, max, drift };
-}
+export { type ScheduleError, scheduleError } from "./schedule.ts";
 
 /** Counts of what happened to the probes of a run. */
 export interface ReplyCounts {

@@ -55,6 +55,7 @@ export type { HostPort };
 
 /** Every reason a datagram can be dropped for, in the order they are checked. */
 export const DROP_REASONS = [
+  "not-unicast",
   "too-large",
   "low-port",
   "service-port",
@@ -66,6 +67,12 @@ export const DROP_REASONS = [
 
 /**
  * Why a datagram got no reply:
+ * - `not-unicast`: sent to a broadcast or multicast address (or any that is
+ *   not one of this host's unicast addresses): an echo would answer for
+ *   every host on the network. Only the batch engine sees a datagram's
+ *   destination and checks this, before everything else; the socket
+ *   backend binds one socket per interface address instead, which receives
+ *   no broadcasts;
  * - `too-large`: longer than `maxSize`;
  * - `low-port`: source port 0 or below 1024 (a system service, or forged);
  * - `service-port`: a source port in {@linkcode REFUSED_SERVICE_PORTS};
@@ -85,13 +92,14 @@ export type VerdictCounts = Record<Verdict, number>;
 
 const VERDICTS: readonly Verdict[] = ["echo", ...DROP_REASONS];
 const ECHO = 0;
-const TOO_LARGE = 1;
-const LOW_PORT = 2;
-const SERVICE_PORT = 3;
-const BAD_SOURCE = 4;
-const OWN_ADDRESS = 5;
-const DENIED = 6;
-const RATE_LIMITED = 7;
+// 1 is not-unicast, which the engine decides before the policy.
+const TOO_LARGE = 2;
+const LOW_PORT = 3;
+const SERVICE_PORT = 4;
+const BAD_SOURCE = 5;
+const OWN_ADDRESS = 6;
+const DENIED = 7;
+const RATE_LIMITED = 8;
 
 /**
  * Source ports above 1023 of UDP services that answer unsolicited datagrams,
@@ -174,8 +182,10 @@ export function isLoopback(hostname: string): boolean {
 }
 
 /**
- * The server's default per-source rate for the addresses it binds: no limit
- * (0) when every one is loopback, else {@linkcode DEFAULT_RATE}.
+ * The server's default per-source rate for the addresses it was asked to
+ * bind: no limit (0) when every one is loopback, else
+ * {@linkcode DEFAULT_RATE}. A wildcard is not loopback, even where it
+ * stands for loopback addresses only.
  *
  * @example
  * ```ts

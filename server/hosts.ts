@@ -1,44 +1,12 @@
 /**
- * What the server binds and what it counts as itself: resolving the hosts
- * a user gave, and this machine's interface and directed broadcast
- * addresses for the own-address check on wildcard sockets.
+ * What the server binds: the hosts a user gave, resolved. (What a wildcard
+ * stands for, and this host's interface and broadcast addresses, are the
+ * backends' business: `io/_interfaces.ts`.)
  *
  * @module
  */
 
 import { resolveAddresses, sameHost } from "../net/address.ts";
-import type { PolicyOptions } from "../policy/policy.ts";
-
-/**
- * The addresses and directed broadcasts of this host's interfaces, for the
- * own-address check on wildcard sockets; empty without `--allow-sys`.
- */
-export function hostInterfaces(): Pick<
-  PolicyOptions,
-  "interfaceAddresses" | "broadcastAddresses"
-> {
-  const permission = Deno.permissions.querySync({
-    name: "sys",
-    kind: "networkInterfaces",
-  });
-  if (permission.state !== "granted") return {};
-  const interfaces = Deno.networkInterfaces();
-  const broadcastAddresses: string[] = [];
-  for (const { family, address, netmask } of interfaces) {
-    if (family !== "IPv4") continue;
-    const octets = address.split(".").map(Number);
-    const mask = netmask.split(".").map(Number);
-    broadcastAddresses.push(
-      octets.map((octet, k) => (octet | (~mask[k]! & 255)) & 255).join("."),
-    );
-  }
-  return {
-    interfaceAddresses: interfaces.map(({ address }) => address),
-    broadcastAddresses: broadcastAddresses.filter((a) =>
-      a !== "255.255.255.255"
-    ),
-  };
-}
 
 /** A host to bind: as the user gave it, and the IP address it stands for. */
 export interface BindHost {

@@ -24,7 +24,8 @@
  * @module
  */
 
-import { batchGap, batchModuleDir, type BatchServer } from "../io/batch.ts";
+import type { BatchServer } from "../io/batch.ts";
+import { chooseIoBackend } from "../io/choice.ts";
 import type { EchoServer } from "../io/types.ts";
 import { errorMessage } from "../net/address.ts";
 import { type IoBackend, serveEcho, type ServeEchoOptions } from "./serve.ts";
@@ -55,27 +56,7 @@ const BATCH_REASON = "recvmmsg/sendmmsg";
  * engine then starts is up to {@linkcode startEcho}. Never throws.
  */
 export function chooseIo(mode: IoMode): IoChoice {
-  if (mode === "socket") return { io: "socket", reason: "--io socket" };
-  if (mode === "batch") return { io: "batch", reason: BATCH_REASON };
-  switch (batchGap()) {
-    case "linux":
-      return { io: "socket", reason: `not Linux: ${Deno.build.os}` };
-    case "ffi":
-      return { io: "socket", reason: "--allow-ffi not granted" };
-    case "read":
-      return {
-        io: "socket",
-        reason: `--allow-read does not cover ${batchModuleDir()}`,
-      };
-  }
-  const net = Deno.permissions.querySync({ name: "net" });
-  if (net.state !== "granted") {
-    return { io: "socket", reason: "--allow-net is scoped to hosts" };
-  }
-  if (net.partial) {
-    return { io: "socket", reason: "--deny-net limits --allow-net" };
-  }
-  return { io: "batch", reason: BATCH_REASON };
+  return chooseIoBackend(mode, BATCH_REASON);
 }
 
 /** Options for {@linkcode startEcho}: {@linkcode serveEcho}'s, with `auto`. */

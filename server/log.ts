@@ -28,7 +28,12 @@
  * @module
  */
 
-import { errorMessage, formatAddress, sameHost } from "../net/address.ts";
+import {
+  errorMessage,
+  formatAddress,
+  isUnspecified,
+  sameHost,
+} from "../net/address.ts";
 import { previewPayload } from "../net/payload.ts";
 import { isLoopback } from "../policy/policy.ts";
 import type {
@@ -357,8 +362,9 @@ export interface AnnounceOptions {
 }
 
 /**
- * Prints the start-up lines: one per socket, the I/O backend, then the
- * rate limit in force.
+ * Prints the start-up lines: one per socket actually bound, the I/O
+ * backend, what the server cannot check (`server.warnings`: a `warning:`
+ * line, or a JSON `warning` event), then the rate limit in force.
  */
 export function announce(
   server: EchoServer,
@@ -392,6 +398,13 @@ export function announce(
         : `io: ${io.io} (${io.reason})`,
     );
   }
+  for (const message of server.warnings) {
+    if (options.json) {
+      output.line(JSON.stringify({ event: "warning", message }));
+    } else {
+      output.warn(message);
+    }
+  }
   if (options.json) return;
   if (rate > 0) {
     output.line(
@@ -403,7 +416,12 @@ export function announce(
           : ""
       }`,
     );
-  } else if (!server.addrs.every(({ hostname }) => isLoopback(hostname))) {
+  } else if (
+    // A wildcard is not loopback, even where it expanded to loopback only.
+    !server.addrs.every(({ hostname }, k) =>
+      isLoopback(hostname) && !isUnspecified(options.hostnames[k] ?? "")
+    )
+  ) {
     output.warn("no rate limit on an address that is not loopback");
   }
   if (!options.quiet) output.line("waiting to receive message");

@@ -7,7 +7,10 @@
  */
 
 import type { EchoServer, EchoStats } from "../io/types.ts";
+import { sameHost } from "../net/address.ts";
 import type { PolicyOptions } from "../policy/policy.ts";
+import type { TimestampFormat } from "../stamp/packet.ts";
+import { StampReflector } from "../stamp/reflector.ts";
 import type { BindHost } from "./hosts.ts";
 import { type IoChoice, type IoMode, startEcho } from "./io.ts";
 import {
@@ -62,6 +65,11 @@ export interface RunServerOptions {
   rateIsDefault: boolean;
   /** Flags given that only act with a rate limit (`--burst`), to warn about. */
   rateFlags: readonly string[];
+  /**
+   * Speak STAMP (RFC 8762) instead of plain echo: every datagram the policy
+   * allows is answered by a Session-Reflector. Runs on the socket backend.
+   */
+  stamp?: { stateful: boolean; format: TimestampFormat };
   /** Starts an endpoint beside the bound server; throws when it cannot. */
   startSide?: (server: EchoServer, choice: IoChoice) => Promise<SideEndpoint>;
 }
@@ -88,11 +96,22 @@ export async function runServer(
   const controller = new AbortController();
   let server: EchoServer;
   let choice: IoChoice;
+  const stamp = options.stamp && new StampReflector(options.stamp);
   try {
     ({ server, choice } = await startEcho({
       hostnames: options.hosts.map((host) => host.address),
       port: options.port,
-      io: options.io,
+      // The kernel engine has no reflector yet.
+      io: stamp ? "socket" : options.io,
+      reflect: stamp &&
+        ((data, info) =>
+          stamp.reflect(data, data, {
+              from: info.from,
+              local: info.local,
+              receivedAtMs: performance.timeOrigin + info.receivedAt,
+            }) === "stamp-too-short"
+            ? "stamp-too-short"
+            : undefined),
       signal: controller.signal,
       policy: options.policy,
       onEvent: log.log,
@@ -102,6 +121,12 @@ export async function runServer(
     log.close();
     output.error(error);
     return { failed: true, drained: true };
+  }
+  if (stamp && options.io !== "socket") {
+    choice = {
+      io: "socket",
+      reason: "--stamp needs the socket backend for now",
+    };
   }
   let side: SideEndpoint | undefined;
   try {
@@ -115,7 +140,12 @@ export async function runServer(
   }
   const removeSignalListeners = onShutdownSignal(() => controller.abort());
   announce(server, output, {
-    hostnames: options.hosts.map((host) => host.name),
+    // A name stands for each address it resolved to, a wildcard for each
+    // socket it expanded into.
+    hostnames: server.boundFor.map((asked) =>
+      options.hosts.find((host) => sameHost(host.address, asked))?.name ??
+        asked
+    ),
     json,
     quiet: options.quiet,
     rateIsDefault: options.rateIsDefault,

@@ -51,7 +51,8 @@ export interface ServeEchoOptions
 /**
  * Binds a UDP socket per address and echoes every datagram back to its
  * sender, byte for byte, until the signal aborts. Throws an `Error`
- * ("Cannot bind HOST:PORT: reason") when a socket cannot be bound.
+ * ("Cannot bind HOST:PORT: reason") when a socket cannot be bound, and a
+ * TypeError for `reflect` with the batch backend.
  *
  * @example
  * ```ts
@@ -79,6 +80,11 @@ export function serveEcho(options: ServeEchoOptions = {}): EchoServer {
     hostnames: distinctHosts(options.hostnames ?? [hostname]),
     port: options.port ?? DEFAULT_PORT,
   };
+  if (io === "batch" && backend.reflect !== undefined) {
+    throw new TypeError(
+      "Cannot reflect on the batch backend: use the socket backend",
+    );
+  }
   return io === "batch" ? serveBatch(backend) : serveSocket(backend);
 }
 

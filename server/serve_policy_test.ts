@@ -1,4 +1,4 @@
-import { deepEqual, equal, ok } from "node:assert/strict";
+import { deepEqual, equal, match, ok } from "node:assert/strict";
 import type { PolicyOptions } from "../policy/policy.ts";
 import {
   type EchoServer,
@@ -663,16 +663,32 @@ Deno.test("server.ts says when the default rate limit applies", async () => {
   if (!probe?.success) {
     return skip("unshare -n (a private network namespace) needs root");
   }
+  // With the interfaces listed, 0.0.0.0 there is one socket on 127.0.0.1:
+  // the default still follows the address asked for, which is no loopback.
+  const sys = ["--allow-sys=networkInterfaces"];
+  const withLoopback = [
+    "unshare",
+    "-n",
+    "sh",
+    "-c",
+    'ip link set lo up && exec "$0" "$@"',
+  ];
   const open = spawnServer(["-p", "0", "-H", "0.0.0.0"], {
-    wrap: ["unshare", "-n"],
+    wrap: withLoopback,
+    denoFlags: sys,
   });
   const loopback = spawnServer(["-p", "0", "-H", "127.0.0.1", "-q"]);
   const explicit = spawnServer(["-p", "0", "-H", "127.0.0.1", "--rate", "5"]);
   const off = spawnServer(
     ["-p", "0", "-H", "0.0.0.0", "--rate", "0"],
-    { wrap: ["unshare", "-n"] },
+    { wrap: withLoopback, denoFlags: sys },
   );
   try {
+    await open.waitForLine((line) => line.startsWith("starting up"));
+    match(
+      open.lines[0]!,
+      /^starting up on 0\.0\.0\.0 \(127\.0\.0\.1\) port \d+$/,
+    );
     equal(
       await open.waitForLine((line) => line.startsWith("rate limit")),
       "rate limit: 1,000 datagrams/s per source, burst 1,000 (the default, " +

@@ -11,8 +11,10 @@ const MAY_IMPORT: Record<string, readonly string[]> = {
   "policy": ["net"],
   "io": ["net", "policy"],
   "cli": ["net"],
-  "server": ["net", "policy", "io"],
-  "measure": ["net", "io", "cli"],
+  // STAMP (RFC 8762, RFC 8972): packets, TLVs and the Session-Reflector.
+  "stamp": ["net"],
+  "server": ["net", "policy", "io", "stamp"],
+  "measure": ["net", "io", "cli", "stamp"],
   // The Prometheus exposition of the server and of the monitor.
   "metrics": ["net", "policy", "io", "cli", "measure"],
 };

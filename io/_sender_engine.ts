@@ -1,0 +1,394 @@
+/**
+ * The system calls of a measuring sender on one or more sockets opened by
+ * `sender.ts`: `sendto(2)` stamped with `clock_gettime(2)` right before the
+ * call, `recvmmsg(2)` with each datagram's kernel receive time
+ * (`SO_TIMESTAMPNS`, a `struct timespec` of CLOCK_REALTIME in a control
+ * message), and `ppoll(2)` with a nanosecond timeout to wait for a deadline
+ * or a reply, whichever comes first.
+ *
+ * Memory safety is by construction, as in `_engine.ts`: every byte the kernel
+ * reads or writes (message headers, iovecs, socket addresses, control
+ * messages, payload slots, pollfds, timespecs) lives in one ArrayBuffer
+ * allocated once per engine, at least 64 KiB so V8 keeps it off the heap,
+ * held by the engine for its whole life, its address taken once. Every
+ * pointer the calls take is made once in the constructor; the hot path
+ * writes and reads numbers only and allocates nothing per datagram. The
+ * engine never closes a socket: its owner does, after the last call here
+ * has returned.
+ *
+ * @module
+ */
+
+import {
+  CLOCK_MONOTONIC,
+  CLOCK_REALTIME,
+  describeErrno,
+  EAGAIN,
+  EINTR,
+  lastErrno,
+  type Libc,
+  MSG_DONTWAIT,
+  MSG_TRUNC,
+  POLLIN,
+  SCM_TIMESTAMPNS,
+  SOL_SOCKET,
+} from "./_libc.ts";
+import { AF_INET, SOCKADDR_SIZE } from "./_sockaddr.ts";
+
+/** `struct mmsghdr` on LP64 Linux (x86_64, aarch64). */
+const MMSGHDR_SIZE = 64;
+const IOVEC_SIZE = 16;
+/** Room for one `SCM_TIMESTAMPNS` message (CMSG_SPACE(16) = 32) and spare. */
+const CMSG_ROOM = 64;
+const POLLFD_SIZE = 8;
+/** The smallest buffer V8 is sure to keep off its moving heap. */
+const MIN_BUFFER = 64 * 1024;
+
+/** Options for {@linkcode SenderEngine}. */
+export interface SenderEngineOptions {
+  /** The bound sockets, one per flow, with `SO_TIMESTAMPNS` set. */
+  fds: number[];
+  /** The destination, a `sockaddr_in` or `sockaddr_in6` as bytes. */
+  target: Uint8Array;
+  /** Payload bytes of each datagram sent, 0 to 65535. */
+  size: number;
+  /** Datagrams one `recvmmsg` may return per socket; default 32. */
+  batchSize?: number;
+}
+
+function align8(n: number): number {
+  return Math.ceil(n / 8) * 8;
+}
+
+/**
+ * The syscall layer of a measuring sender. Times are milliseconds relative
+ * to a whole second read at construction, one base per clock, so a float64
+ * keeps them to far better than a nanosecond; {@linkcode realEpochMs} turns
+ * a CLOCK_REALTIME time into ms since the Unix epoch.
+ */
+export class SenderEngine {
+  /** CLOCK_MONOTONIC when the last `send()` was about to call `sendto`. */
+  sentMono = NaN;
+  /** CLOCK_REALTIME when the last `send()` was about to call `sendto`. */
+  sentReal = NaN;
+
+  #libc: Libc;
+  #fds: number[];
+  #vlen: number;
+  // size_t arguments, made once: FFI takes them as bigint.
+  #sizeArg: bigint;
+  #nfdsArg: bigint;
+  #slotSize: number;
+  #memory: ArrayBuffer;
+  #u8: Uint8Array;
+  #u32: Uint32Array;
+  #view: DataView;
+  #base: number;
+  #targetOffset: number;
+  #targetLength: number;
+  #sendOffset: number;
+  #clockOffset: number;
+  #timeoutOffset: number;
+  #pollOffset: number;
+  #clockPtr: Deno.PointerObject;
+  #timeoutPtr: Deno.PointerObject;
+  #pollPtr: Deno.PointerObject;
+  #targetPtr: Deno.PointerObject;
+  #sendPtrs: Deno.PointerObject[] = [];
+  #recvPtrs: Deno.PointerObject[] = [];
+  #sendSlots: Uint8Array[] = [];
+  #recvSlots: Uint8Array[] = [];
+  #lastReceived: Int32Array;
+  #monoBase: number;
+  #realBase: number;
+  #perSocket: number;
+  #hdrOffset = 0;
+  #cmsgOffset: number;
+  #nameOffset: number;
+  #dataOffset: number;
+
+  /** Allocates the buffer and lays out every header once. */
+  constructor(libc: Libc, options: SenderEngineOptions) {
+    const { fds, target, size } = options;
+    const vlen = options.batchSize ?? 32;
+    if (!Number.isInteger(size) || size < 0 || size > 65535) {
+      throw new RangeError(
+        `Cannot send ${size}-byte datagrams: expected 0 to 65535`,
+      );
+    }
+    if (!Number.isInteger(vlen) || vlen < 1 || vlen > 1024) {
+      throw new RangeError(
+        `Cannot use batch size ${vlen}: expected an integer from 1 to 1024`,
+      );
+    }
+    this.#libc = libc;
+    this.#fds = fds;
+    this.#vlen = vlen;
+    this.#sizeArg = BigInt(size);
+    this.#nfdsArg = BigInt(fds.length);
+    // One byte more than sent: an echo longer than the probe still shows
+    // as longer, and MSG_TRUNC reports its full length.
+    this.#slotSize = align8(size + 1);
+    const n = fds.length;
+    this.#cmsgOffset = vlen * MMSGHDR_SIZE + vlen * IOVEC_SIZE;
+    this.#nameOffset = this.#cmsgOffset + vlen * CMSG_ROOM;
+    this.#dataOffset = this.#nameOffset + vlen * SOCKADDR_SIZE;
+    this.#perSocket = align8(this.#dataOffset + vlen * this.#slotSize);
+    this.#sendOffset = n * this.#perSocket;
+    const sendStride = align8(Math.max(size, 1));
+    this.#targetOffset = this.#sendOffset + n * sendStride;
+    this.#clockOffset = this.#targetOffset + SOCKADDR_SIZE;
+    this.#timeoutOffset = this.#clockOffset + 16;
+    this.#pollOffset = this.#timeoutOffset + 16;
+    const total = this.#pollOffset + n * POLLFD_SIZE;
+    this.#memory = new ArrayBuffer(Math.max(MIN_BUFFER, align8(total)));
+    this.#u8 = new Uint8Array(this.#memory);
+    this.#u32 = new Uint32Array(this.#memory);
+    this.#view = new DataView(this.#memory);
+    const base = Deno.UnsafePointer.of(this.#memory);
+    if (base === null) throw new Error("Cannot map the sender buffer");
+    this.#base = Number(Deno.UnsafePointer.value(base));
+    const at = (offset: number) =>
+      Deno.UnsafePointer.create(BigInt(this.#base + offset))!;
+    this.#clockPtr = at(this.#clockOffset);
+    this.#timeoutPtr = at(this.#timeoutOffset);
+    this.#pollPtr = at(this.#pollOffset);
+    this.#targetPtr = at(this.#targetOffset);
+    this.#targetLength = target.length;
+    this.#u8.set(target.subarray(0, SOCKADDR_SIZE), this.#targetOffset);
+    this.#lastReceived = new Int32Array(n).fill(vlen);
+    for (let s = 0; s < n; s++) {
+      const socket = s * this.#perSocket;
+      this.#recvPtrs.push(at(socket));
+      this.#sendPtrs.push(at(this.#sendOffset + s * sendStride));
+      this.#sendSlots.push(
+        this.#u8.subarray(
+          this.#sendOffset + s * sendStride,
+          this.#sendOffset + s * sendStride + size,
+        ),
+      );
+      for (let i = 0; i < vlen; i++) {
+        const hdr = socket + i * MMSGHDR_SIZE;
+        const iov = socket + vlen * MMSGHDR_SIZE + i * IOVEC_SIZE;
+        const data = socket + this.#dataOffset + i * this.#slotSize;
+        this.#write64(iov, this.#base + data);
+        this.#write64(iov + 8, this.#slotSize);
+        this.#write64(
+          hdr,
+          this.#base + socket + this.#nameOffset +
+            i * SOCKADDR_SIZE,
+        ); // msg_name
+        this.#write64(hdr + 16, this.#base + iov); // msg_iov
+        this.#write64(hdr + 24, 1); // msg_iovlen
+        this.#write64(
+          hdr + 32,
+          this.#base + socket + this.#cmsgOffset +
+            i * CMSG_ROOM,
+        ); // msg_control
+        this.#recvSlots.push(this.#u8.subarray(data, data + this.#slotSize));
+      }
+      this.#view.setInt32(this.#pollOffset + s * POLLFD_SIZE, fds[s]!, true);
+      this.#view.setInt16(this.#pollOffset + s * POLLFD_SIZE + 4, POLLIN, true);
+    }
+    this.#monoBase = this.#clockSeconds(CLOCK_MONOTONIC);
+    this.#realBase = this.#clockSeconds(CLOCK_REALTIME);
+  }
+
+  #write64(offset: number, value: number): void {
+    this.#u32[offset >> 2] = value % 2 ** 32;
+    this.#u32[(offset >> 2) + 1] = Math.floor(value / 2 ** 32);
+  }
+
+  #clockSeconds(clock: number): number {
+    this.#libc.symbols.clock_gettime(clock, this.#clockPtr);
+    const w = this.#clockOffset >> 2;
+    return this.#u32[w]! + this.#u32[w + 1]! * 2 ** 32;
+  }
+
+  #clockMs(clock: number, baseSeconds: number): number {
+    this.#libc.symbols.clock_gettime(clock, this.#clockPtr);
+    const w = this.#clockOffset >> 2;
+    const seconds = this.#u32[w]! + this.#u32[w + 1]! * 2 ** 32;
+    return (seconds - baseSeconds) * 1000 + this.#u32[w + 2]! / 1e6;
+  }
+
+  /** Describes an errno value in lower case: "connection refused". */
+  describeErrno(errno: number): string {
+    return describeErrno(this.#libc, errno);
+  }
+
+  /** CLOCK_MONOTONIC now, in ms from the engine's base. */
+  monoNow(): number {
+    return this.#clockMs(CLOCK_MONOTONIC, this.#monoBase);
+  }
+
+  /** CLOCK_REALTIME now, in ms from the engine's base. */
+  realNow(): number {
+    return this.#clockMs(CLOCK_REALTIME, this.#realBase);
+  }
+
+  /** A CLOCK_REALTIME time of this engine in ms since the Unix epoch. */
+  realEpochMs(real: number): number {
+    return this.#realBase * 1000 + real;
+  }
+
+  /** The payload of the next datagram socket `s` sends; fill it before `send(s)`. */
+  sendSlot(s: number): Uint8Array {
+    return this.#sendSlots[s]!;
+  }
+
+  /**
+   * Sends socket `s`'s slot to the target. Reads CLOCK_MONOTONIC and
+   * CLOCK_REALTIME right before the call (`sentMono`, `sentReal`) and, when
+   * `stampAt` is given, writes the realtime as ms since the epoch there
+   * (a big-endian float64) first. Returns the bytes sent, or -errno.
+   */
+  send(s: number, stampAt = -1): number {
+    this.sentMono = this.monoNow();
+    this.sentReal = this.realNow();
+    if (stampAt >= 0) {
+      this.#view.setFloat64(
+        this.#sendSlots[s]!.byteOffset + stampAt,
+        this.realEpochMs(this.sentReal),
+      );
+    }
+    for (;;) {
+      const sent = this.#libc.symbols.sendto(
+        this.#fds[s]!,
+        this.#sendPtrs[s]!,
+        this.#sizeArg,
+        0,
+        this.#targetPtr,
+        this.#targetLength,
+      );
+      if (sent >= 0) return sent;
+      const errno = lastErrno(this.#libc);
+      if (errno !== EINTR) return -errno;
+    }
+  }
+
+  /**
+   * Waits until any socket has a datagram or CLOCK_MONOTONIC reaches
+   * `untilMono` (ms from the base); returns how many sockets are readable
+   * (0 on the timeout), or -errno.
+   */
+  wait(untilMono: number): number {
+    const ms = Math.max(0, untilMono - this.monoNow());
+    const seconds = Math.floor(ms / 1000);
+    const w = this.#timeoutOffset >> 2;
+    this.#u32[w] = seconds;
+    this.#u32[w + 1] = 0;
+    this.#u32[w + 2] = Math.floor((ms - seconds * 1000) * 1e6);
+    this.#u32[w + 3] = 0;
+    const n = this.#libc.symbols.ppoll(
+      this.#pollPtr,
+      this.#nfdsArg,
+      this.#timeoutPtr,
+      null,
+    );
+    return n >= 0 ? n : -lastErrno(this.#libc);
+  }
+
+  /** Spins on CLOCK_MONOTONIC until `untilMono`; returns the time then. */
+  spinUntil(untilMono: number): number {
+    let now = this.monoNow();
+    while (now < untilMono) now = this.monoNow();
+    return now;
+  }
+
+  /**
+   * Takes the datagrams waiting on socket `s` without blocking, up to the
+   * batch size; returns how many (0 when none), or -errno. Read them with
+   * {@linkcode length}, {@linkcode data}, {@linkcode arrivalReal} and
+   * {@linkcode fromTarget} until the next `receive(s)`.
+   */
+  receive(s: number): number {
+    const u32 = this.#u32;
+    const socket = s * this.#perSocket;
+    for (let i = 0; i < this.#lastReceived[s]!; i++) {
+      const h = (socket + i * MMSGHDR_SIZE) >> 2;
+      u32[h + 2] = SOCKADDR_SIZE; // msg_namelen
+      u32[h + 10] = CMSG_ROOM; // msg_controllen
+      u32[h + 11] = 0;
+      u32[h + 12] = 0; // msg_flags
+    }
+    for (;;) {
+      const n = this.#libc.symbols.recvmmsg(
+        this.#fds[s]!,
+        this.#recvPtrs[s]!,
+        this.#vlen,
+        MSG_DONTWAIT | MSG_TRUNC,
+        null,
+      );
+      if (n >= 0) {
+        this.#lastReceived[s] = n;
+        return n;
+      }
+      const errno = lastErrno(this.#libc);
+      if (errno !== EINTR) {
+        this.#lastReceived[s] = 0;
+        return errno === EAGAIN ? 0 : -errno;
+      }
+    }
+  }
+
+  /** The full length of datagram `i` of socket `s`'s last receive, in bytes. */
+  length(s: number, i: number): number {
+    return this.#u32[(s * this.#perSocket + i * MMSGHDR_SIZE + 56) >> 2]!;
+  }
+
+  /**
+   * The bytes of datagram `i` of socket `s`'s last receive: all of them, or
+   * the first size + 1 of a longer one. A view of the engine's buffer, good
+   * until the next `receive(s)`.
+   */
+  data(s: number, i: number): Uint8Array {
+    const slot = this.#recvSlots[s * this.#vlen + i]!;
+    return slot.subarray(0, Math.min(this.length(s, i), this.#slotSize));
+  }
+
+  /**
+   * The kernel's receive time of datagram `i` (CLOCK_REALTIME, ms from the
+   * engine's base); NaN when the kernel attached none.
+   */
+  arrivalReal(s: number, i: number): number {
+    const socket = s * this.#perSocket;
+    const hdr = socket + i * MMSGHDR_SIZE;
+    const controlLength = this.#u32[(hdr + 40) >> 2]!;
+    const start = socket + this.#cmsgOffset + i * CMSG_ROOM;
+    const view = this.#view;
+    for (let at = 0; at + 16 <= controlLength;) {
+      const length = view.getUint32(start + at, true);
+      if (length < 16) break;
+      if (
+        view.getInt32(start + at + 8, true) === SOL_SOCKET &&
+        view.getInt32(start + at + 12, true) === SCM_TIMESTAMPNS &&
+        length >= 32
+      ) {
+        const w = (start + at + 16) >> 2;
+        const seconds = this.#u32[w]! + this.#u32[w + 1]! * 2 ** 32;
+        return (seconds - this.#realBase) * 1000 + this.#u32[w + 2]! / 1e6;
+      }
+      at += align8(length);
+    }
+    return NaN;
+  }
+
+  /** Whether datagram `i` came from the target's address and port. */
+  fromTarget(s: number, i: number): boolean {
+    const u8 = this.#u8;
+    const name = s * this.#perSocket + this.#nameOffset + i * SOCKADDR_SIZE;
+    const target = this.#targetOffset;
+    const family = u8[name]! | (u8[name + 1]! << 8);
+    if (family !== (u8[target]! | (u8[target + 1]! << 8))) return false;
+    if (u8[name + 2] !== u8[target + 2] || u8[name + 3] !== u8[target + 3]) {
+      return false;
+    }
+    const from = family === AF_INET ? 4 : 8;
+    const end = family === AF_INET ? 8 : 24;
+    for (let k = from; k < end; k++) {
+      if (u8[name + k] !== u8[target + k]) return false;
+    }
+    return true;
+  }
+}

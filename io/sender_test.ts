@@ -1,0 +1,51 @@
+import { equal, ok } from "node:assert/strict";
+import { openSender, openSenderSockets } from "./sender.ts";
+import { serveSocket } from "./socket.ts";
+
+Deno.test("Sender sends, and a reply carries the kernel's receive time", async () => {
+  const controller = new AbortController();
+  const server = serveSocket({
+    hostnames: ["127.0.0.1"],
+    port: 0,
+    signal: controller.signal,
+  });
+  const sockets = openSenderSockets({
+    target: { ...server.addr, family: "IPv4" },
+    count: 1,
+  });
+  const { engine, release } = openSender({
+    fds: sockets.fds,
+    target: sockets.target,
+    size: 32,
+  });
+  try {
+    engine.sendSlot(0).fill(7);
+    equal(engine.send(0, 12), 32);
+    const stamp = new DataView(
+      engine.sendSlot(0).buffer,
+      engine.sendSlot(0).byteOffset + 12,
+      8,
+    )
+      .getFloat64(0);
+    ok(Math.abs(stamp - Date.now()) < 1000);
+    let n = 0;
+    const end = engine.monoNow() + 2000;
+    while (n === 0 && engine.monoNow() < end) {
+      // The echo is handled by this thread's event loop: let it run.
+      await new Promise((resolve) => setTimeout(resolve, 1));
+      if (engine.wait(engine.monoNow()) > 0) n = engine.receive(0);
+    }
+    equal(n, 1);
+    equal(engine.length(0, 0), 32);
+    equal(engine.fromTarget(0, 0), true);
+    equal(engine.data(0, 0)[20], 7);
+    const rtt = engine.arrivalReal(0, 0) - engine.sentReal;
+    ok(rtt > 0 && rtt < 2000, `rtt ${rtt}`);
+    equal(engine.receive(0), 0);
+  } finally {
+    release();
+    sockets.close();
+    controller.abort();
+    await server.finished;
+  }
+});

@@ -1,0 +1,170 @@
+/**
+ * Ping and load on the kernel engine, from the main thread: opens the
+ * sockets (`io/sender.ts`), starts the Worker that runs the whole probe
+ * loop (`_engine_worker.ts`), hands on its events as they come in batches,
+ * turns `stop` and `signal` into a shared control flag, and closes the
+ * sockets only once the Worker has made its last system call.
+ *
+ * @module
+ */
+
+import {
+  errorMessage,
+  type HostPort,
+  type ResolvedAddress,
+} from "../net/address.ts";
+import { openSenderSockets } from "../io/sender.ts";
+import type { ProbeEvent } from "./_common.ts";
+import type { RunResult } from "./_summary.ts";
+
+/** Control flag bit: stop sending, wait for the replies due. */
+export const STOP = 1;
+/** Control flag bit: end the run now. */
+export const ABORT = 2;
+
+/** What the Worker gets. */
+export interface EngineConfig {
+  fds: number[];
+  locals: HostPort[];
+  targetSockaddr: Uint8Array;
+  target: ResolvedAddress;
+  session: number;
+  size: number;
+  timeoutMs: number;
+  waitMs: number;
+  count: number;
+  durationMs: number;
+  intervalMs: number;
+  window?: number;
+  ring?: number;
+  /** Whether to report events (someone listens). */
+  events: boolean;
+  /** An Int32Array's buffer: {@linkcode STOP} and {@linkcode ABORT} bits. */
+  control: SharedArrayBuffer;
+}
+
+/** What the Worker posts. */
+export type EngineMessage =
+  | { type: "started" }
+  | { type: "events"; events: ProbeEvent[]; sent: number[] }
+  | { type: "result"; result: RunResult }
+  | { type: "failed"; message: string };
+
+/** A failure before the engine ran: the socket path may take over. */
+export class EngineStartError extends Error {
+  override name = "EngineStartError";
+}
+
+/** The run's parameters, checked, and its hooks. */
+export interface EngineRun extends
+  Omit<
+    EngineConfig,
+    "fds" | "locals" | "targetSockaddr" | "control" | "events"
+  > {
+  flows: number;
+  bind?: HostPort;
+  stop?: AbortSignal;
+  signal?: AbortSignal;
+  onEvent?: (event: ProbeEvent) => void;
+  onSend?: (flow: number, seq: number) => void;
+  /** Called once the Worker's loop runs. */
+  onStarted?: () => void;
+}
+
+const WORKER_URL = new URL("./_engine_worker.ts", import.meta.url);
+
+/**
+ * Runs one ping or load on the kernel engine. Rejects with an
+ * {@linkcode EngineStartError} when the sockets or the Worker cannot start
+ * (nothing was sent), and with an `Error` when the loop fails later.
+ */
+export async function runOnEngine(run: EngineRun): Promise<RunResult> {
+  let sockets;
+  try {
+    sockets = openSenderSockets({
+      target: run.target,
+      bind: run.bind,
+      count: run.flows,
+    });
+  } catch (error) {
+    throw new EngineStartError(errorMessage(error), { cause: error });
+  }
+  const control = new Int32Array(new SharedArrayBuffer(4));
+  const onStop = () => Atomics.or(control, 0, STOP);
+  const onAbort = () => Atomics.or(control, 0, ABORT);
+  let worker: Worker | undefined;
+  try {
+    worker = new Worker(WORKER_URL, { type: "module" });
+    const { stop, signal, onEvent, onSend } = run;
+    if (stop?.aborted) onStop();
+    if (signal?.aborted) onAbort();
+    stop?.addEventListener("abort", onStop);
+    signal?.addEventListener("abort", onAbort);
+    let started = false;
+    const sent = new Array<number>(run.flows).fill(0);
+    const done = Promise.withResolvers<RunResult>();
+    const fail = (message: string) => {
+      done.reject(
+        started ? new Error(message) : new EngineStartError(message),
+      );
+    };
+    worker.onmessage = ({ data }: MessageEvent<EngineMessage>) => {
+      switch (data.type) {
+        case "started":
+          started = true;
+          run.onStarted?.();
+          break;
+        case "events":
+          for (const event of data.events) onEvent?.(event);
+          data.sent.forEach((total, flow) => {
+            for (; sent[flow]! < total; sent[flow]!++) {
+              onSend?.(flow, sent[flow]!);
+            }
+          });
+          break;
+        case "result":
+          done.resolve(data.result);
+          break;
+        case "failed":
+          fail(data.message);
+          break;
+      }
+    };
+    worker.onerror = (event: ErrorEvent) => {
+      event.preventDefault();
+      fail(event.message);
+    };
+    const config: EngineConfig = {
+      fds: sockets.fds,
+      locals: sockets.locals,
+      targetSockaddr: sockets.target,
+      target: run.target,
+      session: run.session,
+      size: run.size,
+      timeoutMs: run.timeoutMs,
+      waitMs: run.waitMs,
+      count: run.count,
+      durationMs: run.durationMs,
+      intervalMs: run.intervalMs,
+      window: run.window,
+      ring: run.ring,
+      events: onEvent !== undefined,
+      control: control.buffer as SharedArrayBuffer,
+    };
+    worker.postMessage(config);
+    return await done.promise;
+  } catch (error) {
+    if (error instanceof EngineStartError) throw error;
+    if (worker === undefined) {
+      throw new EngineStartError(errorMessage(error), { cause: error });
+    }
+    throw error;
+  } finally {
+    run.stop?.removeEventListener("abort", onStop);
+    run.signal?.removeEventListener("abort", onAbort);
+    // The Worker has posted its last message (or died in JS): it makes no
+    // more system calls, so the sockets may close.
+    worker?.terminate();
+    sockets.close();
+  }
+}

@@ -1,0 +1,320 @@
+/**
+ * The Worker of the kernel engine (see `_engine_run.ts`): the whole probe
+ * loop of a ping or load run next to its system calls (`io/sender.ts`).
+ * It paces an open loop on an absolute CLOCK_MONOTONIC schedule (probe n
+ * is due at start + n x interval; `ppoll` until shortly before, then a spin
+ * to the deadline; a late send never shifts the rest), keeps a closed
+ * loop's window full, matches replies through the same {@linkcode ProbeBook}
+ * as the socket path, and sends the main thread its events in batches and
+ * the {@linkcode RunResult} of the same `summarizeRun` at the end.
+ *
+ * Round trips run from a CLOCK_REALTIME stamp right before `sendto` to the
+ * kernel's CLOCK_REALTIME receive timestamp. When the realtime and monotonic
+ * clocks disagree on how long passed between the send and the reply's
+ * processing by more than {@linkcode CLOCK_STEP_TOLERANCE_MS}, the wall
+ * clock stepped: the reply is marked `clockStep` and its RTT is the
+ * monotonic one (send stamp to processing, a little longer than the wire).
+ *
+ * @module
+ */
+
+import { errorMessage } from "../net/address.ts";
+import { openSender, type SenderEngine } from "../io/sender.ts";
+import { encodeProbeInto, verifyProbe } from "./probe.ts";
+import type { ProbeEvent } from "./_common.ts";
+import { type Arrival, ProbeBook, type ReplyTiming } from "./_book.ts";
+import { Times } from "./_times.ts";
+import { summarizeRun } from "./_summary.ts";
+import {
+  ABORT,
+  type EngineConfig,
+  type EngineMessage,
+  STOP,
+} from "./_engine_run.ts";
+
+/**
+ * How far realtime and monotonic elapsed times may differ before a reply
+ * counts as spanning a clock step, in ms: NTP slews at most 0.5 ms per
+ * second, and a probe's timeout is seconds at most.
+ */
+export const CLOCK_STEP_TOLERANCE_MS = 1;
+/** Wake at least this often to read the stop flag, in ms. */
+const MAX_WAIT_MS = 20;
+/** Sleep in `ppoll` until this long before a send is due, then spin, in ms. */
+const SPIN_MS = 0.2;
+/** How often, at most, events go to the main thread, in ms. */
+const FLUSH_INTERVAL_MS = 50;
+/** Events that, piled up, leave at once. */
+const FLUSH_EVENTS = 256;
+/** Open-loop rounds sent at most before replies and flags are looked at. */
+const MAX_ROUNDS_PER_TURN = 64;
+/** After a failed send, a closed loop pauses this long, in ms. */
+const SEND_ERROR_PAUSE_MS = 1;
+/** The header's send time: written by the sender right before `sendto`. */
+const STAMP_OFFSET = 12;
+
+declare const self: {
+  onmessage: ((event: MessageEvent<EngineConfig>) => void) | null;
+  postMessage(message: EngineMessage): void;
+};
+
+/** The round trip of a reply being handled, from the engine's clocks. */
+class KernelTiming implements ReplyTiming {
+  clockStep = false;
+  flow = 0;
+  arrivalReal = NaN;
+  nowReal = NaN;
+  nowMono = NaN;
+
+  constructor(readonly books: ProbeBook[], readonly sentReal: Times[]) {}
+
+  rttMs(seq: number): number {
+    const sentReal = this.sentReal[this.flow]!.get(seq);
+    const monoRtt = this.nowMono - this.books[this.flow]!.sentAt.get(seq);
+    this.clockStep =
+      Math.abs(this.nowReal - sentReal - monoRtt) > CLOCK_STEP_TOLERANCE_MS;
+    if (this.clockStep || Number.isNaN(this.arrivalReal)) return monoRtt;
+    return this.arrivalReal - sentReal;
+  }
+}
+
+function run(config: EngineConfig): void {
+  const { size, timeoutMs, count, durationMs, intervalMs, window } = config;
+  const control = new Int32Array(config.control);
+  const { engine, release } = openSender({
+    fds: config.fds,
+    target: config.targetSockaddr,
+    size,
+  });
+  try {
+    runLoop(config, engine, control, size, {
+      timeoutMs,
+      count,
+      durationMs,
+      intervalMs,
+      window,
+    });
+  } finally {
+    release();
+  }
+}
+
+function runLoop(
+  config: EngineConfig,
+  engine: SenderEngine,
+  control: Int32Array,
+  size: number,
+  pace: Pick<
+    EngineConfig,
+    "timeoutMs" | "count" | "durationMs" | "intervalMs" | "window"
+  >,
+): void {
+  const { timeoutMs, count, durationMs, intervalMs, window } = pace;
+  let events: ProbeEvent[] = [];
+  const push = (event: ProbeEvent) => events.push(event);
+  const sentOk = config.fds.map(() => 0);
+  let lastFlush = engine.monoNow();
+  const flush = () => {
+    self.postMessage({ type: "events", events, sent: sentOk });
+    events = [];
+    lastFlush = engine.monoNow();
+  };
+  const books = config.fds.map((_, i) => {
+    const book = new ProbeBook(i, config.session, {
+      target: config.target,
+      timeoutMs,
+      onReply: config.events ? push : undefined,
+      onSendError: config.events ? push : undefined,
+      ring: config.ring,
+      onLost: config.events
+        ? (flow, seq) => push({ type: "lost", flow, seq })
+        : undefined,
+    });
+    book.local = config.locals[i]!;
+    return book;
+  });
+  const sentReal = books.map(() => new Times(config.ring));
+  const timing = new KernelTiming(books, sentReal);
+  const arrival: Arrival = { fromTarget: false, now: 0, timing };
+  // A cold encode and verify would land in probe 0's round trip.
+  const cold = new Uint8Array(size);
+  encodeProbeInto(cold, { session: config.session, seq: 0, sentAt: 0 });
+  verifyProbe(cold, { session: config.session, seq: 0, sentAt: 0 }, size);
+  let failure: string | undefined;
+
+  const sendProbe = (s: number, due?: number): boolean => {
+    const book = books[s]!;
+    const seq = book.beginSend(size, NaN, NaN, due);
+    encodeProbeInto(engine.sendSlot(s), book.header(seq));
+    const result = engine.send(s, STAMP_OFFSET);
+    book.stamp(seq, engine.sentMono, engine.realEpochMs(engine.sentReal));
+    sentReal[s]!.set(seq, engine.sentReal);
+    if (result < 0) {
+      book.sendFailed(seq, engine.describeErrno(-result));
+      return false;
+    }
+    sentOk[s]!++;
+    return true;
+  };
+  const receiveAll = () => {
+    for (let s = 0; s < books.length; s++) {
+      for (;;) {
+        const n = engine.receive(s);
+        if (n < 0) {
+          failure ??= `Cannot receive: ${engine.describeErrno(-n)}`;
+          return;
+        }
+        if (n === 0) break;
+        timing.flow = s;
+        timing.nowMono = arrival.now = engine.monoNow();
+        timing.nowReal = engine.realNow();
+        for (let i = 0; i < n; i++) {
+          arrival.fromTarget = engine.fromTarget(s, i);
+          arrival.length = engine.length(s, i);
+          timing.arrivalReal = engine.arrivalReal(s, i);
+          books[s]!.handle(engine.data(s, i), arrival);
+        }
+      }
+    }
+  };
+
+  self.postMessage({ type: "started" });
+  const start = engine.monoNow();
+  let n = 0;
+  let sending = true;
+  let sendEnd = start;
+  let drainEnd = Infinity;
+  let pauseUntil = 0;
+  const graceStart = books.map(() => NaN);
+  let end = start;
+  for (;;) {
+    const flags = Atomics.load(control, 0);
+    let now = engine.monoNow();
+    if (flags & ABORT || failure !== undefined) {
+      end = now;
+      break;
+    }
+    if (sending && (flags & STOP || now - start >= durationMs)) {
+      sending = false;
+      sendEnd = Math.min(now, start + durationMs);
+      drainEnd = now +
+        (flags & STOP ? Math.min(config.waitMs, timeoutMs) : config.waitMs);
+    }
+    let until = now + MAX_WAIT_MS;
+    let spin = false;
+    if (sending && window === undefined) {
+      // Probe n of every flow is due at start + n x interval; a loop far
+      // behind (or an interval of 0) still looks at replies and flags.
+      const last = n + MAX_ROUNDS_PER_TURN;
+      while (n < count && n * intervalMs < durationMs && n < last) {
+        const due = start + n * intervalMs;
+        if (due > now) break;
+        for (let s = 0; s < books.length; s++) sendProbe(s, due);
+        n++;
+        now = engine.monoNow();
+      }
+      if (n >= count || n * intervalMs >= durationMs) {
+        sending = false;
+        sendEnd = now;
+        drainEnd = now + config.waitMs;
+      } else {
+        const due = start + n * intervalMs;
+        if (due < until) {
+          until = due;
+          spin = true;
+        }
+      }
+      if (config.ring !== undefined) {
+        for (const book of books) until = Math.min(until, book.expire(now));
+      }
+    } else if (sending) {
+      let full = true;
+      for (let s = 0; s < books.length; s++) {
+        const book = books[s]!;
+        until = Math.min(until, book.expire(now));
+        while (
+          now >= pauseUntil && book.inflight < window! && book.sent < count
+        ) {
+          if (!sendProbe(s)) pauseUntil = now + SEND_ERROR_PAUSE_MS;
+        }
+        if (book.sent < count) full = false;
+      }
+      now = engine.monoNow();
+      if (full) {
+        sending = false;
+        sendEnd = now;
+        drainEnd = now + config.waitMs;
+      } else if (pauseUntil > now) until = Math.min(until, pauseUntil);
+    }
+    if (!sending) {
+      // Each flow waits for its replies, then a grace period for late copies.
+      let done = true;
+      for (let s = 0; s < books.length; s++) {
+        const book = books[s]!;
+        if (Number.isNaN(graceStart[s]!) && book.allAnswered()) {
+          graceStart[s] = now;
+        }
+        const flowEnd = Math.min(drainEnd, graceStart[s]! + book.graceMs());
+        if (now < (Number.isNaN(flowEnd) ? drainEnd : flowEnd)) {
+          done = false;
+          until = Math.min(
+            until,
+            Number.isNaN(flowEnd) ? drainEnd : flowEnd,
+          );
+        }
+      }
+      if (done) {
+        end = now;
+        break;
+      }
+    }
+    until = Math.min(until, lastFlush + FLUSH_INTERVAL_MS);
+    if (spin && until <= now) {
+      // Behind the schedule: take the replies waiting, without blocking.
+      if (engine.wait(now) > 0) receiveAll();
+    } else if (spin && until - now <= SPIN_MS) {
+      // Replies meanwhile keep their kernel timestamps: spinning costs none.
+      engine.spinUntil(until);
+    } else {
+      const ready = engine.wait(spin ? until - SPIN_MS : until);
+      if (ready > 0) receiveAll();
+      else if (ready < 0 && ready !== -4) {
+        failure ??= `Cannot wait: ${engine.describeErrno(-ready)}`;
+      }
+    }
+    if (
+      events.length >= FLUSH_EVENTS ||
+      engine.monoNow() - lastFlush >= FLUSH_INTERVAL_MS
+    ) flush();
+  }
+  if (failure !== undefined) {
+    flush();
+    self.postMessage({ type: "failed", message: failure });
+    return;
+  }
+  const aborted = (Atomics.load(control, 0) & ABORT) !== 0;
+  const result = summarizeRun(books, {
+    target: config.target,
+    size,
+    pacing: window === undefined ? "interval" : "window",
+    start,
+    end,
+    inFlightAfter: aborted ? end - timeoutMs : Infinity,
+    askedPps: window === undefined && intervalMs > 0
+      ? books.length * 1000 / intervalMs
+      : NaN,
+    sendEnd,
+    onEvent: config.events ? push : undefined,
+  });
+  flush();
+  self.postMessage({ type: "result", result: { ...result, io: "batch" } });
+}
+
+self.onmessage = (event: MessageEvent<EngineConfig>) => {
+  self.onmessage = null;
+  try {
+    run(event.data);
+  } catch (error) {
+    self.postMessage({ type: "failed", message: errorMessage(error) });
+  }
+};

@@ -1,0 +1,224 @@
+/**
+ * The end of a ping or load run, whatever carried it: a
+ * {@linkcode RunResult} from the flows' bookkeeping, so both I/O modes
+ * report the same fields the same way.
+ *
+ * @module
+ */
+
+import type { HostPort, ResolvedAddress } from "../net/address.ts";
+import {
+  addCounts,
+  meanIpdv,
+  type ReplyCounts,
+  rfc3550Jitter,
+  type ScheduleError,
+  scheduleError,
+  summarize,
+  type Summary,
+} from "./stats.ts";
+import type { ProbeEvent } from "./_common.ts";
+import type { ProbeBook } from "./_book.ts";
+
+/** Below this share of the asked send rate a run is short of its schedule. */
+const RATE_SHORTFALL_SHARE = 0.95;
+/**
+ * How far behind its schedule a run must end before it counts as short, in
+ * ms: one stall of a noisy machine at the end of a short run is no
+ * shortfall of the rate.
+ */
+const RATE_SHORTFALL_MIN_LAG_MS = 100;
+
+/** The counts of one flow. */
+export interface FlowResult extends ReplyCounts {
+  /** Index of the flow. */
+  flow: number;
+  /** The local address the flow sent from. */
+  local: HostPort;
+  /** Probes still within their timeout when `signal` cut the run short; absent means 0. */
+  inFlight?: number;
+}
+
+/** A rate in packets and bits of UDP payload per second. */
+export interface Rate {
+  /** Packets per second. */
+  pps: number;
+  /** Bits of UDP payload per second. */
+  bps: number;
+}
+
+/** The outcome of {@linkcode runProbes}. */
+export interface RunResult extends ReplyCounts {
+  /** The echo server. */
+  target: ResolvedAddress;
+  /** Payload bytes per probe. */
+  size: number;
+  /** `interval` for an open-loop schedule, `window` for a closed loop. */
+  pacing: "interval" | "window";
+  /** Replies slower than the timeout (still counted as received). */
+  late: number;
+  /** Replies that were shorter prefixes of their probe (also `corrupted`). */
+  truncated: number;
+  /** Datagrams from elsewhere or without this run's session id. */
+  ignored: number;
+  /**
+   * Probes without a reply that were sent less than the timeout before
+   * `signal` cut the run short: neither received nor `lost`. Absent means 0.
+   */
+  inFlight?: number;
+  /**
+   * The open-loop send rate asked for and achieved, in probes per second
+   * over all flows, from the first send to the end of sending; `short` when
+   * below 95% of the rate asked and over 100 ms behind the schedule. NaN and
+   * false for a closed loop and for an interval of 0 (as fast as possible);
+   * absent when not measured.
+   */
+  schedule?: { askedPps: number; achievedPps: number; short: boolean };
+  /** The OS's reason for the first failed send (see `sendErrors`). */
+  sendError?: string;
+  /**
+   * Round-trip times of first intact replies, in ms. The kernel engine
+   * measures each from a CLOCK_REALTIME stamp right before `sendto` to the
+   * kernel's receive timestamp (`SO_TIMESTAMPNS`), to the nanosecond; the
+   * socket path from `performance.now()` around Deno's send and receive.
+   */
+  rttMs: Summary;
+  /** Jitter in ms: mean absolute IPDV and RFC 3550 interarrival jitter. */
+  jitterMs: { ipdv: number; rfc3550: number };
+  /** How far sends strayed from their schedule (NaN for a closed loop). */
+  scheduleMs: ScheduleError;
+  /** Rate of sends, over the span from first to last send. */
+  sendRate: Rate;
+  /** Rate of first intact replies, over the span from first to last. */
+  echoRate: Rate;
+  /** Milliseconds from the first send to the end of the wait. */
+  elapsedMs: number;
+  /** Per-flow counts. */
+  flows: FlowResult[];
+  /** Round-trip times of first intact replies in arrival order, for a histogram. */
+  rtts: number[];
+  /**
+   * Kernel engine only: replies whose round trip spanned a step of the wall
+   * clock (see `ReplyEvent.clockStep`); their RTT is the monotonic one.
+   * Absent means 0.
+   */
+  clockSteps?: number;
+  /** What carried the datagrams: Deno's sockets or the kernel engine. */
+  io?: "socket" | "batch";
+}
+
+function rate(count: number, spanMs: number, size: number): Rate {
+  const pps = count > 1 && spanMs > 0 ? (count - 1) / (spanMs / 1000) : NaN;
+  return { pps, bps: pps * size * 8 };
+}
+
+/** The asked and achieved open-loop rate, in probes per second. */
+function scheduleCheck(
+  sent: number,
+  context: { askedPps: number; start: number; sendEnd: number },
+): NonNullable<RunResult["schedule"]> {
+  const { askedPps, start, sendEnd } = context;
+  const spanMs = sendEnd - start;
+  if (!Number.isFinite(askedPps) || sent === 0 || spanMs <= 0) {
+    return { askedPps, achievedPps: NaN, short: false };
+  }
+  // Probe n is due at n / rate: the span holds span x rate + 1 of them.
+  const achievedPps = Math.min(sent / spanMs * 1000, askedPps);
+  const due = spanMs / 1000 * askedPps;
+  const lagMs = (due - sent) / askedPps * 1000;
+  return {
+    askedPps,
+    achievedPps,
+    short: achievedPps < RATE_SHORTFALL_SHARE * askedPps &&
+      lagMs > RATE_SHORTFALL_MIN_LAG_MS,
+  };
+}
+
+export function summarizeRun(
+  flows: ProbeBook[],
+  context: {
+    target: ResolvedAddress;
+    size: number;
+    pacing: "interval" | "window";
+    start: number;
+    end: number;
+    /** Unanswered probes sent after this time are in flight, not lost. */
+    inFlightAfter: number;
+    askedPps: number;
+    sendEnd: number;
+    onEvent?: (event: ProbeEvent) => void;
+  },
+): RunResult {
+  const { target, size, pacing, start, end, inFlightAfter, onEvent } = context;
+  const flowResults: FlowResult[] = flows.map((flow) => {
+    let inFlight = 0;
+    if (flow.options.ring !== undefined) {
+      // Only the ring's probes are known: each expires once, as it went.
+      flow.expire(Number.isFinite(inFlightAfter) ? end : Infinity);
+      inFlight = flow.inflight;
+    }
+    for (
+      let seq = 0;
+      flow.options.ring === undefined && seq < flow.sent;
+      seq++
+    ) {
+      if (flow.tracker.answered(seq) || flow.unsent(seq)) continue;
+      if (flow.sentAt.get(seq) > inFlightAfter) inFlight++;
+      else onEvent?.({ type: "lost", flow: flow.index, seq });
+    }
+    const counts = flow.counts();
+    counts.lost -= inFlight;
+    return { flow: flow.index, local: flow.local, ...counts, inFlight };
+  });
+  const rtts = flows.flatMap((flow) => flow.arrivals);
+  // A NaN between flows keeps IPDV pairs inside one flow.
+  const bySeq = flows.flatMap((
+    flow,
+  ) => [...flow.rttBySeq.slice(flow.sent), NaN]);
+  let jitterSum = 0;
+  let jitterWeight = 0;
+  for (const flow of flows) {
+    if (flow.arrivals.length < 2) continue;
+    jitterSum += rfc3550Jitter(flow.arrivals) * (flow.arrivals.length - 1);
+    jitterWeight += flow.arrivals.length - 1;
+  }
+  // With an interval of 0 every probe is due at once: no schedule to miss.
+  const timed = pacing === "interval" && Number.isFinite(context.askedPps);
+  const scheduled = timed
+    ? flows.flatMap((flow) => [...flow.scheduled.slice(flow.sent)])
+    : [];
+  const actual = timed
+    ? flows.flatMap((flow) => [...flow.sentAt.slice(flow.sent)])
+    : [];
+  const firstSend = Math.min(...flows.map((flow) => flow.sentAt.get(0)));
+  const lastSend = Math.max(
+    ...flows.map((flow) => flow.sentAt.get(flow.sent - 1)),
+  );
+  const firstReply = Math.min(...flows.map((flow) => flow.firstReplyAt));
+  const lastReply = Math.max(...flows.map((flow) => flow.lastReplyAt));
+  const counts = addCounts(flowResults);
+  return {
+    target,
+    size,
+    pacing,
+    ...counts,
+    late: flows.reduce((sum, flow) => sum + flow.late, 0),
+    truncated: flows.reduce((sum, flow) => sum + flow.truncated, 0),
+    ignored: flows.reduce((sum, flow) => sum + flow.ignored, 0),
+    inFlight: flowResults.reduce((sum, flow) => sum + (flow.inFlight ?? 0), 0),
+    schedule: scheduleCheck(counts.sent, context),
+    sendError: flows.find((flow) => flow.sendError)?.sendError,
+    rttMs: summarize(rtts),
+    jitterMs: {
+      ipdv: meanIpdv(bySeq),
+      rfc3550: jitterWeight > 0 ? jitterSum / jitterWeight : NaN,
+    },
+    scheduleMs: scheduleError(scheduled, actual),
+    sendRate: rate(counts.sent, lastSend - firstSend, size),
+    echoRate: rate(counts.received, lastReply - firstReply, size),
+    elapsedMs: end - start,
+    flows: flowResults,
+    rtts,
+    clockSteps: flows.reduce((sum, flow) => sum + flow.clockSteps, 0),
+  };
+}

@@ -1,0 +1,342 @@
+/**
+ * The STAMP part of a ping or load summary (`client.ts --stamp`): one-way
+ * delays each way with their IPDV, the reflector's time, the clock offset
+ * estimate, directional loss from a stateful reflector, the TTL and what
+ * the Location TLV says of the path; as text lines and as the JSON fields
+ * `one_way_ms`, `reflector_ms`, `offset_ms` and `stamp`.
+ *
+ * @module
+ */
+
+import {
+  formatAddress,
+  type HostPort,
+  isUnspecified,
+  sameHost,
+} from "../net/address.ts";
+import { formatMs } from "./report.ts";
+import { summaryJson } from "./report_json.ts";
+import type { RunResult } from "./run.ts";
+import { meanIpdv, summarize, type Summary } from "./stats.ts";
+import {
+  minimumStampSize,
+  type SeenLocation,
+  StampFlowLog,
+  stampFormat,
+} from "./stamp_probe.ts";
+import type { ProbeFormat } from "./_common.ts";
+import type { RequestTlv } from "../stamp/tlv.ts";
+import { parseNumberFlag, UsageError } from "../cli/flags.ts";
+import { REQUEST_TLVS } from "./stamp_probe.ts";
+
+export { REQUEST_TLVS } from "./stamp_probe.ts";
+
+/** Options of a STAMP run. */
+export interface StampRunOptions {
+  /** `--ssid`: the Session-Sender Identifier. */
+  ssid: number;
+  /** `--stamp-tlv`: TLVs to ask for. */
+  tlvs: readonly RequestTlv[];
+}
+
+/** What the Location TLV told about the path. */
+export interface PathCheck {
+  /** The source the reflector saw. */
+  sourceSeen: HostPort;
+  /** The destination the reflector saw. */
+  destinationSeen: HostPort;
+  /** Where this host sent from (an unspecified address when bound to a wildcard). */
+  sentFrom: HostPort;
+  /** Whether an address or port differs: a NAT or proxy rewrote the path. */
+  rewritten: boolean;
+}
+
+/** The STAMP figures of a run. */
+export interface StampSummary {
+  /** Forward delay T2 − T1, ms, and its mean IPDV. */
+  forward: Summary & { ipdv: number };
+  /** Backward delay T4 − T3, ms, and its mean IPDV. */
+  backward: Summary & { ipdv: number };
+  /** Reflector time T3 − T2, ms. */
+  reflector: Summary;
+  /** Clock offset estimate ((T2 − T1) + (T3 − T4)) / 2, ms. */
+  offset: Summary;
+  /** Loss each way; `undefined` when the reflector copies sequence numbers and some were lost. */
+  loss: { forward: number; backward: number } | undefined;
+  /** Whether the reflector kept its own sequence numbers. */
+  stateful: boolean;
+  /** TTLs the reflector saw; `undefined` when it did not tell (0). */
+  ttl: { min: number; max: number } | undefined;
+  /** From the Location TLV, when asked and returned. */
+  path: PathCheck | undefined;
+  /** Timestamp Information TLV: sync source in, method in, sync source out, method out. */
+  timestampInfo: number[] | undefined;
+  /** TLVs and sub-TLVs returned with the U flag. */
+  unrecognized: number;
+  /** TLVs and sub-TLVs returned with the M flag. */
+  malformed: number;
+  /** Replies of another length than sent. */
+  sizeMismatch: number;
+  /** Replies with MBZ bytes set. */
+  mbzNonzero: number;
+  /** The reflector's timestamp format. */
+  reflectorFormat: string | undefined;
+  /** The reflector's error estimate, ms. */
+  reflectorErrorMs: number;
+}
+
+/**
+ * The STAMP sender of `--stamp`: `--ssid` (random when not given) and
+ * `--stamp-tlv` checked, and `size` (`-s`) against the base packet and the
+ * TLVs asked for. Throws a UsageError.
+ */
+export function stampRunOf(
+  values: { "stamp-tlv"?: string; ssid?: string },
+  size: number,
+): StampRun {
+  const tlvs = (values["stamp-tlv"] ?? "").split(",").filter((t) => t !== "");
+  for (const tlv of tlvs) {
+    if (!(REQUEST_TLVS as readonly string[]).includes(tlv)) {
+      throw new UsageError(
+        `Cannot use --stamp-tlv "${tlv}": expected ${
+          REQUEST_TLVS.join(" or ")
+        }`,
+      );
+    }
+  }
+  const run = new StampRun({
+    ssid: parseNumberFlag(values, "ssid", { ssid: { min: 0, max: 65535 } }) ??
+      crypto.getRandomValues(new Uint16Array(1))[0]!,
+    tlvs: tlvs as RequestTlv[],
+  });
+  if (size < run.minimumSize) {
+    throw new UsageError(
+      `Cannot send ${size}-byte STAMP packets${
+        tlvs.length > 0 ? ` with ${tlvs.join(", ")}` : ""
+      }: -s must be at least ${run.minimumSize}`,
+    );
+  }
+  return run;
+}
+
+/** A STAMP run's formats (one per flow) and their logs. */
+export class StampRun {
+  readonly logs: StampFlowLog[] = [];
+  readonly options: StampRunOptions;
+
+  /** Throws RangeError for an SSID out of 0 to 65535. */
+  constructor(options: StampRunOptions) {
+    if (
+      !Number.isInteger(options.ssid) || options.ssid < 0 ||
+      options.ssid > 0xffff
+    ) {
+      throw new RangeError(
+        `Cannot use SSID ${options.ssid}: expected 0 to 65535`,
+      );
+    }
+    this.options = options;
+  }
+
+  /** The smallest probe size for the TLVs asked. */
+  get minimumSize(): number {
+    return minimumStampSize(this.options.tlvs);
+  }
+
+  /** The probe format of flow `flow`, for `RunOptions.format`. */
+  format = (flow: number, session: number): ProbeFormat => {
+    const log = new StampFlowLog();
+    this.logs[flow] = log;
+    return stampFormat({ ...this.options, session, log });
+  };
+
+  /** The per-reply text of probe `seq`: the one-way delays, or "" without them. */
+  describe(flow: number, seq: number): string {
+    const log = this.logs[flow];
+    const forward = log?.forward[seq];
+    if (log === undefined || forward === undefined) return "";
+    return ` fwd=${formatMs(forward)} bwd=${
+      formatMs(log.backward[seq]!)
+    } refl=${formatMs(log.reflector[seq]!)} ms`;
+  }
+
+  /** The figures of the run. */
+  summary(result: RunResult, target: HostPort): StampSummary {
+    const all = (pick: (log: StampFlowLog) => number[]) =>
+      this.logs.flatMap((log) => pick(log).filter((v) => v !== undefined));
+    // A NaN between flows keeps IPDV pairs inside one flow.
+    const bySeq = (pick: (log: StampFlowLog) => number[]) =>
+      this.logs.flatMap((log, k) => [
+        ...Array.from(
+          { length: result.flows[k]?.sent ?? 0 },
+          (_, seq) => pick(log)[seq] ?? NaN,
+        ),
+        NaN,
+      ]);
+    const stateful = this.logs.some((log) => log.reflectorCounts);
+    let forwardLost = 0;
+    let backwardLost = 0;
+    this.logs.forEach((log, k) => {
+      const sent = result.flows[k]?.sent ?? 0;
+      const reached = log.maxReflectorSeq + 1;
+      forwardLost += sent - reached;
+      backwardLost += reached - log.replies;
+    });
+    const noLoss = result.received === result.sent;
+    const ttls = this.logs.flatMap((log) => log.ttls);
+    const first = this.logs.find((log) => log.reflectorFormat !== undefined);
+    const located = this.logs.findIndex((log) => log.location !== undefined);
+    return {
+      forward: {
+        ...summarize(all((log) => log.forward)),
+        ipdv: meanIpdv(bySeq((log) => log.forward)),
+      },
+      backward: {
+        ...summarize(all((log) => log.backward)),
+        ipdv: meanIpdv(bySeq((log) => log.backward)),
+      },
+      reflector: summarize(all((log) => log.reflector)),
+      offset: summarize(all((log) => log.offset)),
+      loss: noLoss
+        ? { forward: 0, backward: 0 }
+        : stateful
+        ? { forward: forwardLost, backward: backwardLost }
+        : undefined,
+      stateful,
+      ttl: ttls.length === 0
+        ? undefined
+        : { min: Math.min(...ttls), max: Math.max(...ttls) },
+      path: located < 0 ? undefined : pathCheck(
+        this.logs[located]!.location!,
+        result.flows[located]!.local,
+        target,
+      ),
+      timestampInfo: this.logs.find((log) => log.timestampInfo)?.timestampInfo,
+      unrecognized: this.logs.reduce((sum, log) => sum + log.unrecognized, 0),
+      malformed: this.logs.reduce((sum, log) => sum + log.malformed, 0),
+      sizeMismatch: this.logs.reduce((sum, log) => sum + log.sizeMismatch, 0),
+      mbzNonzero: this.logs.reduce((sum, log) => sum + log.mbzNonzero, 0),
+      reflectorFormat: first?.reflectorFormat,
+      reflectorErrorMs: first?.reflectorErrorMs ?? NaN,
+    };
+  }
+}
+
+/**
+ * Compares what the reflector saw with what was sent: a source port not
+ * ours, a source address not the one bound (when bound to one), or a
+ * destination not the target means something rewrote the packet.
+ */
+function pathCheck(
+  seen: SeenLocation,
+  sentFrom: HostPort,
+  target: HostPort,
+): PathCheck {
+  const differs = (a: string, b: string) =>
+    a !== "" && !isUnspecified(a) && !isUnspecified(b) && !sameHost(a, b);
+  const rewritten = seen.source.port !== sentFrom.port ||
+    differs(seen.source.hostname, sentFrom.hostname) ||
+    seen.destination.port !== target.port ||
+    differs(seen.destination.hostname, target.hostname);
+  return {
+    sourceSeen: seen.source,
+    destinationSeen: seen.destination,
+    sentFrom,
+    rewritten,
+  };
+}
+
+const address = (at: HostPort) =>
+  at.hostname === "" ? `port ${at.port}` : formatAddress(at);
+
+function stats(summary: Summary): string {
+  return `min ${formatMs(summary.min)} / mean ${formatMs(summary.mean)} / max ${
+    formatMs(summary.max)
+  }`;
+}
+
+/** The summary's text lines, after the RTT lines. */
+export function formatStampSummary(summary: StampSummary): string[] {
+  const lines = [
+    `one-way (ms): forward ${stats(summary.forward)}, ipdv ${
+      formatMs(summary.forward.ipdv)
+    }`,
+    `              backward ${stats(summary.backward)}, ipdv ${
+      formatMs(summary.backward.ipdv)
+    }`,
+    `reflector (ms): ${stats(summary.reflector)}; clock offset estimate ${
+      formatMs(summary.offset.mean)
+    } ms (one-way figures include it unless the clocks are synchronised)`,
+    summary.loss === undefined
+      ? "directional loss: unknown (the reflector copies sequence numbers; run it with --stamp-stateful)"
+      : `directional loss: forward ${summary.loss.forward}, backward ${summary.loss.backward}`,
+    summary.ttl === undefined
+      ? "ttl at the reflector: unknown"
+      : `ttl at the reflector: ${summary.ttl.min}${
+        summary.ttl.max !== summary.ttl.min ? `-${summary.ttl.max}` : ""
+      }`,
+  ];
+  const path = summary.path;
+  if (path !== undefined) {
+    lines.push(
+      `location: the reflector saw ${address(path.sourceSeen)} -> ${
+        address(path.destinationSeen)
+      }; ${
+        path.rewritten
+          ? "a NAT or proxy rewrote the path"
+          : "the addresses and ports sent"
+      }`,
+    );
+  }
+  const odd = [
+    summary.unrecognized > 0 && `${summary.unrecognized} unrecognised`,
+    summary.malformed > 0 && `${summary.malformed} malformed`,
+    summary.sizeMismatch > 0 && `${summary.sizeMismatch} of another size`,
+    summary.mbzNonzero > 0 && `${summary.mbzNonzero} with MBZ set`,
+  ].filter(Boolean);
+  if (odd.length > 0) lines.push(`stamp replies: ${odd.join(", ")}`);
+  return lines;
+}
+
+/** The summary's fields of the `--json` document (schema 1.2). */
+export function stampJson(
+  summary: StampSummary,
+  options: StampRunOptions,
+): Record<string, unknown> {
+  const path = summary.path;
+  return {
+    one_way_ms: {
+      forward: { ...summaryJson(summary.forward), ipdv: summary.forward.ipdv },
+      backward: {
+        ...summaryJson(summary.backward),
+        ipdv: summary.backward.ipdv,
+      },
+    },
+    reflector_ms: summaryJson(summary.reflector),
+    offset_ms: summaryJson(summary.offset),
+    stamp: {
+      ssid: options.ssid,
+      tlvs: options.tlvs,
+      stateful: summary.stateful,
+      directional_loss: summary.loss ?? null,
+      ttl: summary.ttl ?? null,
+      location: path === undefined ? null : {
+        source_seen: address(path.sourceSeen),
+        destination_seen: address(path.destinationSeen),
+        sent_from: formatAddress(path.sentFrom),
+        rewritten: path.rewritten,
+      },
+      timestamp_info: summary.timestampInfo === undefined ? null : {
+        sync_source_in: summary.timestampInfo[0],
+        method_in: summary.timestampInfo[1],
+        sync_source_out: summary.timestampInfo[2],
+        method_out: summary.timestampInfo[3],
+      },
+      reflector_timestamps: summary.reflectorFormat ?? null,
+      reflector_error_ms: summary.reflectorErrorMs,
+      unrecognized_tlvs: summary.unrecognized,
+      malformed_tlvs: summary.malformed,
+      size_mismatch: summary.sizeMismatch,
+      mbz_nonzero: summary.mbzNonzero,
+    },
+  };
+}

@@ -1,0 +1,227 @@
+import { deepEqual, equal, ok } from "node:assert/strict";
+import { ROOT, runScript, startServer } from "../testing/cli.ts";
+import { runProbes } from "./run.ts";
+import { StampRun } from "./stamp_report.ts";
+import { serveEcho } from "../server/serve.ts";
+import { StampReflector } from "../stamp/reflector.ts";
+import type { ReflectInfo } from "../io/types.ts";
+import { StampFlowLog, stampFormat } from "./stamp_probe.ts";
+
+/** Starts the independent Python Session-Reflector on `host`; returns its port and a stop. */
+async function pythonReflector(host: string) {
+  const child = new Deno.Command("python3", {
+    args: [new URL("testdata/stamp_reflector.py", ROOT).pathname, host],
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  while (!text.includes("\n")) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    text += value;
+  }
+  return {
+    port: Number(text.trim()),
+    async stop() {
+      child.kill("SIGTERM");
+      await reader.cancel();
+      await child.status;
+    },
+  };
+}
+
+for (const host of ["127.0.0.1", "::1"]) {
+  Deno.test(`runProbes() as a STAMP Session-Sender measures an independent reflector over ${host}`, async () => {
+    const reflector = await pythonReflector(host);
+    try {
+      const stamp = new StampRun({
+        ssid: 7,
+        tlvs: ["location", "timestamp-info"],
+      });
+      const target = {
+        hostname: host,
+        port: reflector.port,
+        family: host.includes(":") ? "IPv6" as const : "IPv4" as const,
+      };
+      const result = await runProbes({
+        target,
+        count: 4,
+        intervalMs: 5,
+        size: 128,
+        timeoutMs: 2000,
+        format: stamp.format,
+      });
+      equal(result.received, 4);
+      equal(result.corrupted, 0);
+      const summary = stamp.summary(result, target);
+      equal(summary.forward.count, 4);
+      equal(summary.backward.count, 4);
+      ok(summary.reflector.min >= 0);
+      deepEqual(summary.loss, { forward: 0, backward: 0 });
+      equal(summary.ttl, undefined); // it writes 0: unknown
+      deepEqual(summary.timestampInfo, [5, 2, 5, 2]);
+      equal(summary.path?.rewritten, false);
+      equal(summary.path?.sourceSeen.port, result.flows[0]!.local.port);
+      equal(summary.unrecognized, 0);
+      equal(summary.malformed, 0);
+      equal(summary.sizeMismatch, 0);
+    } finally {
+      await reflector.stop();
+    }
+  });
+}
+
+/** A reflector in this process whose hook can drop or rewrite. */
+function reflectorWith(
+  hook: (
+    seq: number,
+    info: ReflectInfo,
+  ) => "forward" | "backward" | ReflectInfo,
+) {
+  const controller = new AbortController();
+  const reflector = new StampReflector({ stateful: true });
+  const server = serveEcho({
+    hostname: "127.0.0.1",
+    port: 0,
+    signal: controller.signal,
+    reflect: (data, info) => {
+      const seq = new DataView(data.buffer, data.byteOffset).getUint32(0);
+      const fate = hook(seq, info);
+      if (fate === "forward") return "stamp-too-short";
+      const seen = fate === "backward" ? info : fate;
+      reflector.reflect(data, data, {
+        from: seen.from,
+        local: seen.local,
+        receivedAtMs: performance.timeOrigin + info.receivedAt,
+      });
+      return fate === "backward" ? "stamp-too-short" : undefined;
+    },
+  });
+  return {
+    target: { ...server.addr, family: "IPv4" as const },
+    async stop() {
+      controller.abort();
+      await server.finished;
+    },
+  };
+}
+
+Deno.test("StampRun splits loss into forward and backward with a stateful reflector", async () => {
+  const server = reflectorWith((seq, info) =>
+    seq === 1 ? "forward" : seq === 3 || seq === 4 ? "backward" : info
+  );
+  try {
+    const stamp = new StampRun({ ssid: 1, tlvs: [] });
+    const result = await runProbes({
+      target: server.target,
+      count: 6,
+      intervalMs: 5,
+      size: 44,
+      timeoutMs: 300,
+      format: stamp.format,
+    });
+    equal(result.lost, 3);
+    const summary = stamp.summary(result, server.target);
+    equal(summary.stateful, true);
+    deepEqual(summary.loss, { forward: 1, backward: 2 });
+  } finally {
+    await server.stop();
+  }
+});
+
+Deno.test("StampRun reports a rewritten path when the reflector saw another source port", async () => {
+  const server = reflectorWith((_seq, info) => ({
+    ...info,
+    from: { ...info.from, port: info.from.port + 1 },
+  }));
+  try {
+    const stamp = new StampRun({ ssid: 2, tlvs: ["location"] });
+    const result = await runProbes({
+      target: server.target,
+      count: 2,
+      intervalMs: 5,
+      size: 100,
+      timeoutMs: 1000,
+      format: stamp.format,
+    });
+    const summary = stamp.summary(result, server.target);
+    equal(summary.path?.rewritten, true);
+    equal(summary.path?.sourceSeen.port, result.flows[0]!.local.port + 1);
+    equal(summary.path?.sourceSeen.hostname, "127.0.0.1");
+  } finally {
+    await server.stop();
+  }
+});
+
+Deno.test("client.ts --stamp --json against server.ts --stamp reports one-way delays (schema 1.2)", async () => {
+  const server = await startServer(["-H", "::1", "-p", "0", "-q", "--stamp"]);
+  try {
+    const { code, stdout } = await runScript("client.ts", [
+      "-H",
+      "::1",
+      "-p",
+      String(server.port),
+      "--stamp",
+      "--stamp-tlv",
+      "location",
+      "--ssid",
+      "9",
+      "-c",
+      "3",
+      "-i",
+      "10",
+      "-s",
+      "100",
+      "--json",
+    ]);
+    equal(code, 0, stdout);
+    const document = JSON.parse(stdout);
+    equal(document.schema, "udp-echo.measure/1.2");
+    equal(document.received, 3);
+    equal(document.one_way_ms.forward.min >= -1000, true);
+    equal(typeof document.one_way_ms.backward.ipdv, "number");
+    equal(typeof document.reflector_ms.mean, "number");
+    equal(document.stamp.ssid, 9);
+    equal(document.stamp.location.rewritten, false);
+    equal(document.stamp.ttl, null);
+    deepEqual(document.stamp.directional_loss, { forward: 0, backward: 0 });
+  } finally {
+    await server.stop();
+  }
+});
+
+Deno.test("client.ts --stamp refuses a size under the base packet and its TLVs", async () => {
+  const small = await runScript("client.ts", ["--stamp", "-s", "43"]);
+  equal(small.code, 2);
+  ok(small.stderr.includes("at least 44"), small.stderr);
+  const tlv = await runScript("client.ts", [
+    "--stamp",
+    "--stamp-tlv",
+    "location",
+    "-s",
+    "60",
+  ]);
+  equal(tlv.code, 2);
+  ok(tlv.stderr.includes("at least 92"), tlv.stderr);
+  const bare = await runScript("client.ts", ["-c", "1", "--ssid", "3"]);
+  equal(bare.code, 2);
+  ok(bare.stderr.includes("without --stamp"), bare.stderr);
+});
+
+Deno.test("stampFormat() takes the SSID 0 of a reflector of RFC 8762 alone as its own", () => {
+  const format = stampFormat({
+    ssid: 9,
+    tlvs: [],
+    session: 3,
+    log: new StampFlowLog(),
+  });
+  // Bytes 14-15 are MBZ in RFC 8762 §4.3.1; Session-Sender seq 5 at 24-27.
+  const reply = new Uint8Array(44);
+  reply[27] = 5;
+  deepEqual(format.decode(reply), { session: 3, seq: 5 });
+  reply[15] = 9;
+  deepEqual(format.decode(reply), { session: 3, seq: 5 });
+  reply[15] = 8; // another Session-Sender's SSID
+  equal(format.decode(reply), undefined);
+});

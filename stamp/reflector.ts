@@ -1,0 +1,260 @@
+/**
+ * The STAMP Session-Reflector in unauthenticated mode (RFC 8762 §4.3): turns
+ * a Session-Sender test packet into the reply, exactly as long as the
+ * request so it never amplifies. Stateless by default (the reply's sequence
+ * number copies the sender's); stateful keeps a counter per session, keyed
+ * by the sender's address, port and SSID, in a bounded table whose idle
+ * sessions expire.
+ *
+ * @example Reflect a hand-made request
+ * ```ts
+ * import { StampReflector } from "./reflector.ts";
+ * import { readReflectorPacket, writeSenderPacket } from "./packet.ts";
+ * import { equal } from "node:assert/strict";
+ *
+ * const request = new Uint8Array(44);
+ * writeSenderPacket(request, {
+ *   seq: 7,
+ *   timestampMs: Date.now(),
+ *   errorEstimate: { synchronized: false, format: "ntp", scale: 0, multiplier: 1 },
+ *   ssid: 3,
+ * });
+ * const reflector = new StampReflector();
+ * const reply = new Uint8Array(44);
+ * equal(reflector.reflect(request, reply, {
+ *   from: { hostname: "192.0.2.1", port: 40000 },
+ *   local: { hostname: "192.0.2.2", port: 862 },
+ *   receivedAtMs: Date.now(),
+ * }), 44);
+ * equal(readReflectorPacket(reply)?.senderSeq, 7);
+ * ```
+ *
+ * @module
+ */
+
+import {
+  encodeErrorEstimate,
+  errorEstimateFor,
+  OFFSET,
+  STAMP_BASE_SIZE,
+  type TimestampFormat,
+  writeTimestamp,
+} from "./packet.ts";
+import {
+  type ClockInfo,
+  reflectTlvs,
+  SYNC_SOURCE,
+  TIMESTAMP_METHOD,
+  type TlvMarks,
+} from "./tlv.ts";
+
+/** The drop reason of a datagram shorter than the base packet. */
+export const STAMP_TOO_SHORT = "stamp-too-short";
+
+/** Sessions a stateful reflector tracks at once by default. */
+export const DEFAULT_MAX_SESSIONS = 65_536;
+
+/** Milliseconds after which an idle session of a stateful reflector may be dropped. */
+export const DEFAULT_SESSION_IDLE_MS = 300_000;
+
+/**
+ * The error the reflector claims for its timestamps, in milliseconds: a
+ * software timestamp taken in the event loop, off by up to about this much.
+ */
+const SOFTWARE_ERROR_MS = 1;
+
+/** Options for {@linkcode StampReflector}. */
+export interface StampReflectorOptions {
+  /** Keep a sequence counter per session (RFC 8762 §4.3.1); default false. */
+  stateful?: boolean;
+  /** The format of the reflector's timestamps; default `ntp`. */
+  format?: TimestampFormat;
+  /** Sessions tracked at once when stateful; default 65536. */
+  maxSessions?: number;
+  /** An idle session may be dropped after this many ms; default 300000. */
+  sessionIdleMs?: number;
+  /** The wall clock in ms since the Unix epoch; default `Date.now`-like, sub-ms. */
+  now?: () => number;
+}
+
+/** What the reflector knows of one received packet. */
+export interface ReflectContext {
+  /** The sender's address and port. */
+  from: { hostname: string; port: number };
+  /** The socket's address and port (the destination the sender used). */
+  local: { hostname: string; port: number };
+  /** T2: when the packet was received, ms since the Unix epoch. */
+  receivedAtMs: number;
+  /** The TTL or hop limit it arrived with; 0 or absent when unknown. */
+  ttl?: number;
+}
+
+/** What a reflector has done, for its totals. */
+export interface StampReflectorCounts extends TlvMarks {
+  /** Replies written. */
+  reflected: number;
+  /** Requests under 44 bytes, left unanswered. */
+  tooShort: number;
+  /** Sessions in the table now (stateful only). */
+  sessions: number;
+}
+
+interface Session {
+  next: number;
+  lastMs: number;
+}
+
+/** The wall clock with sub-millisecond resolution. */
+function wallClock(): number {
+  return performance.timeOrigin + performance.now();
+}
+
+/** A Session-Reflector: {@linkcode StampReflector.reflect} per datagram. */
+export class StampReflector {
+  readonly stateful: boolean;
+  readonly format: TimestampFormat;
+  readonly #maxSessions: number;
+  readonly #idleMs: number;
+  readonly #now: () => number;
+  readonly #errorEstimate: number;
+  readonly #clock: ClockInfo;
+  readonly #sessions = new Map<string, Session>();
+  readonly #counts: StampReflectorCounts = {
+    reflected: 0,
+    tooShort: 0,
+    unrecognized: 0,
+    malformed: 0,
+    sessions: 0,
+  };
+
+  /** Throws RangeError when `maxSessions` is not a positive integer. */
+  constructor(options: StampReflectorOptions = {}) {
+    this.stateful = options.stateful ?? false;
+    this.format = options.format ?? "ntp";
+    this.#maxSessions = options.maxSessions ?? DEFAULT_MAX_SESSIONS;
+    if (!Number.isInteger(this.#maxSessions) || this.#maxSessions < 1) {
+      throw new RangeError(
+        `Cannot keep ${this.#maxSessions} STAMP sessions: expected a positive integer`,
+      );
+    }
+    this.#idleMs = options.sessionIdleMs ?? DEFAULT_SESSION_IDLE_MS;
+    this.#now = options.now ?? wallClock;
+    // Whether the system clock is synchronised is not asked of the OS: S = 0.
+    this.#errorEstimate = encodeErrorEstimate(
+      errorEstimateFor(SOFTWARE_ERROR_MS, {
+        synchronized: false,
+        format: this.format,
+      }),
+    );
+    this.#clock = {
+      syncSource: SYNC_SOURCE.localFreeRunning,
+      receiveMethod: TIMESTAMP_METHOD.softwareLocal,
+      transmitMethod: TIMESTAMP_METHOD.softwareLocal,
+    };
+  }
+
+  /** The counts so far. */
+  counts(): StampReflectorCounts {
+    return { ...this.#counts, sessions: this.#sessions.size };
+  }
+
+  /**
+   * Writes the reply to `request` into `reply` (which may be `request`
+   * itself, else at least as long) and returns its length, the request's;
+   * returns {@linkcode STAMP_TOO_SHORT} for a request under 44 bytes, which
+   * gets no reply. The transmit timestamp is written last. Never throws on
+   * the request's bytes.
+   */
+  reflect(
+    request: Uint8Array,
+    reply: Uint8Array,
+    context: ReflectContext,
+  ): number | typeof STAMP_TOO_SHORT {
+    if (request.length < STAMP_BASE_SIZE) {
+      this.#counts.tooShort++;
+      return STAMP_TOO_SHORT;
+    }
+    if (reply.length < request.length) {
+      throw new RangeError(
+        `Cannot reflect ${request.length} bytes into ${reply.length}`,
+      );
+    }
+    const inView = new DataView(
+      request.buffer,
+      request.byteOffset,
+      request.length,
+    );
+    const senderSeq = inView.getUint32(OFFSET.seq);
+    const senderTimeHigh = inView.getUint32(OFFSET.timestamp);
+    const senderTimeLow = inView.getUint32(OFFSET.timestamp + 4);
+    const senderError = inView.getUint16(OFFSET.errorEstimate);
+    const ssid = inView.getUint16(OFFSET.ssid);
+    if (reply !== request) reply.set(request);
+    const out = new DataView(reply.buffer, reply.byteOffset, request.length);
+    const seq = this.stateful ? this.#nextSeq(context, ssid) : senderSeq;
+    out.setUint32(OFFSET.seq, seq);
+    out.setUint16(OFFSET.errorEstimate, this.#errorEstimate);
+    out.setUint16(OFFSET.ssid, ssid);
+    writeTimestamp(
+      reply,
+      OFFSET.receiveTimestamp,
+      context.receivedAtMs,
+      this.format,
+    );
+    out.setUint32(OFFSET.senderSeq, senderSeq);
+    out.setUint32(OFFSET.senderTimestamp, senderTimeHigh);
+    out.setUint32(OFFSET.senderTimestamp + 4, senderTimeLow);
+    out.setUint16(OFFSET.senderErrorEstimate, senderError);
+    out.setUint16(OFFSET.senderErrorEstimate + 2, 0);
+    out.setUint32(OFFSET.senderTtl, 0);
+    reply[OFFSET.senderTtl] = Math.max(0, Math.min(255, context.ttl ?? 0));
+    if (request.length > STAMP_BASE_SIZE) {
+      const marks = reflectTlvs(
+        reply.subarray(0, request.length),
+        STAMP_BASE_SIZE,
+        {
+          seen: { source: context.from, destination: context.local },
+          clock: this.#clock,
+        },
+      );
+      this.#counts.unrecognized += marks.unrecognized;
+      this.#counts.malformed += marks.malformed;
+    }
+    this.#counts.reflected++;
+    writeTimestamp(reply, OFFSET.timestamp, this.#now(), this.format);
+    return request.length;
+  }
+
+  /**
+   * The next reflector sequence number of the session, from 0. The table
+   * is kept in order of last use, so the idle sessions are at its front.
+   */
+  #nextSeq(context: ReflectContext, ssid: number): number {
+    const key = `${context.from.hostname}|${context.from.port}|${ssid}`;
+    const now = context.receivedAtMs;
+    let session = this.#sessions.get(key);
+    if (session === undefined) {
+      this.#makeRoom(now);
+      session = { next: 0, lastMs: now };
+    } else {
+      this.#sessions.delete(key);
+    }
+    const seq = session.next;
+    session.next = (session.next + 1) >>> 0;
+    session.lastMs = now;
+    this.#sessions.set(key, session);
+    return seq;
+  }
+
+  /** Drops idle sessions, and the least recently used one when still full. */
+  #makeRoom(now: number): void {
+    for (const [key, session] of this.#sessions) {
+      if (now - session.lastMs < this.#idleMs) break;
+      this.#sessions.delete(key);
+    }
+    if (this.#sessions.size >= this.#maxSessions) {
+      const oldest = this.#sessions.keys().next().value;
+      if (oldest !== undefined) this.#sessions.delete(oldest);
+    }
+  }
+}
