@@ -49,6 +49,7 @@ import {
   loadgenArgs,
 } from "./native.ts";
 import {
+  C_CLIENT,
   clientHasIo,
   type ClientSample,
   type ClientSpec,
@@ -700,6 +701,7 @@ async function main(args: string[]): Promise<number> {
 
     const targets: Target[] = judgeTargets(rows, clients, pacing, {
       server: C_SERVER,
+      generator: C_CLIENT,
       sender: senders[0]!.name,
       size: 64,
     });
@@ -725,8 +727,8 @@ async function main(args: string[]): Promise<number> {
       }
       if (clients.length) {
         parts.push(
-          `Clients against ${C_SERVER} (each client.ts row's ratios to the C client that times round trips as it does):\n\n${
-            formatClientTable(clients)
+          `Clients against ${C_SERVER} (echoes/s as ratios to the C generator, round trips to the C client that times them as each client.ts row does):\n\n${
+            formatClientTable(clients, C_CLIENT)
           }`,
         );
       }

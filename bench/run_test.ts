@@ -77,11 +77,11 @@ Deno.test("aggregate() adds side-by-side generators and takes medians over runs"
   equal(m.serverCpu, 60);
 });
 
-Deno.test("formatClientTable() gives each client's ratios to its own C reference at its window", () => {
+Deno.test("formatClientTable() gives echoes/s against the generator and round trips against each row's own C reference", () => {
   const c = { lost: 0, corrupt: 0 };
   const table = formatClientTable([
     { ...c, client: "C user", window: 1, rate: 40_000, p50: 10, min: 8 },
-    { ...c, client: "C kernel", window: 1, rate: 40_000, p50: 5, min: 4 },
+    { ...c, client: "C kernel", window: 1, rate: 30_000, p50: 5, min: 4 },
     {
       ...c,
       client: "ts socket",
@@ -101,18 +101,19 @@ Deno.test("formatClientTable() gives each client's ratios to its own C reference
       p50: 6,
       min: 4,
     },
-  ]).split("\n");
+  ], "C user").split("\n");
+  match(table[0]!, /\| echoes\/s ÷ C user \| round trips against \|/);
   match(
     table[2]!,
     /^\| C user \| 1 \| 40,000 \| 10 \| 8 \| - \| - \| - \| - \| 0\/0 \|$/,
   );
   match(
     table[4]!,
-    /^\| ts socket \| 1 \| 20,000 \| 12 \| 10 \| C user \| 0\.50x \| 1\.20x \| 1\.25x \| 2\/0 \|$/,
+    /^\| ts socket \| 1 \| 20,000 \| 12 \| 10 \| 0\.50x \| C user \| 1\.20x \| 1\.25x \| 2\/0 \|$/,
   );
   match(
     table[5]!,
-    /^\| ts batch \| 1 \| 20,000 \| 6 \| 4 \| C kernel \| 0\.50x \| 1\.20x \| 1\.00x \| 0\/0 \|$/,
+    /^\| ts batch \| 1 \| 20,000 \| 6 \| 4 \| 0\.50x \| C kernel \| 1\.20x \| 1\.00x \| 0\/0 \|$/,
   );
 });
 

@@ -97,23 +97,31 @@ export function formatTable(rows: Measurement[], reference: string): string {
   return lines.join("\n");
 }
 
-/** Formats client measurements, each row's ratios to its `reference` C row at its window. */
-export function formatClientTable(rows: ClientMeasurement[]): string {
+/**
+ * Formats client measurements: echoes/s as ratios to the `generator` row,
+ * round trips as ratios to each row's `reference` (the C row that times
+ * them the same way), both at the row's window.
+ */
+export function formatClientTable(
+  rows: ClientMeasurement[],
+  generator: string,
+): string {
   const lines = [
-    "| client | window | echoes/s | p50 µs | min µs | ratios to | echoes/s ÷ | p50 ÷ | min ÷ | lost/corrupt |",
-    "| --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |",
+    `| client | window | echoes/s | p50 µs | min µs | echoes/s ÷ ${generator} | round trips against | p50 ÷ | min ÷ | lost/corrupt |`,
+    "| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |",
   ];
   for (const row of rows) {
-    const ref = rows.find((r) =>
-      r.client === row.reference && r.window === row.window
-    );
+    const at = (name: string | undefined) =>
+      rows.find((r) => r.client === name && r.window === row.window);
+    const gen = row.reference === undefined ? undefined : at(generator);
+    const ref = at(row.reference);
     const of = (mine: number, theirs: number | undefined) =>
       theirs === undefined ? "-" : ratio(mine, theirs);
     lines.push(
       `| ${row.client} | ${row.window} | ${NUMBER.format(row.rate)} | ${
         MICROS.format(row.p50)
-      } | ${MICROS.format(row.min)} | ${row.reference ?? "-"} | ${
-        of(row.rate, ref?.rate)
+      } | ${MICROS.format(row.min)} | ${of(row.rate, gen?.rate)} | ${
+        row.reference ?? "-"
       } | ${of(row.p50, ref?.p50)} | ${
         of(row.min, ref?.min)
       } | ${row.lost}/${row.corrupt} |`,
