@@ -357,6 +357,9 @@ export function aggregate(
       runs.map((run) => run.samples.reduce((s, r) => s + r.rate, 0)),
     ),
     p50: median(all.map((s) => s.p50)),
+    bestP50: Math.min(
+      ...runs.map((run) => median(run.samples.map((s) => s.p50))),
+    ),
     p99: median(all.map((s) => s.p99)),
     lost: all.reduce((sum, s) => sum + s.lost, 0),
     corrupt: all.reduce((sum, s) => sum + s.corrupt, 0),
@@ -659,6 +662,7 @@ async function main(args: string[]): Promise<number> {
               window,
               rate: median(list.map((s) => s.rate)),
               p50: median(list.map((s) => s.p50)),
+              bestP50: Math.min(...list.map((s) => s.p50)),
               min: median(list.map((s) => s.min)),
               lost: list.reduce((sum, s) => sum + s.lost, 0),
               corrupt: list.reduce((sum, s) => sum + s.corrupt, 0),

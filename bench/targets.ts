@@ -20,6 +20,8 @@ export interface ClientMeasurement {
   rate: number;
   /** Median over the rounds of the median round trip, microseconds. */
   p50: number;
+  /** The lowest of the rounds' median round trips, microseconds (see `Measurement.bestP50`). */
+  bestP50: number;
   /** Median over the rounds of the shortest round trip, microseconds. */
   min: number;
   /** Lost probes over all rounds. */
@@ -41,6 +43,7 @@ export interface ServerFigures {
   size: number;
   rate: number;
   p50: number;
+  bestP50: number;
 }
 
 /** One judged target. */
@@ -71,7 +74,8 @@ export interface References {
 
 /**
  * Judges every row of our server and client against the C references:
- * server 32 in flight >= 0.9x C echoes/s, server 1 in flight p50 <= 1.1x C,
+ * server 32 in flight >= 0.9x C echoes/s, server 1 in flight p50 <= 1.1x C
+ * (best rounds, see `Measurement.bestP50`),
  * client 1 in flight p50 and min <= 1.2x the C client's (the C row each
  * client names as its `reference`, which times round trips as it does),
  * client 32 in flight >= 0.8x the C generator's echoes/s (`generator`,
@@ -114,9 +118,9 @@ export function judgeTargets(
       );
     }
     if (row.window === 1) {
-      const value = row.p50 / c.p50;
+      const value = row.bestP50 / c.bestP50;
       add(
-        "server 1 in flight p50",
+        "server 1 in flight p50, best round",
         row.server,
         value,
         "<= 1.10x C",
@@ -131,8 +135,14 @@ export function judgeTargets(
     );
     if (!c) continue;
     if (row.window === 1) {
-      const p50 = row.p50 / c.p50;
-      add("client -w 1 p50", row.client, p50, "<= 1.20x C", atMost(p50, 1.2));
+      const p50 = row.bestP50 / c.bestP50;
+      add(
+        "client -w 1 p50, best round",
+        row.client,
+        p50,
+        "<= 1.20x C",
+        atMost(p50, 1.2),
+      );
       const min = row.min / c.min;
       add("client -w 1 min", row.client, min, "<= 1.20x C", atMost(min, 1.2));
     }
