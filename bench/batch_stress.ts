@@ -1,6 +1,6 @@
 /**
  * Stress test for the batch engine's memory safety: echoes many
- * content-checked datagrams of random sizes (1 byte to the family limit,
+ * content-checked datagrams of random sizes (0 bytes to the family limit,
  * log-uniform so small and large sizes both occur often) through
  * `serveBatch()` while forcing garbage collection on both sides, and fails
  * on any corrupted reply or any receive/send error in the server.
@@ -31,6 +31,10 @@ export interface StressResult {
   sent: number;
   /** Replies identical to the datagram sent. */
   intact: number;
+  /** Intact replies of zero bytes. */
+  empty: number;
+  /** The largest payload echoed intact, in bytes. */
+  largest: number;
   /** Replies that differ from what was sent. */
   corrupted: number;
   /** Datagrams given up on after the reply timeout (lost, or late). */
@@ -80,6 +84,8 @@ export async function runStress(options: StressOptions): Promise<StressResult> {
   const result: StressResult = {
     sent: 0,
     intact: 0,
+    empty: 0,
+    largest: 0,
     corrupted: 0,
     timedOut: 0,
     serverErrors: 0,
@@ -114,10 +120,11 @@ export async function runStress(options: StressOptions): Promise<StressResult> {
     let pending: Promise<[Uint8Array, Deno.Addr]> | undefined;
     try {
       while (remaining > 0) {
-        // Log-uniform size in [1, limit], so small and large both occur.
+        // Log-uniform size in [0, limit], so empty (about 6%), small and
+        // large datagrams all occur often.
         const size = Math.min(
           limit,
-          Math.max(1, Math.floor(Math.exp(next() * Math.log(limit + 1)))),
+          Math.floor(Math.exp(next() * Math.log(limit + 2))) - 1,
         );
         const mySeq = seq++;
         const offset = (mySeq * 7919) % POOL_SIZE;
@@ -159,6 +166,8 @@ export async function runStress(options: StressOptions): Promise<StressResult> {
           const [data] = reply;
           if (sameBytes(data, payload)) {
             result.intact++;
+            if (size === 0) result.empty++;
+            if (size > result.largest) result.largest = size;
             remaining--;
             break;
           }

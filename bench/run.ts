@@ -1,27 +1,40 @@
 #!/usr/bin/env -S deno run --unstable-net --allow-net --allow-run --allow-read --allow-write
 /**
- * The echo benchmark: this server against Node's dgram echo and the Python
- * reference, on loopback, under the same closed-loop load.
+ * The echo benchmark, on loopback, every figure a ratio to a C reference
+ * measured beside it (the C programs are ours, built with `cc` at bench
+ * time, see native.ts):
  *
- * For every window and payload size it measures each server in turn,
- * `--rounds` times, rotating the order every round so machine drift
- * cancels, then prints echoes/s, p50 and p99 round trip and the ratio of
- * this server to each. It measures the load generator's own ceiling too,
- * and can draw the echoes/s as an SVG bar chart.
+ * - servers: `server.ts --io socket`, `server.ts --io batch`, Node's dgram
+ *   echo and the Python reference against the C recvmmsg/sendmmsg echo
+ *   server, under the same closed-loop load (the C generator by default);
+ * - clients: `client.ts` in load mode (per `--io` mode, once it has the flag)
+ *   against the C client, both against the C echo server: echoes/s, p50 and
+ *   shortest round trip;
+ * - pacing: `client.ts -c 500 -i 1` and a C sender (clock_nanosleep to an
+ *   absolute deadline, then a short spin) judged by a C receiver from the
+ *   kernel's arrival times (SO_TIMESTAMPNS); the receiver echoes;
+ * - the targets of issue 12, judged from these ratios (target and met).
+ *
+ * Each cell is measured `--rounds` times, the order rotated every round so
+ * drift on the machine cancels; tables show medians over the rounds.
  *
  * Usage:
  *   deno task bench [--rounds 3] [--duration 3] [--warmup 1]
- *     [--windows 1,32] [--sizes 64,1400] [--generators 1]
+ *     [--windows 1,32] [--sizes 64] [--only server,client,pacing]
+ *     [--generator c|deno] [--generators 1]
+ *     [--pacing-count 500] [--pacing-interval 1]
  *     [--svg bench/results.svg]
- *     [--loop NAME[,NAME...]] [--batch] [--v8-flags FLAGS] [--pin]
+ *     [--loop NAME[,NAME...]] [--v8-flags FLAGS] [--pin]
  *     [--no-ceiling] [--json]
  *
- * `--loop NAME[,NAME...]` adds candidate loops of bench/loops.ts beside
- * server.ts (ratios stay relative to server.ts). `--batch` adds
- * `server.ts --io batch` (needs --allow-ffi, Linux). `--v8-flags FLAGS`
- * (repeatable; empty for V8's defaults) adds server.ts under other V8 flags.
- * Every Deno server gets the V8 flags of `deno task server` unless told
- * otherwise. Node and Python are skipped, with a note, when missing.
+ * `--loop NAME[,NAME...]` adds candidate loops of bench/loops.ts.
+ * `--v8-flags FLAGS` (repeatable; empty for V8's defaults) adds server.ts
+ * under other V8 flags. Every Deno server gets the V8 flags of `deno task
+ * server` unless told otherwise. `--batch` is accepted and does nothing: the
+ * batch row is always there. `--generator deno` drives the servers with
+ * bench/loadgen.ts instead of the C generator. Node and Python are skipped,
+ * with a note, when missing; so are the `client.ts --io` rows while
+ * `client.ts --help` does not list `--io` (one `client.ts` row runs instead).
  *
  * @module
  */
@@ -29,12 +42,57 @@
 import { parseArgs } from "node:util";
 import type { LoadResult } from "./loadgen.ts";
 import { SERVER_V8_FLAGS } from "./server_flags.ts";
+import {
+  buildC,
+  type CLoadResult,
+  type CTools,
+  loadgenArgs,
+} from "./native.ts";
+import {
+  C_CLIENT,
+  clientHasIo,
+  type ClientSample,
+  type ClientSpec,
+  clientSpecs,
+  runClient,
+  runPacing,
+} from "./clients.ts";
+import type { PacingStats } from "./pacing.ts";
+import {
+  barChart,
+  formatClientTable,
+  formatPacingTable,
+  formatTable,
+  type Measurement,
+  median,
+  MICROS,
+  NUMBER,
+  percentile,
+  ratio,
+} from "./tables.ts";
+import {
+  type ClientMeasurement,
+  formatTargets,
+  judgeTargets,
+  type PacingMeasurement,
+  type Target,
+} from "./targets.ts";
+
+export {
+  barChart,
+  formatClientTable,
+  formatPacingTable,
+  formatTable,
+  type Measurement,
+  median,
+  percentile,
+};
 
 /** One server under test. */
 export interface ServerSpec {
   /** Name in the table. */
   name: string;
-  /** Program and arguments; the server prints `starting up on HOST port PORT`. */
+  /** Program and arguments; the server prints `starting up on HOST port PORT` (or `listening PORT`). */
   command: string[];
 }
 
@@ -43,30 +101,6 @@ export interface RunningServer {
   spec: ServerSpec;
   child: Deno.ChildProcess;
   port: number;
-}
-
-/** The aggregate of every round of one server at one window and size. */
-export interface Measurement {
-  /** Server name. */
-  server: string;
-  /** Datagrams in flight. */
-  window: number;
-  /** Payload bytes. */
-  size: number;
-  /** Median over the rounds of echoes per second. */
-  rate: number;
-  /** Median round trip in microseconds. */
-  p50: number;
-  /** 99th percentile round trip in microseconds. */
-  p99: number;
-  /** Lost datagrams over all rounds. */
-  lost: number;
-  /** Corrupt replies over all rounds. */
-  corrupt: number;
-  /** Server CPU use in percent of one core (Linux only, else NaN). */
-  serverCpu: number;
-  /** Load generator CPU use in percent of one core (Linux only, else NaN). */
-  generatorCpu: number;
 }
 
 const HOST = "127.0.0.1";
@@ -144,7 +178,7 @@ export async function start(
     if (done) throw new Error(`Cannot start ${spec.name}: it exited`);
     text += value;
   }
-  const match = text.match(/starting up on \S+ port (\d+)/);
+  const match = text.match(/(?:starting up on \S+ port|^listening) (\d+)/);
   if (!match) throw new Error(`Cannot start ${spec.name}: got ${text.trim()}`);
   const rest = text.slice(text.indexOf("\n") + 1);
   if (rest) onOutput(rest);
@@ -219,257 +253,173 @@ export async function load(
   };
 }
 
-/** Returns the percentile `q` (0-1) of `[microseconds, count]` pairs. */
-export function percentile(
-  histogram: Map<number, number>,
-  q: number,
-): number {
-  let total = 0;
-  for (const count of histogram.values()) total += count;
-  const target = q * total;
-  let seen = 0;
-  for (const key of [...histogram.keys()].sort((a, b) => a - b)) {
-    seen += histogram.get(key)!;
-    if (seen >= target) return key;
-  }
-  return NaN;
+/** One generator process's figures for one run. */
+export interface Sample {
+  /** Echoes per second. */
+  rate: number;
+  /** Median round trip, microseconds. */
+  p50: number;
+  /** 99th percentile round trip, microseconds. */
+  p99: number;
+  /** Lost datagrams. */
+  lost: number;
+  /** Corrupt replies (a stalled run counts as one). */
+  corrupt: number;
 }
 
-/** Returns the median of numbers. */
-export function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = sorted.length >> 1;
-  return sorted.length % 2
-    ? sorted[middle]!
-    : (sorted[middle - 1]! + sorted[middle]!) / 2;
+/** One run: every generator's sample and the CPU use. */
+export interface Run {
+  samples: Sample[];
+  serverCpu: number;
+  generatorCpu: number;
 }
 
-/** Folds many load results into one measurement. */
-function aggregate(
+/** The sample of one bench/loadgen.ts result. */
+export function loadgenSample(result: LoadResult): Sample {
+  const histogram = new Map(result.histogram);
+  return {
+    rate: result.echoes / result.seconds,
+    p50: percentile(histogram, 0.5),
+    p99: percentile(histogram, 0.99),
+    lost: result.lost,
+    corrupt: result.corrupt + (result.stalled ? 1 : 0),
+  };
+}
+
+/** Runs `processes` C generators (`udp_loadgen`) at once, sharing the window. */
+async function loadC(
+  c: CTools,
+  server: RunningServer,
+  options: { window: number; size: number; duration: number; warmup: number },
+  processes = 1,
+): Promise<Run> {
+  const children = Array.from({ length: processes }, (_, i) => {
+    const share = Math.floor(options.window / processes) +
+      (i < options.window % processes ? 1 : 0);
+    const [program, args] = pinned(pinGenerator, [
+      c.udp_loadgen,
+      ...loadgenArgs(HOST, server.port, { ...options, window: share }),
+    ]);
+    return new Deno.Command(program, {
+      args,
+      stdout: "piped",
+      stderr: "inherit",
+    }).spawn();
+  });
+  await new Promise((resolve) => setTimeout(resolve, options.warmup * 1000));
+  const pids = [server.child.pid, ...children.map((c) => c.pid)];
+  const t0 = performance.now();
+  const [serverBefore, ...generatorsBefore] = await cpuTicks(pids);
+  await new Promise((resolve) => setTimeout(resolve, options.duration * 900));
+  const [serverAfter, ...generatorsAfter] = await cpuTicks(pids);
+  const seconds = (performance.now() - t0) / 1000;
+  const outputs = await Promise.all(children.map((c) => c.output()));
+  const samples = outputs.map((output) => {
+    if (!output.success) throw new Error("Cannot run load: generator failed");
+    const r = JSON.parse(
+      new TextDecoder().decode(output.stdout),
+    ) as CLoadResult;
+    return {
+      rate: r.echoes_per_s,
+      p50: r.p50_us,
+      p99: r.p99_us,
+      lost: r.lost,
+      corrupt: r.corrupted,
+    };
+  });
+  const generatorTicks = generatorsAfter.reduce((a, b) => a + b, 0) -
+    generatorsBefore.reduce((a, b) => a + b, 0);
+  return {
+    samples,
+    serverCpu: (serverAfter! - serverBefore!) / seconds,
+    generatorCpu: generatorTicks / seconds / processes,
+  };
+}
+
+/** Folds the runs of one server at one window and size into one measurement. */
+export function aggregate(
   server: string,
   window: number,
   size: number,
-  runs: { results: LoadResult[]; serverCpu: number; generatorCpu: number }[],
+  runs: Run[],
 ): Measurement {
-  const histogram = new Map<number, number>();
-  const rates: number[] = [];
-  let lost = 0;
-  let corrupt = 0;
-  for (const run of runs) {
-    // Generators run side by side: their rates add.
-    rates.push(
-      run.results.reduce((sum, r) => sum + r.echoes / r.seconds, 0),
-    );
-    for (const result of run.results) {
-      lost += result.lost;
-      corrupt += result.corrupt + (result.stalled ? 1 : 0);
-      for (const [micros, count] of result.histogram) {
-        histogram.set(micros, (histogram.get(micros) ?? 0) + count);
-      }
-    }
-  }
   const mean = (values: number[]) =>
     values.reduce((a, b) => a + b, 0) / values.length;
+  const all = runs.flatMap((run) => run.samples);
   return {
     server,
     window,
     size,
     // The median, because a closed loop on a shared machine swings between
     // modes (both sides busy, or both taking turns to sleep) from run to run.
-    rate: median(rates),
-    p50: percentile(histogram, 0.5),
-    p99: percentile(histogram, 0.99),
-    lost,
-    corrupt,
+    // Generators run side by side: their rates add.
+    rate: median(
+      runs.map((run) => run.samples.reduce((s, r) => s + r.rate, 0)),
+    ),
+    p50: median(all.map((s) => s.p50)),
+    bestP50: Math.min(
+      ...runs.map((run) => median(run.samples.map((s) => s.p50))),
+    ),
+    p99: median(all.map((s) => s.p99)),
+    lost: all.reduce((sum, s) => sum + s.lost, 0),
+    corrupt: all.reduce((sum, s) => sum + s.corrupt, 0),
     serverCpu: mean(runs.map((r) => r.serverCpu)),
     generatorCpu: mean(runs.map((r) => r.generatorCpu)),
   };
 }
 
-const NUMBER = new Intl.NumberFormat("en-US", { maximumFractionDigits: 0 });
+/** The C echo server's row name: the reference of the server table. */
+export const C_SERVER = "C recvmmsg";
 
-function ratio(a: number, b: number): string {
-  return `${(a / b).toFixed(2)}x`;
+/** Median of each pacing figure over the rounds. */
+function medianPacing(sender: string, runs: PacingStats[]): PacingMeasurement {
+  const of = (key: keyof PacingStats) => median(runs.map((r) => r[key]));
+  return {
+    sender,
+    received: of("received"),
+    gaps: of("gaps"),
+    within: of("within"),
+    largestBurst: of("largestBurst"),
+    p50ErrorUs: of("p50ErrorUs"),
+    p99ErrorUs: of("p99ErrorUs"),
+  };
 }
 
-/** Formats measurements as a Markdown table, ratios relative to `ours`. */
-export function formatTable(rows: Measurement[], ours: string): string {
-  const lines = [
-    `| server | window | bytes | echoes/s | p50 µs | p99 µs | ${ours} echoes/s ÷ this | ${ours} p50 ÷ this | server CPU | server CPU µs/echo | generator CPU | lost/corrupt |`,
-    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-  ];
-  for (const row of rows) {
-    const mine = rows.find((r) =>
-      r.server === ours && r.window === row.window && r.size === row.size
-    );
-    const cpu = (v: number) => Number.isNaN(v) ? "n/a" : `${v.toFixed(0)}%`;
-    lines.push(
-      `| ${row.server} | ${row.window} | ${row.size} | ${
-        NUMBER.format(row.rate)
-      } | ${row.p50} | ${row.p99} | ${
-        mine ? ratio(mine.rate, row.rate) : "-"
-      } | ${mine ? ratio(mine.p50, row.p50) : "-"} | ${cpu(row.serverCpu)} | ${
-        Number.isNaN(row.serverCpu)
-          ? "n/a"
-          : (row.serverCpu * 10_000 / row.rate).toFixed(1)
-      } | ${cpu(row.generatorCpu)} | ${row.lost}/${row.corrupt} |`,
-    );
-  }
-  return lines.join("\n");
-}
-
-const COLOURS = ["#2f6f9f", "#9fbf3f", "#df8f2f", "#8f5faf", "#5f5f5f"];
-
-function escapeXml(text: string): string {
-  return text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(
-    />/g,
-    "&gt;",
-  );
-}
-
-/** Draws echoes/s per server, grouped by window and size, as an SVG bar chart. */
-export function barChart(rows: Measurement[], title: string): string {
-  const servers = [...new Set(rows.map((r) => r.server))];
-  const groups = [...new Set(rows.map((r) => `${r.window}|${r.size}`))];
-  const max = Math.max(...rows.map((r) => r.rate));
-  const bar = 28;
-  const gap = 24;
-  const groupWidth = servers.length * bar + gap;
-  const left = 70;
-  const top = 40;
-  const height = 240;
-  const width = left + groups.length * groupWidth + 20;
-  const parts: string[] = [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${
-      top + height + 80
-    }" font-family="sans-serif" font-size="12">`,
-    `<rect width="100%" height="100%" fill="white"/>`,
-    `<text x="${left}" y="20" font-size="14">${escapeXml(title)}</text>`,
-  ];
-  for (let i = 0; i <= 4; i++) {
-    const value = max * i / 4;
-    const y = top + height - height * i / 4;
-    parts.push(
-      `<line x1="${left}" x2="${
-        width - 10
-      }" y1="${y}" y2="${y}" stroke="#ddd"/>`,
-      `<text x="${left - 6}" y="${y + 4}" text-anchor="end">${
-        NUMBER.format(value)
-      }</text>`,
-    );
-  }
-  groups.forEach((group, g) => {
-    const [window, size] = group.split("|");
-    const x0 = left + gap / 2 + g * groupWidth;
-    servers.forEach((server, s) => {
-      const row = rows.find((r) =>
-        r.server === server && `${r.window}|${r.size}` === group
-      );
-      if (!row) return;
-      const h = height * row.rate / max;
-      parts.push(
-        `<rect x="${x0 + s * bar}" y="${top + height - h}" width="${
-          bar - 4
-        }" height="${h}" fill="${COLOURS[s % COLOURS.length]}"><title>${
-          escapeXml(server)
-        }: ${NUMBER.format(row.rate)} echoes/s</title></rect>`,
-      );
-    });
-    parts.push(
-      `<text x="${x0 + (servers.length * bar) / 2}" y="${
-        top + height + 16
-      }" text-anchor="middle">W=${window}, ${size} B</text>`,
-    );
-  });
-  servers.forEach((server, s) => {
-    const x = left + s * 150;
-    const y = top + height + 44;
-    parts.push(
-      `<rect x="${x}" y="${y - 10}" width="12" height="12" fill="${
-        COLOURS[s % COLOURS.length]
-      }"/>`,
-      `<text x="${x + 16}" y="${y}">${escapeXml(server)}</text>`,
-    );
-  });
-  parts.push(
-    `<text x="${left}" y="${
-      top + height + 70
-    }" fill="#555">echoes per second, higher is better</text>`,
-    "</svg>",
-  );
-  return parts.join("\n") + "\n";
-}
-
-async function main(args: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args,
-    options: {
-      rounds: { type: "string", default: "3" },
-      duration: { type: "string", default: "3" },
-      warmup: { type: "string", default: "1" },
-      windows: { type: "string", default: "1,32" },
-      sizes: { type: "string", default: "64,1400" },
-      svg: { type: "string" },
-      loop: { type: "string" },
-      receivers: { type: "string", default: "32" },
-      generators: { type: "string", default: "1" },
-      batch: { type: "boolean", default: false },
-      "v8-flags": { type: "string", multiple: true },
-      "no-ceiling": { type: "boolean", default: false },
-      pin: { type: "boolean", default: false },
-      json: { type: "boolean", default: false },
-    },
-  });
-  const rounds = Number(values.rounds);
-  const duration = Number(values.duration);
-  const warmup = Number(values.warmup);
-  const windows = values.windows.split(",").map(Number);
-  const sizes = values.sizes.split(",").map(Number);
-  const generators = Number(values.generators);
-
-  // Candidate loops of bench/loops.ts run beside server.ts, compared with it.
+/** The server specs: the C reference, server.ts in both I/O modes and any extras asked for. */
+function serverSpecs(
+  c: CTools,
+  values: { loop?: string; receivers: string; "v8-flags"?: string[] },
+): ServerSpec[] {
   const loops = values.loop ? values.loop.split(",") : [];
-  const ours = "udp-echo";
-  const specs: ServerSpec[] = [
-    {
-      name: ours,
-      command: [
-        Deno.execPath(),
-        ...DENO_NET,
-        ...SERVER_V8_FLAGS,
-        `${ROOT_DIR}server.ts`,
-        "--quiet",
-        `--host=${HOST}`,
-        "--port=0",
-      ],
-    },
-    // The FFI batch backend (recvmmsg/sendmmsg in a Worker), on request.
-    ...(values.batch
-      ? [{
-        name: "udp-echo --io batch",
-        command: [
-          Deno.execPath(),
-          ...DENO_NET,
-          ...SERVER_V8_FLAGS,
-          "--allow-ffi",
-          `--allow-read=${ROOT_DIR}`,
-          `${ROOT_DIR}server.ts`,
-          "--io=batch",
-          "--quiet",
-          `--host=${HOST}`,
-          "--port=0",
-        ],
-      }]
-      : []),
+  const serverTs = (io: string): ServerSpec => ({
+    name: `server.ts --io ${io}`,
+    command: [
+      Deno.execPath(),
+      ...DENO_NET,
+      ...SERVER_V8_FLAGS,
+      "--allow-ffi",
+      `--allow-read=${ROOT_DIR}`,
+      `${ROOT_DIR}server.ts`,
+      `--io=${io}`,
+      "--quiet",
+      `--host=${HOST}`,
+      "--port=0",
+    ],
+  });
+  return [
+    { name: C_SERVER, command: [c.echo_mmsg, HOST, "0"] },
+    serverTs("socket"),
+    serverTs("batch"),
     // server.ts again under other V8 flags ("" for V8's defaults), to
     // measure what a flag costs.
     ...(values["v8-flags"] ?? []).map((flags) => ({
-      name: flags ? `udp-echo --v8-flags=${flags}` : "udp-echo, V8 defaults",
+      name: flags ? `server.ts --v8-flags=${flags}` : "server.ts, V8 defaults",
       command: [
         Deno.execPath(),
         ...DENO_NET,
         ...(flags ? [`--v8-flags=${flags}`] : []),
         `${ROOT_DIR}server.ts`,
+        "--io=socket",
         "--quiet",
         `--host=${HOST}`,
         "--port=0",
@@ -489,132 +439,334 @@ async function main(args: string[]): Promise<number> {
       ],
     })),
   ];
-  const skipped: string[] = [];
-  // Deno answers for a missing `node` itself ("deno 2.9.6 ..."); a Node
-  // row run by Deno would be mislabelled, so require Node's "vN.N.N".
-  if (await available("node", /^v\d+\./)) {
-    specs.push({
-      name: "node dgram",
-      command: ["node", `${BENCH_DIR}echo_server_node.mjs`, HOST, "0"],
-    });
-  } else skipped.push("node dgram (node not found)");
-  if (await available("python3")) {
-    specs.push({
-      name: "python",
-      command: ["python3", `${BENCH_DIR}echo_server.py`, HOST, "0"],
-    });
-  } else skipped.push("python (python3 not found)");
-  // Pinned (--pin), server and generator each keep a core; on a shared,
-  // busy machine that can hurt more than it helps, so it is opt-in.
-  let pinning = "not pinned";
-  if (!values.pin) pinning = "not pinned";
-  else if (navigator.hardwareConcurrency < 2) pinning = "not pinned (1 CPU)";
-  else if (!(await available("taskset"))) {
-    skipped.push("CPU pinning (taskset not found)");
-  } else {
-    pinServer = ["taskset", "-c", "1"];
-    pinGenerator = ["taskset", "-c", "0"];
-    pinning = "server pinned to CPU 1, generator to CPU 0";
-  }
-  for (const note of skipped) console.error(`skipped: ${note}`);
+}
 
-  const servers: RunningServer[] = [];
+async function main(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      rounds: { type: "string", default: "3" },
+      duration: { type: "string", default: "3" },
+      warmup: { type: "string", default: "1" },
+      windows: { type: "string", default: "1,32" },
+      sizes: { type: "string", default: "64" },
+      only: { type: "string", default: "server,client,pacing" },
+      generator: { type: "string", default: "c" },
+      "pacing-count": { type: "string", default: "500" },
+      "pacing-interval": { type: "string", default: "1" },
+      svg: { type: "string" },
+      loop: { type: "string" },
+      receivers: { type: "string", default: "32" },
+      generators: { type: "string", default: "1" },
+      batch: { type: "boolean", default: false },
+      "v8-flags": { type: "string", multiple: true },
+      "no-ceiling": { type: "boolean", default: false },
+      pin: { type: "boolean", default: false },
+      json: { type: "boolean", default: false },
+    },
+  });
+  const rounds = Number(values.rounds);
+  const duration = Number(values.duration);
+  const warmup = Number(values.warmup);
+  const windows = values.windows.split(",").map(Number);
+  const sizes = values.sizes.split(",").map(Number);
+  const generators = Number(values.generators);
+  const sections = new Set(values.only.split(","));
+  if (values.generator !== "c" && values.generator !== "deno") {
+    console.error(
+      `error: --generator must be c or deno, not ${values.generator}`,
+    );
+    return 2;
+  }
+  const cDir = await Deno.makeTempDir({ prefix: "udp-echo-bench-" });
   try {
-    for (const spec of specs) servers.push(await start(spec));
+    const c = await buildC(cDir);
+    return await bench(c);
+  } finally {
+    await Deno.remove(cDir, { recursive: true });
+  }
+
+  async function bench(c: CTools): Promise<number> {
+    const specs = serverSpecs(c, values);
+    const skipped: string[] = [];
+    // Deno answers for a missing `node` itself ("deno 2.9.6 ..."); a Node
+    // row run by Deno would be mislabelled, so require Node's "vN.N.N".
+    if (await available("node", /^v\d+\./)) {
+      specs.push({
+        name: "node dgram",
+        command: ["node", `${BENCH_DIR}echo_server_node.mjs`, HOST, "0"],
+      });
+    } else skipped.push("node dgram (node not found)");
+    if (await available("python3")) {
+      specs.push({
+        name: "python",
+        command: ["python3", `${BENCH_DIR}echo_server.py`, HOST, "0"],
+      });
+    } else skipped.push("python (python3 not found)");
+    const hasIo = await clientHasIo();
+    if (!hasIo && (sections.has("client") || sections.has("pacing"))) {
+      skipped.push(
+        "client.ts --io socket and --io batch (client.ts --help lists no --io; one client.ts row runs without it)",
+      );
+    }
+    // Pinned (--pin), server and generator each keep a core; on a shared,
+    // busy machine that can hurt more than it helps, so it is opt-in.
+    let pinning = "not pinned";
+    if (!values.pin) pinning = "not pinned";
+    else if (navigator.hardwareConcurrency < 2) {
+      pinning = "not pinned (1 CPU)";
+    } else if (!(await available("taskset"))) {
+      skipped.push("CPU pinning (taskset not found)");
+    } else {
+      pinServer = ["taskset", "-c", "1"];
+      pinGenerator = ["taskset", "-c", "0"];
+      pinning = "server pinned to CPU 1, generator to CPU 0";
+    }
+    for (const note of skipped) console.error(`skipped: ${note}`);
+
+    const generatorName = values.generator === "c"
+      ? "the C generator (udp_loadgen)"
+      : "bench/loadgen.ts";
+    const measureLoad = async (
+      server: RunningServer,
+      window: number,
+      size: number,
+      processes: number,
+    ): Promise<Run> => {
+      if (values.generator === "c") {
+        return await loadC(
+          c,
+          server,
+          { window, size, duration, warmup },
+          processes,
+        );
+      }
+      const run = await load(server, window, size, duration, warmup, processes);
+      return { ...run, samples: run.results.map(loadgenSample) };
+    };
+
     const rows: Measurement[] = [];
-    for (const size of sizes) {
-      for (const window of windows) {
-        const runs = new Map<string, Awaited<ReturnType<typeof load>>[]>();
-        for (let round = 0; round < rounds; round++) {
-          // Rotate the order each round so drift does not favour one server.
-          for (let i = 0; i < servers.length; i++) {
-            const server = servers[(i + round) % servers.length]!;
-            const run = await load(
-              server,
-              window,
-              size,
-              duration,
-              warmup,
-              Math.min(generators, window),
-            );
-            const list = runs.get(server.spec.name) ?? [];
-            list.push(run);
-            runs.set(server.spec.name, list);
-            console.error(
-              `round ${
-                round + 1
-              }/${rounds} W=${window} ${size} B ${server.spec.name}: ${
-                NUMBER.format(
-                  run.results.reduce((sum, r) => sum + r.echoes / r.seconds, 0),
-                )
-              } echoes/s`,
-            );
+    let ceiling = "";
+    if (sections.has("server")) {
+      const servers: RunningServer[] = [];
+      try {
+        for (const spec of specs) servers.push(await start(spec));
+        for (const size of sizes) {
+          for (const window of windows) {
+            const runs = new Map<string, Run[]>();
+            for (let round = 0; round < rounds; round++) {
+              // Rotate the order each round so drift does not favour one server.
+              for (let i = 0; i < servers.length; i++) {
+                const server = servers[(i + round) % servers.length]!;
+                const run = await measureLoad(
+                  server,
+                  window,
+                  size,
+                  Math.min(generators, window),
+                );
+                runs.set(server.spec.name, [
+                  ...(runs.get(server.spec.name) ?? []),
+                  run,
+                ]);
+                console.error(
+                  `round ${
+                    round + 1
+                  }/${rounds} W=${window} ${size} B ${server.spec.name}: ${
+                    NUMBER.format(
+                      run.samples.reduce((sum, r) => sum + r.rate, 0),
+                    )
+                  } echoes/s`,
+                );
+              }
+            }
+            for (const server of servers) {
+              rows.push(
+                aggregate(
+                  server.spec.name,
+                  window,
+                  size,
+                  runs.get(server.spec.name)!,
+                ),
+              );
+            }
           }
         }
-        for (const server of servers) {
-          rows.push(
-            aggregate(
-              server.spec.name,
-              window,
-              size,
-              runs.get(server.spec.name)!,
-            ),
-          );
+        if (!values["no-ceiling"]) {
+          // If two generators sharing the window get more echoes out of the
+          // fastest server than one does, one generator bounded the figures.
+          const window = Math.max(...windows);
+          const size = Math.min(...sizes);
+          const fastest = rows.filter((r) =>
+            r.window === window && r.size === size
+          ).sort((a, b) => b.rate - a.rate)[0]!;
+          const server = servers.find((s) => s.spec.name === fastest.server)!;
+          const one = aggregate(server.spec.name, window, size, [
+            await measureLoad(server, window, size, 1),
+          ]);
+          const two = aggregate(server.spec.name, window, size, [
+            await measureLoad(server, window, size, 2),
+          ]);
+          ceiling =
+            `Generator ceiling (${generatorName}, W=${window}, ${size} B, against ${server.spec.name}, the fastest): ` +
+            `one generator ${NUMBER.format(one.rate)} echoes/s at ${
+              one.generatorCpu.toFixed(0)
+            }% CPU, two generators ${NUMBER.format(two.rate)} echoes/s (${
+              ratio(two.rate, one.rate)
+            }).`;
         }
+      } finally {
+        for (const server of servers) await stop(server);
       }
     }
 
-    let ceiling = "";
-    if (!values["no-ceiling"]) {
-      // The generator is a Deno program too: if two of them sharing the
-      // window get more echoes out of the fastest server than one does, a
-      // single generator was what bounded the figures.
-      const window = Math.max(...windows);
-      const size = Math.min(...sizes);
-      const fastest = rows.filter((r) => r.window === window && r.size === size)
-        .sort((a, b) => b.rate - a.rate)[0]!;
-      const server = servers.find((s) => s.spec.name === fastest.server)!;
-      const one = aggregate(server.spec.name, window, size, [
-        await load(server, window, size, duration, warmup, 1),
-      ]);
-      const two = aggregate(server.spec.name, window, size, [
-        await load(server, window, size, duration, warmup, 2),
-      ]);
-      ceiling =
-        `Generator ceiling (W=${window}, ${size} B, against ${server.spec.name}, the fastest): ` +
-        `one generator ${NUMBER.format(one.rate)} echoes/s at ${
-          one.generatorCpu.toFixed(0)
-        }% CPU, two generators ${NUMBER.format(two.rate)} echoes/s (${
-          ratio(two.rate, one.rate)
-        }).`;
+    const cClients = clientSpecs(hasIo);
+    const clients: ClientMeasurement[] = [];
+    if (sections.has("client")) {
+      const echo = await start({
+        name: C_SERVER,
+        command: [c.echo_mmsg, HOST, "0"],
+      });
+      try {
+        const size = Math.min(...sizes);
+        for (const window of windows) {
+          const runs = new Map<string, ClientSample[]>();
+          for (let round = 0; round < rounds; round++) {
+            for (let i = 0; i < cClients.length; i++) {
+              const spec = cClients[(i + round) % cClients.length]!;
+              const sample = await runClient(spec, c, {
+                host: HOST,
+                port: echo.port,
+              }, {
+                window,
+                size,
+                duration,
+                warmup,
+              });
+              runs.set(spec.name, [...(runs.get(spec.name) ?? []), sample]);
+              console.error(
+                `round ${
+                  round + 1
+                }/${rounds} client W=${window} ${spec.name}: ${
+                  NUMBER.format(sample.rate)
+                } echoes/s, p50 ${MICROS.format(sample.p50)} µs, min ${
+                  MICROS.format(sample.min)
+                } µs`,
+              );
+            }
+          }
+          for (const spec of cClients) {
+            const list = runs.get(spec.name)!;
+            clients.push({
+              client: spec.name,
+              reference: spec.reference,
+              window,
+              rate: median(list.map((s) => s.rate)),
+              p50: median(list.map((s) => s.p50)),
+              bestP50: Math.min(...list.map((s) => s.p50)),
+              min: median(list.map((s) => s.min)),
+              lost: list.reduce((sum, s) => sum + s.lost, 0),
+              corrupt: list.reduce((sum, s) => sum + s.corrupt, 0),
+            });
+          }
+        }
+      } finally {
+        await stop(echo);
+      }
     }
 
-    if (values.json) {
-      console.log(JSON.stringify({ rows, ceiling, skipped }));
-    } else {
-      console.log(formatTable(rows, ours));
-      if (ceiling) console.log(`\n${ceiling}`);
-      console.log(
-        `\n${rounds} rounds of ${duration} s (after ${warmup} s warm-up) per cell, order rotated each round, ${generators} generator process(es), ${pinning}; ${Deno.build.target}, ${navigator.hardwareConcurrency} CPUs.`,
-      );
-      if (skipped.length) console.log(`Skipped: ${skipped.join(", ")}.`);
+    const pacing: PacingMeasurement[] = [];
+    const pacingOptions = {
+      count: Number(values["pacing-count"]),
+      intervalMs: Number(values["pacing-interval"]),
+      size: Math.min(...sizes),
+    };
+    const senders: ClientSpec[] = [
+      { name: "C clock_nanosleep + spin", kind: "c", flags: [] },
+      ...cClients.filter((spec) => spec.kind === "deno"),
+    ];
+    if (sections.has("pacing")) {
+      const runs = new Map<string, PacingStats[]>();
+      for (let round = 0; round < rounds; round++) {
+        for (let i = 0; i < senders.length; i++) {
+          const spec = senders[(i + round) % senders.length]!;
+          const stats = await runPacing(spec, c, HOST, pacingOptions);
+          runs.set(spec.name, [...(runs.get(spec.name) ?? []), stats]);
+          console.error(
+            `round ${round + 1}/${rounds} pacing ${spec.name}: ${
+              (stats.within * 100).toFixed(1)
+            }% within ±5%, largest burst ${stats.largestBurst}`,
+          );
+        }
+      }
+      for (const spec of senders) {
+        pacing.push(medianPacing(spec.name, runs.get(spec.name)!));
+      }
     }
-    if (values.svg) {
+
+    const targets: Target[] = judgeTargets(rows, clients, pacing, {
+      server: C_SERVER,
+      generator: C_CLIENT,
+      sender: senders[0]!.name,
+      size: 64,
+    });
+    const machine =
+      `${rounds} rounds of ${duration} s (after ${warmup} s warm-up; client.ts has none) per cell, order rotated each round, servers driven by ${generators} process(es) of ${generatorName}, ${pinning}; pacing ${pacingOptions.count} datagrams every ${pacingOptions.intervalMs} ms to a C receiver that echoes; ${Deno.build.target}, ${navigator.hardwareConcurrency} CPUs.`;
+    if (values.json) {
+      console.log(JSON.stringify({
+        rows,
+        ceiling,
+        skipped,
+        clients,
+        pacing,
+        targets,
+        machine,
+      }));
+    } else {
+      const parts: string[] = [];
+      if (rows.length) {
+        parts.push(
+          `Servers (ratios to ${C_SERVER}):\n\n${formatTable(rows, C_SERVER)}`,
+        );
+        if (ceiling) parts.push(ceiling);
+      }
+      if (clients.length) {
+        parts.push(
+          `Clients against ${C_SERVER} (echoes/s as ratios to the C generator, round trips to the C client that times them as each client.ts row does):\n\n${
+            formatClientTable(clients, C_CLIENT)
+          }`,
+        );
+      }
+      if (pacing.length) {
+        parts.push(
+          `Pacing (-c ${pacingOptions.count} -i ${pacingOptions.intervalMs}, kernel arrival times at a C receiver):\n\n${
+            formatPacingTable(pacing)
+          }`,
+        );
+      }
+      if (targets.length) {
+        parts.push(`Targets (issue 12):\n\n${formatTargets(targets)}`);
+      }
+      parts.push(machine);
+      if (skipped.length) parts.push(`Skipped: ${skipped.join("; ")}.`);
+      console.log(parts.join("\n\n"));
+    }
+    if (values.svg && rows.length) {
       await Deno.writeTextFile(
         values.svg,
         barChart(rows, "UDP echo on loopback, closed loop"),
       );
       console.error(`wrote ${values.svg}`);
     }
-    const bad = rows.filter((r) => r.lost || r.corrupt);
-    for (const row of bad) {
-      console.error(
-        `error: ${row.server} at W=${row.window} ${row.size} B: ${row.lost} lost, ${row.corrupt} corrupt`,
-      );
-    }
+    const bad = [
+      ...rows.filter((r) => r.lost || r.corrupt).map((r) =>
+        `${r.server} at W=${r.window} ${r.size} B: ${r.lost} lost, ${r.corrupt} corrupt`
+      ),
+      ...clients.filter((r) => r.corrupt).map((r) =>
+        `${r.client} at W=${r.window}: ${r.corrupt} corrupt`
+      ),
+    ];
+    for (const line of bad) console.error(`error: ${line}`);
     return bad.length ? 1 : 0;
-  } finally {
-    for (const server of servers) await stop(server);
   }
 }
 
