@@ -77,7 +77,8 @@ export type BatchGap = "linux" | "ffi" | "read";
  * What keeps this process from running the batch backend, asking the
  * permissions without prompting: `"linux"` (another OS: no recvmmsg),
  * `"ffi"` (no `--allow-ffi`) or `"read"` (no read access to this directory,
- * which Deno needs to load a Worker's modules); `undefined` when nothing
+ * which Deno needs to load a Worker's modules, unless a compiled binary
+ * carries them); `undefined` when nothing
  * does. A read permission with `--deny-read` holes counts as granted: whether
  * the holes matter is found out by starting the engine.
  */
@@ -86,8 +87,10 @@ export function batchGap(): BatchGap | undefined {
   if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") {
     return "ffi";
   }
+  // A compiled binary carries the Worker's modules inside itself (`deno
+  // compile --include`), at a path known only at run time.
   if (
-    WORKER_URL.protocol === "file:" &&
+    WORKER_URL.protocol === "file:" && !Deno.build.standalone &&
     Deno.permissions.querySync({ name: "read", path: WORKER_DIR }).state !==
       "granted"
   ) {

@@ -363,33 +363,6 @@ Deno.test("serveBatch() stops an idle server blocked in recvmmsg", async () => {
   again.close();
 });
 
-Deno.test("batch stress: random sizes with gc() on both sides, no corruption", async () => {
-  const { success, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--v8-flags=--expose-gc",
-      "--unstable-net",
-      "--allow-net",
-      "--allow-ffi",
-      "--allow-read",
-      new URL("../bench/batch_stress.ts", import.meta.url).pathname,
-      "--count",
-      "20000",
-      "--gc-every",
-      "200",
-    ],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const text = new TextDecoder().decode(stdout);
-  ok(success, `${text}${new TextDecoder().decode(stderr)}`);
-  const result = JSON.parse(text);
-  equal(result.corrupted, 0);
-  equal(result.serverErrors, 0);
-  ok(result.intact >= 20_000);
-  ok(result.clientGcs > 0 && result.serverGcs > 0, text);
-});
-
 Deno.test("serveBatch() rejects finished and frees the port when its Worker fails", async () => {
   const server = serveBatch({
     hostnames: ["127.0.0.1"],

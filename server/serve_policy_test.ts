@@ -82,6 +82,15 @@ function startServer(
 }
 
 /** Binds a client socket; `undefined` when the port needs a privilege we lack. */
+/**
+ * A loopback address of this run's own (127.0.0.0/8 is all on `lo`): the
+ * tests that must send from a fixed source port (7, 1023, 11211) bind it
+ * there, so another test run on the machine cannot hold the same port.
+ */
+const FIXED_PORT_HOST = `127.${1 + Math.floor(Math.random() * 254)}.${
+  Math.floor(Math.random() * 256)
+}.${1 + Math.floor(Math.random() * 254)}`;
+
 function bindClient(hostname: string, port = 0): Deno.DatagramConn | undefined {
   try {
     return Deno.listenDatagram({ transport: "udp", hostname, port });
@@ -267,8 +276,11 @@ testBoth(
   "serveEcho() with a policy never echoes to a port below 1024 or a service port",
   async (io) => {
     const { port, waitFor, stop, server } = startServer({}, undefined, io);
-    const low = [bindClient("127.0.0.1", 1023), bindClient("127.0.0.1", 7)];
-    const service = bindClient("127.0.0.1", 11211);
+    const low = [
+      bindClient(FIXED_PORT_HOST, 1023),
+      bindClient(FIXED_PORT_HOST, 7),
+    ];
+    const service = bindClient(FIXED_PORT_HOST, 11211);
     const client = bindClient("127.0.0.1")!;
     try {
       const target = { transport: "udp" as const, hostname: "127.0.0.1", port };
@@ -758,7 +770,7 @@ testBoth(
         event.type === "dropped" && reasons.push(event.reason),
       io,
     });
-    const client = bindClient("127.0.0.1", 11211);
+    const client = bindClient(FIXED_PORT_HOST, 11211);
     try {
       if (!client) return skip("port 11211 is taken");
       await client.send(encoder.encode("stats"), server.addr);
