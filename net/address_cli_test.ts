@@ -163,11 +163,12 @@ Deno.test("client.ts reaches a link-local server by zone name, bracketed or by i
     ip link set v0 up; ip link set v1 up
     ip -6 addr add fe80::1/64 dev v0 nodad
     ip -6 addr add fe80::2/64 dev v1 nodad
-    "$DENO" run --unstable-net --allow-net server.ts -H 'fe80::1%v0' -p 0 -q > server.out.$$ &
+    log=$(mktemp)
+    "$DENO" run --unstable-net --allow-net server.ts -H 'fe80::1%v0' -p 0 -q > "$log" &
     server=$!
-    trap 'kill $server 2>/dev/null; rm -f server.out.$$' EXIT
-    until grep -q port server.out.$$ 2>/dev/null; do sleep 0.05; done
-    port=$(head -n 1 server.out.$$ | grep -o '[0-9]*$')
+    trap 'kill $server 2>/dev/null; rm -f "$log"' EXIT
+    until grep -q port "$log" 2>/dev/null; do sleep 0.05; done
+    port=$(head -n 1 "$log" | grep -o '[0-9]*$')
     index=$(ip -o link show v0 | cut -d: -f1)
     for host in 'fe80::1%v0' '[fe80::1%v0]' "fe80::1%$index"; do
       "$DENO" run --unstable-net --allow-net client.ts -H "$host" -p "$port" -c 2 -i 10 --json |
