@@ -16,6 +16,12 @@ import {
 import { openSenderSockets } from "../io/sender.ts";
 import type { ProbeEvent } from "./_common.ts";
 import type { RunResult } from "./_summary.ts";
+import {
+  createEventChannel,
+  type EventChannel,
+  EventReader,
+  type EventsMessage,
+} from "./_engine_events.ts";
 
 /** Control flag bit: stop sending, wait for the replies due. */
 export const STOP = 1;
@@ -41,12 +47,14 @@ export interface EngineConfig {
   events: boolean;
   /** An Int32Array's buffer: {@linkcode STOP} and {@linkcode ABORT} bits. */
   control: SharedArrayBuffer;
+  /** Where the events and the per-flow send counts go. */
+  channel: EventChannel;
 }
 
 /** What the Worker posts. */
 export type EngineMessage =
   | { type: "started" }
-  | { type: "events"; events: ProbeEvent[]; sent: number[] }
+  | EventsMessage
   | { type: "result"; result: RunResult }
   | { type: "failed"; message: string };
 
@@ -59,7 +67,7 @@ export class EngineStartError extends Error {
 export interface EngineRun extends
   Omit<
     EngineConfig,
-    "fds" | "locals" | "targetSockaddr" | "control" | "events"
+    "fds" | "locals" | "targetSockaddr" | "control" | "events" | "channel"
   > {
   flows: number;
   bind?: HostPort;
@@ -69,6 +77,8 @@ export interface EngineRun extends
   onSend?: (flow: number, seq: number) => void;
   /** Called once the Worker's loop runs. */
   onStarted?: () => void;
+  /** Events the ring between the threads holds (a power of two). */
+  eventRecords?: number;
 }
 
 const WORKER_URL = new URL("./_engine_worker.ts", import.meta.url);
@@ -102,6 +112,8 @@ export async function runOnEngine(run: EngineRun): Promise<RunResult> {
     signal?.addEventListener("abort", onAbort);
     let started = false;
     const sent = new Array<number>(run.flows).fill(0);
+    const channel = createEventChannel(run.flows, run.eventRecords);
+    const reader = new EventReader(channel);
     const done = Promise.withResolvers<RunResult>();
     const fail = (message: string) => {
       done.reject(
@@ -115,8 +127,8 @@ export async function runOnEngine(run: EngineRun): Promise<RunResult> {
           run.onStarted?.();
           break;
         case "events":
-          for (const event of data.events) onEvent?.(event);
-          data.sent.forEach((total, flow) => {
+          reader.read(data, onEvent);
+          reader.sent.forEach((total, flow) => {
             for (; sent[flow]! < total; sent[flow]!++) {
               onSend?.(flow, sent[flow]!);
             }
@@ -150,6 +162,7 @@ export async function runOnEngine(run: EngineRun): Promise<RunResult> {
       ring: run.ring,
       events: onEvent !== undefined,
       control: control.buffer as SharedArrayBuffer,
+      channel,
     };
     worker.postMessage(config);
     return await done.promise;

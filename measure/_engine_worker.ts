@@ -25,6 +25,7 @@ import type { ProbeEvent } from "./_common.ts";
 import { type Arrival, ProbeBook, type ReplyTiming } from "./_book.ts";
 import { Times } from "./_times.ts";
 import { summarizeRun } from "./_summary.ts";
+import { EventWriter } from "./_engine_events.ts";
 import {
   ABORT,
   type EngineConfig,
@@ -42,10 +43,15 @@ export const CLOCK_STEP_TOLERANCE_MS = 1;
 const MAX_WAIT_MS = 20;
 /** Sleep in `ppoll` until this long before a send is due, then spin, in ms. */
 const SPIN_MS = 0.2;
-/** How often, at most, events go to the main thread, in ms. */
+/** How often, at most, the main thread hears of new events, in ms. */
 const FLUSH_INTERVAL_MS = 50;
-/** Events that, piled up, leave at once. */
-const FLUSH_EVENTS = 256;
+/** Events that, piled up, are announced at once. */
+const FLUSH_EVENTS = 1024;
+/**
+ * Events are announced only when the next send is at least this far off,
+ * in ms, so posting never delays a probe.
+ */
+const FLUSH_MARGIN_MS = 0.3;
 /** Open-loop rounds sent at most before replies and flags are looked at. */
 const MAX_ROUNDS_PER_TURN = 64;
 /** After a failed send, a closed loop pauses this long, in ms. */
@@ -110,15 +116,15 @@ function runLoop(
   >,
 ): void {
   const { timeoutMs, count, durationMs, intervalMs, window } = pace;
-  let events: ProbeEvent[] = [];
-  const push = (event: ProbeEvent) => events.push(event);
-  const sentOk = config.fds.map(() => 0);
+  const writer = new EventWriter(
+    config.channel,
+    (message) => self.postMessage(message),
+  );
+  const push = (event: ProbeEvent) => writer.push(event);
+  const sentOk = writer.sent;
   let lastFlush = engine.monoNow();
-  const flush = () => {
-    self.postMessage({ type: "events", events, sent: sentOk });
-    events = [];
-    lastFlush = engine.monoNow();
-  };
+  const flushDue = (now: number) =>
+    writer.unposted >= FLUSH_EVENTS || now - lastFlush >= FLUSH_INTERVAL_MS;
   const books = config.fds.map((_, i) => {
     const book = new ProbeBook(i, config.session, {
       target: config.target,
@@ -268,7 +274,16 @@ function runLoop(
         break;
       }
     }
-    until = Math.min(until, lastFlush + FLUSH_INTERVAL_MS);
+    if (!spin || until - now >= FLUSH_MARGIN_MS) {
+      if (flushDue(now) && writer.flush()) lastFlush = now;
+      // Wake for the next announcement; one still unread puts it off.
+      if (writer.unposted > 0) {
+        until = Math.min(
+          until,
+          Math.max(lastFlush + FLUSH_INTERVAL_MS, now + 1),
+        );
+      }
+    }
     if (spin && until <= now) {
       // Behind the schedule: take the replies waiting, without blocking.
       if (engine.wait(now) > 0) receiveAll();
@@ -282,13 +297,9 @@ function runLoop(
         failure ??= `Cannot wait: ${engine.describeErrno(-ready)}`;
       }
     }
-    if (
-      events.length >= FLUSH_EVENTS ||
-      engine.monoNow() - lastFlush >= FLUSH_INTERVAL_MS
-    ) flush();
   }
   if (failure !== undefined) {
-    flush();
+    writer.flush(true);
     self.postMessage({ type: "failed", message: failure });
     return;
   }
@@ -304,10 +315,19 @@ function runLoop(
       ? books.length * 1000 / intervalMs
       : NaN,
     sendEnd,
-    onEvent: config.events ? push : undefined,
+    onEvent: config.events
+      ? (event) =>
+        writer.pushWaiting(
+          event,
+          () => (Atomics.load(control, 0) & ABORT) !== 0,
+        )
+      : undefined,
   });
-  flush();
-  self.postMessage({ type: "result", result: { ...result, io: "batch" } });
+  writer.flush(true);
+  self.postMessage({
+    type: "result",
+    result: { ...result, io: "batch", eventsDropped: writer.dropped },
+  });
 }
 
 self.onmessage = (event: MessageEvent<EngineConfig>) => {

@@ -103,6 +103,13 @@ export interface RunResult extends ReplyCounts {
    * Absent means 0.
    */
   clockSteps?: number;
+  /**
+   * Kernel engine only: events (replies, lost probes, failed sends) not
+   * handed to `onEvent` because the main thread fell behind the Worker
+   * (such as `--ndjson` into a slow pipe). The counts above are exact
+   * whatever this says. Absent means 0.
+   */
+  eventsDropped?: number;
   /** What carried the datagrams: Deno's sockets or the kernel engine. */
   io?: "socket" | "batch";
 }
