@@ -8,8 +8,11 @@
  * as the socket path, and sends the main thread its events in batches and
  * the {@linkcode RunResult} of the same `summarizeRun` at the end.
  *
- * Round trips run from a CLOCK_REALTIME stamp right before `sendto` to the
- * kernel's CLOCK_REALTIME receive timestamp. When the realtime and monotonic
+ * Round trips run from a CLOCK_REALTIME stamp right before the `sendmmsg`
+ * that sends the probe to the kernel's CLOCK_REALTIME receive timestamp.
+ * Probes due together (a closed loop refilling its window, an open loop
+ * behind its schedule or at an interval of 0) leave in one call and share
+ * its stamp, the start of that call. When the realtime and monotonic
  * clocks disagree on how long passed between the send and the reply's
  * processing by more than {@linkcode CLOCK_STEP_TOLERANCE_MS}, the wall
  * clock stepped: the reply is marked `clockStep` and its RTT is the
@@ -56,7 +59,7 @@ const FLUSH_MARGIN_MS = 0.3;
 const MAX_ROUNDS_PER_TURN = 64;
 /** After a failed send, a closed loop pauses this long, in ms. */
 const SEND_ERROR_PAUSE_MS = 1;
-/** The header's send time: written by the sender right before `sendto`. */
+/** The header's send time: written by the sender right before `sendmmsg`. */
 const STAMP_OFFSET = 12;
 
 declare const self: {
@@ -148,29 +151,55 @@ function runLoop(
   verifyProbe(cold, { session: config.session, seq: 0, sentAt: 0 }, size);
   let failure: string | undefined;
 
-  const sendProbe = (s: number, due?: number): boolean => {
+  // Sends `k` probes of flow `s` (at most the engine's batch) in as few
+  // system calls as the kernel allows; an open loop's are due `firstDue`
+  // and every interval after. Returns how many sends failed.
+  const sendProbes = (s: number, k: number, firstDue?: number): number => {
     const book = books[s]!;
-    const seq = book.beginSend(size, NaN, NaN, due);
-    encodeProbeInto(engine.sendSlot(s), book.header(seq));
-    const result = engine.send(s, STAMP_OFFSET);
-    book.stamp(seq, engine.sentMono, engine.realEpochMs(engine.sentReal));
-    sentReal[s]!.set(seq, engine.sentReal);
-    if (result < 0) {
-      book.sendFailed(seq, engine.describeErrno(-result));
-      return false;
+    const first = book.sent;
+    for (let j = 0; j < k; j++) {
+      const seq = book.beginSend(
+        size,
+        NaN,
+        NaN,
+        firstDue === undefined ? undefined : firstDue + j * intervalMs,
+      );
+      encodeProbeInto(engine.sendSlot(s, j), book.header(seq));
     }
-    sentOk[s]!++;
-    return true;
+    let failed = 0;
+    for (let j = 0; j < k;) {
+      const result = engine.sendBatch(s, j, k - j, STAMP_OFFSET);
+      const done = result > 0 ? result : 1;
+      const epochMs = engine.realEpochMs(engine.sentReal);
+      for (let i = j; i < j + done; i++) {
+        const seq = first + i;
+        book.stamp(seq, engine.sentMono, epochMs);
+        sentReal[s]!.set(seq, engine.sentReal);
+        if (result > 0) sentOk[s]!++;
+        else {
+          book.sendFailed(
+            seq,
+            result < 0 ? engine.describeErrno(-result) : "nothing sent",
+          );
+          failed++;
+        }
+      }
+      j += done;
+    }
+    return failed;
   };
-  const receiveAll = () => {
+  // Takes every datagram waiting; returns how many.
+  const receiveAll = (): number => {
+    let total = 0;
     for (let s = 0; s < books.length; s++) {
       for (;;) {
         const n = engine.receive(s);
         if (n < 0) {
           failure ??= `Cannot receive: ${engine.describeErrno(-n)}`;
-          return;
+          return total;
         }
         if (n === 0) break;
+        total += n;
         timing.flow = s;
         timing.nowMono = arrival.now = engine.monoNow();
         timing.nowReal = engine.realNow();
@@ -180,8 +209,11 @@ function runLoop(
           timing.arrivalReal = engine.arrivalReal(s, i);
           books[s]!.handle(engine.data(s, i), arrival);
         }
+        // A short batch emptied the socket: no need to ask again.
+        if (n < engine.receiveBatchSize) break;
       }
     }
+    return total;
   };
 
   self.postMessage({ type: "started" });
@@ -215,8 +247,16 @@ function runLoop(
       while (n < count && n * intervalMs < durationMs && n < last) {
         const due = start + n * intervalMs;
         if (due > now) break;
-        for (let s = 0; s < books.length; s++) sendProbe(s, due);
-        n++;
+        // Rounds due together (behind, or an interval of 0) share a call.
+        let k = 1;
+        const bound = Math.min(count, last);
+        while (
+          k < engine.sendBatchSize && n + k < bound &&
+          (n + k) * intervalMs < durationMs &&
+          start + (n + k) * intervalMs <= now
+        ) k++;
+        for (let s = 0; s < books.length; s++) sendProbes(s, k, due);
+        n += k;
         now = engine.monoNow();
       }
       if (n >= count || n * intervalMs >= durationMs) {
@@ -241,7 +281,12 @@ function runLoop(
         while (
           now >= pauseUntil && book.inflight < window! && book.sent < count
         ) {
-          if (!sendProbe(s)) pauseUntil = now + SEND_ERROR_PAUSE_MS;
+          const k = Math.min(
+            window! - book.inflight,
+            count - book.sent,
+            engine.sendBatchSize,
+          );
+          if (sendProbes(s, k) > 0) pauseUntil = now + SEND_ERROR_PAUSE_MS;
         }
         if (book.sent < count) full = false;
       }
@@ -290,6 +335,9 @@ function runLoop(
     } else if (spin && until - now <= SPIN_MS) {
       // Replies meanwhile keep their kernel timestamps: spinning costs none.
       engine.spinUntil(until);
+    } else if (window !== undefined && sending && receiveAll() > 0) {
+      // A closed loop under load finds replies waiting more often than not:
+      // take them and refill the window without a ppoll first.
     } else {
       const ready = engine.wait(spin ? until - SPIN_MS : until);
       if (ready > 0) receiveAll();

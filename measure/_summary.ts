@@ -78,7 +78,7 @@ export interface RunResult extends ReplyCounts {
   sendError?: string;
   /**
    * Round-trip times of first intact replies, in ms. The kernel engine
-   * measures each from a CLOCK_REALTIME stamp right before `sendto` to the
+   * measures each from a CLOCK_REALTIME stamp right before `sendmmsg` to the
    * kernel's receive timestamp (`SO_TIMESTAMPNS`), to the nanosecond; the
    * socket path from `performance.now()` around Deno's send and receive.
    */
