@@ -72,9 +72,9 @@ function align8(n: number): number {
  * a CLOCK_REALTIME time into ms since the Unix epoch.
  */
 export class SenderEngine {
-  /** CLOCK_MONOTONIC when the last `send()` was about to call `sendto`. */
+  /** CLOCK_MONOTONIC when the last send was about to make its system call. */
   sentMono = NaN;
-  /** CLOCK_REALTIME when the last `send()` was about to call `sendto`. */
+  /** CLOCK_REALTIME when the last send was about to make its system call. */
   sentReal = NaN;
 
   #libc: Libc;

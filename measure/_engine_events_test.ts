@@ -68,3 +68,25 @@ Deno.test("EventWriter drops and counts events once the ring is full", () => {
 Deno.test("createEventChannel() refuses a ring that is not a power of two", () => {
   throws(() => createEventChannel(1, 100), RangeError);
 });
+
+Deno.test("EventWriter.pushWaiting() writes when there is room and drops once aborted", () => {
+  const channel = createEventChannel(1, 2);
+  const messages: EventsMessage[] = [];
+  const writer = new EventWriter(channel, (m) => messages.push(m));
+  const reader = new EventReader(channel);
+  const never = () => false;
+  writer.pushWaiting({ type: "lost", flow: 0, seq: 0 }, never);
+  writer.pushWaiting({ type: "lost", flow: 0, seq: 1 }, never);
+  equal(writer.dropped, 0);
+  // Full, and the run is aborted: no waiting for a reader.
+  let asked = 0;
+  writer.pushWaiting({ type: "lost", flow: 0, seq: 2 }, () => ++asked > 0);
+  equal(asked, 1);
+  equal(writer.dropped, 1);
+  writer.flush(true);
+  const seqs: number[] = [];
+  reader.read(messages.at(-1)!, (event) => {
+    if (event.type === "lost") seqs.push(event.seq);
+  });
+  deepEqual(seqs, [0, 1]);
+});

@@ -126,7 +126,7 @@ Deno.test("client.ts says which I/O runs, in text and JSON", async () => {
   equal(engine.code, 0);
   match(
     engine.stdout,
-    /^io: batch \(sendto\/recvmmsg with kernel timestamps\)$/m,
+    /^io: batch \(sendmmsg\/recvmmsg with kernel timestamps\)$/m,
   );
   match(engine.stdout, /time=\d+\.\d{4} ms/);
   const chosen = await runScript("client.ts", [...base, "--io", "socket"], {
