@@ -55,6 +55,12 @@ const FLUSH_EVENTS = 1024;
  * in ms, so posting never delays a probe.
  */
 const FLUSH_MARGIN_MS = 0.3;
+/**
+ * Events not announced this long, in ms, are announced before the wait
+ * whenever there is room: a loop that never rests after a reply (an
+ * interval below the spin) still drains the ring.
+ */
+const FLUSH_OVERDUE_MS = 2 * FLUSH_INTERVAL_MS;
 /** Open-loop rounds sent at most before replies and flags are looked at. */
 const MAX_ROUNDS_PER_TURN = 64;
 /** After a failed send, a closed loop pauses this long, in ms. */
@@ -204,7 +210,10 @@ function runLoop(
     }
     let failed = 0;
     for (let j = 0; j < k;) {
-      const result = engine.sendBatch(s, j, k - j, STAMP_OFFSET);
+      // One probe alone takes sendto: less for the kernel to copy in.
+      const result = k === 1
+        ? Math.min(engine.send(s, STAMP_OFFSET), 1)
+        : engine.sendBatch(s, j, k - j, STAMP_OFFSET);
       const done = result > 0 ? result : 1;
       const epochMs = engine.realEpochMs(engine.sentReal);
       for (let i = j; i < j + done; i++) {
@@ -355,21 +364,27 @@ function runLoop(
         break;
       }
     }
-    if (!spin || until - now >= FLUSH_MARGIN_MS) {
-      if (flushDue(now) && writer.flush()) lastFlush = now;
-      // Wake for the next announcement; one still unread puts it off.
-      if (writer.unposted > 0) {
-        until = Math.min(
-          until,
-          Math.max(lastFlush + FLUSH_INTERVAL_MS, now + 1),
-        );
-      }
+    // Posting wakes the main thread, which then competes for a CPU: events
+    // are announced once replies are in (below), never right before a send
+    // is due unless the loop is behind anyway.
+    const behind = spin && until <= now;
+    const margin = Math.min(FLUSH_MARGIN_MS, intervalMs / 2);
+    const roomAt = (at: number) => !spin || behind || until - at >= margin;
+    if (
+      roomAt(now) && now - lastFlush >= FLUSH_OVERDUE_MS && writer.flush()
+    ) lastFlush = now;
+    // Wake for the next announcement; one still unread puts it off.
+    if (writer.unposted > 0 && roomAt(now)) {
+      until = Math.min(until, Math.max(lastFlush + FLUSH_INTERVAL_MS, now + 1));
     }
-    if (spin && until <= now) {
+    if (behind) {
       // Behind the schedule: take the replies waiting, without blocking.
       if (engine.wait(now) > 0) receiveAll();
     } else if (spin && until - now <= SPIN_MS) {
-      // Replies meanwhile keep their kernel timestamps: spinning costs none.
+      // Replies keep their kernel timestamps, so spinning costs them none;
+      // the waiting ones are taken first, or an interval shorter than the
+      // spin would never read them.
+      receiveAll();
       engine.spinUntil(until);
     } else if (window !== undefined && sending && receiveAll() > 0) {
       // A closed loop under load finds replies waiting more often than not:
@@ -381,6 +396,8 @@ function runLoop(
         failure ??= `Cannot wait: ${engine.describeErrno(-ready)}`;
       }
     }
+    now = engine.monoNow();
+    if (roomAt(now) && flushDue(now) && writer.flush()) lastFlush = now;
   }
   if (failure !== undefined) {
     writer.flush(true);

@@ -232,3 +232,22 @@ Deno.test("runOnEngine() drops and counts events a slow main thread cannot take,
   ok(replies.every((seq, i) => i === 0 || seq > replies[i - 1]!));
   ok(replies.every((seq) => Number.isInteger(seq) && seq < COUNT));
 });
+
+Deno.test("runProbes() on the engine reads replies at an interval shorter than its spin", async () => {
+  await using server = await startServerProcess();
+  let replies = 0;
+  const result = await runProbes({
+    target: { hostname: "127.0.0.1", port: server.port, family: "IPv4" },
+    count: 1000,
+    intervalMs: 0.1,
+    io: "batch",
+    onEvent: (event) => {
+      if (event.type === "reply") replies++;
+    },
+  });
+  equal(result.sent, 1000);
+  // Before the fix the Worker spun from send to send and read almost none.
+  ok(result.received >= 900, `received ${result.received}`);
+  equal(result.eventsDropped, 0);
+  equal(replies, result.received + result.duplicates);
+});
