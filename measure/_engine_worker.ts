@@ -375,15 +375,21 @@ function runLoop(
     // Posting wakes the main thread, which then competes for a CPU: events
     // are announced once replies are in (below), never right before a send
     // is due unless the loop is behind anyway.
-    const behind = spin && until <= now;
+    const sendAt = spin ? until : Infinity;
+    const behind = sendAt <= now;
     const margin = Math.min(FLUSH_MARGIN_MS, intervalMs / 2);
-    const roomAt = (at: number) => !spin || behind || until - at >= margin;
+    const roomAt = (at: number) => behind || sendAt - at >= margin;
     if (
       roomAt(now) && now - lastFlush >= FLUSH_OVERDUE_MS && writer.flush()
     ) lastFlush = now;
-    // Wake for the next announcement; one still unread puts it off.
-    if (writer.unposted > 0 && roomAt(now)) {
-      until = Math.min(until, Math.max(lastFlush + FLUSH_INTERVAL_MS, now + 1));
+    // Wake for the next announcement (one still unread puts it off) when
+    // that leaves room before the next send; it is a plain wait, no spin.
+    if (writer.unposted > 0) {
+      const flushAt = Math.max(lastFlush + FLUSH_INTERVAL_MS, now + 1);
+      if (flushAt < until && roomAt(flushAt + SPIN_MS)) {
+        until = flushAt;
+        spin = false;
+      }
     }
     if (behind) {
       // Behind the schedule: take the replies waiting, without blocking.
