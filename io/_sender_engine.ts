@@ -1,7 +1,7 @@
 /**
  * The system calls of a measuring sender on one or more sockets opened by
- * `sender.ts`: `sendto(2)` stamped with `clock_gettime(2)` right before the
- * call, `recvmmsg(2)` with each datagram's kernel receive time
+ * `sender.ts`: `sendto(2)`, or `sendmmsg(2)` for probes due together,
+ * stamped with `clock_gettime(2)` right before the call, `recvmmsg(2)` with each datagram's kernel receive time
  * (`SO_TIMESTAMPNS`, a `struct timespec` of CLOCK_REALTIME in a control
  * message), and `ppoll(2)` with a nanosecond timeout to wait for a deadline
  * or a reply, whichever comes first.
@@ -43,6 +43,8 @@ const CMSG_ROOM = 64;
 const POLLFD_SIZE = 8;
 /** The smallest buffer V8 is sure to keep off its moving heap. */
 const MIN_BUFFER = 64 * 1024;
+/** Payload bytes of send slots per engine, at most; at least one per socket. */
+const SEND_BUFFER_BYTES = 1024 * 1024;
 
 /** Options for {@linkcode SenderEngine}. */
 export interface SenderEngineOptions {
@@ -52,7 +54,10 @@ export interface SenderEngineOptions {
   target: Uint8Array;
   /** Payload bytes of each datagram sent, 0 to 65535. */
   size: number;
-  /** Datagrams one `recvmmsg` may return per socket; default 32. */
+  /**
+   * Datagrams one `recvmmsg` may return, and one `sendmmsg` may send, per
+   * socket; default 64 (sends: fewer for large datagrams or many sockets).
+   */
   batchSize?: number;
 }
 
@@ -67,9 +72,9 @@ function align8(n: number): number {
  * a CLOCK_REALTIME time into ms since the Unix epoch.
  */
 export class SenderEngine {
-  /** CLOCK_MONOTONIC when the last `send()` was about to call `sendto`. */
+  /** CLOCK_MONOTONIC when the last send was about to make its system call. */
   sentMono = NaN;
-  /** CLOCK_REALTIME when the last `send()` was about to call `sendto`. */
+  /** CLOCK_REALTIME when the last send was about to make its system call. */
   sentReal = NaN;
 
   #libc: Libc;
@@ -95,9 +100,15 @@ export class SenderEngine {
   #pollPtr: Deno.PointerObject;
   #targetPtr: Deno.PointerObject;
   #sendPtrs: Deno.PointerObject[] = [];
+  #sendHdrPtrs: Deno.PointerObject[] = [];
+  #sendVlen: number;
+  #sendStride: number;
   #recvPtrs: Deno.PointerObject[] = [];
   #sendSlots: Uint8Array[] = [];
   #recvSlots: Uint8Array[] = [];
+  // The same slots cut to the probe size, the usual echo: no view per reply.
+  #echoViews: Uint8Array[] = [];
+  #size: number;
   #lastReceived: Int32Array;
   #monoBase: number;
   #realBase: number;
@@ -110,7 +121,7 @@ export class SenderEngine {
   /** Allocates the buffer and lays out every header once. */
   constructor(libc: Libc, options: SenderEngineOptions) {
     const { fds, target, size } = options;
-    const vlen = options.batchSize ?? 32;
+    const vlen = options.batchSize ?? 64;
     if (!Number.isInteger(size) || size < 0 || size > 65535) {
       throw new RangeError(
         `Cannot send ${size}-byte datagrams: expected 0 to 65535`,
@@ -125,6 +136,7 @@ export class SenderEngine {
     this.#fds = fds;
     this.#vlen = vlen;
     this.#sizeArg = BigInt(size);
+    this.#size = size;
     this.#nfdsArg = BigInt(fds.length);
     // One byte more than sent: an echo longer than the probe still shows
     // as longer, and MSG_TRUNC reports its full length.
@@ -136,7 +148,15 @@ export class SenderEngine {
     this.#perSocket = align8(this.#dataOffset + vlen * this.#slotSize);
     this.#sendOffset = n * this.#perSocket;
     const sendStride = align8(Math.max(size, 1));
-    this.#targetOffset = this.#sendOffset + n * sendStride;
+    this.#sendStride = sendStride;
+    const sendVlen = Math.max(
+      1,
+      Math.min(vlen, Math.floor(SEND_BUFFER_BYTES / (n * sendStride))),
+    );
+    this.#sendVlen = sendVlen;
+    // Per socket: sendVlen payload slots, then their mmsghdrs and iovecs.
+    const sendPerSocket = sendVlen * (sendStride + MMSGHDR_SIZE + IOVEC_SIZE);
+    this.#targetOffset = this.#sendOffset + n * sendPerSocket;
     this.#clockOffset = this.#targetOffset + SOCKADDR_SIZE;
     this.#timeoutOffset = this.#clockOffset + 16;
     this.#pollOffset = this.#timeoutOffset + 16;
@@ -160,13 +180,25 @@ export class SenderEngine {
     for (let s = 0; s < n; s++) {
       const socket = s * this.#perSocket;
       this.#recvPtrs.push(at(socket));
-      this.#sendPtrs.push(at(this.#sendOffset + s * sendStride));
-      this.#sendSlots.push(
-        this.#u8.subarray(
-          this.#sendOffset + s * sendStride,
-          this.#sendOffset + s * sendStride + size,
-        ),
-      );
+      const sends = this.#sendOffset + s * sendPerSocket;
+      const sendHdrs = sends + sendVlen * sendStride;
+      this.#sendPtrs.push(at(sends));
+      for (let i = 0; i < sendVlen; i++) {
+        const slot = sends + i * sendStride;
+        this.#sendSlots.push(this.#u8.subarray(slot, slot + size));
+        const hdr = sendHdrs + i * MMSGHDR_SIZE;
+        const iov = sendHdrs + sendVlen * MMSGHDR_SIZE + i * IOVEC_SIZE;
+        this.#write64(iov, this.#base + slot);
+        this.#write64(iov + 8, size);
+        this.#write64(hdr, this.#base + this.#targetOffset); // msg_name
+        this.#u32[(hdr + 8) >> 2] = target.length; // msg_namelen
+        this.#write64(hdr + 16, this.#base + iov); // msg_iov
+        this.#write64(hdr + 24, 1); // msg_iovlen
+      }
+      this.#sendHdrPtrs.push(...Array.from(
+        { length: sendVlen },
+        (_, i) => at(sendHdrs + i * MMSGHDR_SIZE),
+      ));
       for (let i = 0; i < vlen; i++) {
         const hdr = socket + i * MMSGHDR_SIZE;
         const iov = socket + vlen * MMSGHDR_SIZE + i * IOVEC_SIZE;
@@ -186,6 +218,7 @@ export class SenderEngine {
             i * CMSG_ROOM,
         ); // msg_control
         this.#recvSlots.push(this.#u8.subarray(data, data + this.#slotSize));
+        this.#echoViews.push(this.#u8.subarray(data, data + size));
       }
       this.#view.setInt32(this.#pollOffset + s * POLLFD_SIZE, fds[s]!, true);
       this.#view.setInt16(this.#pollOffset + s * POLLFD_SIZE + 4, POLLIN, true);
@@ -232,9 +265,22 @@ export class SenderEngine {
     return this.#realBase * 1000 + real;
   }
 
-  /** The payload of the next datagram socket `s` sends; fill it before `send(s)`. */
-  sendSlot(s: number): Uint8Array {
-    return this.#sendSlots[s]!;
+  /** How many datagrams one {@linkcode receive} may take per socket. */
+  get receiveBatchSize(): number {
+    return this.#vlen;
+  }
+
+  /** How many datagrams one {@linkcode sendBatch} may send per socket. */
+  get sendBatchSize(): number {
+    return this.#sendVlen;
+  }
+
+  /**
+   * The payload of datagram `i` of socket `s`'s next send; fill it before
+   * `send(s)` (slot 0) or `sendBatch`.
+   */
+  sendSlot(s: number, i = 0): Uint8Array {
+    return this.#sendSlots[s * this.#sendVlen + i]!;
   }
 
   /**
@@ -248,7 +294,7 @@ export class SenderEngine {
     this.sentReal = this.realNow();
     if (stampAt >= 0) {
       this.#view.setFloat64(
-        this.#sendSlots[s]!.byteOffset + stampAt,
+        this.#sendSlots[s * this.#sendVlen]!.byteOffset + stampAt,
         this.realEpochMs(this.sentReal),
       );
     }
@@ -260,6 +306,41 @@ export class SenderEngine {
         0,
         this.#targetPtr,
         this.#targetLength,
+      );
+      if (sent >= 0) return sent;
+      const errno = lastErrno(this.#libc);
+      if (errno !== EINTR) return -errno;
+    }
+  }
+
+  /**
+   * Sends slots `from` to `from + count - 1` of socket `s` (at most
+   * {@linkcode sendBatchSize}) to the target in one `sendmmsg` call. Like
+   * {@linkcode send}, it reads both clocks right before the call and, with
+   * `stampAt`, writes that one realtime into every datagram of the batch:
+   * the probes of a batch share the syscall's start as their send time.
+   * Returns how many left, from `from` on (the kernel may stop early), or
+   * -errno when the first one failed.
+   */
+  sendBatch(s: number, from: number, count: number, stampAt = -1): number {
+    this.sentMono = this.monoNow();
+    this.sentReal = this.realNow();
+    const first = s * this.#sendVlen + from;
+    if (stampAt >= 0) {
+      const epoch = this.realEpochMs(this.sentReal);
+      for (let i = 0; i < count; i++) {
+        this.#view.setFloat64(
+          this.#sendSlots[first + i]!.byteOffset + stampAt,
+          epoch,
+        );
+      }
+    }
+    for (;;) {
+      const sent = this.#libc.symbols.sendmmsg(
+        this.#fds[s]!,
+        this.#sendHdrPtrs[first]!,
+        count,
+        0,
       );
       if (sent >= 0) return sent;
       const errno = lastErrno(this.#libc);
@@ -343,8 +424,10 @@ export class SenderEngine {
    * until the next `receive(s)`.
    */
   data(s: number, i: number): Uint8Array {
+    const length = this.length(s, i);
+    if (length === this.#size) return this.#echoViews[s * this.#vlen + i]!;
     const slot = this.#recvSlots[s * this.#vlen + i]!;
-    return slot.subarray(0, Math.min(this.length(s, i), this.#slotSize));
+    return slot.subarray(0, Math.min(length, this.#slotSize));
   }
 
   /**

@@ -2,7 +2,8 @@
  * The kernel engine of a measuring sender (Linux): sockets opened through
  * libc with `SO_TIMESTAMPNS`, so each received datagram carries the
  * kernel's CLOCK_REALTIME arrival time, and a {@linkcode Sender} that
- * stamps each send with `clock_gettime(2)` right before `sendto(2)`, waits
+ * stamps each send with `clock_gettime(2)` right before `sendto(2)` or
+ * `sendmmsg(2)` (a batch shares the call's stamp), waits
  * with `ppoll(2)` to the nanosecond and receives with `recvmmsg(2)`. The
  * probe loop that uses it runs in a Worker (`measure/`), next to the
  * system calls, so neither timers nor the main event loop land in a round

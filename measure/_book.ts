@@ -11,8 +11,6 @@
 
 import type { HostPort, ResolvedAddress } from "../net/address.ts";
 import {
-  decodeProbe,
-  PROBE_HEADER_SIZE,
   PROBE_MAGIC,
   type ProbeCheck,
   type ProbeHeader,
@@ -41,6 +39,11 @@ const ID_BYTES = 12;
 // Per-probe flags.
 const EXPIRED = 1;
 const UNSENT = 2;
+
+function readUint32(data: Uint8Array, at: number): number {
+  return (data[at]! << 24 | data[at + 1]! << 16 | data[at + 2]! << 8 |
+    data[at + 3]!) >>> 0;
+}
 
 /** What a flow needs besides its index and session. */
 export interface FlowOptions {
@@ -137,6 +140,7 @@ export class ProbeBook {
   local: HostPort = { hostname: "", port: 0 };
   #flags = new Uint8Array(64);
   #oldest = 0;
+  #id = { session: 0, seq: 0 };
 
   constructor(
     readonly index: number,
@@ -287,9 +291,7 @@ export class ProbeBook {
     }
     const id = this.options.format
       ? this.options.format.decode(data)
-      : data.length < PROBE_HEADER_SIZE
-      ? this.#shortId(data)
-      : decodeProbe(data);
+      : this.#readId(data);
     if (id !== undefined && id.session === this.session) {
       const { ring } = this.options;
       if (ring !== undefined && id.seq < this.sent - ring) {
@@ -308,14 +310,18 @@ export class ProbeBook {
   }
 
   /**
-   * Magic, session id and sequence number of an echo cut below the header
-   * but still holding them (12 bytes or more); `undefined` otherwise.
+   * Session id and sequence number of a datagram that starts with the
+   * magic and holds them (12 bytes or more, so an echo cut below the
+   * header too); `undefined` otherwise. The result is reused by the next
+   * call: a reply allocates nothing here.
    */
-  #shortId(data: Uint8Array): { session: number; seq: number } | undefined {
-    if (data.length < ID_BYTES) return undefined;
-    const view = new DataView(data.buffer, data.byteOffset, ID_BYTES);
-    if (view.getUint32(0) !== PROBE_MAGIC) return undefined;
-    return { session: view.getUint32(4), seq: view.getUint32(8) };
+  #readId(data: Uint8Array): { session: number; seq: number } | undefined {
+    if (data.length < ID_BYTES || readUint32(data, 0) !== PROBE_MAGIC) {
+      return undefined;
+    }
+    this.#id.session = readUint32(data, 4);
+    this.#id.seq = readUint32(data, 8);
+    return this.#id;
   }
 
   /**

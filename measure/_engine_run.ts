@@ -16,6 +16,12 @@ import {
 import { openSenderSockets } from "../io/sender.ts";
 import type { ProbeEvent, ProbeFormat } from "./_common.ts";
 import type { RunResult } from "./_summary.ts";
+import {
+  createEventChannel,
+  type EventChannel,
+  EventReader,
+  type EventsMessage,
+} from "./_engine_events.ts";
 
 /** Control flag bit: stop sending, wait for the replies due. */
 export const STOP = 1;
@@ -43,6 +49,8 @@ export interface EngineConfig {
   format?: EngineFormatConfig;
   /** An Int32Array's buffer: {@linkcode STOP} and {@linkcode ABORT} bits. */
   control: SharedArrayBuffer;
+  /** Where the events and the per-flow send counts go. */
+  channel: EventChannel;
 }
 
 /**
@@ -82,12 +90,7 @@ export type ReplyDetail = [flow: number, seq: number, detail: unknown];
 /** What the Worker posts. */
 export type EngineMessage =
   | { type: "started" }
-  | {
-    type: "events";
-    events: ProbeEvent[];
-    sent: number[];
-    details?: ReplyDetail[];
-  }
+  | EventsMessage
   | { type: "result"; result: RunResult }
   | { type: "failed"; message: string };
 
@@ -100,7 +103,7 @@ export class EngineStartError extends Error {
 export interface EngineRun extends
   Omit<
     EngineConfig,
-    "fds" | "locals" | "targetSockaddr" | "control" | "events"
+    "fds" | "locals" | "targetSockaddr" | "control" | "events" | "channel"
   > {
   flows: number;
   bind?: HostPort;
@@ -112,6 +115,8 @@ export interface EngineRun extends
   onDetail?: (flow: number, seq: number, detail: unknown) => void;
   /** Called once the Worker's loop runs. */
   onStarted?: () => void;
+  /** Events the ring between the threads holds (a power of two). */
+  eventRecords?: number;
 }
 
 const WORKER_URL = new URL("./_engine_worker.ts", import.meta.url);
@@ -145,6 +150,8 @@ export async function runOnEngine(run: EngineRun): Promise<RunResult> {
     signal?.addEventListener("abort", onAbort);
     let started = false;
     const sent = new Array<number>(run.flows).fill(0);
+    const channel = createEventChannel(run.flows, run.eventRecords);
+    const reader = new EventReader(channel);
     const done = Promise.withResolvers<RunResult>();
     const fail = (message: string) => {
       done.reject(
@@ -159,11 +166,12 @@ export async function runOnEngine(run: EngineRun): Promise<RunResult> {
           break;
         case "events":
           // Details first: an event's listener may look them up.
-          for (const [flow, seq, detail] of data.details ?? []) {
-            run.onDetail?.(flow, seq, detail);
+          for (const detail of data.details ?? []) {
+            const [flow, seq, value] = detail as ReplyDetail;
+            run.onDetail?.(flow, seq, value);
           }
-          for (const event of data.events) onEvent?.(event);
-          data.sent.forEach((total, flow) => {
+          reader.read(data, onEvent);
+          reader.sent.forEach((total, flow) => {
             for (; sent[flow]! < total; sent[flow]!++) {
               onSend?.(flow, sent[flow]!);
             }
@@ -198,6 +206,7 @@ export async function runOnEngine(run: EngineRun): Promise<RunResult> {
       events: onEvent !== undefined,
       format: run.format,
       control: control.buffer as SharedArrayBuffer,
+      channel,
     };
     worker.postMessage(config);
     return await done.promise;

@@ -8,36 +8,41 @@
  * as the socket path, and sends the main thread its events in batches and
  * the {@linkcode RunResult} of the same `summarizeRun` at the end.
  *
- * Round trips run from a CLOCK_REALTIME stamp right before `sendto` to the
- * kernel's CLOCK_REALTIME receive timestamp. When the realtime and monotonic
+ * Round trips run from a CLOCK_REALTIME stamp right before the `sendmmsg`
+ * that sends the probe to the kernel's CLOCK_REALTIME receive timestamp.
+ * Probes due together (a closed loop refilling its window, an open loop
+ * behind its schedule or at an interval of 0) leave in one call and share
+ * its stamp, the start of that call. When the realtime and monotonic
  * clocks disagree on how long passed between the send and the reply's
  * processing by more than {@linkcode CLOCK_STEP_TOLERANCE_MS}, the wall
  * clock stepped: the reply is marked `clockStep` and its RTT is the
  * monotonic one (send stamp to processing, a little longer than the wire).
  *
- * A probe format other than the plain probe (`--stamp`) is a module loaded
- * by URL (`EngineFormatModule`): it writes each probe, then its send time
- * from a CLOCK_REALTIME read right before `sendto`, and reports what each
- * reply said with the next batch of events (never a message per reply).
+ * A probe format other than the plain probe (`--stamp`) comes from
+ * `_engine_format.ts`; its probes leave one by one, each stamped right
+ * before its own `sendto`.
  *
  * @module
  */
 
 import { errorMessage } from "../net/address.ts";
 import { openSender, type SenderEngine } from "../io/sender.ts";
-import { encodeProbeInto, type ProbeHeader, verifyProbe } from "./probe.ts";
+import { encodeProbeInto } from "./probe.ts";
 import type { ProbeEvent } from "./_common.ts";
+import {
+  type FormatFactory,
+  formatsOf,
+  loadFormat,
+  sendFormatted,
+} from "./_engine_format.ts";
 import { type Arrival, ProbeBook, type ReplyTiming } from "./_book.ts";
 import { Times } from "./_times.ts";
 import { summarizeRun } from "./_summary.ts";
+import { createEventChannel, EventWriter } from "./_engine_events.ts";
 import {
   ABORT,
   type EngineConfig,
-  type EngineFormatContext,
-  type EngineFormatModule,
   type EngineMessage,
-  type EngineProbeFormat,
-  type ReplyDetail,
   STOP,
 } from "./_engine_run.ts";
 
@@ -51,15 +56,33 @@ export const CLOCK_STEP_TOLERANCE_MS = 1;
 const MAX_WAIT_MS = 20;
 /** Sleep in `ppoll` until this long before a send is due, then spin, in ms. */
 const SPIN_MS = 0.2;
-/** How often, at most, events go to the main thread, in ms. */
+/** How often, at most, the main thread hears of new events, in ms. */
 const FLUSH_INTERVAL_MS = 50;
-/** Events that, piled up, leave at once. */
-const FLUSH_EVENTS = 256;
+/** Events that, piled up, are announced at once. */
+const FLUSH_EVENTS = 1024;
+/**
+ * Events are announced only when the next send is at least this far off,
+ * in ms, so posting never delays a probe.
+ */
+const FLUSH_MARGIN_MS = 0.3;
+/**
+ * Events not announced this long, in ms, are announced before the wait
+ * whenever there is room: a loop that never rests after a reply (an
+ * interval below the spin) still drains the ring.
+ */
+const FLUSH_OVERDUE_MS = 2 * FLUSH_INTERVAL_MS;
 /** Open-loop rounds sent at most before replies and flags are looked at. */
 const MAX_ROUNDS_PER_TURN = 64;
+/**
+ * Probes one `sendmmsg` carries at most. Every probe of a batch carries the
+ * call's start as its send time, so a long batch adds the kernel's work on
+ * the probes before it to the last ones' round trips, and holds the
+ * server's replies back; short batches keep most of the saving in calls.
+ */
+const SEND_BATCH = 8;
 /** After a failed send, a closed loop pauses this long, in ms. */
 const SEND_ERROR_PAUSE_MS = 1;
-/** The header's send time: written by the sender right before `sendto`. */
+/** The header's send time: written by the sender right before `sendmmsg`. */
 const STAMP_OFFSET = 12;
 
 declare const self: {
@@ -87,19 +110,43 @@ class KernelTiming implements ReplyTiming {
   }
 }
 
-/** The factory of the run's probe format, when it has one. */
-type FormatFactory = (
-  flow: number,
-  context: EngineFormatContext,
-) => EngineProbeFormat;
+/** Rounds of the probe bookkeeping {@linkcode warmUp} runs. */
+const WARM_UP_ROUNDS = 4000;
+/**
+ * How long the Worker rests after its warm-up, in ms, so the optimising
+ * compiler's background jobs finish before the first send is due rather
+ * than compete with it for the CPU.
+ */
+const SETTLE_MS = 20;
 
-async function loadFormat(
+/**
+ * Runs the per-probe JavaScript (book, encode, verify, event ring) on
+ * throwaway state before the clock starts, so its compilation and the young
+ * heap's first collections happen here instead of stalling the first sends.
+ */
+function warmUp(
   config: EngineConfig,
-): Promise<FormatFactory | undefined> {
-  if (config.format === undefined) return undefined;
-  const { module, options } = config.format;
-  const loaded: EngineFormatModule = await import(module);
-  return (flow, context) => loaded.createEngineFormat(options[flow], context);
+  engine: SenderEngine,
+  control: Int32Array,
+): void {
+  const { size, session, target, timeoutMs } = config;
+  const writer = new EventWriter(createEventChannel(1, 4096), () => {});
+  const book = new ProbeBook(0, session, {
+    target,
+    timeoutMs,
+    onReply: (event) => writer.push(event),
+  });
+  const slot = new Uint8Array(size);
+  const arrival: Arrival = { fromTarget: true, now: 0, length: size };
+  for (let i = 0; i < WARM_UP_ROUNDS; i++) {
+    const seq = book.beginSend(size, i, i, i);
+    encodeProbeInto(slot, book.header(seq));
+    arrival.now = engine.monoNow();
+    engine.realNow();
+    book.handle(slot, arrival);
+  }
+  // Returns at once when a stop is already asked for.
+  Atomics.wait(control, 0, 0, SETTLE_MS);
 }
 
 function run(config: EngineConfig, format?: FormatFactory): void {
@@ -137,19 +184,17 @@ function runLoop(
     & { format?: FormatFactory },
 ): void {
   const { timeoutMs, count, durationMs, intervalMs, window } = pace;
-  let events: ProbeEvent[] = [];
-  const push = (event: ProbeEvent) => events.push(event);
-  const sentOk = config.fds.map(() => 0);
+  const writer = new EventWriter(
+    config.channel,
+    (message) => self.postMessage(message),
+  );
+  const push = (event: ProbeEvent) => writer.push(event);
+  const sentOk = writer.sent;
   let lastFlush = engine.monoNow();
-  let details: ReplyDetail[] = [];
-  const flush = () => {
-    self.postMessage({ type: "events", events, sent: sentOk, details });
-    events = [];
-    details = [];
-    lastFlush = engine.monoNow();
-  };
+  const flushDue = (now: number) =>
+    writer.unposted >= FLUSH_EVENTS || now - lastFlush >= FLUSH_INTERVAL_MS;
   const formats = formatsOf(pace.format, config.fds.length, {
-    details: () => details,
+    report: (flow, seq, detail) => writer.detail([flow, seq, detail]),
     arrivalEpochMs: () =>
       engine.realEpochMs(
         Number.isNaN(timing.arrivalReal) ? timing.nowReal : timing.arrivalReal,
@@ -173,46 +218,86 @@ function runLoop(
   const sentReal = books.map(() => new Times(config.ring));
   const timing = new KernelTiming(books, sentReal);
   const arrival: Arrival = { fromTarget: false, now: 0, timing };
-  // A cold encode and verify would land in probe 0's round trip.
-  const cold = new Uint8Array(size);
-  encodeProbeInto(cold, { session: config.session, seq: 0, sentAt: 0 });
-  verifyProbe(cold, { session: config.session, seq: 0, sentAt: 0 }, size);
+  warmUp(config, engine, control);
   let failure: string | undefined;
 
-  const sendProbe = (s: number, due?: number): boolean => {
+  const sendBatch = Math.min(SEND_BATCH, engine.sendBatchSize);
+  // Sends `k` probes of flow `s` (at most `sendBatch`) in as few
+  // system calls as the kernel allows; an open loop's are due `firstDue`
+  // and every interval after. Returns how many sends failed.
+  const sendProbes = (s: number, k: number, firstDue?: number): number => {
     const book = books[s]!;
-    const seq = book.beginSend(size, NaN, NaN, due);
     const format = formats?.[s];
-    let result: number;
-    let epoch: number;
-    if (format === undefined) {
-      encodeProbeInto(engine.sendSlot(s), book.header(seq));
-      result = engine.send(s, STAMP_OFFSET);
-      epoch = engine.realEpochMs(engine.sentReal);
-    } else {
-      ({ result, epoch } = sendFormatted(engine, format, {
-        s,
-        header: book.header(seq),
-      }));
+    if (format !== undefined) {
+      let failed = 0;
+      for (let j = 0; j < k; j++) {
+        const seq = book.beginSend(
+          size,
+          NaN,
+          NaN,
+          firstDue === undefined ? undefined : firstDue + j * intervalMs,
+        );
+        const { result, epoch } = sendFormatted(engine, format, {
+          s,
+          header: book.header(seq),
+        });
+        book.stamp(seq, engine.sentMono, epoch);
+        sentReal[s]!.set(seq, engine.sentReal);
+        if (result >= 0) sentOk[s]!++;
+        else {
+          book.sendFailed(seq, engine.describeErrno(-result));
+          failed++;
+        }
+      }
+      return failed;
     }
-    book.stamp(seq, engine.sentMono, epoch);
-    sentReal[s]!.set(seq, engine.sentReal);
-    if (result < 0) {
-      book.sendFailed(seq, engine.describeErrno(-result));
-      return false;
+    const first = book.sent;
+    for (let j = 0; j < k; j++) {
+      const seq = book.beginSend(
+        size,
+        NaN,
+        NaN,
+        firstDue === undefined ? undefined : firstDue + j * intervalMs,
+      );
+      encodeProbeInto(engine.sendSlot(s, j), book.header(seq));
     }
-    sentOk[s]!++;
-    return true;
+    let failed = 0;
+    for (let j = 0; j < k;) {
+      // One probe alone takes sendto: less for the kernel to copy in.
+      const result = k === 1
+        ? Math.min(engine.send(s, STAMP_OFFSET), 1)
+        : engine.sendBatch(s, j, k - j, STAMP_OFFSET);
+      const done = result > 0 ? result : 1;
+      const epochMs = engine.realEpochMs(engine.sentReal);
+      for (let i = j; i < j + done; i++) {
+        const seq = first + i;
+        book.stamp(seq, engine.sentMono, epochMs);
+        sentReal[s]!.set(seq, engine.sentReal);
+        if (result > 0) sentOk[s]!++;
+        else {
+          book.sendFailed(
+            seq,
+            result < 0 ? engine.describeErrno(-result) : "nothing sent",
+          );
+          failed++;
+        }
+      }
+      j += done;
+    }
+    return failed;
   };
-  const receiveAll = () => {
+  // Takes every datagram waiting; returns how many.
+  const receiveAll = (): number => {
+    let total = 0;
     for (let s = 0; s < books.length; s++) {
       for (;;) {
         const n = engine.receive(s);
         if (n < 0) {
           failure ??= `Cannot receive: ${engine.describeErrno(-n)}`;
-          return;
+          return total;
         }
         if (n === 0) break;
+        total += n;
         timing.flow = s;
         timing.nowMono = arrival.now = engine.monoNow();
         timing.nowReal = engine.realNow();
@@ -222,8 +307,11 @@ function runLoop(
           timing.arrivalReal = engine.arrivalReal(s, i);
           books[s]!.handle(engine.data(s, i), arrival);
         }
+        // A short batch emptied the socket: no need to ask again.
+        if (n < engine.receiveBatchSize) break;
       }
     }
+    return total;
   };
 
   self.postMessage({ type: "started" });
@@ -257,8 +345,16 @@ function runLoop(
       while (n < count && n * intervalMs < durationMs && n < last) {
         const due = start + n * intervalMs;
         if (due > now) break;
-        for (let s = 0; s < books.length; s++) sendProbe(s, due);
-        n++;
+        // Rounds due together (behind, or an interval of 0) share a call.
+        let k = 1;
+        const bound = Math.min(count, last);
+        while (
+          k < sendBatch && n + k < bound &&
+          (n + k) * intervalMs < durationMs &&
+          start + (n + k) * intervalMs <= now
+        ) k++;
+        for (let s = 0; s < books.length; s++) sendProbes(s, k, due);
+        n += k;
         now = engine.monoNow();
       }
       if (n >= count || n * intervalMs >= durationMs) {
@@ -283,7 +379,12 @@ function runLoop(
         while (
           now >= pauseUntil && book.inflight < window! && book.sent < count
         ) {
-          if (!sendProbe(s)) pauseUntil = now + SEND_ERROR_PAUSE_MS;
+          const k = Math.min(
+            window! - book.inflight,
+            count - book.sent,
+            sendBatch,
+          );
+          if (sendProbes(s, k) > 0) pauseUntil = now + SEND_ERROR_PAUSE_MS;
         }
         if (book.sent < count) full = false;
       }
@@ -316,13 +417,37 @@ function runLoop(
         break;
       }
     }
-    until = Math.min(until, lastFlush + FLUSH_INTERVAL_MS);
-    if (spin && until <= now) {
+    // Posting wakes the main thread, which then competes for a CPU: events
+    // are announced once replies are in (below), never right before a send
+    // is due unless the loop is behind anyway.
+    const sendAt = spin ? until : Infinity;
+    const behind = sendAt <= now;
+    const margin = Math.min(FLUSH_MARGIN_MS, intervalMs / 2);
+    const roomAt = (at: number) => behind || sendAt - at >= margin;
+    if (
+      roomAt(now) && now - lastFlush >= FLUSH_OVERDUE_MS && writer.flush()
+    ) lastFlush = now;
+    // Wake for the next announcement (one still unread puts it off) when
+    // that leaves room before the next send; it is a plain wait, no spin.
+    if (writer.unposted > 0) {
+      const flushAt = Math.max(lastFlush + FLUSH_INTERVAL_MS, now + 1);
+      if (flushAt < until && roomAt(flushAt + SPIN_MS)) {
+        until = flushAt;
+        spin = false;
+      }
+    }
+    if (behind) {
       // Behind the schedule: take the replies waiting, without blocking.
       if (engine.wait(now) > 0) receiveAll();
     } else if (spin && until - now <= SPIN_MS) {
-      // Replies meanwhile keep their kernel timestamps: spinning costs none.
+      // Replies keep their kernel timestamps, so spinning costs them none;
+      // the waiting ones are taken first, or an interval shorter than the
+      // spin would never read them.
+      receiveAll();
       engine.spinUntil(until);
+    } else if (window !== undefined && sending && receiveAll() > 0) {
+      // A closed loop under load finds replies waiting more often than not:
+      // take them and refill the window without a ppoll first.
     } else {
       const ready = engine.wait(spin ? until - SPIN_MS : until);
       if (ready > 0) receiveAll();
@@ -330,13 +455,11 @@ function runLoop(
         failure ??= `Cannot wait: ${engine.describeErrno(-ready)}`;
       }
     }
-    if (
-      events.length >= FLUSH_EVENTS || details.length >= FLUSH_EVENTS ||
-      engine.monoNow() - lastFlush >= FLUSH_INTERVAL_MS
-    ) flush();
+    now = engine.monoNow();
+    if (roomAt(now) && flushDue(now) && writer.flush()) lastFlush = now;
   }
   if (failure !== undefined) {
-    flush();
+    writer.flush(true);
     self.postMessage({ type: "failed", message: failure });
     return;
   }
@@ -352,44 +475,19 @@ function runLoop(
       ? books.length * 1000 / intervalMs
       : NaN,
     sendEnd,
-    onEvent: config.events ? push : undefined,
+    onEvent: config.events
+      ? (event) =>
+        writer.pushWaiting(
+          event,
+          () => (Atomics.load(control, 0) & ABORT) !== 0,
+        )
+      : undefined,
   });
-  flush();
-  self.postMessage({ type: "result", result: { ...result, io: "batch" } });
-}
-
-/** Each flow's format, reporting into the current batch of details. */
-function formatsOf(
-  factory: FormatFactory | undefined,
-  flows: number,
-  sink: { details(): ReplyDetail[]; arrivalEpochMs(): number },
-): EngineProbeFormat[] | undefined {
-  if (factory === undefined) return undefined;
-  return Array.from({ length: flows }, (_, flow) =>
-    factory(flow, {
-      arrivalEpochMs: sink.arrivalEpochMs,
-      report: (seq, detail) => sink.details().push([flow, seq, detail]),
-    }));
-}
-
-/**
- * Writes a probe of `format` into socket `s`'s slot and sends it: the send
- * time (T1) is read after the probe is written, right before `sendto`.
- */
-function sendFormatted(
-  engine: SenderEngine,
-  format: EngineProbeFormat,
-  probe: { s: number; header: ProbeHeader },
-): { result: number; epoch: number } {
-  const slot = engine.sendSlot(probe.s);
-  // A provisional time: the packet's own is written once it is complete.
-  format.encode(slot, {
-    ...probe.header,
-    sentAt: engine.realEpochMs(engine.realNow()),
+  writer.flush(true);
+  self.postMessage({
+    type: "result",
+    result: { ...result, io: "batch", eventsDropped: writer.dropped },
   });
-  const epoch = engine.realEpochMs(engine.realNow());
-  format.writeSendTime(slot, epoch);
-  return { result: engine.send(probe.s), epoch };
 }
 
 self.onmessage = async (event: MessageEvent<EngineConfig>) => {

@@ -14,7 +14,7 @@ export const IO_MODES = ["auto", "socket", "batch"] as const;
 /** A value of `--io`. */
 export type IoMode = (typeof IO_MODES)[number];
 /** The reason the start-up line gives for the kernel engine. */
-const BATCH_REASON = "sendto/recvmmsg with kernel timestamps";
+const BATCH_REASON = "sendmmsg/recvmmsg with kernel timestamps";
 
 /** The I/O a measurement runs on and why, as the `io:` line says. */
 export interface MeasureIo {

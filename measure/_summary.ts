@@ -78,7 +78,7 @@ export interface RunResult extends ReplyCounts {
   sendError?: string;
   /**
    * Round-trip times of first intact replies, in ms. The kernel engine
-   * measures each from a CLOCK_REALTIME stamp right before `sendto` to the
+   * measures each from a CLOCK_REALTIME stamp right before `sendmmsg` to the
    * kernel's receive timestamp (`SO_TIMESTAMPNS`), to the nanosecond; the
    * socket path from `performance.now()` around Deno's send and receive.
    */
@@ -103,6 +103,13 @@ export interface RunResult extends ReplyCounts {
    * Absent means 0.
    */
   clockSteps?: number;
+  /**
+   * Kernel engine only: events (replies, lost probes, failed sends) not
+   * handed to `onEvent` because the main thread fell behind the Worker
+   * (such as `--ndjson` into a slow pipe). The counts above are exact
+   * whatever this says. Absent means 0.
+   */
+  eventsDropped?: number;
   /** What carried the datagrams: Deno's sockets or the kernel engine. */
   io?: "socket" | "batch";
 }

@@ -221,6 +221,8 @@ export function formatRunSummary(
     `${result.inFlight} in flight when cut short`,
     (result.clockSteps ?? 0) > 0 &&
     `${result.clockSteps} across a clock step (monotonic RTT)`,
+    (result.eventsDropped ?? 0) > 0 &&
+    `${result.eventsDropped} events not shown (output fell behind)`,
   ].filter(Boolean);
   if (extras.length > 0) lines.push(extras.join(", "));
   lines.push(...summaryTable(result.rttMs));

@@ -15,7 +15,7 @@ import { lossPercent, type Mode } from "./report.ts";
  * Names the JSON format and its version: a new field bumps the minor
  * version, a renamed or removed one the major. 1.1 added `send_errors`,
  * `send_error`, the `send_error` event, `in_flight` and the send-rate check;
- * 1.2 added `io`, `clock_steps`, the reply event's `clock_step`, and
+ * 1.2 added `io`, `clock_steps`, `events_dropped`, the reply event's `clock_step`, and
  * `p50`, `p99` and `largest_burst` in `schedule_error_ms`.
  */
 export const JSON_SCHEMA = "udp-echo.measure/1.2";
@@ -92,6 +92,7 @@ export function runJson(
       }
       : null,
     clock_steps: result.clockSteps ?? 0,
+    events_dropped: result.eventsDropped ?? 0,
     io: options.io ?? null,
     send_rate: { pps: result.sendRate.pps, bps: result.sendRate.bps },
     echo_rate: { pps: result.echoRate.pps, bps: result.echoRate.bps },

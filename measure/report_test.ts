@@ -316,3 +316,21 @@ Deno.test("send errors show in the text summary, the JSON document and the event
     "20 bytes (try 2/3): not sent",
   );
 });
+
+Deno.test("dropped events show in the text summary and as events_dropped, 0 when none", () => {
+  const quiet = JSON.parse(toJson(runJson(runResult(), "load", {})));
+  equal(quiet.events_dropped, 0);
+  equal(
+    formatRunSummary(runResult(), "load").some((line) =>
+      line.includes("not shown")
+    ),
+    false,
+  );
+  const behind = { ...runResult(), eventsDropped: 42 };
+  equal(JSON.parse(toJson(runJson(behind, "load", {}))).events_dropped, 42);
+  ok(
+    formatRunSummary(behind, "load").some((line) =>
+      line.includes("42 events not shown (output fell behind)")
+    ),
+  );
+});

@@ -1,0 +1,73 @@
+/**
+ * A probe format other than the plain probe (`--stamp`) in the engine's
+ * Worker: loaded by URL (`EngineFormatModule`), it writes each probe, then
+ * its send time from a CLOCK_REALTIME read right before `sendto`, and
+ * reports what each reply said with the next batch of events (never a
+ * message per reply).
+ *
+ * @module
+ */
+
+import type { SenderEngine } from "../io/sender.ts";
+import type { ProbeHeader } from "./probe.ts";
+import type {
+  EngineConfig,
+  EngineFormatContext,
+  EngineFormatModule,
+  EngineProbeFormat,
+} from "./_engine_run.ts";
+
+/** The factory of the run's probe format, when it has one. */
+export type FormatFactory = (
+  flow: number,
+  context: EngineFormatContext,
+) => EngineProbeFormat;
+
+/** Imports the run's format module; `undefined` for the plain probe. */
+export async function loadFormat(
+  config: EngineConfig,
+): Promise<FormatFactory | undefined> {
+  if (config.format === undefined) return undefined;
+  const { module, options } = config.format;
+  const loaded: EngineFormatModule = await import(module);
+  return (flow, context) => loaded.createEngineFormat(options[flow], context);
+}
+
+/** Each flow's format, its reply details handed to `report`. */
+export function formatsOf(
+  factory: FormatFactory | undefined,
+  flows: number,
+  sink: {
+    report(flow: number, seq: number, detail: unknown): void;
+    arrivalEpochMs(): number;
+  },
+): EngineProbeFormat[] | undefined {
+  if (factory === undefined) return undefined;
+  return Array.from({ length: flows }, (_, flow) =>
+    factory(flow, {
+      arrivalEpochMs: sink.arrivalEpochMs,
+      report: (seq, detail) => sink.report(flow, seq, detail),
+    }));
+}
+
+/**
+ * Writes a probe of `format` into socket `s`'s first send slot and sends
+ * it alone: the send time (T1) is read after the probe is written, right
+ * before `sendto`. Returns the send's result (negative errno on failure)
+ * and T1 in ms since the epoch.
+ */
+export function sendFormatted(
+  engine: SenderEngine,
+  format: EngineProbeFormat,
+  probe: { s: number; header: ProbeHeader },
+): { result: number; epoch: number } {
+  const slot = engine.sendSlot(probe.s, 0);
+  // A provisional time: the packet's own is written once it is complete.
+  format.encode(slot, {
+    ...probe.header,
+    sentAt: engine.realEpochMs(engine.realNow()),
+  });
+  const epoch = engine.realEpochMs(engine.realNow());
+  format.writeSendTime(slot, epoch);
+  return { result: engine.send(probe.s), epoch };
+}
