@@ -197,12 +197,15 @@ export function summarizeRun(
   const actual = timed
     ? flows.flatMap((flow) => [...flow.sentAt.slice(flow.sent)])
     : [];
-  const firstSend = Math.min(...flows.map((flow) => flow.sentAt.get(0)));
-  const lastSend = Math.max(
-    ...flows.map((flow) => flow.sentAt.get(flow.sent - 1)),
+  // A flow that sent nothing, or got no reply, has no time to add.
+  const firstSend = extreme(Math.min, flows, (flow) => flow.sentAt.get(0));
+  const lastSend = extreme(
+    Math.max,
+    flows,
+    (flow) => flow.sentAt.get(flow.sent - 1),
   );
-  const firstReply = Math.min(...flows.map((flow) => flow.firstReplyAt));
-  const lastReply = Math.max(...flows.map((flow) => flow.lastReplyAt));
+  const firstReply = extreme(Math.min, flows, (flow) => flow.firstReplyAt);
+  const lastReply = extreme(Math.max, flows, (flow) => flow.lastReplyAt);
   const counts = addCounts(flowResults);
   return {
     target,
@@ -228,4 +231,14 @@ export function summarizeRun(
     rtts,
     clockSteps: flows.reduce((sum, flow) => sum + flow.clockSteps, 0),
   };
+}
+
+/** The smallest or largest of `time` over the flows that have one; NaN if none does. */
+function extreme(
+  pick: (...values: number[]) => number,
+  flows: ProbeBook[],
+  time: (flow: ProbeBook) => number,
+): number {
+  const known = flows.map(time).filter((value) => !Number.isNaN(value));
+  return known.length === 0 ? NaN : pick(...known);
 }

@@ -30,6 +30,59 @@ function startEcho(hostname = "127.0.0.1") {
   };
 }
 
+/**
+ * An echo peer of our own that answers only the first source port it hears
+ * from, so every other flow of a run gets no reply at all.
+ */
+function startOnePortEcho() {
+  const conn = Deno.listenDatagram({
+    transport: "udp",
+    hostname: "127.0.0.1",
+    port: 0,
+  });
+  let answered: number | undefined;
+  const loop = (async () => {
+    try {
+      for await (const [data, from] of conn) {
+        const { port } = from as Deno.NetAddr;
+        answered ??= port;
+        if (port === answered) await conn.send(data, from);
+      }
+    } catch {
+      // Closed.
+    }
+  })();
+  return {
+    target: {
+      hostname: "127.0.0.1",
+      port: (conn.addr as Deno.NetAddr).port,
+      family: "IPv4",
+    } as ResolvedAddress,
+    async [Symbol.asyncDispose]() {
+      conn.close();
+      await loop;
+    },
+  };
+}
+
+for (const io of IO_MODES) {
+  Deno.test(`runProbes() gives the echo rate when a flow gets no reply [${io}]`, async () => {
+    await using echo = startOnePortEcho();
+    const result = await runProbes({
+      io,
+      target: echo.target,
+      flows: 2,
+      count: 5,
+      intervalMs: 5,
+      timeoutMs: 200,
+    });
+    equal(result.received, 5);
+    equal(result.lost, 5);
+    ok(result.echoRate.pps > 0, `echo rate ${result.echoRate.pps}`);
+    ok(result.sendRate.pps > 0, `send rate ${result.sendRate.pps}`);
+  });
+}
+
 /** Faults at fixed request numbers, far enough apart not to interact. */
 const MIXED_FAULTS: FaultRule[] = [
   { select: at(3, 7), action: { type: "drop" } },
