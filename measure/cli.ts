@@ -44,6 +44,7 @@ import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError } from "../cli/flags.ts";
 import { createStatusLine } from "../cli/output.ts";
 import { chooseMeasureIo, type MeasureIo } from "./_io.ts";
 
+import { PROBE_HEADER_SIZE } from "./probe.ts";
 import type { StampRun } from "./stamp_report.ts";
 import {
   asUsage,
@@ -219,7 +220,7 @@ export async function runMeasurement(
     if (mode === "sweep") {
       if (output === "text" && !quiet) {
         print(
-          `SWEEP ${from}: largest intact payload from 1 to the ${target.family} limit, up to ${SWEEP_TRIES} tries per size`,
+          `SWEEP ${from}: largest intact payload from ${PROBE_HEADER_SIZE} to the ${target.family} limit, up to ${SWEEP_TRIES} tries per size`,
         );
         print(`io: socket (the sweep runs on sockets)`);
       }
