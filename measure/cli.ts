@@ -307,12 +307,13 @@ export async function runMeasurement(
       if (!quiet) print("");
       for (const line of formatRunSummary(result, mode)) print(line);
       if (stamp) {
-        const { formatStampSummary } = await import("./stamp_report.ts");
-        for (
-          const line of formatStampSummary(
-            stamp.summary(result, options.target),
-          )
-        ) print(line);
+        const { formatStampSummary, stampWarning } = await import(
+          "./stamp_report.ts"
+        );
+        const summary = stamp.summary(result, options.target);
+        const warning = stampWarning(summary, from);
+        if (warning !== undefined) out.error(new Error(warning));
+        for (const line of formatStampSummary(summary)) print(line);
       }
     } else {
       const document = runJson(result, mode, { settings, io });
