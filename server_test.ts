@@ -409,7 +409,7 @@ Deno.test("server.ts exits 2 with one error line on bad usage", async () => {
     [["-p"], "error: cannot use --port: it needs a value\n"],
     [
       ["--io", "fast"],
-      'error: cannot use --io "fast": expected auto or socket or batch\n',
+      'error: cannot use --io "fast": expected auto, socket or batch\n',
     ],
   ];
   for (const [args, expected] of cases) {

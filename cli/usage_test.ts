@@ -457,7 +457,7 @@ Deno.test("server.ts refuses bad --io usage with one line and exit 2", async () 
   await refuses("server.ts", [
     [
       ["--io", "fast"],
-      'error: cannot use --io "fast": expected auto or socket or batch',
+      'error: cannot use --io "fast": expected auto, socket or batch',
     ],
   ]);
 });
