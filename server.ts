@@ -133,7 +133,7 @@ Options:
                           is not scoped to hosts, else socket, and says which
       --stamp             answer as a STAMP Session-Reflector (RFC 8762, RFC 8972)
                           instead of echoing; shorter than 44 bytes: no reply.
-                          Runs on the socket backend for now
+                          Runs on either backend; only batch reads the TTL
       --stamp-stateful    with --stamp: a reflector sequence counter per session
                           (sender address, port and SSID), for directional loss
       --stamp-ptp         with --stamp: PTPv2 timestamps instead of NTP

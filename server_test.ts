@@ -593,3 +593,9 @@ Deno.test("server.ts warns that --burst and --max-sources do nothing without a r
   );
   equal((await limited.stop()).stderr, "");
 });
+
+Deno.test("server.ts --help says --stamp runs on either backend", async () => {
+  const { stdout } = await runScript("server.ts", ["--help"]);
+  match(stdout, /--stamp .*\n.*\n.*Runs on either backend/);
+  equal(stdout.includes("for now"), false);
+});
