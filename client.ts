@@ -343,13 +343,14 @@ interface ClientCommand {
 function parseCommand(args: string[], out: Output): ClientCommand | number {
   const { values: flags, positionals: words } = parseFlags(args, FLAGS);
   // Help and version answer even when other values are wrong.
+  // A full disk fails these as it fails any other mode: exit 1.
   if (flags.help) {
     out.line(USAGE);
-    return EXIT_OK;
+    return out.closed ? EXIT_FAILURE : EXIT_OK;
   }
   if (flags.version) {
     out.line(`udp-echo client ${VERSION}`);
-    return EXIT_OK;
+    return out.closed ? EXIT_FAILURE : EXIT_OK;
   }
   const mode = measurementMode(flags);
   if (mode !== undefined && words.length > 0) {

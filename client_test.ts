@@ -592,3 +592,32 @@ Deno.test("client.ts - through a path that delivers every echo twice gives each 
   equal(code, 0);
   equal(relay.stats.duplicated, 3);
 });
+
+Deno.test("client.ts and server.ts --help and -V into a full disk exit 1 with one error line", async () => {
+  for (const script of ["client.ts", "server.ts"]) {
+    for (const flag of ["--help", "-V"]) {
+      const { code, stderr } = await new Deno.Command("sh", {
+        args: [
+          "-c",
+          'exec "$0" "$@" >/dev/full',
+          Deno.execPath(),
+          "run",
+          "--allow-net",
+          script,
+          flag,
+        ],
+        cwd: ROOT,
+        stdin: "null",
+        env: { NO_COLOR: "1" },
+      }).output();
+      const text = new TextDecoder().decode(stderr);
+      const what = `${script} ${flag}: ${text}`;
+      equal(code, 1, what);
+      equal(
+        text,
+        "error: cannot write to standard output: no space left on device\n",
+        what,
+      );
+    }
+  }
+});

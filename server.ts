@@ -190,6 +190,8 @@ const RANGES = {
  * lines are dropped and counted (`log_lines_dropped`).
  */
 const STDOUT_QUEUE_BYTES = 1024 * 1024;
+/** How long --help and --version wait for their line to be written, in ms. */
+const ANSWER_DRAIN_MS = 1000;
 
 /** Starts the `--metrics` endpoint for `server`; throws as `serveMetrics` does. */
 async function serveServerMetrics(
@@ -221,6 +223,19 @@ function announceMetrics(
       })
       : `serving metrics on ${url}`,
   );
+}
+
+/**
+ * Prints the answer to --help or --version: exit 0, or 1 when standard
+ * output failed (a full disk), as in every other mode.
+ */
+async function answer(
+  out: ReturnType<typeof createOutput>,
+  text: string,
+): Promise<number> {
+  out.line(text);
+  await out.flush(ANSWER_DRAIN_MS);
+  return out.closed ? EXIT_FAILURE : EXIT_OK;
 }
 
 function parseIo(text: string): IoMode {
@@ -281,13 +296,9 @@ async function main(args: string[]): Promise<number> {
     const parsed = parseFlags(args, FLAGS);
     flags = parsed.values;
     // Help and version answer even when other values are wrong.
-    if (flags.help) {
-      out.line(USAGE);
-      return EXIT_OK;
-    }
+    if (flags.help) return await answer(out, USAGE);
     if (flags.version) {
-      out.line(`udp-echo server ${VERSION}`);
-      return EXIT_OK;
+      return await answer(out, `udp-echo server ${VERSION}`);
     }
     refuseArguments(parsed.positionals);
     hostnames = [
