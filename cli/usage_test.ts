@@ -318,6 +318,23 @@ Deno.test("client.ts refuses bad --max-loss usage with one line and exit 2", asy
   ]);
 });
 
+Deno.test("client.ts refuses bad --stamp-tlv usage with one line and exit 2", async () => {
+  await refuses("client.ts", [
+    [
+      ["--stamp", "--stamp-tlv", ""],
+      'error: cannot use --stamp-tlv "": expected location or timestamp-info',
+    ],
+    [
+      ["--stamp", "--stamp-tlv", "location,"],
+      'error: cannot use --stamp-tlv "": expected location or timestamp-info',
+    ],
+    [
+      ["--stamp", "--stamp-tlv", "location,location", "-s", "200"],
+      'error: cannot use --stamp-tlv "location,location": location is given twice',
+    ],
+  ]);
+});
+
 Deno.test("server.ts refuses bad --port usage with one line and exit 2", async () => {
   await refuses("server.ts", [
     [

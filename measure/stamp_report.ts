@@ -99,13 +99,19 @@ export function stampRunOf(
   values: { "stamp-tlv"?: string; ssid?: string },
   size: number,
 ): StampRun {
-  const tlvs = (values["stamp-tlv"] ?? "").split(",").filter((t) => t !== "");
-  for (const tlv of tlvs) {
+  const text = values["stamp-tlv"];
+  const tlvs = text === undefined ? [] : text.split(",");
+  for (const [k, tlv] of tlvs.entries()) {
     if (!(REQUEST_TLVS as readonly string[]).includes(tlv)) {
       throw new UsageError(
         `Cannot use --stamp-tlv "${tlv}": expected ${
           REQUEST_TLVS.join(" or ")
         }`,
+      );
+    }
+    if (tlvs.indexOf(tlv) !== k) {
+      throw new UsageError(
+        `Cannot use --stamp-tlv "${text}": ${tlv} is given twice`,
       );
     }
   }
