@@ -248,12 +248,19 @@ function parseCidrs(
   flag: string,
 ): string[] | undefined {
   for (const text of texts ?? []) {
+    let cidr;
     try {
-      parseCidr(text);
+      cidr = parseCidr(text);
     } catch (error) {
       throw new UsageError(
         `Cannot use ${flag} "${text}": expected an IPv4 or IPv6 address or CIDR, such as 10.0.0.0/8`,
         { cause: error },
+      );
+    }
+    // 10.0.0.1/8 is most likely a typo for one host or for the network.
+    if (cidr.hostBits) {
+      throw new UsageError(
+        `Cannot use ${flag} "${text}": host bits are set; did you mean ${cidr.network}?`,
       );
     }
   }
