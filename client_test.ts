@@ -621,3 +621,24 @@ Deno.test("client.ts and server.ts --help and -V into a full disk exit 1 with on
     }
   }
 });
+
+Deno.test("client.ts stopped by SIGINT while awaiting an echo exits 1, not 130", async () => {
+  // A socket that never answers.
+  const silent = Deno.listenDatagram({
+    transport: "udp",
+    hostname: "127.0.0.1",
+    port: 0,
+  });
+  const port = (silent.addr as Deno.NetAddr).port;
+  const child = spawnScript("client.ts", ["-p", `${port}`, "-t", "5000", "hi"]);
+  const stdout = new Response(child.stdout).text();
+  const stderr = new Response(child.stderr).text();
+  // Let it reach the wait: the signal listener is set by then.
+  await new Promise((resolve) => setTimeout(resolve, 1000));
+  child.kill("SIGINT");
+  const { code } = await child.status;
+  equal(code, 1);
+  match(await stdout, /waiting to receive\nclosing socket\n$/);
+  silent.close();
+  equal(await stderr, "error: cannot wait for the echo: stopped\n");
+});
