@@ -592,3 +592,53 @@ Deno.test("client.ts - through a path that delivers every echo twice gives each 
   equal(code, 0);
   equal(relay.stats.duplicated, 3);
 });
+
+Deno.test("client.ts and server.ts --help and -V into a full disk exit 1 with one error line", async () => {
+  for (const script of ["client.ts", "server.ts"]) {
+    for (const flag of ["--help", "-V"]) {
+      const { code, stderr } = await new Deno.Command("sh", {
+        args: [
+          "-c",
+          'exec "$0" "$@" >/dev/full',
+          Deno.execPath(),
+          "run",
+          "--allow-net",
+          script,
+          flag,
+        ],
+        cwd: ROOT,
+        stdin: "null",
+        env: { NO_COLOR: "1" },
+      }).output();
+      const text = new TextDecoder().decode(stderr);
+      const what = `${script} ${flag}: ${text}`;
+      equal(code, 1, what);
+      equal(
+        text,
+        "error: cannot write to standard output: no space left on device\n",
+        what,
+      );
+    }
+  }
+});
+
+Deno.test("client.ts stopped by SIGINT while awaiting an echo exits 1, not 130", async () => {
+  // A socket that never answers.
+  const silent = Deno.listenDatagram({
+    transport: "udp",
+    hostname: "127.0.0.1",
+    port: 0,
+  });
+  const port = (silent.addr as Deno.NetAddr).port;
+  const child = spawnScript("client.ts", ["-p", `${port}`, "-t", "5000", "hi"]);
+  const stdout = new Response(child.stdout).text();
+  const stderr = new Response(child.stderr).text();
+  // Let it reach the wait: the signal listener is set by then.
+  await new Promise((resolve) => setTimeout(resolve, 1000));
+  child.kill("SIGINT");
+  const { code } = await child.status;
+  equal(code, 1);
+  match(await stdout, /waiting to receive\nclosing socket\n$/);
+  silent.close();
+  equal(await stderr, "error: cannot wait for the echo: stopped\n");
+});

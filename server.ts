@@ -133,7 +133,7 @@ Options:
                           is not scoped to hosts, else socket, and says which
       --stamp             answer as a STAMP Session-Reflector (RFC 8762, RFC 8972)
                           instead of echoing; shorter than 44 bytes: no reply.
-                          Runs on the socket backend for now
+                          Runs on either backend; only batch reads the TTL
       --stamp-stateful    with --stamp: a reflector sequence counter per session
                           (sender address, port and SSID), for directional loss
       --stamp-ptp         with --stamp: PTPv2 timestamps instead of NTP
@@ -190,6 +190,8 @@ const RANGES = {
  * lines are dropped and counted (`log_lines_dropped`).
  */
 const STDOUT_QUEUE_BYTES = 1024 * 1024;
+/** How long --help and --version wait for their line to be written, in ms. */
+const ANSWER_DRAIN_MS = 1000;
 
 /** Starts the `--metrics` endpoint for `server`; throws as `serveMetrics` does. */
 async function serveServerMetrics(
@@ -223,6 +225,19 @@ function announceMetrics(
   );
 }
 
+/**
+ * Prints the answer to --help or --version: exit 0, or 1 when standard
+ * output failed (a full disk), as in every other mode.
+ */
+async function answer(
+  out: ReturnType<typeof createOutput>,
+  text: string,
+): Promise<number> {
+  out.line(text);
+  await out.flush(ANSWER_DRAIN_MS);
+  return out.closed ? EXIT_FAILURE : EXIT_OK;
+}
+
 function parseIo(text: string): IoMode {
   return parseChoice(text, "--io", IO_MODES);
 }
@@ -233,12 +248,19 @@ function parseCidrs(
   flag: string,
 ): string[] | undefined {
   for (const text of texts ?? []) {
+    let cidr;
     try {
-      parseCidr(text);
+      cidr = parseCidr(text);
     } catch (error) {
       throw new UsageError(
         `Cannot use ${flag} "${text}": expected an IPv4 or IPv6 address or CIDR, such as 10.0.0.0/8`,
         { cause: error },
+      );
+    }
+    // 10.0.0.1/8 is most likely a typo for one host or for the network.
+    if (cidr.hostBits) {
+      throw new UsageError(
+        `Cannot use ${flag} "${text}": host bits are set; did you mean ${cidr.network}?`,
       );
     }
   }
@@ -281,13 +303,9 @@ async function main(args: string[]): Promise<number> {
     const parsed = parseFlags(args, FLAGS);
     flags = parsed.values;
     // Help and version answer even when other values are wrong.
-    if (flags.help) {
-      out.line(USAGE);
-      return EXIT_OK;
-    }
+    if (flags.help) return await answer(out, USAGE);
     if (flags.version) {
-      out.line(`udp-echo server ${VERSION}`);
-      return EXIT_OK;
+      return await answer(out, `udp-echo server ${VERSION}`);
     }
     refuseArguments(parsed.positionals);
     hostnames = [

@@ -409,7 +409,7 @@ Deno.test("server.ts exits 2 with one error line on bad usage", async () => {
     [["-p"], "error: cannot use --port: it needs a value\n"],
     [
       ["--io", "fast"],
-      'error: cannot use --io "fast": expected auto or socket or batch\n',
+      'error: cannot use --io "fast": expected auto, socket or batch\n',
     ],
   ];
   for (const [args, expected] of cases) {
@@ -592,4 +592,10 @@ Deno.test("server.ts warns that --burst and --max-sources do nothing without a r
     ["-H", "127.0.0.1", "-p", "0", "-q", "--burst", "5", "--rate", "10"],
   );
   equal((await limited.stop()).stderr, "");
+});
+
+Deno.test("server.ts --help says --stamp runs on either backend", async () => {
+  const { stdout } = await runScript("server.ts", ["--help"]);
+  match(stdout, /--stamp .*\n.*\n.*Runs on either backend/);
+  equal(stdout.includes("for now"), false);
 });

@@ -122,6 +122,13 @@ export function parseNumberFlag<K extends string>(
     : undefined;
 }
 
+/** Lists choices the way every message does: "auto, socket or batch". */
+function listOf(choices: readonly string[]): string {
+  return choices.length < 2
+    ? choices.join("")
+    : `${choices.slice(0, -1).join(", ")} or ${choices.at(-1)}`;
+}
+
 /**
  * Parses the value of `flag` as one of `choices`; throws a
  * {@linkcode UsageError} for any other text.
@@ -133,7 +140,7 @@ export function parseChoice<T extends string>(
 ): T {
   if (!(choices as readonly string[]).includes(text)) {
     throw new UsageError(
-      `Cannot use ${flag} "${text}": expected ${choices.join(" or ")}`,
+      `Cannot use ${flag} "${text}": expected ${listOf(choices)}`,
     );
   }
   return text as T;

@@ -318,6 +318,23 @@ Deno.test("client.ts refuses bad --max-loss usage with one line and exit 2", asy
   ]);
 });
 
+Deno.test("client.ts refuses bad --stamp-tlv usage with one line and exit 2", async () => {
+  await refuses("client.ts", [
+    [
+      ["--stamp", "--stamp-tlv", ""],
+      'error: cannot use --stamp-tlv "": expected location or timestamp-info',
+    ],
+    [
+      ["--stamp", "--stamp-tlv", "location,"],
+      'error: cannot use --stamp-tlv "": expected location or timestamp-info',
+    ],
+    [
+      ["--stamp", "--stamp-tlv", "location,location", "-s", "200"],
+      'error: cannot use --stamp-tlv "location,location": location is given twice',
+    ],
+  ]);
+});
+
 Deno.test("server.ts refuses bad --port usage with one line and exit 2", async () => {
   await refuses("server.ts", [
     [
@@ -411,6 +428,14 @@ Deno.test("server.ts refuses bad --allow usage with one line and exit 2", async 
       ["--allow", "10.0.0.0/33"],
       'error: cannot use --allow "10.0.0.0/33": expected an IPv4 or IPv6 address or CIDR, such as 10.0.0.0/8',
     ],
+    [
+      ["--allow", "10.0.0.1/8"],
+      'error: cannot use --allow "10.0.0.1/8": host bits are set; did you mean 10.0.0.0/8?',
+    ],
+    [
+      ["--allow", "[2001:db8:0:0:1::1]/64"],
+      'error: cannot use --allow "[2001:db8:0:0:1::1]/64": host bits are set; did you mean 2001:db8::/64?',
+    ],
   ]);
 });
 
@@ -419,6 +444,10 @@ Deno.test("server.ts refuses bad --deny usage with one line and exit 2", async (
     [
       ["--deny", "example.com"],
       'error: cannot use --deny "example.com": expected an IPv4 or IPv6 address or CIDR, such as 10.0.0.0/8',
+    ],
+    [
+      ["--deny", "192.168.1.77/24"],
+      'error: cannot use --deny "192.168.1.77/24": host bits are set; did you mean 192.168.1.0/24?',
     ],
   ]);
 });
@@ -457,7 +486,7 @@ Deno.test("server.ts refuses bad --io usage with one line and exit 2", async () 
   await refuses("server.ts", [
     [
       ["--io", "fast"],
-      'error: cannot use --io "fast": expected auto or socket or batch',
+      'error: cannot use --io "fast": expected auto, socket or batch',
     ],
   ]);
 });

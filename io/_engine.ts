@@ -3,24 +3,23 @@
  * many datagrams per system call, on a socket opened by `_bind.ts`.
  *
  * Memory safety is by construction. Every byte the kernel reads or writes
- * (message headers, iovecs, socket addresses, control messages, payload
- * slots) lives in one
- * ArrayBuffer that is allocated once per socket, is large enough that V8 keeps
- * it outside the garbage-collected heap (so it never moves), is referenced by
- * the engine for its whole life, and whose address is taken once. The hot
- * loop writes only numbers into that buffer and allocates nothing per
- * datagram, so garbage collection has nothing to move or free under the
- * kernel. A receive blocked in the kernel is woken by `shutdown(2)` (with a
- * receive timeout as a backstop) and the socket is closed only after the
- * last system call has returned.
+ * (message headers, iovecs, socket addresses, control messages, payload slots)
+ * lives in one ArrayBuffer that is allocated once per socket, is large enough
+ * that V8 keeps it outside the garbage-collected heap (so it never moves), is
+ * referenced by the engine for its whole life, and whose address is taken
+ * once. The hot loop writes only numbers into that buffer and allocates
+ * nothing per datagram, so garbage collection has nothing to move or free
+ * under the kernel. A receive blocked in the kernel is woken by `shutdown(2)`
+ * (with a receive timeout as a backstop) and the socket is closed only after
+ * the last system call has returned.
  *
  * Each datagram's destination comes with it as a control message
- * (`_pktinfo.ts`): a reply leaves from the address the request was sent
- * to, even on a wildcard socket, and a datagram sent to a broadcast or
- * multicast address is dropped (`not-unicast`) before any decide hook.
- * A reflect hook (`_decide.ts`) may then rewrite a datagram into its reply
- * in place, seeing its kernel receive time and TTL, and stamp each reply
- * right before the `sendmmsg` that carries it.
+ * (`_pktinfo.ts`): a reply leaves from the address the request was sent to,
+ * even on a wildcard socket, and a datagram sent to a broadcast or multicast
+ * address is dropped (`not-unicast`) before any decide hook. A reflect hook
+ * (`_decide.ts`) may then rewrite a datagram into its reply in place, seeing
+ * its kernel receive time and TTL, and stamp each reply right before the
+ * `sendmmsg` that carries it.
  *
  * @module
  */
@@ -190,8 +189,7 @@ export class BatchEngine {
     this.#datagramEvents = options.datagramEvents === true &&
       options.onEvent !== undefined;
     this.#ipv6 = options.family === "IPv6";
-    // Formatting the destination costs a lookup: only a hook that reads it
-    // pays for it.
+    // Formatting the destination costs a lookup: only hooks that read it pay.
     const destination = () => this.#destination();
     this.#facts = newDatagramFacts(options, destination);
 
@@ -376,8 +374,7 @@ export class BatchEngine {
       const h = (i * MMSGHDR_SIZE) >> 2;
       const size = u32[h + 14]!; // msg_len
       const namelen = u32[h + 2]!;
-      // After shutdown() the kernel reports empty entries with no source;
-      // a real datagram, even a zero-length one, always has an address.
+      // After shutdown() empty entries have no source; a datagram always has.
       if (namelen === 0) continue;
       const addr = this.#addrOffset + i * SOCKADDR_SIZE;
       counts[C_RECEIVED]!++;
@@ -457,8 +454,8 @@ export class BatchEngine {
       const errno = lastErrno(this.#libc);
       if (errno === EINTR) continue;
       if (errno === EPIPE) {
-        // The server is stopping: these echoes were cut off, not failed.
-        this.#cutOff(kept - sent);
+        // Stopping cut these echoes off: drops with their events, not failures.
+        this.#cutOff(sent, kept);
         break;
       }
       // The first message of the rest failed: count it, skip it, go on.
@@ -480,9 +477,12 @@ export class BatchEngine {
     });
   }
 
-  #cutOff(count: number): void {
-    this.counts[C_DROPPED]! += count;
-    this.droppedBy.shutdown = (this.droppedBy.shutdown ?? 0) + count;
+  #cutOff(from: number, to: number): void {
+    this.counts[C_DROPPED]! += to - from;
+    this.droppedBy.shutdown = (this.droppedBy.shutdown ?? 0) + to - from;
+    for (let j = from; j < to && this.#datagramEvents; j++) {
+      this.#datagramEvent(this.#keptSlot[j]!, this.#keptSize[j]!, "shutdown");
+    }
   }
 
   #sendFailed(i: number, errno: number): void {

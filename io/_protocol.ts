@@ -9,10 +9,14 @@
  */
 
 import type { AddressFamily } from "../net/address.ts";
-import type { DropReason } from "../policy/policy.ts";
 import { errnoError } from "./_libc.ts";
 import type { Counters } from "./_shared.ts";
-import type { DropCounts, IoOperation, ServerEvent } from "./types.ts";
+import type {
+  DropCause,
+  DropCounts,
+  IoOperation,
+  ServerEvent,
+} from "./types.ts";
 
 /** Indices into the shared counter array. */
 export const C_RECEIVED = 0;
@@ -174,7 +178,7 @@ export function toServerEvent(
         from: netAddr(event.hostname, event.port),
         local,
         data: event.data,
-        reason: event.reason as DropReason,
+        reason: event.reason as DropCause,
       };
     case "datagram":
       return {

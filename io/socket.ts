@@ -289,6 +289,9 @@ async function echoLoop(
             // totals still add up (received = echoed + dropped + errors).
             counters.droppedBy.shutdown = (counters.droppedBy.shutdown ?? 0) +
               1;
+            if (datagramEvents) {
+              emit({ type: "dropped", from, local, data, reason: "shutdown" });
+            }
             break;
           }
           counters.errorsBy.send++;

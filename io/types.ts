@@ -110,7 +110,10 @@ export interface DatagramEvent {
   sent: number;
 }
 
-/** A datagram the policy refused to echo. */
+/**
+ * A datagram left unanswered: refused by the policy or the reflector, or
+ * cut off by stopping (`shutdown`), so the events add up to the totals.
+ */
 export interface DroppedEvent {
   /** The kind of event. */
   type: "dropped";
@@ -121,7 +124,7 @@ export interface DroppedEvent {
   /** The payload; a view valid only during the call. */
   data: Uint8Array;
   /** Why it got no reply. */
-  reason: DropReason | ReflectDrop;
+  reason: DropCause;
 }
 
 /** A receive or send that failed; the server goes on. */

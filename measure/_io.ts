@@ -6,7 +6,7 @@
  * @module
  */
 
-import { UsageError } from "../cli/flags.ts";
+import { parseChoice, UsageError } from "../cli/flags.ts";
 import { chooseIoBackend, type IoKind } from "../io/choice.ts";
 
 /** What `--io` accepts, the default first. */
@@ -26,26 +26,24 @@ export interface MeasureIo {
 
 /** Reads `--io`; throws a UsageError for anything but {@linkcode IO_MODES}. */
 export function parseIoFlag(value: string | undefined): IoMode {
-  const io = value ?? "auto";
-  if (!(IO_MODES as readonly string[]).includes(io)) {
-    throw new UsageError(
-      `Cannot use --io "${io}": expected ${IO_MODES.join(", ")}`,
-    );
-  }
-  return io as IoMode;
+  return parseChoice(value ?? "auto", "--io", IO_MODES);
 }
 
 /**
  * The I/O `mode` stands for in this run, asking the permissions without
  * prompting; STAMP probes (`stamp`) run on either. Throws a UsageError when
- * `batch` is asked for and cannot run (a sweep runs on sockets and says so
- * in its own start-up line).
+ * `batch` is asked for and cannot run, or for a sweep, which runs on sockets.
  */
 export function chooseMeasureIo(
   mode: IoMode,
   options: { stamp: boolean; sweep: boolean },
 ): MeasureIo {
-  if (mode === "batch" && !options.sweep) {
+  if (mode === "batch" && options.sweep) {
+    throw new UsageError(
+      "Cannot use --io batch with --sweep: the sweep runs on sockets",
+    );
+  }
+  if (mode === "batch") {
     const possible = chooseIoBackend("auto", BATCH_REASON);
     if (possible.io === "socket") {
       throw new UsageError(`Cannot use --io batch: ${possible.reason}`);

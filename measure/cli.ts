@@ -44,6 +44,7 @@ import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError } from "../cli/flags.ts";
 import { createStatusLine } from "../cli/output.ts";
 import { chooseMeasureIo, type MeasureIo } from "./_io.ts";
 
+import { PROBE_HEADER_SIZE } from "./probe.ts";
 import type { StampRun } from "./stamp_report.ts";
 import {
   asUsage,
@@ -219,7 +220,7 @@ export async function runMeasurement(
     if (mode === "sweep") {
       if (output === "text" && !quiet) {
         print(
-          `SWEEP ${from}: largest intact payload from 1 to the ${target.family} limit, up to ${SWEEP_TRIES} tries per size`,
+          `SWEEP ${from}: largest intact payload from ${PROBE_HEADER_SIZE} to the ${target.family} limit, up to ${SWEEP_TRIES} tries per size`,
         );
         print(`io: socket (the sweep runs on sockets)`);
       }
@@ -306,12 +307,13 @@ export async function runMeasurement(
       if (!quiet) print("");
       for (const line of formatRunSummary(result, mode)) print(line);
       if (stamp) {
-        const { formatStampSummary } = await import("./stamp_report.ts");
-        for (
-          const line of formatStampSummary(
-            stamp.summary(result, options.target),
-          )
-        ) print(line);
+        const { formatStampSummary, stampWarning } = await import(
+          "./stamp_report.ts"
+        );
+        const summary = stamp.summary(result, options.target);
+        const warning = stampWarning(summary, from);
+        if (warning !== undefined) out.error(new Error(warning));
+        for (const line of formatStampSummary(summary)) print(line);
       }
     } else {
       const document = runJson(result, mode, { settings, io });

@@ -313,6 +313,15 @@ Deno.test("client.ts refuses bad measurement flags with exit 2", async () => {
     [["-q", "--json"], /^error: cannot combine --quiet and --json/],
     [["-c", "1", "-q", "--ndjson"], /^error: cannot combine --quiet and/],
     [["--sweep", "--max-loss", "5"], /^error: cannot use --max-loss with/],
+    [
+      ["--sweep", "--io", "batch"],
+      /^error: cannot use --io batch with --sweep: the sweep runs on sockets$/m,
+    ],
+    // The same words as server.ts.
+    [
+      ["-c", "1", "--io", "fast"],
+      /^error: cannot use --io "fast": expected auto, socket or batch$/m,
+    ],
   ];
   for (const [args, expected] of cases) {
     const { code, stdout, stderr } = await client(["-p", "9", ...args]);

@@ -554,20 +554,66 @@ for (const io of IO_MODES) {
   });
 }
 
-Deno.test("sweepPayload() searches below the header when even 20 bytes are cut", async () => {
-  await using relay = startFaultyEcho([{
-    direction: "reply",
-    select: (d) => d.size > 10,
-    action: { type: "truncate", size: 10 },
-  }]);
-  const result = await sweepPayload({ target: relay.target, timeoutMs: 300 });
-  equal(result.maxPayload, 10);
-  deepEqual(result.failure, { size: 11, reason: "truncated", echoed: 10 });
+/** A peer on loopback that answers each datagram with `answer(data)`. */
+function startPeer(answer: (data: Uint8Array) => Uint8Array) {
+  const socket = Deno.listenDatagram({
+    transport: "udp",
+    hostname: "127.0.0.1",
+    port: 0,
+  });
+  const serving = (async () => {
+    try {
+      for await (const [data, from] of socket) {
+        await socket.send(answer(data), from);
+      }
+    } catch (error) {
+      if (!(error instanceof Deno.errors.BadResource)) throw error;
+    }
+  })();
+  const addr = socket.addr as Deno.NetAddr;
+  return {
+    target: {
+      hostname: addr.hostname,
+      port: addr.port,
+      family: "IPv4",
+    } as ResolvedAddress,
+    async [Symbol.asyncDispose]() {
+      socket.close();
+      await serving;
+    },
+  };
+}
+
+Deno.test("sweepPayload() bisects against a server that trims one byte off long echoes", async () => {
+  // Following each truncated echo's length walked down one byte a try:
+  // 64,510 probes of up to 64 KiB.
+  await using peer = startPeer((d) => d.length > 1000 ? d.subarray(0, -1) : d);
+  const result = await sweepPayload({ target: peer.target, timeoutMs: 300 });
+  equal(result.maxPayload, 1000);
+  deepEqual(result.failure, { size: 1001, reason: "truncated", echoed: 1000 });
+  ok(result.sent < 30, `${result.sent} probes sent`);
+  deepEqual(
+    result.steps.slice(0, 4).map((step) => `${step.size} ${step.outcome}`),
+    [
+      "20 intact",
+      "65507 truncated",
+      "65506 truncated", // the echoed length, tried once
+      "32763 truncated", // then bisection
+    ],
+  );
+});
+
+Deno.test("sweepPayload() stops at the header when even 20 bytes are cut", async () => {
+  // Halving every echo once led the search to 10, 5, 2 and 1 bytes: probes
+  // too short to carry a sequence number.
+  await using peer = startPeer((d) => d.subarray(0, d.length >> 1));
+  const result = await sweepPayload({ target: peer.target, timeoutMs: 300 });
+  equal(result.maxPayload, 0);
+  deepEqual(result.failure, { size: 20, reason: "truncated", echoed: 10 });
   deepEqual(
     result.steps.map((step) => `${step.size} ${step.outcome}`),
-    ["20 truncated", "10 intact", "11 truncated"],
+    ["20 truncated"],
   );
-  equal(result.truncated, relay.stats.truncated);
 });
 
 Deno.test("sweepPayload() finds the truncation length through one flow", async () => {

@@ -89,6 +89,11 @@ export interface StampReply {
   location?: SeenLocation;
   /** The Timestamp Information TLV, when returned. */
   timestampInfo?: number[];
+  /**
+   * Our own Session-Sender packet came back unchanged: the target is a
+   * plain echo server, and the other fields say nothing.
+   */
+  plainEcho?: boolean;
 }
 
 /** What one flow's replies said. */
@@ -127,9 +132,15 @@ export class StampFlowLog {
   location: SeenLocation | undefined;
   /** The latest Timestamp Information TLV: sync source and methods, as numbers. */
   timestampInfo: number[] | undefined;
+  /** Replies that were the request unchanged (a plain echo server). */
+  plainEchoes = 0;
 
   /** Logs what the intact first reply to probe `seq` said. */
   add(seq: number, reply: StampReply): void {
+    if (reply.plainEcho) {
+      this.plainEchoes++;
+      return;
+    }
     this.forward[seq] = reply.t2 - reply.t1;
     this.backward[seq] = reply.t4 - reply.t3;
     this.reflector[seq] = reply.t3 - reply.t2;
@@ -236,21 +247,31 @@ function senderFormat(
       // A reflector of RFC 8762 alone keeps bytes 14-15 as MBZ: SSID 0.
       const seen = view.getUint16(OFFSET.ssid);
       if (seen !== ssid && seen !== 0) return undefined;
-      return { session, seq: view.getUint32(OFFSET.senderSeq) };
+      // Our request unchanged carries its sequence number where a
+      // reflector puts its own; the Session-Sender's would read 0.
+      const at = isPlainEcho(data) ? OFFSET.seq : OFFSET.senderSeq;
+      return { session, seq: view.getUint32(at) };
     },
     verify(data: Uint8Array, header: ProbeHeader): ProbeCheck {
       if (data.length < STAMP_BASE_SIZE) return "truncated";
       writeTimestamp(expected, 0, header.sentAt, "ntp");
       const view = new DataView(data.buffer, data.byteOffset, data.length);
-      if (view.getUint32(OFFSET.senderSeq) !== header.seq) return "corrupted";
+      const plain = isPlainEcho(data);
+      const seqAt = plain ? OFFSET.seq : OFFSET.senderSeq;
+      const timestampAt = plain ? OFFSET.timestamp : OFFSET.senderTimestamp;
+      if (view.getUint32(seqAt) !== header.seq) return "corrupted";
       for (let i = 0; i < 8; i++) {
-        if (data[OFFSET.senderTimestamp + i] !== expected[i]) {
+        if (data[timestampAt + i] !== expected[i]) {
           return "corrupted";
         }
       }
       return "intact";
     },
     onReply(data: Uint8Array, seq: number, receivedAt: number): void {
+      if (isPlainEcho(data)) {
+        sink.onReply(seq, PLAIN_ECHO);
+        return;
+      }
       const reply = readReply(data, sink.epochMs(receivedAt));
       if (reply === undefined) return;
       reply.sizeMismatch = data.length !== template.length;
@@ -258,6 +279,37 @@ function senderFormat(
     },
   };
 }
+
+/**
+ * Whether `data` (44 bytes or more) is a Session-Sender packet rather than a
+ * reflected one: everything after the SSID is the sender's MBZ, zero, where
+ * a reflector writes its receive time T2 and the sender's fields.
+ */
+function isPlainEcho(data: Uint8Array): boolean {
+  for (let i = OFFSET.receiveTimestamp; i < STAMP_BASE_SIZE; i++) {
+    if (data[i] !== 0) return false;
+  }
+  return true;
+}
+
+/** The log entry of a reply that was the request unchanged. */
+const PLAIN_ECHO: StampReply = {
+  t1: NaN,
+  t2: NaN,
+  t3: NaN,
+  t4: NaN,
+  seq: 0,
+  counts: false,
+  ttl: 0,
+  mbzZero: true,
+  format: "ntp",
+  synchronized: false,
+  errorMs: NaN,
+  unrecognized: 0,
+  malformed: 0,
+  sizeMismatch: false,
+  plainEcho: true,
+};
 
 /** What an intact reply says; T4 is `t4` (epoch ms). */
 function readReply(data: Uint8Array, t4: number): StampReply | undefined {

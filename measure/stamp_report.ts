@@ -86,6 +86,8 @@ export interface StampSummary {
   reflectorFormat: string | undefined;
   /** The reflector's error estimate, ms. */
   reflectorErrorMs: number;
+  /** Replies that were the request unchanged: the target is a plain echo server. */
+  plainEcho: number;
 }
 
 /**
@@ -97,13 +99,19 @@ export function stampRunOf(
   values: { "stamp-tlv"?: string; ssid?: string },
   size: number,
 ): StampRun {
-  const tlvs = (values["stamp-tlv"] ?? "").split(",").filter((t) => t !== "");
-  for (const tlv of tlvs) {
+  const text = values["stamp-tlv"];
+  const tlvs = text === undefined ? [] : text.split(",");
+  for (const [k, tlv] of tlvs.entries()) {
     if (!(REQUEST_TLVS as readonly string[]).includes(tlv)) {
       throw new UsageError(
         `Cannot use --stamp-tlv "${tlv}": expected ${
           REQUEST_TLVS.join(" or ")
         }`,
+      );
+    }
+    if (tlvs.indexOf(tlv) !== k) {
+      throw new UsageError(
+        `Cannot use --stamp-tlv "${text}": ${tlv} is given twice`,
       );
     }
   }
@@ -231,6 +239,7 @@ export class StampRun {
       mbzNonzero: this.logs.reduce((sum, log) => sum + log.mbzNonzero, 0),
       reflectorFormat: first?.reflectorFormat,
       reflectorErrorMs: first?.reflectorErrorMs ?? NaN,
+      plainEcho: this.logs.reduce((sum, log) => sum + log.plainEchoes, 0),
     };
   }
 }
@@ -268,8 +277,27 @@ function stats(summary: Summary): string {
   }`;
 }
 
-/** The summary's text lines, after the RTT lines. */
+/**
+ * The warning, once per run, when replies were the requests unchanged: the
+ * target is a plain echo server (RFC 862), not a Session-Reflector; `from`
+ * names it. `undefined` when none were.
+ */
+export function stampWarning(
+  summary: StampSummary,
+  from: string,
+): string | undefined {
+  if (summary.plainEcho === 0) return undefined;
+  return `Cannot measure one-way delays: ${from} echoed ${
+    summary.forward.count === 0 ? "every" : `${summary.plainEcho}`
+  } STAMP request unchanged; it is a plain echo server, not a STAMP Session-Reflector`;
+}
+
+/**
+ * The summary's text lines, after the RTT lines; none when every reply was
+ * a plain echo (see {@linkcode stampWarning}).
+ */
 export function formatStampSummary(summary: StampSummary): string[] {
+  if (summary.plainEcho > 0 && summary.forward.count === 0) return [];
   const lines = [
     `one-way (ms): forward ${stats(summary.forward)}, ipdv ${
       formatMs(summary.forward.ipdv)
@@ -351,6 +379,7 @@ export function stampJson(
       malformed_tlvs: summary.malformed,
       size_mismatch: summary.sizeMismatch,
       mbz_nonzero: summary.mbzNonzero,
+      plain_echo: summary.plainEcho > 0,
     },
   };
 }

@@ -276,3 +276,67 @@ Deno.test("stampFormat() takes the SSID 0 of a reflector of RFC 8762 alone as it
   reply[15] = 8; // another Session-Sender's SSID
   equal(format.decode(reply), undefined);
 });
+
+for (const io of IO_MODES) {
+  Deno.test(`StampRun on ${io} takes requests echoed unchanged by a plain echo server as the replies they are`, async () => {
+    const controller = new AbortController();
+    const server = serveEcho({
+      hostname: "127.0.0.1",
+      port: 0,
+      signal: controller.signal,
+    });
+    try {
+      const stamp = new StampRun({ ssid: 4, tlvs: [] });
+      const target = { ...server.addr, family: "IPv4" as const };
+      const seqs: number[] = [];
+      const result = await runProbes({
+        target,
+        count: 3,
+        intervalMs: 20,
+        size: 64,
+        timeoutMs: 1000,
+        format: stamp.format,
+        engineFormat: stamp.engineFormat,
+        io,
+        onEvent: (event) => {
+          if (event.type === "reply") seqs.push(event.seq);
+        },
+      });
+      // Each echo answers its own probe (it was all read as seq 0).
+      deepEqual(seqs, [0, 1, 2]);
+      deepEqual(
+        [result.received, result.lost, result.corrupted, result.duplicates],
+        [3, 0, 0, 0],
+      );
+      const summary = stamp.summary(result, target);
+      equal(summary.plainEcho, 3);
+      equal(summary.forward.count, 0);
+      equal(stamp.describe(0, 1), "");
+    } finally {
+      controller.abort();
+      await server.finished;
+    }
+  });
+}
+
+Deno.test("client.ts --stamp says once that a plain echo server echoed the requests unchanged", async () => {
+  const server = await startServer(["-H", "127.0.0.1", "-p", "0", "-q"]);
+  try {
+    const args = ["-p", String(server.port), "--stamp", "-c", "3", "-i", "10"];
+    const text = await runScript("client.ts", args);
+    equal(text.code, 0, text.stderr);
+    const errors = text.stderr.split("\n").filter((l) =>
+      l.startsWith("error:")
+    );
+    equal(errors.length, 1, text.stderr);
+    ok(errors[0]!.includes("plain echo server"), errors[0]);
+    ok(text.stdout.includes("3 sent, 3 received, 0 lost"), text.stdout);
+    ok(!text.stdout.includes("directional loss"), text.stdout);
+    const json = await runScript("client.ts", [...args, "--json"]);
+    const document = JSON.parse(json.stdout);
+    equal(document.received, 3);
+    equal(document.stamp.plain_echo, true);
+  } finally {
+    await server.stop();
+  }
+});

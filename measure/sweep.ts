@@ -21,6 +21,12 @@ import { Flow } from "./_flow.ts";
 /** How many times a sweep tries a size before it counts as failing. */
 export const SWEEP_TRIES = 3;
 
+/**
+ * How many sizes a sweep takes from truncated echoes' lengths (the length,
+ * then one more) before it only bisects.
+ */
+const HINT_TRIES = 2;
+
 /** Options for {@linkcode sweepPayload}. */
 export interface SweepOptions extends EngineOptions {
   /** The largest size to try, in bytes; defaults to the family limit. */
@@ -71,7 +77,10 @@ export interface SweepResult extends ReplyCounts {
  * Finds the largest payload an echo server returns intact: first a
  * header-sized probe, then the limit, then a binary search between the
  * largest intact and the smallest failing size (trying first the length a
- * truncated echo came back with, and one more). Each size gets up to
+ * truncated echo came back with, and one more, unless that guess fails too:
+ * at most about log2(limit) + 4 sizes). It never goes below the
+ * 20-byte probe header: when that fails the result is 0 with that
+ * failure. Each size gets up to
  * `tries` tries, so a lost datagram does not end the search early; one
  * truncated echo is enough to call a size failing. Each try waits up to
  * `timeoutMs`; after the last, stragglers get `waitMs` (default: the
@@ -152,6 +161,11 @@ export async function sweepPayload(
   let good = 0;
   let bad: SweepFailure | undefined;
   const tried = new Set<number>();
+  // A truncated echo's length is a good guess for the limit, but only as a
+  // shortcut: a server that trims a few bytes off every echo would lead the
+  // search down one length at a time, 65,000 tries. After a guessed size
+  // fails, or after HINT_TRIES guesses, the search only bisects.
+  let hints = HINT_TRIES;
   try {
     const first = Math.min(PROBE_HEADER_SIZE, limit);
     bad = await probe(first);
@@ -160,21 +174,31 @@ export async function sweepPayload(
       if (limit > first) bad = await probe(limit);
       if (bad === undefined) good = limit;
     }
-    // Nothing came back (or left) at all: no point searching below.
-    const dead = bad !== undefined && good === 0 && bad.reason !== "truncated";
-    while (!dead && bad !== undefined && bad.size - good > 1 && !stopped()) {
+    // The header-sized probe failed: a shorter one could not carry the
+    // sequence number and session id, so there is nothing to search below.
+    while (good > 0 && bad !== undefined && bad.size - good > 1 && !stopped()) {
       let mid = Math.floor((good + bad.size) / 2);
+      let hinted = false;
       // A server that cuts echoes to L bytes most likely passes L and not
       // L + 1: trying those first ends the search at once.
       const hint = bad.reason === "truncated" ? bad.echoed! : -1;
-      if (hint > good && hint < bad.size && !tried.has(hint)) mid = hint;
-      else if (hint + 1 > good && hint + 1 < bad.size && !tried.has(hint + 1)) {
-        mid = hint + 1;
+      if (hints > 0) {
+        for (const guess of [hint, hint + 1]) {
+          if (guess > good && guess < bad.size && !tried.has(guess)) {
+            mid = guess;
+            hinted = true;
+            hints--;
+            break;
+          }
+        }
       }
       tried.add(mid);
       const result = await probe(mid);
       if (result === undefined) good = mid;
-      else bad = result;
+      else {
+        bad = result;
+        if (hinted) hints = 0;
+      }
     }
     await flow.drain(waitMs, signal);
   } finally {

@@ -46,21 +46,54 @@ export function prefixMask(bits: number, words: number): Uint32Array {
  * import { equal, throws } from "node:assert/strict";
  *
  * equal(parseCidr("10.1.2.3/8").prefix, 8);
+ * equal(parseCidr("10.1.2.3/8").network, "10.0.0.0/8");
+ * equal(parseCidr("10.1.2.3/8").hostBits, true);
+ * equal(parseCidr("2001:db8::1/32").network, "2001:db8::/32");
  * equal(parseCidr("::1").prefix, 128);
  * throws(() => parseCidr("10.0.0.0/33"), RangeError);
  * ```
  */
-export function parseCidr(
-  text: string,
-): { family: "IPv4" | "IPv6"; prefix: number } {
+export function parseCidr(text: string): {
+  family: "IPv4" | "IPv6";
+  prefix: number;
+  /** The network, host bits cleared: `10.0.0.0/8` for `10.1.2.3/8`. */
+  network: string;
+  /** Whether the address had bits set past the prefix. */
+  hostBits: boolean;
+} {
   const cidr = toCidr(text);
   return {
     family: cidr.family === 4 ? "IPv4" : "IPv6",
     prefix: cidr.prefix,
+    network: `${formatWords(cidr)}/${cidr.prefix}`,
+    hostBits: cidr.hostBits,
   };
 }
 
-export function toCidr(text: string): Cidr & { prefix: number } {
+/** An address as text: dotted IPv4, or IPv6 with the longest zero run as `::`. */
+function formatWords({ family, words }: Address): string {
+  if (family === 4) {
+    return [24, 16, 8, 0].map((shift) => (words[0]! >>> shift) & 0xff)
+      .join(".");
+  }
+  const groups = [...words].flatMap((word) => [word >>> 16, word & 0xffff]);
+  let best = { at: -1, length: 1 };
+  for (let at = 0; at < 8;) {
+    let end = at;
+    while (end < 8 && groups[end] === 0) end++;
+    if (end - at > best.length) best = { at, length: end - at };
+    at = end === at ? at + 1 : end;
+  }
+  const hex = groups.map((group) => group.toString(16));
+  if (best.at < 0) return hex.join(":");
+  return `${hex.slice(0, best.at).join(":")}::${
+    hex.slice(best.at + best.length).join(":")
+  }`;
+}
+
+export function toCidr(
+  text: string,
+): Cidr & { prefix: number; hostBits: boolean } {
   const slash = text.indexOf("/");
   const host = slash < 0 ? text : text.slice(0, slash);
   const bracketed = /^\[(.*)\]$/.exec(host)?.[1] ?? host;
@@ -83,8 +116,12 @@ export function toCidr(text: string): Cidr & { prefix: number } {
     }
   }
   const mask = prefixMask(prefix, address.family === 4 ? 1 : 4);
+  let hostBits = false;
+  for (let k = 0; k < (address.family === 4 ? 1 : 4); k++) {
+    if ((address.words[k]! & ~mask[k]!) !== 0) hostBits = true;
+  }
   for (let k = 0; k < 4; k++) address.words[k]! &= mask[k]!;
-  return { ...address, mask, prefix };
+  return { ...address, mask, prefix, hostBits };
 }
 
 /** Whether the address parsed in WORDS (of `family`) lies in `cidr`. */

@@ -172,10 +172,33 @@ Deno.test("EchoPolicy with only --deny echoes to everyone else", () => {
 });
 
 Deno.test("parseCidr() reads prefixes and refuses bad ones", () => {
-  deepEqual(parseCidr("10.1.2.3/8"), { family: "IPv4", prefix: 8 });
-  deepEqual(parseCidr("192.0.2.1"), { family: "IPv4", prefix: 32 });
-  deepEqual(parseCidr("2001:db8::/32"), { family: "IPv6", prefix: 32 });
-  deepEqual(parseCidr("::ffff:10.0.0.0/104"), { family: "IPv4", prefix: 8 });
+  deepEqual(parseCidr("10.1.2.3/8"), {
+    family: "IPv4",
+    prefix: 8,
+    network: "10.0.0.0/8",
+    hostBits: true,
+  });
+  deepEqual(parseCidr("192.0.2.1"), {
+    family: "IPv4",
+    prefix: 32,
+    network: "192.0.2.1/32",
+    hostBits: false,
+  });
+  deepEqual(parseCidr("2001:db8::/32"), {
+    family: "IPv6",
+    prefix: 32,
+    network: "2001:db8::/32",
+    hostBits: false,
+  });
+  deepEqual(parseCidr("::ffff:10.0.0.0/104"), {
+    family: "IPv4",
+    prefix: 8,
+    network: "10.0.0.0/8",
+    hostBits: false,
+  });
+  equal(parseCidr("fe80::1:0:0:1/10").network, "fe80::/10");
+  equal(parseCidr("1:0:0:2:0:0:0:3/128").network, "1:0:0:2::3/128");
+  equal(parseCidr("::/0").network, "::/0");
   throws(() => parseCidr("10.0.0.0/33"), RangeError);
   throws(() => parseCidr("::/129"), RangeError);
   throws(() => parseCidr("::ffff:10.0.0.0/95"), RangeError);
