@@ -141,9 +141,9 @@ export function formatSweepStep(event: SweepEvent, tries: number): string {
     case "intact":
       return `${head} intact, time=${formatMs(event.rttMs)} ms`;
     case "truncated":
-      return `${head} truncated to ${event.bytes} bytes`;
+      return `${head} truncated to ${bytes(event.bytes)}`;
     case "corrupted":
-      return `${head} corrupted (${event.bytes} bytes)`;
+      return `${head} corrupted (${bytes(event.bytes)})`;
     case "lost":
       return `${head} no reply`;
     case "unsent":
@@ -294,7 +294,9 @@ export function formatSweepSummary(result: SweepResult): string[] {
   if (failure !== undefined) {
     lines.push(
       failure.reason === "truncated"
-        ? `${failure.size} bytes came back truncated to ${failure.echoed} bytes`
+        ? `${failure.size} bytes came back truncated to ${
+          bytes(failure.echoed ?? 0)
+        }`
         : failure.reason === "lost"
         ? `${failure.size} bytes got no reply in any of its tries`
         : failure.reason === "unsent"
@@ -340,3 +342,8 @@ export {
   sweepJson,
   toJson,
 } from "./report_json.ts";
+
+/** `n` bytes, in the singular for one. */
+function bytes(n: number): string {
+  return n === 1 ? "1 byte" : `${n} bytes`;
+}

@@ -103,6 +103,10 @@ Deno.test("formatSweepStep() tells truncation from loss", () => {
     "9000 bytes (try 1/3): truncated to 8192 bytes",
   );
   equal(
+    formatSweepStep({ ...step, outcome: "truncated", bytes: 1 }, 3),
+    "9000 bytes (try 1/3): truncated to 1 byte",
+  );
+  equal(
     formatSweepStep({ ...step, outcome: "lost", attempt: 2 }, 3),
     "9000 bytes (try 2/3): no reply",
   );
