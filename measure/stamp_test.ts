@@ -69,14 +69,16 @@ for (const io of IO_MODES) {
         equal(ran, io);
         equal(result.received, 4);
         // One clock on both ends: each way takes time, and the parts add up
-        // to the round trip (T4 − T1) within a few microseconds.
+        // to the round trip (T4 − T1); the RTT itself is read from another
+        // clock at another moment, which a busy machine can put a tenth of a
+        // millisecond apart, far below what a unit or field mix-up gives.
         const log = stamp.logs[0]!;
         for (let seq = 0; seq < 4; seq++) {
           const forward = log.forward[seq]!;
           const backward = log.backward[seq]!;
           ok(forward > -0.001 && backward > -0.001, `${forward} ${backward}`);
           const parts = forward + backward + log.reflector[seq]!;
-          ok(Math.abs(parts - rtt[seq]!) < 0.05, `${parts} vs ${rtt[seq]}`);
+          ok(Math.abs(parts - rtt[seq]!) < 0.5, `${parts} vs ${rtt[seq]}`);
         }
         equal(result.corrupted, 0);
         const summary = stamp.summary(result, target);
