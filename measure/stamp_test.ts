@@ -1,5 +1,11 @@
 import { deepEqual, equal, ok } from "node:assert/strict";
-import { ROOT, runScript, startServer } from "../testing/cli.ts";
+import {
+  ROOT,
+  type RunningPeer,
+  runScript,
+  startPeer,
+  startServer,
+} from "../testing/cli.ts";
 import { runProbes } from "./run.ts";
 import { StampRun } from "./stamp_report.ts";
 import { serveEcho } from "../server/serve.ts";
@@ -7,28 +13,12 @@ import { StampReflector } from "../stamp/reflector.ts";
 import type { ReflectInfo } from "../io/types.ts";
 import { StampFlowLog, stampFormat } from "./stamp_probe.ts";
 
-/** Starts the independent Python Session-Reflector on `host`; returns its port and a stop. */
-async function pythonReflector(host: string) {
-  const child = new Deno.Command("python3", {
-    args: [new URL("testdata/stamp_reflector.py", ROOT).pathname, host],
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
-  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let text = "";
-  while (!text.includes("\n")) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    text += value;
-  }
-  return {
-    port: Number(text.trim()),
-    async stop() {
-      child.kill("SIGTERM");
-      await reader.cancel();
-      await child.status;
-    },
-  };
+/** Starts the independent Python Session-Reflector on `host`. */
+function pythonReflector(host: string): Promise<RunningPeer> {
+  return startPeer("python3", [
+    new URL("testdata/stamp_reflector.py", ROOT).pathname,
+    host,
+  ]);
 }
 
 /** Where the Session-Sender's probes travel: Deno's sockets or the kernel engine. */

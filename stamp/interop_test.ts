@@ -7,7 +7,13 @@
  */
 
 import { deepEqual, equal, ok } from "node:assert/strict";
-import { ROOT, runScript, startServer } from "../testing/cli.ts";
+import {
+  ROOT,
+  type RunningPeer,
+  runScript,
+  startPeer,
+  startServer,
+} from "../testing/cli.ts";
 
 const HOSTS = ["127.0.0.1", "::1"];
 
@@ -81,28 +87,9 @@ async function peerSender(
   return { code, replies };
 }
 
-/** Starts the C Session-Reflector; its port and a stop. */
-async function peerReflector(host: string, modes: string[]) {
-  const child = new Deno.Command(PEER!, {
-    args: ["reflector", host, ...modes],
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
-  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let text = "";
-  while (!text.includes("\n")) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    text += value;
-  }
-  return {
-    port: Number(text.trim()),
-    async stop() {
-      child.kill("SIGTERM");
-      await reader.cancel();
-      await child.status;
-    },
-  };
+/** Starts the C Session-Reflector. */
+function peerReflector(host: string, modes: string[]): Promise<RunningPeer> {
+  return startPeer(PEER!, ["reflector", host, ...modes]);
 }
 
 /** The TTL (hop limit) this host sends on loopback with (Deno reads /proc only with --allow-all). */

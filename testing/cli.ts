@@ -136,3 +136,41 @@ export async function startServer(
     },
   };
 }
+
+/** A peer program of the tests that is listening: its port, and how to stop it. */
+export interface RunningPeer {
+  /** The UDP port it printed on its first line. */
+  port: number;
+  /** Sends SIGTERM and waits for it to exit. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts `program` with `args` (an interop peer: the Python or C STAMP
+ * reflector) and waits for the port it prints on its first line.
+ */
+export async function startPeer(
+  program: string,
+  args: string[],
+): Promise<RunningPeer> {
+  const child = new Deno.Command(program, {
+    args,
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  while (!text.includes("\n")) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    text += value;
+  }
+  return {
+    port: Number(text.trim()),
+    async stop() {
+      child.kill("SIGTERM");
+      await reader.cancel();
+      await child.status;
+    },
+  };
+}
