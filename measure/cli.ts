@@ -310,7 +310,7 @@ export async function runMeasurement(
         const { formatStampSummary, stampWarning } = await import(
           "./stamp_report.ts"
         );
-        const summary = stamp.summary(result, options.target);
+        const summary = stamp.summary(result, result.target);
         const warning = stampWarning(summary, from);
         if (warning !== undefined) out.error(new Error(warning));
         for (const line of formatStampSummary(summary)) print(line);
@@ -321,7 +321,7 @@ export async function runMeasurement(
         const { stampJson } = await import("./stamp_report.ts");
         Object.assign(
           document,
-          stampJson(stamp.summary(result, options.target), stamp.options),
+          stampJson(stamp.summary(result, result.target), stamp.options),
         );
       }
       print(

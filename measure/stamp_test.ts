@@ -229,6 +229,41 @@ for (const io of IO_MODES) {
   });
 }
 
+Deno.test("client.ts --stamp compares the Location TLV with the address a name resolved to", async () => {
+  const server = await startServer(
+    ["-H", "127.0.0.1", "-p", "0", "-q", "--stamp", "--io", "socket"],
+    "server.ts",
+    ["--allow-net"],
+  );
+  try {
+    const { code, stdout } = await runScript("client.ts", [
+      "--io",
+      "socket",
+      "-4",
+      "-H",
+      "localhost",
+      "-p",
+      String(server.port),
+      "--stamp",
+      "--stamp-tlv",
+      "location",
+      "-c",
+      "2",
+      "-i",
+      "10",
+      "-s",
+      "100",
+      "--json",
+    ], { permissions: ["--allow-net"] });
+    equal(code, 0, stdout);
+    const { location } = JSON.parse(stdout).stamp;
+    equal(location.destination_seen, `127.0.0.1:${server.port}`);
+    equal(location.rewritten, false);
+  } finally {
+    await server.stop();
+  }
+});
+
 /** The backend a client's JSON summary says it ran on. */
 function backendOf(stdout: string): string {
   return JSON.parse(stdout).io.backend;
