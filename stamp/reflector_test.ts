@@ -1,6 +1,6 @@
 import { deepEqual, equal } from "node:assert/strict";
 import { STAMP_TOO_SHORT, StampReflector } from "./reflector.ts";
-import { readTlvs } from "./tlv.ts";
+import { readAddress, readTlvs } from "./tlv.ts";
 
 // T2 = 1700000000.25 s after 1970 (NTP 0xe8fe6f80.40000000), T3 = T2 + 0.25 s.
 const T2_MS = 1_700_000_000_250;
@@ -210,4 +210,18 @@ Deno.test("readTlvs() never throws on random bytes", () => {
     const request = crypto.getRandomValues(new Uint8Array(44 + i));
     equal(reflector.reflect(request, request, CONTEXT), 44 + i);
   }
+});
+
+Deno.test("readAddress() gives a Location address in the form Deno prints", () => {
+  // Source IPv6 (type 9) and destination IPv4 (type 5) sub-TLVs.
+  const v6 = bytesOf("00 09 0010 20010db8000000000000000000000001");
+  deepEqual(readAddress(v6, readTlvs(v6, 0)[0]!), {
+    direction: "source",
+    hostname: "2001:db8::1",
+  });
+  const v4 = bytesOf("00 05 0010 7f000001" + "00".repeat(12));
+  deepEqual(readAddress(v4, readTlvs(v4, 0)[0]!), {
+    direction: "destination",
+    hostname: "127.0.0.1",
+  });
 });

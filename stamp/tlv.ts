@@ -22,7 +22,7 @@
  * @module
  */
 
-import { parseAddress, WORDS } from "../net/address.ts";
+import { formatIp, parseAddress, WORDS } from "../net/address.ts";
 
 /** U: the reflector did not recognise the TLV (sent set by the sender). */
 export const FLAG_U = 0x80;
@@ -353,11 +353,5 @@ export function readAddress(
   if (!v4 && !v6) return undefined;
   const direction = sub.type >= SUB.sourceIp ? "source" : "destination";
   const value = bytes.subarray(sub.offset, sub.offset + ADDRESS_SUB_LENGTH);
-  if (v4) return { direction, hostname: [...value.subarray(0, 4)].join(".") };
-  const groups: string[] = [];
-  for (let i = 0; i < 16; i += 2) {
-    groups.push(((value[i]! << 8) | value[i + 1]!).toString(16));
-  }
-  // The shortest form is left to the reader's parser; sameHost compares.
-  return { direction, hostname: groups.join(":") };
+  return { direction, hostname: formatIp(value, 0, v4 ? 4 : 6) };
 }
