@@ -88,6 +88,13 @@ export interface StampSummary {
   reflectorErrorMs: number;
   /** Replies that were the request unchanged: the target is a plain echo server. */
   plainEcho: number;
+  /**
+   * Intact first replies whose STAMP fields reached the figures above; fewer
+   * than `received` when the engine's output fell behind and dropped some.
+   */
+  measured: number;
+  /** Intact first replies in all, as the run counted them. */
+  received: number;
 }
 
 /**
@@ -201,7 +208,8 @@ export class StampRun {
       const sent = result.flows[k]?.sent ?? 0;
       const reached = log.maxReflectorSeq + 1;
       forwardLost += sent - reached;
-      backwardLost += reached - log.replies;
+      // The run's own count: a reply whose fields were dropped still came.
+      backwardLost += reached - (result.flows[k]?.received ?? log.replies);
     });
     const noLoss = result.received === result.sent;
     const ttls = this.logs.flatMap((log) => log.ttls);
@@ -240,6 +248,8 @@ export class StampRun {
       reflectorFormat: first?.reflectorFormat,
       reflectorErrorMs: first?.reflectorErrorMs ?? NaN,
       plainEcho: this.logs.reduce((sum, log) => sum + log.plainEchoes, 0),
+      measured: this.logs.reduce((sum, log) => sum + log.replies, 0),
+      received: result.received,
     };
   }
 }
@@ -317,6 +327,11 @@ export function formatStampSummary(summary: StampSummary): string[] {
         summary.ttl.max !== summary.ttl.min ? `-${summary.ttl.max}` : ""
       }`,
   ];
+  if (summary.measured < summary.received) {
+    lines.push(
+      `one-way and reflector figures cover ${summary.measured} of ${summary.received} replies (the output fell behind)`,
+    );
+  }
   const path = summary.path;
   if (path !== undefined) {
     lines.push(
@@ -360,6 +375,7 @@ export function stampJson(
       tlvs: options.tlvs,
       stateful: summary.stateful,
       directional_loss: summary.loss ?? null,
+      replies_measured: summary.measured,
       ttl: summary.ttl ?? null,
       location: path === undefined ? null : {
         source_seen: address(path.sourceSeen),

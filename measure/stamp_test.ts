@@ -7,7 +7,7 @@ import {
   startServer,
 } from "../testing/cli.ts";
 import { runProbes } from "./run.ts";
-import { StampRun } from "./stamp_report.ts";
+import { formatStampSummary, StampRun } from "./stamp_report.ts";
 import { serveEcho } from "../server/serve.ts";
 import { StampReflector } from "../stamp/reflector.ts";
 import type { ReflectInfo } from "../io/types.ts";
@@ -152,6 +152,38 @@ for (const io of IO_MODES) {
     }
   });
 }
+
+Deno.test("StampRun says how many replies its one-way figures cover when fields were dropped", async () => {
+  const server = reflectorWith((_seq, info) => info);
+  try {
+    const stamp = new StampRun({ ssid: 3, tlvs: [] });
+    const result = await runProbes({
+      target: server.target,
+      count: 3,
+      intervalMs: 5,
+      size: 44,
+      timeoutMs: 1000,
+      format: stamp.format,
+    });
+    equal(stamp.summary(result, server.target).measured, 3);
+    // As the engine's run reports it when its output fell behind: the run
+    // counted two replies whose STAMP fields never reached the main thread.
+    const behind = {
+      ...result,
+      received: result.received + 2,
+      flows: [{ ...result.flows[0]!, received: result.flows[0]!.received + 2 }],
+    };
+    const summary = stamp.summary(behind, server.target);
+    deepEqual([summary.measured, summary.received], [3, 5]);
+    ok(
+      formatStampSummary(summary).includes(
+        "one-way and reflector figures cover 3 of 5 replies (the output fell behind)",
+      ),
+    );
+  } finally {
+    await server.stop();
+  }
+});
 
 Deno.test("StampRun reports a rewritten path when the reflector saw another source port", async () => {
   const server = reflectorWith((_seq, info) => ({
