@@ -274,23 +274,19 @@ export interface ReflectorPacket {
 export function readReflectorPacket(
   source: Uint8Array,
 ): ReflectorPacket | undefined {
-  if (source.length < STAMP_BASE_SIZE) return undefined;
+  // The first 16 bytes are laid out as in the sender's packet.
+  const base = readSenderPacket(source);
+  if (base === undefined) return undefined;
   const view = new DataView(source.buffer, source.byteOffset, source.length);
-  const errorEstimate = decodeErrorEstimate(
-    view.getUint16(OFFSET.errorEstimate),
-  );
   const senderErrorEstimate = decodeErrorEstimate(
     view.getUint16(OFFSET.senderErrorEstimate),
   );
   return {
-    seq: view.getUint32(OFFSET.seq),
-    timestampMs: readTimestamp(source, OFFSET.timestamp, errorEstimate.format),
-    errorEstimate,
-    ssid: view.getUint16(OFFSET.ssid),
+    ...base,
     receiveTimestampMs: readTimestamp(
       source,
       OFFSET.receiveTimestamp,
-      errorEstimate.format,
+      base.errorEstimate.format,
     ),
     senderSeq: view.getUint32(OFFSET.senderSeq),
     senderTimestampMs: readTimestamp(
