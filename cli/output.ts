@@ -305,12 +305,7 @@ export async function* stdinLines(): AsyncGenerator<Uint8Array | number> {
   const finish = (): Uint8Array | number => {
     let line: Uint8Array | number = length;
     if (length <= RECEIVE_BUFFER_SIZE) {
-      const bytes = new Uint8Array(length);
-      let offset = 0;
-      for (const piece of pieces) {
-        bytes.set(piece, offset);
-        offset += piece.length;
-      }
+      const bytes = concat(pieces, length);
       line = bytes.at(-1) === 0x0d ? bytes.subarray(0, -1) : bytes;
     }
     pieces = [];
