@@ -21,7 +21,7 @@ import { DEFAULT_HOST, DEFAULT_PORT, sameHost } from "../net/address.ts";
 import { type BatchServeOptions, serveBatch } from "../io/batch.ts";
 import { serveSocket } from "../io/socket.ts";
 import type { EchoBackendOptions, EchoServer } from "../io/types.ts";
-import { StampReflector } from "../stamp/reflector.ts";
+import { STAMP_TOO_SHORT, StampReflector } from "../stamp/reflector.ts";
 import type { StampOptions } from "./_stamp_hook.ts";
 
 export type { StampOptions } from "./_stamp_hook.ts";
@@ -116,8 +116,8 @@ function socketReflector(
         from: info.from,
         local: info.local,
         receivedAtMs: performance.timeOrigin + info.receivedAt,
-      }) === "stamp-too-short"
-      ? "stamp-too-short"
+      }) === STAMP_TOO_SHORT
+      ? STAMP_TOO_SHORT
       : undefined;
 }
 
