@@ -3,30 +3,11 @@
  * engine's timestamps and pacing, and the fallback to sockets.
  */
 import { equal, match, ok, rejects } from "node:assert/strict";
-import { serveEcho } from "../server.ts";
 import { runScript } from "../testing/cli.ts";
+import { startEcho } from "../testing/echo.ts";
 import { runProbes } from "./engine.ts";
-import type { ResolvedAddress } from "../net/address.ts";
 
 const ENGINE_PERMISSIONS = ["--allow-net", "--allow-ffi", "--allow-read"];
-
-/** This project's echo server on a free port. */
-function startEcho() {
-  const controller = new AbortController();
-  const server = serveEcho({
-    hostname: "127.0.0.1",
-    port: 0,
-    signal: controller.signal,
-  });
-  return {
-    target: { ...server.addr, family: "IPv4" } as ResolvedAddress,
-    port: server.addr.port,
-    async [Symbol.asyncDispose]() {
-      controller.abort();
-      await server.finished;
-    },
-  };
-}
 
 /** An echo server in a process of its own, on the batch engine. */
 async function startServerProcess() {
