@@ -3,7 +3,7 @@
  * engine's timestamps and pacing, and the fallback to sockets.
  */
 import { equal, match, ok, rejects } from "node:assert/strict";
-import { runScript } from "../testing/cli.ts";
+import { runScript, startServer } from "../testing/cli.ts";
 import { startEcho } from "../testing/echo.ts";
 import { runProbes } from "./engine.ts";
 
@@ -11,35 +11,15 @@ const ENGINE_PERMISSIONS = ["--allow-net", "--allow-ffi", "--allow-read"];
 
 /** An echo server in a process of its own, on the batch engine. */
 async function startServerProcess() {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--unstable-net",
-      ...ENGINE_PERMISSIONS,
-      "server.ts",
-      "-H",
-      "127.0.0.1",
-      "-p",
-      "0",
-    ],
-    cwd: new URL("..", import.meta.url),
-    stdout: "piped",
-    stderr: "null",
-  }).spawn();
-  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let text = "";
-  while (!/port (\d+)/.test(text)) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`Cannot start the server: ${text}`);
-    text += value;
-  }
-  const port = Number(/port (\d+)/.exec(text)![1]);
+  const server = await startServer(
+    ["-H", "127.0.0.1", "-p", "0"],
+    "server.ts",
+    ENGINE_PERMISSIONS,
+  );
   return {
-    port,
+    port: server.port,
     async [Symbol.asyncDispose]() {
-      child.kill("SIGTERM");
-      await reader.cancel();
-      await child.status;
+      await server.stop("SIGTERM");
     },
   };
 }
