@@ -1,6 +1,7 @@
 import { deepEqual, equal, match, ok } from "node:assert/strict";
 import { serveEcho } from "../server.ts";
 import { type Output, ROOT, runScript, spawnScript } from "../testing/cli.ts";
+import { startEcho } from "../testing/echo.ts";
 import { at, startFaultyEcho } from "../testing/fault_relay.ts";
 
 /** Runs client.ts as a user would and collects what they would see. */
@@ -8,21 +9,8 @@ function client(args: string[]): Promise<Output> {
   return runScript("client.ts", args);
 }
 
-/** This project's echo server on a free port. */
-function startServer(hostname = "127.0.0.1") {
-  const controller = new AbortController();
-  const server = serveEcho({ hostname, port: 0, signal: controller.signal });
-  return {
-    port: server.addr.port,
-    async [Symbol.asyncDispose]() {
-      controller.abort();
-      await server.finished;
-    },
-  };
-}
-
 Deno.test("client.ts -c pings with ping-style lines and a summary", async () => {
-  await using server = startServer();
+  await using server = startEcho();
   const { code, stdout, stderr } = await client([
     "-H",
     "127.0.0.1",
@@ -130,7 +118,7 @@ Deno.test("client.ts exits 1 when loss exceeds --max-loss", async () => {
 });
 
 Deno.test("client.ts --ndjson streams one event per reply and the summary last", async () => {
-  await using server = startServer();
+  await using server = startEcho();
   const { code, stdout } = await client([
     "-H",
     "127.0.0.1",
@@ -224,7 +212,7 @@ Deno.test("client.ts --rate --flows sends from distinct ports and counts per flo
 });
 
 Deno.test("client.ts --sweep finds the limit and tells truncation", async () => {
-  await using server = startServer();
+  await using server = startEcho();
   const plain = await client([
     "-H",
     "127.0.0.1",
@@ -257,7 +245,7 @@ Deno.test("client.ts --sweep finds the limit and tells truncation", async () => 
 });
 
 Deno.test("client.ts -6 measures over ::1 and --bind picks the source", async () => {
-  await using server = startServer("::1");
+  await using server = startEcho("::1");
   const { code, stdout } = await client([
     "-H",
     "::1",
@@ -408,7 +396,7 @@ Deno.test({
 });
 
 Deno.test("client.ts stops a ping at SIGINT and still prints the summary", async () => {
-  await using server = startServer();
+  await using server = startEcho();
   const child = spawnScript("client.ts", [
     "-H",
     "127.0.0.1",

@@ -2,7 +2,7 @@ import { deepEqual, equal, ok, rejects } from "node:assert/strict";
 import { type ProbeEvent, runProbes, sweepPayload } from "./engine.ts";
 import { RECEIVE_BUFFER_SIZE } from "../net/payload.ts";
 import type { ResolvedAddress } from "../net/address.ts";
-import { serveEcho } from "../server.ts";
+import { startEcho } from "../testing/echo.ts";
 import {
   at,
   type FaultRule,
@@ -12,23 +12,6 @@ import {
 
 /** Both I/O modes run the same behaviour suites. */
 const IO_MODES = ["socket", "batch"] as const;
-
-/** This project's echo server on a free port. */
-function startEcho(hostname = "127.0.0.1") {
-  const controller = new AbortController();
-  const server = serveEcho({ hostname, port: 0, signal: controller.signal });
-  return {
-    target: {
-      hostname: server.addr.hostname,
-      port: server.addr.port,
-      family: hostname.includes(":") ? "IPv6" : "IPv4",
-    } as ResolvedAddress,
-    async [Symbol.asyncDispose]() {
-      controller.abort();
-      await server.finished;
-    },
-  };
-}
 
 /**
  * An echo peer of our own that answers only the first source port it hears

@@ -3,62 +3,23 @@
  * engine's timestamps and pacing, and the fallback to sockets.
  */
 import { equal, match, ok, rejects } from "node:assert/strict";
-import { serveEcho } from "../server.ts";
-import { runScript } from "../testing/cli.ts";
+import { runScript, startServer } from "../testing/cli.ts";
+import { startEcho } from "../testing/echo.ts";
 import { runProbes } from "./engine.ts";
-import type { ResolvedAddress } from "../net/address.ts";
 
 const ENGINE_PERMISSIONS = ["--allow-net", "--allow-ffi", "--allow-read"];
 
-/** This project's echo server on a free port. */
-function startEcho() {
-  const controller = new AbortController();
-  const server = serveEcho({
-    hostname: "127.0.0.1",
-    port: 0,
-    signal: controller.signal,
-  });
-  return {
-    target: { ...server.addr, family: "IPv4" } as ResolvedAddress,
-    port: server.addr.port,
-    async [Symbol.asyncDispose]() {
-      controller.abort();
-      await server.finished;
-    },
-  };
-}
-
 /** An echo server in a process of its own, on the batch engine. */
 async function startServerProcess() {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--unstable-net",
-      ...ENGINE_PERMISSIONS,
-      "server.ts",
-      "-H",
-      "127.0.0.1",
-      "-p",
-      "0",
-    ],
-    cwd: new URL("..", import.meta.url),
-    stdout: "piped",
-    stderr: "null",
-  }).spawn();
-  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let text = "";
-  while (!/port (\d+)/.test(text)) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`Cannot start the server: ${text}`);
-    text += value;
-  }
-  const port = Number(/port (\d+)/.exec(text)![1]);
+  const server = await startServer(
+    ["-H", "127.0.0.1", "-p", "0"],
+    "server.ts",
+    ENGINE_PERMISSIONS,
+  );
   return {
-    port,
+    port: server.port,
     async [Symbol.asyncDispose]() {
-      child.kill("SIGTERM");
-      await reader.cancel();
-      await child.status;
+      await server.stop("SIGTERM");
     },
   };
 }

@@ -10,6 +10,7 @@
 
 import { equal, match, ok } from "node:assert/strict";
 import { type Output, ROOT } from "../testing/cli.ts";
+import { hasProgram } from "../testing/metrics.ts";
 
 /** The server's port inside the namespace, which has it all to itself. */
 const PORT = 10000;
@@ -18,23 +19,10 @@ function skip(reason: string): void {
   console.log(`skipped: ${reason}`);
 }
 
-async function has(tool: string): Promise<boolean> {
-  try {
-    const { success } = await new Deno.Command("sh", {
-      args: ["-c", `command -v ${tool}`],
-      stdout: "null",
-      stderr: "null",
-    }).output();
-    return success;
-  } catch {
-    return false;
-  }
-}
-
 /** Why these tests cannot run here, or undefined when they can. */
 async function cannotRun(): Promise<string | undefined> {
   for (const tool of ["unshare", "ip", "nft"]) {
-    if (!await has(tool)) {
+    if (!hasProgram(tool)) {
       return `${tool} is not installed (Debian: apt-get install nftables iproute2 util-linux)`;
     }
   }
@@ -47,6 +35,9 @@ async function cannotRun(): Promise<string | undefined> {
     ? undefined
     : "unshare -n (a private network namespace) needs root";
 }
+
+/** Asked once for the whole file: each answer costs a few subprocesses. */
+const CANNOT_RUN = await cannotRun();
 
 function deno(script: string, args: string[]): string {
   const quoted = [
@@ -110,8 +101,7 @@ const REFUSED =
   `error: cannot send to 127.0.0.1:${PORT}: operation not permitted\n`;
 
 Deno.test("a ping whose every send is refused counts each one and still prints its summary", async () => {
-  const reason = await cannotRun();
-  if (reason) return skip(reason);
+  if (CANNOT_RUN) return skip(CANNOT_RUN);
   const text = await clientInNetns("reject", [
     ...TARGET,
     "-c",
@@ -151,8 +141,7 @@ Deno.test("a ping whose every send is refused counts each one and still prints i
 });
 
 Deno.test("a load and a sweep whose sends are refused go on and count them", async () => {
-  const reason = await cannotRun();
-  if (reason) return skip(reason);
+  if (CANNOT_RUN) return skip(CANNOT_RUN);
   const load = await clientInNetns("reject", [
     ...TARGET,
     "-w",
@@ -178,8 +167,7 @@ Deno.test("a load and a sweep whose sends are refused go on and count them", asy
 });
 
 Deno.test("a ping with 10% of its sends refused at random counts them as not sent, not lost", async () => {
-  const reason = await cannotRun();
-  if (reason) return skip(reason);
+  if (CANNOT_RUN) return skip(CANNOT_RUN);
   const { code, stdout, stderr } = await clientInNetns(
     "numgen random mod 10 0 reject",
     [...TARGET, "-c", "100", "-i", "2", "--wait", "500", "--json"],
@@ -197,8 +185,7 @@ Deno.test("a ping with 10% of its sends refused at random counts them as not sen
 });
 
 Deno.test("a plain echo whose send is refused names the target and the OS error", async () => {
-  const reason = await cannotRun();
-  if (reason) return skip(reason);
+  if (CANNOT_RUN) return skip(CANNOT_RUN);
   const plain = await clientInNetns("reject", [...TARGET, "-q", "hi"]);
   equal(plain.stderr, REFUSED);
   equal(plain.stdout, "");

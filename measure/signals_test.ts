@@ -4,28 +4,11 @@
  * Wall-time bounds are generous: the machine running the tests is shared.
  */
 import { equal, match, ok } from "node:assert/strict";
-import { serveEcho } from "../server.ts";
 import { spawnScript } from "../testing/cli.ts";
+import { startEcho } from "../testing/echo.ts";
 import { runProbes } from "./engine.ts";
 import { fitStatus } from "../cli/output.ts";
 import { formatStatus } from "./report.ts";
-
-/** This project's echo server on a free port. */
-function startServer() {
-  const controller = new AbortController();
-  const server = serveEcho({
-    hostname: "127.0.0.1",
-    port: 0,
-    signal: controller.signal,
-  });
-  return {
-    port: server.addr.port,
-    async [Symbol.asyncDispose]() {
-      controller.abort();
-      await server.finished;
-    },
-  };
-}
 
 /** A socket that receives and never answers: every probe stays in flight. */
 function startSilent() {
@@ -83,7 +66,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 for (const io of IO_MODES) {
   Deno.test(`SIGTERM during a --json ping prints one document and exits 0 [${io}]`, async () => {
-    await using server = startServer();
+    await using server = startEcho();
     const client = spawnClient([
       "-H",
       "127.0.0.1",
@@ -109,7 +92,7 @@ for (const io of IO_MODES) {
 
 for (const io of IO_MODES) {
   Deno.test(`SIGINT during -w 16 waits for the window: 0 lost, exit 0 [${io}]`, async () => {
-    await using server = startServer();
+    await using server = startEcho();
     const client = spawnClient([
       "-H",
       "127.0.0.1",
@@ -162,7 +145,7 @@ for (const io of IO_MODES) {
 
 for (const io of IO_MODES) {
   Deno.test(`-i 0 -d 1 sends as fast as possible and stops at the deadline [${io}]`, async () => {
-    await using server = startServer();
+    await using server = startEcho();
     const client = spawnClient([
       "-H",
       "127.0.0.1",
@@ -185,7 +168,7 @@ for (const io of IO_MODES) {
 
 for (const io of IO_MODES) {
   Deno.test(`a signal stops continuous sending within the timeout [${io}]`, async () => {
-    await using server = startServer();
+    await using server = startEcho();
     const client = spawnClient([
       "-H",
       "127.0.0.1",
@@ -208,7 +191,7 @@ for (const io of IO_MODES) {
 }
 
 Deno.test("--rate 200000 -d 2 ends near 2 s, not 7 s", async () => {
-  await using server = startServer();
+  await using server = startEcho();
   const client = spawnClient([
     "-H",
     "127.0.0.1",
@@ -227,7 +210,7 @@ Deno.test("--rate 200000 -d 2 ends near 2 s, not 7 s", async () => {
 });
 
 Deno.test("a rate the machine cannot reach is reported, asked versus achieved, and exits 1", async () => {
-  await using server = startServer();
+  await using server = startEcho();
   const args = [
     "-H",
     "127.0.0.1",
@@ -257,7 +240,7 @@ Deno.test("a rate the machine cannot reach is reported, asked versus achieved, a
 });
 
 Deno.test("probe 0's round trip is no outlier: at most 5 x the median", async () => {
-  await using server = startServer();
+  await using server = startEcho();
   let best = Infinity;
   for (let run = 0; run < 3 && best > 5; run++) {
     const rtts: number[] = [];
