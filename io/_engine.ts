@@ -28,6 +28,7 @@ import type { AddressFamily } from "../net/address.ts";
 import { RECEIVE_BUFFER_SIZE } from "../net/payload.ts";
 import type { DropReason } from "../policy/policy.ts";
 import {
+  checkBatchSize,
   describeErrno,
   EAGAIN,
   EINTR,
@@ -174,11 +175,7 @@ export class BatchEngine {
   /** Allocates the buffer and lays out every header once. */
   constructor(libc: Libc, options: BatchEngineOptions) {
     const vlen = options.batchSize;
-    if (!Number.isInteger(vlen) || vlen < 1 || vlen > 1024) {
-      throw new RangeError(
-        `Cannot use batch size ${vlen}: expected an integer from 1 to 1024`,
-      );
-    }
+    checkBatchSize(vlen);
     this.#libc = libc;
     this.#fd = options.fd;
     this.#vlen = vlen;

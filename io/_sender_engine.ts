@@ -20,6 +20,7 @@
  */
 
 import {
+  checkBatchSize,
   CLOCK_MONOTONIC,
   CLOCK_REALTIME,
   describeErrno,
@@ -127,11 +128,7 @@ export class SenderEngine {
         `Cannot send ${size}-byte datagrams: expected 0 to 65535`,
       );
     }
-    if (!Number.isInteger(vlen) || vlen < 1 || vlen > 1024) {
-      throw new RangeError(
-        `Cannot use batch size ${vlen}: expected an integer from 1 to 1024`,
-      );
-    }
+    checkBatchSize(vlen);
     this.#libc = libc;
     this.#fds = fds;
     this.#vlen = vlen;
