@@ -28,12 +28,14 @@ import type { AddressFamily } from "../net/address.ts";
 import { RECEIVE_BUFFER_SIZE } from "../net/payload.ts";
 import type { DropReason } from "../policy/policy.ts";
 import {
+  checkBatchSize,
   describeErrno,
   EAGAIN,
   EINTR,
   lastErrno,
   type Libc,
   MSG_WAITFORONE,
+  write64,
 } from "./_libc.ts";
 import {
   C_ACTIVE_SOURCES,
@@ -174,11 +176,7 @@ export class BatchEngine {
   /** Allocates the buffer and lays out every header once. */
   constructor(libc: Libc, options: BatchEngineOptions) {
     const vlen = options.batchSize;
-    if (!Number.isInteger(vlen) || vlen < 1 || vlen > 1024) {
-      throw new RangeError(
-        `Cannot use batch size ${vlen}: expected an integer from 1 to 1024`,
-      );
-    }
+    checkBatchSize(vlen);
     this.#libc = libc;
     this.#fd = options.fd;
     this.#vlen = vlen;
@@ -228,10 +226,6 @@ export class BatchEngine {
     this.#keptSize = new Uint32Array(vlen);
     const u32 = this.#u32;
     let sendControlLength = 0;
-    const write64 = (offset: number, value: number) => {
-      u32[offset >> 2] = value % 2 ** 32;
-      u32[(offset >> 2) + 1] = Math.floor(value / 2 ** 32);
-    };
     for (let i = 0; i < vlen; i++) {
       const hdr = i * MMSGHDR_SIZE;
       const recvIov = recvIovOffset + i * IOVEC_SIZE;
@@ -240,16 +234,16 @@ export class BatchEngine {
       const recvControl = this.#recvControlOffset + i * RECEIVE_CONTROL_SIZE;
       const sendControl = this.#sendControlOffset + i * SEND_CONTROL_SIZE;
       const slot = this.#slotOffset + i * RECEIVE_BUFFER_SIZE;
-      write64(recvIov, baseValue + slot);
-      write64(recvIov + 8, RECEIVE_BUFFER_SIZE);
-      write64(sendIov, baseValue + slot);
-      write64(sendIov + 8, 0);
-      write64(hdr, baseValue + addr); // msg_name
+      write64(u32, recvIov, baseValue + slot);
+      write64(u32, recvIov + 8, RECEIVE_BUFFER_SIZE);
+      write64(u32, sendIov, baseValue + slot);
+      write64(u32, sendIov + 8, 0);
+      write64(u32, hdr, baseValue + addr); // msg_name
       u32[(hdr >> 2) + 2] = SOCKADDR_SIZE; // msg_namelen
-      write64(hdr + 16, baseValue + recvIov); // msg_iov
-      write64(hdr + 24, 1); // msg_iovlen
-      write64(hdr + 32, baseValue + recvControl); // msg_control
-      write64(hdr + 40, RECEIVE_CONTROL_SIZE); // msg_controllen
+      write64(u32, hdr + 16, baseValue + recvIov); // msg_iov
+      write64(u32, hdr + 24, 1); // msg_iovlen
+      write64(u32, hdr + 32, baseValue + recvControl); // msg_control
+      write64(u32, hdr + 40, RECEIVE_CONTROL_SIZE); // msg_controllen
       sendControlLength = initSendControl(u32, sendControl, this.#ipv6);
       this.#sendControlLo[i] = (baseValue + sendControl) % 2 ** 32;
       this.#sendControlHi[i] = Math.floor((baseValue + sendControl) / 2 ** 32);

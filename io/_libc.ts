@@ -28,6 +28,28 @@ export const CLOCK_REALTIME = 0;
 export const CLOCK_MONOTONIC = 1;
 export const POLLIN = 1;
 
+/**
+ * Throws a RangeError unless `size` is an integer from 1 to 1024: the
+ * datagrams one `recvmmsg(2)` or `sendmmsg(2)` takes (`sendmmsg` stops at
+ * `UIO_MAXIOV`, 1024).
+ */
+export function checkBatchSize(size: number): void {
+  if (!Number.isInteger(size) || size < 1 || size > 1024) {
+    throw new RangeError(
+      `Cannot use batch size ${size}: expected an integer from 1 to 1024`,
+    );
+  }
+}
+
+/**
+ * Writes `value` (a pointer or a `size_t`, below 2^53) as a little-endian
+ * 64-bit integer at byte `offset` (8-aligned) of `u32`'s buffer.
+ */
+export function write64(u32: Uint32Array, offset: number, value: number): void {
+  u32[offset >> 2] = value % 2 ** 32;
+  u32[(offset >> 2) + 1] = Math.floor(value / 2 ** 32);
+}
+
 /** The libc functions the engine calls, as `Deno.dlopen` wants them. */
 export const LIBC_SYMBOLS = {
   socket: { parameters: ["i32", "i32", "i32"], result: "i32" },

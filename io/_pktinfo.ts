@@ -30,6 +30,8 @@
  * @module
  */
 
+import { SCM_TIMESTAMPNS, SOL_SOCKET } from "./_libc.ts";
+
 export const SOL_IP = 0;
 export const IP_PKTINFO = 8;
 export const SOL_IPV6 = 41;
@@ -39,8 +41,6 @@ export const IP_RECVTTL = 12;
 export const IP_TTL = 2;
 export const IPV6_RECVHOPLIMIT = 51;
 export const IPV6_HOPLIMIT = 52;
-const SOL_SOCKET = 1;
-const SCM_TIMESTAMPNS = 35;
 
 /** Where {@linkcode readPktinfo} puts what it read in its `info` array. */
 export const INFO_IFINDEX = 0;

@@ -20,6 +20,7 @@
  */
 
 import {
+  checkBatchSize,
   CLOCK_MONOTONIC,
   CLOCK_REALTIME,
   describeErrno,
@@ -32,6 +33,7 @@ import {
   POLLIN,
   SCM_TIMESTAMPNS,
   SOL_SOCKET,
+  write64,
 } from "./_libc.ts";
 import { AF_INET, SOCKADDR_SIZE } from "./_sockaddr.ts";
 
@@ -127,11 +129,7 @@ export class SenderEngine {
         `Cannot send ${size}-byte datagrams: expected 0 to 65535`,
       );
     }
-    if (!Number.isInteger(vlen) || vlen < 1 || vlen > 1024) {
-      throw new RangeError(
-        `Cannot use batch size ${vlen}: expected an integer from 1 to 1024`,
-      );
-    }
+    checkBatchSize(vlen);
     this.#libc = libc;
     this.#fds = fds;
     this.#vlen = vlen;
@@ -164,6 +162,7 @@ export class SenderEngine {
     this.#memory = new ArrayBuffer(Math.max(MIN_BUFFER, align8(total)));
     this.#u8 = new Uint8Array(this.#memory);
     this.#u32 = new Uint32Array(this.#memory);
+    const u32 = this.#u32;
     this.#view = new DataView(this.#memory);
     const base = Deno.UnsafePointer.of(this.#memory);
     if (base === null) throw new Error("Cannot map the sender buffer");
@@ -188,12 +187,12 @@ export class SenderEngine {
         this.#sendSlots.push(this.#u8.subarray(slot, slot + size));
         const hdr = sendHdrs + i * MMSGHDR_SIZE;
         const iov = sendHdrs + sendVlen * MMSGHDR_SIZE + i * IOVEC_SIZE;
-        this.#write64(iov, this.#base + slot);
-        this.#write64(iov + 8, size);
-        this.#write64(hdr, this.#base + this.#targetOffset); // msg_name
+        write64(u32, iov, this.#base + slot);
+        write64(u32, iov + 8, size);
+        write64(u32, hdr, this.#base + this.#targetOffset); // msg_name
         this.#u32[(hdr + 8) >> 2] = target.length; // msg_namelen
-        this.#write64(hdr + 16, this.#base + iov); // msg_iov
-        this.#write64(hdr + 24, 1); // msg_iovlen
+        write64(u32, hdr + 16, this.#base + iov); // msg_iov
+        write64(u32, hdr + 24, 1); // msg_iovlen
       }
       this.#sendHdrPtrs.push(...Array.from(
         { length: sendVlen },
@@ -203,16 +202,18 @@ export class SenderEngine {
         const hdr = socket + i * MMSGHDR_SIZE;
         const iov = socket + vlen * MMSGHDR_SIZE + i * IOVEC_SIZE;
         const data = socket + this.#dataOffset + i * this.#slotSize;
-        this.#write64(iov, this.#base + data);
-        this.#write64(iov + 8, this.#slotSize);
-        this.#write64(
+        write64(u32, iov, this.#base + data);
+        write64(u32, iov + 8, this.#slotSize);
+        write64(
+          u32,
           hdr,
           this.#base + socket + this.#nameOffset +
             i * SOCKADDR_SIZE,
         ); // msg_name
-        this.#write64(hdr + 16, this.#base + iov); // msg_iov
-        this.#write64(hdr + 24, 1); // msg_iovlen
-        this.#write64(
+        write64(u32, hdr + 16, this.#base + iov); // msg_iov
+        write64(u32, hdr + 24, 1); // msg_iovlen
+        write64(
+          u32,
           hdr + 32,
           this.#base + socket + this.#cmsgOffset +
             i * CMSG_ROOM,
@@ -225,11 +226,6 @@ export class SenderEngine {
     }
     this.#monoBase = this.#clockSeconds(CLOCK_MONOTONIC);
     this.#realBase = this.#clockSeconds(CLOCK_REALTIME);
-  }
-
-  #write64(offset: number, value: number): void {
-    this.#u32[offset >> 2] = value % 2 ** 32;
-    this.#u32[(offset >> 2) + 1] = Math.floor(value / 2 ** 32);
   }
 
   #clockSeconds(clock: number): number {

@@ -33,7 +33,7 @@
 import { bindSocket, type BoundSocket } from "./_bind.ts";
 import { checkNetPermission } from "./choice.ts";
 import { interfaceWarning, listInterfaces } from "./_interfaces.ts";
-import { openLibc, releaseLibc, SHUT_RDWR } from "./_libc.ts";
+import { checkBatchSize, openLibc, releaseLibc, SHUT_RDWR } from "./_libc.ts";
 import {
   C_BATCHES,
   C_FORCED_GCS,
@@ -220,11 +220,7 @@ export function serveBatch(options: BatchServeOptions): BatchServer {
     );
   }
   const batchSize = options.batchSize ?? DEFAULT_BATCH_SIZE;
-  if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > 1024) {
-    throw new RangeError(
-      `Cannot use batch size ${batchSize}: expected an integer from 1 to 1024`,
-    );
-  }
+  checkBatchSize(batchSize);
   const libc = openLibc();
   let sockets: BoundSocket[];
   try {
