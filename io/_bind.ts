@@ -121,6 +121,12 @@ export interface BindOptions {
    * stamps every datagram of the host.
    */
   receiveTimes?: boolean;
+  /**
+   * Ask for each datagram's destination (`IP_PKTINFO`, `IPV6_RECVPKTINFO`),
+   * which a server replies from; default true. A sender, which only talks
+   * to its target, leaves it off so no reply carries a message nobody reads.
+   */
+  destinations?: boolean;
 }
 
 /**
@@ -160,7 +166,9 @@ export function bindSocket(
       }
       // An IPv6 socket also receives IPv4 (mapped): ask for both messages.
       const on = new Int32Array([1]);
-      const wanted = af === AF_INET6
+      const wanted = options.destinations === false
+        ? []
+        : af === AF_INET6
         ? [[SOL_IPV6, IPV6_RECVPKTINFO], [SOL_IP, IP_PKTINFO]]
         : [[SOL_IP, IP_PKTINFO]];
       if (options.receiveTimes) {

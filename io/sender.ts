@@ -103,7 +103,9 @@ export function openSenderSockets(options: SenderSocketOptions): SenderSockets {
     for (let i = 0; i < options.count; i++) {
       let socket;
       try {
-        socket = bindSocket(libc, hostname, port);
+        socket = bindSocket(libc, hostname, port, undefined, {
+          destinations: false,
+        });
       } catch (error) {
         throw new Error(
           `Cannot bind ${hostname}:${port}: ${(error as Error).message}`,
