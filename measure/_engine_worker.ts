@@ -394,13 +394,12 @@ function runLoop(
         if (Number.isNaN(graceStart[s]!) && book.allAnswered()) {
           graceStart[s] = now;
         }
-        const flowEnd = Math.min(drainEnd, graceStart[s]! + book.graceMs());
-        if (now < (Number.isNaN(flowEnd) ? drainEnd : flowEnd)) {
+        // Before all its replies are in, a flow has no grace start (NaN).
+        const graceEnd = Math.min(drainEnd, graceStart[s]! + book.graceMs());
+        const flowEnd = Number.isNaN(graceEnd) ? drainEnd : graceEnd;
+        if (now < flowEnd) {
           done = false;
-          until = Math.min(
-            until,
-            Number.isNaN(flowEnd) ? drainEnd : flowEnd,
-          );
+          until = Math.min(until, flowEnd);
         }
       }
       if (done) {
