@@ -228,47 +228,38 @@ function runLoop(
   const sendProbes = (s: number, k: number, firstDue?: number): number => {
     const book = books[s]!;
     const format = formats?.[s];
-    if (format !== undefined) {
-      let failed = 0;
-      for (let j = 0; j < k; j++) {
-        const seq = book.beginSend(
-          size,
-          NaN,
-          NaN,
-          firstDue === undefined ? undefined : firstDue + j * intervalMs,
-        );
-        const { result, epoch } = sendFormatted(engine, format, {
-          s,
-          header: book.header(seq),
-        });
-        book.stamp(seq, engine.sentMono, epoch);
-        sentReal[s]!.set(seq, engine.sentReal);
-        if (result >= 0) sentOk[s]!++;
-        else {
-          book.sendFailed(seq, engine.describeErrno(-result));
-          failed++;
-        }
-      }
-      return failed;
-    }
-    const first = book.sent;
-    for (let j = 0; j < k; j++) {
-      const seq = book.beginSend(
+    const begin = (j: number) =>
+      book.beginSend(
         size,
         NaN,
         NaN,
         firstDue === undefined ? undefined : firstDue + j * intervalMs,
       );
-      encodeProbeInto(engine.sendSlot(s, j), book.header(seq));
+    const first = book.sent;
+    if (format === undefined) {
+      for (let j = 0; j < k; j++) {
+        encodeProbeInto(engine.sendSlot(s, j), book.header(begin(j)));
+      }
     }
     let failed = 0;
     for (let j = 0; j < k;) {
-      // One probe alone takes sendto: less for the kernel to copy in.
-      const result = k === 1
-        ? Math.min(engine.send(s, STAMP_OFFSET), 1)
-        : engine.sendBatch(s, j, k - j, STAMP_OFFSET);
+      let result: number;
+      let epochMs: number;
+      if (format !== undefined) {
+        const sent = sendFormatted(engine, format, {
+          s,
+          header: book.header(begin(j)),
+        });
+        result = sent.result >= 0 ? 1 : sent.result;
+        epochMs = sent.epoch;
+      } else {
+        // One probe alone takes sendto: less for the kernel to copy in.
+        result = k === 1
+          ? Math.min(engine.send(s, STAMP_OFFSET), 1)
+          : engine.sendBatch(s, j, k - j, STAMP_OFFSET);
+        epochMs = engine.realEpochMs(engine.sentReal);
+      }
       const done = result > 0 ? result : 1;
-      const epochMs = engine.realEpochMs(engine.sentReal);
       for (let i = j; i < j + done; i++) {
         const seq = first + i;
         book.stamp(seq, engine.sentMono, epochMs);
@@ -403,13 +394,12 @@ function runLoop(
         if (Number.isNaN(graceStart[s]!) && book.allAnswered()) {
           graceStart[s] = now;
         }
-        const flowEnd = Math.min(drainEnd, graceStart[s]! + book.graceMs());
-        if (now < (Number.isNaN(flowEnd) ? drainEnd : flowEnd)) {
+        // Before all its replies are in, a flow has no grace start (NaN).
+        const graceEnd = Math.min(drainEnd, graceStart[s]! + book.graceMs());
+        const flowEnd = Number.isNaN(graceEnd) ? drainEnd : graceEnd;
+        if (now < flowEnd) {
           done = false;
-          until = Math.min(
-            until,
-            Number.isNaN(flowEnd) ? drainEnd : flowEnd,
-          );
+          until = Math.min(until, flowEnd);
         }
       }
       if (done) {

@@ -163,15 +163,12 @@ export function summarizeRun(
       // Only the ring's probes are known: each expires once, as it went.
       flow.expire(Number.isFinite(inFlightAfter) ? end : Infinity);
       inFlight = flow.inflight;
-    }
-    for (
-      let seq = 0;
-      flow.options.ring === undefined && seq < flow.sent;
-      seq++
-    ) {
-      if (flow.tracker.answered(seq) || flow.unsent(seq)) continue;
-      if (flow.sentAt.get(seq) > inFlightAfter) inFlight++;
-      else onEvent?.({ type: "lost", flow: flow.index, seq });
+    } else {
+      for (let seq = 0; seq < flow.sent; seq++) {
+        if (flow.tracker.answered(seq) || flow.unsent(seq)) continue;
+        if (flow.sentAt.get(seq) > inFlightAfter) inFlight++;
+        else onEvent?.({ type: "lost", flow: flow.index, seq });
+      }
     }
     const counts = flow.counts();
     counts.lost -= inFlight;

@@ -172,9 +172,8 @@ export function eventJson(event: ProbeEvent): Record<string, unknown> {
 }
 
 /**
- * Serialises a document, on one line unless `indent` is given. Fractions are
- * rounded to three decimals (a microsecond for the `_ms` fields); NaN and
- * infinities become `null`.
+ * Serialises a document, on one line unless `indent` is given. Numbers keep
+ * their full precision; NaN and infinities become `null`.
  *
  * @example
  * ```ts
@@ -188,11 +187,7 @@ export function toJson(value: unknown, indent?: number): string {
   return JSON.stringify(
     value,
     (_key, item) =>
-      typeof item !== "number" || Number.isInteger(item)
-        ? item
-        : Number.isFinite(item)
-        ? item
-        : null,
+      typeof item === "number" && !Number.isFinite(item) ? null : item,
     indent,
   );
 }
