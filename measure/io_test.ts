@@ -57,16 +57,16 @@ Deno.test("runProbes() on the engine refuses probes below the header size", asyn
 Deno.test("runProbes() on the engine keeps the result so far on stop", async () => {
   await using echo = startEcho();
   const stop = new AbortController();
-  let timer: ReturnType<typeof setTimeout> | undefined;
+  let replies = 0;
   const result = await runProbes({
     target: echo.target,
     intervalMs: 10,
     stop: stop.signal,
     io: "batch",
-    // From when the Worker runs: its start-up is slow on a loaded machine.
-    onIo: () => timer = setTimeout(() => stop.abort(), 300),
+    onEvent: (event) => {
+      if (event.type === "reply" && ++replies === 10) stop.abort();
+    },
   });
-  clearTimeout(timer);
   ok(result.sent >= 10, `sent ${result.sent}`);
   equal(result.received, result.sent);
   equal(result.lost, 0);
@@ -150,11 +150,12 @@ Deno.test("client.ts -c 200 -i 1 on the engine sends most probes on time", async
   const document = JSON.parse(stdout);
   equal(document.io.backend, "batch");
   // A JS timer wakes 1.4 ms late or more, so the socket path sends most
-  // probes over half an interval late, in bursts of 2 or 3. The engine
-  // spins to each deadline: only a preemption of the shared machine (which
-  // then makes a burst to catch up) delays a probe that much.
+  // probes an interval late or more, in bursts of 2 or 3. The engine spins
+  // to each deadline: only preemptions of the shared machine (which then
+  // make a burst to catch up) delay a probe by a good part of an interval,
+  // and they would have to hit most probes to move the median that far.
   const { p50, largest_burst: burst } = document.schedule_error_ms;
-  ok(p50 >= 0 && p50 < 0.5, `median send error ${p50} ms`);
+  ok(p50 >= 0 && p50 < 1, `median send error ${p50} ms`);
   ok(burst >= 1 && burst < 200, `largest burst ${burst}`);
 });
 
@@ -198,8 +199,13 @@ Deno.test("runOnEngine() drops and counts events a slow main thread cannot take,
 });
 
 Deno.test("runProbes() on the engine reads replies at an interval shorter than its spin", async () => {
-  await using server = await startServerProcess();
+  const server = await startServer(
+    ["-H", "127.0.0.1", "-p", "0", "-q"],
+    "server.ts",
+    ENGINE_PERMISSIONS,
+  );
   let replies = 0;
+  let stdout = "";
   const result = await runProbes({
     target: { hostname: "127.0.0.1", port: server.port, family: "IPv4" },
     count: 1000,
@@ -208,10 +214,21 @@ Deno.test("runProbes() on the engine reads replies at an interval shorter than i
     onEvent: (event) => {
       if (event.type === "reply") replies++;
     },
+  }).finally(async () => {
+    ({ stdout } = await server.stop("SIGTERM"));
   });
   equal(result.sent, 1000);
-  // Before the fix the Worker spun from send to send and read almost none.
-  ok(result.received >= 900, `received ${result.received}`);
+  // A busy machine may keep the server from reading them all; what it
+  // echoed came back. Before the fix the Worker spun from send to send and
+  // read only what its socket's buffer held once sending was over.
+  const echoed = Number(
+    /, echoed ([\d,]+) datagrams/.exec(stdout)?.[1]?.replaceAll(",", ""),
+  );
+  ok(echoed > 0, stdout);
+  ok(
+    result.received >= 0.9 * echoed,
+    `received ${result.received} of ${echoed}`,
+  );
   equal(result.eventsDropped, 0);
   equal(replies, result.received + result.duplicates);
 });
