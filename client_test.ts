@@ -85,9 +85,9 @@ Deno.test("EchoClient ignores a datagram from a foreign socket", async () => {
   });
   try {
     await withFakeServer("127.0.0.1", async (data, from, conn) => {
-      // Another port on the same host answers first, with other bytes.
+      // Another port on the same host answers first, with other bytes: a
+      // send on loopback is queued at the receiver when it returns.
       await foreign.send(encode("spoofed"), from);
-      await new Promise((resolve) => setTimeout(resolve, 20));
       await conn.send(data, from);
     }, async (addr) => {
       await using client = await EchoClient.open(addr, {
@@ -631,14 +631,23 @@ Deno.test("client.ts stopped by SIGINT while awaiting an echo exits 1, not 130",
   });
   const port = (silent.addr as Deno.NetAddr).port;
   const child = spawnScript("client.ts", ["-p", `${port}`, "-t", "5000", "hi"]);
-  const stdout = new Response(child.stdout).text();
   const stderr = new Response(child.stderr).text();
-  // Let it reach the wait: the signal listener is set by then.
-  await new Promise((resolve) => setTimeout(resolve, 1000));
+  // Once it says it waits, the signal listener is set.
+  let stdout = "";
+  const lines = child.stdout.pipeThrough(new TextDecoderStream());
+  const reader = lines.getReader();
+  while (!stdout.includes("waiting to receive\n")) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    stdout += value;
+  }
   child.kill("SIGINT");
+  for (let read = await reader.read(); !read.done; read = await reader.read()) {
+    stdout += read.value;
+  }
   const { code } = await child.status;
   equal(code, 1);
-  match(await stdout, /waiting to receive\nclosing socket\n$/);
+  match(stdout, /waiting to receive\nclosing socket\n$/);
   silent.close();
   equal(await stderr, "error: cannot wait for the echo: stopped\n");
 });

@@ -29,7 +29,9 @@ async function rssKiB(pid: number): Promise<number> {
     args: [`/proc/${pid}/status`],
   }).output();
   const match = /VmRSS:\s+(\d+) kB/.exec(new TextDecoder().decode(stdout));
-  return Number(match?.[1] ?? NaN);
+  // NaN would compare false and pass the check: a failed read must fail it.
+  if (!match) throw new Error(`Cannot read the resident size of ${pid}`);
+  return Number(match[1]);
 }
 
 function spawn(

@@ -532,7 +532,6 @@ Deno.test("client.ts stops a ping at a closed stdout with one error line, exit 1
   try {
     // `| head -n 2`: the reader leaves after two lines; the ping must not
     // go on for its 100 probes.
-    const started = performance.now();
     const { code, stdout, stderr } = await new Deno.Command("sh", {
       args: [
         "-c",
@@ -550,9 +549,11 @@ Deno.test("client.ts stops a ping at a closed stdout with one error line, exit 1
       decoder.decode(stderr),
       "error: cannot write to standard output: broken pipe\nexit 1\n",
     );
-    ok(performance.now() - started < 3_000, "stopped well before 100 probes");
   } finally {
     controller.abort();
-    await server.finished;
   }
+  // A line a probe: the first write after `head` left fails, a few probes
+  // in; half of them leaves `head` seconds to leave on a busy machine.
+  const { received } = await server.finished;
+  ok(received > 0 && received <= 50, `${received} probes sent`);
 });

@@ -235,12 +235,14 @@ Deno.test("runProbes() keeps its schedule within 1% over 300 probes", async () =
 
 Deno.test("runProbes() stops at the duration", async () => {
   await using echo = startEcho();
+  // Nothing leaves after the deadline, however late: the last probe has an
+  // interval to leave in, long enough for a busy machine's timers.
   const result = await runProbes({
     target: echo.target,
-    durationMs: 50,
-    intervalMs: 10,
+    durationMs: 500,
+    intervalMs: 100,
   });
-  equal(result.sent, 5); // sends at 0, 10, 20, 30 and 40 ms
+  equal(result.sent, 5); // sends at 0, 100, 200, 300 and 400 ms
   equal(result.received, 5);
 });
 
@@ -373,7 +375,9 @@ for (const io of IO_MODES) {
         target: { hostname: addr.hostname, port: addr.port, family: "IPv4" },
         count: 10,
         intervalMs: 5,
-        waitMs: 100,
+        // The run ends once every echo is in; a busy machine may hold the
+        // peer above, in the test's own thread, for a while.
+        waitMs: 5_000,
       });
       deepEqual(
         [result.received, result.duplicates, result.corrupted, result.ignored],
@@ -429,11 +433,15 @@ Deno.test("sweepPayload() reports tries that could not be sent", async () => {
   deepEqual([result.sent, result.sendErrors, result.lost], [0, 3, 0]);
 });
 
-/** A path that delivers every echo twice, the copy 50 ms after the first. */
+/**
+ * A path that delivers every echo twice, the copy a little after the first:
+ * well inside the shortest grace period, even when a busy machine fires
+ * the relay's timer late.
+ */
 const LATE_COPIES: FaultRule[] = [{
   direction: "reply",
   select: () => true,
-  action: { type: "duplicate", delayMs: 50 },
+  action: { type: "duplicate", delayMs: 20 },
 }];
 
 for (const io of IO_MODES) {
@@ -471,14 +479,26 @@ for (const io of IO_MODES) {
 }
 
 Deno.test("runProbes() never waits past --wait for late copies", async () => {
-  await using relay = startFaultyEcho(LATE_COPIES);
+  // The request is held 400 ms, so the grace period for late copies (twice
+  // the largest RTT) would end 800 ms after the reply, at 1200 ms; --wait
+  // ends the run 600 ms after the send. The copy comes between the two, at
+  // 900 ms: counted only by a run that waited past --wait.
+  await using relay = startFaultyEcho([
+    { select: at(0), action: { type: "delay", ms: 400 } },
+    {
+      direction: "reply",
+      select: () => true,
+      action: { type: "duplicate", delayMs: 500 },
+    },
+  ]);
   const result = await runProbes({
     target: relay.target,
     count: 1,
-    waitMs: 20,
+    timeoutMs: 2000,
+    waitMs: 600,
   });
   deepEqual([result.received, result.duplicates], [1, 0]);
-  ok(result.elapsedMs < 45, `${result.elapsedMs} ms`);
+  ok(result.elapsedMs < 900, `${result.elapsedMs} ms`);
 });
 
 for (const io of IO_MODES) {

@@ -57,16 +57,16 @@ Deno.test("runProbes() on the engine refuses probes below the header size", asyn
 Deno.test("runProbes() on the engine keeps the result so far on stop", async () => {
   await using echo = startEcho();
   const stop = new AbortController();
-  let timer: ReturnType<typeof setTimeout> | undefined;
+  let replies = 0;
   const result = await runProbes({
     target: echo.target,
     intervalMs: 10,
     stop: stop.signal,
     io: "batch",
-    // From when the Worker runs: its start-up is slow on a loaded machine.
-    onIo: () => timer = setTimeout(() => stop.abort(), 300),
+    onEvent: (event) => {
+      if (event.type === "reply" && ++replies === 10) stop.abort();
+    },
   });
-  clearTimeout(timer);
   ok(result.sent >= 10, `sent ${result.sent}`);
   equal(result.received, result.sent);
   equal(result.lost, 0);
@@ -133,28 +133,38 @@ Deno.test("client.ts falls back to sockets when --allow-ffi is not granted", asy
   equal(idle.code, 2);
 });
 
-Deno.test("client.ts -c 200 -i 1 on the engine sends most probes on time", async () => {
+Deno.test("client.ts -c 200 -i 1 on the engine sends on time where the socket path is late", async () => {
   await using server = await startServerProcess();
-  const { code, stdout } = await runScript("client.ts", [
-    "-H",
-    "127.0.0.1",
-    "-p",
-    `${server.port}`,
-    "-c",
-    "200",
-    "-i",
-    "1",
-    "--json",
-  ], { permissions: ENGINE_PERMISSIONS });
-  equal(code, 0);
-  const document = JSON.parse(stdout);
-  equal(document.io.backend, "batch");
+  const ping = (io: string) =>
+    runScript("client.ts", [
+      "-H",
+      "127.0.0.1",
+      "-p",
+      `${server.port}`,
+      "-c",
+      "200",
+      "-i",
+      "1",
+      "--io",
+      io,
+      "--json",
+    ], { permissions: ENGINE_PERMISSIONS });
+  // Side by side, so that both meet the same load: a busy machine delays
+  // the engine's wake-ups too, and then its median, as far as it likes.
+  const [engine, socket] = (await Promise.all([ping("batch"), ping("socket")]))
+    .map(({ code, stdout }) => {
+      equal(code, 0, stdout);
+      return JSON.parse(stdout);
+    });
+  equal(engine.io.backend, "batch");
+  equal(socket.io.backend, "socket");
   // A JS timer wakes 1.4 ms late or more, so the socket path sends most
-  // probes over half an interval late, in bursts of 2 or 3. The engine
-  // spins to each deadline: only a preemption of the shared machine (which
-  // then makes a burst to catch up) delays a probe that much.
-  const { p50, largest_burst: burst } = document.schedule_error_ms;
-  ok(p50 >= 0 && p50 < 0.5, `median send error ${p50} ms`);
+  // probes an interval late or more, in bursts of 2 or 3. The engine spins
+  // to each deadline: only preemptions (which then make a burst to catch
+  // up) delay its probes, and the socket path's as much.
+  const { p50, largest_burst: burst } = engine.schedule_error_ms;
+  const late = socket.schedule_error_ms.p50;
+  ok(p50 >= 0 && p50 < late, `median send error ${p50} ms, sockets ${late}`);
   ok(burst >= 1 && burst < 200, `largest burst ${burst}`);
 });
 
@@ -198,8 +208,13 @@ Deno.test("runOnEngine() drops and counts events a slow main thread cannot take,
 });
 
 Deno.test("runProbes() on the engine reads replies at an interval shorter than its spin", async () => {
-  await using server = await startServerProcess();
+  const server = await startServer(
+    ["-H", "127.0.0.1", "-p", "0", "-q"],
+    "server.ts",
+    ENGINE_PERMISSIONS,
+  );
   let replies = 0;
+  let stdout = "";
   const result = await runProbes({
     target: { hostname: "127.0.0.1", port: server.port, family: "IPv4" },
     count: 1000,
@@ -208,10 +223,21 @@ Deno.test("runProbes() on the engine reads replies at an interval shorter than i
     onEvent: (event) => {
       if (event.type === "reply") replies++;
     },
+  }).finally(async () => {
+    ({ stdout } = await server.stop("SIGTERM"));
   });
   equal(result.sent, 1000);
-  // Before the fix the Worker spun from send to send and read almost none.
-  ok(result.received >= 900, `received ${result.received}`);
+  // A busy machine may keep the server from reading them all; what it
+  // echoed came back. Before the fix the Worker spun from send to send and
+  // read only what its socket's buffer held once sending was over.
+  const echoed = Number(
+    /, echoed ([\d,]+) datagrams/.exec(stdout)?.[1]?.replaceAll(",", ""),
+  );
+  ok(echoed > 0, stdout);
+  ok(
+    result.received >= 0.9 * echoed,
+    `received ${result.received} of ${echoed}`,
+  );
   equal(result.eventsDropped, 0);
   equal(replies, result.received + result.duplicates);
 });

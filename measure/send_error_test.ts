@@ -73,7 +73,10 @@ async function clientInNetns(
         `${
           deno("server.ts", ["-H", "127.0.0.1", "-p", `${PORT}`, "-q"])
         } >"$log" 2>&1 & server=$!`,
-        `for i in $(seq 100); do grep -q starting "$log" && break; sleep 0.05; done`,
+        // Up to 20 s for a busy machine; a server that never says it
+        // started fails the run with its output.
+        `for i in $(seq 400); do grep -q starting "$log" && break; sleep 0.05; done`,
+        `grep -q starting "$log" || { cat "$log" >&2; exit 97; }`,
       ]
       : []),
     `set +e; ${deno("client.ts", args)}; code=$?`,

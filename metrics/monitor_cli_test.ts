@@ -8,6 +8,7 @@ import {
   startEchoSocket,
   startScript,
 } from "../testing/metrics.ts";
+import { waitUntil } from "../testing/wait.ts";
 
 const HAS_PROMTOOL = hasProgram("promtool");
 if (!HAS_PROMTOOL) {
@@ -121,7 +122,13 @@ Deno.test("client.ts --metrics keeps probing when stdout closes, with one line o
     "--metrics",
     "0",
   ]);
-  const stderr = new Response(child.stderr).text();
+  let stderr = "";
+  const errors = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+  const readStderr = async () => {
+    const { value, done } = await errors.read();
+    stderr += value ?? "";
+    return !done;
+  };
   try {
     const reader = child.stdout.pipeThrough(new TextDecoderStream())
       .getReader();
@@ -131,21 +138,22 @@ Deno.test("client.ts --metrics keeps probing when stdout closes, with one line o
     }
     const url = /metrics on (\S+)\n/.exec(text)![1]!;
     await reader.cancel(); // the reader leaves: stdout is closed
+    // Its next line finds stdout closed and says so.
+    while (!stderr.includes("\n") && await readStderr()) { /* reading */ }
     const sentAt = async () =>
       sample(
         (await fetchText(url)).text,
         `udp_echo_probes_sent_total{target="127.0.0.1:${echo.port}"}`,
       );
-    await new Promise((resolve) => setTimeout(resolve, 300));
     const before = await sentAt();
-    await new Promise((resolve) => setTimeout(resolve, 300));
-    ok(await sentAt() > before, "still probing");
+    await waitUntil(async () => await sentAt() > before, "it probes on");
   } finally {
     child.kill("SIGINT");
     const { code } = await child.status;
+    while (await readStderr()) { /* to the end */ }
     await echo.close();
     equal(code, 0);
-    const lines = (await stderr).split("\n").filter(Boolean);
+    const lines = stderr.split("\n").filter(Boolean);
     equal(lines.length, 1, lines.join("\n"));
     match(lines[0]!, /^error: cannot write to standard output/);
   }

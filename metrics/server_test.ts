@@ -9,6 +9,7 @@ import {
   sample,
   startScript,
 } from "../testing/metrics.ts";
+import { waitUntil } from "../testing/wait.ts";
 
 const HAS_PROMTOOL = hasProgram("promtool");
 if (!HAS_PROMTOOL) {
@@ -75,16 +76,22 @@ for (const io of ["socket", "batch"]) {
       const port = Number((await server.waitFor(/port (\d+)\n/))[1]);
       const url = (await server.waitFor(/serving metrics on (http:\S+)\n/))[1]!;
       await sendTo(port, "127.0.0.1", 4);
-      const { status, text, type } = await fetchText(url);
-      equal(status, 200);
-      match(type ?? "", /^text\/plain; version=0\.0\.4/);
-      equal(
+      // The batch Worker counts an echo just after sending it: the reply
+      // may come first.
+      const echoed = (text: string) =>
         sample(
           text,
           `udp_echo_echoed_datagrams_total{address="127.0.0.1:${port}"}`,
-        ),
-        4,
-      );
+        );
+      let scrape: Awaited<ReturnType<typeof fetchText>> | undefined;
+      await waitUntil(async () => {
+        scrape = await fetchText(url);
+        return echoed(scrape.text) >= 4;
+      }, "four echoes are counted");
+      const { status, text, type } = scrape!;
+      equal(status, 200);
+      match(type ?? "", /^text\/plain; version=0\.0\.4/);
+      equal(echoed(text), 4);
       match(
         text,
         new RegExp(`udp_echo_info\\{version="[^"]+",io="${io}"\\} 1`),

@@ -6,6 +6,7 @@ import {
   startStatsReport,
 } from "./log.ts";
 import type { EchoServer, EchoStats, ServerEvent } from "../io/types.ts";
+import { waitUntil } from "../testing/wait.ts";
 
 const LOCAL = { transport: "udp" as const, hostname: "127.0.0.1", port: 7000 };
 const PEER = { transport: "udp" as const, hostname: "127.0.0.2", port: 40000 };
@@ -20,6 +21,19 @@ function recorder(dropped = 0) {
     dropped,
   };
   return { out, output };
+}
+
+/** An output whose every write throws, as a broken one might; counts the tries. */
+function brokenOutput(): { output: LogOutput; tries: () => number } {
+  let tries = 0;
+  const fail = (): never => {
+    tries++;
+    throw new Error("No space left on device (os error 28)");
+  };
+  return {
+    output: { line: fail, error: fail, warn: fail, status: fail },
+    tries: () => tries,
+  };
 }
 
 /** An output whose every write throws, as a broken one might. */
@@ -78,18 +92,27 @@ Deno.test("createEventLog() folds error lines past the limit into one '... N mor
 });
 
 Deno.test("createEventLog() never throws from its fold timer on a broken output", async () => {
-  const log = createEventLog(BROKEN, { json: false, errorsPerSecond: 0 });
+  const broken = brokenOutput();
+  const log = createEventLog(broken.output, {
+    json: false,
+    errorsPerSecond: 0,
+  });
+  // Folded, not written: the timer writes the fold line, and its throw
+  // would fail this test.
   log.log(sendError);
-  log.flush();
-  // The timer flushes every second; a throw there would fail this test.
-  await new Promise((resolve) => setTimeout(resolve, 1100));
+  equal(broken.tries(), 0);
+  await waitUntil(() => broken.tries() > 0, "the fold timer wrote");
   log.close();
 });
 
 Deno.test("startStatsReport() never throws from its timer on a broken output", async () => {
   const server = { stats: () => stats() } as unknown as EchoServer;
-  const stop = startStatsReport(server, BROKEN, { seconds: 0.01, json: true });
-  await new Promise((resolve) => setTimeout(resolve, 50));
+  const broken = brokenOutput();
+  const stop = startStatsReport(server, broken.output, {
+    seconds: 0.01,
+    json: true,
+  });
+  await waitUntil(() => broken.tries() >= 2, "the timer wrote twice");
   stop();
 });
 
@@ -100,7 +123,7 @@ Deno.test("startStatsReport() tells what the log lost", async () => {
   for (const json of [true, false]) {
     const { out, output } = recorder(3);
     const stop = startStatsReport(server, output, { seconds: 0.01, json });
-    await new Promise((resolve) => setTimeout(resolve, 40));
+    await waitUntil(() => out.stdout.length > 0, "a stats line");
     stop();
     const line = out.stdout[0]!;
     if (json) {

@@ -7,6 +7,7 @@ import {
   type ServerEvent,
 } from "../server.ts";
 import { formatAddress } from "../net/address.ts";
+import { waitUntil } from "../testing/wait.ts";
 
 const SERVER = new URL("../server.ts", import.meta.url).pathname;
 const ROOT_DIR = new URL("..", import.meta.url).pathname;
@@ -641,14 +642,22 @@ testBoth(
         });
         if (k % 50 === 49) await new Promise((r) => setTimeout(r, 20));
       }
-      await new Promise((resolve) => setTimeout(resolve, 200));
+      const shownLines = () =>
+        server.lines.filter((line) => line.startsWith("received ")).length;
+      const foldLines = () =>
+        server.lines.map((line) =>
+          /^\.\.\. (\d+) more datagrams?$/.exec(line)?.[1]
+        ).filter((n) => n !== undefined).map(Number);
+      // The fold line comes with the next window: once it is out, the
+      // server has read past a hundred datagrams.
+      await waitUntil(
+        () => shownLines() + foldLines().reduce((sum, n) => sum + n, 0) > 100,
+        "a hundred datagrams were logged",
+      );
       const { code } = await server.stop();
       equal(code, 0);
-      const shown = server.lines.filter((line) => line.startsWith("received "))
-        .length;
-      const folded = server.lines.map((line) =>
-        /^\.\.\. (\d+) more datagrams?$/.exec(line)?.[1]
-      ).filter((n) => n !== undefined).map(Number);
+      const shown = shownLines();
+      const folded = foldLines();
       ok(folded.length > 0, "a fold line");
       const received = Number(
         /received (\d+) datagrams/.exec(server.lines.at(-1)!)?.[1],

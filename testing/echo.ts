@@ -14,6 +14,8 @@ export interface RunningEcho extends AsyncDisposable {
   port: number;
   /** Where it listens, as `runProbes()` takes a target. */
   target: ResolvedAddress;
+  /** Datagrams it has received so far: a test waits on this to know a sender is sending. */
+  received(): number;
 }
 
 /** Starts `serveEcho()` on `hostname` (127.0.0.1 by default), port 0. */
@@ -27,6 +29,7 @@ export function startEcho(hostname = "127.0.0.1"): RunningEcho {
       port: server.addr.port,
       family: hostname.includes(":") ? "IPv6" : "IPv4",
     },
+    received: () => server.stats().received,
     async [Symbol.asyncDispose]() {
       controller.abort();
       await server.finished;
