@@ -35,8 +35,8 @@
  * @module
  */
 
-import { checkBatchSupport } from "./io/batch.ts";
-import type { EchoServer } from "./io/types.ts";
+import { checkBatchSupport } from "./kernel/echo.ts";
+import type { EchoServer } from "./echo/types.ts";
 import {
   checkUnstableNet,
   DEFAULT_HOST,
@@ -103,7 +103,7 @@ export type {
   ReflectInfo,
   ServerEvent,
   SocketStats,
-} from "./io/types.ts";
+} from "./echo/types.ts";
 
 const USAGE = `Usage: server.ts [options]
 
@@ -129,8 +129,9 @@ Options:
       --stats-interval S  print a one-line summary every S seconds, 0.01 to 86400
       --io MODE           auto (default), socket or batch: recvmmsg/sendmmsg in a
                           Worker, Linux only, needs --allow-ffi and --allow-read of
-                          io/; auto uses batch when those are granted and --allow-net
-                          is not scoped to hosts, else socket, and says which
+                          kernel/; auto uses batch when those are granted and
+                          --allow-net is not scoped to hosts, else socket, and says
+                          which
       --stamp             answer as a STAMP Session-Reflector (RFC 8762, RFC 8972)
                           instead of echoing; shorter than 44 bytes: no reply.
                           Runs on either backend; only batch reads the TTL

@@ -9,11 +9,11 @@
  * @module
  */
 
-import { serveBatch } from "../io/batch.ts";
-import { bindSocket } from "../io/_bind.ts";
-import { BatchEngine } from "../io/_engine.ts";
-import { LIBC_SYMBOLS, openLibc, releaseLibc } from "../io/_libc.ts";
-import { COUNTER_SLOTS } from "../io/_protocol.ts";
+import { serveBatch } from "../kernel/echo.ts";
+import { bindSocket } from "../kernel/_bind.ts";
+import { BatchEngine } from "../kernel/_echo_engine.ts";
+import { LIBC_SYMBOLS, openLibc, releaseLibc } from "../kernel/_libc.ts";
+import { COUNTER_SLOTS } from "../kernel/_echo_events.ts";
 
 const NONBLOCKING_SYMBOLS = {
   recvmmsg: { ...LIBC_SYMBOLS.recvmmsg, nonblocking: true },

@@ -7,7 +7,7 @@
  */
 
 import { parseChoice, UsageError } from "../cli/flags.ts";
-import { chooseIoBackend, type IoKind } from "../io/choice.ts";
+import { chooseIoBackend, type IoKind } from "../kernel/choice.ts";
 
 /** What `--io` accepts, the default first. */
 export const IO_MODES = ["auto", "socket", "batch"] as const;

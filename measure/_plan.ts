@@ -14,7 +14,7 @@ import {
   UsageError,
 } from "../cli/flags.ts";
 import type { Output } from "../cli/output.ts";
-import { DEFAULT_PROBE_SIZE, type RunOptions } from "./engine.ts";
+import { DEFAULT_PROBE_SIZE, type RunOptions } from "./modes.ts";
 import type { Mode } from "./report.ts";
 import { type IoMode, parseIoFlag } from "./_io.ts";
 /** The values each numeric measurement flag accepts; `client.ts` declares the flags. */
@@ -97,7 +97,7 @@ const LOAD_DEFAULT_MS = 10_000;
 /**
  * Turns an error of the checks made before anything is sent (a family that
  * does not match, the unspecified address, a probe too large for the
- * family, a flow setup the engine refuses) into the usage error it is;
+ * family, a flow setup `runProbes` refuses) into the usage error it is;
  * others, such as a name that does not resolve, stay runtime failures.
  */
 export function asUsage(error: unknown): unknown {

@@ -14,7 +14,7 @@ import {
   runProbes,
   SWEEP_TRIES,
   sweepPayload,
-} from "./engine.ts";
+} from "./modes.ts";
 import {
   eventJson,
   formatLost,

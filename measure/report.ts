@@ -32,7 +32,7 @@ import type {
   RunResult,
   SweepEvent,
   SweepResult,
-} from "./engine.ts";
+} from "./modes.ts";
 import { formatAddress } from "../net/address.ts";
 import { histogram, type Summary } from "./stats.ts";
 

@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { ProbeEvent, RunResult, SweepResult } from "./engine.ts";
+import type { ProbeEvent, RunResult, SweepResult } from "./modes.ts";
 import { formatAddress } from "../net/address.ts";
 import type { ReplyCounts, Summary } from "./stats.ts";
 import { lossPercent, type Mode } from "./report.ts";
@@ -134,7 +134,7 @@ export function sweepJson(
   };
 }
 
-/** One `--ndjson` line for an engine event, with an `event` field. */
+/** One `--ndjson` line for a probe event, with an `event` field. */
 export function eventJson(event: ProbeEvent): Record<string, unknown> {
   switch (event.type) {
     case "reply":

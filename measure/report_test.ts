@@ -1,5 +1,5 @@
 import { deepEqual, equal, ok } from "node:assert/strict";
-import type { ReplyEvent, RunResult, SweepResult } from "./engine.ts";
+import type { ReplyEvent, RunResult, SweepResult } from "./modes.ts";
 import {
   eventJson,
   formatBits,

@@ -24,9 +24,9 @@
  * @module
  */
 
-import type { BatchServer } from "../io/batch.ts";
-import { chooseIoBackend } from "../io/choice.ts";
-import type { EchoServer } from "../io/types.ts";
+import type { BatchServer } from "../kernel/echo.ts";
+import { chooseIoBackend } from "../kernel/choice.ts";
+import type { EchoServer } from "../echo/types.ts";
 import { errorMessage } from "../net/address.ts";
 import { type IoBackend, serveEcho, type ServeEchoOptions } from "./serve.ts";
 

@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { EchoServer, EchoStats } from "../io/types.ts";
+import type { EchoServer, EchoStats } from "../echo/types.ts";
 import { sameHost } from "../net/address.ts";
 import type { PolicyOptions } from "../policy/policy.ts";
 import type { TimestampFormat } from "../stamp/packet.ts";

@@ -1,5 +1,5 @@
 /**
- * The Worker of the batch backend (see `batch.ts`): receives its
+ * The Worker of the batch backend (see `echo.ts`): receives its
  * configuration, runs the blocking receive/decide/send loop of one socket
  * with synchronous FFI calls until the main thread sets the stop flag, and
  * posts events and drop counts in batches.
@@ -13,8 +13,8 @@ import type {
   DecideModule,
   ReflectHook,
   ReflectModule,
-} from "./_decide.ts";
-import { BatchEngine } from "./_engine.ts";
+} from "./_hooks.ts";
+import { BatchEngine } from "./_echo_engine.ts";
 import { openLibc } from "./_libc.ts";
 import {
   C_EVENTS_DROPPED,
@@ -22,11 +22,11 @@ import {
   MAX_MESSAGES_IN_FLIGHT,
   type WorkerConfig,
   type WorkerMessage,
-} from "./_protocol.ts";
+} from "./_echo_events.ts";
 import {
   RECEIVE_ERROR_PAUSE_MS,
   RECEIVE_ERRORS_BEFORE_PAUSE,
-} from "./_shared.ts";
+} from "../echo/_shared.ts";
 
 /** How often, at most, pending events go to the main thread. */
 const FLUSH_INTERVAL_MS = 50;

@@ -76,7 +76,7 @@ export const PKTINFO_NOT_UNICAST = 2;
 /** One of {@linkcode PKTINFO_NONE}, {@linkcode PKTINFO_UNICAST}, {@linkcode PKTINFO_NOT_UNICAST}. */
 export type PktinfoKind = 0 | 1 | 2;
 
-/** Copies what {@linkcode readPktinfo} read into a datagram's facts (`_decide.ts`). */
+/** Copies what {@linkcode readPktinfo} read into a datagram's facts (`_hooks.ts`). */
 export function copyInfo(
   info: Uint32Array,
   facts: {

@@ -6,7 +6,7 @@
  * message), and `ppoll(2)` with a nanosecond timeout to wait for a deadline
  * or a reply, whichever comes first.
  *
- * Memory safety is by construction, as in `_engine.ts`: every byte the kernel
+ * Memory safety is by construction, as in `_echo_engine.ts`: every byte the kernel
  * reads or writes (message headers, iovecs, socket addresses, control
  * messages, payload slots, pollfds, timespecs) lives in one ArrayBuffer
  * allocated once per engine, at least 64 KiB so V8 keeps it off the heap,

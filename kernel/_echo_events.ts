@@ -10,13 +10,13 @@
 
 import type { AddressFamily } from "../net/address.ts";
 import { errnoError } from "./_libc.ts";
-import type { Counters } from "./_shared.ts";
+import type { Counters } from "../echo/_shared.ts";
 import type {
   DropCause,
   DropCounts,
   IoOperation,
   ServerEvent,
-} from "./types.ts";
+} from "../echo/types.ts";
 
 /** Indices into the shared counter array. */
 export const C_RECEIVED = 0;

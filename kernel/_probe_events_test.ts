@@ -4,8 +4,8 @@ import {
   EventReader,
   type EventsMessage,
   EventWriter,
-} from "./_engine_events.ts";
-import type { ProbeEvent } from "./_common.ts";
+} from "./_channel.ts";
+import type { ProbeEvent } from "../measure/_common.ts";
 
 Deno.test("EventWriter and EventReader carry every kind of event through the ring", () => {
   const channel = createEventChannel(2, 8);

@@ -17,7 +17,7 @@
  * (`_pktinfo.ts`): a reply leaves from the address the request was sent to,
  * even on a wildcard socket, and a datagram sent to a broadcast or multicast
  * address is dropped (`not-unicast`) before any decide hook. A reflect hook
- * (`_decide.ts`) may then rewrite a datagram into its reply in place, seeing
+ * (`_hooks.ts`) may then rewrite a datagram into its reply in place, seeing
  * its kernel receive time and TTL, and stamp each reply right before the
  * `sendmmsg` that carries it.
  *
@@ -49,13 +49,13 @@ import {
   C_RECEIVED_BYTES,
   C_SEND_ERRORS,
   type EngineEvent,
-} from "./_protocol.ts";
+} from "./_echo_events.ts";
 import {
   type DatagramFacts,
   type DecideHook,
   newDatagramFacts,
   type ReflectHook,
-} from "./_decide.ts";
+} from "./_hooks.ts";
 import { ReplyStamper, STAMPER_SIZE } from "./_transmit.ts";
 import { NameCache } from "./_names.ts";
 import {

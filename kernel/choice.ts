@@ -1,6 +1,6 @@
 /**
  * Which I/O a process may use, asked without prompting: the kernel engines
- * (`batch.ts` for a server, `sender.ts` for a measuring client) need Linux,
+ * (`echo.ts` for a server, `sender.ts` for a measuring client) need Linux,
  * `--allow-ffi`, read access to this directory (for their Workers) and a net
  * permission not scoped to hosts, because they send through libc, past
  * Deno's per-send check. Server and client decide `--io auto` here alike.
@@ -17,7 +17,7 @@
  */
 
 import { formatAddress } from "../net/address.ts";
-import { batchGap, batchModuleDir } from "./batch.ts";
+import { batchGap, batchModuleDir } from "./echo.ts";
 
 /** An I/O backend: Deno's sockets or a kernel engine through FFI. */
 export type IoKind = "socket" | "batch";

@@ -1,7 +1,7 @@
 /**
  * Ping and load on the kernel engine, from the main thread: opens the
- * sockets (`io/sender.ts`), starts the Worker that runs the whole probe
- * loop (`_engine_worker.ts`), hands on its events as they come in batches,
+ * sockets (`sender.ts`), starts the Worker that runs the whole probe
+ * loop (`_probe_worker.ts`), hands on its events as they come in batches,
  * turns `stop` and `signal` into a shared control flag, and closes the
  * sockets only once the Worker has made its last system call.
  *
@@ -13,15 +13,15 @@ import {
   type HostPort,
   type ResolvedAddress,
 } from "../net/address.ts";
-import { openSenderSockets } from "../io/sender.ts";
-import type { ProbeEvent, ProbeFormat } from "./_common.ts";
-import type { RunResult } from "./_summary.ts";
+import { openSenderSockets } from "./sender.ts";
+import type { ProbeEvent, ProbeFormat } from "../measure/_common.ts";
+import type { RunResult } from "../measure/_summary.ts";
 import {
   createEventChannel,
   type EventChannel,
   EventReader,
   type EventsMessage,
-} from "./_engine_events.ts";
+} from "./_channel.ts";
 
 /** Control flag bit: stop sending, wait for the replies due. */
 export const STOP = 1;
@@ -119,7 +119,7 @@ export interface EngineRun extends
   eventRecords?: number;
 }
 
-const WORKER_URL = new URL("./_engine_worker.ts", import.meta.url);
+const WORKER_URL = new URL("./_probe_worker.ts", import.meta.url);
 
 /**
  * Runs one ping or load on the kernel engine. Rejects with an

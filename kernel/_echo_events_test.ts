@@ -8,7 +8,7 @@ import {
   COUNTER_SLOTS,
   readCounters,
   toServerEvent,
-} from "./_protocol.ts";
+} from "./_echo_events.ts";
 
 const local: Deno.NetAddr = {
   transport: "udp",

@@ -8,14 +8,14 @@
  * @module
  */
 
-import type { SenderEngine } from "../io/sender.ts";
-import type { ProbeHeader } from "./probe.ts";
+import type { SenderEngine } from "./sender.ts";
+import type { ProbeHeader } from "../measure/probe.ts";
 import type {
   EngineConfig,
   EngineFormatContext,
   EngineFormatModule,
   EngineProbeFormat,
-} from "./_engine_run.ts";
+} from "./probes.ts";
 
 /** The factory of the run's probe format, when it has one. */
 export type FormatFactory = (

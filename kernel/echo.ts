@@ -14,7 +14,7 @@
  *
  * @example Serve on a free port and stop again
  * ```ts ignore
- * import { serveBatch } from "./batch.ts";
+ * import { serveBatch } from "./echo.ts";
  *
  * const controller = new AbortController();
  * const server = serveBatch({
@@ -32,7 +32,7 @@
 
 import { bindSocket, type BoundSocket } from "./_bind.ts";
 import { checkNetPermission } from "./choice.ts";
-import { interfaceWarning, listInterfaces } from "./_interfaces.ts";
+import { interfaceWarning, listInterfaces } from "../echo/_interfaces.ts";
 import { checkBatchSize, openLibc, releaseLibc, SHUT_RDWR } from "./_libc.ts";
 import {
   C_BATCHES,
@@ -42,7 +42,7 @@ import {
   toServerEvent,
   type WorkerConfig,
   type WorkerMessage,
-} from "./_protocol.ts";
+} from "./_echo_events.ts";
 import {
   addCounters,
   bindAll,
@@ -50,9 +50,13 @@ import {
   serverPolicy,
   socketStats,
   zeroCounters,
-} from "./_shared.ts";
+} from "../echo/_shared.ts";
 import { rateLimitOf } from "../policy/policy.ts";
-import type { EchoBackendOptions, EchoServer, EchoStats } from "./types.ts";
+import type {
+  EchoBackendOptions,
+  EchoServer,
+  EchoStats,
+} from "../echo/types.ts";
 
 export type {
   DatagramFacts,
@@ -61,12 +65,12 @@ export type {
   OutgoingReply,
   ReflectHook,
   ReflectModule,
-} from "./_decide.ts";
+} from "./_hooks.ts";
 
 /** The datagrams one system call may receive or send (the batch size). */
 const DEFAULT_BATCH_SIZE = 64;
 
-const WORKER_URL = new URL("./_worker.ts", import.meta.url);
+const WORKER_URL = new URL("./_echo_worker.ts", import.meta.url);
 const WORKER_DIR = new URL(".", import.meta.url);
 const POLICY_HOOK_URL = new URL("./_policy_hook.ts", import.meta.url).href;
 

@@ -15,8 +15,8 @@
  * @module
  */
 
-import type { ProbeCheck } from "./probe.ts";
-import type { ProbeEvent } from "./_common.ts";
+import type { ProbeCheck } from "../measure/probe.ts";
+import type { ProbeEvent } from "../measure/_common.ts";
 
 /** Records the ring holds by default (a power of two). */
 export const EVENT_RING_RECORDS = 16384;
