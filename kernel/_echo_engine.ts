@@ -35,8 +35,19 @@ import {
   lastErrno,
   type Libc,
   MSG_WAITFORONE,
-  write64,
 } from "./_libc.ts";
+import {
+  IOV_LEN,
+  IOVEC_SIZE,
+  MMSGHDR_SIZE,
+  MSG_CONTROL,
+  MSG_CONTROLLEN,
+  MSG_IOV,
+  MSG_IOVLEN,
+  MSG_NAME,
+  MSG_NAMELEN,
+  write64,
+} from "./_structs.ts";
 import {
   C_ACTIVE_SOURCES,
   C_BATCHES,
@@ -74,10 +85,6 @@ import {
   SOCKADDR_SIZE,
   sockaddrPort,
 } from "./_sockaddr.ts";
-
-/** `struct mmsghdr` on LP64 Linux (x86_64, aarch64). */
-const MMSGHDR_SIZE = 64;
-const IOVEC_SIZE = 16;
 
 /** Options for {@linkcode BatchEngine}. */
 export interface BatchEngineOptions {
@@ -235,15 +242,15 @@ export class BatchEngine {
       const sendControl = this.#sendControlOffset + i * SEND_CONTROL_SIZE;
       const slot = this.#slotOffset + i * RECEIVE_BUFFER_SIZE;
       write64(u32, recvIov, baseValue + slot);
-      write64(u32, recvIov + 8, RECEIVE_BUFFER_SIZE);
+      write64(u32, recvIov + IOV_LEN, RECEIVE_BUFFER_SIZE);
       write64(u32, sendIov, baseValue + slot);
-      write64(u32, sendIov + 8, 0);
-      write64(u32, hdr, baseValue + addr); // msg_name
-      u32[(hdr >> 2) + 2] = SOCKADDR_SIZE; // msg_namelen
-      write64(u32, hdr + 16, baseValue + recvIov); // msg_iov
-      write64(u32, hdr + 24, 1); // msg_iovlen
-      write64(u32, hdr + 32, baseValue + recvControl); // msg_control
-      write64(u32, hdr + 40, RECEIVE_CONTROL_SIZE); // msg_controllen
+      write64(u32, sendIov + IOV_LEN, 0);
+      write64(u32, hdr + MSG_NAME, baseValue + addr);
+      u32[(hdr + MSG_NAMELEN) >> 2] = SOCKADDR_SIZE;
+      write64(u32, hdr + MSG_IOV, baseValue + recvIov);
+      write64(u32, hdr + MSG_IOVLEN, 1);
+      write64(u32, hdr + MSG_CONTROL, baseValue + recvControl);
+      write64(u32, hdr + MSG_CONTROLLEN, RECEIVE_CONTROL_SIZE);
       sendControlLength = initSendControl(u32, sendControl, this.#ipv6);
       this.#sendControlLo[i] = (baseValue + sendControl) % 2 ** 32;
       this.#sendControlHi[i] = Math.floor((baseValue + sendControl) / 2 ** 32);
@@ -367,7 +374,7 @@ export class BatchEngine {
     for (let i = 0; i < n; i++) {
       const h = (i * MMSGHDR_SIZE) >> 2;
       const size = u32[h + 14]!; // msg_len
-      const namelen = u32[h + 2]!;
+      const namelen = u32[h + 2]!; // msg_namelen
       // After shutdown() empty entries have no source; a datagram always has.
       if (namelen === 0) continue;
       const addr = this.#addrOffset + i * SOCKADDR_SIZE;
@@ -408,18 +415,18 @@ export class BatchEngine {
         continue;
       }
       const s = sendHdrBase + kept * (MMSGHDR_SIZE >> 2);
-      u32[s] = this.#addrLo[i]!;
+      u32[s] = this.#addrLo[i]!; // msg_name
       u32[s + 1] = this.#addrHi[i]!;
-      u32[s + 2] = namelen;
-      u32[s + 4] = this.#sendIovLo[i]!;
+      u32[s + 2] = namelen; // msg_namelen
+      u32[s + 4] = this.#sendIovLo[i]!; // msg_iov
       u32[s + 5] = this.#sendIovHi[i]!;
-      u32[s + 6] = 1;
+      u32[s + 6] = 1; // msg_iovlen
       if (kind === PKTINFO_UNICAST) {
-        u32[s + 8] = this.#sendControlLo[i]!;
+        u32[s + 8] = this.#sendControlLo[i]!; // msg_control
         u32[s + 9] = this.#sendControlHi[i]!;
-        u32[s + 10] = this.#sendControlLength;
+        u32[s + 10] = this.#sendControlLength; // msg_controllen
       } else u32.fill(0, s + 8, s + 11);
-      u32[sendIovBase + i * (IOVEC_SIZE >> 2) + 2] = size;
+      u32[sendIovBase + i * (IOVEC_SIZE >> 2) + 2] = size; // iov_len
       this.#keptSlot[kept] = i;
       this.#keptSize[kept] = size;
       kept++;
@@ -436,7 +443,7 @@ export class BatchEngine {
       if (r > 0) {
         for (let j = sent; j < sent + r; j++) {
           const slot = this.#keptSlot[j]!;
-          const size = u32[sendIovBase + slot * (IOVEC_SIZE >> 2) + 2]!;
+          const size = u32[sendIovBase + slot * (IOVEC_SIZE >> 2) + 2]!; // iov_len
           counts[C_ECHOED]!++;
           counts[C_ECHOED_BYTES]! += size;
           // Like the socket backend, report a datagram once it is echoed.

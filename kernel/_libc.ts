@@ -41,15 +41,6 @@ export function checkBatchSize(size: number): void {
   }
 }
 
-/**
- * Writes `value` (a pointer or a `size_t`, below 2^53) as a little-endian
- * 64-bit integer at byte `offset` (8-aligned) of `u32`'s buffer.
- */
-export function write64(u32: Uint32Array, offset: number, value: number): void {
-  u32[offset >> 2] = value % 2 ** 32;
-  u32[(offset >> 2) + 1] = Math.floor(value / 2 ** 32);
-}
-
 /** The libc functions the engine calls, as `Deno.dlopen` wants them. */
 export const LIBC_SYMBOLS = {
   socket: { parameters: ["i32", "i32", "i32"], result: "i32" },

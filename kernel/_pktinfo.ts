@@ -31,6 +31,7 @@
  */
 
 import { SCM_TIMESTAMPNS, SOL_SOCKET } from "./_libc.ts";
+import { CMSG_HEADER } from "./_structs.ts";
 
 export const SOL_IP = 0;
 export const IP_PKTINFO = 8;
@@ -52,8 +53,6 @@ export const INFO_SECONDS = 2;
 export const INFO_NANOSECONDS = 3;
 /** The length of the `info` array. */
 export const INFO_SIZE = 4;
-
-const CMSG_HEADER = 16;
 
 /**
  * Bytes of control data each receive slot has room for: every message of

@@ -9,10 +9,11 @@
  */
 
 import { CLOCK_REALTIME, type Libc } from "./_libc.ts";
+import { TIMESPEC_SIZE } from "./_structs.ts";
 import type { OutgoingReply, ReflectHook } from "./_hooks.ts";
 
 /** Bytes of the engine's buffer a {@linkcode ReplyStamper} needs: one `struct timespec`. */
-export const STAMPER_SIZE = 16;
+export const STAMPER_SIZE = TIMESPEC_SIZE;
 
 /** Where a {@linkcode ReplyStamper}'s clock reading lives. */
 export interface StamperMemory {
