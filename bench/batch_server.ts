@@ -11,7 +11,7 @@
 
 import { serveBatch } from "../kernel/echo.ts";
 import { bindSocket } from "../kernel/_bind.ts";
-import { BatchEngine } from "../kernel/_echo_engine.ts";
+import { EchoEngine } from "../kernel/_echo_engine.ts";
 import { LIBC_SYMBOLS, openLibc, releaseLibc } from "../kernel/_libc.ts";
 import { COUNTER_SLOTS } from "../kernel/_echo_events.ts";
 
@@ -26,7 +26,7 @@ function serveOnMainThread(
   const libc = openLibc();
   const nb = Deno.dlopen("libc.so.6", NONBLOCKING_SYMBOLS);
   const socket = bindSocket(libc, hostname, 0);
-  const engine = new BatchEngine(libc, {
+  const engine = new EchoEngine(libc, {
     fd: socket.fd,
     family: socket.family,
     localHostname: socket.addr.hostname,

@@ -59,7 +59,7 @@ import {
   C_RECEIVED,
   C_RECEIVED_BYTES,
   C_SEND_ERRORS,
-  type EngineEvent,
+  type EchoEventSink,
 } from "./_echo_events.ts";
 import {
   type DatagramFacts,
@@ -79,15 +79,10 @@ import {
   RECEIVE_CONTROL_SIZE,
   SEND_CONTROL_SIZE,
 } from "./_pktinfo.ts";
-import {
-  AF_INET,
-  formatSockaddrHost,
-  SOCKADDR_SIZE,
-  sockaddrPort,
-} from "./_sockaddr.ts";
+import { AF_INET, SOCKADDR_SIZE } from "./_sockaddr.ts";
 
-/** Options for {@linkcode BatchEngine}. */
-export interface BatchEngineOptions {
+/** Options for {@linkcode EchoEngine}. */
+export interface EchoEngineOptions {
   /** The bound socket's file descriptor. */
   fd: number;
   /** Family of the socket. */
@@ -105,7 +100,7 @@ export interface BatchEngineOptions {
   /** Rewrites each datagram the decide hook let through into its reply. */
   reflect?: ReflectHook;
   /** Receives datagram and error events when given. */
-  onEvent?: (event: EngineEvent) => void;
+  events?: EchoEventSink;
   /** Whether datagram events (each with a copy of its payload) are wanted; error events always are. */
   datagramEvents?: boolean;
 }
@@ -134,7 +129,7 @@ function ask(
  * The batch echo engine of one socket: owns the one buffer the kernel
  * touches, receives a batch, decides each datagram and sends the echoes.
  */
-export class BatchEngine {
+export class EchoEngine {
   /** Totals, updated in place. */
   readonly counts: Float64Array;
   /** Drops per reason. */
@@ -176,12 +171,12 @@ export class BatchEngine {
   #payloads: Uint8Array[] = [];
   #stamper: ReplyStamper | undefined;
   #keptSize: Uint32Array;
-  #onEvent: ((event: EngineEvent) => void) | undefined;
+  #events: EchoEventSink | undefined;
   #datagramEvents: boolean;
   #lastReceived = 0;
 
   /** Allocates the buffer and lays out every header once. */
-  constructor(libc: Libc, options: BatchEngineOptions) {
+  constructor(libc: Libc, options: EchoEngineOptions) {
     const vlen = options.batchSize;
     checkBatchSize(vlen);
     this.#libc = libc;
@@ -190,9 +185,9 @@ export class BatchEngine {
     this.counts = options.counts;
     this.#decide = options.decide;
     this.#reflect = options.reflect;
-    this.#onEvent = options.onEvent;
+    this.#events = options.events;
     this.#datagramEvents = options.datagramEvents === true &&
-      options.onEvent !== undefined;
+      options.events !== undefined;
     this.#ipv6 = options.family === "IPv6";
     // Formatting the destination costs a lookup: only hooks that read it pay.
     const destination = () => this.#destination();
@@ -322,12 +317,13 @@ export class BatchEngine {
   receiveFailed(errno: number): boolean {
     if (errno === EINTR || errno === EAGAIN) return false;
     this.counts[C_RECEIVE_ERRORS]!++;
-    this.#onEvent?.({
-      type: "error",
-      operation: "receive",
+    this.#events?.error(
+      "receive",
       errno,
-      message: describeErrno(this.#libc, errno),
-    });
+      describeErrno(this.#libc, errno),
+      this.#u8,
+      -1,
+    );
     return true;
   }
 
@@ -466,16 +462,13 @@ export class BatchEngine {
   }
 
   #datagramEvent(i: number, size: number, reason: string | undefined): void {
-    const slot = this.#slotOffset + i * RECEIVE_BUFFER_SIZE;
-    const addr = this.#addrOffset + i * SOCKADDR_SIZE;
-    this.#onEvent!({
-      type: reason === undefined ? "datagram" : "dropped",
-      hostname: this.#sourceName(addr),
-      port: sockaddrPort(this.#u8, addr),
-      data: this.#u8.slice(slot, slot + size),
-      sent: reason === undefined ? size : 0,
+    this.#events!.datagram(
+      this.#u8,
+      this.#addrOffset + i * SOCKADDR_SIZE,
+      this.#slotOffset + i * RECEIVE_BUFFER_SIZE,
+      size,
       reason,
-    });
+    );
   }
 
   #cutOff(from: number, to: number): void {
@@ -488,14 +481,12 @@ export class BatchEngine {
 
   #sendFailed(i: number, errno: number): void {
     this.counts[C_SEND_ERRORS]!++;
-    const addr = this.#addrOffset + i * SOCKADDR_SIZE;
-    this.#onEvent?.({
-      type: "error",
-      operation: "send",
+    this.#events?.error(
+      "send",
       errno,
-      message: describeErrno(this.#libc, errno),
-      hostname: formatSockaddrHost(this.#u8, addr),
-      port: sockaddrPort(this.#u8, addr),
-    });
+      describeErrno(this.#libc, errno),
+      this.#u8,
+      this.#addrOffset + i * SOCKADDR_SIZE,
+    );
   }
 }

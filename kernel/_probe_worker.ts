@@ -38,13 +38,10 @@ import {
 import { type Arrival, ProbeBook, type ReplyTiming } from "../measure/_book.ts";
 import { Times } from "../measure/_times.ts";
 import { summarizeRun } from "../measure/_summary.ts";
-import { createEventChannel, EventWriter } from "./_channel.ts";
-import {
-  ABORT,
-  type EngineConfig,
-  type EngineMessage,
-  STOP,
-} from "./probes.ts";
+import type { WorkerMessage } from "./_channel.ts";
+import { createProbeChannel, ProbeEventWriter } from "./_probe_events.ts";
+import { ABORT, type EngineConfig, STOP } from "./probes.ts";
+import type { RunResult } from "../measure/_summary.ts";
 
 /**
  * How far realtime and monotonic elapsed times may differ before a reply
@@ -87,7 +84,7 @@ const STAMP_OFFSET = 12;
 
 declare const self: {
   onmessage: ((event: MessageEvent<EngineConfig>) => void) | null;
-  postMessage(message: EngineMessage): void;
+  postMessage(message: WorkerMessage<RunResult>): void;
 };
 
 /** The round trip of a reply being handled, from the engine's clocks. */
@@ -130,7 +127,7 @@ function warmUp(
   control: Int32Array,
 ): void {
   const { size, session, target, timeoutMs } = config;
-  const writer = new EventWriter(createEventChannel(1, 4096), () => {});
+  const writer = new ProbeEventWriter(createProbeChannel(1, 4096), () => {});
   const book = new ProbeBook(0, session, {
     target,
     timeoutMs,
@@ -184,7 +181,7 @@ function runLoop(
     & { format?: FormatFactory },
 ): void {
   const { timeoutMs, count, durationMs, intervalMs, window } = pace;
-  const writer = new EventWriter(
+  const writer = new ProbeEventWriter(
     config.channel,
     (message) => self.postMessage(message),
   );
@@ -475,7 +472,7 @@ function runLoop(
   });
   writer.flush(true);
   self.postMessage({
-    type: "result",
+    type: "done",
     result: { ...result, io: "batch", eventsDropped: writer.dropped },
   });
 }

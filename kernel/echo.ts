@@ -8,9 +8,11 @@
  * arrived on, byte for byte, the zero-length datagram included.
  *
  * The pieces are private modules: `_libc.ts` (the C library and errno),
- * `_sockaddr.ts`, `_bind.ts` (opening a socket), `_engine.ts` (the
- * preallocated batch engine and why it is memory-safe), `_protocol.ts`
- * (what the main thread and the Workers exchange) and `_worker.ts`.
+ * `_structs.ts` (the C structures), `_sockaddr.ts`, `_bind.ts` (opening a
+ * socket), `_echo_engine.ts` (the preallocated echo engine and why it is
+ * memory-safe), `_echo_worker.ts` (its Worker), `_channel.ts` (how a Worker
+ * hands its events to the main thread) and `_echo_events.ts` (the echo
+ * engine's events and counters on it).
  *
  * @example Serve on a free port and stop again
  * ```ts ignore
@@ -34,14 +36,13 @@ import { bindSocket, type BoundSocket } from "./_bind.ts";
 import { checkNetPermission } from "./choice.ts";
 import { interfaceWarning, listInterfaces } from "../echo/_interfaces.ts";
 import { checkBatchSize, openLibc, releaseLibc, SHUT_RDWR } from "./_libc.ts";
+import type { WorkerMessage } from "./_channel.ts";
 import {
   C_BATCHES,
   C_FORCED_GCS,
-  COUNTER_SLOTS,
-  readCounters,
-  toServerEvent,
+  createEchoChannel,
+  EchoEventReader,
   type WorkerConfig,
-  type WorkerMessage,
 } from "./_echo_events.ts";
 import {
   addCounters,
@@ -194,9 +195,7 @@ interface Lane {
   socket: BoundSocket;
   started: Promise<void>;
   worker: Worker;
-  counts: Float64Array;
-  mailbox: Int32Array;
-  droppedBy: Record<string, number>;
+  events: EchoEventReader;
   done: Promise<void>;
 }
 
@@ -273,12 +272,9 @@ export function serveBatch(options: BatchServeOptions): BatchServer {
   const configs: WorkerConfig[] = [];
   try {
     for (const socket of sockets) {
-      const countsBuffer = new SharedArrayBuffer(
-        COUNTER_SLOTS * Float64Array.BYTES_PER_ELEMENT,
-      );
-      const mailbox = new SharedArrayBuffer(Int32Array.BYTES_PER_ELEMENT);
+      const channel = createEchoChannel(datagramEvents);
       lanes.push(
-        startWorker(socket, new Float64Array(countsBuffer), mailbox),
+        startWorker(socket, new EchoEventReader(channel, socket.addr)),
       );
       configs.push({
         fd: socket.fd,
@@ -286,9 +282,8 @@ export function serveBatch(options: BatchServeOptions): BatchServer {
         localHostname: socket.addr.hostname,
         localPort: socket.addr.port,
         batchSize,
-        counts: countsBuffer,
+        channel,
         control,
-        mailbox: lanes.at(-1)!.mailbox.buffer as SharedArrayBuffer,
         decideModule,
         decideOptions,
         reflectModule: options.reflectModule ?? null,
@@ -306,11 +301,7 @@ export function serveBatch(options: BatchServeOptions): BatchServer {
   }
   lanes.forEach((lane, k) => lane.worker.postMessage(configs[k]));
 
-  function startWorker(
-    socket: BoundSocket,
-    counts: Float64Array,
-    mailbox: SharedArrayBuffer,
-  ): Lane {
+  function startWorker(socket: BoundSocket, events: EchoEventReader): Lane {
     const worker = new Worker(WORKER_URL, { type: "module" });
     const { promise: done, resolve, reject } = Promise.withResolvers<void>();
     const started = Promise.withResolvers<void>();
@@ -318,9 +309,7 @@ export function serveBatch(options: BatchServeOptions): BatchServer {
       socket,
       started: started.promise,
       worker,
-      counts,
-      mailbox: new Int32Array(mailbox),
-      droppedBy: {},
+      events,
       done,
     };
     const fail = (message: string) => {
@@ -330,24 +319,21 @@ export function serveBatch(options: BatchServeOptions): BatchServer {
       // The other loops cannot serve on alone: the server ends as a whole.
       stop();
     };
-    worker.onmessage = ({ data }: MessageEvent<WorkerMessage>) => {
+    worker.onmessage = (
+      { data }: MessageEvent<WorkerMessage<Record<string, number>>>,
+    ) => {
       switch (data.type) {
         case "started":
           started.resolve();
           break;
         case "events":
-          // Handled: the Worker may post another (MAX_MESSAGES_IN_FLIGHT).
-          Atomics.sub(lane.mailbox, 0, 1);
-          lane.droppedBy = data.droppedBy;
-          for (const event of data.events) {
-            emit(toServerEvent(event, socket.addr));
-          }
+          events.read(data, emit);
           break;
         case "failed":
           fail(data.message);
           break;
         case "done":
-          lane.droppedBy = data.droppedBy;
+          events.droppedBy = data.result;
           // A loop stopped before it started has still not failed.
           started.resolve();
           resolve();
@@ -364,15 +350,16 @@ export function serveBatch(options: BatchServeOptions): BatchServer {
   const startedAt = performance.now();
   const stats = (): EchoStats => {
     const total = zeroCounters();
-    for (const lane of lanes) {
-      addCounters(total, readCounters(lane.counts, lane.droppedBy));
-    }
+    for (const lane of lanes) addCounters(total, lane.events.counters());
     return { ...total, uptimeMs: performance.now() - startedAt };
   };
   const loopStats = (): LoopStats => ({
-    batches: lanes.reduce((sum, lane) => sum + lane.counts[C_BATCHES]!, 0),
+    batches: lanes.reduce(
+      (sum, lane) => sum + lane.events.totals[C_BATCHES]!,
+      0,
+    ),
     forcedGcs: lanes.reduce(
-      (sum, lane) => sum + lane.counts[C_FORCED_GCS]!,
+      (sum, lane) => sum + lane.events.totals[C_FORCED_GCS]!,
       0,
     ),
   });
@@ -418,7 +405,7 @@ export function serveBatch(options: BatchServeOptions): BatchServer {
     stats,
     statsBySocket: () =>
       lanes.map((lane) =>
-        socketStats(lane.socket.addr, readCounters(lane.counts, lane.droppedBy))
+        socketStats(lane.socket.addr, lane.events.counters())
       ),
     loopStats,
   };
