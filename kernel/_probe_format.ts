@@ -9,6 +9,7 @@
  */
 
 import type { SenderEngine } from "./sender.ts";
+import { loadModule } from "./_module.ts";
 import type { ProbeHeader } from "../measure/probe.ts";
 import type {
   EngineConfig,
@@ -29,7 +30,7 @@ export async function loadFormat(
 ): Promise<FormatFactory | undefined> {
   if (config.format === undefined) return undefined;
   const { module, options } = config.format;
-  const loaded: EngineFormatModule = await import(module);
+  const loaded = await loadModule<EngineFormatModule>(module);
   return (flow, context) => loaded.createEngineFormat(options[flow], context);
 }
 
