@@ -35,7 +35,6 @@
  * @module
  */
 
-import { checkBatchSupport } from "./kernel/echo.ts";
 import type { EchoServer } from "./echo/types.ts";
 import {
   checkUnstableNet,
@@ -69,21 +68,23 @@ import {
   type PolicyOptions,
 } from "./policy/policy.ts";
 import { resolveHosts } from "./server/hosts.ts";
-import { IO_MODES, type IoMode } from "./server/io.ts";
+import { checkBatchSupport, IO_MODES, type IoMode } from "./kernel/choice.ts";
 import { runServer } from "./server/run.ts";
 
 export {
   chooseIo,
+  IO_BACKENDS,
   IO_MODES,
+  type IoBackend,
   type IoChoice,
   type IoMode,
+} from "./kernel/choice.ts";
+export {
   startEcho,
   type StartEchoOptions,
   type StartedEcho,
 } from "./server/io.ts";
 export {
-  IO_BACKENDS,
-  type IoBackend,
   serveEcho,
   type ServeEchoOptions,
   type StampOptions,

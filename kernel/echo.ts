@@ -33,7 +33,7 @@
  */
 
 import { bindSocket, type BoundSocket } from "./_bind.ts";
-import { checkNetPermission } from "./choice.ts";
+import { checkBatchSupport, checkNetPermission } from "./choice.ts";
 import { interfaceWarning, listInterfaces } from "../echo/_interfaces.ts";
 import { checkBatchSize, openLibc, releaseLibc, SHUT_RDWR } from "./_libc.ts";
 import type { WorkerMessage } from "./_channel.ts";
@@ -72,66 +72,7 @@ export type {
 const DEFAULT_BATCH_SIZE = 64;
 
 const WORKER_URL = new URL("./_echo_worker.ts", import.meta.url);
-const WORKER_DIR = new URL(".", import.meta.url);
 const POLICY_HOOK_URL = new URL("./_policy_hook.ts", import.meta.url).href;
-
-/** What this process lacks to run the batch backend (see {@linkcode batchGap}). */
-export type BatchGap = "linux" | "ffi" | "read";
-
-/**
- * What keeps this process from running the batch backend, asking the
- * permissions without prompting: `"linux"` (another OS: no recvmmsg),
- * `"ffi"` (no `--allow-ffi`) or `"read"` (no read access to this directory,
- * which Deno needs to load a Worker's modules, unless a compiled binary
- * carries them); `undefined` when nothing
- * does. A read permission with `--deny-read` holes counts as granted: whether
- * the holes matter is found out by starting the engine.
- */
-export function batchGap(): BatchGap | undefined {
-  if (Deno.build.os !== "linux") return "linux";
-  if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") {
-    return "ffi";
-  }
-  // A compiled binary carries the Worker's modules inside itself (`deno
-  // compile --include`), at a path known only at run time.
-  if (
-    WORKER_URL.protocol === "file:" && !Deno.build.standalone &&
-    Deno.permissions.querySync({ name: "read", path: WORKER_DIR }).state !==
-      "granted"
-  ) {
-    return "read";
-  }
-  return undefined;
-}
-
-/** The directory whose read access the batch backend needs, as a path. */
-export function batchModuleDir(): string {
-  return WORKER_DIR.protocol === "file:"
-    ? decodeURIComponent(WORKER_DIR.pathname)
-    : WORKER_DIR.href;
-}
-
-/**
- * Throws a `TypeError` ("Cannot use --io batch: ...") unless this process can
- * run the batch backend: Linux, the `ffi` permission, and read access to
- * this directory (Deno loads a Worker's modules only with it).
- */
-export function checkBatchSupport(): void {
-  switch (batchGap()) {
-    case "linux":
-      throw new TypeError(
-        `Cannot use --io batch: it needs Linux (recvmmsg), not ${Deno.build.os}`,
-      );
-    case "ffi":
-      throw new TypeError(
-        "Cannot use --io batch: it needs --allow-ffi (see deno task server:fast)",
-      );
-    case "read":
-      throw new TypeError(
-        `Cannot use --io batch: it needs --allow-read=${batchModuleDir()} to start its Worker`,
-      );
-  }
-}
 
 /** Options for {@linkcode serveBatch}. */
 export interface BatchServeOptions extends EchoBackendOptions {

@@ -1,5 +1,6 @@
 import { deepEqual, equal, ok, rejects, throws } from "node:assert/strict";
-import { type BatchServer, checkBatchSupport, serveBatch } from "./echo.ts";
+import { type BatchServer, serveBatch } from "./echo.ts";
+import { checkBatchSupport } from "./choice.ts";
 import type { ServerEvent } from "../echo/types.ts";
 import { MAX_IPV4_PAYLOAD, MAX_IPV6_PAYLOAD } from "../net/payload.ts";
 

@@ -28,8 +28,7 @@ import {
 } from "./_libc.ts";
 import { SenderEngine, type SenderEngineOptions } from "./_sender_engine.ts";
 import { sockaddrFamily } from "./_sockaddr.ts";
-import { batchGap } from "./echo.ts";
-import { checkNetPermission } from "./choice.ts";
+import { batchGap, checkNetPermission } from "./choice.ts";
 
 export { SenderEngine, type SenderEngineOptions } from "./_sender_engine.ts";
 

@@ -10,13 +10,14 @@ import type { AddressFamily, HostPort } from "../net/address.ts";
 import {
   type NumberRange,
   parseBindFlag,
+  parseChoice,
   parseNumberFlag,
   UsageError,
 } from "../cli/flags.ts";
 import type { Output } from "../cli/output.ts";
 import { DEFAULT_PROBE_SIZE, type RunOptions } from "./modes.ts";
 import type { Mode } from "./report.ts";
-import { type IoMode, parseIoFlag } from "./_io.ts";
+import { IO_MODES, type IoMode } from "../kernel/choice.ts";
 /** The values each numeric measurement flag accepts; `client.ts` declares the flags. */
 export const MEASURE_RANGES = {
   count: { min: 1, max: 1_000_000_000 },
@@ -168,7 +169,7 @@ export function plan(
     ? undefined
     : parseBindFlag(values.bind, "--bind");
   const flows = parseNumberFlag(values, "flows", MEASURE_RANGES);
-  const io = parseIoFlag(values.io);
+  const io = parseChoice(values.io ?? "auto", "--io", IO_MODES);
   if ((flows ?? 1) > 1 && (bind?.port ?? 0) !== 0) {
     throw new UsageError(
       `Cannot use --bind "${values.bind}" with --flows ${flows}: each flow needs its own port, so bind port 0`,

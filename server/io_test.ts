@@ -1,5 +1,5 @@
 import { deepEqual, equal, match, ok } from "node:assert/strict";
-import { chooseIo } from "./io.ts";
+import { chooseIo } from "../kernel/choice.ts";
 import { startServer } from "../testing/cli.ts";
 
 /** What the batch engine needs (cwd is the root, so `.` covers kernel/). */

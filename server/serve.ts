@@ -21,18 +21,13 @@ import { DEFAULT_HOST, DEFAULT_PORT, sameHost } from "../net/address.ts";
 import { type BatchServeOptions, serveBatch } from "../kernel/echo.ts";
 import { serveSocket } from "../echo/socket.ts";
 import type { EchoBackendOptions, EchoServer } from "../echo/types.ts";
+import type { IoBackend } from "../kernel/choice.ts";
 import { STAMP_TOO_SHORT, StampReflector } from "../stamp/reflector.ts";
 import type { StampOptions } from "./_stamp_hook.ts";
 
 export type { StampOptions } from "./_stamp_hook.ts";
 
 const STAMP_HOOK_URL = new URL("./_stamp_hook.ts", import.meta.url).href;
-
-/** The I/O backends of {@linkcode serveEcho}. */
-export type IoBackend = "socket" | "batch";
-
-/** The names `--io` accepts. */
-export const IO_BACKENDS: readonly IoBackend[] = ["socket", "batch"];
 
 /** Options for {@linkcode serveEcho}. */
 export interface ServeEchoOptions
