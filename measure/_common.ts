@@ -88,6 +88,9 @@ export interface SweepEvent {
   rttMs: number;
 }
 
+/** Which measurement produced a result. */
+export type Mode = "ping" | "load" | "sweep";
+
 /** What the modes report as they go. */
 export type ProbeEvent =
   | ReplyEvent

@@ -16,7 +16,7 @@ import {
 } from "../cli/flags.ts";
 import type { Output } from "../cli/output.ts";
 import { DEFAULT_PROBE_SIZE, type RunOptions } from "./modes.ts";
-import type { Mode } from "./report.ts";
+import type { Mode } from "./_common.ts";
 import { IO_MODES, type IoMode } from "../kernel/choice.ts";
 /** The values each numeric measurement flag accepts; `client.ts` declares the flags. */
 export const MEASURE_RANGES = {

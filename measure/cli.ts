@@ -10,6 +10,7 @@
 
 import {
   checkProbeSize,
+  type Mode,
   type ProbeEvent,
   runProbes,
   SWEEP_TRIES,
@@ -24,8 +25,6 @@ import {
   formatSweepStep,
   formatSweepSummary,
   JSON_SCHEMA,
-  lossPercent,
-  type Mode,
   runJson,
   sweepJson,
   toJson,
@@ -42,6 +41,7 @@ import {
 } from "../net/address.ts";
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError } from "../cli/flags.ts";
 import { createStatusLine } from "../cli/output.ts";
+import { lossPercent } from "./stats.ts";
 import { chooseIo, fallbackChoice, type IoChoice } from "../kernel/choice.ts";
 
 import { PROBE_HEADER_SIZE } from "./probe.ts";

@@ -41,6 +41,7 @@ export {
   DEFAULT_PROBE_TIMEOUT_MS,
   type EngineOptions,
   type LostEvent,
+  type Mode,
   type ProbeEvent,
   type ReplyEvent,
   type SendErrorEvent,
@@ -62,3 +63,4 @@ export {
   sweepPayload,
   type SweepResult,
 } from "./sweep.ts";
+export { type ScheduleError, scheduleError } from "./schedule.ts";

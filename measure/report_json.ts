@@ -6,10 +6,9 @@
  * @module
  */
 
-import type { ProbeEvent, RunResult, SweepResult } from "./modes.ts";
+import type { Mode, ProbeEvent, RunResult, SweepResult } from "./modes.ts";
 import { formatAddress } from "../net/address.ts";
-import type { ReplyCounts, Summary } from "./stats.ts";
-import { lossPercent, type Mode } from "./report.ts";
+import { lossPercent, type ReplyCounts, type Summary } from "./stats.ts";
 
 /**
  * Names the JSON format and its version: a new field bumps the minor

@@ -10,12 +10,11 @@ import {
   formatSweepStep,
   formatSweepSummary,
   JSON_SCHEMA,
-  lossPercent,
   runJson,
   sweepJson,
   toJson,
 } from "./report.ts";
-import { summarize } from "./stats.ts";
+import { lossPercent, summarize } from "./stats.ts";
 
 const REPLY: ReplyEvent = {
   type: "reply",
