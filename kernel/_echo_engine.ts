@@ -1,6 +1,8 @@
 /**
- * The batch echo engine of one socket: `recvmmsg(2)` and `sendmmsg(2)`,
- * many datagrams per system call, on a socket opened by `_bind.ts`.
+ * The echo engine of one socket: `recvmmsg(2)` and `sendmmsg(2)`, many
+ * datagrams per system call, on a socket opened by `_bind.ts`, with the
+ * structures of `_structs.ts`; it reports to an `EchoEventSink`
+ * (`_echo_events.ts`).
  *
  * Memory safety is by construction. Every byte the kernel reads or writes
  * (message headers, iovecs, socket addresses, control messages, payload slots)

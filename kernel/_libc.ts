@@ -1,8 +1,8 @@
 /**
- * The C library as the batch engine calls it: the `Deno.dlopen` symbols,
- * one shared handle per thread, `errno` and its description, and the
- * `Deno.errors` class an errno stands for. Nothing here is server-specific,
- * so a sender can use it too.
+ * The C library as the kernel engine calls it, for the echo engine and the
+ * sender alike: the `Deno.dlopen` symbols, one shared handle per thread,
+ * `errno` and its description, and the `Deno.errors` class an errno stands
+ * for.
  *
  * @module
  */

@@ -1,5 +1,5 @@
 /**
- * The transmit stamp of the batch engine's reflect hook (`_hooks.ts`):
+ * The transmit stamp of the echo engine's reflect hook (`_hooks.ts`):
  * CLOCK_REALTIME read once right before each `sendmmsg`, handed to the
  * hook's `transmit` for every reply that system call carries. The timespec
  * the kernel writes lives in the engine's one buffer, like everything else

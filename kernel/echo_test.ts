@@ -297,8 +297,8 @@ Deno.test("serveBatch() applies the policy in each Worker", async () => {
 
 // A failed send's error event (Deno.errors class, local and peer) is not
 // provoked here: on loopback the kernel accepts every echo to a source it
-// just received from. toServerEvent() in _echo_events_test.ts covers the
-// conversion from the errno the Worker posts.
+// just received from. _echo_events_test.ts covers the event the main
+// thread makes of the errno the Worker writes.
 
 Deno.test("serveBatch() reports each datagram whole, with the socket it came to", async () => {
   await withServer("127.0.0.1", async (server, events) => {

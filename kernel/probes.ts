@@ -1,9 +1,10 @@
 /**
  * Ping and load on the kernel engine, from the main thread: opens the
- * sockets (`sender.ts`), starts the Worker that runs the whole probe
- * loop (`_probe_worker.ts`), hands on its events as they come in batches,
- * turns `stop` and `signal` into a shared control flag, and closes the
- * sockets only once the Worker has made its last system call.
+ * sockets (`sender.ts`), starts the Worker that runs the whole probe loop
+ * (`_probe_worker.ts`), hands on its events as they come in batches through
+ * its channel (`_probe_events.ts`), turns `stop` and `signal` into a shared
+ * control flag, and closes the sockets only once the Worker has made its
+ * last system call.
  *
  * @module
  */
