@@ -1,11 +1,13 @@
 /**
- * The Linux kernel I/O backend: `recvmmsg(2)` and `sendmmsg(2)` through
- * `Deno.dlopen("libc.so.6")`, many datagrams per system call, one Worker per
- * socket running a blocking loop with synchronous FFI calls, so the main
- * event loop stays free for signals, events and statistics. It takes the
- * same options, emits the same events and keeps the same counters as
- * `socket.ts` (see `types.ts`); replies leave from the socket the request
- * arrived on, byte for byte, the zero-length datagram included.
+ * The echo server on the kernel engine (`--io batch`): `recvmmsg(2)` and
+ * `sendmmsg(2)` through `Deno.dlopen("libc.so.6")`, many datagrams per
+ * system call, one Worker per socket running a blocking loop with
+ * synchronous FFI calls, so the main event loop stays free for signals,
+ * events and statistics. It takes the same options, emits the same events
+ * and keeps the same counters as `echo/socket.ts` (see `echo/types.ts`);
+ * replies leave from the socket the request arrived on, byte for byte, the
+ * zero-length datagram included. Whether this process may run it is
+ * `choice.ts`'s to say.
  *
  * The pieces are private modules: `_libc.ts` (the C library and errno),
  * `_structs.ts` (the C structures), `_sockaddr.ts`, `_bind.ts` (opening a
