@@ -15,7 +15,7 @@
  * deno run --unstable-net --allow-net client.ts --sweep         # largest payload echoed intact
  * ```
  *
- * The measurement modes live in `measure/`: `engine.ts` (engines),
+ * The measurement modes live in `measure/`: `modes.ts` (the modes),
  * `report.ts` (output) and `cli.ts` (their flag values and running one),
  * loaded only when a measurement flag is given. It is longer than 500 lines
  * because the plain echo loads at most 6 local modules statically: its flag
@@ -54,7 +54,7 @@ import {
   EchoTimeoutError,
   MAX_RETRIES,
   MAX_TIMEOUT_MS,
-} from "./io/client.ts";
+} from "./echo/client.ts";
 import {
   type AddressFamily,
   DEFAULT_HOST,
@@ -92,7 +92,7 @@ export {
   type EchoTimeoutErrorOptions,
   MAX_RETRIES,
   MAX_TIMEOUT_MS,
-} from "./io/client.ts";
+} from "./echo/client.ts";
 
 /** The values of `-p`, `-t` and `-r`. */
 const RANGES = {

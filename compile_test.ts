@@ -101,7 +101,7 @@ for (const command of COMMANDS) {
     // The kernel engine is FFI; batchGap() also asks for read access to the
     // engine's folder, which inside a binary is a temporary path known only
     // at run time, so the grant cannot be scoped.
-    if (loaded.includes("io/_worker.ts")) {
+    if (loaded.includes("kernel/_echo_worker.ts")) {
       ok(command.flags.includes("--allow-ffi"), "no --allow-ffi");
       ok(command.flags.includes("--allow-read"), "no --allow-read");
     }
@@ -111,6 +111,6 @@ for (const command of COMMANDS) {
 Deno.test("the server binary's compile command loads the batch engine's Worker and policy hook", async () => {
   // Pins the detection above: if it found nothing it could not fail.
   const loaded = await loadedModules("server.ts");
-  ok(loaded.includes("io/_worker.ts"), loaded.join(", "));
-  ok(loaded.includes("io/_policy_hook.ts"), loaded.join(", "));
+  ok(loaded.includes("kernel/_echo_worker.ts"), loaded.join(", "));
+  ok(loaded.includes("kernel/_policy_hook.ts"), loaded.join(", "));
 });

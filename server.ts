@@ -35,8 +35,7 @@
  * @module
  */
 
-import { checkBatchSupport } from "./io/batch.ts";
-import type { EchoServer } from "./io/types.ts";
+import type { EchoServer } from "./echo/types.ts";
 import {
   checkUnstableNet,
   DEFAULT_HOST,
@@ -69,21 +68,23 @@ import {
   type PolicyOptions,
 } from "./policy/policy.ts";
 import { resolveHosts } from "./server/hosts.ts";
-import { IO_MODES, type IoMode } from "./server/io.ts";
+import { checkBatchSupport, IO_MODES, type IoMode } from "./kernel/choice.ts";
 import { runServer } from "./server/run.ts";
 
 export {
   chooseIo,
+  IO_BACKENDS,
   IO_MODES,
+  type IoBackend,
   type IoChoice,
   type IoMode,
+} from "./kernel/choice.ts";
+export {
   startEcho,
   type StartEchoOptions,
   type StartedEcho,
 } from "./server/io.ts";
 export {
-  IO_BACKENDS,
-  type IoBackend,
   serveEcho,
   type ServeEchoOptions,
   type StampOptions,
@@ -103,7 +104,7 @@ export type {
   ReflectInfo,
   ServerEvent,
   SocketStats,
-} from "./io/types.ts";
+} from "./echo/types.ts";
 
 const USAGE = `Usage: server.ts [options]
 
@@ -129,8 +130,9 @@ Options:
       --stats-interval S  print a one-line summary every S seconds, 0.01 to 86400
       --io MODE           auto (default), socket or batch: recvmmsg/sendmmsg in a
                           Worker, Linux only, needs --allow-ffi and --allow-read of
-                          io/; auto uses batch when those are granted and --allow-net
-                          is not scoped to hosts, else socket, and says which
+                          kernel/; auto uses batch when those are granted and
+                          --allow-net is not scoped to hosts, else socket, and says
+                          which
       --stamp             answer as a STAMP Session-Reflector (RFC 8762, RFC 8972)
                           instead of echoing; shorter than 44 bytes: no reply.
                           Runs on either backend; only batch reads the TTL

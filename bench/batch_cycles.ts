@@ -25,7 +25,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { serveBatch } from "../io/batch.ts";
+import { serveBatch } from "../kernel/echo.ts";
 
 /**
  * Descriptors the run may end with above its baseline: after some cycle

@@ -9,11 +9,11 @@
  * @module
  */
 
-import { serveBatch } from "../io/batch.ts";
-import { bindSocket } from "../io/_bind.ts";
-import { BatchEngine } from "../io/_engine.ts";
-import { LIBC_SYMBOLS, openLibc, releaseLibc } from "../io/_libc.ts";
-import { COUNTER_SLOTS } from "../io/_protocol.ts";
+import { serveBatch } from "../kernel/echo.ts";
+import { bindSocket } from "../kernel/_bind.ts";
+import { EchoEngine } from "../kernel/_echo_engine.ts";
+import { LIBC_SYMBOLS, openLibc, releaseLibc } from "../kernel/_libc.ts";
+import { COUNTER_SLOTS } from "../kernel/_echo_events.ts";
 
 const NONBLOCKING_SYMBOLS = {
   recvmmsg: { ...LIBC_SYMBOLS.recvmmsg, nonblocking: true },
@@ -26,7 +26,7 @@ function serveOnMainThread(
   const libc = openLibc();
   const nb = Deno.dlopen("libc.so.6", NONBLOCKING_SYMBOLS);
   const socket = bindSocket(libc, hostname, 0);
-  const engine = new BatchEngine(libc, {
+  const engine = new EchoEngine(libc, {
     fd: socket.fd,
     family: socket.family,
     localHostname: socket.addr.hostname,

@@ -16,7 +16,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { serveBatch } from "../io/batch.ts";
+import { serveBatch } from "../kernel/echo.ts";
 import type { AddressFamily } from "../net/address.ts";
 import { maxPayload, RECEIVE_BUFFER_SIZE } from "../net/payload.ts";
 

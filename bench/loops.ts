@@ -1,9 +1,9 @@
 #!/usr/bin/env -S deno run --unstable-net --allow-net
 /**
  * Candidate echo-loop structures, kept for the benchmark so that the choice
- * made in io/socket.ts can be re-measured against them. Each loop echoes on
+ * made in echo/socket.ts can be re-measured against them. Each loop echoes on
  * an open `Deno.DatagramConn` until the socket is closed; `--loop adaptive`
- * runs the loop that ships, `serveSocket()` of io/socket.ts, with its policy
+ * runs the loop that ships, `serveSocket()` of echo/socket.ts, with its policy
  * and no rate limit, not a copy of it.
  *
  * Usage:
@@ -18,7 +18,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { serveSocket } from "../io/socket.ts";
+import { serveSocket } from "../echo/socket.ts";
 
 /** The receive buffer size every loop uses (see RECEIVE_BUFFER_SIZE in shared.ts). */
 const BUFFER_SIZE = 65_536;
@@ -171,7 +171,7 @@ async function main(args: string[]): Promise<number> {
 /** The name under which `--loop` runs the shipped loop. */
 const SHIPPED_LOOP = "adaptive";
 
-/** Runs the shipped socket loop (io/socket.ts) until SIGTERM or SIGINT. */
+/** Runs the shipped socket loop (echo/socket.ts) until SIGTERM or SIGINT. */
 async function serveShipped(
   values: { host: string; port: string },
 ): Promise<number> {

@@ -4,7 +4,7 @@
  * its probe, verifying it, and counting late, truncated, stray, duplicate,
  * reordered and ignored replies, with an optional ring for runs without
  * end. The socket flow (`_flow.ts`) and the kernel engine's Worker
- * (`_engine_worker.ts`) both feed it, so a reply counts the same either way.
+ * (`kernel/_probe_worker.ts`) both feed it, so a reply counts the same either way.
  *
  * @module
  */

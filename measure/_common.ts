@@ -1,5 +1,5 @@
 /**
- * What every measurement engine shares: its events, its options, its
+ * What every measurement mode shares: its events, its options, its
  * defaults and the range checks on its arguments.
  *
  * @module
@@ -88,14 +88,17 @@ export interface SweepEvent {
   rttMs: number;
 }
 
-/** What the engines report as they go. */
+/** Which measurement produced a result. */
+export type Mode = "ping" | "load" | "sweep";
+
+/** What the modes report as they go. */
 export type ProbeEvent =
   | ReplyEvent
   | LostEvent
   | SweepEvent
   | SendErrorEvent;
 
-/** Options shared by every engine. */
+/** Options shared by every mode. */
 export interface EngineOptions {
   /** The echo server, already resolved. */
   target: ResolvedAddress;

@@ -10,13 +10,14 @@ import type { AddressFamily, HostPort } from "../net/address.ts";
 import {
   type NumberRange,
   parseBindFlag,
+  parseChoice,
   parseNumberFlag,
   UsageError,
 } from "../cli/flags.ts";
 import type { Output } from "../cli/output.ts";
-import { DEFAULT_PROBE_SIZE, type RunOptions } from "./engine.ts";
-import type { Mode } from "./report.ts";
-import { type IoMode, parseIoFlag } from "./_io.ts";
+import { DEFAULT_PROBE_SIZE, type RunOptions } from "./modes.ts";
+import type { Mode } from "./_common.ts";
+import { IO_MODES, type IoMode } from "../kernel/choice.ts";
 /** The values each numeric measurement flag accepts; `client.ts` declares the flags. */
 export const MEASURE_RANGES = {
   count: { min: 1, max: 1_000_000_000 },
@@ -97,7 +98,7 @@ const LOAD_DEFAULT_MS = 10_000;
 /**
  * Turns an error of the checks made before anything is sent (a family that
  * does not match, the unspecified address, a probe too large for the
- * family, a flow setup the engine refuses) into the usage error it is;
+ * family, a flow setup `runProbes` refuses) into the usage error it is;
  * others, such as a name that does not resolve, stay runtime failures.
  */
 export function asUsage(error: unknown): unknown {
@@ -168,7 +169,7 @@ export function plan(
     ? undefined
     : parseBindFlag(values.bind, "--bind");
   const flows = parseNumberFlag(values, "flows", MEASURE_RANGES);
-  const io = parseIoFlag(values.io);
+  const io = parseChoice(values.io ?? "auto", "--io", IO_MODES);
   if ((flows ?? 1) > 1 && (bind?.port ?? 0) !== 0) {
     throw new UsageError(
       `Cannot use --bind "${values.bind}" with --flows ${flows}: each flow needs its own port, so bind port 0`,

@@ -12,11 +12,10 @@ import {
   meanIpdv,
   type ReplyCounts,
   rfc3550Jitter,
-  type ScheduleError,
-  scheduleError,
   summarize,
   type Summary,
 } from "./stats.ts";
+import { type ScheduleError, scheduleError } from "./schedule.ts";
 import type { ProbeEvent } from "./_common.ts";
 import type { ProbeBook } from "./_book.ts";
 

@@ -1,5 +1,5 @@
 /**
- * The small time-keeping pieces of the engines: a wait that can be cut
+ * The small time-keeping pieces of the modes: a wait that can be cut
  * short, a send loop's turn for the event loop, and per-probe times.
  *
  * @module

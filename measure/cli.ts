@@ -10,11 +10,12 @@
 
 import {
   checkProbeSize,
+  type Mode,
   type ProbeEvent,
   runProbes,
   SWEEP_TRIES,
   sweepPayload,
-} from "./engine.ts";
+} from "./modes.ts";
 import {
   eventJson,
   formatLost,
@@ -24,8 +25,6 @@ import {
   formatSweepStep,
   formatSweepSummary,
   JSON_SCHEMA,
-  lossPercent,
-  type Mode,
   runJson,
   sweepJson,
   toJson,
@@ -42,7 +41,8 @@ import {
 } from "../net/address.ts";
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError } from "../cli/flags.ts";
 import { createStatusLine } from "../cli/output.ts";
-import { chooseMeasureIo, type MeasureIo } from "./_io.ts";
+import { lossPercent } from "./stats.ts";
+import { chooseIo, fallbackChoice, type IoChoice } from "../kernel/choice.ts";
 
 import { PROBE_HEADER_SIZE } from "./probe.ts";
 import type { StampRun } from "./stamp_report.ts";
@@ -140,7 +140,7 @@ export async function runMeasurement(
   let checked: Plan;
   let target;
   let stamp: StampRun | undefined;
-  let io: MeasureIo;
+  let io: IoChoice;
   try {
     checked = plan(mode, values, options);
     if (values.stamp) {
@@ -152,10 +152,13 @@ export async function runMeasurement(
         throw asUsage(error);
       });
     checked.bind = await checkBind(checked.bind, target);
-    io = chooseMeasureIo(checked.io, {
-      stamp: stamp !== undefined,
-      sweep: mode === "sweep",
-    });
+    if (checked.io === "batch" && mode === "sweep") {
+      throw new UsageError(
+        "Cannot use --io batch with --sweep: the sweep runs on sockets",
+      );
+    }
+    // A batch that cannot run is refused here, as a usage error (exit 2).
+    io = chooseIo(checked.io, { carrying: "probes", strict: true });
     try {
       if (mode !== "sweep") checkProbeSize(checked.run.size!, target);
       checkUnstableNet();
@@ -284,14 +287,12 @@ export async function runMeasurement(
       signal: controller.signal,
       onEvent,
       onSend: () => live.sent++,
-      io: io.backend,
+      io: io.io,
       fallback: checked.io === "auto",
       onIo: (backend, why) => {
-        if (backend !== io.backend) {
-          io = { backend, reason: `the batch engine cannot start: ${why}` };
-        }
+        if (backend !== io.io) io = fallbackChoice(why);
         if (output === "text" && !quiet) {
-          print(`io: ${io.backend} (${io.reason})`);
+          print(`io: ${io.io} (${io.reason})`);
         }
       },
       format: stamp?.format,
@@ -316,7 +317,10 @@ export async function runMeasurement(
         for (const line of formatStampSummary(summary)) print(line);
       }
     } else {
-      const document = runJson(result, mode, { settings, io });
+      const document = runJson(result, mode, {
+        settings,
+        io: { backend: io.io, reason: io.reason },
+      });
       if (stamp) {
         const { stampJson } = await import("./stamp_report.ts");
         Object.assign(

@@ -5,7 +5,7 @@
 import { equal, match, ok, rejects } from "node:assert/strict";
 import { runScript, startServer } from "../testing/cli.ts";
 import { startEcho } from "../testing/echo.ts";
-import { runProbes } from "./engine.ts";
+import { runProbes } from "./modes.ts";
 
 const ENGINE_PERMISSIONS = ["--allow-net", "--allow-ffi", "--allow-read"];
 
@@ -170,7 +170,7 @@ Deno.test("client.ts -c 200 -i 1 on the engine sends on time where the socket pa
 
 Deno.test("runOnEngine() drops and counts events a slow main thread cannot take, counts stay exact", async () => {
   await using server = await startServerProcess();
-  const { runOnEngine } = await import("./_engine_run.ts");
+  const { runOnEngine } = await import("../kernel/probes.ts");
   const RING = 256;
   const COUNT = 4000;
   const replies: number[] = [];

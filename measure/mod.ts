@@ -26,7 +26,7 @@
  * @module
  */
 
-export * from "./engine.ts";
+export * from "./modes.ts";
 export * from "./probe.ts";
 export * from "./report.ts";
 export * from "./stats.ts";

@@ -2,7 +2,7 @@
  * The monitor: probes one or more targets without end, in fixed memory,
  * and keeps a running tally per target (counts, RFC 3550 and IPDV jitter,
  * whether the target is up) for a metrics endpoint to read. It is the
- * ping engine (`runProbes`) in its ring mode, so a probe is sent, matched,
+ * ping mode (`runProbes`) in its ring mode, so a probe is sent, matched,
  * verified and counted exactly as in a ping; loss is decided by the
  * timeout, and a reply after it counts as late only.
  *
@@ -103,7 +103,7 @@ export class ProbeTally {
     this.counts.sent++;
   }
 
-  /** Counts one event of the engine. */
+  /** Counts one event of the run. */
   record(event: ProbeEvent): void {
     switch (event.type) {
       case "send_error":

@@ -32,12 +32,10 @@ import type {
   RunResult,
   SweepEvent,
   SweepResult,
-} from "./engine.ts";
+} from "./modes.ts";
 import { formatAddress } from "../net/address.ts";
-import { histogram, type Summary } from "./stats.ts";
-
-/** Which measurement produced a result. */
-export type Mode = "ping" | "load" | "sweep";
+import { histogram, lossPercent, type Summary } from "./stats.ts";
+import type { Mode } from "./_common.ts";
 
 /** Formats milliseconds with three decimals, or `-` when there is no value. */
 export function formatMs(ms: number): string {
@@ -71,17 +69,6 @@ function formatRate(pps: number): string {
 
 function plural(n: number, word: string): string {
   return `${n} ${word}${n === 1 ? "" : "s"}`;
-}
-
-/**
- * Percentage of probes without an intact reply (lost or only corrupted);
- * probes still in flight when the run was cut short count for neither side.
- */
-export function lossPercent(
-  result: { sent: number; received: number; inFlight?: number },
-): number {
-  const settled = result.sent - (result.inFlight ?? 0);
-  return settled === 0 ? NaN : (settled - result.received) / settled * 100;
 }
 
 /**

@@ -6,10 +6,9 @@
  * @module
  */
 
-import type { ProbeEvent, RunResult, SweepResult } from "./engine.ts";
+import type { Mode, ProbeEvent, RunResult, SweepResult } from "./modes.ts";
 import { formatAddress } from "../net/address.ts";
-import type { ReplyCounts, Summary } from "./stats.ts";
-import { lossPercent, type Mode } from "./report.ts";
+import { lossPercent, type ReplyCounts, type Summary } from "./stats.ts";
 
 /**
  * Names the JSON format and its version: a new field bumps the minor
@@ -134,7 +133,7 @@ export function sweepJson(
   };
 }
 
-/** One `--ndjson` line for an engine event, with an `event` field. */
+/** One `--ndjson` line for a probe event, with an `event` field. */
 export function eventJson(event: ProbeEvent): Record<string, unknown> {
   switch (event.type) {
     case "reply":

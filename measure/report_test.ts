@@ -1,5 +1,5 @@
 import { deepEqual, equal, ok } from "node:assert/strict";
-import type { ReplyEvent, RunResult, SweepResult } from "./engine.ts";
+import type { ReplyEvent, RunResult, SweepResult } from "./modes.ts";
 import {
   eventJson,
   formatBits,
@@ -10,12 +10,11 @@ import {
   formatSweepStep,
   formatSweepSummary,
   JSON_SCHEMA,
-  lossPercent,
   runJson,
   sweepJson,
   toJson,
 } from "./report.ts";
-import { summarize } from "./stats.ts";
+import { lossPercent, summarize } from "./stats.ts";
 
 const REPLY: ReplyEvent = {
   type: "reply",

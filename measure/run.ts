@@ -73,7 +73,7 @@ export interface RunOptions extends EngineOptions {
   engineFormat?: EngineFormat;
   /**
    * What carries the datagrams: `socket` (Deno's sockets, the default) or
-   * `batch`, the kernel engine of `io/sender.ts` in a Worker (Linux,
+   * `batch`, the kernel engine of `kernel/sender.ts` in a Worker (Linux,
    * `--allow-ffi`, read access to the module directory): sends paced on
    * CLOCK_MONOTONIC to the microsecond and round trips from kernel
    * timestamps (see `RunResult.rttMs`).
@@ -232,7 +232,9 @@ export async function runProbes(options: RunOptions): Promise<RunResult> {
     );
   }
   if (options.io === "batch") {
-    const { EngineStartError, runOnEngine } = await import("./_engine_run.ts");
+    const { EngineStartError, runOnEngine } = await import(
+      "../kernel/probes.ts"
+    );
     try {
       return await runOnEngine({
         target,

@@ -10,7 +10,7 @@ import { equal, match, ok } from "node:assert/strict";
 import { spawnScript } from "../testing/cli.ts";
 import { startEcho } from "../testing/echo.ts";
 import { waitUntil } from "../testing/wait.ts";
-import { runProbes } from "./engine.ts";
+import { runProbes } from "./modes.ts";
 import { fitStatus } from "../cli/output.ts";
 import { formatStatus } from "./report.ts";
 

@@ -10,7 +10,7 @@
  * the one-way figures carry the offset between them; the NTP-style offset
  * estimate ((T2 − T1) + (T3 − T4)) / 2 is reported beside them.
  *
- * On the kernel engine (`_engine_worker.ts`) the format runs in the Worker,
+ * On the kernel engine (`kernel/_probe_worker.ts`) the format runs in the Worker,
  * built by {@linkcode createEngineFormat} from this module's URL: T1 is the
  * CLOCK_REALTIME read right before `sendto`, T4 the kernel's receive
  * timestamp, and each reply's fields travel to the main thread as a
@@ -21,7 +21,10 @@
  */
 
 import type { ProbeFormat } from "./_common.ts";
-import type { EngineFormatContext, EngineProbeFormat } from "./_engine_run.ts";
+import type {
+  EngineFormatContext,
+  EngineProbeFormat,
+} from "../kernel/probes.ts";
 import type { ProbeCheck, ProbeHeader } from "./probe.ts";
 import type { HostPort } from "../net/address.ts";
 import {

@@ -10,7 +10,7 @@ import { runProbes } from "./run.ts";
 import { formatStampSummary, StampRun } from "./stamp_report.ts";
 import { serveEcho } from "../server/serve.ts";
 import { StampReflector } from "../stamp/reflector.ts";
-import type { ReflectInfo } from "../io/types.ts";
+import type { ReflectInfo } from "../echo/types.ts";
 import { StampFlowLog, stampFormat } from "./stamp_probe.ts";
 
 /** Starts the independent Python Session-Reflector on `host`. */

@@ -164,7 +164,16 @@ export function rfc3550Jitter(rttInArrivalOrder: ArrayLike<number>): number {
   return jitter;
 }
 
-export { type ScheduleError, scheduleError } from "./schedule.ts";
+/**
+ * Percentage of probes without an intact reply (lost or only corrupted);
+ * probes still in flight when the run was cut short count for neither side.
+ */
+export function lossPercent(
+  result: { sent: number; received: number; inFlight?: number },
+): number {
+  const settled = result.sent - (result.inFlight ?? 0);
+  return settled === 0 ? NaN : (settled - result.received) / settled * 100;
+}
 
 /** Counts of what happened to the probes of a run. */
 export interface ReplyCounts {

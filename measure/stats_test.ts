@@ -7,9 +7,9 @@ import {
   percentile,
   ReplyTracker,
   rfc3550Jitter,
-  scheduleError,
   summarize,
 } from "./stats.ts";
+import { scheduleError } from "./schedule.ts";
 
 function near(actual: number, expected: number, message?: string): void {
   equal(

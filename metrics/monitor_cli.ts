@@ -28,7 +28,7 @@ import {
 import type { Output } from "../cli/output.ts";
 import { MEASURE_RANGES } from "../measure/cli.ts";
 import { runMonitor } from "../measure/monitor.ts";
-import { checkProbeSize, type ProbeEvent } from "../measure/engine.ts";
+import { checkProbeSize, type ProbeEvent } from "../measure/modes.ts";
 import { eventJson, formatLost, formatReply } from "../measure/report.ts";
 import { probeHandler, ProbeMetrics } from "./probe.ts";
 import { serveMetrics } from "./http.ts";

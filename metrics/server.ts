@@ -24,7 +24,7 @@
 import { Counter, Gauge, Registry } from "prom-client";
 import { formatAddress } from "../net/address.ts";
 import { DROP_REASONS } from "../policy/policy.ts";
-import type { EchoServer, IoOperation, SocketStats } from "../io/types.ts";
+import type { EchoServer, IoOperation, SocketStats } from "../echo/types.ts";
 import { VERSION } from "../cli/flags.ts";
 
 /** Options for {@linkcode serverMetrics}. */

@@ -1,6 +1,6 @@
 /**
  * The STAMP Session-Reflector (`stamp/reflector.ts`) as a reflect module of
- * the batch engine (`io/_decide.ts`): each Worker imports this module by
+ * the batch engine (`kernel/_hooks.ts`): each Worker imports this module by
  * URL and builds its own reflector, so a stateful reflector's session table
  * is per Worker, that is per socket (a sender whose datagrams reach two
  * sockets of one server is two sessions).
@@ -17,7 +17,7 @@
  * @module
  */
 
-import type { ReflectHook } from "../io/batch.ts";
+import type { ReflectHook } from "../kernel/echo.ts";
 import {
   NTP_UNIX_OFFSET_S,
   OFFSET,
@@ -53,7 +53,7 @@ export function writeTimespec(
   );
 }
 
-/** Builds the reflect hook of one Worker (see `io/_decide.ts`). */
+/** Builds the reflect hook of one Worker (see `kernel/_hooks.ts`). */
 export function createReflectHook(
   options: StampOptions,
   local: Deno.NetAddr,

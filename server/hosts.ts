@@ -1,7 +1,7 @@
 /**
  * What the server binds: the hosts a user gave, resolved. (What a wildcard
  * stands for, and this host's interface and broadcast addresses, are the
- * backends' business: `io/_interfaces.ts`.)
+ * backends' business: `echo/_interfaces.ts`.)
  *
  * @module
  */

@@ -1,5 +1,7 @@
 /**
- * `--io auto`: which I/O backend the server uses, and why. The batch engine
+ * Starting the echo server on the backend `--io` stands for: the choice is
+ * `kernel/choice.ts`'s, as for a measurement; with `auto`, a kernel engine
+ * that cannot start gives way to Deno's sockets. The batch engine
  * (`recvmmsg`/`sendmmsg` through FFI) is faster under load (README, Batched
  * I/O), but it needs `--allow-ffi`, which is full access to the process; so
  * it is used only where the permissions already allow it, and the server
@@ -24,44 +26,20 @@
  * @module
  */
 
-import type { BatchServer } from "../io/batch.ts";
-import { chooseIoBackend } from "../io/choice.ts";
-import type { EchoServer } from "../io/types.ts";
+import type { BatchServer } from "../kernel/echo.ts";
+import {
+  chooseIo,
+  fallbackChoice,
+  type IoChoice,
+  type IoMode,
+} from "../kernel/choice.ts";
+import type { EchoServer } from "../echo/types.ts";
 import { errorMessage } from "../net/address.ts";
-import { type IoBackend, serveEcho, type ServeEchoOptions } from "./serve.ts";
-
-/** What `--io` accepts: a backend, or `auto` to pick one. */
-export type IoMode = "auto" | IoBackend;
-
-/** The names `--io` accepts, the default first. */
-export const IO_MODES: readonly IoMode[] = ["auto", "socket", "batch"];
-
-/** The backend a server uses and why, as the start-up `io:` line says. */
-export interface IoChoice {
-  /** The backend. */
-  io: IoBackend;
-  /** Why, in a few words: `recvmmsg/sendmmsg`, `--allow-ffi not granted`... */
-  reason: string;
-}
-
-/** The reason given when the batch engine runs. */
-const BATCH_REASON = "recvmmsg/sendmmsg";
-
-/**
- * The backend `mode` stands for in this process, asking the permissions
- * without prompting. `auto` picks `batch` on Linux with `--allow-ffi`, read
- * access to the engine's modules and a net permission not scoped to hosts
- * (the engine sends through libc, past Deno's per-send check, so a scoped
- * `--allow-net` must keep Deno's sockets); else `socket`. Whether the
- * engine then starts is up to {@linkcode startEcho}. Never throws.
- */
-export function chooseIo(mode: IoMode): IoChoice {
-  return chooseIoBackend(mode, BATCH_REASON);
-}
+import { serveEcho, type ServeEchoOptions } from "./serve.ts";
 
 /** Options for {@linkcode startEcho}: {@linkcode serveEcho}'s, with `auto`. */
 export interface StartEchoOptions extends Omit<ServeEchoOptions, "io"> {
-  /** The backend, or `auto` (the default) to let {@linkcode chooseIo} pick. */
+  /** The backend, or `auto` (the default) to let `chooseIo` pick. */
   io?: IoMode;
 }
 
@@ -115,10 +93,7 @@ export async function startEcho(
   } catch (error) {
     return {
       server: serveEcho({ ...rest, io: "socket" }),
-      choice: {
-        io: "socket",
-        reason: `the batch engine cannot start: ${errorMessage(error)}`,
-      },
+      choice: fallbackChoice(errorMessage(error)),
     };
   }
 }

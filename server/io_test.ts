@@ -1,8 +1,8 @@
 import { deepEqual, equal, match, ok } from "node:assert/strict";
-import { chooseIo } from "./io.ts";
+import { chooseIo } from "../kernel/choice.ts";
 import { startServer } from "../testing/cli.ts";
 
-/** What the batch engine needs (cwd is the root, so `.` covers io/). */
+/** What the batch engine needs (cwd is the root, so `.` covers kernel/). */
 const ENGINE = ["--allow-net", "--allow-ffi", "--allow-read=."];
 
 /** Sends `text` to the server on `port` and returns what came back. */
@@ -80,21 +80,21 @@ Deno.test("server.ts --io auto stays on sockets when --allow-net is scoped to ho
   );
 });
 
-Deno.test("server.ts --io auto stays on sockets when --allow-read does not cover io/", async () => {
+Deno.test("server.ts --io auto stays on sockets when --allow-read does not cover kernel/", async () => {
   const { line } = await ioLine([
     "--allow-net",
     "--allow-ffi",
-    "--allow-read=net", // elsewhere in the project: not io/
+    "--allow-read=net", // elsewhere in the project: not kernel/
   ]);
-  match(line, /^io: socket \(--allow-read does not cover \/.*\/io\/\)$/);
+  match(line, /^io: socket \(--allow-read does not cover \/.*\/kernel\/\)$/);
 });
 
 Deno.test("server.ts --io auto falls back to sockets when the engine cannot start", async () => {
-  // The permission checks pass (io/ is readable), but the Worker cannot
+  // The permission checks pass (kernel/ is readable), but the Worker cannot
   // import the policy module: a real start-up failure, tried and undone.
   const { line, stderr } = await ioLine([
     ...ENGINE,
-    "--deny-read=io/_policy_hook.ts",
+    "--deny-read=kernel/_policy_hook.ts",
   ]);
   match(
     line,

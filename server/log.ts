@@ -41,7 +41,7 @@ import type {
   EchoServer,
   EchoStats,
   ServerEvent,
-} from "../io/types.ts";
+} from "../echo/types.ts";
 
 /** Where the server's lines go. */
 export interface LogOutput {

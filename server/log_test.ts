@@ -5,7 +5,7 @@ import {
   printTotals,
   startStatsReport,
 } from "./log.ts";
-import type { EchoServer, EchoStats, ServerEvent } from "../io/types.ts";
+import type { EchoServer, EchoStats, ServerEvent } from "../echo/types.ts";
 import { waitUntil } from "../testing/wait.ts";
 
 const LOCAL = { transport: "udp" as const, hostname: "127.0.0.1", port: 7000 };

@@ -6,12 +6,13 @@
  * @module
  */
 
-import type { EchoServer, EchoStats } from "../io/types.ts";
+import type { EchoServer, EchoStats } from "../echo/types.ts";
 import { sameHost } from "../net/address.ts";
 import type { PolicyOptions } from "../policy/policy.ts";
 import type { TimestampFormat } from "../stamp/packet.ts";
 import type { BindHost } from "./hosts.ts";
-import { type IoChoice, type IoMode, startEcho } from "./io.ts";
+import type { IoChoice, IoMode } from "../kernel/choice.ts";
+import { startEcho } from "./io.ts";
 import {
   announce,
   createEventLog,

@@ -18,21 +18,16 @@
  */
 
 import { DEFAULT_HOST, DEFAULT_PORT, sameHost } from "../net/address.ts";
-import { type BatchServeOptions, serveBatch } from "../io/batch.ts";
-import { serveSocket } from "../io/socket.ts";
-import type { EchoBackendOptions, EchoServer } from "../io/types.ts";
+import { type BatchServeOptions, serveBatch } from "../kernel/echo.ts";
+import { serveSocket } from "../echo/socket.ts";
+import type { EchoBackendOptions, EchoServer } from "../echo/types.ts";
+import type { IoBackend } from "../kernel/choice.ts";
 import { STAMP_TOO_SHORT, StampReflector } from "../stamp/reflector.ts";
 import type { StampOptions } from "./_stamp_hook.ts";
 
 export type { StampOptions } from "./_stamp_hook.ts";
 
 const STAMP_HOOK_URL = new URL("./_stamp_hook.ts", import.meta.url).href;
-
-/** The I/O backends of {@linkcode serveEcho}. */
-export type IoBackend = "socket" | "batch";
-
-/** The names `--io` accepts. */
-export const IO_BACKENDS: readonly IoBackend[] = ["socket", "batch"];
 
 /** Options for {@linkcode serveEcho}. */
 export interface ServeEchoOptions
@@ -48,7 +43,7 @@ export interface ServeEchoOptions
   port?: number;
   /**
    * How datagrams move: `"socket"` (the default, `Deno.listenDatagram`) or
-   * `"batch"` (Linux `recvmmsg`/`sendmmsg` in a Worker, see `io/batch.ts`;
+   * `"batch"` (Linux `recvmmsg`/`sendmmsg` in a Worker, see `kernel/echo.ts`;
    * needs `--allow-ffi` and read access to this package).
    */
   io?: IoBackend;
@@ -68,7 +63,7 @@ export interface ServeEchoOptions
  * sender, byte for byte, until the signal aborts. Throws an `Error`
  * ("Cannot bind HOST:PORT: reason") when a socket cannot be bound, and a
  * TypeError for a `reflect` function with the batch backend (use `stamp`,
- * or `io/batch.ts`'s `reflectModule`).
+ * or `kernel/echo.ts`'s `reflectModule`).
  *
  * @example
  * ```ts

@@ -3,7 +3,7 @@ import { ROOT, runScript, startServer } from "../testing/cli.ts";
 import { serveEcho } from "./serve.ts";
 import { STAMP_PORT } from "../stamp/packet.ts";
 import { EchoPolicy } from "../policy/policy.ts";
-import type { ServerEvent } from "../io/types.ts";
+import type { ServerEvent } from "../echo/types.ts";
 
 interface SenderLine {
   seq: number;

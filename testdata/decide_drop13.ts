@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { DecideHook } from "../io/batch.ts";
+import type { DecideHook } from "../kernel/echo.ts";
 
 /** Options of {@linkcode createDecideHook}. */
 export interface DropOptions {

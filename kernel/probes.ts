@@ -1,9 +1,10 @@
 /**
  * Ping and load on the kernel engine, from the main thread: opens the
- * sockets (`io/sender.ts`), starts the Worker that runs the whole probe
- * loop (`_engine_worker.ts`), hands on its events as they come in batches,
- * turns `stop` and `signal` into a shared control flag, and closes the
- * sockets only once the Worker has made its last system call.
+ * sockets (`sender.ts`), starts the Worker that runs the whole probe loop
+ * (`_probe_worker.ts`), hands on its events as they come in batches through
+ * its channel (`_probe_events.ts`), turns `stop` and `signal` into a shared
+ * control flag, and closes the sockets only once the Worker has made its
+ * last system call.
  *
  * @module
  */
@@ -13,15 +14,11 @@ import {
   type HostPort,
   type ResolvedAddress,
 } from "../net/address.ts";
-import { openSenderSockets } from "../io/sender.ts";
-import type { ProbeEvent, ProbeFormat } from "./_common.ts";
-import type { RunResult } from "./_summary.ts";
-import {
-  createEventChannel,
-  type EventChannel,
-  EventReader,
-  type EventsMessage,
-} from "./_engine_events.ts";
+import { openSenderSockets } from "./sender.ts";
+import type { ProbeEvent, ProbeFormat } from "../measure/_common.ts";
+import type { RunResult } from "../measure/_summary.ts";
+import type { Channel, WorkerMessage } from "./_channel.ts";
+import { createProbeChannel, ProbeEventReader } from "./_probe_events.ts";
 
 /** Control flag bit: stop sending, wait for the replies due. */
 export const STOP = 1;
@@ -50,7 +47,7 @@ export interface EngineConfig {
   /** An Int32Array's buffer: {@linkcode STOP} and {@linkcode ABORT} bits. */
   control: SharedArrayBuffer;
   /** Where the events and the per-flow send counts go. */
-  channel: EventChannel;
+  channel: Channel;
 }
 
 /**
@@ -87,13 +84,6 @@ export interface EngineFormatModule {
 /** A reply's detail as the Worker sends it: flow, sequence number, what the format read. */
 export type ReplyDetail = [flow: number, seq: number, detail: unknown];
 
-/** What the Worker posts. */
-export type EngineMessage =
-  | { type: "started" }
-  | EventsMessage
-  | { type: "result"; result: RunResult }
-  | { type: "failed"; message: string };
-
 /** A failure before the engine ran: the socket path may take over. */
 export class EngineStartError extends Error {
   override name = "EngineStartError";
@@ -119,7 +109,7 @@ export interface EngineRun extends
   eventRecords?: number;
 }
 
-const WORKER_URL = new URL("./_engine_worker.ts", import.meta.url);
+const WORKER_URL = new URL("./_probe_worker.ts", import.meta.url);
 
 /**
  * Runs one ping or load on the kernel engine. Rejects with an
@@ -150,15 +140,15 @@ export async function runOnEngine(run: EngineRun): Promise<RunResult> {
     signal?.addEventListener("abort", onAbort);
     let started = false;
     const sent = new Array<number>(run.flows).fill(0);
-    const channel = createEventChannel(run.flows, run.eventRecords);
-    const reader = new EventReader(channel);
+    const channel = createProbeChannel(run.flows, run.eventRecords);
+    const reader = new ProbeEventReader(channel);
     const done = Promise.withResolvers<RunResult>();
     const fail = (message: string) => {
       done.reject(
         started ? new Error(message) : new EngineStartError(message),
       );
     };
-    worker.onmessage = ({ data }: MessageEvent<EngineMessage>) => {
+    worker.onmessage = ({ data }: MessageEvent<WorkerMessage<RunResult>>) => {
       switch (data.type) {
         case "started":
           started = true;
@@ -166,18 +156,17 @@ export async function runOnEngine(run: EngineRun): Promise<RunResult> {
           break;
         case "events":
           // Details first: an event's listener may look them up.
-          for (const detail of data.details ?? []) {
+          reader.read(data, onEvent, (detail) => {
             const [flow, seq, value] = detail as ReplyDetail;
             run.onDetail?.(flow, seq, value);
-          }
-          reader.read(data, onEvent);
+          });
           reader.sent.forEach((total, flow) => {
             for (; sent[flow]! < total; sent[flow]!++) {
               onSend?.(flow, sent[flow]!);
             }
           });
           break;
-        case "result":
+        case "done":
           done.resolve(data.result);
           break;
         case "failed":

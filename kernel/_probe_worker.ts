@@ -1,6 +1,6 @@
 /**
- * The Worker of the kernel engine (see `_engine_run.ts`): the whole probe
- * loop of a ping or load run next to its system calls (`io/sender.ts`).
+ * The Worker of the kernel engine (see `probes.ts`): the whole probe
+ * loop of a ping or load run next to its system calls (`sender.ts`).
  * It paces an open loop on an absolute CLOCK_MONOTONIC schedule (probe n
  * is due at start + n x interval; `ppoll` until shortly before, then a spin
  * to the deadline; a late send never shifts the rest), keeps a closed
@@ -19,32 +19,29 @@
  * monotonic one (send stamp to processing, a little longer than the wire).
  *
  * A probe format other than the plain probe (`--stamp`) comes from
- * `_engine_format.ts`; its probes leave one by one, each stamped right
+ * `_probe_format.ts`; its probes leave one by one, each stamped right
  * before its own `sendto`.
  *
  * @module
  */
 
 import { errorMessage } from "../net/address.ts";
-import { openSender, type SenderEngine } from "../io/sender.ts";
-import { encodeProbeInto } from "./probe.ts";
-import type { ProbeEvent } from "./_common.ts";
+import { openSender, type SenderEngine } from "./sender.ts";
+import { encodeProbeInto } from "../measure/probe.ts";
+import type { ProbeEvent } from "../measure/_common.ts";
 import {
   type FormatFactory,
   formatsOf,
   loadFormat,
   sendFormatted,
-} from "./_engine_format.ts";
-import { type Arrival, ProbeBook, type ReplyTiming } from "./_book.ts";
-import { Times } from "./_times.ts";
-import { summarizeRun } from "./_summary.ts";
-import { createEventChannel, EventWriter } from "./_engine_events.ts";
-import {
-  ABORT,
-  type EngineConfig,
-  type EngineMessage,
-  STOP,
-} from "./_engine_run.ts";
+} from "./_probe_format.ts";
+import { type Arrival, ProbeBook, type ReplyTiming } from "../measure/_book.ts";
+import { Times } from "../measure/_times.ts";
+import { summarizeRun } from "../measure/_summary.ts";
+import type { WorkerMessage } from "./_channel.ts";
+import { createProbeChannel, ProbeEventWriter } from "./_probe_events.ts";
+import { ABORT, type EngineConfig, STOP } from "./probes.ts";
+import type { RunResult } from "../measure/_summary.ts";
 
 /**
  * How far realtime and monotonic elapsed times may differ before a reply
@@ -87,7 +84,7 @@ const STAMP_OFFSET = 12;
 
 declare const self: {
   onmessage: ((event: MessageEvent<EngineConfig>) => void) | null;
-  postMessage(message: EngineMessage): void;
+  postMessage(message: WorkerMessage<RunResult>): void;
 };
 
 /** The round trip of a reply being handled, from the engine's clocks. */
@@ -130,7 +127,7 @@ function warmUp(
   control: Int32Array,
 ): void {
   const { size, session, target, timeoutMs } = config;
-  const writer = new EventWriter(createEventChannel(1, 4096), () => {});
+  const writer = new ProbeEventWriter(createProbeChannel(1, 4096), () => {});
   const book = new ProbeBook(0, session, {
     target,
     timeoutMs,
@@ -184,7 +181,7 @@ function runLoop(
     & { format?: FormatFactory },
 ): void {
   const { timeoutMs, count, durationMs, intervalMs, window } = pace;
-  const writer = new EventWriter(
+  const writer = new ProbeEventWriter(
     config.channel,
     (message) => self.postMessage(message),
   );
@@ -475,7 +472,7 @@ function runLoop(
   });
   writer.flush(true);
   self.postMessage({
-    type: "result",
+    type: "done",
     result: { ...result, io: "batch", eventsDropped: writer.dropped },
   });
 }

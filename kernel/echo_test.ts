@@ -1,6 +1,7 @@
 import { deepEqual, equal, ok, rejects, throws } from "node:assert/strict";
-import { type BatchServer, checkBatchSupport, serveBatch } from "./batch.ts";
-import type { ServerEvent } from "./types.ts";
+import { type BatchServer, serveBatch } from "./echo.ts";
+import { checkBatchSupport } from "./choice.ts";
+import type { ServerEvent } from "../echo/types.ts";
 import { MAX_IPV4_PAYLOAD, MAX_IPV6_PAYLOAD } from "../net/payload.ts";
 
 const DECIDE_FIXTURE = new URL("../testdata/decide_drop13.ts", import.meta.url)
@@ -297,8 +298,8 @@ Deno.test("serveBatch() applies the policy in each Worker", async () => {
 
 // A failed send's error event (Deno.errors class, local and peer) is not
 // provoked here: on loopback the kernel accepts every echo to a source it
-// just received from. toServerEvent() in _protocol_test.ts covers the
-// conversion from the errno the Worker posts.
+// just received from. _echo_events_test.ts covers the event the main
+// thread makes of the errno the Worker writes.
 
 Deno.test("serveBatch() reports each datagram whole, with the socket it came to", async () => {
   await withServer("127.0.0.1", async (server, events) => {

@@ -1,5 +1,5 @@
 import { deepEqual, equal, ok, rejects } from "node:assert/strict";
-import { type ProbeEvent, runProbes, sweepPayload } from "./engine.ts";
+import { type ProbeEvent, runProbes, sweepPayload } from "./modes.ts";
 import { RECEIVE_BUFFER_SIZE } from "../net/payload.ts";
 import type { ResolvedAddress } from "../net/address.ts";
 import { startEcho } from "../testing/echo.ts";

@@ -1,18 +1,19 @@
 /**
- * The transmit stamp of the batch engine's reflect hook (`_decide.ts`):
+ * The transmit stamp of the echo engine's reflect hook (`_hooks.ts`):
  * CLOCK_REALTIME read once right before each `sendmmsg`, handed to the
  * hook's `transmit` for every reply that system call carries. The timespec
  * the kernel writes lives in the engine's one buffer, like everything else
- * the kernel touches (see `_engine.ts`).
+ * the kernel touches (see `_echo_engine.ts`).
  *
  * @module
  */
 
 import { CLOCK_REALTIME, type Libc } from "./_libc.ts";
-import type { OutgoingReply, ReflectHook } from "./_decide.ts";
+import { TIMESPEC_SIZE } from "./_structs.ts";
+import type { OutgoingReply, ReflectHook } from "./_hooks.ts";
 
 /** Bytes of the engine's buffer a {@linkcode ReplyStamper} needs: one `struct timespec`. */
-export const STAMPER_SIZE = 16;
+export const STAMPER_SIZE = TIMESPEC_SIZE;
 
 /** Where a {@linkcode ReplyStamper}'s clock reading lives. */
 export interface StamperMemory {

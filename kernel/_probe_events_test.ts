@@ -1,17 +1,17 @@
 import { deepEqual, equal, throws } from "node:assert/strict";
+import type { EventsMessage } from "./_channel.ts";
 import {
-  createEventChannel,
-  EventReader,
-  type EventsMessage,
-  EventWriter,
-} from "./_engine_events.ts";
-import type { ProbeEvent } from "./_common.ts";
+  createProbeChannel,
+  ProbeEventReader,
+  ProbeEventWriter,
+} from "./_probe_events.ts";
+import type { ProbeEvent } from "../measure/_common.ts";
 
-Deno.test("EventWriter and EventReader carry every kind of event through the ring", () => {
-  const channel = createEventChannel(2, 8);
+Deno.test("ProbeEventWriter and ProbeEventReader carry every kind of event through the ring", () => {
+  const channel = createProbeChannel(2, 8);
   const messages: EventsMessage[] = [];
-  const writer = new EventWriter(channel, (m) => messages.push(m));
-  const reader = new EventReader(channel);
+  const writer = new ProbeEventWriter(channel, (m) => messages.push(m));
+  const reader = new ProbeEventReader(channel);
   const events: ProbeEvent[] = [
     {
       type: "reply",
@@ -45,11 +45,11 @@ Deno.test("EventWriter and EventReader carry every kind of event through the rin
   equal(reader.dropped, 0);
 });
 
-Deno.test("EventWriter drops and counts events once the ring is full", () => {
-  const channel = createEventChannel(1, 4);
+Deno.test("ProbeEventWriter drops and counts events once the ring is full", () => {
+  const channel = createProbeChannel(1, 4);
   const messages: EventsMessage[] = [];
-  const writer = new EventWriter(channel, (m) => messages.push(m));
-  const reader = new EventReader(channel);
+  const writer = new ProbeEventWriter(channel, (m) => messages.push(m));
+  const reader = new ProbeEventReader(channel);
   for (let seq = 0; seq < 6; seq++) writer.push({ type: "lost", flow: 0, seq });
   equal(writer.dropped, 2);
   writer.flush();
@@ -65,15 +65,15 @@ Deno.test("EventWriter drops and counts events once the ring is full", () => {
   equal(reader.dropped, 2);
 });
 
-Deno.test("createEventChannel() refuses a ring that is not a power of two", () => {
-  throws(() => createEventChannel(1, 100), RangeError);
+Deno.test("createProbeChannel() refuses a ring that is not a power of two", () => {
+  throws(() => createProbeChannel(1, 100), RangeError);
 });
 
-Deno.test("EventWriter.pushWaiting() writes when there is room and drops once aborted", () => {
-  const channel = createEventChannel(1, 2);
+Deno.test("ProbeEventWriter.pushWaiting() writes when there is room and drops once aborted", () => {
+  const channel = createProbeChannel(1, 2);
   const messages: EventsMessage[] = [];
-  const writer = new EventWriter(channel, (m) => messages.push(m));
-  const reader = new EventReader(channel);
+  const writer = new ProbeEventWriter(channel, (m) => messages.push(m));
+  const reader = new ProbeEventReader(channel);
   const never = () => false;
   writer.pushWaiting({ type: "lost", flow: 0, seq: 0 }, never);
   writer.pushWaiting({ type: "lost", flow: 0, seq: 1 }, never);

@@ -1,7 +1,7 @@
 /**
  * The one model both I/O backends share: the options an echo backend takes,
- * the events it emits and the counters it keeps. `io/socket.ts`
- * (`Deno.listenDatagram`) and `io/batch.ts` (Linux `recvmmsg`/`sendmmsg`)
+ * the events it emits and the counters it keeps. `socket.ts`
+ * (`Deno.listenDatagram`) and `kernel/echo.ts` (Linux `recvmmsg`/`sendmmsg`)
  * both return an {@linkcode EchoServer} and emit {@linkcode ServerEvent}s, so
  * nothing above them branches on the backend.
  *

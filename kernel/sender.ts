@@ -5,9 +5,9 @@
  * stamps each send with `clock_gettime(2)` right before `sendto(2)` or
  * `sendmmsg(2)` (a batch shares the call's stamp), waits
  * with `ppoll(2)` to the nanosecond and receives with `recvmmsg(2)`. The
- * probe loop that uses it runs in a Worker (`measure/`), next to the
- * system calls, so neither timers nor the main event loop land in a round
- * trip. Memory safety is by construction (see `_sender_engine.ts`).
+ * probe loop that uses it runs in a Worker (`_probe_worker.ts`), next to
+ * the system calls, so neither timers nor the main event loop land in a
+ * round trip. Memory safety is by construction (see `_sender_engine.ts`).
  *
  * The sockets are opened and closed on the thread that owns them
  * ({@linkcode openSenderSockets}); the {@linkcode Sender} on the Worker's
@@ -28,8 +28,7 @@ import {
 } from "./_libc.ts";
 import { SenderEngine, type SenderEngineOptions } from "./_sender_engine.ts";
 import { sockaddrFamily } from "./_sockaddr.ts";
-import { batchGap } from "./batch.ts";
-import { checkNetPermission } from "./choice.ts";
+import { batchGap, checkNetPermission } from "./choice.ts";
 
 export { SenderEngine, type SenderEngineOptions } from "./_sender_engine.ts";
 

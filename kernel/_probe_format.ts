@@ -8,14 +8,15 @@
  * @module
  */
 
-import type { SenderEngine } from "../io/sender.ts";
-import type { ProbeHeader } from "./probe.ts";
+import type { SenderEngine } from "./sender.ts";
+import { loadModule } from "./_module.ts";
+import type { ProbeHeader } from "../measure/probe.ts";
 import type {
   EngineConfig,
   EngineFormatContext,
   EngineFormatModule,
   EngineProbeFormat,
-} from "./_engine_run.ts";
+} from "./probes.ts";
 
 /** The factory of the run's probe format, when it has one. */
 export type FormatFactory = (
@@ -29,7 +30,7 @@ export async function loadFormat(
 ): Promise<FormatFactory | undefined> {
   if (config.format === undefined) return undefined;
   const { module, options } = config.format;
-  const loaded: EngineFormatModule = await import(module);
+  const loaded = await loadModule<EngineFormatModule>(module);
   return (flow, context) => loaded.createEngineFormat(options[flow], context);
 }
 

@@ -1,8 +1,8 @@
 /**
- * The C library as the batch engine calls it: the `Deno.dlopen` symbols,
- * one shared handle per thread, `errno` and its description, and the
- * `Deno.errors` class an errno stands for. Nothing here is server-specific,
- * so a sender can use it too.
+ * The C library as the kernel engine calls it, for the echo engine and the
+ * sender alike: the `Deno.dlopen` symbols, one shared handle per thread,
+ * `errno` and its description, and the `Deno.errors` class an errno stands
+ * for.
  *
  * @module
  */
@@ -39,15 +39,6 @@ export function checkBatchSize(size: number): void {
       `Cannot use batch size ${size}: expected an integer from 1 to 1024`,
     );
   }
-}
-
-/**
- * Writes `value` (a pointer or a `size_t`, below 2^53) as a little-endian
- * 64-bit integer at byte `offset` (8-aligned) of `u32`'s buffer.
- */
-export function write64(u32: Uint32Array, offset: number, value: number): void {
-  u32[offset >> 2] = value % 2 ** 32;
-  u32[(offset >> 2) + 1] = Math.floor(value / 2 ** 32);
 }
 
 /** The libc functions the engine calls, as `Deno.dlopen` wants them. */

@@ -6,7 +6,7 @@
  * message), and `ppoll(2)` with a nanosecond timeout to wait for a deadline
  * or a reply, whichever comes first.
  *
- * Memory safety is by construction, as in `_engine.ts`: every byte the kernel
+ * Memory safety is by construction, as in `_echo_engine.ts`: every byte the kernel
  * reads or writes (message headers, iovecs, socket addresses, control
  * messages, payload slots, pollfds, timespecs) lives in one ArrayBuffer
  * allocated once per engine, at least 64 KiB so V8 keeps it off the heap,
@@ -33,16 +33,26 @@ import {
   POLLIN,
   SCM_TIMESTAMPNS,
   SOL_SOCKET,
-  write64,
 } from "./_libc.ts";
 import { AF_INET, SOCKADDR_SIZE } from "./_sockaddr.ts";
+import {
+  align8,
+  IOV_LEN,
+  IOVEC_SIZE,
+  MMSGHDR_SIZE,
+  MSG_CONTROL,
+  MSG_IOV,
+  MSG_IOVLEN,
+  MSG_NAME,
+  MSG_NAMELEN,
+  POLL_EVENTS,
+  POLLFD_SIZE,
+  TIMESPEC_SIZE,
+  write64,
+} from "./_structs.ts";
 
-/** `struct mmsghdr` on LP64 Linux (x86_64, aarch64). */
-const MMSGHDR_SIZE = 64;
-const IOVEC_SIZE = 16;
 /** Room for one `SCM_TIMESTAMPNS` message (CMSG_SPACE(16) = 32) and spare. */
 const CMSG_ROOM = 64;
-const POLLFD_SIZE = 8;
 /** The smallest buffer V8 is sure to keep off its moving heap. */
 const MIN_BUFFER = 64 * 1024;
 /** Payload bytes of send slots per engine, at most; at least one per socket. */
@@ -61,10 +71,6 @@ export interface SenderEngineOptions {
    * socket; default 64 (sends: fewer for large datagrams or many sockets).
    */
   batchSize?: number;
-}
-
-function align8(n: number): number {
-  return Math.ceil(n / 8) * 8;
 }
 
 /**
@@ -156,8 +162,8 @@ export class SenderEngine {
     const sendPerSocket = sendVlen * (sendStride + MMSGHDR_SIZE + IOVEC_SIZE);
     this.#targetOffset = this.#sendOffset + n * sendPerSocket;
     this.#clockOffset = this.#targetOffset + SOCKADDR_SIZE;
-    this.#timeoutOffset = this.#clockOffset + 16;
-    this.#pollOffset = this.#timeoutOffset + 16;
+    this.#timeoutOffset = this.#clockOffset + TIMESPEC_SIZE;
+    this.#pollOffset = this.#timeoutOffset + TIMESPEC_SIZE;
     const total = this.#pollOffset + n * POLLFD_SIZE;
     this.#memory = new ArrayBuffer(Math.max(MIN_BUFFER, align8(total)));
     this.#u8 = new Uint8Array(this.#memory);
@@ -188,11 +194,11 @@ export class SenderEngine {
         const hdr = sendHdrs + i * MMSGHDR_SIZE;
         const iov = sendHdrs + sendVlen * MMSGHDR_SIZE + i * IOVEC_SIZE;
         write64(u32, iov, this.#base + slot);
-        write64(u32, iov + 8, size);
-        write64(u32, hdr, this.#base + this.#targetOffset); // msg_name
-        this.#u32[(hdr + 8) >> 2] = target.length; // msg_namelen
-        write64(u32, hdr + 16, this.#base + iov); // msg_iov
-        write64(u32, hdr + 24, 1); // msg_iovlen
+        write64(u32, iov + IOV_LEN, size);
+        write64(u32, hdr + MSG_NAME, this.#base + this.#targetOffset);
+        this.#u32[(hdr + MSG_NAMELEN) >> 2] = target.length;
+        write64(u32, hdr + MSG_IOV, this.#base + iov);
+        write64(u32, hdr + MSG_IOVLEN, 1);
       }
       this.#sendHdrPtrs.push(...Array.from(
         { length: sendVlen },
@@ -202,27 +208,23 @@ export class SenderEngine {
         const hdr = socket + i * MMSGHDR_SIZE;
         const iov = socket + vlen * MMSGHDR_SIZE + i * IOVEC_SIZE;
         const data = socket + this.#dataOffset + i * this.#slotSize;
+        const name = socket + this.#nameOffset + i * SOCKADDR_SIZE;
+        const control = socket + this.#cmsgOffset + i * CMSG_ROOM;
         write64(u32, iov, this.#base + data);
-        write64(u32, iov + 8, this.#slotSize);
-        write64(
-          u32,
-          hdr,
-          this.#base + socket + this.#nameOffset +
-            i * SOCKADDR_SIZE,
-        ); // msg_name
-        write64(u32, hdr + 16, this.#base + iov); // msg_iov
-        write64(u32, hdr + 24, 1); // msg_iovlen
-        write64(
-          u32,
-          hdr + 32,
-          this.#base + socket + this.#cmsgOffset +
-            i * CMSG_ROOM,
-        ); // msg_control
+        write64(u32, iov + IOV_LEN, this.#slotSize);
+        write64(u32, hdr + MSG_NAME, this.#base + name);
+        write64(u32, hdr + MSG_IOV, this.#base + iov);
+        write64(u32, hdr + MSG_IOVLEN, 1);
+        write64(u32, hdr + MSG_CONTROL, this.#base + control);
         this.#recvSlots.push(this.#u8.subarray(data, data + this.#slotSize));
         this.#echoViews.push(this.#u8.subarray(data, data + size));
       }
       this.#view.setInt32(this.#pollOffset + s * POLLFD_SIZE, fds[s]!, true);
-      this.#view.setInt16(this.#pollOffset + s * POLLFD_SIZE + 4, POLLIN, true);
+      this.#view.setInt16(
+        this.#pollOffset + s * POLLFD_SIZE + POLL_EVENTS,
+        POLLIN,
+        true,
+      );
     }
     this.#monoBase = this.#clockSeconds(CLOCK_MONOTONIC);
     this.#realBase = this.#clockSeconds(CLOCK_REALTIME);
@@ -386,7 +388,7 @@ export class SenderEngine {
       const h = (socket + i * MMSGHDR_SIZE) >> 2;
       u32[h + 2] = SOCKADDR_SIZE; // msg_namelen
       u32[h + 10] = CMSG_ROOM; // msg_controllen
-      u32[h + 11] = 0;
+      u32[h + 11] = 0; // (its high half)
       u32[h + 12] = 0; // msg_flags
     }
     for (;;) {
@@ -411,6 +413,7 @@ export class SenderEngine {
 
   /** The full length of datagram `i` of socket `s`'s last receive, in bytes. */
   length(s: number, i: number): number {
+    // msg_len
     return this.#u32[(s * this.#perSocket + i * MMSGHDR_SIZE + 56) >> 2]!;
   }
 
@@ -433,9 +436,11 @@ export class SenderEngine {
   arrivalReal(s: number, i: number): number {
     const socket = s * this.#perSocket;
     const hdr = socket + i * MMSGHDR_SIZE;
-    const controlLength = this.#u32[(hdr + 40) >> 2]!;
+    const controlLength = this.#u32[(hdr + 40) >> 2]!; // msg_controllen
     const start = socket + this.#cmsgOffset + i * CMSG_ROOM;
     const view = this.#view;
+    // A struct cmsghdr (cmsg_len, cmsg_level at 8, cmsg_type at 12) of 16
+    // bytes, and for a timestamp a struct timespec after it.
     for (let at = 0; at + 16 <= controlLength;) {
       const length = view.getUint32(start + at, true);
       if (length < 16) break;

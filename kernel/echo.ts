@@ -1,20 +1,24 @@
 /**
- * The Linux kernel I/O backend: `recvmmsg(2)` and `sendmmsg(2)` through
- * `Deno.dlopen("libc.so.6")`, many datagrams per system call, one Worker per
- * socket running a blocking loop with synchronous FFI calls, so the main
- * event loop stays free for signals, events and statistics. It takes the
- * same options, emits the same events and keeps the same counters as
- * `socket.ts` (see `types.ts`); replies leave from the socket the request
- * arrived on, byte for byte, the zero-length datagram included.
+ * The echo server on the kernel engine (`--io batch`): `recvmmsg(2)` and
+ * `sendmmsg(2)` through `Deno.dlopen("libc.so.6")`, many datagrams per
+ * system call, one Worker per socket running a blocking loop with
+ * synchronous FFI calls, so the main event loop stays free for signals,
+ * events and statistics. It takes the same options, emits the same events
+ * and keeps the same counters as `echo/socket.ts` (see `echo/types.ts`);
+ * replies leave from the socket the request arrived on, byte for byte, the
+ * zero-length datagram included. Whether this process may run it is
+ * `choice.ts`'s to say.
  *
  * The pieces are private modules: `_libc.ts` (the C library and errno),
- * `_sockaddr.ts`, `_bind.ts` (opening a socket), `_engine.ts` (the
- * preallocated batch engine and why it is memory-safe), `_protocol.ts`
- * (what the main thread and the Workers exchange) and `_worker.ts`.
+ * `_structs.ts` (the C structures), `_sockaddr.ts`, `_bind.ts` (opening a
+ * socket), `_echo_engine.ts` (the preallocated echo engine and why it is
+ * memory-safe), `_echo_worker.ts` (its Worker), `_channel.ts` (how a Worker
+ * hands its events to the main thread) and `_echo_events.ts` (the echo
+ * engine's events and counters on it).
  *
  * @example Serve on a free port and stop again
  * ```ts ignore
- * import { serveBatch } from "./batch.ts";
+ * import { serveBatch } from "./echo.ts";
  *
  * const controller = new AbortController();
  * const server = serveBatch({
@@ -31,18 +35,17 @@
  */
 
 import { bindSocket, type BoundSocket } from "./_bind.ts";
-import { checkNetPermission } from "./choice.ts";
-import { interfaceWarning, listInterfaces } from "./_interfaces.ts";
+import { checkBatchSupport, checkNetPermission } from "./choice.ts";
+import { interfaceWarning, listInterfaces } from "../echo/_interfaces.ts";
 import { checkBatchSize, openLibc, releaseLibc, SHUT_RDWR } from "./_libc.ts";
+import type { WorkerMessage } from "./_channel.ts";
 import {
   C_BATCHES,
   C_FORCED_GCS,
-  COUNTER_SLOTS,
-  readCounters,
-  toServerEvent,
+  createEchoChannel,
+  EchoEventReader,
   type WorkerConfig,
-  type WorkerMessage,
-} from "./_protocol.ts";
+} from "./_echo_events.ts";
 import {
   addCounters,
   bindAll,
@@ -50,9 +53,13 @@ import {
   serverPolicy,
   socketStats,
   zeroCounters,
-} from "./_shared.ts";
+} from "../echo/_shared.ts";
 import { rateLimitOf } from "../policy/policy.ts";
-import type { EchoBackendOptions, EchoServer, EchoStats } from "./types.ts";
+import type {
+  EchoBackendOptions,
+  EchoServer,
+  EchoStats,
+} from "../echo/types.ts";
 
 export type {
   DatagramFacts,
@@ -61,72 +68,13 @@ export type {
   OutgoingReply,
   ReflectHook,
   ReflectModule,
-} from "./_decide.ts";
+} from "./_hooks.ts";
 
 /** The datagrams one system call may receive or send (the batch size). */
 const DEFAULT_BATCH_SIZE = 64;
 
-const WORKER_URL = new URL("./_worker.ts", import.meta.url);
-const WORKER_DIR = new URL(".", import.meta.url);
+const WORKER_URL = new URL("./_echo_worker.ts", import.meta.url);
 const POLICY_HOOK_URL = new URL("./_policy_hook.ts", import.meta.url).href;
-
-/** What this process lacks to run the batch backend (see {@linkcode batchGap}). */
-export type BatchGap = "linux" | "ffi" | "read";
-
-/**
- * What keeps this process from running the batch backend, asking the
- * permissions without prompting: `"linux"` (another OS: no recvmmsg),
- * `"ffi"` (no `--allow-ffi`) or `"read"` (no read access to this directory,
- * which Deno needs to load a Worker's modules, unless a compiled binary
- * carries them); `undefined` when nothing
- * does. A read permission with `--deny-read` holes counts as granted: whether
- * the holes matter is found out by starting the engine.
- */
-export function batchGap(): BatchGap | undefined {
-  if (Deno.build.os !== "linux") return "linux";
-  if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") {
-    return "ffi";
-  }
-  // A compiled binary carries the Worker's modules inside itself (`deno
-  // compile --include`), at a path known only at run time.
-  if (
-    WORKER_URL.protocol === "file:" && !Deno.build.standalone &&
-    Deno.permissions.querySync({ name: "read", path: WORKER_DIR }).state !==
-      "granted"
-  ) {
-    return "read";
-  }
-  return undefined;
-}
-
-/** The directory whose read access the batch backend needs, as a path. */
-export function batchModuleDir(): string {
-  return WORKER_DIR.protocol === "file:"
-    ? decodeURIComponent(WORKER_DIR.pathname)
-    : WORKER_DIR.href;
-}
-
-/**
- * Throws a `TypeError` ("Cannot use --io batch: ...") unless this process can
- * run the batch backend: Linux, the `ffi` permission, and read access to
- * this directory (Deno loads a Worker's modules only with it).
- */
-export function checkBatchSupport(): void {
-  switch (batchGap()) {
-    case "linux":
-      throw new TypeError(
-        `Cannot use --io batch: it needs Linux (recvmmsg), not ${Deno.build.os}`,
-      );
-    case "ffi":
-      throw new TypeError(
-        "Cannot use --io batch: it needs --allow-ffi (see deno task server:fast)",
-      );
-    case "read":
-      throw new TypeError(
-        `Cannot use --io batch: it needs --allow-read=${batchModuleDir()} to start its Worker`,
-      );
-  }
-}
 
 /** Options for {@linkcode serveBatch}. */
 export interface BatchServeOptions extends EchoBackendOptions {
@@ -190,9 +138,7 @@ interface Lane {
   socket: BoundSocket;
   started: Promise<void>;
   worker: Worker;
-  counts: Float64Array;
-  mailbox: Int32Array;
-  droppedBy: Record<string, number>;
+  events: EchoEventReader;
   done: Promise<void>;
 }
 
@@ -269,12 +215,9 @@ export function serveBatch(options: BatchServeOptions): BatchServer {
   const configs: WorkerConfig[] = [];
   try {
     for (const socket of sockets) {
-      const countsBuffer = new SharedArrayBuffer(
-        COUNTER_SLOTS * Float64Array.BYTES_PER_ELEMENT,
-      );
-      const mailbox = new SharedArrayBuffer(Int32Array.BYTES_PER_ELEMENT);
+      const channel = createEchoChannel(datagramEvents);
       lanes.push(
-        startWorker(socket, new Float64Array(countsBuffer), mailbox),
+        startWorker(socket, new EchoEventReader(channel, socket.addr)),
       );
       configs.push({
         fd: socket.fd,
@@ -282,9 +225,8 @@ export function serveBatch(options: BatchServeOptions): BatchServer {
         localHostname: socket.addr.hostname,
         localPort: socket.addr.port,
         batchSize,
-        counts: countsBuffer,
+        channel,
         control,
-        mailbox: lanes.at(-1)!.mailbox.buffer as SharedArrayBuffer,
         decideModule,
         decideOptions,
         reflectModule: options.reflectModule ?? null,
@@ -302,11 +244,7 @@ export function serveBatch(options: BatchServeOptions): BatchServer {
   }
   lanes.forEach((lane, k) => lane.worker.postMessage(configs[k]));
 
-  function startWorker(
-    socket: BoundSocket,
-    counts: Float64Array,
-    mailbox: SharedArrayBuffer,
-  ): Lane {
+  function startWorker(socket: BoundSocket, events: EchoEventReader): Lane {
     const worker = new Worker(WORKER_URL, { type: "module" });
     const { promise: done, resolve, reject } = Promise.withResolvers<void>();
     const started = Promise.withResolvers<void>();
@@ -314,9 +252,7 @@ export function serveBatch(options: BatchServeOptions): BatchServer {
       socket,
       started: started.promise,
       worker,
-      counts,
-      mailbox: new Int32Array(mailbox),
-      droppedBy: {},
+      events,
       done,
     };
     const fail = (message: string) => {
@@ -326,24 +262,21 @@ export function serveBatch(options: BatchServeOptions): BatchServer {
       // The other loops cannot serve on alone: the server ends as a whole.
       stop();
     };
-    worker.onmessage = ({ data }: MessageEvent<WorkerMessage>) => {
+    worker.onmessage = (
+      { data }: MessageEvent<WorkerMessage<Record<string, number>>>,
+    ) => {
       switch (data.type) {
         case "started":
           started.resolve();
           break;
         case "events":
-          // Handled: the Worker may post another (MAX_MESSAGES_IN_FLIGHT).
-          Atomics.sub(lane.mailbox, 0, 1);
-          lane.droppedBy = data.droppedBy;
-          for (const event of data.events) {
-            emit(toServerEvent(event, socket.addr));
-          }
+          events.read(data, emit);
           break;
         case "failed":
           fail(data.message);
           break;
         case "done":
-          lane.droppedBy = data.droppedBy;
+          events.droppedBy = data.result;
           // A loop stopped before it started has still not failed.
           started.resolve();
           resolve();
@@ -360,15 +293,16 @@ export function serveBatch(options: BatchServeOptions): BatchServer {
   const startedAt = performance.now();
   const stats = (): EchoStats => {
     const total = zeroCounters();
-    for (const lane of lanes) {
-      addCounters(total, readCounters(lane.counts, lane.droppedBy));
-    }
+    for (const lane of lanes) addCounters(total, lane.events.counters());
     return { ...total, uptimeMs: performance.now() - startedAt };
   };
   const loopStats = (): LoopStats => ({
-    batches: lanes.reduce((sum, lane) => sum + lane.counts[C_BATCHES]!, 0),
+    batches: lanes.reduce(
+      (sum, lane) => sum + lane.events.totals[C_BATCHES]!,
+      0,
+    ),
     forcedGcs: lanes.reduce(
-      (sum, lane) => sum + lane.counts[C_FORCED_GCS]!,
+      (sum, lane) => sum + lane.events.totals[C_FORCED_GCS]!,
       0,
     ),
   });
@@ -414,7 +348,7 @@ export function serveBatch(options: BatchServeOptions): BatchServer {
     stats,
     statsBySocket: () =>
       lanes.map((lane) =>
-        socketStats(lane.socket.addr, readCounters(lane.counts, lane.droppedBy))
+        socketStats(lane.socket.addr, lane.events.counters())
       ),
     loopStats,
   };

@@ -1,5 +1,5 @@
 /**
- * What a decide hook of the batch engine (`_engine.ts`) is given and
+ * What a decide hook of the echo engine (`_echo_engine.ts`) is given and
  * returns: the facts of one datagram, and a verdict; and the reflect hook,
  * which may rewrite a datagram the decide hook let through into its reply
  * (the STAMP Session-Reflector, `server/_stamp_hook.ts`).

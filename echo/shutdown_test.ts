@@ -1,6 +1,6 @@
 import { equal, ok } from "node:assert/strict";
 import { serveSocket } from "./socket.ts";
-import { serveBatch } from "./batch.ts";
+import { serveBatch } from "../kernel/echo.ts";
 import type { EchoServer, ServerEvent } from "./types.ts";
 
 const BACKENDS = {

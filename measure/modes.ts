@@ -1,5 +1,5 @@
 /**
- * The measurement engines behind `client.ts`: ping (probes on a fixed
+ * The measurement modes behind `client.ts`: ping (probes on a fixed
  * schedule), load (a closed-loop window or an open-loop rate, over one or
  * more flows from distinct source ports) and a payload sweep. They work on
  * real UDP sockets against any echo server, because everything they need
@@ -12,7 +12,7 @@
  *
  * @example Ping this project's echo server five times
  * ```ts
- * import { runProbes } from "./engine.ts";
+ * import { runProbes } from "./modes.ts";
  * import { serveEcho } from "../server.ts";
  * import { equal } from "node:assert/strict";
  *
@@ -41,6 +41,7 @@ export {
   DEFAULT_PROBE_TIMEOUT_MS,
   type EngineOptions,
   type LostEvent,
+  type Mode,
   type ProbeEvent,
   type ReplyEvent,
   type SendErrorEvent,
@@ -62,3 +63,4 @@ export {
   sweepPayload,
   type SweepResult,
 } from "./sweep.ts";
+export { type ScheduleError, scheduleError } from "./schedule.ts";

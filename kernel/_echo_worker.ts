@@ -1,8 +1,9 @@
 /**
- * The Worker of the batch backend (see `batch.ts`): receives its
+ * The Worker of the batch backend (see `echo.ts`): receives its
  * configuration, runs the blocking receive/decide/send loop of one socket
  * with synchronous FFI calls until the main thread sets the stop flag, and
- * posts events and drop counts in batches.
+ * hands its events and drops by reason to the main thread in batches
+ * through its channel (`_echo_events.ts`).
  *
  * @module
  */
@@ -13,55 +14,41 @@ import type {
   DecideModule,
   ReflectHook,
   ReflectModule,
-} from "./_decide.ts";
-import { BatchEngine } from "./_engine.ts";
+} from "./_hooks.ts";
+import { EchoEngine } from "./_echo_engine.ts";
 import { openLibc } from "./_libc.ts";
-import {
-  C_EVENTS_DROPPED,
-  type EngineEvent,
-  MAX_MESSAGES_IN_FLIGHT,
-  type WorkerConfig,
-  type WorkerMessage,
-} from "./_protocol.ts";
+import type { WorkerMessage } from "./_channel.ts";
+import { EchoEventWriter, type WorkerConfig } from "./_echo_events.ts";
+import { loadModule } from "./_module.ts";
 import {
   RECEIVE_ERROR_PAUSE_MS,
   RECEIVE_ERRORS_BEFORE_PAUSE,
-} from "./_shared.ts";
+} from "../echo/_shared.ts";
 
 /** How often, at most, pending events go to the main thread. */
 const FLUSH_INTERVAL_MS = 50;
 /** How often the decide hook's active sources are counted (a table scan). */
 const SAMPLE_INTERVAL_MS = 250;
-/** Events that, piled up, leave at once: a flood must not grow the queue. */
+/** Events that, piled up, are announced at once. */
 const FLUSH_EVENTS = 256;
-/**
- * The most events, and payload bytes in them, the Worker holds while the
- * main thread is behind (see MAX_MESSAGES_IN_FLIGHT); past either the
- * event is dropped and counted, never the datagram.
- */
-const MAX_QUEUED_EVENTS = 1024;
-const MAX_QUEUED_BYTES = 4 * 1024 * 1024;
+
+/** What the Worker posts: the drops by reason are its result. */
+type EchoMessage = WorkerMessage<Record<string, number>>;
 
 declare const self: {
   onmessage: ((event: MessageEvent<WorkerConfig>) => void) | null;
-  postMessage(message: WorkerMessage, transfer?: Transferable[]): void;
+  postMessage(message: EchoMessage): void;
 };
 
-function post(message: WorkerMessage): void {
-  // Each payload is a copy of its own: hand it over rather than copy again.
-  const transfer = message.type === "events"
-    ? message.events.flatMap((event) =>
-      event.type === "error" ? [] : [event.data.buffer]
-    )
-    : [];
-  self.postMessage(message, transfer);
+function post(message: EchoMessage): void {
+  self.postMessage(message);
 }
 
 async function loadDecideHook(
   config: WorkerConfig,
 ): Promise<DecideHook | undefined> {
   if (config.decideModule === null) return undefined;
-  const module: DecideModule = await import(config.decideModule);
+  const module = await loadModule<DecideModule>(config.decideModule);
   return module.createDecideHook(config.decideOptions, {
     transport: "udp",
     hostname: config.localHostname,
@@ -73,7 +60,7 @@ async function loadReflectHook(
   config: WorkerConfig,
 ): Promise<ReflectHook | undefined> {
   if (config.reflectModule === null) return undefined;
-  const module: ReflectModule = await import(config.reflectModule);
+  const module = await loadModule<ReflectModule>(config.reflectModule);
   return module.createReflectHook(config.reflectOptions, {
     transport: "udp",
     hostname: config.localHostname,
@@ -83,48 +70,24 @@ async function loadReflectHook(
 
 async function run(config: WorkerConfig): Promise<void> {
   const libc = openLibc();
-  const events: EngineEvent[] = [];
-  let queuedBytes = 0;
-  const counts = new Float64Array(config.counts);
-  const mailbox = new Int32Array(config.mailbox);
+  const writer = new EchoEventWriter(config.channel, post);
   const decide = await loadDecideHook(config);
-  const engine = new BatchEngine(libc, {
+  const engine = new EchoEngine(libc, {
     fd: config.fd,
     family: config.family,
     localHostname: config.localHostname,
     localPort: config.localPort,
     batchSize: config.batchSize,
-    counts,
+    counts: writer.totals,
     decide,
     reflect: await loadReflectHook(config),
-    onEvent: (event) => {
-      const bytes = event.type === "error" ? 0 : event.data.length;
-      if (
-        events.length >= MAX_QUEUED_EVENTS ||
-        queuedBytes + bytes > MAX_QUEUED_BYTES
-      ) {
-        counts[C_EVENTS_DROPPED]!++;
-        return;
-      }
-      events.push(event);
-      queuedBytes += bytes;
-    },
+    events: writer,
     datagramEvents: config.datagramEvents,
   });
-  const postEvents = () => {
-    Atomics.add(mailbox, 0, 1);
-    post({
-      type: "events",
-      events: events.splice(0),
-      droppedBy: { ...engine.droppedBy },
-    });
-    queuedBytes = 0;
-  };
   const control = new Int32Array(config.control);
   const gc = (globalThis as { gc?: () => void }).gc;
   const gcEvery = gc === undefined ? 0 : config.gcEveryBatches;
   let batches = 0;
-  let flushedDrops = 0;
   let lastFlush = performance.now();
   let failuresInRow = 0;
   let lastSample = 0;
@@ -154,28 +117,24 @@ async function run(config: WorkerConfig): Promise<void> {
         lastSample = now;
       }
     }
-    // Events leave in batches: when the socket looked drained (a short or
-    // empty batch, so the loop is about to block), when many piled up, or
-    // when a while has passed under a flood; and only while the main thread
-    // keeps up with the messages already posted.
+    // Events are announced in batches: when the socket looked drained (a
+    // short or empty batch, so the loop is about to block), when many piled
+    // up, or when a while has passed under a flood; and only while the main
+    // thread keeps up with the notifications already posted.
     const dropped = engine.dropped;
-    if (
-      (events.length > 0 || dropped !== flushedDrops) &&
-      Atomics.load(mailbox, 0) < MAX_MESSAGES_IN_FLIGHT
-    ) {
+    if (writer.hasNews(dropped) && writer.canPost) {
       const now = performance.now();
       if (
-        n < config.batchSize || events.length >= FLUSH_EVENTS ||
+        n < config.batchSize || writer.unposted >= FLUSH_EVENTS ||
         now - lastFlush >= FLUSH_INTERVAL_MS
       ) {
-        postEvents();
-        flushedDrops = dropped;
+        writer.flush(engine.droppedBy, dropped);
         lastFlush = now;
       }
     }
   }
-  postEvents();
-  post({ type: "done", droppedBy: { ...engine.droppedBy } });
+  writer.flush(engine.droppedBy, engine.dropped, true);
+  post({ type: "done", result: { ...engine.droppedBy } });
 }
 
 self.onmessage = (event: MessageEvent<WorkerConfig>) => {

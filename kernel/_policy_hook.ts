@@ -8,7 +8,7 @@
  * @module
  */
 
-import type { DecideHook } from "./_decide.ts";
+import type { DecideHook } from "./_hooks.ts";
 import { EchoPolicy, type PolicyOptions } from "../policy/policy.ts";
 
 /** Builds the policy's decide hook for one batch socket. */

@@ -31,6 +31,7 @@
  */
 
 import { SCM_TIMESTAMPNS, SOL_SOCKET } from "./_libc.ts";
+import { CMSG_HEADER } from "./_structs.ts";
 
 export const SOL_IP = 0;
 export const IP_PKTINFO = 8;
@@ -53,8 +54,6 @@ export const INFO_NANOSECONDS = 3;
 /** The length of the `info` array. */
 export const INFO_SIZE = 4;
 
-const CMSG_HEADER = 16;
-
 /**
  * Bytes of control data each receive slot has room for: every message of
  * an IPv4 datagram on an IPv6 socket (pktinfo 40 + 32, timestamp 32, TTL
@@ -76,7 +75,7 @@ export const PKTINFO_NOT_UNICAST = 2;
 /** One of {@linkcode PKTINFO_NONE}, {@linkcode PKTINFO_UNICAST}, {@linkcode PKTINFO_NOT_UNICAST}. */
 export type PktinfoKind = 0 | 1 | 2;
 
-/** Copies what {@linkcode readPktinfo} read into a datagram's facts (`_decide.ts`). */
+/** Copies what {@linkcode readPktinfo} read into a datagram's facts (`_hooks.ts`). */
 export function copyInfo(
   info: Uint32Array,
   facts: {

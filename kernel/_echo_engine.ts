@@ -1,6 +1,8 @@
 /**
- * The batch echo engine of one socket: `recvmmsg(2)` and `sendmmsg(2)`,
- * many datagrams per system call, on a socket opened by `_bind.ts`.
+ * The echo engine of one socket: `recvmmsg(2)` and `sendmmsg(2)`, many
+ * datagrams per system call, on a socket opened by `_bind.ts`, with the
+ * structures of `_structs.ts`; it reports to an `EchoEventSink`
+ * (`_echo_events.ts`).
  *
  * Memory safety is by construction. Every byte the kernel reads or writes
  * (message headers, iovecs, socket addresses, control messages, payload slots)
@@ -17,7 +19,7 @@
  * (`_pktinfo.ts`): a reply leaves from the address the request was sent to,
  * even on a wildcard socket, and a datagram sent to a broadcast or multicast
  * address is dropped (`not-unicast`) before any decide hook. A reflect hook
- * (`_decide.ts`) may then rewrite a datagram into its reply in place, seeing
+ * (`_hooks.ts`) may then rewrite a datagram into its reply in place, seeing
  * its kernel receive time and TTL, and stamp each reply right before the
  * `sendmmsg` that carries it.
  *
@@ -35,8 +37,19 @@ import {
   lastErrno,
   type Libc,
   MSG_WAITFORONE,
-  write64,
 } from "./_libc.ts";
+import {
+  IOV_LEN,
+  IOVEC_SIZE,
+  MMSGHDR_SIZE,
+  MSG_CONTROL,
+  MSG_CONTROLLEN,
+  MSG_IOV,
+  MSG_IOVLEN,
+  MSG_NAME,
+  MSG_NAMELEN,
+  write64,
+} from "./_structs.ts";
 import {
   C_ACTIVE_SOURCES,
   C_BATCHES,
@@ -48,14 +61,14 @@ import {
   C_RECEIVED,
   C_RECEIVED_BYTES,
   C_SEND_ERRORS,
-  type EngineEvent,
-} from "./_protocol.ts";
+  type EchoEventSink,
+} from "./_echo_events.ts";
 import {
   type DatagramFacts,
   type DecideHook,
   newDatagramFacts,
   type ReflectHook,
-} from "./_decide.ts";
+} from "./_hooks.ts";
 import { ReplyStamper, STAMPER_SIZE } from "./_transmit.ts";
 import { NameCache } from "./_names.ts";
 import {
@@ -68,19 +81,10 @@ import {
   RECEIVE_CONTROL_SIZE,
   SEND_CONTROL_SIZE,
 } from "./_pktinfo.ts";
-import {
-  AF_INET,
-  formatSockaddrHost,
-  SOCKADDR_SIZE,
-  sockaddrPort,
-} from "./_sockaddr.ts";
+import { AF_INET, SOCKADDR_SIZE } from "./_sockaddr.ts";
 
-/** `struct mmsghdr` on LP64 Linux (x86_64, aarch64). */
-const MMSGHDR_SIZE = 64;
-const IOVEC_SIZE = 16;
-
-/** Options for {@linkcode BatchEngine}. */
-export interface BatchEngineOptions {
+/** Options for {@linkcode EchoEngine}. */
+export interface EchoEngineOptions {
   /** The bound socket's file descriptor. */
   fd: number;
   /** Family of the socket. */
@@ -98,7 +102,7 @@ export interface BatchEngineOptions {
   /** Rewrites each datagram the decide hook let through into its reply. */
   reflect?: ReflectHook;
   /** Receives datagram and error events when given. */
-  onEvent?: (event: EngineEvent) => void;
+  events?: EchoEventSink;
   /** Whether datagram events (each with a copy of its payload) are wanted; error events always are. */
   datagramEvents?: boolean;
 }
@@ -127,7 +131,7 @@ function ask(
  * The batch echo engine of one socket: owns the one buffer the kernel
  * touches, receives a batch, decides each datagram and sends the echoes.
  */
-export class BatchEngine {
+export class EchoEngine {
   /** Totals, updated in place. */
   readonly counts: Float64Array;
   /** Drops per reason. */
@@ -169,12 +173,12 @@ export class BatchEngine {
   #payloads: Uint8Array[] = [];
   #stamper: ReplyStamper | undefined;
   #keptSize: Uint32Array;
-  #onEvent: ((event: EngineEvent) => void) | undefined;
+  #events: EchoEventSink | undefined;
   #datagramEvents: boolean;
   #lastReceived = 0;
 
   /** Allocates the buffer and lays out every header once. */
-  constructor(libc: Libc, options: BatchEngineOptions) {
+  constructor(libc: Libc, options: EchoEngineOptions) {
     const vlen = options.batchSize;
     checkBatchSize(vlen);
     this.#libc = libc;
@@ -183,9 +187,9 @@ export class BatchEngine {
     this.counts = options.counts;
     this.#decide = options.decide;
     this.#reflect = options.reflect;
-    this.#onEvent = options.onEvent;
+    this.#events = options.events;
     this.#datagramEvents = options.datagramEvents === true &&
-      options.onEvent !== undefined;
+      options.events !== undefined;
     this.#ipv6 = options.family === "IPv6";
     // Formatting the destination costs a lookup: only hooks that read it pay.
     const destination = () => this.#destination();
@@ -235,15 +239,15 @@ export class BatchEngine {
       const sendControl = this.#sendControlOffset + i * SEND_CONTROL_SIZE;
       const slot = this.#slotOffset + i * RECEIVE_BUFFER_SIZE;
       write64(u32, recvIov, baseValue + slot);
-      write64(u32, recvIov + 8, RECEIVE_BUFFER_SIZE);
+      write64(u32, recvIov + IOV_LEN, RECEIVE_BUFFER_SIZE);
       write64(u32, sendIov, baseValue + slot);
-      write64(u32, sendIov + 8, 0);
-      write64(u32, hdr, baseValue + addr); // msg_name
-      u32[(hdr >> 2) + 2] = SOCKADDR_SIZE; // msg_namelen
-      write64(u32, hdr + 16, baseValue + recvIov); // msg_iov
-      write64(u32, hdr + 24, 1); // msg_iovlen
-      write64(u32, hdr + 32, baseValue + recvControl); // msg_control
-      write64(u32, hdr + 40, RECEIVE_CONTROL_SIZE); // msg_controllen
+      write64(u32, sendIov + IOV_LEN, 0);
+      write64(u32, hdr + MSG_NAME, baseValue + addr);
+      u32[(hdr + MSG_NAMELEN) >> 2] = SOCKADDR_SIZE;
+      write64(u32, hdr + MSG_IOV, baseValue + recvIov);
+      write64(u32, hdr + MSG_IOVLEN, 1);
+      write64(u32, hdr + MSG_CONTROL, baseValue + recvControl);
+      write64(u32, hdr + MSG_CONTROLLEN, RECEIVE_CONTROL_SIZE);
       sendControlLength = initSendControl(u32, sendControl, this.#ipv6);
       this.#sendControlLo[i] = (baseValue + sendControl) % 2 ** 32;
       this.#sendControlHi[i] = Math.floor((baseValue + sendControl) / 2 ** 32);
@@ -315,12 +319,13 @@ export class BatchEngine {
   receiveFailed(errno: number): boolean {
     if (errno === EINTR || errno === EAGAIN) return false;
     this.counts[C_RECEIVE_ERRORS]!++;
-    this.#onEvent?.({
-      type: "error",
-      operation: "receive",
+    this.#events?.error(
+      "receive",
       errno,
-      message: describeErrno(this.#libc, errno),
-    });
+      describeErrno(this.#libc, errno),
+      this.#u8,
+      -1,
+    );
     return true;
   }
 
@@ -367,7 +372,7 @@ export class BatchEngine {
     for (let i = 0; i < n; i++) {
       const h = (i * MMSGHDR_SIZE) >> 2;
       const size = u32[h + 14]!; // msg_len
-      const namelen = u32[h + 2]!;
+      const namelen = u32[h + 2]!; // msg_namelen
       // After shutdown() empty entries have no source; a datagram always has.
       if (namelen === 0) continue;
       const addr = this.#addrOffset + i * SOCKADDR_SIZE;
@@ -408,18 +413,18 @@ export class BatchEngine {
         continue;
       }
       const s = sendHdrBase + kept * (MMSGHDR_SIZE >> 2);
-      u32[s] = this.#addrLo[i]!;
+      u32[s] = this.#addrLo[i]!; // msg_name
       u32[s + 1] = this.#addrHi[i]!;
-      u32[s + 2] = namelen;
-      u32[s + 4] = this.#sendIovLo[i]!;
+      u32[s + 2] = namelen; // msg_namelen
+      u32[s + 4] = this.#sendIovLo[i]!; // msg_iov
       u32[s + 5] = this.#sendIovHi[i]!;
-      u32[s + 6] = 1;
+      u32[s + 6] = 1; // msg_iovlen
       if (kind === PKTINFO_UNICAST) {
-        u32[s + 8] = this.#sendControlLo[i]!;
+        u32[s + 8] = this.#sendControlLo[i]!; // msg_control
         u32[s + 9] = this.#sendControlHi[i]!;
-        u32[s + 10] = this.#sendControlLength;
+        u32[s + 10] = this.#sendControlLength; // msg_controllen
       } else u32.fill(0, s + 8, s + 11);
-      u32[sendIovBase + i * (IOVEC_SIZE >> 2) + 2] = size;
+      u32[sendIovBase + i * (IOVEC_SIZE >> 2) + 2] = size; // iov_len
       this.#keptSlot[kept] = i;
       this.#keptSize[kept] = size;
       kept++;
@@ -436,7 +441,7 @@ export class BatchEngine {
       if (r > 0) {
         for (let j = sent; j < sent + r; j++) {
           const slot = this.#keptSlot[j]!;
-          const size = u32[sendIovBase + slot * (IOVEC_SIZE >> 2) + 2]!;
+          const size = u32[sendIovBase + slot * (IOVEC_SIZE >> 2) + 2]!; // iov_len
           counts[C_ECHOED]!++;
           counts[C_ECHOED_BYTES]! += size;
           // Like the socket backend, report a datagram once it is echoed.
@@ -459,16 +464,13 @@ export class BatchEngine {
   }
 
   #datagramEvent(i: number, size: number, reason: string | undefined): void {
-    const slot = this.#slotOffset + i * RECEIVE_BUFFER_SIZE;
-    const addr = this.#addrOffset + i * SOCKADDR_SIZE;
-    this.#onEvent!({
-      type: reason === undefined ? "datagram" : "dropped",
-      hostname: this.#sourceName(addr),
-      port: sockaddrPort(this.#u8, addr),
-      data: this.#u8.slice(slot, slot + size),
-      sent: reason === undefined ? size : 0,
+    this.#events!.datagram(
+      this.#u8,
+      this.#addrOffset + i * SOCKADDR_SIZE,
+      this.#slotOffset + i * RECEIVE_BUFFER_SIZE,
+      size,
       reason,
-    });
+    );
   }
 
   #cutOff(from: number, to: number): void {
@@ -481,14 +483,12 @@ export class BatchEngine {
 
   #sendFailed(i: number, errno: number): void {
     this.counts[C_SEND_ERRORS]!++;
-    const addr = this.#addrOffset + i * SOCKADDR_SIZE;
-    this.#onEvent?.({
-      type: "error",
-      operation: "send",
+    this.#events?.error(
+      "send",
       errno,
-      message: describeErrno(this.#libc, errno),
-      hostname: formatSockaddrHost(this.#u8, addr),
-      port: sockaddrPort(this.#u8, addr),
-    });
+      describeErrno(this.#libc, errno),
+      this.#u8,
+      this.#addrOffset + i * SOCKADDR_SIZE,
+    );
   }
 }

@@ -1,6 +1,6 @@
 import { equal, ok } from "node:assert/strict";
 import { openSender, openSenderSockets } from "./sender.ts";
-import { serveSocket } from "./socket.ts";
+import { serveSocket } from "../echo/socket.ts";
 
 Deno.test("Sender sends, and a reply carries the kernel's receive time", async () => {
   const controller = new AbortController();
