@@ -81,17 +81,11 @@ import {
 import { createOutput, type Output, stdinLines } from "./cli/output.ts";
 
 export {
-  DEFAULT_MESSAGE,
-  DEFAULT_RETRIES,
-  DEFAULT_TIMEOUT_MS,
   EchoClient,
   type EchoClientOptions,
   type EchoOptions,
   type EchoReply,
   EchoTimeoutError,
-  type EchoTimeoutErrorOptions,
-  MAX_RETRIES,
-  MAX_TIMEOUT_MS,
 } from "./io/client.ts";
 
 /** The values of `-p`, `-t` and `-r`. */

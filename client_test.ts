@@ -1,5 +1,6 @@
 import { deepEqual, equal, match, ok, rejects } from "node:assert/strict";
-import { DEFAULT_MESSAGE, EchoClient, EchoTimeoutError } from "./client.ts";
+import { EchoClient, EchoTimeoutError } from "./client.ts";
+import { DEFAULT_MESSAGE } from "./io/client.ts";
 import { serveEcho } from "./server.ts";
 import { RECEIVE_BUFFER_SIZE } from "./net/payload.ts";
 import { ROOT, runScript, spawnScript } from "./testing/cli.ts";

@@ -73,17 +73,6 @@ import { IO_MODES, type IoMode } from "./server/io.ts";
 import { runServer } from "./server/run.ts";
 
 export {
-  chooseIo,
-  IO_MODES,
-  type IoChoice,
-  type IoMode,
-  startEcho,
-  type StartEchoOptions,
-  type StartedEcho,
-} from "./server/io.ts";
-export {
-  IO_BACKENDS,
-  type IoBackend,
   serveEcho,
   type ServeEchoOptions,
   type StampOptions,
@@ -93,17 +82,15 @@ export type {
   DropCause,
   DropCounts,
   DroppedEvent,
-  EchoBackendOptions,
   EchoErrorEvent,
   EchoServer,
   EchoStats,
   IoOperation,
-  RateLimitScope,
   ReflectDrop,
-  ReflectInfo,
   ServerEvent,
   SocketStats,
 } from "./io/types.ts";
+export type { DropReason, PolicyOptions, RateLimit } from "./policy/policy.ts";
 
 const USAGE = `Usage: server.ts [options]
 

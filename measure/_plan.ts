@@ -14,7 +14,7 @@ import {
   UsageError,
 } from "../cli/flags.ts";
 import type { Output } from "../cli/output.ts";
-import { DEFAULT_PROBE_SIZE, type RunOptions } from "./engine.ts";
+import { DEFAULT_PROBE_SIZE, type FlowRunOptions } from "./engine.ts";
 import type { Mode } from "./report.ts";
 import { type IoMode, parseIoFlag } from "./_io.ts";
 /** The values each numeric measurement flag accepts; `client.ts` declares the flags. */
@@ -126,7 +126,7 @@ function conflict(
 export interface Plan {
   family?: AddressFamily;
   bind?: HostPort;
-  run: Omit<RunOptions, "target">;
+  run: Omit<FlowRunOptions, "target">;
   maxLoss: number;
   output: "text" | "json" | "ndjson";
   io: IoMode;

@@ -11,7 +11,7 @@
 import {
   checkProbeSize,
   type ProbeEvent,
-  runProbes,
+  runFlows,
   SWEEP_TRIES,
   sweepPayload,
 } from "./engine.ts";
@@ -276,7 +276,7 @@ export async function runMeasurement(
         before = now;
       }, STATUS_INTERVAL_MS);
     }
-    const result = await runProbes({
+    const result = await runFlows({
       target,
       bind: checked.bind,
       ...run,
