@@ -282,6 +282,11 @@ function textReporter(
   };
 }
 
+/**
+ * One JSON line per message: `echo` (an echo came, intact or not),
+ * `timeout` (none after every try) or `error`. The echo is not called
+ * `reply`: that event is a measurement probe's, with its own fields.
+ */
 function jsonReporter(target: ResolvedAddress, out: Output): Reporter {
   const base = (size: number) => ({
     target: formatAddress(target),
@@ -292,7 +297,7 @@ function jsonReporter(target: ResolvedAddress, out: Output): Reporter {
     retrying() {},
     received(payload, reply) {
       out.line(JSON.stringify({
-        event: "reply",
+        event: "echo",
         ...base(payload.length),
         received_bytes: reply.data.length,
         match: reply.matches,

@@ -289,7 +289,7 @@ Deno.test("client.ts --json prints one object per message", async () => {
         tries,
       })),
       [1, 2].map((size) => ({
-        event: "reply",
+        event: "echo",
         target: `127.0.0.1:${addr.port}`,
         sent_bytes: size,
         received_bytes: size,
