@@ -81,17 +81,11 @@ import {
 import { createOutput, type Output, stdinLines } from "./cli/output.ts";
 
 export {
-  DEFAULT_MESSAGE,
-  DEFAULT_RETRIES,
-  DEFAULT_TIMEOUT_MS,
   EchoClient,
   type EchoClientOptions,
   type EchoOptions,
   type EchoReply,
   EchoTimeoutError,
-  type EchoTimeoutErrorOptions,
-  MAX_RETRIES,
-  MAX_TIMEOUT_MS,
 } from "./echo/client.ts";
 
 /** The values of `-p`, `-t` and `-r`. */
@@ -288,6 +282,11 @@ function textReporter(
   };
 }
 
+/**
+ * One JSON line per message: `echo` (an echo came, intact or not),
+ * `timeout` (none after every try) or `error`. The echo is not called
+ * `reply`: that event is a measurement probe's, with its own fields.
+ */
 function jsonReporter(target: ResolvedAddress, out: Output): Reporter {
   const base = (size: number) => ({
     target: formatAddress(target),
@@ -298,7 +297,7 @@ function jsonReporter(target: ResolvedAddress, out: Output): Reporter {
     retrying() {},
     received(payload, reply) {
       out.line(JSON.stringify({
-        event: "reply",
+        event: "echo",
         ...base(payload.length),
         received_bytes: reply.data.length,
         match: reply.matches,

@@ -1,5 +1,6 @@
 import { deepEqual, equal, match, ok, rejects } from "node:assert/strict";
-import { DEFAULT_MESSAGE, EchoClient, EchoTimeoutError } from "./client.ts";
+import { EchoClient, EchoTimeoutError } from "./client.ts";
+import { DEFAULT_MESSAGE } from "./echo/client.ts";
 import { serveEcho } from "./server.ts";
 import { RECEIVE_BUFFER_SIZE } from "./net/payload.ts";
 import { ROOT, runScript, spawnScript } from "./testing/cli.ts";
@@ -288,7 +289,7 @@ Deno.test("client.ts --json prints one object per message", async () => {
         tries,
       })),
       [1, 2].map((size) => ({
-        event: "reply",
+        event: "echo",
         target: `127.0.0.1:${addr.port}`,
         sent_bytes: size,
         received_bytes: size,

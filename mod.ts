@@ -27,4 +27,4 @@
 export * from "./server.ts";
 export * from "./client.ts";
 export * from "./shared.ts";
-export * from "./policy/mod.ts";
+export * from "./measure/mod.ts";

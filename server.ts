@@ -72,19 +72,6 @@ import { checkBatchSupport, IO_MODES, type IoMode } from "./kernel/choice.ts";
 import { runServer } from "./server/run.ts";
 
 export {
-  chooseIo,
-  IO_BACKENDS,
-  IO_MODES,
-  type IoBackend,
-  type IoChoice,
-  type IoMode,
-} from "./kernel/choice.ts";
-export {
-  startEcho,
-  type StartEchoOptions,
-  type StartedEcho,
-} from "./server/io.ts";
-export {
   serveEcho,
   type ServeEchoOptions,
   type StampOptions,
@@ -94,17 +81,15 @@ export type {
   DropCause,
   DropCounts,
   DroppedEvent,
-  EchoBackendOptions,
   EchoErrorEvent,
   EchoServer,
   EchoStats,
   IoOperation,
-  RateLimitScope,
   ReflectDrop,
-  ReflectInfo,
   ServerEvent,
   SocketStats,
 } from "./echo/types.ts";
+export type { DropReason, PolicyOptions, RateLimit } from "./policy/policy.ts";
 
 const USAGE = `Usage: server.ts [options]
 

@@ -1,10 +1,6 @@
 import { deepEqual, equal, match, ok, throws } from "node:assert/strict";
-import {
-  type EchoStats,
-  type IoBackend,
-  serveEcho,
-  type ServerEvent,
-} from "./server.ts";
+import { type EchoStats, serveEcho, type ServerEvent } from "./server.ts";
+import type { IoBackend } from "./kernel/choice.ts";
 import { RECEIVE_BUFFER_SIZE } from "./net/payload.ts";
 import { ROOT, runScript, startServer } from "./testing/cli.ts";
 

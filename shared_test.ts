@@ -1,18 +1,19 @@
 import { deepEqual, equal, rejects, throws } from "node:assert/strict";
+import { checkPayloadSize, maxPayload } from "./shared.ts";
 import {
-  checkPayloadSize,
   errorMessage,
   familyOf,
   formatAddress,
   isUnspecified,
-  MAX_IPV4_PAYLOAD,
-  MAX_IPV6_PAYLOAD,
-  maxPayload,
   parseHost,
   parsePort,
-  previewPayload,
   resolveAddress,
-} from "./shared.ts";
+} from "./net/address.ts";
+import {
+  MAX_IPV4_PAYLOAD,
+  MAX_IPV6_PAYLOAD,
+  previewPayload,
+} from "./net/payload.ts";
 
 const encode = (text: string) => new TextEncoder().encode(text);
 

@@ -81,21 +81,32 @@ export interface EchoReply {
   rttMs: number;
 }
 
-/** What an {@linkcode EchoTimeoutError} reports. */
-export interface EchoTimeoutErrorOptions {
-  /** How many sends went unanswered. */
-  tries: number;
-  /** Milliseconds waited in all. */
-  waitedMs: number;
-}
-
-/** No echo came back after every try. */
+/**
+ * No echo came back after every try: what {@linkcode EchoClient.echo}
+ * throws when the server stays silent.
+ *
+ * @example Tell a silent server from other failures
+ * ```ts
+ * import { EchoTimeoutError } from "./client.ts";
+ * import { equal } from "node:assert/strict";
+ *
+ * const error = new EchoTimeoutError({ hostname: "127.0.0.1", port: 7 }, { tries: 3, waitedMs: 700 });
+ * equal(error.tries, 3);
+ * equal(error.message, "Cannot get an echo from 127.0.0.1:7: no reply after 3 tries (700 ms)");
+ * ```
+ */
 export class EchoTimeoutError extends Error {
   /** How many sends went unanswered. */
   readonly tries: number;
 
-  /** Creates the error for a target, the sends made and the time waited. */
-  constructor(target: HostPort, options: EchoTimeoutErrorOptions) {
+  /**
+   * Creates the error for a target, the sends made and the time waited.
+   *
+   * @param target The server that did not answer.
+   * @param options `tries`: the sends that went unanswered; `waitedMs`: the
+   * milliseconds waited in all.
+   */
+  constructor(target: HostPort, options: { tries: number; waitedMs: number }) {
     const { tries, waitedMs } = options;
     super(
       `Cannot get an echo from ${
@@ -141,8 +152,25 @@ function checkTimingOptions(timeout: number, retries: number): void {
 /**
  * A UDP socket that sends messages to one echo server and waits for their
  * echoes. Only a datagram from the address and port it sends to counts as a
- * reply, compared by value ({@linkcode sameEndpoint}: `::1` answers a target
- * written `0:0:0:0:0:0:0:1`); anything else is ignored.
+ * reply, compared by value (`::1` answers a target written
+ * `0:0:0:0:0:0:0:1`); anything else is ignored.
+ *
+ * @example Echo one message, the socket closed by `await using`
+ * ```ts
+ * import { EchoClient } from "./client.ts";
+ * import { serveSocket } from "./socket.ts";
+ * import { equal } from "node:assert/strict";
+ *
+ * const controller = new AbortController();
+ * const server = serveSocket({ hostnames: ["127.0.0.1"], port: 0, signal: controller.signal });
+ * {
+ *   await using client = await EchoClient.open(server.addr, { timeout: 500 });
+ *   const reply = await client.echo(new TextEncoder().encode("hello"));
+ *   equal(reply.matches, true);
+ * }
+ * controller.abort();
+ * await server.finished;
+ * ```
  */
 export class EchoClient {
   /** The resolved address of the server. */
@@ -168,8 +196,29 @@ export class EchoClient {
 
   /**
    * Resolves the server's address and opens a socket on a free local port of
-   * the same family. Throws a `RangeError` for a bad port, timeout or retry
-   * count, and an `Error` when the host cannot be resolved.
+   * the same family.
+   *
+   * @param target The echo server: a name or an IP literal, and a port.
+   * @param options The first wait, the retries and the address family.
+   * @returns A client whose socket is open; close it when done.
+   * @throws {RangeError} For a port outside 1 to 65535, a timeout outside 1
+   * to 3,600,000 ms or a retry count outside 0 to 100 (all whole numbers),
+   * or a target that is the unspecified, a broadcast or a multicast
+   * address.
+   * @throws {TypeError} For an IP literal of another family than
+   * `options.family`, or when Deno runs without `--unstable-net`.
+   * @throws {Error} "Cannot resolve NAME: reason" when the name does not
+   * resolve.
+   *
+   * @example
+   * ```ts
+   * import { EchoClient } from "./client.ts";
+   * import { equal } from "node:assert/strict";
+   *
+   * const client = await EchoClient.open({ hostname: "localhost", port: 10000 }, { family: "IPv4" });
+   * equal(client.target.hostname, "127.0.0.1");
+   * await client.close();
+   * ```
    */
   static async open(
     target: HostPort,
@@ -198,9 +247,36 @@ export class EchoClient {
   }
 
   /**
-   * Sends `payload` and resolves with its echo. Throws a `RangeError` before
-   * sending when the payload cannot fit in one datagram, and an
-   * {@linkcode EchoTimeoutError} when no echo comes after every try.
+   * Sends `payload` and resolves with its echo, sending it again with a
+   * doubling wait while none comes.
+   *
+   * @param payload The message, one datagram.
+   * @param options Called before each retry.
+   * @returns The echo, whether it matches, the sends it took and its round
+   * trip.
+   * @throws {RangeError} Before sending, when the payload cannot fit in one
+   * datagram of the target's family.
+   * @throws {EchoTimeoutError} When no echo comes after every try.
+   * @throws {Error} "Cannot send to HOST:PORT: reason" when the send fails.
+   *
+   * @example
+   * ```ts
+   * import { EchoClient } from "./client.ts";
+   * import { serveSocket } from "./socket.ts";
+   * import { equal } from "node:assert/strict";
+   *
+   * const controller = new AbortController();
+   * const server = serveSocket({ hostnames: ["127.0.0.1"], port: 0, signal: controller.signal });
+   * const client = await EchoClient.open(server.addr);
+   * try {
+   *   const reply = await client.echo(new Uint8Array([1, 2, 3]));
+   *   equal(reply.tries, 1);
+   * } finally {
+   *   await client.close();
+   *   controller.abort();
+   * }
+   * await server.finished;
+   * ```
    */
   async echo(
     payload: Uint8Array,
@@ -287,14 +363,22 @@ export class EchoClient {
     }
   }
 
-  /** Closes the socket and waits for any receive still pending to end. */
+  /**
+   * Closes the socket and waits for any receive still pending to end.
+   *
+   * @returns Once the socket is closed.
+   */
   async close(): Promise<void> {
     this.#conn.close();
     await this.#pending?.catch(() => {});
     this.#pending = undefined;
   }
 
-  /** Closes the socket, for `await using`. */
+  /**
+   * Closes the socket, for `await using`.
+   *
+   * @returns Once the socket is closed.
+   */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }

@@ -190,7 +190,7 @@ export interface EchoBackendOptions {
    * same length, before it is sent back (the STAMP Session-Reflector of
    * `stamp/`); returning a {@linkcode ReflectDrop} sends nothing and counts
    * the drop. Called as late as possible before the send. Socket backend
-   * only: `serveEcho` throws a TypeError with the batch backend.
+   * only: `serveBatch` throws a TypeError for it.
    */
   reflect?: (data: Uint8Array, info: ReflectInfo) => ReflectDrop | undefined;
 }

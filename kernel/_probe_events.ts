@@ -13,7 +13,7 @@
  */
 
 import type { ProbeCheck } from "../measure/probe.ts";
-import type { ProbeEvent } from "../measure/_common.ts";
+import type { ProbeEvent } from "../measure/types.ts";
 import {
   type Channel,
   ChannelReader,

@@ -5,7 +5,7 @@ import {
   ProbeEventReader,
   ProbeEventWriter,
 } from "./_probe_events.ts";
-import type { ProbeEvent } from "../measure/_common.ts";
+import type { ProbeEvent } from "../measure/types.ts";
 
 Deno.test("ProbeEventWriter and ProbeEventReader carry every kind of event through the ring", () => {
   const channel = createProbeChannel(2, 8);

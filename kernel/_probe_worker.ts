@@ -28,7 +28,7 @@
 import { errorMessage } from "../net/address.ts";
 import { openSender, type SenderEngine } from "./sender.ts";
 import { encodeProbeInto } from "../measure/probe.ts";
-import type { ProbeEvent } from "../measure/_common.ts";
+import type { ProbeEvent } from "../measure/types.ts";
 import {
   type FormatFactory,
   formatsOf,
@@ -41,7 +41,7 @@ import { summarizeRun } from "../measure/_summary.ts";
 import type { WorkerMessage } from "./_channel.ts";
 import { createProbeChannel, ProbeEventWriter } from "./_probe_events.ts";
 import { ABORT, type EngineConfig, STOP } from "./probes.ts";
-import type { RunResult } from "../measure/_summary.ts";
+import type { RunResult } from "../measure/types.ts";
 
 /**
  * How far realtime and monotonic elapsed times may differ before a reply

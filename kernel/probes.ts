@@ -15,8 +15,9 @@ import {
   type ResolvedAddress,
 } from "../net/address.ts";
 import { openSenderSockets } from "./sender.ts";
-import type { ProbeEvent, ProbeFormat } from "../measure/_common.ts";
-import type { RunResult } from "../measure/_summary.ts";
+import type { ProbeFormat } from "../measure/_common.ts";
+import type { ProbeEvent } from "../measure/types.ts";
+import type { RunResult } from "../measure/types.ts";
 import type { Channel, WorkerMessage } from "./_channel.ts";
 import { createProbeChannel, ProbeEventReader } from "./_probe_events.ts";
 

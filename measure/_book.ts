@@ -17,7 +17,8 @@ import {
   verifyProbe,
 } from "./probe.ts";
 import { type ReplyCounts, ReplyTracker } from "./stats.ts";
-import type { ProbeFormat, ReplyEvent, SendErrorEvent } from "./_common.ts";
+import type { ProbeFormat } from "./_common.ts";
+import type { ReplyEvent, SendErrorEvent } from "./types.ts";
 import { Times, Wakeup } from "./_times.ts";
 
 /**

@@ -18,7 +18,7 @@ import {
   sameEndpoint,
 } from "../net/address.ts";
 import { encodeProbeInto } from "./probe.ts";
-import type { ReplyEvent } from "./_common.ts";
+import type { ReplyEvent } from "./types.ts";
 import {
   type Arrival,
   type Awaited,

@@ -15,7 +15,7 @@ import {
   UsageError,
 } from "../cli/flags.ts";
 import type { Output } from "../cli/output.ts";
-import { DEFAULT_PROBE_SIZE, type RunOptions } from "./modes.ts";
+import { DEFAULT_PROBE_SIZE, type FlowRunOptions } from "./modes.ts";
 import type { Mode } from "./_common.ts";
 import { IO_MODES, type IoMode } from "../kernel/choice.ts";
 /** The values each numeric measurement flag accepts; `client.ts` declares the flags. */
@@ -127,7 +127,7 @@ function conflict(
 export interface Plan {
   family?: AddressFamily;
   bind?: HostPort;
-  run: Omit<RunOptions, "target">;
+  run: Omit<FlowRunOptions, "target">;
   maxLoss: number;
   output: "text" | "json" | "ndjson";
   io: IoMode;

@@ -6,17 +6,10 @@
  * @module
  */
 
-import type { HostPort, ResolvedAddress } from "../net/address.ts";
-import {
-  addCounts,
-  meanIpdv,
-  type ReplyCounts,
-  rfc3550Jitter,
-  summarize,
-  type Summary,
-} from "./stats.ts";
-import { type ScheduleError, scheduleError } from "./schedule.ts";
-import type { ProbeEvent } from "./_common.ts";
+import type { ResolvedAddress } from "../net/address.ts";
+import { addCounts, meanIpdv, rfc3550Jitter, summarize } from "./stats.ts";
+import { scheduleError } from "./schedule.ts";
+import type { FlowResult, ProbeEvent, RunResult } from "./types.ts";
 import type { ProbeBook } from "./_book.ts";
 
 /** Below this share of the asked send rate a run is short of its schedule. */
@@ -28,92 +21,11 @@ const RATE_SHORTFALL_SHARE = 0.95;
  */
 const RATE_SHORTFALL_MIN_LAG_MS = 100;
 
-/** The counts of one flow. */
-export interface FlowResult extends ReplyCounts {
-  /** Index of the flow. */
-  flow: number;
-  /** The local address the flow sent from. */
-  local: HostPort;
-  /** Probes still within their timeout when `signal` cut the run short; absent means 0. */
-  inFlight?: number;
-}
-
-/** A rate in packets and bits of UDP payload per second. */
-export interface Rate {
-  /** Packets per second. */
-  pps: number;
-  /** Bits of UDP payload per second. */
-  bps: number;
-}
-
-/** The outcome of {@linkcode runProbes}. */
-export interface RunResult extends ReplyCounts {
-  /** The echo server. */
-  target: ResolvedAddress;
-  /** Payload bytes per probe. */
-  size: number;
-  /** `interval` for an open-loop schedule, `window` for a closed loop. */
-  pacing: "interval" | "window";
-  /** Replies slower than the timeout (still counted as received). */
-  late: number;
-  /** Replies that were shorter prefixes of their probe (also `corrupted`). */
-  truncated: number;
-  /** Datagrams from elsewhere or without this run's session id. */
-  ignored: number;
-  /**
-   * Probes without a reply that were sent less than the timeout before
-   * `signal` cut the run short: neither received nor `lost`. Absent means 0.
-   */
-  inFlight?: number;
-  /**
-   * The open-loop send rate asked for and achieved, in probes per second
-   * over all flows, from the first send to the end of sending; `short` when
-   * below 95% of the rate asked and over 100 ms behind the schedule. NaN and
-   * false for a closed loop and for an interval of 0 (as fast as possible);
-   * absent when not measured.
-   */
-  schedule?: { askedPps: number; achievedPps: number; short: boolean };
-  /** The OS's reason for the first failed send (see `sendErrors`). */
-  sendError?: string;
-  /**
-   * Round-trip times of first intact replies, in ms. The kernel engine
-   * measures each from a CLOCK_REALTIME stamp right before `sendmmsg` to the
-   * kernel's receive timestamp (`SO_TIMESTAMPNS`), to the nanosecond; the
-   * socket path from `performance.now()` around Deno's send and receive.
-   */
-  rttMs: Summary;
-  /** Jitter in ms: mean absolute IPDV and RFC 3550 interarrival jitter. */
-  jitterMs: { ipdv: number; rfc3550: number };
-  /** How far sends strayed from their schedule (NaN for a closed loop). */
-  scheduleMs: ScheduleError;
-  /** Rate of sends, over the span from first to last send. */
-  sendRate: Rate;
-  /** Rate of first intact replies, over the span from first to last. */
-  echoRate: Rate;
-  /** Milliseconds from the first send to the end of the wait. */
-  elapsedMs: number;
-  /** Per-flow counts. */
-  flows: FlowResult[];
-  /** Round-trip times of first intact replies in arrival order, for a histogram. */
-  rtts: number[];
-  /**
-   * Kernel engine only: replies whose round trip spanned a step of the wall
-   * clock (see `ReplyEvent.clockStep`); their RTT is the monotonic one.
-   * Absent means 0.
-   */
-  clockSteps?: number;
-  /**
-   * Kernel engine only: events (replies, lost probes, failed sends) not
-   * handed to `onEvent` because the main thread fell behind the Worker
-   * (such as `--ndjson` into a slow pipe). The counts above are exact
-   * whatever this says. Absent means 0.
-   */
-  eventsDropped?: number;
-  /** What carried the datagrams: Deno's sockets or the kernel engine. */
-  io?: "socket" | "batch";
-}
-
-function rate(count: number, spanMs: number, size: number): Rate {
+function rate(
+  count: number,
+  spanMs: number,
+  size: number,
+): RunResult["sendRate"] {
   const pps = count > 1 && spanMs > 0 ? (count - 1) / (spanMs / 1000) : NaN;
   return { pps, bps: pps * size * 8 };
 }

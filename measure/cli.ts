@@ -12,7 +12,7 @@ import {
   checkProbeSize,
   type Mode,
   type ProbeEvent,
-  runProbes,
+  runFlows,
   SWEEP_TRIES,
   sweepPayload,
 } from "./modes.ts";
@@ -279,7 +279,7 @@ export async function runMeasurement(
         before = now;
       }, STATUS_INTERVAL_MS);
     }
-    const result = await runProbes({
+    const result = await runFlows({
       target,
       bind: checked.bind,
       ...run,

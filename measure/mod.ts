@@ -1,6 +1,8 @@
 /**
- * Measuring an echo server: probes, the ping, load and sweep engines, their
- * statistics and their reports.
+ * Measuring an echo server: ping (probes on a schedule), load (probes in a
+ * window or at a rate, over one or more flows) and the payload sweep, the
+ * events they emit as they go and the results they return. Printing is the
+ * caller's business.
  *
  * @example Ping this project's echo server three times
  * ```ts
@@ -26,7 +28,22 @@
  * @module
  */
 
-export * from "./modes.ts";
-export * from "./probe.ts";
-export * from "./report.ts";
-export * from "./stats.ts";
+export { type RunOptions, runProbes } from "./run.ts";
+export {
+  type SweepFailure,
+  type SweepOptions,
+  sweepPayload,
+  type SweepResult,
+} from "./sweep.ts";
+export type {
+  FlowResult,
+  LostEvent,
+  ProbeEvent,
+  ProbeOptions,
+  ReplyEvent,
+  RunResult,
+  SendErrorEvent,
+  SweepEvent,
+} from "./types.ts";
+export type { ReplyCounts, Summary } from "./stats.ts";
+export type { ScheduleError } from "./schedule.ts";

@@ -6,7 +6,8 @@
  * rides inside the probe (see `probe.ts`), emit one event per reply, and
  * return plain result objects; printing is the caller's business.
  *
- * This module is their one public face: ping and load live in `run.ts`, the
+ * This module gathers them for the command line and the monitor; the
+ * package's public face is `mod.ts`. Ping and load live in `run.ts`, the
  * sweep in `sweep.ts`, and both send and match through the private flow of
  * `_flow.ts`, so that a reply counts the same whichever mode asked.
  *
@@ -39,22 +40,24 @@ export {
   checkProbeSize,
   DEFAULT_PROBE_SIZE,
   DEFAULT_PROBE_TIMEOUT_MS,
-  type EngineOptions,
-  type LostEvent,
   type Mode,
-  type ProbeEvent,
-  type ReplyEvent,
-  type SendErrorEvent,
-  type SweepEvent,
 } from "./_common.ts";
+export type {
+  FlowResult,
+  LostEvent,
+  ProbeEvent,
+  ProbeOptions,
+  ReplyEvent,
+  RunResult,
+  SendErrorEvent,
+  SweepEvent,
+} from "./types.ts";
 export {
   type EngineFormat,
-  type FlowResult,
-  type ProbeFormat,
-  type Rate,
+  type FlowRunOptions,
+  runFlows,
   type RunOptions,
   runProbes,
-  type RunResult,
 } from "./run.ts";
 export {
   SWEEP_TRIES,

@@ -2,7 +2,7 @@
  * The monitor: probes one or more targets without end, in fixed memory,
  * and keeps a running tally per target (counts, RFC 3550 and IPDV jitter,
  * whether the target is up) for a metrics endpoint to read. It is the
- * ping mode (`runProbes`) in its ring mode, so a probe is sent, matched,
+ * ping mode (`runFlows`) in its ring mode, so a probe is sent, matched,
  * verified and counted exactly as in a ping; loss is decided by the
  * timeout, and a reply after it counts as late only.
  *
@@ -28,8 +28,8 @@
  */
 
 import type { ResolvedAddress } from "../net/address.ts";
-import type { ProbeEvent } from "./_common.ts";
-import { runProbes } from "./run.ts";
+import type { ProbeEvent } from "./types.ts";
+import { runFlows } from "./run.ts";
 
 /**
  * Probe state kept per flow: a reply to a probe older than this many
@@ -196,7 +196,7 @@ export async function runMonitor(options: MonitorOptions): Promise<void> {
   const { targets, tallies, timeoutMs = 1000 } = options;
   await Promise.all(targets.map((target, index) => {
     const tally = tallies[index]!;
-    return runProbes({
+    return runFlows({
       target,
       size: options.size,
       intervalMs: options.intervalMs ?? 1000,

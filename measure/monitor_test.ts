@@ -1,6 +1,6 @@
 import { deepEqual, equal } from "node:assert/strict";
 import { ProbeTally, runMonitor } from "./monitor.ts";
-import type { ReplyEvent } from "./_common.ts";
+import type { ReplyEvent } from "./types.ts";
 
 function reply(seq: number, fields: Partial<ReplyEvent> = {}): ReplyEvent {
   return {

@@ -30,6 +30,8 @@
  * @module
  */
 
+import type { ReplyEvent } from "./types.ts";
+
 /** The bytes every probe starts with: `UEP1` (udp-echo probe, version 1). */
 export const PROBE_MAGIC = 0x55455031;
 
@@ -47,7 +49,7 @@ export interface ProbeHeader {
 }
 
 /** How an echo compares with the probe that was sent. */
-export type ProbeCheck = "intact" | "truncated" | "corrupted";
+export type ProbeCheck = ReplyEvent["check"];
 
 /** Returns a random 32-bit session id for a new run. */
 export function newSessionId(): number {

@@ -12,29 +12,24 @@ import {
   newSessionId,
   verifyProbe,
 } from "./probe.ts";
-import { type RunResult, summarizeRun } from "./_summary.ts";
+import { summarizeRun } from "./_summary.ts";
 import {
   checkCount,
   checkMs,
   checkProbeSize,
   DEFAULT_PROBE_SIZE,
   DEFAULT_PROBE_TIMEOUT_MS,
-  type EngineOptions,
+  type ProbeFormat,
 } from "./_common.ts";
 import { Flow } from "./_flow.ts";
-import type { ProbeFormat } from "./_common.ts";
-
-export type { ProbeFormat } from "./_common.ts";
+import type { ProbeOptions, RunResult } from "./types.ts";
 import { Wakeup, Yielder } from "./_times.ts";
-
-export { Yielder } from "./_times.ts";
-export type { FlowResult, Rate, RunResult } from "./_summary.ts";
 
 const DEFAULT_INTERVAL_MS = 1000;
 /** The longest the warm-up waits for a socket's datagram to itself, in ms. */
 const WARM_UP_WAIT_MS = 50;
 /** Options for {@linkcode runProbes}. */
-export interface RunOptions extends EngineOptions {
+export interface RunOptions extends ProbeOptions {
   /** Probes per flow; unbounded by default (stop with `durationMs` or `signal`). */
   count?: number;
   /** A hard deadline for sending, in milliseconds from the first send. */
@@ -55,6 +50,31 @@ export interface RunOptions extends EngineOptions {
   /** Called after each probe leaves, for a live status. */
   onSend?: (flow: number, seq: number) => void;
   /**
+   * What carries the datagrams: `socket` (Deno's sockets, the default) or
+   * `batch`, the kernel engine in a Worker (Linux, `--allow-ffi`, read
+   * access to this package): sends paced on
+   * CLOCK_MONOTONIC to the microsecond and round trips from kernel
+   * timestamps (see `RunResult.rttMs`).
+   */
+  io?: "socket" | "batch";
+  /**
+   * With `io: "batch"`: when the engine cannot start (nothing sent yet), run
+   * on sockets instead rather than reject.
+   */
+  fallback?: boolean;
+  /**
+   * Called once the I/O runs, before the first probe: `batch`, or `socket`
+   * with why the engine did not run when it was asked for.
+   */
+  onIo?: (io: "socket" | "batch", reason?: string) => void;
+}
+
+/**
+ * {@linkcode RunOptions} with what the monitor and `--stamp` add, for
+ * {@linkcode runFlows}.
+ */
+export interface FlowRunOptions extends RunOptions {
+  /**
    * A run without end in fixed memory (the monitor): keep the state of the
    * latest `ring` probes per flow only (a power of two). Loss is then
    * decided by the timeout as the run goes: a `lost` event as soon as a
@@ -71,24 +91,6 @@ export interface RunOptions extends EngineOptions {
    * `io: "batch"`.
    */
   engineFormat?: EngineFormat;
-  /**
-   * What carries the datagrams: `socket` (Deno's sockets, the default) or
-   * `batch`, the kernel engine of `kernel/sender.ts` in a Worker (Linux,
-   * `--allow-ffi`, read access to the module directory): sends paced on
-   * CLOCK_MONOTONIC to the microsecond and round trips from kernel
-   * timestamps (see `RunResult.rttMs`).
-   */
-  io?: "socket" | "batch";
-  /**
-   * With `io: "batch"`: when the engine cannot start (nothing sent yet), run
-   * on sockets instead rather than reject.
-   */
-  fallback?: boolean;
-  /**
-   * Called once the I/O runs, before the first probe: `batch`, or `socket`
-   * with why the engine did not run when it was asked for.
-   */
-  onIo?: (io: "socket" | "batch", reason?: string) => void;
 }
 
 /**
@@ -178,18 +180,54 @@ async function closedLoop(
  * Sends probes to an echo server and measures their round trips: on an
  * open-loop schedule (`intervalMs`; probe n leaves at start + n x interval,
  * late sends catch up rather than shift the schedule) or in a closed loop
- * (`window` probes in flight), over `flows` sockets at once. Resolves to a
- * {@linkcode RunResult} (times in milliseconds, sizes in bytes) once the
- * wait after the last send is over or `signal` aborts.
+ * (`window` probes in flight), over `flows` sockets at once. Each probe
+ * carries a session id, a sequence number and its send time, so any echo
+ * server can be measured. A failed send is counted in `sendErrors` and the
+ * run goes on.
  *
- * Throws RangeError when `size` is below the probe header or above the
- * family limit, when `count`, `window` or `flows` is not a positive integer,
- * when `durationMs`, `intervalMs` or `waitMs` is negative or `timeoutMs`
- * below 1, or when several flows would bind one nonzero port. Rejects with
- * the socket's error when a receive fails; a failed send is counted in
- * `sendErrors` and the run goes on.
+ * @param options The target, the schedule or window, the size, and where
+ * the events go; times in milliseconds, sizes in bytes.
+ * @returns The counts, round trips, jitter and rates, once the wait after
+ * the last send is over or `options.signal` aborts.
+ * @throws {RangeError} When `size` is below the probe header or above the
+ * family limit, when `count`, `window` or `flows` is not a positive
+ * integer, when `durationMs`, `intervalMs` or `waitMs` is negative or
+ * `timeoutMs` below 1, or when several flows would bind one nonzero port.
+ * @throws {Error} The socket's error when a receive fails; with
+ * `io: "batch"` and no `fallback`, when the kernel engine cannot start.
+ *
+ * @example Load: four probes in flight for a hundred milliseconds
+ * ```ts
+ * import { runProbes } from "./run.ts";
+ * import { serveSocket } from "../echo/socket.ts";
+ * import { equal, ok } from "node:assert/strict";
+ *
+ * const controller = new AbortController();
+ * const server = serveSocket({ hostnames: ["127.0.0.1"], port: 0, signal: controller.signal });
+ * try {
+ *   const result = await runProbes({
+ *     target: { ...server.addr, family: "IPv4" },
+ *     window: 4,
+ *     durationMs: 100,
+ *   });
+ *   equal(result.pacing, "window");
+ *   ok(result.received > 0);
+ * } finally {
+ *   controller.abort();
+ *   await server.finished;
+ * }
+ * ```
  */
-export async function runProbes(options: RunOptions): Promise<RunResult> {
+export function runProbes(options: RunOptions): Promise<RunResult> {
+  return runFlows(options);
+}
+
+/**
+ * {@linkcode runProbes} with the monitor's ring and a probe format of
+ * `--stamp`; throws as it does, and a TypeError for `format` on the kernel
+ * engine without `engineFormat`.
+ */
+export async function runFlows(options: FlowRunOptions): Promise<RunResult> {
   const {
     target,
     size = DEFAULT_PROBE_SIZE,

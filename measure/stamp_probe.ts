@@ -201,7 +201,7 @@ export function stampFormat(options: StampFormatOptions): ProbeFormat {
 
 /**
  * The Session-Sender of one flow inside the engine's Worker, loaded by this
- * module's URL (`RunOptions.engineFormat`); `options` are
+ * module's URL (`FlowRunOptions.engineFormat`); `options` are
  * {@linkcode StampFormatOptions} without the log, which stays on the main
  * thread.
  */

@@ -16,7 +16,8 @@ import {
 } from "../net/address.ts";
 import { formatMs } from "./report.ts";
 import { summaryJson } from "./report_json.ts";
-import type { EngineFormat, RunResult } from "./run.ts";
+import type { EngineFormat } from "./run.ts";
+import type { RunResult } from "./types.ts";
 import { meanIpdv, summarize, type Summary } from "./stats.ts";
 import {
   minimumStampSize,
@@ -160,14 +161,14 @@ export class StampRun {
     return minimumStampSize(this.options.tlvs);
   }
 
-  /** The probe format of flow `flow`, for `RunOptions.format`. */
+  /** The probe format of flow `flow`, for `FlowRunOptions.format`. */
   format = (flow: number, session: number): ProbeFormat => {
     const log = new StampFlowLog();
     this.logs[flow] = log;
     return stampFormat({ ...this.options, session, log });
   };
 
-  /** The same for the kernel engine's Worker, for `RunOptions.engineFormat`. */
+  /** The same for the kernel engine's Worker, for `FlowRunOptions.engineFormat`. */
   readonly engineFormat: EngineFormat = {
     module: STAMP_PROBE_URL,
     options: (flow: number, session: number) => {

@@ -6,9 +6,10 @@ import {
   startPeer,
   startServer,
 } from "../testing/cli.ts";
-import { runProbes } from "./run.ts";
+import { runFlows } from "./run.ts";
 import { formatStampSummary, StampRun } from "./stamp_report.ts";
 import { serveEcho } from "../server/serve.ts";
+import { serveSocket } from "../echo/socket.ts";
 import { StampReflector } from "../stamp/reflector.ts";
 import type { ReflectInfo } from "../echo/types.ts";
 import { StampFlowLog, stampFormat } from "./stamp_probe.ts";
@@ -28,7 +29,7 @@ const ENGINE = ["--allow-net", "--allow-ffi", "--allow-read=."];
 
 for (const io of IO_MODES) {
   for (const host of ["127.0.0.1", "::1"]) {
-    Deno.test(`runProbes({io: "${io}"}) as a STAMP Session-Sender measures an independent reflector over ${host}`, async () => {
+    Deno.test(`runFlows({io: "${io}"}) as a STAMP Session-Sender measures an independent reflector over ${host}`, async () => {
       const reflector = await pythonReflector(host);
       try {
         const stamp = new StampRun({
@@ -42,7 +43,7 @@ for (const io of IO_MODES) {
         };
         const rtt: number[] = [];
         let ran: string | undefined;
-        const result = await runProbes({
+        const result = await runFlows({
           target,
           count: 4,
           intervalMs: 5,
@@ -99,8 +100,8 @@ function reflectorWith(
 ) {
   const controller = new AbortController();
   const reflector = new StampReflector({ stateful: true });
-  const server = serveEcho({
-    hostname: "127.0.0.1",
+  const server = serveSocket({
+    hostnames: ["127.0.0.1"],
     port: 0,
     signal: controller.signal,
     reflect: (data, info) => {
@@ -132,7 +133,7 @@ for (const io of IO_MODES) {
     );
     try {
       const stamp = new StampRun({ ssid: 1, tlvs: [] });
-      const result = await runProbes({
+      const result = await runFlows({
         target: server.target,
         count: 6,
         intervalMs: 5,
@@ -157,7 +158,7 @@ Deno.test("StampRun says how many replies its one-way figures cover when fields 
   const server = reflectorWith((_seq, info) => info);
   try {
     const stamp = new StampRun({ ssid: 3, tlvs: [] });
-    const result = await runProbes({
+    const result = await runFlows({
       target: server.target,
       count: 3,
       intervalMs: 5,
@@ -192,7 +193,7 @@ Deno.test("StampRun reports a rewritten path when the reflector saw another sour
   }));
   try {
     const stamp = new StampRun({ ssid: 2, tlvs: ["location"] });
-    const result = await runProbes({
+    const result = await runFlows({
       target: server.target,
       count: 2,
       intervalMs: 5,
@@ -348,7 +349,7 @@ for (const io of IO_MODES) {
       const stamp = new StampRun({ ssid: 4, tlvs: [] });
       const target = { ...server.addr, family: "IPv4" as const };
       const seqs: number[] = [];
-      const result = await runProbes({
+      const result = await runFlows({
         target,
         count: 3,
         intervalMs: 20,

@@ -9,13 +9,8 @@ import type { ResolvedAddress } from "../net/address.ts";
 import { checkPayloadSize, maxPayload } from "../net/payload.ts";
 import { newSessionId, PROBE_HEADER_SIZE } from "./probe.ts";
 import { type ReplyCounts, summarize, type Summary } from "./stats.ts";
-import {
-  checkCount,
-  checkMs,
-  DEFAULT_PROBE_TIMEOUT_MS,
-  type EngineOptions,
-  type SweepEvent,
-} from "./_common.ts";
+import { checkCount, checkMs, DEFAULT_PROBE_TIMEOUT_MS } from "./_common.ts";
+import type { ProbeOptions, SweepEvent } from "./types.ts";
 import { Flow } from "./_flow.ts";
 
 /** How many times a sweep tries a size before it counts as failing. */
@@ -28,7 +23,7 @@ export const SWEEP_TRIES = 3;
 const HINT_TRIES = 2;
 
 /** Options for {@linkcode sweepPayload}. */
-export interface SweepOptions extends EngineOptions {
+export interface SweepOptions extends ProbeOptions {
   /** The largest size to try, in bytes; defaults to the family limit. */
   max?: number;
   /** Tries per size before it counts as failing. Default 3. */
@@ -88,10 +83,32 @@ export interface SweepResult extends ReplyCounts {
  * `sendErrors` and reported as `unsent`; the search goes on. Sizes are
  * payload bytes, times milliseconds.
  *
- * Throws RangeError when `max` is not a positive integer or exceeds the
+ * @param options The target, the largest size to try, the tries per size
+ * and where the events go.
+ * @returns The largest payload echoed intact, the smallest failing size and
+ * why, and every try.
+ * @throws {RangeError} When `max` is not a positive integer or exceeds the
  * family limit, when `tries` is not a positive integer, or when `timeoutMs`
- * is below 1 or `waitMs` negative. Rejects with the socket's error when a
- * receive fails.
+ * is below 1 or `waitMs` negative.
+ * @throws {Error} The socket's error when a receive fails.
+ *
+ * @example Find what an echo server returns intact, up to 2,000 bytes
+ * ```ts
+ * import { sweepPayload } from "./sweep.ts";
+ * import { serveSocket } from "../echo/socket.ts";
+ * import { equal } from "node:assert/strict";
+ *
+ * const controller = new AbortController();
+ * const server = serveSocket({ hostnames: ["127.0.0.1"], port: 0, signal: controller.signal });
+ * try {
+ *   const result = await sweepPayload({ target: { ...server.addr, family: "IPv4" }, max: 2000 });
+ *   equal(result.maxPayload, 2000);
+ *   equal(result.failure, undefined);
+ * } finally {
+ *   controller.abort();
+ *   await server.finished;
+ * }
+ * ```
  */
 export async function sweepPayload(
   options: SweepOptions,

@@ -407,13 +407,36 @@ function dottedQuad(value: number): string {
 }
 
 /**
- * Resolves an address to send datagrams to, as {@linkcode resolveAddress}
- * does, and throws a `RangeError` for the unspecified address, which names
- * no host, and for a broadcast or multicast one, which no echo comes from.
+ * Resolves an address to send datagrams to: a name to its first address in
+ * the system resolver's order (`/etc/hosts` included), the one
+ * `Deno.listenDatagram` would use for the same name; an IP literal to
+ * itself, an IPv4-mapped IPv6 literal to its IPv4 address.
+ *
+ * @param address A host name or IP literal, and a port.
+ * @param options `family`: the one family to accept; any by default.
+ * @returns The IP literal, the port and the family.
+ * @throws {RangeError} For the unspecified address, which names no host,
+ * and for a broadcast or multicast one, which no echo comes from.
+ * @throws {TypeError} For a literal of another family than `options.family`.
+ * @throws {Error} "Cannot resolve NAME: reason" when the name does not
+ * resolve.
+ *
+ * @example
+ * ```ts
+ * import { resolveTarget } from "./address.ts";
+ * import { deepEqual, rejects } from "node:assert/strict";
+ *
+ * deepEqual(await resolveTarget({ hostname: "::ffff:127.0.0.1", port: 7 }), {
+ *   hostname: "127.0.0.1",
+ *   port: 7,
+ *   family: "IPv4",
+ * });
+ * await rejects(resolveTarget({ hostname: "0.0.0.0", port: 7 }), RangeError);
+ * ```
  */
 export async function resolveTarget(
   address: HostPort,
-  options: ResolveOptions = {},
+  options: { family?: AddressFamily } = {},
 ): Promise<ResolvedAddress> {
   const resolved = await resolveAddress(address, options);
   if (isUnspecified(resolved.hostname)) {

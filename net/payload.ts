@@ -28,14 +28,33 @@ export const MAX_IPV6_PAYLOAD = 65_527;
  */
 export const RECEIVE_BUFFER_SIZE = 65_536;
 
-/** Returns the largest UDP payload, in bytes, for an address family. */
+/**
+ * Returns the largest UDP payload, in bytes, for an address family: 65,535
+ * less the 8-byte UDP header, and over IPv4 less the 20-byte IP header too.
+ *
+ * @param family The address family.
+ * @returns The payload limit in bytes.
+ *
+ * @example
+ * ```ts
+ * import { maxPayload } from "./payload.ts";
+ * import { equal } from "node:assert/strict";
+ *
+ * equal(maxPayload("IPv4"), 65_507);
+ * equal(maxPayload("IPv6"), 65_527);
+ * ```
+ */
 export function maxPayload(family: AddressFamily): number {
   return family === "IPv6" ? MAX_IPV6_PAYLOAD : MAX_IPV4_PAYLOAD;
 }
 
 /**
- * Throws a `RangeError` when a payload of `size` bytes cannot fit in one UDP
- * datagram of the given family.
+ * Checks that a payload fits in one UDP datagram of the given family.
+ *
+ * @param size The payload's length in bytes.
+ * @param family The address family it is sent over.
+ * @throws {RangeError} When `size` is over {@linkcode maxPayload} of the
+ * family.
  *
  * @example
  * ```ts

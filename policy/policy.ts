@@ -53,18 +53,6 @@ import { RateLimiter } from "./_rate_limiter.ts";
 
 export type { HostPort };
 
-/** Every reason a datagram can be dropped for, in the order they are checked. */
-export const DROP_REASONS = [
-  "not-unicast",
-  "too-large",
-  "low-port",
-  "service-port",
-  "bad-source",
-  "own-address",
-  "denied",
-  "rate-limited",
-] as const;
-
 /**
  * Why a datagram got no reply:
  * - `not-unicast`: sent to a broadcast or multicast address (or any that is
@@ -82,7 +70,27 @@ export const DROP_REASONS = [
  * - `denied`: matched `deny`, or `allow` was given and did not match;
  * - `rate-limited`: the source spent its token bucket.
  */
-export type DropReason = typeof DROP_REASONS[number];
+export type DropReason =
+  | "not-unicast"
+  | "too-large"
+  | "low-port"
+  | "service-port"
+  | "bad-source"
+  | "own-address"
+  | "denied"
+  | "rate-limited";
+
+/** Every reason a datagram can be dropped for, in the order they are checked. */
+export const DROP_REASONS: readonly DropReason[] = [
+  "not-unicast",
+  "too-large",
+  "low-port",
+  "service-port",
+  "bad-source",
+  "own-address",
+  "denied",
+  "rate-limited",
+];
 
 /** The outcome of {@linkcode EchoPolicy.prototype.decide}. */
 export type Verdict = "echo" | DropReason;
@@ -129,16 +137,20 @@ export const DEFAULT_MAX_SOURCES = 65_536;
 /** The largest `maxSources`: a table of about 140 MB. */
 export const MAX_SOURCES_LIMIT = 4_194_304;
 
-/** Options for {@linkcode EchoPolicy}. */
+/**
+ * The echo server's reply policy: which sources it refuses and the
+ * per-source rate limit (the `policy` of `serveEcho`, and of `EchoPolicy`).
+ */
 export interface PolicyOptions {
   /**
    * Datagrams per second each source may have echoed; 0 (the default) turns
-   * the limit off. See {@linkcode defaultRate} for the server's default.
+   * the limit off. `serveEcho` gives a missing rate its own default (see
+   * `defaultRate`).
    */
   rate?: number;
   /** Datagrams a source may send at once before the rate applies. Defaults to `rate`, at least 1. */
   burst?: number;
-  /** The most sources tracked at once. Defaults to {@linkcode DEFAULT_MAX_SOURCES}. */
+  /** The most sources tracked at once. Defaults to `--max-sources`'s default (`DEFAULT_MAX_SOURCES`). */
   maxSources?: number;
   /** Drop datagrams longer than this many bytes. Defaults to no limit. */
   maxSize?: number;

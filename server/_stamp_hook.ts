@@ -24,14 +24,7 @@ import {
   type TimestampFormat,
 } from "../stamp/packet.ts";
 import { STAMP_TOO_SHORT, StampReflector } from "../stamp/reflector.ts";
-
-/** What `--stamp` asks of the reflector (structured-cloned into each Worker). */
-export interface StampOptions {
-  /** A sequence counter per session (RFC 8762 §4.3.1). */
-  stateful: boolean;
-  /** The reflector's timestamps: NTP (the default of RFC 8762) or PTPv2 truncated. */
-  format: "ntp" | "ptp";
-}
+import type { StampOptions } from "./serve.ts";
 
 /**
  * Writes a timestamp given as whole seconds since the Unix epoch and

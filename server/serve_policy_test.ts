@@ -1,11 +1,7 @@
 import { deepEqual, equal, match, ok } from "node:assert/strict";
 import type { PolicyOptions } from "../policy/policy.ts";
-import {
-  type EchoServer,
-  type IoBackend,
-  serveEcho,
-  type ServerEvent,
-} from "../server.ts";
+import { type EchoServer, serveEcho, type ServerEvent } from "../server.ts";
+import type { IoBackend } from "../kernel/choice.ts";
 import { formatAddress } from "../net/address.ts";
 import { waitUntil } from "../testing/wait.ts";
 

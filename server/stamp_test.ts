@@ -1,6 +1,7 @@
 import { deepEqual, equal, ok } from "node:assert/strict";
 import { ROOT, runScript, startServer } from "../testing/cli.ts";
 import { serveEcho } from "./serve.ts";
+import { serveBatch } from "../kernel/echo.ts";
 import { STAMP_PORT } from "../stamp/packet.ts";
 import { EchoPolicy } from "../policy/policy.ts";
 import type { ServerEvent } from "../echo/types.ts";
@@ -316,10 +317,10 @@ Deno.test("server --stamp-ptp without --stamp is a usage error", async () => {
   ok(stderr.includes("cannot use --stamp-ptp without --stamp"), stderr);
 });
 
-Deno.test("serveEcho() refuses a reflect function with the batch backend: it cannot cross to a Worker", () => {
+Deno.test("serveBatch() refuses a reflect function: it cannot cross to a Worker", () => {
   let thrown: unknown;
   try {
-    serveEcho({ io: "batch", port: 0, reflect: () => undefined });
+    serveBatch({ hostnames: ["127.0.0.1"], port: 0, reflect: () => undefined });
   } catch (error) {
     thrown = error;
   }
