@@ -118,6 +118,7 @@ const MEASURE_FLAGS = {
   "max-loss": { type: "string" },
   io: { type: "string" },
   metrics: { type: "string" },
+  "probe-allow": { type: "string", multiple: true },
   stamp: { type: "boolean" },
   "stamp-tlv": { type: "string" },
   ssid: { type: "string" },
@@ -152,6 +153,9 @@ const MEASURE_HELP =
       --metrics ADDR   monitor: probe every -H target (repeat -H) every -i MS
                        until stopped and serve Prometheus metrics at ADDR
                        (PORT, HOST:PORT or [V6ADDR]:PORT): /metrics, /probe
+      --probe-allow NET  with --metrics: /probe sends only to NET, a CIDR or
+                       [CIDR]:PORT (repeatable); broadcast, multicast and
+                       service ports stay refused
       --stamp          ping or load as a STAMP Session-Sender (RFC 8762): delay
                        and loss each way, the reflector's time; -s at least 44
       --stamp-tlv LIST with --stamp: location (a NAT hint), timestamp-info
@@ -172,7 +176,7 @@ const OTHER_FLAGS = [
 
 /** The flag values {@linkcode measurementMode} reads. */
 type ModeValues = {
-  [K in keyof typeof MEASURE_FLAGS]?: string | boolean;
+  [K in keyof typeof MEASURE_FLAGS]?: string | boolean | string[];
 };
 
 /**
@@ -411,11 +415,14 @@ async function main(args: string[]): Promise<number> {
   const { measure, target, timeout, quiet, json } = command;
   if (measure?.mode === "monitor") {
     const { runMonitorCommand } = await import("./metrics/monitor_cli.ts");
-    return await runMonitorCommand(measure.flags, {
+    const code = await runMonitorCommand(measure.flags, {
       targets: measure.hosts.map((hostname) => ({ ...target, hostname })),
       timeoutMs: timeout,
       ...{ quiet, json, output: out },
     });
+    // A /probe's name lookup cannot be cancelled and would hold the exit
+    // until the resolver gives up; every line is written already.
+    Deno.exit(code);
   }
   if (measure !== undefined) {
     // Only a measurement loads the measurement modules.

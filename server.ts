@@ -184,13 +184,19 @@ const ANSWER_DRAIN_MS = 1000;
 async function serveServerMetrics(
   server: EchoServer,
   at: HostPort,
-  options: { io: string; logLinesDropped: () => number },
+  options: {
+    io: string;
+    logLinesDropped: () => number;
+    onWarning: (text: string) => void;
+  },
 ): Promise<MetricsEndpoint> {
   const [{ serverMetrics }, { serveMetrics }] = await Promise.all([
     import("./metrics/server.ts"),
     import("./metrics/http.ts"),
   ]);
-  return serveMetrics(at, { metrics: serverMetrics(server, options) });
+  return serveMetrics(at, { metrics: serverMetrics(server, options) }, {
+    onWarning: options.onWarning,
+  });
 }
 
 /** The start-up line of the metrics endpoint, naming the port it bound. */
@@ -360,6 +366,7 @@ async function main(args: string[]): Promise<number> {
       const metrics = await serveServerMetrics(server, metricsAt!, {
         io: choice.io,
         logLinesDropped: () => out.dropped,
+        onWarning: out.warn,
       });
       return {
         announce: () => announceMetrics(metrics.addr, out, json),

@@ -365,14 +365,16 @@ export interface ClientFlagValues {
   bind?: string;
   /** `--io`. */
   io?: string;
+  /** `--probe-allow`. */
+  "probe-allow"?: string[];
 }
 
 /**
  * Refuses flags that would be accepted and do nothing: `-r` in a
  * measurement (probes are never resent), `-q` with JSON output (which has no
  * lines to leave out), `--max-loss` in a sweep (whose status is whether any
- * size came back), `--bind` without a measurement and `--io` outside ping
- * and load. Throws a UsageError.
+ * size came back), `--bind` without a measurement, `--io` outside ping
+ * and load, and `--probe-allow` without `--metrics`. Throws a UsageError.
  */
 export function refuseIdleFlags(
   flags: ClientFlagValues,
@@ -399,6 +401,11 @@ export function refuseIdleFlags(
       `Cannot use --io ${
         mode === undefined ? "without a measurement mode" : "with --metrics"
       }: only ping and load choose their I/O`,
+    );
+  }
+  if (flags["probe-allow"] !== undefined && mode !== "monitor") {
+    throw new UsageError(
+      "Cannot use --probe-allow without --metrics: only the monitor serves /probe",
     );
   }
   if (mode === "sweep" && flags["max-loss"] !== undefined) {

@@ -1,7 +1,11 @@
 /**
- * The HTTP endpoint Prometheus scrapes (`Deno.serve`): `/metrics` for a
- * registry, and `/probe?target=HOST:PORT&count=N` for probes run at scrape
- * time, as blackbox_exporter does it.
+ * The HTTP endpoint Prometheus scrapes: `/metrics` for a registry, and
+ * `/probe?target=HOST:PORT&count=N` for probes run at scrape time, as
+ * blackbox_exporter does it. It runs on a small bounded HTTP/1.1 server
+ * (`_http_server.ts`), so no client can take the process down: the
+ * connections are capped to fit the file descriptor limit, a head must
+ * come within seconds, and a failed `accept()` (EMFILE) is retried after a
+ * back-off and told in one folded line.
  *
  * @example Serve a registry on a free loopback port
  * ```ts
@@ -21,9 +25,28 @@
 
 import type { Registry } from "prom-client";
 import { errorMessage, formatAddress, type HostPort } from "../net/address.ts";
+import {
+  type HttpRequest,
+  type HttpResponse,
+  listenHttp,
+  plainResponse,
+} from "./_http_server.ts";
+import { connectionCap, fileLimitWarning, readFileLimit } from "./_fd_limit.ts";
 
-/** A `/probe` request that cannot run: answered with HTTP 400 and `message`. */
-export class ProbeRequestError extends Error {}
+/**
+ * A `/probe` request that cannot run: answered with HTTP `status` (400 for
+ * a bad or refused query, 503 when too many probes run) and `message`.
+ */
+export class ProbeRequestError extends Error {
+  /** The HTTP status of the answer. */
+  readonly status: 400 | 503;
+
+  /** `message` is the one line of the answer. */
+  constructor(message: string, options: { status?: 400 | 503 } = {}) {
+    super(message);
+    this.status = options.status ?? 400;
+  }
+}
 
 /** What {@linkcode serveMetrics} answers. */
 export interface MetricsRoutes {
@@ -31,21 +54,37 @@ export interface MetricsRoutes {
   metrics?: Registry;
   /**
    * Runs at each `/probe` scrape with its query; resolves to the registry
-   * to send. Throws {@linkcode ProbeRequestError} for a bad query (HTTP
-   * 400 with its message). Without it `/probe` is 404.
+   * to send. Throws {@linkcode ProbeRequestError} for a query it refuses
+   * (its status and message). Without it `/probe` is 404.
    */
   probe?: (query: URLSearchParams, signal: AbortSignal) => Promise<Registry>;
-  // The signal is the endpoint's own, aborted by close(): Deno's
-  // request.signal also aborts once a response is sent (and warns).
+}
+
+/** Options for {@linkcode serveMetrics}. */
+export interface ServeMetricsOptions {
+  /**
+   * Gets each warning line: at start, a file descriptor limit that is
+   * unknown or too low; later, failed accepts, at most one line a minute.
+   */
+  onWarning?: (text: string) => void;
+  /** Connections at once; default: as many as the file descriptor limit fits, at most 256. */
+  maxConnections?: number;
+  /** The request head must come within this many ms. Default 5000. */
+  headerTimeoutMs?: number;
 }
 
 /** A running metrics endpoint. */
 export interface MetricsEndpoint {
   /** The address it listens on, with the port actually bound. */
   addr: Deno.NetAddr;
-  /** Stops listening; resolves once the server has closed. */
+  /** The most connections it keeps open at once. */
+  maxConnections: number;
+  /** Stops listening; resolves once every connection has closed. */
   close(): Promise<void>;
 }
+
+/** At most one line a minute tells of failed accepts. */
+const ACCEPT_WARNING_EVERY_MS = 60_000;
 
 /**
  * Listens for HTTP on `listen` and answers `/metrics` and `/probe` from
@@ -55,17 +94,28 @@ export interface MetricsEndpoint {
 export function serveMetrics(
   listen: HostPort,
   routes: MetricsRoutes,
+  options: ServeMetricsOptions = {},
 ): MetricsEndpoint {
-  const controller = new AbortController();
-  let server: Deno.HttpServer<Deno.NetAddr>;
+  const { onWarning } = options;
+  let maxConnections = options.maxConnections;
+  let limitWarning: string | undefined;
+  if (maxConnections === undefined) {
+    const limit = readFileLimit();
+    maxConnections = connectionCap(limit);
+    limitWarning = fileLimitWarning(limit, "the metrics endpoint");
+  }
+  const closing = new AbortController();
+  let server;
   try {
-    server = Deno.serve({
-      hostname: listen.hostname,
-      port: listen.port,
-      signal: controller.signal,
-      onListen: () => {},
-      onError: (error) => plain(500, `Cannot answer: ${errorMessage(error)}`),
-    }, (request) => answer(request, routes, controller.signal));
+    server = listenHttp(
+      listen,
+      (request) => answer(request, routes, closing.signal),
+      {
+        maxConnections,
+        headerTimeoutMs: options.headerTimeoutMs,
+        onAcceptError: foldAcceptErrors(listen, onWarning),
+      },
+    );
   } catch (error) {
     throw new Error(
       `Cannot serve metrics on ${formatAddress(listen)}: ${
@@ -74,48 +124,69 @@ export function serveMetrics(
       { cause: error },
     );
   }
+  if (limitWarning !== undefined) onWarning?.(limitWarning);
   return {
     addr: server.addr,
-    close: async () => {
-      controller.abort();
-      await server.finished;
+    maxConnections,
+    close: () => {
+      closing.abort();
+      return server.close();
     },
   };
 }
 
-function plain(status: number, text: string): Response {
-  return new Response(`${text}\n`, {
-    status,
-    headers: { "content-type": "text/plain; charset=utf-8" },
-  });
+/** Tells of a failed accept at most once a minute, with how many were folded in. */
+function foldAcceptErrors(
+  listen: HostPort,
+  onWarning: ((text: string) => void) | undefined,
+): (error: unknown) => void {
+  let toldAt = -Infinity;
+  let untold = 0;
+  return (error) => {
+    const now = performance.now();
+    if (now - toldAt < ACCEPT_WARNING_EVERY_MS) {
+      untold++;
+      return;
+    }
+    onWarning?.(
+      `cannot accept a metrics connection on ${formatAddress(listen)}: ${
+        errorMessage(error)
+      }${
+        untold > 0 ? ` (and ${untold} more since the last such line)` : ""
+      }; retrying with a back-off, told at most once a minute`,
+    );
+    toldAt = now;
+    untold = 0;
+  };
 }
 
-async function exposition(registry: Registry): Promise<Response> {
-  return new Response(await registry.metrics(), {
+async function exposition(registry: Registry): Promise<HttpResponse> {
+  return {
+    status: 200,
+    body: await registry.metrics(),
     headers: { "content-type": registry.contentType },
-  });
+  };
 }
 
 async function answer(
-  request: Request,
+  request: HttpRequest,
   routes: MetricsRoutes,
   closing: AbortSignal,
-): Promise<Response> {
-  const url = new URL(request.url);
-  if (request.method !== "GET" && request.method !== "HEAD") {
-    return plain(405, `Cannot ${request.method} ${url.pathname}: only GET`);
-  }
+): Promise<HttpResponse> {
+  const { url } = request;
   if (url.pathname === "/metrics" && routes.metrics !== undefined) {
     return await exposition(routes.metrics);
   }
   if (url.pathname === "/probe" && routes.probe !== undefined) {
     try {
-      return await exposition(
-        await routes.probe(url.searchParams, closing),
-      );
+      return await exposition(await routes.probe(url.searchParams, closing));
     } catch (error) {
-      if (error instanceof ProbeRequestError) return plain(400, error.message);
-      throw error;
+      if (!(error instanceof ProbeRequestError)) throw error;
+      return plainResponse(
+        error.status,
+        error.message,
+        error.status === 503 ? { "retry-after": "1" } : {},
+      );
     }
   }
   if (url.pathname === "/") {
@@ -123,7 +194,7 @@ async function answer(
       routes.metrics && "/metrics",
       routes.probe && "/probe?target=HOST:PORT&count=N",
     ].filter(Boolean);
-    return plain(200, `udp-echo metrics: ${paths.join(", ")}`);
+    return plainResponse(200, `udp-echo metrics: ${paths.join(", ")}`);
   }
-  return plain(404, `Cannot find ${url.pathname}`);
+  return plainResponse(404, `Cannot find ${url.pathname}`);
 }

@@ -30,8 +30,9 @@ import { MEASURE_RANGES } from "../measure/cli.ts";
 import { runMonitor } from "../measure/monitor.ts";
 import { checkProbeSize, type ProbeEvent } from "../measure/modes.ts";
 import { eventJson, formatLost, formatReply } from "../measure/report.ts";
-import { probeHandler, ProbeMetrics } from "./probe.ts";
+import { listInterfaces, probeHandler, ProbeMetrics } from "./probe.ts";
 import { serveMetrics } from "./http.ts";
+import { parseProbeAllow, type ProbeAllowEntry } from "./_probe_policy.ts";
 
 /** The flags of a measurement that a monitor, which runs until stopped, refuses. */
 const NOT_FOR_MONITOR = [
@@ -60,6 +61,8 @@ export interface MonitorValues {
   ipv4?: boolean;
   /** `-6`. */
   ipv6?: boolean;
+  /** `--probe-allow`, repeatable. */
+  "probe-allow"?: string[];
   /** The refused ones. */
   [flag: string]: string | boolean | string[] | undefined;
 }
@@ -94,6 +97,7 @@ export async function runMonitorCommand(
   let listen: HostPort;
   let intervalMs: number;
   let size: number;
+  let allow: ProbeAllowEntry[];
   try {
     const refused = NOT_FOR_MONITOR.find((flag) =>
       values[flag] !== undefined && values[flag] !== false
@@ -116,6 +120,13 @@ export async function runMonitorCommand(
       );
     }
     size = parseNumberFlag(values, "size", MEASURE_RANGES) ?? 64;
+    allow = (values["probe-allow"] ?? []).map((text) => {
+      try {
+        return parseProbeAllow(text);
+      } catch (error) {
+        throw new UsageError((error as Error).message, { cause: error });
+      }
+    });
     const family = values.ipv4 ? "IPv4" : values.ipv6 ? "IPv6" : undefined;
     targets = await Promise.all(
       options.targets.map((target) => resolveTarget(target, { family })),
@@ -141,11 +152,16 @@ export async function runMonitorCommand(
   try {
     endpoint = serveMetrics(listen, {
       metrics: metrics.registry,
-      probe: probeHandler({ timeoutMs: options.timeoutMs, size }),
-    });
+      probe: probeHandler({ timeoutMs: options.timeoutMs, size, allow }),
+    }, { onWarning: out.warn });
   } catch (error) {
     out.error(error);
     return EXIT_FAILURE;
+  }
+  if (listInterfaces() === undefined) {
+    out.warn(
+      "cannot list the network interfaces, so /probe cannot tell a local subnet's broadcast address and probes loopback targets only: grant --allow-sys=networkInterfaces",
+    );
   }
   const controller = new AbortController();
   const stop = () => controller.abort();

@@ -17,6 +17,16 @@ if (!HAS_PROMTOOL) {
   );
 }
 
+/**
+ * What a monitor needs to read its file descriptor limit and to list the
+ * interfaces for /probe's policy; without them it warns at start.
+ */
+const MONITOR_PERMISSIONS = [
+  "--allow-net",
+  "--allow-ffi",
+  "--allow-sys=networkInterfaces",
+];
+
 function closedPort(): number {
   const conn = Deno.listenDatagram({
     transport: "udp",
@@ -43,7 +53,7 @@ Deno.test("client.ts --metrics monitors each target: /metrics and /probe pass pr
     "--ndjson",
     "--metrics",
     "127.0.0.1:0",
-  ]);
+  ], MONITOR_PERMISSIONS);
   try {
     const header = JSON.parse(
       (await monitor.waitFor(/^(\{"event":"monitor".*)\n/m))[1]!,
@@ -121,7 +131,7 @@ Deno.test("client.ts --metrics keeps probing when stdout closes, with one line o
     "20",
     "--metrics",
     "0",
-  ]);
+  ], { permissions: MONITOR_PERMISSIONS });
   let stderr = "";
   const errors = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
   const readStderr = async () => {

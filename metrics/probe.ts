@@ -14,15 +14,13 @@ import {
   formatAddress,
   parseHost,
   parsePort,
+  resolveAddress,
   type ResolvedAddress,
-  resolveTarget,
 } from "../net/address.ts";
-import {
-  ProbeTally,
-  runMonitor,
-  type TargetCounts,
-} from "../measure/monitor.ts";
+import { ProbeTally, type TargetCounts } from "../measure/monitor.ts";
+import { runProbes } from "../measure/run.ts";
 import { ProbeRequestError } from "./http.ts";
+import { type ProbeAllowEntry, probeTargetRefusal } from "./_probe_policy.ts";
 
 /**
  * Upper bounds of the RTT histogram's buckets, in seconds: from 50 µs to
@@ -169,6 +167,16 @@ export class ProbeMetrics {
 export const PROBE_COUNT_RANGE = { min: 1, max: 100 } as const;
 /** The probes of one `/probe` scrape leave this many ms apart. */
 export const PROBE_INTERVAL_MS = 10;
+/** `/probe` scrapes that run at once; more are answered 503 at once. */
+export const PROBE_CONCURRENCY = 8;
+/** How long a `/probe` waits for its target's name to resolve, in ms. */
+export const PROBE_RESOLVE_TIMEOUT_MS = 2000;
+/**
+ * Probe state kept per scrape: the smallest power of two that holds
+ * {@linkcode PROBE_COUNT_RANGE}'s most, so a scrape costs the same however
+ * large the monitor's own ring is.
+ */
+const PROBE_RING = 128;
 
 /** Options for {@linkcode probeHandler}. */
 export interface ProbeHandlerOptions {
@@ -176,49 +184,127 @@ export interface ProbeHandlerOptions {
   timeoutMs: number;
   /** Payload bytes per probe. */
   size?: number;
+  /** `--probe-allow`: when not empty, a target must match one entry. */
+  allow?: readonly ProbeAllowEntry[];
+  /** Scrapes at once; default {@linkcode PROBE_CONCURRENCY}. */
+  concurrency?: number;
+  /** This host's interfaces, read at each scrape; default: listed when permitted. */
+  interfaces?: () => readonly Deno.NetworkInterfaceInfo[] | undefined;
 }
 
 /**
- * The `/probe?target=HOST:PORT&count=N` handler: resolves the target, runs
- * N probes (default 1, at most 100) {@linkcode PROBE_INTERVAL_MS} apart and
- * resolves to their metrics, plus blackbox_exporter's `probe_success` and
- * `probe_duration_seconds`. Throws {@linkcode ProbeRequestError} (HTTP 400)
- * for a missing or bad target or count, or a name that does not resolve.
+ * This host's interfaces, or `undefined` when the process may not list
+ * them (`--allow-sys=networkInterfaces`). Never prompts, never throws.
+ */
+export function listInterfaces(): Deno.NetworkInterfaceInfo[] | undefined {
+  try {
+    const { state } = Deno.permissions.querySync({
+      name: "sys",
+      kind: "networkInterfaces",
+    });
+    return state === "granted" ? Deno.networkInterfaces() : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The `/probe?target=HOST:PORT&count=N` handler: resolves the target (at
+ * most {@linkcode PROBE_RESOLVE_TIMEOUT_MS}), checks it against the target
+ * policy (`_probe_policy.ts`), runs N probes (default 1, at most 100)
+ * {@linkcode PROBE_INTERVAL_MS} apart and resolves to their metrics, plus
+ * blackbox_exporter's `probe_success` and `probe_duration_seconds`. Throws
+ * {@linkcode ProbeRequestError}: 400 for a missing, bad or refused target
+ * or count, or a name that does not resolve in time; 503 when
+ * `concurrency` scrapes run already. A slot is held until the scrape ends
+ * and its name lookup, which cannot be cancelled, has returned.
  */
 export function probeHandler(
   options: ProbeHandlerOptions,
 ): (query: URLSearchParams, signal: AbortSignal) => Promise<Registry> {
+  const concurrency = options.concurrency ?? PROBE_CONCURRENCY;
+  const interfaces = options.interfaces ?? listInterfaces;
+  let running = 0;
   return async (query, signal) => {
-    const started = performance.now();
-    const target = await probeTarget(query.get("target"));
-    const count = probeCount(query.get("count"));
-    const metrics = new ProbeMetrics();
-    const tally = metrics.tally(formatAddress(target));
-    await runMonitor({
-      targets: [target],
-      tallies: [tally],
-      count,
-      intervalMs: PROBE_INTERVAL_MS,
-      timeoutMs: options.timeoutMs,
-      size: options.size,
-      signal,
-    });
-    const registers = [metrics.registry];
-    new Gauge({
-      name: "probe_success",
-      help: "1 when any probe got an intact reply in time (blackbox_exporter).",
-      registers,
-    }).set(tally.counts.received > 0 ? 1 : 0);
-    new Gauge({
-      name: "probe_duration_seconds",
-      help: "How long the probes of this scrape took (blackbox_exporter).",
-      registers,
-    }).set((performance.now() - started) / 1000);
-    return metrics.registry;
+    if (running >= concurrency) {
+      throw new ProbeRequestError(
+        `Cannot probe now: ${concurrency} probes are running; try again later`,
+        { status: 503 },
+      );
+    }
+    running++;
+    let holds = 1;
+    const release = () => {
+      if (--holds === 0) running--;
+    };
+    try {
+      const started = performance.now();
+      const text = query.get("target");
+      const count = probeCount(query.get("count"));
+      const target = await probeTarget(text, signal, (lookup) => {
+        holds++;
+        lookup.then(release, release);
+      });
+      const refusal = probeTargetRefusal(target, {
+        allow: options.allow ?? [],
+        interfaces: interfaces(),
+      });
+      if (refusal !== undefined) {
+        throw new ProbeRequestError(
+          `Cannot probe target "${text}": ${refusal}`,
+        );
+      }
+      return await runScrape(target, count, options, signal, started);
+    } finally {
+      release();
+    }
   };
 }
 
-async function probeTarget(text: string | null): Promise<ResolvedAddress> {
+async function runScrape(
+  target: ResolvedAddress,
+  count: number,
+  options: ProbeHandlerOptions,
+  signal: AbortSignal,
+  started: number,
+): Promise<Registry> {
+  const metrics = new ProbeMetrics();
+  const tally = metrics.tally(formatAddress(target));
+  await runProbes({
+    target,
+    size: options.size,
+    intervalMs: PROBE_INTERVAL_MS,
+    timeoutMs: options.timeoutMs,
+    waitMs: options.timeoutMs,
+    count,
+    signal,
+    ring: PROBE_RING,
+    onSend: () => tally.sent(),
+    onEvent: (event) => tally.record(event),
+  });
+  const registers = [metrics.registry];
+  new Gauge({
+    name: "probe_success",
+    help: "1 when any probe got an intact reply in time (blackbox_exporter).",
+    registers,
+  }).set(tally.counts.received > 0 ? 1 : 0);
+  new Gauge({
+    name: "probe_duration_seconds",
+    help: "How long the probes of this scrape took (blackbox_exporter).",
+    registers,
+  }).set((performance.now() - started) / 1000);
+  return metrics.registry;
+}
+
+/**
+ * Reads and resolves the target; a name's lookup is handed to `onLookup`
+ * first, since it goes on after a timeout gives up on it.
+ */
+async function probeTarget(
+  text: string | null,
+  signal: AbortSignal,
+  onLookup: (lookup: Promise<unknown>) => void,
+): Promise<ResolvedAddress> {
   if (text === null || text === "") {
     throw new ProbeRequestError(
       "Cannot probe: the query needs target=HOST:PORT",
@@ -237,12 +323,34 @@ async function probeTarget(text: string | null): Promise<ResolvedAddress> {
       `Cannot probe target "${text}": expected HOST:PORT or [V6ADDR]:PORT with a port from 1 to 65535`,
     );
   }
+  const lookup = resolveAddress({ hostname: host, port });
+  onLookup(lookup);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let onAbort: (() => void) | undefined;
   try {
-    return await resolveTarget({ hostname: host, port });
+    return await Promise.race([
+      lookup,
+      new Promise<never>((_, reject) => {
+        const fail = () =>
+          reject(
+            new Error(
+              `cannot resolve ${host}: no answer within ${
+                PROBE_RESOLVE_TIMEOUT_MS / 1000
+              } s`,
+            ),
+          );
+        timer = setTimeout(fail, PROBE_RESOLVE_TIMEOUT_MS);
+        onAbort = fail;
+        signal.addEventListener("abort", fail, { once: true });
+      }),
+    ]);
   } catch (error) {
     throw new ProbeRequestError(
       `Cannot probe target "${text}": ${errorMessage(error)}`,
     );
+  } finally {
+    clearTimeout(timer);
+    if (onAbort !== undefined) signal.removeEventListener("abort", onAbort);
   }
 }
 

@@ -1,0 +1,187 @@
+import { deepEqual, equal, match } from "node:assert/strict";
+import { type HttpRequest, listenHttp, plainResponse } from "./_http_server.ts";
+
+const ENCODER = new TextEncoder();
+
+/** Sends `bytes` on a new connection and reads to the end; "" when closed without an answer. */
+async function exchange(
+  port: number,
+  bytes: string | Uint8Array,
+): Promise<string> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  try {
+    await conn.write(typeof bytes === "string" ? ENCODER.encode(bytes) : bytes);
+    const chunks: Uint8Array[] = [];
+    const buffer = new Uint8Array(4096);
+    for (;;) {
+      let read: number | null;
+      try {
+        read = await conn.read(buffer);
+      } catch {
+        break; // reset
+      }
+      if (read === null) break;
+      chunks.push(buffer.slice(0, read));
+    }
+    return new TextDecoder().decode(
+      new Uint8Array(chunks.flatMap((chunk) => [...chunk])),
+    );
+  } finally {
+    conn.close();
+  }
+}
+
+function start(options: Partial<Parameters<typeof listenHttp>[2]> = {}) {
+  const seen: HttpRequest[] = [];
+  const server = listenHttp(
+    { hostname: "127.0.0.1", port: 0 },
+    (request) => {
+      seen.push(request);
+      return Promise.resolve(
+        request.url.pathname === "/boom"
+          ? Promise.reject(new Error("Broken on purpose"))
+          : plainResponse(200, `path ${request.url.pathname}`),
+      );
+    },
+    { maxConnections: 8, ...options },
+  );
+  return { server, port: server.addr.port, seen };
+}
+
+Deno.test("listenHttp() answers GET and HEAD once per connection, then closes", async () => {
+  const { server, port, seen } = start();
+  try {
+    const get = await exchange(
+      port,
+      "GET /metrics?x=1 HTTP/1.1\r\nHost: x\r\nAccept: */*\r\n\r\n",
+    );
+    match(get, /^HTTP\/1\.1 200 OK\r\n/);
+    match(
+      get,
+      /\r\ncontent-length: 14\r\nconnection: close\r\n\r\npath \/metrics\n$/,
+    );
+    const head = await exchange(port, "HEAD / HTTP/1.0\n\n");
+    match(head, /^HTTP\/1\.1 200 OK\r\n[^]*content-length: 7\r\n[^]*\r\n\r\n$/);
+    deepEqual(seen.map((r) => [r.method, r.url.pathname, r.url.search]), [
+      ["GET", "/metrics", "?x=1"],
+      ["HEAD", "/", ""],
+    ]);
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("listenHttp() refuses what it does not serve, each with one line", async () => {
+  const { server, port, seen } = start({ maxHeadBytes: 1024 });
+  try {
+    const cases: [string, RegExp][] = [
+      [
+        "POST / HTTP/1.1\r\n\r\n",
+        /^HTTP\/1\.1 405 [^]*allow: GET, HEAD\r\n[^]*\r\n\r\nCannot POST: only GET and HEAD\n$/,
+      ],
+      [
+        "GET / HTTP/2.0\r\n\r\n",
+        /^HTTP\/1\.1 505 [^]*\r\n\r\nCannot answer HTTP\/2\.0/,
+      ],
+      ["GET /\r\n\r\n", /^HTTP\/1\.1 400 [^]*Cannot read the request line\n$/],
+      [
+        "GET http://x/ HTTP/1.1\r\n\r\n",
+        /^HTTP\/1\.1 400 [^]*expected a path\n$/,
+      ],
+      [
+        "GET / HTTP/1.1\r\nno colon\r\n\r\n",
+        /^HTTP\/1\.1 400 [^]*header field\n$/,
+      ],
+      [
+        "GET / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello",
+        /^HTTP\/1\.1 400 [^]*with a body\n$/,
+      ],
+      [
+        "GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+        /^HTTP\/1\.1 400 /,
+      ],
+      [
+        `GET /${"a".repeat(2000)} HTTP/1.1\r\n\r\n`,
+        /^HTTP\/1\.1 431 [^]*over 1024 bytes\n$/,
+      ],
+      [
+        "GET /boom HTTP/1.1\r\n\r\n",
+        /^HTTP\/1\.1 500 [^]*Cannot answer: broken on purpose\n$/,
+      ],
+    ];
+    for (const [request, expected] of cases) {
+      match(await exchange(port, request), expected, JSON.stringify(request));
+    }
+    equal(seen.length, 1); // only /boom reached the handler
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("listenHttp() closes a connection whose head does not come in time", async () => {
+  const { server, port } = start({ headerTimeoutMs: 100 });
+  try {
+    // Nothing, then half a head: both closed without an answer.
+    equal(await exchange(port, new Uint8Array(0)), "");
+    equal(await exchange(port, "GET / HTTP/1.1\r\nHost: x\r\n"), "");
+    while (server.connections() > 0) {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("listenHttp() closes a connection past its cap at once and serves again once below it", async () => {
+  const { server, port } = start({ maxConnections: 2 });
+  const held = [
+    await Deno.connect({ hostname: "127.0.0.1", port }),
+    await Deno.connect({ hostname: "127.0.0.1", port }),
+  ];
+  try {
+    for (const conn of held) {
+      await conn.write(ENCODER.encode("GET / HTTP/1.1\r\n"));
+    }
+    while (server.connections() < 2) {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    // Past the cap: closed before its request is read, however complete.
+    equal(await exchange(port, "GET / HTTP/1.1\r\n\r\n"), "");
+    held.pop()!.close();
+    while (server.connections() > 1) {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    match(await exchange(port, "GET / HTTP/1.1\r\n\r\n"), /^HTTP\/1\.1 200 /);
+  } finally {
+    for (const conn of held) conn.close();
+    await server.close();
+  }
+});
+
+Deno.test("listenHttp() close() ends open connections and a handler still running", async () => {
+  let release!: () => void;
+  const handling = new Promise<void>((resolve) => release = resolve);
+  const server = listenHttp(
+    { hostname: "127.0.0.1", port: 0 },
+    async () => {
+      await handling;
+      return plainResponse(200, "late");
+    },
+    { maxConnections: 4 },
+  );
+  const idle = await Deno.connect({
+    hostname: "127.0.0.1",
+    port: server.addr.port,
+  });
+  const waiting = exchange(server.addr.port, "GET / HTTP/1.1\r\n\r\n");
+  while (server.connections() < 2) {
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  const closed = server.close();
+  release();
+  await closed;
+  equal(await waiting, "");
+  equal(await idle.read(new Uint8Array(1)).catch(() => null), null);
+  idle.close();
+  equal(server.connections(), 0);
+});
