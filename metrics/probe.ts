@@ -18,7 +18,7 @@ import {
   type ResolvedAddress,
 } from "../net/address.ts";
 import { ProbeTally, type TargetCounts } from "../measure/monitor.ts";
-import { runProbes } from "../measure/run.ts";
+import { runFlows } from "../measure/run.ts";
 import { ProbeRequestError } from "./http.ts";
 import { type ProbeAllowEntry, probeTargetRefusal } from "./_probe_policy.ts";
 
@@ -270,7 +270,7 @@ async function runScrape(
 ): Promise<Registry> {
   const metrics = new ProbeMetrics();
   const tally = metrics.tally(formatAddress(target));
-  await runProbes({
+  await runFlows({
     target,
     size: options.size,
     intervalMs: PROBE_INTERVAL_MS,
