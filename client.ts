@@ -18,8 +18,8 @@
  * The measurement modes live in `measure/`: `modes.ts` (the modes),
  * `report.ts` (output) and `cli.ts` (their flag values and running one),
  * loaded only when a measurement flag is given. It is longer than 500 lines
- * because the plain echo loads at most 6 local modules statically: its flag
- * table, reporters and signal handling stay here.
+ * because the plain echo's flag table, reporters and signal handling stay
+ * beside its main, so that the script reads on its own.
  *
  * Or use it as a module:
  *
@@ -59,11 +59,11 @@ import {
   type AddressFamily,
   DEFAULT_HOST,
   DEFAULT_PORT,
-  errorMessage,
   formatAddress,
   type HostPort,
   type ResolvedAddress,
 } from "./net/address.ts";
+import { errorMessage } from "./net/errors.ts";
 import { checkPayloadSize, previewPayload } from "./net/payload.ts";
 import {
   checkFamilies,

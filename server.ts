@@ -37,12 +37,12 @@
 
 import type { EchoServer } from "./echo/types.ts";
 import {
-  checkUnstableNet,
   DEFAULT_HOST,
   DEFAULT_PORT,
   formatAddress,
   type HostPort,
 } from "./net/address.ts";
+import { checkUnstableNet } from "./net/errors.ts";
 import type { MetricsEndpoint } from "./metrics/http.ts";
 import {
   EXIT_FAILURE,

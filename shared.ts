@@ -22,6 +22,6 @@ export {
   DEFAULT_PORT,
   type HostPort,
   type ResolvedAddress,
-  resolveTarget,
 } from "./net/address.ts";
+export { resolveTarget } from "./net/resolve.ts";
 export { checkPayloadSize, maxPayload } from "./net/payload.ts";

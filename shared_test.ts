@@ -1,14 +1,14 @@
 import { deepEqual, equal, rejects, throws } from "node:assert/strict";
 import { checkPayloadSize, maxPayload } from "./shared.ts";
 import {
-  errorMessage,
   familyOf,
   formatAddress,
   isUnspecified,
   parseHost,
   parsePort,
-  resolveAddress,
 } from "./net/address.ts";
+import { resolveAddress } from "./net/resolve.ts";
+import { errorMessage } from "./net/errors.ts";
 import {
   MAX_IPV4_PAYLOAD,
   MAX_IPV6_PAYLOAD,

@@ -12,7 +12,7 @@
  * @module
  */
 
-import { errorMessage } from "../net/address.ts";
+import { errorMessage } from "../net/errors.ts";
 import { RECEIVE_BUFFER_SIZE } from "../net/payload.ts";
 
 /** Where an {@linkcode Output} writes: `Deno.stdout` and `Deno.stderr` fit. */

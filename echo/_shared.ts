@@ -6,7 +6,8 @@
  * @module
  */
 
-import { errorMessage, formatAddress } from "../net/address.ts";
+import { formatAddress } from "../net/address.ts";
+import { errorMessage } from "../net/errors.ts";
 import { broadcastSources } from "./_interfaces.ts";
 import {
   defaultRate,

@@ -27,14 +27,13 @@
 
 import {
   type AddressFamily,
-  checkUnstableNet,
   formatAddress,
   type HostPort,
-  osErrorReason,
   type ResolvedAddress,
-  resolveTarget,
   sameEndpoint,
 } from "../net/address.ts";
+import { resolveTarget } from "../net/resolve.ts";
+import { checkUnstableNet, osErrorReason } from "../net/errors.ts";
 import { checkPayloadSize, RECEIVE_BUFFER_SIZE } from "../net/payload.ts";
 
 /** The message the tutorials send when none is given. */

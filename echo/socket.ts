@@ -23,7 +23,7 @@
  * @module
  */
 
-import { checkUnstableNet } from "../net/address.ts";
+import { checkUnstableNet } from "../net/errors.ts";
 import {
   expandWildcards,
   interfaceWarning,

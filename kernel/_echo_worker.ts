@@ -8,7 +8,7 @@
  * @module
  */
 
-import { errorMessage } from "../net/address.ts";
+import { errorMessage } from "../net/errors.ts";
 import type {
   DecideHook,
   DecideModule,

@@ -25,7 +25,7 @@
  * @module
  */
 
-import { errorMessage } from "../net/address.ts";
+import { errorMessage } from "../net/errors.ts";
 import { openSender, type SenderEngine } from "./sender.ts";
 import { encodeProbeInto } from "../measure/probe.ts";
 import type { ProbeEvent } from "../measure/types.ts";

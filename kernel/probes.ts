@@ -9,11 +9,8 @@
  * @module
  */
 
-import {
-  errorMessage,
-  type HostPort,
-  type ResolvedAddress,
-} from "../net/address.ts";
+import type { HostPort, ResolvedAddress } from "../net/address.ts";
+import { errorMessage } from "../net/errors.ts";
 import { openSenderSockets } from "./sender.ts";
 import type { ProbeFormat } from "../measure/_common.ts";
 import type { ProbeEvent } from "../measure/types.ts";

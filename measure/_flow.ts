@@ -10,13 +10,12 @@
 
 import { RECEIVE_BUFFER_SIZE } from "../net/payload.ts";
 import {
-  errorMessage,
   formatAddress,
   type HostPort,
-  osErrorReason,
   type ResolvedAddress,
   sameEndpoint,
 } from "../net/address.ts";
+import { errorMessage, osErrorReason } from "../net/errors.ts";
 import { encodeProbeInto } from "./probe.ts";
 import type { ReplyEvent } from "./types.ts";
 import {

@@ -30,15 +30,13 @@ import {
   toJson,
 } from "./report.ts";
 import {
-  checkUnstableNet,
-  errorMessage,
   familyOf,
   formatAddress,
   type HostPort,
-  resolveAddress,
   type ResolvedAddress,
-  resolveTarget,
 } from "../net/address.ts";
+import { resolveAddress, resolveTarget } from "../net/resolve.ts";
+import { checkUnstableNet, errorMessage } from "../net/errors.ts";
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError } from "../cli/flags.ts";
 import { createStatusLine } from "../cli/output.ts";
 import { lossPercent } from "./stats.ts";

@@ -19,7 +19,8 @@
  * @module
  */
 
-import { errorMessage, type HostPort } from "../net/address.ts";
+import type { HostPort } from "../net/address.ts";
+import { errorMessage } from "../net/errors.ts";
 
 /** A request the server passed on: GET or HEAD, with its target as a URL. */
 export interface HttpRequest {

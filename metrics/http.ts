@@ -24,7 +24,8 @@
  */
 
 import type { Registry } from "prom-client";
-import { errorMessage, formatAddress, type HostPort } from "../net/address.ts";
+import { formatAddress, type HostPort } from "../net/address.ts";
+import { errorMessage } from "../net/errors.ts";
 import {
   type HttpRequest,
   type HttpResponse,

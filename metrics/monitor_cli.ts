@@ -11,12 +11,12 @@
  */
 
 import {
-  checkUnstableNet,
   formatAddress,
   type HostPort,
   type ResolvedAddress,
-  resolveTarget,
 } from "../net/address.ts";
+import { resolveTarget } from "../net/resolve.ts";
+import { checkUnstableNet } from "../net/errors.ts";
 import {
   EXIT_FAILURE,
   EXIT_OK,

@@ -10,13 +10,13 @@
 
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import {
-  errorMessage,
   formatAddress,
   parseHost,
   parsePort,
-  resolveAddress,
   type ResolvedAddress,
 } from "../net/address.ts";
+import { resolveAddress } from "../net/resolve.ts";
+import { errorMessage } from "../net/errors.ts";
 import { ProbeTally, type TargetCounts } from "../measure/monitor.ts";
 import { runFlows } from "../measure/run.ts";
 import { ProbeRequestError } from "./http.ts";

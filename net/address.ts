@@ -1,13 +1,8 @@
 /**
  * Endpoints as udp-echo takes them from a user: IP literals and host names
- * validated, formatted the way URLs do, compared by value, resolved through
- * the system resolver; the address defaults of the tutorials
- * (localhost:10000); and one-line descriptions of what went wrong reaching
- * them, with the check that this Deno can open a UDP socket at all.
- *
- * It is longer than 500 lines because the plain client may load at most 6
- * modules: addresses, their resolution and the errors of reaching them stay
- * in one.
+ * validated, formatted the way URLs do and compared by value, with the
+ * address defaults of the tutorials (localhost:10000). Resolving names is
+ * `resolve.ts`; describing what went wrong reaching them is `errors.ts`.
  *
  * @example
  * ```ts
@@ -20,7 +15,6 @@
  * @module
  */
 
-import { lookup } from "node:dns/promises";
 import { isIP } from "node:net";
 
 /** The host both scripts use when none is given, as in the tutorials. */
@@ -310,148 +304,10 @@ export function sameEndpoint(a: HostPort, b: HostPort): boolean {
   return a.port === b.port && sameHost(a.hostname, b.hostname);
 }
 
-const RESOLVE_ERROR_REASONS: Record<string, string> = {
-  ENOTFOUND: "no %FAMILY% address found",
-  // What Deno's node:dns reports when net permission was not granted.
-  EPERM: "network access not granted, run again with the --allow-net flag",
-};
-
-/** Options for {@linkcode resolveAddress}. */
-export interface ResolveOptions {
-  /** Accept only addresses of this family. */
-  family?: AddressFamily;
-}
-
-/**
- * Resolves a host name to its first IP address in the system resolver's
- * order (`/etc/hosts` included), the address `Deno.listenDatagram` would
- * bind for the same name; see {@linkcode resolveAddresses} for literals and
- * errors.
- */
-export async function resolveAddress(
-  address: HostPort,
-  options: ResolveOptions = {},
-): Promise<ResolvedAddress> {
-  return (await resolveAddresses(address, options))[0]!;
-}
-
-/**
- * Resolves a host name to every IP address it stands for, in the system
- * resolver's order (`/etc/hosts` included); an IP literal gives itself. An
- * IPv4-mapped IPv6 literal (`::ffff:127.0.0.1`) gives its IPv4 address, the
- * endpoint it names, so the IPv4 payload limit applies to it. Throws a
- * `TypeError` for a literal of the other family than `options.family`, and
- * an `Error` ("Cannot resolve NAME: reason") when the name does not resolve.
- *
- * @example
- * ```ts
- * import { resolveAddresses } from "./address.ts";
- * import { deepEqual } from "node:assert/strict";
- *
- * deepEqual(await resolveAddresses({ hostname: "::FFFF:127.0.0.1", port: 7 }), [
- *   { hostname: "127.0.0.1", port: 7, family: "IPv4" },
- * ]);
- * ```
- */
-export async function resolveAddresses(
-  address: HostPort,
-  options: ResolveOptions = {},
-): Promise<ResolvedAddress[]> {
-  const { family } = options;
-  const literal = familyOf(address.hostname);
-  if (literal !== undefined) {
-    const hostname = unmapped(address.hostname);
-    const resolved: ResolvedAddress = {
-      ...address,
-      hostname,
-      family: familyOf(hostname)!,
-    };
-    if (family !== undefined && resolved.family !== family) {
-      throw new TypeError(
-        `Cannot use ${address.hostname}: it is an ${resolved.family} address, not ${family}`,
-      );
-    }
-    return [resolved];
-  }
-  try {
-    // Verbatim keeps the resolver's order, the one listenDatagram binds by,
-    // so client and server agree on "localhost" even where ::1 comes first.
-    const found = await lookup(address.hostname, {
-      family: family === undefined ? 0 : family === "IPv4" ? 4 : 6,
-      verbatim: true,
-      all: true,
-    });
-    if (found.length === 0) {
-      throw Object.assign(new Error(), { code: "ENOTFOUND" });
-    }
-    return found.map((entry) => ({
-      hostname: entry.address,
-      port: address.port,
-      family: entry.family === 6 ? "IPv6" : "IPv4",
-    }));
-  } catch (error) {
-    throw new Error(
-      `Cannot resolve ${address.hostname}: ${
-        RESOLVE_ERROR_REASONS[(error as { code?: string }).code ?? ""] ??
-          errorMessage(error)
-      }`.replace("%FAMILY%", family ?? "IP"),
-      { cause: error },
-    );
-  }
-}
-
 function dottedQuad(value: number): string {
   return `${value >>> 24}.${(value >>> 16) & 255}.${(value >>> 8) & 255}.${
     value & 255
   }`;
-}
-
-/**
- * Resolves an address to send datagrams to: a name to its first address in
- * the system resolver's order (`/etc/hosts` included), the one
- * `Deno.listenDatagram` would use for the same name; an IP literal to
- * itself, an IPv4-mapped IPv6 literal to its IPv4 address.
- *
- * @param address A host name or IP literal, and a port.
- * @param options `family`: the one family to accept; any by default.
- * @returns The IP literal, the port and the family.
- * @throws {RangeError} For the unspecified address, which names no host,
- * and for a broadcast or multicast one, which no echo comes from.
- * @throws {TypeError} For a literal of another family than `options.family`.
- * @throws {Error} "Cannot resolve NAME: reason" when the name does not
- * resolve.
- *
- * @example
- * ```ts
- * import { resolveTarget } from "./address.ts";
- * import { deepEqual, rejects } from "node:assert/strict";
- *
- * deepEqual(await resolveTarget({ hostname: "::ffff:127.0.0.1", port: 7 }), {
- *   hostname: "127.0.0.1",
- *   port: 7,
- *   family: "IPv4",
- * });
- * await rejects(resolveTarget({ hostname: "0.0.0.0", port: 7 }), RangeError);
- * ```
- */
-export async function resolveTarget(
-  address: HostPort,
-  options: { family?: AddressFamily } = {},
-): Promise<ResolvedAddress> {
-  const resolved = await resolveAddress(address, options);
-  if (isUnspecified(resolved.hostname)) {
-    throw new RangeError(
-      `Cannot send to ${resolved.hostname}: it is the unspecified address; use ${
-        resolved.family === "IPv6" ? "::1" : "127.0.0.1"
-      } for this machine`,
-    );
-  }
-  if (isGroupAddress(resolved.hostname)) {
-    throw new RangeError(
-      `Cannot send to ${resolved.hostname}: it is a broadcast or multicast address, and an echo comes back from a unicast one`,
-    );
-  }
-  return resolved;
 }
 
 /**
@@ -474,58 +330,6 @@ export function isGroupAddress(hostname: string): boolean {
   return family === 4
     ? WORDS[0]! >>> 28 >= 0xe
     : family === 6 && WORDS[0]! >>> 24 === 0xff;
-}
-
-const DENO_ERROR_REASONS: Record<string, string> = {
-  AddrInUse: "address already in use",
-  AddrNotAvailable: "address not available",
-  PermissionDenied: "permission denied",
-  ConnectionRefused: "connection refused",
-  ConnectionReset: "connection reset",
-  NetworkUnreachable: "network unreachable",
-  BadResource: "socket closed",
-  Interrupted: "interrupted",
-};
-
-/**
- * Returns a one-line, lower-case description of an error: the reason for a
- * Deno socket error ("address already in use"), else the message.
- */
-export function errorMessage(error: unknown): string {
-  if (!(error instanceof Error)) return String(error);
-  const reason = DENO_ERROR_REASONS[error.name];
-  if (reason !== undefined) return reason;
-  const message = error.message.split("\n")[0]!
-    .replace(/ \(os error \d+\)$/, "");
-  // Keep acronyms such as "IPv4" intact; lower only a capitalised word.
-  return /^[A-Z][a-z]/.test(message)
-    ? message[0]!.toLowerCase() + message.slice(1)
-    : message;
-}
-
-/**
- * Throws a `TypeError` when Deno runs without UDP support, which needs the
- * `--unstable-net` flag (or `"unstable": ["net"]` in `deno.json`).
- */
-export function checkUnstableNet(): void {
-  if (typeof Deno.listenDatagram !== "function") {
-    throw new TypeError(
-      "Cannot open a UDP socket: Deno.listenDatagram needs the --unstable-net flag",
-    );
-  }
-}
-
-/**
- * The OS's reason for a failed socket call, in lower case and without Deno's
- * `(os error N)`: `operation not permitted` for EPERM, which Deno names
- * `PermissionDenied` although no Deno permission is involved.
- */
-export function osErrorReason(error: unknown): string {
-  if (error instanceof Error && / \(os error \d+\)$/.test(error.message)) {
-    const message = error.message.replace(/ \(os error \d+\)$/, "");
-    return message[0]!.toLowerCase() + message.slice(1);
-  }
-  return errorMessage(error);
 }
 
 /**

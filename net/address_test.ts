@@ -1,10 +1,6 @@
 import { equal, rejects } from "node:assert/strict";
-import {
-  isGroupAddress,
-  resolveTarget,
-  sameEndpoint,
-  sameHost,
-} from "./address.ts";
+import { isGroupAddress, sameEndpoint, sameHost } from "./address.ts";
+import { resolveTarget } from "./resolve.ts";
 
 Deno.test("sameHost() matches every spelling of one IPv6 address", () => {
   for (const spelling of ["0:0:0:0:0:0:0:1", "0000::0001", "::0:1", "[::1]"]) {

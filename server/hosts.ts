@@ -6,7 +6,8 @@
  * @module
  */
 
-import { resolveAddresses, sameHost } from "../net/address.ts";
+import { sameHost } from "../net/address.ts";
+import { resolveAddresses } from "../net/resolve.ts";
 
 /** A host to bind: as the user gave it, and the IP address it stands for. */
 export interface BindHost {

@@ -35,7 +35,7 @@ import {
   type IoMode,
 } from "../kernel/choice.ts";
 import type { EchoServer } from "../echo/types.ts";
-import { errorMessage } from "../net/address.ts";
+import { errorMessage } from "../net/errors.ts";
 import { serveEcho, type ServeEchoOptions } from "./serve.ts";
 
 /** Options for {@linkcode startEcho}: {@linkcode serveEcho}'s, with `auto`. */

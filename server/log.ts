@@ -28,12 +28,8 @@
  * @module
  */
 
-import {
-  errorMessage,
-  formatAddress,
-  isUnspecified,
-  sameHost,
-} from "../net/address.ts";
+import { formatAddress, isUnspecified, sameHost } from "../net/address.ts";
+import { errorMessage } from "../net/errors.ts";
 import { previewPayload } from "../net/payload.ts";
 import { isLoopback } from "../policy/policy.ts";
 import type {
