@@ -114,7 +114,9 @@ export async function finish(
       Math.round(echo.maxStallMs)
     } ms); sent ${NUMBER.format(echo.sent)}, echoed ${
       NUMBER.format(echo.received)
-    }, send errors ${echo.sendErrors}`,
+    } (lost ${
+      NUMBER.format(echo.sent - echo.received)
+    }), send errors ${echo.sendErrors}`,
   }];
   checks.push(...usageChecks("server", settled));
   if (soak.monitor) checks.push(...usageChecks("monitor", settled));
