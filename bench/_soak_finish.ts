@@ -61,6 +61,28 @@ async function settledTotals(url: string): Promise<Totals | undefined> {
   return undefined;
 }
 
+/**
+ * UDP datagrams the kernel dropped at a full receive buffer (IPv4 and
+ * IPv6), from `/proc/net/snmp` and `/proc/net/snmp6`: in the soak's own
+ * namespace, made at the start, they are all the soak's.
+ */
+async function receiveBufferDrops(): Promise<number | undefined> {
+  try {
+    const { stdout } = await new Deno.Command("cat", {
+      args: ["/proc/net/snmp", "/proc/net/snmp6"],
+    }).output();
+    const text = new TextDecoder().decode(stdout);
+    const [names, values] = text.split("\n").filter((line) =>
+      line.startsWith("Udp: ")
+    ).map((line) => line.split(/\s+/));
+    const v4 = Number(values?.[names?.indexOf("RcvbufErrors") ?? -1]);
+    const v6 = Number(/^Udp6RcvbufErrors\s+(\d+)$/m.exec(text)?.[1]);
+    return Number.isFinite(v4 + v6) ? v4 + v6 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 async function loadAverage(): Promise<string> {
   try {
     const { stdout } = await new Deno.Command("cat", {
@@ -105,18 +127,34 @@ export async function finish(
   const settled = observed.samples.filter((s) => s.quiet && s.t >= warmup);
   const echo = { ...soak.echo.counts(), ...soak.echo.gaps() };
   const { abuse, scrapes, usr1, usr2 } = observed;
+  // A wait during which the soak's own client stalled for half of it or
+  // more says nothing of the server: reported, not counted.
+  const kernelDrops = options.senderNetns === undefined
+    ? undefined
+    : await receiveBufferDrops();
+  const serverWaits = echo.longWaits.filter((w) => w.stallMs < w.gapMs / 2);
   const checks: Check[] = [{
     name: "no wait for an echo over 1 s",
-    ok: echo.overOneSecond === 0 && echo.maxMs <= 1000 && echo.received > 0,
+    ok: serverWaits.length === 0 && echo.received > 0,
     detail: `longest ${
       Math.round(echo.maxMs)
-    } ms, ${echo.overOneSecond} over 1 s (the soak's own longest tick ${
-      Math.round(echo.maxStallMs)
-    } ms); sent ${NUMBER.format(echo.sent)}, echoed ${
-      NUMBER.format(echo.received)
-    } (lost ${
+    } ms; ${echo.longWaits.length} over 1 s${
+      echo.longWaits.length === serverWaits.length
+        ? ""
+        : ` (${
+          echo.longWaits.length - serverWaits.length
+        } while the soak itself stalled, not counted)`
+    }; the soak's longest tick ${Math.round(echo.maxStallMs)} ms; sent ${
+      NUMBER.format(echo.sent)
+    }, echoed ${NUMBER.format(echo.received)} (lost ${
       NUMBER.format(echo.sent - echo.received)
-    }), send errors ${echo.sendErrors}`,
+    }), send errors ${echo.sendErrors}${
+      kernelDrops === undefined
+        ? ""
+        : `; the namespace's kernel dropped ${
+          NUMBER.format(kernelDrops)
+        } at full receive buffers`
+    }`,
   }];
   checks.push(...usageChecks("server", settled));
   if (soak.monitor) checks.push(...usageChecks("monitor", settled));

@@ -1,6 +1,7 @@
 /**
- * The loads of `bench/soak.ts`: steady echo traffic that counts every echo
- * and times the waits between them, the forged-source sender, and a round
+ * The loads of `bench/soak.ts`: steady echo traffic (in a Worker) that
+ * counts every echo and times the waits between them, the forged-source
+ * sender, and a round
  * of abuse against the HTTP endpoints (connections that never finish their
  * head, `/probe` requests past the monitor's cap and to refused targets).
  *
@@ -10,6 +11,7 @@
 import { holdConnections } from "../testing/abuse.ts";
 import { PROBE_CONCURRENCY } from "../metrics/probe.ts";
 import { LINK } from "./_soak_netns.ts";
+import type { EchoReport, LongWait } from "./_soak_echo_worker.ts";
 
 /** Waits `ms`, or less when `signal` aborts. */
 export function pause(ms: number, signal: AbortSignal): Promise<void> {
@@ -25,108 +27,66 @@ export function pause(ms: number, signal: AbortSignal): Promise<void> {
   });
 }
 
-/** Echo traffic from the soak's own socket on 127.0.0.1. */
+/** Echo traffic from the soak's own socket on 127.0.0.1, in a Worker. */
 export interface EchoTraffic {
   /** Datagrams sent, echoes received, failed sends. */
   counts(): { sent: number; received: number; sendErrors: number };
   /** The longest wait for an echo since the last call, the current one included. */
   takeMaxGap(): number;
-  /** The longest wait, how many waits passed 1 s, the sender's longest stall. */
-  gaps(): { maxMs: number; overOneSecond: number; maxStallMs: number };
-  /** Stops sending, waits up to 1 s for the last echoes, closes the socket. */
+  /** The longest wait, every wait over 1 s, the client's longest tick. */
+  gaps(): { maxMs: number; longWaits: LongWait[]; maxStallMs: number };
+  /** Stops sending, waits up to 1 s for the last echoes, ends the Worker. */
   stop(): Promise<void>;
 }
 
-const TICK_MS = 10;
-const PAYLOAD_BYTES = 64;
-
 /**
- * Sends `rate` datagrams a second to `port` on 127.0.0.1 (a tick every
- * 10 ms), until stopped or at `deadline` (a `performance.now()` time).
+ * Starts the echo client of `_soak_echo_worker.ts`: `rate` datagrams a
+ * second to `port` on 127.0.0.1, until stopped or for at most `limitMs`.
  */
 export function startEchoTraffic(
   port: number,
   rate: number,
-  deadline: number,
+  limitMs: number,
 ): EchoTraffic {
-  const conn = Deno.listenDatagram({
-    transport: "udp",
-    hostname: "127.0.0.1",
-    port: 0,
-  });
-  const target: Deno.NetAddr = {
-    transport: "udp",
-    hostname: "127.0.0.1",
-    port,
+  const worker = new Worker(
+    new URL("./_soak_echo_worker.ts", import.meta.url).href,
+    { type: "module" },
+  );
+  let last: EchoReport = {
+    sent: 0,
+    received: 0,
+    sendErrors: 0,
+    sliceMaxGapMs: 0,
+    longWaits: [],
+    maxStallMs: 0,
   };
-  let sent = 0, received = 0, sendErrors = 0;
-  let sending = true;
-  const start = performance.now();
-  let lastArrival = start, maxGap = 0, windowGap = 0, overOne = 0, stall = 0;
-  const noteGap = (gap: number) => {
-    maxGap = Math.max(maxGap, gap);
-    windowGap = Math.max(windowGap, gap);
+  let windowGap = 0, maxGap = 0;
+  const longWaits: LongWait[] = [];
+  const { promise: done, resolve: ended } = Promise.withResolvers<void>();
+  worker.onmessage = ({ data }: MessageEvent<EchoReport>) => {
+    last = data;
+    windowGap = Math.max(windowGap, data.sliceMaxGapMs);
+    maxGap = Math.max(maxGap, data.sliceMaxGapMs);
+    longWaits.push(...data.longWaits);
+    if (data.done) ended();
   };
-  const receiving = (async () => {
-    try {
-      for await (const _ of conn) {
-        const now = performance.now();
-        if (sending) {
-          noteGap(now - lastArrival);
-          if (now - lastArrival > 1000) overOne++;
-        }
-        lastArrival = now;
-        received++;
-      }
-    } catch {
-      // Closed by stop().
-    }
-  })();
-  const payload = new Uint8Array(PAYLOAD_BYTES);
-  const view = new DataView(payload.buffer);
-  const sendingDone = (async () => {
-    let tick = start;
-    while (sending && performance.now() < deadline) {
-      const now = performance.now();
-      stall = Math.max(stall, now - tick);
-      tick = now;
-      // After a stall, catch up by at most a tenth of a second's worth.
-      const due = Math.min(
-        Math.floor((now - start) / 1000 * rate),
-        sent + sendErrors + Math.ceil(rate / 10),
-      );
-      while (sent + sendErrors < due) {
-        view.setUint32(0, sent + sendErrors);
-        try {
-          await conn.send(payload, target);
-          sent++;
-        } catch {
-          sendErrors++;
-        }
-      }
-      await new Promise((resolve) => setTimeout(resolve, TICK_MS));
-    }
-  })();
+  worker.postMessage({ port, rate, limitMs });
   return {
-    counts: () => ({ sent, received, sendErrors }),
+    counts: () => ({
+      sent: last.sent,
+      received: last.received,
+      sendErrors: last.sendErrors,
+    }),
     takeMaxGap() {
-      if (sending) noteGap(performance.now() - lastArrival);
       const gap = windowGap;
       windowGap = 0;
       return gap;
     },
-    gaps: () => ({ maxMs: maxGap, overOneSecond: overOne, maxStallMs: stall }),
+    gaps: () => ({ maxMs: maxGap, longWaits, maxStallMs: last.maxStallMs }),
     async stop() {
-      this.takeMaxGap();
-      if (performance.now() - lastArrival > 1000) overOne++;
-      sending = false;
-      await sendingDone;
-      const end = performance.now() + 1000;
-      while (received < sent && performance.now() < end) {
-        await new Promise((resolve) => setTimeout(resolve, TICK_MS));
-      }
-      conn.close();
-      await receiving;
+      worker.postMessage("stop");
+      await Promise.race([done, pause(10_000, new AbortController().signal)]);
+      worker.terminate();
     },
   };
 }

@@ -156,7 +156,8 @@ async function soak(options: SoakOptions, skipped?: string): Promise<number> {
     }
     const t0 = performance.now();
     const deadline = t0 + seconds * 1000;
-    soak.echo = startEchoTraffic(port, options.rate, deadline + 5000);
+    // Stopped by finish(); the limit only ends a soak that hangs.
+    soak.echo = startEchoTraffic(port, options.rate, (seconds + 300) * 1000);
     if (spoofing) {
       soak.spoofer = startSpoofer(
         options.senderNetns!,
