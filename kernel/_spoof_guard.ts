@@ -21,8 +21,8 @@
  * Linux gives `lo` index 1 in every namespace) and the source (read from
  * the IP header) is one of the addresses the program was built with, the
  * socket itself otherwise. The echo loop never sees those datagrams; the
- * engine takes the sink's now and then (`EchoEngine.drainSpoofed`) and
- * counts each as received and dropped. A broadcast or multicast datagram
+ * Worker reads the sink now and then (`_spoof_sink.ts`) and counts each as
+ * received and dropped. A broadcast or multicast datagram
  * reaches both sockets: the sink's copy is left uncounted (the socket's
  * counts it, as `not-unicast`).
  *
