@@ -1,8 +1,8 @@
 /**
  * This host's interface addresses, as far as the process may list them
  * (`--allow-sys=networkInterfaces`, asked without prompting), and what the
- * backends make of them: the directed broadcast addresses the policy refuses
- * as sources, the sockets a wildcard bind of the socket backend expands
+ * backends make of them: the directed broadcast and network addresses the
+ * policy refuses as sources, the sockets a wildcard bind of the socket backend expands
  * into, and the one start-up warning when they cannot be listed.
  *
  * @module
@@ -40,10 +40,12 @@ function prefixLength(netmask: string): number {
 
 /**
  * The sources no host sends from, for the policy: each IPv4 interface's
- * directed broadcast address (from its address and netmask; a /31 or /32
- * has none, RFC 3021), 255.255.255.255 and 0.0.0.0.
+ * directed broadcast address and its subnet's network address (from its
+ * address and netmask; a /31 or /32 has neither, RFC 3021),
+ * 255.255.255.255 and 0.0.0.0. A reply to a network address may reach
+ * every host of the subnet, as BSD hosts still take it for a broadcast.
  */
-export function broadcastSources(
+export function refusedSources(
   interfaces: readonly Deno.NetworkInterfaceInfo[],
 ): string[] {
   const found = new Set(["255.255.255.255", "0.0.0.0"]);
@@ -54,6 +56,7 @@ export function broadcastSources(
     found.add(
       octets.map((octet, k) => (octet | (~mask[k]! & 255)) & 255).join("."),
     );
+    found.add(octets.map((octet, k) => octet & mask[k]!).join("."));
   }
   return [...found];
 }
@@ -107,14 +110,15 @@ export function expandWildcards(
 /**
  * The one start-up warning about what the server cannot check, or
  * `undefined`: without the interfaces it cannot refuse datagrams forged
- * from a directed broadcast address (said when an address is not
- * loopback), and the socket backend on a wildcard cannot see where a
- * datagram was sent (it may answer from another address, and echo a
- * subnet broadcast).
+ * from a directed broadcast or network address (said when an address is
+ * not loopback), the batch engine (`seesArrival`) cannot refuse those
+ * forged from this host's own addresses, and the socket backend on a
+ * wildcard cannot see where a datagram was sent (it may answer from
+ * another address, and echo a subnet broadcast).
  */
 export function interfaceWarning(
   hostnames: readonly string[],
-  options: { listed: boolean; seesDestination: boolean },
+  options: { listed: boolean; seesDestination: boolean; seesArrival?: boolean },
 ): string | undefined {
   if (options.listed || hostnames.every(isLoopback)) return undefined;
   const wildcards = hostnames.filter(isUnspecified);
@@ -126,7 +130,10 @@ export function interfaceWarning(
         } was sent to (a reply may leave from another address, and subnet broadcasts are echoed)`,
       ]
       : []),
-    "refuse datagrams forged from a directed broadcast address",
+    "refuse datagrams forged from a directed broadcast or network address",
+    ...(options.seesArrival
+      ? ["refuse datagrams forged from this host's own addresses"]
+      : []),
   ];
   const fix = !options.seesDestination && wildcards.length > 0
     ? `grant ${SYS_FLAG} to bind one socket per interface address instead`

@@ -8,7 +8,7 @@
 
 import { formatAddress } from "../net/address.ts";
 import { errorMessage } from "../net/errors.ts";
-import { broadcastSources } from "./_interfaces.ts";
+import { refusedSources } from "./_interfaces.ts";
 import {
   defaultRate,
   type EchoPolicy,
@@ -47,8 +47,8 @@ export interface ServerSockets {
  * socket as its own address, unless given the default rate for the
  * addresses asked for (a wildcard is not loopback, whatever it expanded
  * into), and, when the interfaces could be listed, their addresses (for
- * the own-address check of a wildcard socket) and directed broadcast
- * addresses (refused as sources). Worked out on the main thread, so a
+ * the own-address check of a wildcard socket) and directed broadcast and
+ * network addresses (refused as sources). Worked out on the main thread, so a
  * batch Worker gets them without any permission of its own.
  */
 export function serverPolicy(
@@ -70,7 +70,7 @@ export function serverPolicy(
       ],
       broadcastAddresses: [
         ...(options?.broadcastAddresses ?? []),
-        ...broadcastSources(interfaces),
+        ...refusedSources(interfaces),
       ],
     }),
   };

@@ -127,6 +127,12 @@ export interface BindOptions {
    * to its target, leaves it off so no reply carries a message nobody reads.
    */
   destinations?: boolean;
+  /**
+   * Called with the new socket's descriptor right before its bind, to set
+   * what must be set then (`_spoof_guard.ts`); what it throws fails the
+   * bind.
+   */
+  beforeBind?: (fd: number) => void;
 }
 
 /**
@@ -150,6 +156,7 @@ export function bindSocket(
     const fd = libc.symbols.socket(af, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (fd < 0) throw lastError(libc, "open a UDP socket");
     try {
+      options.beforeBind?.(fd);
       if (libc.symbols.bind(fd, sockaddr, sockaddr.length) !== 0) {
         throw lastError(libc, "bind");
       }

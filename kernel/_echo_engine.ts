@@ -34,6 +34,7 @@ import {
   describeErrno,
   EAGAIN,
   EINTR,
+  EPIPE,
   lastErrno,
   type Libc,
   MSG_WAITFORONE,
@@ -64,12 +65,18 @@ import {
   type EchoEventSink,
 } from "./_echo_events.ts";
 import {
+  ask,
   type DatagramFacts,
   type DecideHook,
   newDatagramFacts,
   type ReflectHook,
 } from "./_hooks.ts";
-import { ReplyStamper, STAMPER_SIZE } from "./_transmit.ts";
+import {
+  ReplyStamper,
+  SEND_AGAIN,
+  shortSendCause,
+  STAMPER_SIZE,
+} from "./_transmit.ts";
 import { NameCache } from "./_names.ts";
 import {
   copyInfo,
@@ -109,23 +116,6 @@ export interface EchoEngineOptions {
 
 /** The reason a datagram sent to a broadcast or multicast address is dropped. */
 const NOT_UNICAST: DropReason = "not-unicast";
-
-// What sendmmsg fails with once shutdown(2) has closed the socket for
-// writing; a UDP socket reports it for nothing else.
-const EPIPE = 32;
-
-/** A hook's verdict; `failure` when it throws, so one datagram never stops the loop. */
-function ask(
-  hook: DecideHook | ReflectHook | undefined,
-  facts: DatagramFacts,
-  failure: string,
-): string | undefined {
-  try {
-    return hook?.(facts);
-  } catch {
-    return failure;
-  }
-}
 
 /**
  * The batch echo engine of one socket: owns the one buffer the kernel
@@ -430,6 +420,9 @@ export class EchoEngine {
       kept++;
     }
     let sent = 0;
+    // When the call now due began: the batch's clock reading stands in for
+    // the first one's, so the usual batch reads no clock for it.
+    let callStart = facts.now;
     while (sent < kept) {
       this.#stamper?.stamp(this.#keptSlot, this.#keptSize, sent, kept);
       const r = this.#libc.symbols.sendmmsg(
@@ -438,6 +431,7 @@ export class EchoEngine {
         kept - sent,
         0,
       );
+      let errno: number;
       if (r > 0) {
         for (let j = sent; j < sent + r; j++) {
           const slot = this.#keptSlot[j]!;
@@ -448,10 +442,17 @@ export class EchoEngine {
           if (this.#datagramEvents) this.#datagramEvent(slot, size, undefined);
         }
         sent += r;
-        continue;
-      }
-      const errno = lastErrno(this.#libc);
-      if (errno === EINTR) continue;
+        if (sent === kept) break;
+        // Stopped short at `sent`, the errno kept back (`_transmit.ts`).
+        errno = shortSendCause(
+          this.#libc,
+          this.#fd,
+          this.#sendHdrs[sent]!,
+          performance.now() - callStart,
+        );
+      } else errno = lastErrno(this.#libc);
+      callStart = performance.now();
+      if (errno === EINTR || errno === SEND_AGAIN) continue;
       if (errno === EPIPE) {
         // Stopping cut these echoes off: drops with their events, not failures.
         this.#cutOff(sent, kept);

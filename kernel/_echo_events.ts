@@ -74,6 +74,11 @@ const ERROR = 2;
 export interface WorkerConfig {
   /** Socket to serve. */
   fd: number;
+  /**
+   * Its sink of datagrams forged from this host's addresses
+   * (`_spoof_guard.ts`), or -1 when it has none.
+   */
+  spoofSinkFd: number;
   /** Its family. */
   family: AddressFamily;
   /** Its bound address. */

@@ -20,6 +20,7 @@ import { openLibc } from "./_libc.ts";
 import type { WorkerMessage } from "./_channel.ts";
 import { EchoEventWriter, type WorkerConfig } from "./_echo_events.ts";
 import { loadModule } from "./_module.ts";
+import { SpoofSink } from "./_spoof_sink.ts";
 import {
   RECEIVE_ERROR_PAUSE_MS,
   RECEIVE_ERRORS_BEFORE_PAUSE,
@@ -29,6 +30,8 @@ import {
 const FLUSH_INTERVAL_MS = 50;
 /** How often the decide hook's active sources are counted (a table scan). */
 const SAMPLE_INTERVAL_MS = 250;
+/** How often the sink of forged local sources is looked at. */
+const DRAIN_INTERVAL_MS = 50;
 /** Events that, piled up, are announced at once. */
 const FLUSH_EVENTS = 256;
 
@@ -84,6 +87,15 @@ async function run(config: WorkerConfig): Promise<void> {
     events: writer,
     datagramEvents: config.datagramEvents,
   });
+  // Datagrams the kernel set aside as forged from this host's addresses.
+  const sink = config.spoofSinkFd < 0 ? undefined : new SpoofSink(libc, {
+    fd: config.spoofSinkFd,
+    ipv6: config.family === "IPv6",
+    counts: engine.counts,
+    droppedBy: engine.droppedBy,
+    events: writer,
+    datagramEvents: config.datagramEvents,
+  });
   const control = new Int32Array(config.control);
   const gc = (globalThis as { gc?: () => void }).gc;
   const gcEvery = gc === undefined ? 0 : config.gcEveryBatches;
@@ -91,6 +103,7 @@ async function run(config: WorkerConfig): Promise<void> {
   let lastFlush = performance.now();
   let failuresInRow = 0;
   let lastSample = 0;
+  let lastDrain = 0;
   // Everything that can fail at start (libc, the decide module, the
   // engine's buffers) has been set up: tell the main thread, which may
   // still pick another backend until now (`--io auto`).
@@ -110,6 +123,13 @@ async function run(config: WorkerConfig): Promise<void> {
       }
     }
     if (gcEvery > 0 && ++batches % gcEvery === 0) engine.forceGc(gc!);
+    if (sink !== undefined) {
+      const now = performance.now();
+      if (now - lastDrain >= DRAIN_INTERVAL_MS) {
+        sink.drain();
+        lastDrain = now;
+      }
+    }
     if (decide?.activeSources !== undefined) {
       const now = performance.now();
       if (now - lastSample >= SAMPLE_INTERVAL_MS) {
@@ -133,6 +153,8 @@ async function run(config: WorkerConfig): Promise<void> {
       }
     }
   }
+  // What was set aside until the stop counts in the totals too.
+  sink?.drain();
   writer.flush(engine.droppedBy, engine.dropped, true);
   post({ type: "done", result: { ...engine.droppedBy } });
 }

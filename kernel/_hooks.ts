@@ -94,6 +94,19 @@ export function newDatagramFacts(
   };
 }
 
+/** A hook's verdict; `failure` when it throws, so one datagram never stops the loop. */
+export function ask(
+  hook: DecideHook | ReflectHook | undefined,
+  facts: DatagramFacts,
+  failure: string,
+): string | undefined {
+  try {
+    return hook?.(facts);
+  } catch {
+    return failure;
+  }
+}
+
 /**
  * A reply about to be sent, as {@linkcode ReflectHook}'s `transmit` sees
  * it; the engine passes the same object for every reply.

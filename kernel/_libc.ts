@@ -14,8 +14,15 @@ export const SO_RCVTIMEO = 20;
 export const SO_SNDTIMEO = 21;
 export const SHUT_RDWR = 2;
 export const MSG_WAITFORONE = 0x10000;
+/** A firewall's refusal of a send, among others. */
+export const EPERM = 1;
 export const EINTR = 4;
 export const EAGAIN = 11;
+/**
+ * What a send fails with once `shutdown(2)` has closed the socket for
+ * writing; a UDP socket reports it for nothing else.
+ */
+export const EPIPE = 32;
 /** `setsockopt` option: a `struct timespec` (CLOCK_REALTIME) cmsg per datagram. */
 export const SO_TIMESTAMPNS = 35;
 /** The cmsg type `SO_TIMESTAMPNS` delivers (the same number). */
@@ -27,6 +34,9 @@ export const MSG_CTRUNC = 0x08;
 export const CLOCK_REALTIME = 0;
 export const CLOCK_MONOTONIC = 1;
 export const POLLIN = 1;
+export const POLLHUP = 0x10;
+/** With `sendmsg`: route the message, then stop; nothing is sent. */
+export const MSG_PROBE = 0x10;
 
 /**
  * Throws a RangeError unless `size` is an integer from 1 to 1024: the
@@ -57,6 +67,9 @@ export const LIBC_SYMBOLS = {
     result: "i32",
   },
   sendmmsg: { parameters: ["i32", "pointer", "u32", "i32"], result: "i32" },
+  // Only with MSG_PROBE, which sends nothing: a route check (`_transmit.ts`).
+  sendmsg: { parameters: ["i32", "buffer", "i32"], result: "i32" },
+  poll: { parameters: ["buffer", "u64", "i32"], result: "i32" },
   // ssize_t read as its low 32 bits: a datagram's length, or -1.
   sendto: {
     parameters: ["i32", "pointer", "usize", "i32", "pointer", "u32"],

@@ -256,16 +256,25 @@ function runLoop(
           : engine.sendBatch(s, j, k - j, STAMP_OFFSET);
         epochMs = engine.realEpochMs(engine.sentReal);
       }
-      const done = result > 0 ? result : 1;
+      // A batch stopped short by a refusal: the probe it stopped at was
+      // tried once and fails; one that may be sent again is, next round.
+      const refused = result > 0 && format === undefined && k > 1
+        ? engine.stoppedBy
+        : 0;
+      const done = result > 0 ? result + (refused === 0 ? 0 : 1) : 1;
       for (let i = j; i < j + done; i++) {
         const seq = first + i;
         book.stamp(seq, engine.sentMono, epochMs);
         sentReal[s]!.set(seq, engine.sentReal);
-        if (result > 0) sentOk[s]!++;
+        if (i < j + result) sentOk[s]!++;
         else {
           book.sendFailed(
             seq,
-            result < 0 ? engine.describeErrno(-result) : "nothing sent",
+            result < 0
+              ? engine.describeErrno(-result)
+              : refused !== 0
+              ? engine.describeErrno(refused)
+              : "nothing sent",
           );
           failed++;
         }

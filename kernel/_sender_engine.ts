@@ -35,6 +35,7 @@ import {
   SOL_SOCKET,
 } from "./_libc.ts";
 import { AF_INET, SOCKADDR_SIZE } from "./_sockaddr.ts";
+import { shortSendCause } from "./_transmit.ts";
 import {
   align8,
   IOV_LEN,
@@ -84,6 +85,13 @@ export class SenderEngine {
   sentMono = NaN;
   /** CLOCK_REALTIME when the last send was about to make its system call. */
   sentReal = NaN;
+  /**
+   * After a {@linkcode sendBatch} that stopped short: the errno of the
+   * datagram it stopped at, which the kernel tried once and which is not to
+   * be sent again (a firewall's refusal, an unreachable destination), or 0
+   * when it may be sent again (see `_transmit.ts`). 0 after any other call.
+   */
+  stoppedBy = 0;
 
   #libc: Libc;
   #fds: number[];
@@ -317,8 +325,8 @@ export class SenderEngine {
    * {@linkcode send}, it reads both clocks right before the call and, with
    * `stampAt`, writes that one realtime into every datagram of the batch:
    * the probes of a batch share the syscall's start as their send time.
-   * Returns how many left, from `from` on (the kernel may stop early), or
-   * -errno when the first one failed.
+   * Returns how many left, from `from` on (the kernel may stop early: then
+   * see {@linkcode stoppedBy}), or -errno when the first one failed.
    */
   sendBatch(s: number, from: number, count: number, stampAt = -1): number {
     this.sentMono = this.monoNow();
@@ -333,6 +341,7 @@ export class SenderEngine {
         );
       }
     }
+    this.stoppedBy = 0;
     for (;;) {
       const sent = this.#libc.symbols.sendmmsg(
         this.#fds[s]!,
@@ -340,6 +349,14 @@ export class SenderEngine {
         count,
         0,
       );
+      if (sent > 0 && sent < count) {
+        this.stoppedBy = shortSendCause(
+          this.#libc,
+          this.#fds[s]!,
+          this.#sendHdrPtrs[first + sent]!,
+          this.monoNow() - this.sentMono,
+        );
+      }
       if (sent >= 0) return sent;
       const errno = lastErrno(this.#libc);
       if (errno !== EINTR) return -errno;

@@ -1,15 +1,26 @@
 /**
- * The transmit stamp of the echo engine's reflect hook (`_hooks.ts`):
- * CLOCK_REALTIME read once right before each `sendmmsg`, handed to the
- * hook's `transmit` for every reply that system call carries. The timespec
- * the kernel writes lives in the engine's one buffer, like everything else
- * the kernel touches (see `_echo_engine.ts`).
+ * What the engines do around a `sendmmsg`: the transmit stamp of the echo
+ * engine's reflect hook (`_hooks.ts`), CLOCK_REALTIME read once right
+ * before each call and handed to the hook's `transmit` for every reply
+ * that call carries (the timespec the kernel writes lives in the engine's
+ * one buffer, like everything else the kernel touches, see
+ * `_echo_engine.ts`); and why a call stopped short
+ * ({@linkcode shortSendCause}), for the echo engine and the sender alike.
  *
  * @module
  */
 
-import { CLOCK_REALTIME, type Libc } from "./_libc.ts";
-import { TIMESPEC_SIZE } from "./_structs.ts";
+import {
+  CLOCK_REALTIME,
+  EPERM,
+  EPIPE,
+  lastErrno,
+  type Libc,
+  MSG_PROBE,
+  POLLHUP,
+} from "./_libc.ts";
+import { MSG_IOV, MSG_IOVLEN, POLLFD_SIZE, TIMESPEC_SIZE } from "./_structs.ts";
+import { SOCKET_TIMEOUT_MS } from "./_bind.ts";
 import type { OutgoingReply, ReflectHook } from "./_hooks.ts";
 
 /** Bytes of the engine's buffer a {@linkcode ReplyStamper} needs: one `struct timespec`. */
@@ -78,4 +89,52 @@ export class ReplyStamper {
       }
     }
   }
+}
+
+/** What {@linkcode shortSendCause} returns when the datagram may be sent again. */
+export const SEND_AGAIN = 0;
+
+// struct msghdr up to msg_flags, and a struct pollfd: what the two checks
+// below hand the kernel, as buffers it reads during the call only.
+const MSGHDR_BYTES = 56;
+const probe = new Uint8Array(MSGHDR_BYTES);
+const probeWords = new Uint32Array(probe.buffer);
+const pollfd = new Int32Array(POLLFD_SIZE >> 2);
+
+/**
+ * Why a `sendmmsg` stopped short at the datagram whose `struct msghdr` is
+ * at `header`: the kernel tried that one, it failed, and the call returned
+ * how many went before it instead of its errno. Sending it again to learn
+ * the errno would be a second attempt (a firewall counts two), so this
+ * asks without sending, and answers:
+ * - {@linkcode SEND_AGAIN} when the call lasted the socket's send timeout
+ *   (`elapsedMs` at least `timeoutMs`, by default `_bind.ts`'s): it may
+ *   have waited for room in a full send buffer (EAGAIN), as only a wait
+ *   makes a UDP send that slow;
+ * - EPIPE when the socket is shut down (the server is stopping);
+ * - the errno of routing it (a `sendmsg` of no bytes with `MSG_PROBE`,
+ *   which stops after the route lookup): an unreachable network or host, a
+ *   prohibited route;
+ * - else EPERM: refused after routing, which for a UDP socket without
+ *   `IP_RECVERR` is a firewall's verdict (a full device queue is no error
+ *   there: the kernel drops the datagram and reports it sent).
+ */
+export function shortSendCause(
+  libc: Libc,
+  fd: number,
+  header: Deno.PointerObject,
+  elapsedMs: number,
+  timeoutMs: number = SOCKET_TIMEOUT_MS,
+): number {
+  if (elapsedMs >= timeoutMs) return SEND_AGAIN;
+  pollfd[0] = fd;
+  pollfd[1] = 0; // events none (a hang-up is always reported), revents
+  if (libc.symbols.poll(pollfd, 1n, 0) > 0 && (pollfd[1]! >>> 16) & POLLHUP) {
+    return EPIPE;
+  }
+  // The same name and control message (the reply's source), no payload.
+  new Deno.UnsafePointerView(header).copyInto(probe);
+  probeWords.fill(0, MSG_IOV >> 2, (MSG_IOVLEN >> 2) + 2);
+  if (libc.symbols.sendmsg(fd, probe, MSG_PROBE) < 0) return lastErrno(libc);
+  return EPERM;
 }

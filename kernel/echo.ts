@@ -37,6 +37,12 @@
 import { bindSocket, type BoundSocket } from "./_bind.ts";
 import { checkBatchSupport, checkNetPermission } from "./choice.ts";
 import { interfaceWarning, listInterfaces } from "../echo/_interfaces.ts";
+import {
+  attachSpoofProgram,
+  bindSpoofSink,
+  hostAddresses,
+  spoofProgram,
+} from "./_spoof_guard.ts";
 import { checkBatchSize, openLibc, releaseLibc, SHUT_RDWR } from "./_libc.ts";
 import type { WorkerMessage } from "./_channel.ts";
 import {
@@ -72,6 +78,13 @@ export type {
 
 /** The datagrams one system call may receive or send (the batch size). */
 const DEFAULT_BATCH_SIZE = 64;
+
+/**
+ * How often the host's addresses are listed again for the guard against
+ * forged local sources (one `getifaddrs`; the program is rebuilt only when
+ * they changed).
+ */
+const ADDRESS_REFRESH_MS = 2_000;
 
 const WORKER_URL = new URL("./_echo_worker.ts", import.meta.url);
 const POLICY_HOOK_URL = new URL("./_policy_hook.ts", import.meta.url).href;
@@ -136,6 +149,8 @@ export interface BatchServer extends EchoServer {
 /** One socket of the server and the Worker that serves it. */
 interface Lane {
   socket: BoundSocket;
+  /** Its sink of forged local sources, -1 when none. */
+  spoofSinkFd: number;
   started: Promise<void>;
   worker: Worker;
   events: EchoEventReader;
@@ -168,17 +183,36 @@ export function serveBatch(options: BatchServeOptions): BatchServer {
   const batchSize = options.batchSize ?? DEFAULT_BATCH_SIZE;
   checkBatchSize(batchSize);
   const libc = openLibc();
-  let sockets: BoundSocket[];
+  const interfaces = listInterfaces();
+  // Without the host's addresses there is nothing to guard with.
+  let guardedAddresses = interfaces && hostAddresses(interfaces);
+  const program = guardedAddresses && spoofProgram(guardedAddresses);
+  let sockets: BoundSocket[] = [];
+  const spoofSinks: number[] = [];
   try {
     sockets = bindAll(options, {
       bind: (hostname, port) => {
         checkNetPermission(hostname, port);
-        return bindSocket(libc, hostname, port, undefined, { receiveTimes });
+        return bindSocket(libc, hostname, port, undefined, {
+          receiveTimes,
+          beforeBind: program === undefined
+            ? undefined
+            : (fd) =>
+              attachSpoofProgram(libc, fd, program, { beforeBind: true }),
+        });
       },
       portOf: (socket) => socket.addr.port,
       close: (socket) => libc.symbols.close(socket.fd),
     });
+    if (program !== undefined) {
+      for (const socket of sockets) {
+        spoofSinks.push(bindSpoofSink(libc, socket));
+      }
+    }
   } catch (error) {
+    // bindAll closed what it bound if it threw; sockets is then empty.
+    for (const fd of spoofSinks) libc.symbols.close(fd);
+    for (const socket of sockets) libc.symbols.close(socket.fd);
     releaseLibc();
     throw error;
   }
@@ -186,7 +220,6 @@ export function serveBatch(options: BatchServeOptions): BatchServer {
   const decideModule = options.decideModule === undefined
     ? POLICY_HOOK_URL
     : options.decideModule;
-  const interfaces = listInterfaces();
   const policy = serverPolicy(options.policy, {
     addrs,
     asked: addrs.map((addr) => addr.hostname),
@@ -214,13 +247,19 @@ export function serveBatch(options: BatchServeOptions): BatchServer {
   const lanes: Lane[] = [];
   const configs: WorkerConfig[] = [];
   try {
-    for (const socket of sockets) {
+    for (const [k, socket] of sockets.entries()) {
       const channel = createEchoChannel(datagramEvents);
+      const spoofSinkFd = spoofSinks[k] ?? -1;
       lanes.push(
-        startWorker(socket, new EchoEventReader(channel, socket.addr)),
+        startWorker(
+          socket,
+          spoofSinkFd,
+          new EchoEventReader(channel, socket.addr),
+        ),
       );
       configs.push({
         fd: socket.fd,
+        spoofSinkFd,
         family: socket.family,
         localHostname: socket.addr.hostname,
         localPort: socket.addr.port,
@@ -238,18 +277,24 @@ export function serveBatch(options: BatchServeOptions): BatchServer {
   } catch (error) {
     // No Worker has its configuration yet, so none is in a system call.
     for (const lane of lanes) lane.worker.terminate();
+    for (const fd of spoofSinks) libc.symbols.close(fd);
     for (const socket of sockets) libc.symbols.close(socket.fd);
     releaseLibc();
     throw error;
   }
   lanes.forEach((lane, k) => lane.worker.postMessage(configs[k]));
 
-  function startWorker(socket: BoundSocket, events: EchoEventReader): Lane {
+  function startWorker(
+    socket: BoundSocket,
+    spoofSinkFd: number,
+    events: EchoEventReader,
+  ): Lane {
     const worker = new Worker(WORKER_URL, { type: "module" });
     const { promise: done, resolve, reject } = Promise.withResolvers<void>();
     const started = Promise.withResolvers<void>();
     const lane: Lane = {
       socket,
+      spoofSinkFd,
       started: started.promise,
       worker,
       events,
@@ -306,15 +351,36 @@ export function serveBatch(options: BatchServeOptions): BatchServer {
       0,
     ),
   });
+  // The host's addresses change at run time (DHCP, SLAAC, an operator):
+  // the guard follows them. An address removed keeps being guarded for up
+  // to one refresh, one added is unguarded as long.
+  const refresh = program === undefined ? undefined : setInterval(() => {
+    const now = listInterfaces();
+    if (now === undefined) return;
+    const addresses = hostAddresses(now);
+    if (addresses.join() === guardedAddresses!.join()) return;
+    guardedAddresses = addresses;
+    const updated = spoofProgram(addresses);
+    for (const lane of lanes) {
+      try {
+        attachSpoofProgram(libc, lane.socket.fd, updated);
+      } catch {
+        // The program before stays; the next change tries again.
+      }
+    }
+  }, ADDRESS_REFRESH_MS);
+  if (refresh !== undefined) Deno.unrefTimer(refresh);
   const { signal } = options;
   const finished = (async () => {
     const outcomes = await Promise.allSettled(lanes.map((lane) => lane.done));
+    clearInterval(refresh);
     // Only now has every loop left its last system call (or never started):
     // the Workers, and with them the buffers the kernel used, may go.
     stop();
     for (const lane of lanes) {
       lane.worker.terminate();
       libc.symbols.close(lane.socket.fd);
+      if (lane.spoofSinkFd >= 0) libc.symbols.close(lane.spoofSinkFd);
     }
     releaseLibc();
     signal?.removeEventListener("abort", stop);
@@ -336,11 +402,12 @@ export function serveBatch(options: BatchServeOptions): BatchServer {
     addrs,
     boundFor: [...options.hostnames],
     // The engine sees each datagram's destination: only the broadcast
-    // sources need the interfaces.
+    // sources and the guard against forged local ones need the interfaces.
     warnings: [
       interfaceWarning(options.hostnames, {
         listed: interfaces !== undefined,
         seesDestination: true,
+        seesArrival: true,
       }),
     ].filter((warning) => warning !== undefined),
     finished,

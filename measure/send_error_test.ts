@@ -39,12 +39,13 @@ async function cannotRun(): Promise<string | undefined> {
 /** Asked once for the whole file: each answer costs a few subprocesses. */
 const CANNOT_RUN = await cannotRun();
 
-function deno(script: string, args: string[]): string {
+function deno(script: string, args: string[], flags: string[] = []): string {
   const quoted = [
     Deno.execPath(),
     "run",
     "--unstable-net",
     "--allow-net",
+    ...flags,
     script,
     ...args,
   ].map((word) => `'${word.replaceAll("'", `'\\''`)}'`);
@@ -53,20 +54,25 @@ function deno(script: string, args: string[]): string {
 
 /**
  * Runs `client.ts args` in a fresh network namespace whose output chain
- * holds `rule` (for UDP to {@linkcode PORT}); with `server`, this project's
- * echo server listens on 127.0.0.1:PORT there first.
+ * holds `rules` (for UDP to {@linkcode PORT}); with `server`, this project's
+ * echo server listens on 127.0.0.1:PORT there first. With `clientFlags`
+ * the client gets those Deno flags too, and with `listRules` the rules and
+ * their counters follow its stderr.
  */
 async function clientInNetns(
-  rule: string,
+  rules: string | string[],
   args: string[],
-  options: { server?: boolean } = {},
+  options: { server?: boolean; clientFlags?: string[]; listRules?: boolean } =
+    {},
 ): Promise<Output> {
   const script = [
     "set -e",
     "ip link set lo up",
     "nft add table ip t",
     `nft add chain ip t out '{ type filter hook output priority 0; }'`,
-    `nft add rule ip t out udp dport ${PORT} ${rule}`,
+    ...[rules].flat().map((rule) =>
+      `nft add rule ip t out udp dport ${PORT} ${rule}`
+    ),
     ...(options.server
       ? [
         "log=$(mktemp)",
@@ -79,7 +85,8 @@ async function clientInNetns(
         `grep -q starting "$log" || { cat "$log" >&2; exit 97; }`,
       ]
       : []),
-    `set +e; ${deno("client.ts", args)}; code=$?`,
+    `set +e; ${deno("client.ts", args, options.clientFlags)}; code=$?`,
+    ...(options.listRules ? ["nft list table ip t >&2"] : []),
     ...(options.server
       ? ['kill -INT "$server"; wait "$server" 2>/dev/null; rm -f "$log"']
       : []),
@@ -200,4 +207,28 @@ Deno.test("a plain echo whose send is refused names the target and the OS error"
     `cannot send to 127.0.0.1:${PORT}: operation not permitted`,
   );
   equal(json.code, 1);
+});
+
+Deno.test("a load on the batch engine tries each probe once when the firewall refuses some in the middle of a sendmmsg batch", async () => {
+  if (CANNOT_RUN) return skip(CANNOT_RUN);
+  const probes = 400;
+  const { stdout, stderr } = await clientInNetns(
+    ["counter", "numgen random mod 4 0 counter reject"],
+    [...TARGET, "--io", "batch", "-w", "32", "-c", `${probes}`, "--json"],
+    {
+      server: true,
+      clientFlags: ["--allow-ffi", `--allow-read=${ROOT.pathname}`],
+      listRules: true,
+    },
+  );
+  const document = JSON.parse(stdout);
+  equal(document.io.backend, "batch", stderr);
+  // The first rule counts every attempt; the second every refusal.
+  const counters = [...stderr.matchAll(/counter packets (\d+)/g)]
+    .map((found) => Number(found[1]));
+  equal(counters.length, 2, stderr);
+  ok(document.send_errors > 0, "some sends were refused");
+  equal(document.sent + document.send_errors, probes);
+  equal(counters[0], probes, "each probe was tried once");
+  equal(counters[1], document.send_errors, "each refusal counted once");
 });

@@ -61,17 +61,25 @@ export type { HostPort };
  *   destination and checks this, before everything else; the socket
  *   backend binds one socket per interface address instead, which receives
  *   no broadcasts;
+ * - `spoofed-local`: the source is one of this host's own addresses, but
+ *   the datagram arrived on an interface other than loopback, where no
+ *   datagram of this host comes from: forged, and an echo would go to a
+ *   service on this host (two echo servers on one host would answer each
+ *   other). Only the batch engine sees the arrival interface (its kernel
+ *   sets such datagrams aside before everything else, `kernel/_spoof_guard.ts`);
  * - `too-large`: longer than `maxSize`;
  * - `low-port`: source port 0 or below 1024 (a system service, or forged);
  * - `service-port`: a source port in {@linkcode REFUSED_SERVICE_PORTS};
  * - `bad-source`: a broadcast, multicast, unspecified, reserved or
- *   unparsable source address;
+ *   unparsable source address, or the network address of one of this
+ *   host's subnets;
  * - `own-address`: the source is one of the server's own sockets;
  * - `denied`: matched `deny`, or `allow` was given and did not match;
  * - `rate-limited`: the source spent its token bucket.
  */
 export type DropReason =
   | "not-unicast"
+  | "spoofed-local"
   | "too-large"
   | "low-port"
   | "service-port"
@@ -83,6 +91,7 @@ export type DropReason =
 /** Every reason a datagram can be dropped for, in the order they are checked. */
 export const DROP_REASONS: readonly DropReason[] = [
   "not-unicast",
+  "spoofed-local",
   "too-large",
   "low-port",
   "service-port",
@@ -100,14 +109,15 @@ export type VerdictCounts = Record<Verdict, number>;
 
 const VERDICTS: readonly Verdict[] = ["echo", ...DROP_REASONS];
 const ECHO = 0;
-// 1 is not-unicast, which the engine decides before the policy.
-const TOO_LARGE = 2;
-const LOW_PORT = 3;
-const SERVICE_PORT = 4;
-const BAD_SOURCE = 5;
-const OWN_ADDRESS = 6;
-const DENIED = 7;
-const RATE_LIMITED = 8;
+// 1 and 2 are not-unicast and spoofed-local, which the engine decides
+// before the policy.
+const TOO_LARGE = 3;
+const LOW_PORT = 4;
+const SERVICE_PORT = 5;
+const BAD_SOURCE = 6;
+const OWN_ADDRESS = 7;
+const DENIED = 8;
+const RATE_LIMITED = 9;
 
 /**
  * Source ports above 1023 of UDP services that answer unsolicited datagrams,
@@ -166,7 +176,10 @@ export interface PolicyOptions {
    * itself. Loopback addresses always count.
    */
   interfaceAddresses?: readonly string[];
-  /** Directed broadcast addresses of this host's networks, refused as sources. */
+  /**
+   * Directed broadcast and network addresses of this host's networks,
+   * refused as sources.
+   */
   broadcastAddresses?: readonly string[];
   /** Milliseconds on a monotonic clock. Defaults to `performance.now`. */
   clock?: () => number;

@@ -460,8 +460,10 @@ Deno.test("EchoPolicy counts every verdict by its fixed name", () => {
   verdictOf(policy, "192.0.2.1");
   deepEqual(policy.counts(), {
     "echo": 1,
-    // Decided by the batch engine, which sees the destination, never here.
+    // Decided by the batch engine, which sees the destination and the
+    // arrival interface, never here.
     "not-unicast": 0,
+    "spoofed-local": 0,
     "too-large": 1,
     "low-port": 1,
     "service-port": 1,

@@ -13,273 +13,29 @@
  */
 
 import { deepEqual, equal, match, ok } from "node:assert/strict";
-import { ROOT } from "../testing/cli.ts";
+import {
+  events,
+  NetnsServer as Server,
+  nsTest,
+  reportSkip,
+  SYS,
+} from "../testing/netns.ts";
 
-const SYS = "--allow-sys=networkInterfaces";
 const IO_BACKENDS = ["socket", "batch"] as const;
 
-// Sends one datagram and reports the source of every reply: it waits up to
-// \`patience\` ms for the first, then \`quiet\` ms more after each.
-const PEER = `
-const [host, port, patience, quiet] = Deno.args;
-const conn = Deno.listenDatagram({
-  transport: "udp",
-  hostname: host.includes(":") ? "::" : "0.0.0.0",
-  port: 0,
-});
-await conn.send(new TextEncoder().encode("ping"), {
-  transport: "udp", hostname: host, port: Number(port),
-});
-let timer = setTimeout(() => conn.close(), Number(patience));
-const replies = [];
-try {
-  for (;;) {
-    replies.push((await conn.receive())[1].hostname);
-    clearTimeout(timer);
-    timer = setTimeout(() => conn.close(), Number(quiet));
-  }
-} catch { /* closed */ }
-console.log(JSON.stringify(replies));
-`;
-
-/** How long a peer listens for a reply that should not come, in ms. */
-const QUIET_MS = 400;
-
-/** How long a peer waits for a reply that should come: a busy machine's server may be slow. */
-const PATIENCE_MS = 10_000;
-
-async function run(
-  command: string,
-  args: string[],
-  input?: string,
-): Promise<{ success: boolean; stdout: string; stderr: string }> {
-  try {
-    const child = new Deno.Command(command, {
-      args,
-      stdin: input === undefined ? "null" : "piped",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    if (input !== undefined) {
-      const writer = child.stdin.getWriter();
-      await writer.write(new TextEncoder().encode(input));
-      await writer.close();
-    }
-    const { success, stdout, stderr } = await child.output();
-    const decoder = new TextDecoder();
-    return {
-      success,
-      stdout: decoder.decode(stdout),
-      stderr: decoder.decode(stderr),
-    };
-  } catch (error) {
-    return { success: false, stdout: "", stderr: String(error) };
-  }
-}
-
-async function cannotRun(): Promise<string | undefined> {
-  if (Deno.build.os !== "linux") return "network namespaces need Linux";
-  for (const tool of ["ip", "nft"]) {
-    if (!(await run("sh", ["-c", `command -v ${tool}`])).success) {
-      return `${tool} is not installed (Debian: apt-get install iproute2 nftables)`;
-    }
-  }
-  if (!(await run("unshare", ["-n", "true"])).success) {
-    return "private network namespaces need root";
-  }
-  return undefined;
-}
-
-const SKIP = await cannotRun();
-if (SKIP !== undefined) console.log(`skipped: wildcard tests: ${SKIP}`);
-
-let made = 0;
-
-/** Two namespaces joined by a veth pair; `close()` deletes them. */
-class Lan {
-  readonly server: string;
-  readonly peer: string;
-  readonly peerLink: string;
-
-  private constructor(id: string) {
-    this.server = `uews${id}`;
-    this.peer = `uewp${id}`;
-    this.peerLink = `uewp${id}`;
-  }
-
-  static async open(): Promise<Lan> {
-    const id = `${Deno.pid % 100_000}x${made++}`;
-    const lan = new Lan(id);
-    const s = lan.server;
-    const p = lan.peer;
-    const serverLink = `uews${id}`;
-    try {
-      await lan.sh([
-        `ip netns add ${s}`,
-        `ip netns add ${p}`,
-        `ip link add ${serverLink} netns ${s} type veth peer name ${lan.peerLink} netns ${p}`,
-        // No link-local address of its own making: one still checked for
-        // uniqueness cannot be bound yet.
-        `ip -n ${s} link set ${serverLink} addrgenmode none`,
-        `ip -n ${p} link set ${lan.peerLink} addrgenmode none`,
-        `ip -n ${s} link set lo up`,
-        `ip -n ${p} link set lo up`,
-        `ip -n ${s} addr add 127.0.0.2/8 dev lo`,
-        `ip -n ${s} addr add ::2/128 dev lo nodad`,
-        `ip -n ${s} addr add 10.1.0.1/24 broadcast + dev ${serverLink}`,
-        `ip -n ${s} addr add fd00:1::1/64 dev ${serverLink} nodad`,
-        `ip -n ${s} addr add fe80::1/64 dev ${serverLink} nodad`,
-        `ip -n ${p} addr add 10.1.0.2/24 broadcast + dev ${lan.peerLink}`,
-        `ip -n ${p} addr add fd00:1::2/64 dev ${lan.peerLink} nodad`,
-        `ip -n ${s} link set ${serverLink} up`,
-        `ip -n ${p} link set ${lan.peerLink} up`,
-      ]);
-    } catch (error) {
-      await lan.close();
-      throw error;
-    }
-    return lan;
-  }
-
-  async sh(lines: string[]): Promise<void> {
-    const { success, stderr } = await run("sh", [
-      "-ec",
-      lines.join("\n"),
-    ]);
-    if (!success) throw new Error(`Cannot set up the namespaces: ${stderr}`);
-  }
-
-  /**
-   * Sources of the replies to one datagram sent from namespace `from`;
-   * `replies` is how many should come (0 waits only a short while).
-   */
-  async ping(
-    from: string,
-    host: string,
-    port: number,
-    replies = 1,
-  ): Promise<string[]> {
-    const { stdout, stderr } = await run("ip", [
-      "netns",
-      "exec",
-      from,
-      Deno.execPath(),
-      "run",
-      "--unstable-net",
-      "--allow-net",
-      "-",
-      host,
-      String(port),
-      String(replies > 0 ? PATIENCE_MS : QUIET_MS),
-      String(QUIET_MS),
-    ], PEER);
-    ok(stdout.startsWith("["), stderr);
-    return JSON.parse(stdout);
-  }
-
-  async close(): Promise<void> {
-    await run("ip", ["netns", "del", this.server]);
-    await run("ip", ["netns", "del", this.peer]);
-  }
-}
-
-/** `server.ts` in the server namespace, as `deno task server` runs it. */
-class Server {
-  #child: Deno.ChildProcess;
-  #lines: string[] = [];
-  #stdout: Promise<void>;
-  #stderr: Promise<string>;
-
-  constructor(lan: Lan, args: string[], flags: string[]) {
-    const child = new Deno.Command("ip", {
-      args: [
-        "netns",
-        "exec",
-        lan.server,
-        Deno.execPath(),
-        "run",
-        "--unstable-net",
-        "--allow-net",
-        "--allow-ffi",
-        `--allow-read=${ROOT.pathname}`,
-        ...flags,
-        new URL("server.ts", ROOT).pathname,
-        "-p",
-        "0",
-        "-q",
-        ...args,
-      ],
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-      env: { NO_COLOR: "1" },
-    }).spawn();
-    this.#child = child;
-    this.#stderr = new Response(child.stderr).text();
-    this.#stdout = (async () => {
-      let rest = "";
-      for await (
-        const chunk of child.stdout.pipeThrough(new TextDecoderStream())
-      ) {
-        const parts = (rest + chunk).split("\n");
-        rest = parts.pop()!;
-        this.#lines.push(...parts);
-      }
-    })();
-  }
-
-  /** The port, once the first socket's line is out. */
-  async port(): Promise<number> {
-    for (let i = 0; i < 200; i++) {
-      const first = this.#lines[0];
-      if (first !== undefined) {
-        return first.startsWith("{")
-          ? JSON.parse(first).port
-          : Number(/port (\d+)/.exec(first)![1]);
-      }
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-    this.#child.kill("SIGKILL");
-    throw new Error(`server.ts did not start: ${await this.stop()}`);
-  }
-
-  /** Stops it with SIGINT; its stdout lines and its stderr. */
-  async stop(): Promise<{ lines: string[]; stderr: string }> {
-    try {
-      this.#child.kill("SIGINT");
-    } catch {
-      // Already gone.
-    }
-    await this.#child.status;
-    await this.#stdout;
-    return { lines: this.#lines, stderr: await this.#stderr };
-  }
-}
-
-function events(lines: string[], event: string): Record<string, unknown>[] {
-  return lines.map((line) => JSON.parse(line)).filter((e) => e.event === event);
-}
-
-function nsTest(name: string, fn: (lan: Lan) => Promise<void>): void {
-  Deno.test({
-    name,
-    ignore: SKIP !== undefined,
-    fn: async () => {
-      const lan = await Lan.open();
-      try {
-        await fn(lan);
-      } finally {
-        await lan.close();
-      }
-    },
-  });
-}
+reportSkip("wildcard tests");
 
 for (const io of IO_BACKENDS) {
   nsTest(
     `server.ts -H 0.0.0.0 --io ${io} replies from the address asked, never echoes a subnet broadcast or a forged broadcast source`,
     async (lan) => {
-      const server = new Server(lan, ["-H", "0.0.0.0", "--io", io, "--json"], [
+      const server = new Server(lan.server, [
+        "-H",
+        "0.0.0.0",
+        "--io",
+        io,
+        "--json",
+      ], [
         SYS,
       ]);
       let lines: string[] = [];
@@ -325,7 +81,11 @@ EOF`,
   nsTest(
     `server.ts -H :: --io ${io} replies from the address asked, IPv6 and IPv4`,
     async (lan) => {
-      const server = new Server(lan, ["-H", "::", "--io", io, "--json"], [SYS]);
+      const server = new Server(
+        lan.server,
+        ["-H", "::", "--io", io, "--json"],
+        [SYS],
+      );
       let lines: string[] = [];
       try {
         const port = await server.port();
@@ -369,8 +129,14 @@ EOF`,
   nsTest(
     `server.ts -H 0.0.0.0 --io ${io} without ${SYS} warns once about what it cannot check`,
     async (lan) => {
-      const json = new Server(lan, ["-H", "0.0.0.0", "--io", io, "--json"], []);
-      const text = new Server(lan, ["-H", "0.0.0.0", "--io", io], []);
+      const json = new Server(lan.server, [
+        "-H",
+        "0.0.0.0",
+        "--io",
+        io,
+        "--json",
+      ], []);
+      const text = new Server(lan.server, ["-H", "0.0.0.0", "--io", io], []);
       let reply: string[] = [];
       let lines: string[] = [];
       let stderr = "";
