@@ -3,7 +3,8 @@
  * computed dynamic imports are not in the module graph `deno compile`
  * embeds, so each must be named with `--include`, and a rename must break
  * this test rather than a binary at run time. The binaries themselves cannot
- * be built here (compiling downloads the runtime), see README "Binaries".
+ * be built here (compiling downloads the runtime), see docs/development.md,
+ * Binaries.
  */
 
 import { deepEqual, equal, ok } from "node:assert/strict";

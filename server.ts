@@ -13,9 +13,9 @@
  *
  * The shebang, `deno task server` and `deno task compile` add
  * `--v8-flags=--max-semi-space-size=4`: it caps V8's young generation, so
- * the resident size stays flat over millions of echoes (README,
- * Performance). A program that imports `serveEcho` can give its own
- * `deno run` the same flag.
+ * the resident size stays flat over millions of echoes
+ * (docs/performance.md, Memory). A program that imports `serveEcho` can
+ * give its own `deno run` the same flag.
  *
  * Or use it as a module:
  *

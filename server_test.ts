@@ -521,7 +521,7 @@ Deno.test("server.ts shebang and the deno.json server tasks give the same V8 fla
     "\n",
   )[0]!;
   const expected = v8Flags(shebang);
-  // The flag keeps resident memory flat under load (README, Performance).
+  // The flag keeps resident memory flat under load (docs/performance.md, Memory).
   deepEqual(expected, ["--v8-flags=--max-semi-space-size=4"]);
   const { tasks } = JSON.parse(
     await Deno.readTextFile(new URL("deno.json", ROOT)),

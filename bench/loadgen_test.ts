@@ -62,9 +62,13 @@ Deno.test("runLoad() counts a reply that differs from what was sent as corrupt",
       port: (reflector.addr as Deno.NetAddr).port,
       window: 4,
       size: 64,
-      duration: 0.2,
+      // A corrupt echo sends nothing more: the datagram is sent again only
+      // after the loss timeout, under a new number, so a later echo of the
+      // old one no longer counts. The timeout leaves a busy machine time for
+      // one round trip; the run ends a timeout after its duration.
+      duration: 1,
       warmup: 0,
-      lossTimeout: 50,
+      lossTimeout: 500,
     });
     equal(result.echoes, 0);
     ok(result.corrupt > 0);

@@ -51,7 +51,7 @@ import type {
   ServerEvent,
 } from "./types.ts";
 
-// Receives in flight at most per socket (README, "Performance": more
+// Receives in flight at most per socket (bench/RESULTS.md, "The loop": more
 // receivers raise the round trip at one datagram in flight).
 const MAX_RECEIVERS = 4;
 

@@ -196,11 +196,6 @@ export class ChannelWriter {
     return Atomics.load(this.#control, IN_FLIGHT) < this.#maxInFlight;
   }
 
-  /** Counts an event dropped by its writer (see {@linkcode dropped}). */
-  drop(): void {
-    this.#dropped[0]!++;
-  }
-
   /**
    * Makes room for one record carrying `byteLength` bytes and points
    * {@linkcode at} and {@linkcode byteAt} at it; returns false, and counts

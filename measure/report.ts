@@ -1,7 +1,7 @@
 /**
  * How the measurement client reports: ping-style lines per reply, a summary
  * in the spirit of ping and irtt, a live status line, and the JSON document
- * (`--json`) and event stream (`--ndjson`) described in the README. Pure
+ * (`--json`) and event stream (`--ndjson`) described in docs/json.md. Pure
  * formatting: nothing here touches a socket.
  *
  * @example Format a reply the way ping does

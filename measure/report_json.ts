@@ -1,7 +1,7 @@
 /**
- * The measurement client's `--json` document and `--ndjson` events, as the
- * README's schema section describes them. Numbers keep their full
- * precision (round trips to the nanosecond); NaN and Infinity become null.
+ * The measurement client's `--json` document and `--ndjson` events, as
+ * docs/json.md describes them. Numbers keep their full precision (round
+ * trips to the nanosecond); NaN and Infinity become null.
  *
  * @module
  */

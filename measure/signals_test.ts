@@ -65,8 +65,25 @@ function spawnClient(args: string[], io?: (typeof IO_MODES)[number]) {
   );
   const stdout = new Response(child.stdout).text();
   const stderr = new Response(child.stderr).text();
+  let exited = false;
+  child.status.then(() => exited = true);
   return {
     kill: (signal: Deno.Signal) => child.kill(signal),
+    /** Waits until `check` holds; fails with the client's output if it ends first. */
+    async until(check: () => boolean, what: string) {
+      try {
+        await waitUntil(() => check() || exited, what);
+      } catch (error) {
+        child.kill("SIGKILL");
+        throw error;
+      }
+      if (!check()) {
+        const { code } = await child.status;
+        throw new Error(
+          `Cannot wait until ${what}: the client ended (exit ${code}): ${await stdout}${await stderr}`,
+        );
+      }
+    },
     /** Waits for the end; kills the client and fails if it runs past `HANG_MS`. */
     async finish() {
       let timer: ReturnType<typeof setTimeout> | undefined;
@@ -104,7 +121,7 @@ for (const io of IO_MODES) {
       "50",
       "--json",
     ], io);
-    await waitUntil(() => server.received() >= 3, "3 probes arrived");
+    await client.until(() => server.received() >= 3, "3 probes arrived");
     client.kill("SIGTERM");
     const { code, stdout, stderr } = await client.finish();
     equal(stderr, "");
@@ -131,7 +148,7 @@ for (const io of IO_MODES) {
       "-q",
     ], io);
     // Past the first window: the window has moved on replies.
-    await waitUntil(() => server.received() > 64, "64 probes arrived");
+    await client.until(() => server.received() > 64, "64 probes arrived");
     client.kill("SIGINT");
     const { code, stdout } = await client.finish();
     match(stdout, /^\d+ sent, \d+ received, 0 lost, /m);
@@ -156,7 +173,7 @@ for (const io of IO_MODES) {
       "10000",
       "--json",
     ], io);
-    await waitUntil(() => silent.received() >= 16, "the window was sent");
+    await client.until(() => silent.received() >= 16, "the window was sent");
     // Two kinds of signal: two of one kind, sent at once, may reach the
     // client as one. Either order is a first and a second signal.
     client.kill("SIGINT");
@@ -216,7 +233,7 @@ for (const io of IO_MODES) {
       "100",
       "-q",
     ], io);
-    await waitUntil(() => server.received() >= 100, "100 probes arrived");
+    await client.until(() => server.received() >= 100, "100 probes arrived");
     client.kill("SIGINT");
     const signalled = performance.now();
     const { stdout, ended } = await client.finish();
@@ -337,7 +354,7 @@ Deno.test("SIGINT during a sweep reports the try it cut short as in flight, not 
   ]);
   // The first try times out at 1 s; the second is cut short: it has 1 s to
   // be heard in.
-  await waitUntil(() => silent.received() >= 2, "the second try was sent");
+  await client.until(() => silent.received() >= 2, "the second try was sent");
   client.kill("SIGINT");
   const { code, stdout } = await client.finish();
   const document = JSON.parse(stdout);

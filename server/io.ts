@@ -2,10 +2,11 @@
  * Starting the echo server on the backend `--io` stands for: the choice is
  * `kernel/choice.ts`'s, as for a measurement; with `auto`, a kernel engine
  * that cannot start gives way to Deno's sockets. The batch engine
- * (`recvmmsg`/`sendmmsg` through FFI) is faster under load (README, Batched
- * I/O), but it needs `--allow-ffi`, which is full access to the process; so
- * it is used only where the permissions already allow it, and the server
- * says which one runs.
+ * (`recvmmsg`/`sendmmsg` through FFI) is faster under load
+ * (docs/server.md, I/O backends; docs/performance.md), but it needs
+ * `--allow-ffi`, which is full access to the process; so it is used only
+ * where the permissions already allow it, and the server says which one
+ * runs.
  *
  * @example Try the engine, fall back to sockets
  * ```ts

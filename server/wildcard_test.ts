@@ -18,9 +18,10 @@ import { ROOT } from "../testing/cli.ts";
 const SYS = "--allow-sys=networkInterfaces";
 const IO_BACKENDS = ["socket", "batch"] as const;
 
-// Sends one datagram and reports the source of every reply within `wait`.
+// Sends one datagram and reports the source of every reply: it waits up to
+// \`patience\` ms for the first, then \`quiet\` ms more after each.
 const PEER = `
-const [host, port, wait] = Deno.args;
+const [host, port, patience, quiet] = Deno.args;
 const conn = Deno.listenDatagram({
   transport: "udp",
   hostname: host.includes(":") ? "::" : "0.0.0.0",
@@ -29,13 +30,23 @@ const conn = Deno.listenDatagram({
 await conn.send(new TextEncoder().encode("ping"), {
   transport: "udp", hostname: host, port: Number(port),
 });
-setTimeout(() => conn.close(), Number(wait));
+let timer = setTimeout(() => conn.close(), Number(patience));
 const replies = [];
 try {
-  for (;;) replies.push((await conn.receive())[1].hostname);
+  for (;;) {
+    replies.push((await conn.receive())[1].hostname);
+    clearTimeout(timer);
+    timer = setTimeout(() => conn.close(), Number(quiet));
+  }
 } catch { /* closed */ }
 console.log(JSON.stringify(replies));
 `;
+
+/** How long a peer listens for a reply that should not come, in ms. */
+const QUIET_MS = 400;
+
+/** How long a peer waits for a reply that should come: a busy machine's server may be slow. */
+const PATIENCE_MS = 10_000;
 
 async function run(
   command: string,
@@ -138,8 +149,16 @@ class Lan {
     if (!success) throw new Error(`Cannot set up the namespaces: ${stderr}`);
   }
 
-  /** Sources of the replies to one datagram sent from namespace `from`. */
-  async ping(from: string, host: string, port: number): Promise<string[]> {
+  /**
+   * Sources of the replies to one datagram sent from namespace `from`;
+   * `replies` is how many should come (0 waits only a short while).
+   */
+  async ping(
+    from: string,
+    host: string,
+    port: number,
+    replies = 1,
+  ): Promise<string[]> {
     const { stdout, stderr } = await run("ip", [
       "netns",
       "exec",
@@ -151,7 +170,8 @@ class Lan {
       "-",
       host,
       String(port),
-      "400",
+      String(replies > 0 ? PATIENCE_MS : QUIET_MS),
+      String(QUIET_MS),
     ], PEER);
     ok(stdout.startsWith("["), stderr);
     return JSON.parse(stdout);
@@ -262,11 +282,12 @@ for (const io of IO_BACKENDS) {
       const server = new Server(lan, ["-H", "0.0.0.0", "--io", io, "--json"], [
         SYS,
       ]);
+      let lines: string[] = [];
       try {
         const port = await server.port();
         deepEqual(await lan.ping(lan.server, "127.0.0.2", port), ["127.0.0.2"]);
         deepEqual(await lan.ping(lan.peer, "10.1.0.1", port), ["10.1.0.1"]);
-        deepEqual(await lan.ping(lan.peer, "10.1.0.255", port), []);
+        deepEqual(await lan.ping(lan.peer, "10.1.0.255", port, 0), []);
         // From now on the peer's datagrams to the server claim to come from
         // the subnet's directed broadcast address.
         await lan.sh([
@@ -279,22 +300,24 @@ table ip forge {
 }
 EOF`,
         ]);
-        deepEqual(await lan.ping(lan.peer, "10.1.0.1", port), []);
+        deepEqual(await lan.ping(lan.peer, "10.1.0.1", port, 0), []);
       } finally {
-        const { lines } = await server.stop();
-        const listening = events(lines, "listening").map((e) => e.address);
-        const [shutdown] = events(lines, "shutdown");
-        deepEqual(events(lines, "warning"), []);
-        equal(shutdown!.echoed, 2);
-        if (io === "batch") {
-          deepEqual(listening, ["0.0.0.0"], "the engine keeps one socket");
-          deepEqual(shutdown!.dropped, { "not-unicast": 1, "bad-source": 1 });
-        } else {
-          deepEqual(listening, ["127.0.0.1", "127.0.0.2", "10.1.0.1"]);
-          // No socket is bound to the broadcast: it never arrives.
-          deepEqual(shutdown!.dropped, { "bad-source": 1 });
-          equal(shutdown!.received, 3);
-        }
+        // Stopped here, checked below: a failed check in `finally` would
+        // hide the failure that led here.
+        ({ lines } = await server.stop());
+      }
+      const listening = events(lines, "listening").map((e) => e.address);
+      const [shutdown] = events(lines, "shutdown");
+      deepEqual(events(lines, "warning"), []);
+      equal(shutdown!.echoed, 2);
+      if (io === "batch") {
+        deepEqual(listening, ["0.0.0.0"], "the engine keeps one socket");
+        deepEqual(shutdown!.dropped, { "not-unicast": 1, "bad-source": 1 });
+      } else {
+        deepEqual(listening, ["127.0.0.1", "127.0.0.2", "10.1.0.1"]);
+        // No socket is bound to the broadcast: it never arrives.
+        deepEqual(shutdown!.dropped, { "bad-source": 1 });
+        equal(shutdown!.received, 3);
       }
     },
   );
@@ -303,6 +326,7 @@ EOF`,
     `server.ts -H :: --io ${io} replies from the address asked, IPv6 and IPv4`,
     async (lan) => {
       const server = new Server(lan, ["-H", "::", "--io", io, "--json"], [SYS]);
+      let lines: string[] = [];
       try {
         const port = await server.port();
         deepEqual(await lan.ping(lan.server, "::2", port), ["::2"]);
@@ -310,35 +334,35 @@ EOF`,
           "127.0.0.2",
         ]);
         deepEqual(await lan.ping(lan.peer, "fd00:1::1", port), ["fd00:1::1"]);
-        deepEqual(await lan.ping(lan.peer, "10.1.0.255", port), []);
-        deepEqual(await lan.ping(lan.peer, "ff02::1", port), []);
+        deepEqual(await lan.ping(lan.peer, "10.1.0.255", port, 0), []);
+        deepEqual(await lan.ping(lan.peer, "ff02::1", port, 0), []);
       } finally {
-        const { lines } = await server.stop();
-        const listening = events(lines, "listening").map((e) => e.address);
-        deepEqual(events(lines, "warning"), []);
-        const [shutdown] = events(lines, "shutdown");
-        if (io === "batch") {
-          deepEqual(listening, ["::"]);
-          // The IPv4 broadcast, and the multicast if it was delivered at all.
-          const dropped = shutdown!.dropped as Record<string, number>;
-          ok(dropped["not-unicast"]! >= 1, JSON.stringify(dropped));
-        } else {
-          // Link-local addresses are bound with their zone.
-          deepEqual(
-            new Set(listening),
-            new Set([
-              "127.0.0.1",
-              "127.0.0.2",
-              "10.1.0.1",
-              "::1",
-              "::2",
-              "fd00:1::1",
-              "fe80::1",
-            ]),
-          );
-        }
-        equal(shutdown!.echoed, 3);
+        ({ lines } = await server.stop());
       }
+      const listening = events(lines, "listening").map((e) => e.address);
+      deepEqual(events(lines, "warning"), []);
+      const [shutdown] = events(lines, "shutdown");
+      if (io === "batch") {
+        deepEqual(listening, ["::"]);
+        // The IPv4 broadcast, and the multicast if it was delivered at all.
+        const dropped = shutdown!.dropped as Record<string, number>;
+        ok(dropped["not-unicast"]! >= 1, JSON.stringify(dropped));
+      } else {
+        // Link-local addresses are bound with their zone.
+        deepEqual(
+          new Set(listening),
+          new Set([
+            "127.0.0.1",
+            "127.0.0.2",
+            "10.1.0.1",
+            "::1",
+            "::2",
+            "fd00:1::1",
+            "fe80::1",
+          ]),
+        );
+      }
+      equal(shutdown!.echoed, 3);
     },
   );
 
@@ -348,33 +372,35 @@ EOF`,
       const json = new Server(lan, ["-H", "0.0.0.0", "--io", io, "--json"], []);
       const text = new Server(lan, ["-H", "0.0.0.0", "--io", io], []);
       let reply: string[] = [];
+      let lines: string[] = [];
+      let stderr = "";
       try {
         reply = await lan.ping(lan.server, "127.0.0.2", await json.port());
         await text.port();
       } finally {
-        const { lines } = await json.stop();
-        const { stderr } = await text.stop();
-        deepEqual(events(lines, "listening").map((e) => e.address), [
-          "0.0.0.0",
-        ]);
-        const warnings = events(lines, "warning");
-        equal(warnings.length, 1);
-        const message = warnings[0]!.message as string;
-        match(
-          message,
-          new RegExp(`cannot list the network interfaces.*${SYS}`),
-        );
-        match(message, /directed broadcast/);
-        equal(stderr, `warning: ${message}\n`);
-        if (io === "batch") {
-          // The engine sees the destination even so.
-          deepEqual(reply, ["127.0.0.2"]);
-          ok(!message.includes("one socket per interface address"));
-        } else {
-          // What the warning says: the reply leaves from another address.
-          deepEqual(reply, ["127.0.0.1"]);
-          match(message, /one socket per interface address/);
-        }
+        ({ lines } = await json.stop());
+        ({ stderr } = await text.stop());
+      }
+      deepEqual(events(lines, "listening").map((e) => e.address), [
+        "0.0.0.0",
+      ]);
+      const warnings = events(lines, "warning");
+      equal(warnings.length, 1);
+      const message = warnings[0]!.message as string;
+      match(
+        message,
+        new RegExp(`cannot list the network interfaces.*${SYS}`),
+      );
+      match(message, /directed broadcast/);
+      equal(stderr, `warning: ${message}\n`);
+      if (io === "batch") {
+        // The engine sees the destination even so.
+        deepEqual(reply, ["127.0.0.2"]);
+        ok(!message.includes("one socket per interface address"));
+      } else {
+        // What the warning says: the reply leaves from another address.
+        deepEqual(reply, ["127.0.0.1"]);
+        match(message, /one socket per interface address/);
       }
     },
   );

@@ -6,7 +6,7 @@
  */
 
 /** How long {@linkcode waitUntil} waits before it fails, unless told. */
-export const WAIT_LIMIT_MS = 20_000;
+export const WAIT_LIMIT_MS = 60_000;
 
 /**
  * Resolves once `check` holds, polling it every few milliseconds; rejects
