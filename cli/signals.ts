@@ -9,9 +9,10 @@
  * granted. The order is what makes it hold: Deno installs its inspector's
  * handler a moment after start, through the same signal registry as
  * `Deno.addSignalListener`, and that registry calls `sigaction` only for
- * the first listener of a signal. So a listener is added first, whichever
- * of the two comes first, and then the disposition is set to `SIG_IGN`,
- * which no later listener replaces. A timer checks it still holds.
+ * the first listener of a signal. So a listener of our own is added
+ * first (if the runtime's came earlier, nothing changes), then the
+ * disposition is set to `SIG_IGN`, which no later listener replaces,
+ * however late it comes. A timer checks that it still holds.
  *
  * @module
  */
