@@ -79,6 +79,8 @@ import {
   VERSION,
 } from "./cli/flags.ts";
 import { createOutput, type Output, stdinLines } from "./cli/output.ts";
+import { checkFileLimit, readFileLimit } from "./cli/limits.ts";
+import { keepInspectorClosed, onStopSignals } from "./cli/signals.ts";
 
 export {
   EchoClient,
@@ -413,6 +415,21 @@ async function main(args: string[]): Promise<number> {
   }
   if (typeof command === "number") return command;
   const { measure, target, timeout, quiet, json } = command;
+  if (measure !== undefined) {
+    // A measurement or the monitor may run for long: as the server does,
+    // it refuses a limit the runtime would panic under, and keeps the V8
+    // inspector closed.
+    try {
+      checkFileLimit(
+        readFileLimit(),
+        measure.mode === "monitor" ? "the monitor" : "a measurement",
+      );
+    } catch (error) {
+      out.error(error);
+      return EXIT_FAILURE;
+    }
+    keepInspectorClosed({ onWarning: out.warn });
+  }
   if (measure?.mode === "monitor") {
     const { runMonitorCommand } = await import("./metrics/monitor_cli.ts");
     const code = await runMonitorCommand(measure.flags, {
@@ -478,8 +495,7 @@ async function main(args: string[]): Promise<number> {
     if (!out.closed) report.closing();
     Deno.exit(failures === 0 && awaited === undefined && !out.closed ? 0 : 1);
   };
-  Deno.addSignalListener("SIGINT", onSignal);
-  Deno.addSignalListener("SIGTERM", onSignal);
+  const removeSignalListeners = onStopSignals(onSignal);
   try {
     const lines = message !== undefined ? [message] : stdinLines();
     for await (const line of lines) {
@@ -508,8 +524,7 @@ async function main(args: string[]): Promise<number> {
     out.error(error);
     failures++;
   } finally {
-    Deno.removeSignalListener("SIGINT", onSignal);
-    Deno.removeSignalListener("SIGTERM", onSignal);
+    removeSignalListeners();
     await client.close();
   }
   return failures === 0 && !out.closed ? EXIT_OK : EXIT_FAILURE;

@@ -70,6 +70,8 @@ import {
 import { resolveHosts } from "./server/hosts.ts";
 import { checkBatchSupport, IO_MODES, type IoMode } from "./kernel/choice.ts";
 import { runServer } from "./server/run.ts";
+import { checkFileLimit, readFileLimit } from "./cli/limits.ts";
+import { keepInspectorClosed, STOP_SIGNALS } from "./cli/signals.ts";
 
 export {
   serveEcho,
@@ -131,8 +133,11 @@ Options:
 
 Never echoes to source ports below 1024 or of known UDP services, to broadcast,
 multicast or unspecified addresses, or to its own sockets (see README, Security).
-Stops on SIGINT (Ctrl-C) or SIGTERM and prints totals.
-Exit status: 0 stopped by a signal, 1 failure (cannot bind), 2 usage error.`;
+Stops on SIGINT (Ctrl-C), SIGTERM or SIGHUP and prints totals; SIGUSR2 prints a
+stats line. With --allow-ffi, SIGUSR1 is ignored, so it cannot open the V8
+inspector (see docs/security.md).
+Exit status: 0 stopped by a signal, 1 failure (cannot bind, a file descriptor
+limit below 64), 2 usage error.`;
 
 const FLAGS = {
   host: { type: "string", short: "H", multiple: true },
@@ -342,6 +347,15 @@ async function main(args: string[]): Promise<number> {
       return EXIT_USAGE;
     }
   }
+  // Before anything that takes a descriptor: below the minimum the runtime
+  // panics (signal handling, a Worker) where no error can be caught.
+  try {
+    checkFileLimit(readFileLimit(), "the server");
+  } catch (error) {
+    out.error(error);
+    return EXIT_FAILURE;
+  }
+  keepInspectorClosed({ onWarning: out.warn });
 
   const json = flags.json;
   const { failed, drained } = await runServer({
@@ -358,6 +372,7 @@ async function main(args: string[]): Promise<number> {
     json,
     quiet: flags.quiet,
     statsInterval,
+    stopSignals: STOP_SIGNALS,
     rateIsDefault: policyOptions.rate === undefined,
     rateFlags: (["burst", "max-sources"] as const)
       .filter((flag) => flags[flag] !== undefined)

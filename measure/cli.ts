@@ -39,6 +39,7 @@ import { resolveAddress, resolveTarget } from "../net/resolve.ts";
 import { checkUnstableNet, errorMessage } from "../net/errors.ts";
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError } from "../cli/flags.ts";
 import { createStatusLine } from "../cli/output.ts";
+import { STOP_SIGNALS } from "../cli/signals.ts";
 import { lossPercent } from "./stats.ts";
 import { chooseIo, fallbackChoice, type IoChoice } from "../kernel/choice.ts";
 
@@ -59,8 +60,6 @@ export {
 } from "./_plan.ts";
 
 const STATUS_INTERVAL_MS = 250;
-/** The signals that stop a measurement: the first gently, the second at once. */
-const STOP_SIGNALS: Deno.Signal[] = ["SIGINT", "SIGTERM"];
 
 /**
  * The `--json` document (or `--ndjson` line) of a run that failed before it
@@ -113,7 +112,7 @@ async function checkBind(
  * `--max-loss` and an open loop kept up with its rate (a sweep: when any
  * size came back intact), 1 otherwise, 2 for a usage error.
  *
- * The first SIGINT or SIGTERM stops sending and waits for the replies still
+ * The first SIGINT, SIGTERM or SIGHUP stops sending and waits for the replies still
  * due (at most the timeout); a second ends the run at once, reporting the
  * probes still within their timeout as in flight. Either way the summary
  * (or JSON document) is printed and the status follows the results.

@@ -7,6 +7,8 @@
  * @module
  */
 
+export { readFileLimit } from "../cli/limits.ts";
+
 /** Connections an endpoint keeps open at once when the limit allows. */
 export const MAX_HTTP_CONNECTIONS = 256;
 /**
@@ -16,36 +18,6 @@ export const MAX_HTTP_CONNECTIONS = 256;
 export const RESERVED_DESCRIPTORS = 128;
 /** The fewest connections an endpoint takes, however low the limit. */
 const MIN_HTTP_CONNECTIONS = 16;
-/** RLIMIT_NOFILE on Linux (every architecture Deno runs on). */
-const RLIMIT_NOFILE = 7;
-
-/**
- * The soft limit on open file descriptors, read with `getrlimit` through
- * FFI; `undefined` when FFI is not granted (never prompts), off Linux, or
- * when the call fails. An unlimited one is `Infinity`.
- */
-export function readFileLimit(): number | undefined {
-  if (Deno.build.os !== "linux") return undefined;
-  try {
-    if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") {
-      return undefined;
-    }
-    const libc = Deno.dlopen("libc.so.6", {
-      getrlimit: { parameters: ["i32", "buffer"], result: "i32" },
-    });
-    try {
-      const limits = new BigUint64Array(2); // rlim_cur, rlim_max
-      if (libc.symbols.getrlimit(RLIMIT_NOFILE, limits) !== 0) return undefined;
-      const soft = limits[0]!;
-      return soft > BigInt(Number.MAX_SAFE_INTEGER) ? Infinity : Number(soft);
-    } finally {
-      libc.close();
-    }
-  } catch {
-    return undefined;
-  }
-}
-
 /**
  * The connection cap under `limit` (unknown: the full cap): the limit less
  * {@linkcode RESERVED_DESCRIPTORS}, at most {@linkcode MAX_HTTP_CONNECTIONS}.

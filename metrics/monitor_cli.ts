@@ -4,7 +4,7 @@
  * what ping prints per probe (text, `--ndjson`, nothing with `-q`), serves
  * the tallies at `/metrics` and runs probes on demand at `/probe`. It keeps
  * probing when stdout closes (the output says so once on stderr) and ends
- * with exit 0 on SIGINT or SIGTERM. `client.ts` imports this module only
+ * with exit 0 on SIGINT, SIGTERM or SIGHUP. `client.ts` imports this module only
  * when `--metrics` is given.
  *
  * @module
@@ -26,6 +26,7 @@ import {
   UsageError,
 } from "../cli/flags.ts";
 import type { Output } from "../cli/output.ts";
+import { onStopSignals } from "../cli/signals.ts";
 import { MEASURE_RANGES } from "../measure/cli.ts";
 import { runMonitor } from "../measure/monitor.ts";
 import { checkProbeSize, type ProbeEvent } from "../measure/modes.ts";
@@ -81,10 +82,8 @@ export interface MonitorCommandOptions {
   output: Output;
 }
 
-const STOP_SIGNALS: Deno.Signal[] = ["SIGINT", "SIGTERM"];
-
 /**
- * Runs the monitor until SIGINT or SIGTERM; resolves to the exit status:
+ * Runs the monitor until SIGINT, SIGTERM or SIGHUP; resolves to the exit status:
  * 0 when stopped by a signal, 1 when it cannot serve metrics (the address
  * named) or a socket fails, 2 for a usage error.
  */
@@ -164,8 +163,7 @@ export async function runMonitorCommand(
     );
   }
   const controller = new AbortController();
-  const stop = () => controller.abort();
-  for (const signal of STOP_SIGNALS) Deno.addSignalListener(signal, stop);
+  const removeSignalListeners = onStopSignals(() => controller.abort());
   const url = `http://${formatAddress(endpoint.addr)}/metrics`;
   const format = values.ndjson ? "ndjson" : quiet ? "quiet" : "text";
   if (format === "ndjson") {
@@ -220,7 +218,7 @@ export async function runMonitorCommand(
     out.error(error);
     return EXIT_FAILURE;
   } finally {
-    for (const signal of STOP_SIGNALS) Deno.removeSignalListener(signal, stop);
+    removeSignalListeners();
     await endpoint.close();
   }
 }

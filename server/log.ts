@@ -274,30 +274,35 @@ export function createEventLog(
   };
 }
 
-/** Options for {@linkcode startStatsReport}. */
-export interface StatsReportOptions {
-  /** Seconds between lines. */
-  seconds: number;
+/** Options for {@linkcode createStatsReporter}. */
+export interface StatsLineOptions {
   /** JSON lines instead of text. */
   json: boolean;
   /** Called before each line (to flush a pending fold line). */
   beforeLine?: () => void;
 }
 
+/** Options for {@linkcode startStatsReport}. */
+export interface StatsReportOptions extends StatsLineOptions {
+  /** Seconds between lines. */
+  seconds: number;
+}
+
 /**
- * Prints a one-line summary every `seconds`: received (and its rate over
- * the interval), echoed, dropped by cause, errors, active sources, and what
- * the log lost (JSON: `log_lines_dropped`, `log_events_dropped`; text: only
- * when above 0). Never throws from its timer. Returns a function that stops
- * it.
+ * Returns a function that prints one summary line: received (and its rate
+ * since the previous line, or since this was made), echoed, dropped by
+ * cause, errors, active sources, and what the log lost (JSON:
+ * `log_lines_dropped`, `log_events_dropped`; text: only when above 0). A
+ * text line starts with `stats: `, a JSON one is a `stats` event. The
+ * function never throws.
  */
-export function startStatsReport(
+export function createStatsReporter(
   server: EchoServer,
   output: LogOutput,
-  options: StatsReportOptions,
+  options: StatsLineOptions,
 ): () => void {
   const { json, beforeLine } = options;
-  let last = { at: performance.now(), received: 0 };
+  let last = { at: performance.now(), received: server.stats().received };
   const report = () => {
     const stats = server.stats();
     const now = performance.now();
@@ -329,13 +334,29 @@ export function startStatsReport(
       );
     }
   };
-  const timer = setInterval(() => {
+  return () => {
     try {
       report();
     } catch {
-      // A broken output must not end the server from a timer.
+      // A broken output must not end the server from a timer or a signal.
     }
-  }, options.seconds * 1000);
+  };
+}
+
+/**
+ * Prints the line of {@linkcode createStatsReporter} every `seconds`
+ * (`report`, when given, prints it: a line printed another way, such as on
+ * SIGUSR2, then starts the next rate's interval). Never throws from its
+ * timer. Returns a function that stops it.
+ */
+export function startStatsReport(
+  server: EchoServer,
+  output: LogOutput,
+  options: StatsReportOptions & { report?: () => void },
+): () => void {
+  const report = options.report ??
+    createStatsReporter(server, output, options);
+  const timer = setInterval(report, options.seconds * 1000);
   return () => clearInterval(timer);
 }
 

@@ -1,7 +1,8 @@
 /**
- * The server as a program runs it: bind, say what was bound, log, report,
- * stop on SIGINT or SIGTERM, and print the totals, with every line going to
- * the output passed in.
+ * The server as a program runs it: bind, say what was bound, log, report
+ * (every `--stats-interval`, and on SIGUSR2), stop on SIGINT, SIGTERM or
+ * SIGHUP, and print the totals, with every line going to the output passed
+ * in.
  *
  * @module
  */
@@ -16,6 +17,7 @@ import { startEcho } from "./io.ts";
 import {
   announce,
   createEventLog,
+  createStatsReporter,
   type LogOutput,
   printTotals,
   startStatsReport,
@@ -70,6 +72,8 @@ export interface RunServerOptions {
    * allows is answered by a Session-Reflector, on either backend.
    */
   stamp?: { stateful: boolean; format: TimestampFormat };
+  /** The signals that stop the server (the program's `STOP_SIGNALS`). */
+  stopSignals: readonly Deno.Signal[];
   /** Starts an endpoint beside the bound server; throws when it cannot. */
   startSide?: (server: EchoServer, choice: IoChoice) => Promise<SideEndpoint>;
 }
@@ -83,8 +87,8 @@ export interface RunServerResult {
 }
 
 /**
- * Runs the echo server until SIGINT or SIGTERM (SIGBREAK on Windows) and
- * prints its totals. A failure to bind, to start the side endpoint or to
+ * Runs the echo server until SIGINT, SIGTERM or SIGHUP (SIGINT or SIGBREAK
+ * on Windows) and prints its totals; SIGUSR2 prints a stats line. A failure to bind, to start the side endpoint or to
  * run the batch engine is one `error:` line and `failed: true`.
  */
 export async function runServer(
@@ -122,7 +126,19 @@ export async function runServer(
     output.error(error);
     return { failed: true, drained: true };
   }
-  const removeSignalListeners = onShutdownSignal(() => controller.abort());
+  const removeSignalListeners = onSignals(
+    options.stopSignals,
+    () => controller.abort(),
+  );
+  const reportStats = createStatsReporter(server, output, {
+    json,
+    beforeLine: log.flush,
+  });
+  // Windows has no SIGUSR2.
+  const removeStatsSignal = onSignals(
+    Deno.build.os === "windows" ? [] : ["SIGUSR2"],
+    reportStats,
+  );
   announce(server, output, {
     // A name stands for each address it resolved to, a wildcard for each
     // socket it expanded into.
@@ -150,7 +166,7 @@ export async function runServer(
     : startStatsReport(server, output, {
       seconds: options.statsInterval,
       json,
-      beforeLine: log.flush,
+      report: reportStats,
     });
   let stats: EchoStats;
   try {
@@ -162,6 +178,7 @@ export async function runServer(
     return { failed: true, drained: true };
   } finally {
     removeSignalListeners();
+    removeStatsSignal();
     stopStats?.();
     await side?.close();
     log.close();
@@ -176,12 +193,13 @@ export async function runServer(
   return { failed: false, drained };
 }
 
-function onShutdownSignal(abort: () => void): () => void {
-  const signals: Deno.Signal[] = Deno.build.os === "windows"
-    ? ["SIGINT", "SIGBREAK"]
-    : ["SIGINT", "SIGTERM"];
-  for (const signal of signals) Deno.addSignalListener(signal, abort);
+/** Calls `listener` on each of `signals`; returns a function that stops it. */
+function onSignals(
+  signals: readonly Deno.Signal[],
+  listener: () => void,
+): () => void {
+  for (const signal of signals) Deno.addSignalListener(signal, listener);
   return () => {
-    for (const signal of signals) Deno.removeSignalListener(signal, abort);
+    for (const signal of signals) Deno.removeSignalListener(signal, listener);
   };
 }
