@@ -13,6 +13,7 @@ import {
   runScript,
   startPeer,
   startServer,
+  successStatus,
 } from "../testing/cli.ts";
 
 const HOSTS = ["127.0.0.1", "::1"];
@@ -196,7 +197,9 @@ for (const host of HOSTS) {
             "120",
             "--json",
           ]);
-          equal(code, 0, stderr);
+          // A stall of a busy machine may leave the 10 ms schedule short
+          // (exit 1, and the document says so); the timestamps are the point.
+          equal(code, successStatus(stdout), stderr);
           const document = JSON.parse(stdout);
           equal(document.received, count);
           equal(document.corrupted, 0);
