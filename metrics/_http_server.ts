@@ -316,7 +316,9 @@ function parseHead(bytes: Uint8Array): HttpRequest | HttpResponse {
   }
   let url: URL;
   try {
-    url = new URL(target!, "http://localhost");
+    // Appended to an origin rather than resolved against it: resolved, a
+    // target such as "//metrics" would name a host and lose its path.
+    url = new URL(`http://localhost${target!}`);
   } catch {
     return plainResponse(400, "Cannot read the request target");
   }

@@ -71,6 +71,28 @@ Deno.test("listenHttp() answers GET and HEAD once per connection, then closes", 
   }
 });
 
+Deno.test("listenHttp() reads a target that starts with // as a path, never as a host", async () => {
+  const { server, port, seen } = start();
+  try {
+    for (
+      const target of ["//metrics", "//evil.example/probe?target=x:7", "//"]
+    ) {
+      match(
+        await exchange(port, `GET ${target} HTTP/1.1\r\nHost: x\r\n\r\n`),
+        /^HTTP\/1\.1 200 OK\r\n/,
+        target,
+      );
+    }
+    deepEqual(seen.map((r) => [r.url.host, r.url.pathname, r.url.search]), [
+      ["localhost", "//metrics", ""],
+      ["localhost", "//evil.example/probe", "?target=x:7"],
+      ["localhost", "//", ""],
+    ]);
+  } finally {
+    await server.close();
+  }
+});
+
 Deno.test("listenHttp() refuses what it does not serve, each with one line", async () => {
   const { server, port, seen } = start({ maxHeadBytes: 1024 });
   try {
