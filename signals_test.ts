@@ -178,7 +178,7 @@ Deno.test("server.ts without --allow-ffi, started with SIGUSR1 blocked (env --bl
   }
 });
 
-Deno.test("client.ts --metrics (the monitor): SIGUSR1 never opens the inspector, SIGHUP ends it with exit 0", async () => {
+Deno.test("client.ts --metrics (the monitor): SIGUSR1 never opens the inspector, SIGUSR2 does not end it, SIGHUP ends it with exit 0", async () => {
   await using peer = startEcho();
   const spawnedAt = performance.now();
   const monitor = startLimited("client.ts", [
@@ -199,6 +199,9 @@ Deno.test("client.ts --metrics (the monitor): SIGUSR1 never opens the inspector,
       await waitUntil(() => peer.received() > before, "the monitor probes");
       return true;
     });
+    Deno.kill(monitor.pid, "SIGUSR2");
+    const before = peer.received();
+    await waitUntil(() => peer.received() > before + 3, "it probes on");
     const { code, stderr } = await monitor.stop("SIGHUP");
     equal(code, 0);
     match(stderr, /^MONITOR [^\n]*\n$/);
@@ -207,7 +210,7 @@ Deno.test("client.ts --metrics (the monitor): SIGUSR1 never opens the inspector,
   }
 });
 
-Deno.test("client.ts: SIGHUP during a --json ping prints one document and exits 0", async () => {
+Deno.test("client.ts: SIGUSR2 does not end a --json ping, SIGHUP prints one document and exits 0", async () => {
   await using peer = startEcho();
   const client = spawnScript(
     "client.ts",
@@ -216,6 +219,8 @@ Deno.test("client.ts: SIGHUP during a --json ping prints one document and exits 
   );
   const output = client.output();
   await waitUntil(() => peer.received() >= 3, "3 probes arrived");
+  client.kill("SIGUSR2");
+  await waitUntil(() => peer.received() >= 6, "3 more probes arrived");
   client.kill("SIGHUP");
   const { code, stdout, stderr } = await output;
   equal(new TextDecoder().decode(stderr), "");

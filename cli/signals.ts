@@ -48,6 +48,21 @@ export function onStopSignals(stop: () => void): () => void {
   };
 }
 
+/**
+ * Keeps SIGUSR2, which asks the server for a stats line, from ending a
+ * measurement or the monitor: its default action kills a process without a
+ * word, and a script that signals every udp-echo process alike must not
+ * lose a run's result.
+ *
+ * @returns A function that stops listening.
+ */
+export function survivePeerStatsSignal(): () => void {
+  if (Deno.build.os === "windows") return () => {};
+  const ignore = () => {};
+  Deno.addSignalListener("SIGUSR2", ignore);
+  return () => Deno.removeSignalListener("SIGUSR2", ignore);
+}
+
 /** SIGUSR1 on Linux (x86_64 and aarch64). */
 const SIGUSR1 = 10;
 /** How often the guard checks that SIGUSR1 is still ignored, in ms. */

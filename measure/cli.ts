@@ -39,7 +39,7 @@ import { resolveAddress, resolveTarget } from "../net/resolve.ts";
 import { checkUnstableNet, errorMessage } from "../net/errors.ts";
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError } from "../cli/flags.ts";
 import { createStatusLine } from "../cli/output.ts";
-import { STOP_SIGNALS } from "../cli/signals.ts";
+import { STOP_SIGNALS, survivePeerStatsSignal } from "../cli/signals.ts";
 import { lossPercent } from "./stats.ts";
 import { chooseIo, fallbackChoice, type IoChoice } from "../kernel/choice.ts";
 
@@ -215,6 +215,7 @@ export async function runMeasurement(
     status.clear();
   };
   for (const signal of STOP_SIGNALS) Deno.addSignalListener(signal, onSignal);
+  const removeStatsListener = survivePeerStatsSignal();
   let ticker: ReturnType<typeof setInterval> | undefined;
   try {
     if (mode === "sweep") {
@@ -344,5 +345,6 @@ export async function runMeasurement(
     for (const signal of STOP_SIGNALS) {
       Deno.removeSignalListener(signal, onSignal);
     }
+    removeStatsListener();
   }
 }

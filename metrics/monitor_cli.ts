@@ -26,7 +26,7 @@ import {
   UsageError,
 } from "../cli/flags.ts";
 import type { Output } from "../cli/output.ts";
-import { onStopSignals } from "../cli/signals.ts";
+import { onStopSignals, survivePeerStatsSignal } from "../cli/signals.ts";
 import { MEASURE_RANGES } from "../measure/cli.ts";
 import { runMonitor } from "../measure/monitor.ts";
 import { checkProbeSize, type ProbeEvent } from "../measure/modes.ts";
@@ -164,6 +164,7 @@ export async function runMonitorCommand(
   }
   const controller = new AbortController();
   const removeSignalListeners = onStopSignals(() => controller.abort());
+  const removeStatsListener = survivePeerStatsSignal();
   const url = `http://${formatAddress(endpoint.addr)}/metrics`;
   const format = values.ndjson ? "ndjson" : quiet ? "quiet" : "text";
   if (format === "ndjson") {
@@ -219,6 +220,7 @@ export async function runMonitorCommand(
     return EXIT_FAILURE;
   } finally {
     removeSignalListeners();
+    removeStatsListener();
     await endpoint.close();
   }
 }
