@@ -156,6 +156,9 @@ export class EchoEngine {
   #sendControlLength: number;
   #slotOffset: number;
   #ipv6: boolean;
+  // Only a wildcard socket needs a reply to name the address it leaves
+  // from: the kernel sends any other socket's from its bound address.
+  #replyFromDestination: boolean;
   #info = new Uint32Array(INFO_SIZE);
   #current = 0;
   #currentKind = 0;
@@ -191,6 +194,8 @@ export class EchoEngine {
     this.#datagramEvents = options.datagramEvents === true &&
       options.events !== undefined;
     this.#ipv6 = options.family === "IPv6";
+    this.#replyFromDestination = options.localHostname === "0.0.0.0" ||
+      options.localHostname === "::";
     // Formatting the destination costs a lookup: only hooks that read it pay.
     const destination = () => this.#destination();
     this.#facts = newDatagramFacts(options, destination);
@@ -419,7 +424,7 @@ export class EchoEngine {
       u32[s + 4] = this.#sendIovLo[i]!; // msg_iov
       u32[s + 5] = this.#sendIovHi[i]!;
       u32[s + 6] = 1; // msg_iovlen
-      if (kind === PKTINFO_UNICAST) {
+      if (kind === PKTINFO_UNICAST && this.#replyFromDestination) {
         u32[s + 8] = this.#sendControlLo[i]!; // msg_control
         u32[s + 9] = this.#sendControlHi[i]!;
         u32[s + 10] = this.#sendControlLength; // msg_controllen
