@@ -25,7 +25,7 @@ export interface ClientSpec {
   flags: string[];
   /** The checkout whose `client.ts` runs (default: this one). */
   root?: string;
-  /** A command the paced sender runs under, such as `["chrt", "-f", "10"]`. */
+  /** A command the paced sender runs under, such as `["nice", "-n", "-20"]`. */
   wrap?: string[];
   /**
    * The C client row this one is judged against: the one that times round
