@@ -334,6 +334,11 @@ export class EchoEngine {
     return true;
   }
 
+  /** `performance.now()` when the last batch arrived (0 before the first). */
+  get lastBatchAt(): number {
+    return this.#facts.now;
+  }
+
   /** Datagrams dropped so far. */
   get dropped(): number {
     return this.counts[C_DROPPED]!;

@@ -111,7 +111,8 @@ async function run(config: WorkerConfig): Promise<void> {
     }
     if (gcEvery > 0 && ++batches % gcEvery === 0) engine.forceGc(gc!);
     if (decide?.activeSources !== undefined) {
-      const now = performance.now();
+      // A batch's arrival time is a clock read moments ago: no second one.
+      const now = n > 0 ? engine.lastBatchAt : performance.now();
       if (now - lastSample >= SAMPLE_INTERVAL_MS) {
         engine.sampleActiveSources();
         lastSample = now;
@@ -123,7 +124,7 @@ async function run(config: WorkerConfig): Promise<void> {
     // thread keeps up with the notifications already posted.
     const dropped = engine.dropped;
     if (writer.hasNews(dropped) && writer.canPost) {
-      const now = performance.now();
+      const now = n > 0 ? engine.lastBatchAt : performance.now();
       if (
         n < config.batchSize || writer.unposted >= FLUSH_EVENTS ||
         now - lastFlush >= FLUSH_INTERVAL_MS
