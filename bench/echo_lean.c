@@ -3,13 +3,18 @@
 // replies in place, but with small receive slots (SLOT bytes, default
 // 2048, so a batch's buffers share a few pages instead of 64 KiB each) and,
 // with "busy", a nonblocking receive that spins instead of sleeping in the
-// kernel (it burns its core whether or not datagrams come). A datagram
+// kernel (it burns its core whether or not datagrams come); with "pktinfo"
+// it blocks, and does the per-datagram control-message work the kernel
+// engine does on a wildcard socket (IPv4): it asks for each datagram's
+// IP_PKTINFO and names the address each reply leaves from. A datagram
 // longer than SLOT is skipped, not echoed.
-// Usage: echo_lean HOST PORT [block|busy [SLOT]]   (prints "listening PORT")
+// Usage: echo_lean HOST PORT [block|busy|pktinfo [SLOT]]
+// (prints "listening PORT")
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/ip.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,13 +26,16 @@
 static struct sockaddr_storage addrs[VLEN];
 static struct iovec riov[VLEN], siov[VLEN];
 static struct mmsghdr rmsg[VLEN], smsg[VLEN];
+static char rctl[VLEN][64], sctl[VLEN][64];
 
 int main(int argc, char **argv) {
   if (argc < 3 || argc > 5) {
-    fprintf(stderr, "usage: echo_lean HOST PORT [block|busy [SLOT]]\n");
+    fprintf(stderr,
+            "usage: echo_lean HOST PORT [block|busy|pktinfo [SLOT]]\n");
     return 2;
   }
   int busy = argc >= 4 && strcmp(argv[3], "busy") == 0;
+  int pktinfo = argc >= 4 && strcmp(argv[3], "pktinfo") == 0;
   int slot = argc == 5 ? atoi(argv[4]) : 2048;
   if (slot < 1 || slot > 65536) return 2;
   char *bufs = aligned_alloc(4096, (size_t)VLEN * slot);
@@ -54,6 +62,13 @@ int main(int argc, char **argv) {
     perror("bind");
     return 1;
   }
+  int on = 1;
+  if (pktinfo && family == AF_INET &&
+      setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &on, sizeof on) < 0) {
+    perror("IP_PKTINFO");
+    return 1;
+  }
+  pktinfo = pktinfo && family == AF_INET;
   sslen = sizeof ss;
   getsockname(fd, (struct sockaddr *)&ss, &sslen);
   printf("listening %d\n", ntohs(((struct sockaddr_in *)&ss)->sin_port));
@@ -69,7 +84,13 @@ int main(int argc, char **argv) {
   }
   int flags = busy ? MSG_DONTWAIT : MSG_WAITFORONE;
   for (;;) {
-    for (int i = 0; i < VLEN; i++) rmsg[i].msg_hdr.msg_namelen = sizeof addrs[i];
+    for (int i = 0; i < VLEN; i++) {
+      rmsg[i].msg_hdr.msg_namelen = sizeof addrs[i];
+      if (pktinfo) {
+        rmsg[i].msg_hdr.msg_control = rctl[i];
+        rmsg[i].msg_hdr.msg_controllen = sizeof rctl[i];
+      }
+    }
     int n = recvmmsg(fd, rmsg, VLEN, flags, NULL);
     if (n <= 0) continue;
     int kept = 0;
@@ -79,6 +100,22 @@ int main(int argc, char **argv) {
       siov[kept].iov_len = rmsg[i].msg_len;
       smsg[kept].msg_hdr.msg_name = &addrs[i];
       smsg[kept].msg_hdr.msg_namelen = rmsg[i].msg_hdr.msg_namelen;
+      smsg[kept].msg_hdr.msg_controllen = 0;
+      struct cmsghdr *c = pktinfo ? CMSG_FIRSTHDR(&rmsg[i].msg_hdr) : NULL;
+      for (; c; c = CMSG_NXTHDR(&rmsg[i].msg_hdr, c)) {
+        if (c->cmsg_level != IPPROTO_IP || c->cmsg_type != IP_PKTINFO) continue;
+        struct in_pktinfo in;
+        memcpy(&in, CMSG_DATA(c), sizeof in);
+        struct cmsghdr *out = (struct cmsghdr *)sctl[kept];
+        out->cmsg_len = CMSG_LEN(sizeof in);
+        out->cmsg_level = IPPROTO_IP;
+        out->cmsg_type = IP_PKTINFO;
+        in.ipi_ifindex = 0;
+        memcpy(CMSG_DATA(out), &in, sizeof in);
+        smsg[kept].msg_hdr.msg_control = sctl[kept];
+        smsg[kept].msg_hdr.msg_controllen = CMSG_SPACE(sizeof in);
+        break;
+      }
       kept++;
     }
     int sent = 0;

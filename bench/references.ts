@@ -6,8 +6,10 @@
  * each reference.
  *
  * - C echo servers: `echo_mmsg.c` (64 KiB slots, blocking receive: the same
- *   design as the kernel engine) and `echo_lean.c` (2 KiB slots; it polls
- *   instead of blocking with `--busy`).
+ *   design as the kernel engine) and `echo_lean.c` (2 KiB slots; a second
+ *   row polls instead of blocking with `--busy`, and one with `--pktinfo`
+ *   reads and sends IP_PKTINFO per datagram, as the engine does on a
+ *   wildcard socket).
  * - C generators: `udp_loadgen.c` (a clock read and a byte pattern per
  *   datagram) and `loadgen_lean.c` (one clock read per batch, memcmp).
  * - Deno: `server.ts --io batch -q` and `client.ts --io batch -w N` of each
@@ -28,7 +30,13 @@
  *   deno run --allow-run --allow-read --allow-write --allow-env \
  *     bench/references.ts [--rounds 5] [--duration 3] [--warmup 1]
  *     [--windows 1,32] [--size 64] [--only server,client,pacing]
- *     [--checkout NAME=DIR]... [--busy] [--nice] [--json]
+ *     [--checkout NAME=DIR]... [--busy] [--pktinfo] [--nice] [--together] [--json]
+ *
+ * `--together` runs the servers at once instead of in turn, each under a
+ * generator of its own: every server then sees the same moment of a
+ * machine whose load drifts, at the price of sharing it with the others
+ * (a closed loop's rate then says what its echoes cost relative to the
+ * others', not what it reaches alone). Clients and pacing still run in turn.
  *
  * `--nice` runs every program under test at the highest priority of the
  * normal scheduler (`nice -n -20`, as root), so that other work on a shared
@@ -217,7 +225,9 @@ async function main(args: string[]): Promise<number> {
       only: { type: "string", default: "server,client,pacing" },
       checkout: { type: "string", multiple: true },
       busy: { type: "boolean", default: false },
+      pktinfo: { type: "boolean", default: false },
       nice: { type: "boolean", default: false },
+      together: { type: "boolean", default: false },
       json: { type: "boolean", default: false },
     },
   });
@@ -252,6 +262,12 @@ async function main(args: string[]): Promise<number> {
         ? [{
           name: "C echo_lean busy",
           command: [...rt, c.echo_lean, HOST, "0", "busy"],
+        }]
+        : []),
+      ...(values.pktinfo
+        ? [{
+          name: "C echo_lean pktinfo",
+          command: [...rt, c.echo_lean, HOST, "0", "pktinfo"],
         }]
         : []),
       ...checkouts.map(({ name, dir }) => ({
@@ -299,8 +315,7 @@ async function main(args: string[]): Promise<number> {
           for (const spec of servers) running.push(await start(spec));
           for (const window of windows) {
             for (const g of generators) {
-              for (let i = 0; i < running.length; i++) {
-                const server = running[(i + round) % running.length]!;
+              const one = async (server: RunningServer) => {
                 const s = await runLoad(
                   generatorCommand(g, server.port, window),
                   measured,
@@ -313,6 +328,13 @@ async function main(args: string[]): Promise<number> {
                     round + 1
                   } W=${window} ${g.name} -> ${server.spec.name}: ${show(s)}`,
                 );
+              };
+              if (values.together) {
+                await Promise.all(running.map(one));
+                continue;
+              }
+              for (let i = 0; i < running.length; i++) {
+                await one(running[(i + round) % running.length]!);
               }
             }
           }
