@@ -99,8 +99,11 @@ async function run(config: WorkerConfig): Promise<void> {
     const n = engine.receive();
     // Stopping: whatever shutdown() made the receive return is no datagram.
     if (Atomics.load(control, 0) !== 0) break;
+    // One clock read per turn: the batch's arrival time, for the hooks, the
+    // active-sources sample and the flush alike.
+    const now = performance.now();
     if (n > 0) {
-      engine.echo(n);
+      engine.echo(n, now);
       failuresInRow = 0;
     } else if (n < 0 && engine.receiveFailed(-n)) {
       // A socket that fails at once must not spin a core: pause, but wake
@@ -111,8 +114,6 @@ async function run(config: WorkerConfig): Promise<void> {
     }
     if (gcEvery > 0 && ++batches % gcEvery === 0) engine.forceGc(gc!);
     if (decide?.activeSources !== undefined) {
-      // A batch's arrival time is a clock read moments ago: no second one.
-      const now = n > 0 ? engine.lastBatchAt : performance.now();
       if (now - lastSample >= SAMPLE_INTERVAL_MS) {
         engine.sampleActiveSources();
         lastSample = now;
@@ -124,7 +125,6 @@ async function run(config: WorkerConfig): Promise<void> {
     // thread keeps up with the notifications already posted.
     const dropped = engine.dropped;
     if (writer.hasNews(dropped) && writer.canPost) {
-      const now = n > 0 ? engine.lastBatchAt : performance.now();
       if (
         n < config.batchSize || writer.unposted >= FLUSH_EVENTS ||
         now - lastFlush >= FLUSH_INTERVAL_MS
