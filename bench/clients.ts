@@ -23,6 +23,10 @@ export interface ClientSpec {
   kind: "c" | "deno";
   /** Extra `client.ts` flags, e.g. `["--io", "batch"]`; for the C client, `["kernel"]` for kernel stamps. */
   flags: string[];
+  /** The checkout whose `client.ts` runs (default: this one). */
+  root?: string;
+  /** A command the paced sender runs under, such as `["nice", "-n", "-20"]`. */
+  wrap?: string[];
   /**
    * The C client row this one is judged against: the one that times round
    * trips the same way (the kernel engine from the send to the kernel's
@@ -51,15 +55,20 @@ export interface ClientSample {
 }
 
 /** `deno run` with what `client.ts` needs for either engine. */
-function denoClient(args: string[], flags: string[]): string[] {
+function denoClient(
+  args: string[],
+  flags: string[],
+  root: string = ROOT_DIR,
+): string[] {
+  const dir = root.endsWith("/") ? root : `${root}/`;
   return [
     Deno.execPath(),
     "run",
     "--unstable-net",
     "--allow-net",
     "--allow-ffi",
-    `--allow-read=${ROOT_DIR}`,
-    `${ROOT_DIR}client.ts`,
+    `--allow-read=${dir}`,
+    `${dir}client.ts`,
     ...args,
     ...flags,
   ];
@@ -164,19 +173,23 @@ export async function runClient(
   }
   // client.ts has no warm-up: its start-up and JIT are in its figures.
   const json = JSON.parse(
-    await run(denoClient([
-      "-H",
-      target.host,
-      "-p",
-      String(target.port),
-      "-w",
-      String(options.window),
-      "-d",
-      String(options.duration),
-      "-s",
-      String(options.size),
-      "--json",
-    ], spec.flags)),
+    await run(denoClient(
+      [
+        "-H",
+        target.host,
+        "-p",
+        String(target.port),
+        "-w",
+        String(options.window),
+        "-d",
+        String(options.duration),
+        "-s",
+        String(options.size),
+        "--json",
+      ],
+      spec.flags,
+      spec.root,
+    )),
   ) as ClientJson;
   return {
     rate: json.echo_rate.pps,
@@ -238,21 +251,25 @@ export async function runPacing(
         String(Math.round(options.intervalMs * 1000)),
         "50",
       ]
-      : denoClient([
-        "-H",
-        host,
-        "-p",
-        String(port),
-        "-c",
-        String(options.count),
-        "-i",
-        String(options.intervalMs),
-        "-s",
-        String(options.size),
-        "--json",
-      ], spec.flags);
+      : denoClient(
+        [
+          "-H",
+          host,
+          "-p",
+          String(port),
+          "-c",
+          String(options.count),
+          "-i",
+          String(options.intervalMs),
+          "-s",
+          String(options.size),
+          "--json",
+        ],
+        spec.flags,
+        spec.root,
+      );
     // The C sender prints nothing; client.ts prints its summary.
-    await run(sender, spec.kind !== "c");
+    await run([...spec.wrap ?? [], ...sender], spec.kind !== "c");
     // The receiver stops at `count` datagrams, or 1 s after the last one.
     const timer = setTimeout(() => receiver.kill("SIGTERM"), 5000);
     const text = await rest;

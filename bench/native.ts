@@ -3,7 +3,9 @@
  * temporary folder at bench time (never committed): the recvmmsg/sendmmsg
  * echo server (`echo_mmsg.c`), the closed-loop generator that is also the
  * reference client (`udp_loadgen.c`), and the paced sender and the
- * timestamping receiver (`pacing.c`).
+ * timestamping receiver (`pacing.c`); and a second, leaner echo server
+ * and generator (`echo_lean.c`, `loadgen_lean.c`) that `references.ts`
+ * measures beside the first to show how a ratio depends on the reference.
  *
  * @module
  */
@@ -11,7 +13,13 @@
 const HERE = new URL(".", import.meta.url).pathname;
 
 /** The C programs, by name. */
-export const C_PROGRAMS = ["echo_mmsg", "udp_loadgen", "pacing"] as const;
+export const C_PROGRAMS = [
+  "echo_mmsg",
+  "udp_loadgen",
+  "pacing",
+  "echo_lean",
+  "loadgen_lean",
+] as const;
 
 /** Paths of the built programs. */
 export type CTools = Record<(typeof C_PROGRAMS)[number], string>;

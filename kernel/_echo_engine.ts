@@ -146,6 +146,8 @@ export class EchoEngine {
   #sendControlLength: number;
   #slotOffset: number;
   #ipv6: boolean;
+  // Only a wildcard socket's replies must name their source (IP_PKTINFO).
+  #wildcard: boolean;
   #info = new Uint32Array(INFO_SIZE);
   #current = 0;
   #currentKind = 0;
@@ -181,6 +183,7 @@ export class EchoEngine {
     this.#datagramEvents = options.datagramEvents === true &&
       options.events !== undefined;
     this.#ipv6 = options.family === "IPv6";
+    this.#wildcard = ["0.0.0.0", "::"].includes(options.localHostname);
     // Formatting the destination costs a lookup: only hooks that read it pay.
     const destination = () => this.#destination();
     this.#facts = newDatagramFacts(options, destination);
@@ -344,8 +347,8 @@ export class EchoEngine {
       : this.#names.name(this.#u8, this.#u32, send + 20, 4);
   }
 
-  /** Decides the `n` datagrams just received and sends back the ones kept. */
-  echo(n: number): void {
+  /** Decides the `n` datagrams just received at `now` and echoes the kept. */
+  echo(n: number, now: number = performance.now()): void {
     this.#lastReceived = n;
     const u8 = this.#u8;
     const u32 = this.#u32;
@@ -356,7 +359,7 @@ export class EchoEngine {
     const info = this.#info;
     const sendHdrBase = this.#sendHdrOffset >> 2;
     const sendIovBase = this.#sendIovOffset >> 2;
-    facts.now = performance.now();
+    facts.now = now;
     counts[C_BATCHES]!++;
     let kept = 0;
     for (let i = 0; i < n; i++) {
@@ -409,7 +412,7 @@ export class EchoEngine {
       u32[s + 4] = this.#sendIovLo[i]!; // msg_iov
       u32[s + 5] = this.#sendIovHi[i]!;
       u32[s + 6] = 1; // msg_iovlen
-      if (kind === PKTINFO_UNICAST) {
+      if (kind === PKTINFO_UNICAST && this.#wildcard) {
         u32[s + 8] = this.#sendControlLo[i]!; // msg_control
         u32[s + 9] = this.#sendControlHi[i]!;
         u32[s + 10] = this.#sendControlLength; // msg_controllen

@@ -112,8 +112,11 @@ async function run(config: WorkerConfig): Promise<void> {
     const n = engine.receive();
     // Stopping: whatever shutdown() made the receive return is no datagram.
     if (Atomics.load(control, 0) !== 0) break;
+    // One clock read per turn: the batch's arrival time, for the hooks, the
+    // active-sources sample and the flush alike.
+    const now = performance.now();
     if (n > 0) {
-      engine.echo(n);
+      engine.echo(n, now);
       failuresInRow = 0;
     } else if (n < 0 && engine.receiveFailed(-n)) {
       // A socket that fails at once must not spin a core: pause, but wake
@@ -131,7 +134,6 @@ async function run(config: WorkerConfig): Promise<void> {
       }
     }
     if (decide?.activeSources !== undefined) {
-      const now = performance.now();
       if (now - lastSample >= SAMPLE_INTERVAL_MS) {
         engine.sampleActiveSources();
         lastSample = now;
@@ -143,7 +145,6 @@ async function run(config: WorkerConfig): Promise<void> {
     // thread keeps up with the notifications already posted.
     const dropped = engine.dropped;
     if (writer.hasNews(dropped) && writer.canPost) {
-      const now = performance.now();
       if (
         n < config.batchSize || writer.unposted >= FLUSH_EVENTS ||
         now - lastFlush >= FLUSH_INTERVAL_MS

@@ -186,6 +186,8 @@ function runLoop(
     (message) => self.postMessage(message),
   );
   const push = (event: ProbeEvent) => writer.push(event);
+  // Nobody reads replies and losses: not even their events are made.
+  const replyEvents = config.events && config.replyEvents;
   const sentOk = writer.sent;
   let lastFlush = engine.monoNow();
   const flushDue = (now: number) =>
@@ -201,10 +203,10 @@ function runLoop(
     const book = new ProbeBook(i, config.session, {
       target: config.target,
       timeoutMs,
-      onReply: config.events ? push : undefined,
+      onReply: replyEvents ? push : undefined,
       onSendError: config.events ? push : undefined,
       ring: config.ring,
-      onLost: config.events
+      onLost: replyEvents
         ? (flow, seq) => push({ type: "lost", flow, seq })
         : undefined,
       format: formats?.[i],
@@ -471,7 +473,7 @@ function runLoop(
       ? books.length * 1000 / intervalMs
       : NaN,
     sendEnd,
-    onEvent: config.events
+    onEvent: replyEvents
       ? (event) =>
         writer.pushWaiting(
           event,

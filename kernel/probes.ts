@@ -40,6 +40,8 @@ export interface EngineConfig {
   ring?: number;
   /** Whether to report events (someone listens). */
   events: boolean;
+  /** With `events`: replies and lost probes too, not only failed sends. */
+  replyEvents: boolean;
   /** A probe format other than the plain probe: see {@linkcode EngineFormatModule}. */
   format?: EngineFormatConfig;
   /** An Int32Array's buffer: {@linkcode STOP} and {@linkcode ABORT} bits. */
@@ -91,8 +93,16 @@ export class EngineStartError extends Error {
 export interface EngineRun extends
   Omit<
     EngineConfig,
-    "fds" | "locals" | "targetSockaddr" | "control" | "events" | "channel"
+    | "fds"
+    | "locals"
+    | "targetSockaddr"
+    | "control"
+    | "events"
+    | "replyEvents"
+    | "channel"
   > {
+  /** Whether `onEvent` hears of replies and lost probes too; default true. */
+  replyEvents?: boolean;
   flows: number;
   bind?: HostPort;
   stop?: AbortSignal;
@@ -191,6 +201,7 @@ export async function runOnEngine(run: EngineRun): Promise<RunResult> {
       window: run.window,
       ring: run.ring,
       events: onEvent !== undefined,
+      replyEvents: run.replyEvents !== false,
       format: run.format,
       control: control.buffer as SharedArrayBuffer,
       channel,

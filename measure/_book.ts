@@ -386,6 +386,16 @@ export class ProbeBook {
       this.lastReplyAt = now;
       this.options.format?.onReply?.(data, seq, now);
     }
+    const clockStep = arrival.timing?.clockStep === true;
+    if (clockStep) this.clockSteps++;
+    if (firstAnswer && !this.#expired(seq)) this.inflight--;
+    // Every reply wakes a waiting sender: a slot may be free, the last
+    // first reply starts the grace period, and a late copy may lengthen it.
+    this.wakeup.wake();
+    const awaited = this.awaited?.seq === seq &&
+      this.awaited.reply === undefined;
+    // Nobody to hand it to (a load run nobody watches): no event to make.
+    if (!awaited && this.options.onReply === undefined) return;
     const event: ReplyEvent = {
       type: "reply",
       flow: this.index,
@@ -397,17 +407,8 @@ export class ProbeBook {
       reordered: verdict.reordered,
       late,
     };
-    if (arrival.timing?.clockStep === true) {
-      event.clockStep = true;
-      this.clockSteps++;
-    }
-    if (firstAnswer && !this.#expired(seq)) this.inflight--;
-    // Every reply wakes a waiting sender: a slot may be free, the last
-    // first reply starts the grace period, and a late copy may lengthen it.
-    this.wakeup.wake();
-    if (this.awaited?.seq === seq && this.awaited.reply === undefined) {
-      this.awaited.reply = event;
-    }
+    if (clockStep) event.clockStep = true;
+    if (awaited) this.awaited!.reply = event;
     this.options.onReply?.(event);
   }
 }

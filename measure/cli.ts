@@ -168,10 +168,13 @@ export async function runMeasurement(
   const from = formatAddress(target);
   const { output, run } = checked;
   const flows = run.flows ?? 1;
-  const status = createStatusLine(
-    out,
-    mode === "load" && output === "text" && !quiet && out.stderrIsTerminal,
-  );
+  const statusShown = mode === "load" && output === "text" && !quiet &&
+    out.stderrIsTerminal;
+  const status = createStatusLine(out, statusShown);
+  // Who reads a reply's event: a line per event, a ping's line per reply,
+  // or the live status. Without one, a load run does not make them.
+  const replyEvents = output === "ndjson" ||
+    (output === "text" && !quiet && mode === "ping") || statusShown;
   const print = (line: string) => {
     out.line(line);
     // Nobody reads the rest: stop probing.
@@ -284,6 +287,7 @@ export async function runMeasurement(
       stop: stop.signal,
       signal: controller.signal,
       onEvent,
+      replyEvents,
       onSend: () => live.sent++,
       io: io.io,
       fallback: checked.io === "auto",

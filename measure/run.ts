@@ -54,6 +54,12 @@ export interface RunOptions extends ProbeOptions {
   /** Called after each probe leaves, for a live status. */
   onSend?: (flow: number, seq: number) => void;
   /**
+   * Whether `onEvent` hears of every reply and lost probe (the default);
+   * false keeps it to failed sends, and a load run then spends nothing on
+   * the events of its replies. The result counts them all either way.
+   */
+  replyEvents?: boolean;
+  /**
    * What carries the datagrams: `socket` (Deno's sockets, the default) or
    * `batch`, the kernel engine in a Worker (Linux, `--allow-ffi`, read
    * access to this package): sends paced on
@@ -247,6 +253,8 @@ export async function runFlows(options: FlowRunOptions): Promise<RunResult> {
     bind,
     ring,
   } = options;
+  const replyEvents = options.replyEvents !== false;
+  const onReplyEvent = replyEvents ? onEvent : undefined;
   const waitMs = options.waitMs ?? 2 * timeoutMs;
   const intervalMs = options.intervalMs ?? DEFAULT_INTERVAL_MS;
   checkProbeSize(size, target);
@@ -294,6 +302,7 @@ export async function runFlows(options: FlowRunOptions): Promise<RunResult> {
         stop,
         signal,
         onEvent,
+        replyEvents,
         onSend,
         format: engineFormat && {
           module: engineFormat.module,
@@ -321,11 +330,11 @@ export async function runFlows(options: FlowRunOptions): Promise<RunResult> {
           target,
           bind,
           timeoutMs,
-          onReply: onEvent,
+          onReply: onReplyEvent,
           onSendError: onEvent,
           onSend,
           ring,
-          onLost: (flow, seq) => onEvent?.({ type: "lost", flow, seq }),
+          onLost: (flow, seq) => onReplyEvent?.({ type: "lost", flow, seq }),
           format: options.format?.(i, session),
         }),
       );
@@ -373,7 +382,7 @@ export async function runFlows(options: FlowRunOptions): Promise<RunResult> {
         ? flowCount * 1000 / intervalMs
         : NaN,
       sendEnd,
-      onEvent,
+      onEvent: onReplyEvent,
     });
     return { ...result, io: "socket" };
   } finally {

@@ -112,12 +112,29 @@ function parseIPv4(text: string, start: number, end: number): number {
   return i === end ? value : -1;
 }
 
+// The last text parsed and what it gave: the echo policy asks about the
+// same source again and again, and the engine hands it the same string.
+let lastText = "";
+let lastFamily: 0 | 4 | 6 = 0;
+const LAST_WORDS = new Uint32Array(4);
+
 /**
  * Parses an IP literal into {@linkcode WORDS}: returns 4 with the address in
  * `WORDS[0]` (IPv4-mapped IPv6 included), 6 with the 128 bits in `WORDS`, or
  * 0 when the text is no IP address. A zone (`%eth0`) is ignored.
  */
 export function parseAddress(text: string): 0 | 4 | 6 {
+  if (text !== lastText) {
+    lastFamily = parseUncached(text);
+    lastText = text;
+    for (let k = 0; k < 4; k++) LAST_WORDS[k] = WORDS[k]!;
+    return lastFamily;
+  }
+  for (let k = 0; k < 4; k++) WORDS[k] = LAST_WORDS[k]!;
+  return lastFamily;
+}
+
+function parseUncached(text: string): 0 | 4 | 6 {
   if (text.indexOf(":") < 0) {
     const v4 = parseIPv4(text, 0, text.length);
     if (v4 < 0) return 0;

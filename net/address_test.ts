@@ -1,5 +1,11 @@
-import { equal, rejects } from "node:assert/strict";
-import { isGroupAddress, sameEndpoint, sameHost } from "./address.ts";
+import { deepEqual, equal, rejects } from "node:assert/strict";
+import {
+  isGroupAddress,
+  parseAddress,
+  sameEndpoint,
+  sameHost,
+  WORDS,
+} from "./address.ts";
 import { resolveTarget } from "./resolve.ts";
 
 Deno.test("sameHost() matches every spelling of one IPv6 address", () => {
@@ -68,4 +74,22 @@ Deno.test("resolveTarget() refuses a broadcast or multicast target before any se
       "Cannot send to 255.255.255.255: it is a broadcast or multicast address, and an echo comes back from a unicast one",
   });
   await rejects(resolveTarget({ hostname: "ff02::1", port: 7 }), RangeError);
+});
+
+Deno.test("parseAddress() gives the same words when it parses an address again", () => {
+  const texts = ["10.0.0.1", "::1", "10.0.0.1", "10.0.0.1", "nope", "::1"];
+  const parsed = texts.map((text) => [parseAddress(text), ...WORDS]);
+  // What the words mean: the address in WORDS[0] for 4, all four for 6.
+  equal(parsed[0]![0], 4);
+  equal(parsed[0]![1], 0x0a000001);
+  for (const k of [2, 3]) {
+    equal(parsed[k]![0], 4);
+    equal(parsed[k]![1], 0x0a000001);
+  }
+  equal(parsed[4]![0], 0);
+  for (const k of [1, 5]) deepEqual(parsed[k], [6, 0, 0, 0, 1]);
+  // A caller that overwrites the words still gets them right the next time.
+  WORDS.fill(7);
+  equal(parseAddress("::1"), 6);
+  deepEqual([...WORDS], [0, 0, 0, 1]);
 });
