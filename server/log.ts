@@ -470,6 +470,23 @@ export function formatShutdown(
 }
 
 /**
+ * The totals line, with the log's losses as they stand now: after a flush
+ * that found standard output broken, the lines it lost count too.
+ *
+ * @param stats The server's final counters.
+ * @param output The log's output, whose dropped lines are counted.
+ * @param options `json`: the JSON event instead of text.
+ * @returns The line, without its newline.
+ */
+export function formatShutdownLine(
+  stats: EchoStats,
+  output: LogOutput,
+  options: { json: boolean },
+): string {
+  return formatShutdown(stats, lossesOf(stats, output), options);
+}
+
+/**
  * Prints the shutdown totals (see {@linkcode formatShutdown}) and returns
  * the line. Never throws.
  */
@@ -478,7 +495,7 @@ export function printTotals(
   output: LogOutput,
   options: { json: boolean },
 ): string {
-  const line = formatShutdown(stats, lossesOf(stats, output), options);
+  const line = formatShutdownLine(stats, output, options);
   try {
     output.line(line);
   } catch {

@@ -18,6 +18,7 @@ import {
   announce,
   createEventLog,
   createStatsReporter,
+  formatShutdownLine,
   type LogOutput,
   printTotals,
   startStatsReport,
@@ -184,11 +185,12 @@ export async function runServer(
     log.close();
   }
   const droppedBefore = output.dropped;
-  const totals = printTotals(stats, output, { json });
+  printTotals(stats, output, { json });
   const drained = await output.flush(STDOUT_DRAIN_MS);
   if (!drained || output.closed || output.dropped > droppedBefore) {
-    // Standard output failed, or is stuck: the totals must not be lost.
-    output.status(`${totals}\n`);
+    // Standard output failed, or is stuck: the totals must not be lost, and
+    // the lines the flush found it could not write are counted in them.
+    output.status(`${formatShutdownLine(stats, output, { json })}\n`);
   }
   return { failed: false, drained };
 }
