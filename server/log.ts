@@ -469,15 +469,7 @@ export function formatShutdown(
     : `shutting down: ${formatTotals(stats, losses)}`;
 }
 
-/**
- * The totals line, with the log's losses as they stand now: after a flush
- * that found standard output broken, the lines it lost count too.
- *
- * @param stats The server's final counters.
- * @param output The log's output, whose dropped lines are counted.
- * @param options `json`: the JSON event instead of text.
- * @returns The line, without its newline.
- */
+/** The totals line with the log's losses as they stand now, lines a broken stdout lost included. */
 export function formatShutdownLine(
   stats: EchoStats,
   output: LogOutput,
