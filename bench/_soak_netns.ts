@@ -10,6 +10,7 @@
  */
 
 import { hasProgram } from "../testing/metrics.ts";
+import { run as runCommand } from "../testing/command.ts";
 
 /** The server's addresses on the veth link, and the sender's. */
 export const LINK = {
@@ -27,28 +28,15 @@ export interface Namespaces {
   sender: string;
 }
 
+/** Runs `program` to its end; its stdout, or an error saying why it failed. */
 async function run(program: string, args: string[], input?: string) {
-  const child = new Deno.Command(program, {
-    args,
-    stdin: input === undefined ? "null" : "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  if (input !== undefined) {
-    const writer = child.stdin.getWriter();
-    await writer.write(new TextEncoder().encode(input));
-    await writer.close();
-  }
-  const { success, stdout, stderr } = await child.output();
-  const decoder = new TextDecoder();
+  const { success, stdout, stderr } = await runCommand(program, args, input);
   if (!success) {
     throw new Error(
-      `Cannot run ${program} ${args.join(" ")}: ${
-        decoder.decode(stderr).trim()
-      }`,
+      `Cannot run ${program} ${args.join(" ")}: ${stderr.trim()}`,
     );
   }
-  return decoder.decode(stdout);
+  return stdout;
 }
 
 /** Why the namespaces cannot be made here, or undefined when they can. */

@@ -13,49 +13,10 @@
 import { ok } from "node:assert/strict";
 import { ROOT } from "./cli.ts";
 import { waitUntil } from "./wait.ts";
+import { run, type RunResult } from "./command.ts";
 
 /** The permission that lets `server.ts` list the interfaces. */
 export const SYS = "--allow-sys=networkInterfaces";
-
-/** What a finished command printed, and whether it succeeded. */
-export interface RunResult {
-  /** Exit status 0. */
-  success: boolean;
-  /** Its standard output. */
-  stdout: string;
-  /** Its standard error, or why it could not start. */
-  stderr: string;
-}
-
-/** Runs `command` with `args` (and `input` on stdin) to its end; never throws. */
-export async function run(
-  command: string,
-  args: string[],
-  input?: string,
-): Promise<RunResult> {
-  try {
-    const child = new Deno.Command(command, {
-      args,
-      stdin: input === undefined ? "null" : "piped",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    if (input !== undefined) {
-      const writer = child.stdin.getWriter();
-      await writer.write(new TextEncoder().encode(input));
-      await writer.close();
-    }
-    const { success, stdout, stderr } = await child.output();
-    const decoder = new TextDecoder();
-    return {
-      success,
-      stdout: decoder.decode(stdout),
-      stderr: decoder.decode(stderr),
-    };
-  } catch (error) {
-    return { success: false, stdout: "", stderr: String(error) };
-  }
-}
 
 async function cannotRun(): Promise<string | undefined> {
   if (Deno.build.os !== "linux") return "network namespaces need Linux";
@@ -107,6 +68,21 @@ const QUIET_MS = 400;
 
 /** How long a peer waits for a reply that should come: a busy machine's server may be slow. */
 const PATIENCE_MS = 10_000;
+
+/** `ip` arguments that run a Deno script from stdin with `--allow-net` in namespace `ns`. */
+function denoInNamespace(ns: string, args: string[]): string[] {
+  return [
+    "netns",
+    "exec",
+    ns,
+    Deno.execPath(),
+    "run",
+    "--unstable-net",
+    "--allow-net",
+    "-",
+    ...args,
+  ];
+}
 
 let made = 0;
 
@@ -213,17 +189,7 @@ export class Lan {
 
   /** Runs a Deno `script` (source text) with `--allow-net` in namespace `ns`. */
   deno(ns: string, script: string, args: string[]): Promise<RunResult> {
-    return run("ip", [
-      "netns",
-      "exec",
-      ns,
-      Deno.execPath(),
-      "run",
-      "--unstable-net",
-      "--allow-net",
-      "-",
-      ...args,
-    ], script);
+    return run("ip", denoInNamespace(ns, args), script);
   }
 
   /**
@@ -235,17 +201,7 @@ export class Lan {
     status: Promise<Deno.CommandStatus>;
   } {
     const child = new Deno.Command("ip", {
-      args: [
-        "netns",
-        "exec",
-        ns,
-        Deno.execPath(),
-        "run",
-        "--unstable-net",
-        "--allow-net",
-        "-",
-        ...args,
-      ],
+      args: denoInNamespace(ns, args),
       stdin: "piped",
       stdout: "piped",
       stderr: "inherit",
