@@ -1,5 +1,5 @@
 import { equal, throws } from "node:assert/strict";
-import { checkFileLimit, MIN_FILE_LIMIT } from "./limits.ts";
+import { checkFileLimit, MIN_FILE_LIMIT, readFileLimit } from "./limits.ts";
 
 Deno.test("checkFileLimit() refuses a known limit under the minimum, in one line naming the fix", () => {
   checkFileLimit(undefined, "it");
@@ -17,4 +17,16 @@ Deno.test("checkFileLimit() refuses a known limit under the minimum, in one line
       return true;
     },
   );
+});
+
+Deno.test("readFileLimit() reads the limit `ulimit -n` shows", () => {
+  if (Deno.build.os !== "linux") {
+    console.log("skipping: getrlimit is read on Linux only");
+    return;
+  }
+  const shown = new TextDecoder().decode(
+    new Deno.Command("sh", { args: ["-c", "ulimit -n"], stdout: "piped" })
+      .outputSync().stdout,
+  ).trim();
+  equal(readFileLimit(), shown === "unlimited" ? Infinity : Number(shown));
 });

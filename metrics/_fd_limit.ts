@@ -7,8 +7,6 @@
  * @module
  */
 
-export { readFileLimit } from "../cli/limits.ts";
-
 /** Connections an endpoint keeps open at once when the limit allows. */
 export const MAX_HTTP_CONNECTIONS = 256;
 /**

@@ -3,21 +3,8 @@ import {
   connectionCap,
   fileLimitWarning,
   MAX_HTTP_CONNECTIONS,
-  readFileLimit,
   RESERVED_DESCRIPTORS,
 } from "./_fd_limit.ts";
-
-Deno.test("readFileLimit() reads the limit `ulimit -n` shows", () => {
-  if (Deno.build.os !== "linux") {
-    console.log("skipping: getrlimit is read on Linux only");
-    return;
-  }
-  const shown = new TextDecoder().decode(
-    new Deno.Command("sh", { args: ["-c", "ulimit -n"], stdout: "piped" })
-      .outputSync().stdout,
-  ).trim();
-  equal(readFileLimit(), shown === "unlimited" ? Infinity : Number(shown));
-});
 
 Deno.test("connectionCap() leaves the reserve under the limit, within its bounds", () => {
   const enough = MAX_HTTP_CONNECTIONS + RESERVED_DESCRIPTORS;

@@ -32,7 +32,8 @@ import {
   listenHttp,
   plainResponse,
 } from "./_http_server.ts";
-import { connectionCap, fileLimitWarning, readFileLimit } from "./_fd_limit.ts";
+import { readFileLimit } from "../cli/limits.ts";
+import { connectionCap, fileLimitWarning } from "./_fd_limit.ts";
 
 /**
  * A `/probe` request that cannot run: answered with HTTP `status` (400 for
