@@ -29,7 +29,7 @@
 
 import type { ResolvedAddress } from "../net/address.ts";
 import type { ProbeEvent } from "./types.ts";
-import { runFlows } from "./run.ts";
+import { type FlowRunOptions, runFlows } from "./run.ts";
 
 /**
  * Probe state kept per flow: a reply to a probe older than this many
@@ -179,6 +179,8 @@ export interface MonitorOptions {
   size?: number;
   /** Probes per target; unbounded by default (a `/probe` scrape gives one). */
   count?: number;
+  /** The probe format of each target, in the order of `targets`; the plain probe by default. */
+  formats?: readonly FlowRunOptions["format"][];
   /** Ends the run at once. */
   signal?: AbortSignal;
   /** Every event of target `index`, after its tally has counted it. */
@@ -205,6 +207,7 @@ export async function runMonitor(options: MonitorOptions): Promise<void> {
       count: options.count,
       signal: options.signal,
       ring: MONITOR_RING,
+      format: options.formats?.[index],
       onSend: () => tally.sent(),
       onEvent: (event) => {
         tally.record(event);

@@ -34,6 +34,7 @@ import { eventJson, formatLost, formatReply } from "../measure/report.ts";
 import { listInterfaces, probeHandler, ProbeMetrics } from "./probe.ts";
 import { serveMetrics } from "./http.ts";
 import { parseProbeAllow, type ProbeAllowEntry } from "./_probe_policy.ts";
+import type { StampMetricsOptions } from "./stamp_metrics.ts";
 
 /** The flags of a measurement that a monitor, which runs until stopped, refuses. */
 const NOT_FOR_MONITOR = [
@@ -62,6 +63,10 @@ export interface MonitorValues {
   ipv4?: boolean;
   /** `-6`. */
   ipv6?: boolean;
+  /** `--stamp`, `--stamp-tlv`, `--ssid`. */
+  stamp?: boolean;
+  "stamp-tlv"?: string;
+  ssid?: string;
   /** `--probe-allow`, repeatable. */
   "probe-allow"?: string[];
   /** The refused ones. */
@@ -97,6 +102,7 @@ export async function runMonitorCommand(
   let intervalMs: number;
   let size: number;
   let allow: ProbeAllowEntry[];
+  let stamp: StampMetricsOptions | undefined;
   try {
     const refused = NOT_FOR_MONITOR.find((flag) =>
       values[flag] !== undefined && values[flag] !== false
@@ -119,6 +125,10 @@ export async function runMonitorCommand(
       );
     }
     size = parseNumberFlag(values, "size", MEASURE_RANGES) ?? 64;
+    if (values.stamp) {
+      const { stampRunOf } = await import("../measure/stamp_report.ts");
+      stamp = stampRunOf(values, size).options;
+    }
     allow = (values["probe-allow"] ?? []).map((text) => {
       try {
         return parseProbeAllow(text);
@@ -147,6 +157,12 @@ export async function runMonitorCommand(
   const metrics = new ProbeMetrics();
   const labels = targets.map((target) => formatAddress(target));
   const tallies = labels.map((label) => metrics.tally(label));
+  let formats;
+  if (stamp !== undefined) {
+    const { StampMetrics } = await import("./stamp_metrics.ts");
+    const stampMetrics = new StampMetrics(metrics.registry, stamp);
+    formats = labels.map((label) => stampMetrics.format(label));
+  }
   let endpoint;
   try {
     endpoint = serveMetrics(listen, {
@@ -172,15 +188,16 @@ export async function runMonitorCommand(
       event: "monitor",
       targets: labels,
       size,
+      stamp: stamp !== undefined,
       interval_ms: intervalMs,
       timeout_ms: options.timeoutMs,
       metrics: url,
     }));
   } else {
     (format === "text" ? out.line : out.status)(
-      `MONITOR ${
-        labels.join(", ")
-      }: ${size}-byte probes, every ${intervalMs} ms; metrics on ${url}${
+      `MONITOR ${labels.join(", ")}: ${size}-byte ${
+        stamp ? "STAMP " : ""
+      }probes, every ${intervalMs} ms; metrics on ${url}${
         format === "text" ? "" : "\n"
       }`,
     );
@@ -211,6 +228,7 @@ export async function runMonitorCommand(
       intervalMs,
       timeoutMs: options.timeoutMs,
       size,
+      formats,
       signal: controller.signal,
       onEvent,
     });

@@ -1,0 +1,159 @@
+/**
+ * The monitor's STAMP metrics (`client.ts --metrics --stamp`), per `target`
+ * label: histograms of the forward (T2 − T1) and backward (T4 − T3)
+ * one-way delay, and probes lost per direction. Each target's probes are
+ * STAMP test packets of `measure/stamp_probe.ts`, whose log and checks
+ * apply as in `client.ts --stamp`; the log here keeps only the latest
+ * reply, so a monitor that runs for months holds fixed memory.
+ *
+ * Loss per direction needs a stateful reflector (`server.ts --stamp
+ * --stamp-stateful`), whose sequence number counts the probes it
+ * received. Between two replies, the sender's sequence numbers skipped are
+ * the probes lost either way, and the reflector's skipped are the ones
+ * lost on the way there: the rest were lost on the way back. They are
+ * counted when the next reply shows them. A stateless reflector copies the
+ * sender's number, so against it every loss counts as backward.
+ *
+ * @module
+ */
+
+import { Counter, Histogram, type Registry } from "prom-client";
+import type { ProbeFormat } from "../measure/_common.ts";
+import type { RequestTlv } from "../stamp/tlv.ts";
+import {
+  StampFlowLog,
+  stampFormat,
+  type StampReply,
+} from "../measure/stamp_probe.ts";
+import { RTT_BUCKETS_SECONDS } from "./probe.ts";
+
+/** The two directions of a link, as the `direction` label spells them. */
+export type Direction = "forward" | "backward";
+
+/** What a monitor's STAMP sender sends. */
+export interface StampMetricsOptions {
+  /** The Session-Sender Identifier, 0 to 65535. */
+  ssid: number;
+  /** TLVs to ask for. */
+  tlvs: readonly RequestTlv[];
+}
+
+/**
+ * Splits loss by direction from the sequence numbers of successive
+ * replies (see the module doc). Fixed memory: the latest reply's numbers.
+ */
+export class DirectionalLoss {
+  /** Probes lost on the way to the reflector, so far. */
+  forward = 0;
+  /** Probes lost on the way back, so far. */
+  backward = 0;
+  #senderSeq = -1;
+  #reflectorSeq = -1;
+
+  /**
+   * Counts what the reply to probe `senderSeq`, numbered `reflectorSeq` by
+   * the reflector, shows. A reply older than the latest (reordered or late)
+   * shows nothing. When the reflector's number does not fit (it restarted
+   * or forgot the session), counting starts again from this reply.
+   */
+  reply(senderSeq: number, reflectorSeq: number): void {
+    if (senderSeq <= this.#senderSeq) return;
+    const missing = senderSeq - this.#senderSeq - 1;
+    const reached = reflectorSeq - this.#reflectorSeq - 1;
+    if (reached >= 0 && reached <= missing) {
+      this.forward += missing - reached;
+      this.backward += reached;
+    }
+    this.#senderSeq = senderSeq;
+    this.#reflectorSeq = reflectorSeq;
+  }
+}
+
+/**
+ * The STAMP metrics of a monitor, in `registry`, and the probe format of
+ * each target. Throws RangeError for an SSID out of 0 to 65535 (as
+ * `stampFormat` does).
+ */
+export class StampMetrics {
+  readonly #delay: Histogram<"target" | "direction">;
+  readonly #options: StampMetricsOptions;
+  readonly #losses = new Map<string, DirectionalLoss>();
+
+  constructor(registry: Registry, options: StampMetricsOptions) {
+    this.#options = options;
+    const registers = [registry];
+    this.#delay = new Histogram({
+      name: "udp_echo_stamp_one_way_delay_seconds",
+      help:
+        "One-way delay of STAMP probes answered intact: forward T2 - T1, backward T4 - T3 (includes the clock offset between the hosts).",
+      labelNames: ["target", "direction"],
+      buckets: [...RTT_BUCKETS_SECONDS],
+      registers,
+    });
+    const losses = this.#losses;
+    new Counter({
+      name: "udp_echo_stamp_lost_total",
+      help:
+        "STAMP probes lost on the way to the reflector (forward) or back (backward), counted when a later reply shows them; needs a stateful reflector.",
+      labelNames: ["target", "direction"],
+      registers,
+      collect() {
+        this.reset();
+        for (const [target, loss] of losses) {
+          this.inc({ target, direction: "forward" }, loss.forward);
+          this.inc({ target, direction: "backward" }, loss.backward);
+        }
+      },
+    });
+  }
+
+  /**
+   * The probe format of target `target` (its label), for
+   * `FlowRunOptions.format`; its series exist from the start, at zero.
+   */
+  format(target: string): (flow: number, session: number) => ProbeFormat {
+    const loss = new DirectionalLoss();
+    this.#losses.set(target, loss);
+    for (const direction of ["forward", "backward"] as const) {
+      this.#delay.zero({ target, direction });
+    }
+    const observe = (seq: number, reply: StampReply) => {
+      if (reply.plainEcho) return;
+      this.#delay.observe(
+        { target, direction: "forward" },
+        (reply.t2 - reply.t1) / 1000,
+      );
+      this.#delay.observe(
+        { target, direction: "backward" },
+        (reply.t4 - reply.t3) / 1000,
+      );
+      loss.reply(seq, reply.seq);
+    };
+    return (_flow, session) =>
+      stampFormat({ ...this.#options, session, log: new LatestLog(observe) });
+  }
+}
+
+/** The run's log and its checks, keeping the latest reply only. */
+class LatestLog extends StampFlowLog {
+  constructor(readonly onReply: (seq: number, reply: StampReply) => void) {
+    super();
+  }
+
+  override add(seq: number, reply: StampReply): void {
+    super.add(seq, reply);
+    forgetHistory(this);
+    this.onReply(seq, reply);
+  }
+}
+
+/**
+ * Empties every list a log keeps per reply (delays by sequence number,
+ * TTLs seen), keeping its counts and latest fields: a run's log grows with
+ * its probes, and a monitor's runs until stopped.
+ */
+function forgetHistory(log: StampFlowLog): void {
+  for (const value of Object.values(log)) {
+    if (Array.isArray(value)) value.length = 0;
+  }
+}

@@ -1,0 +1,102 @@
+import { deepEqual, equal, ok } from "node:assert/strict";
+import { at, serveFaultRelay } from "../testing/fault_relay.ts";
+import { fetchText, sample, startScript } from "../testing/metrics.ts";
+import { waitUntil } from "../testing/wait.ts";
+import { DirectionalLoss } from "./stamp_metrics.ts";
+
+Deno.test("DirectionalLoss: skipped sender numbers are lost, the reflector's skipped ones forward, the rest backward", () => {
+  const loss = new DirectionalLoss();
+  // Probe 0 lost forward, probe 2 lost backward, probe 4 forward.
+  loss.reply(1, 0);
+  loss.reply(3, 2);
+  loss.reply(5, 3);
+  deepEqual({ forward: loss.forward, backward: loss.backward }, {
+    forward: 2,
+    backward: 1,
+  });
+  // A late reply shows nothing; a reflector that restarted starts again
+  // (probes 6 to 8 not split), and then probe 10 was lost forward.
+  loss.reply(4, 3);
+  loss.reply(9, 0);
+  loss.reply(11, 1);
+  deepEqual({ forward: loss.forward, backward: loss.backward }, {
+    forward: 3,
+    backward: 1,
+  });
+});
+
+Deno.test("client.ts --metrics --stamp against a stateful reflector: one-way delay histograms, and the probes a relay dropped counted per direction", async () => {
+  const reflector = startScript("server.ts", [
+    "-H",
+    "127.0.0.1",
+    "-p",
+    "0",
+    "-q",
+    "--stamp",
+    "--stamp-stateful",
+  ]);
+  const controller = new AbortController();
+  let monitor;
+  try {
+    const port = Number((await reflector.waitFor(/port (\d+)\n/))[1]);
+    // Requests 3 and 7 dropped on the way there; the reply to request 10
+    // (the 9th that reaches the reflector) on the way back.
+    const relay = serveFaultRelay({
+      upstream: { hostname: "127.0.0.1", port },
+      rules: [
+        { select: at(3, 7), action: { type: "drop" } },
+        { direction: "reply", select: at(8), action: { type: "drop" } },
+      ],
+      signal: controller.signal,
+    });
+    monitor = startScript("client.ts", [
+      "-H",
+      "127.0.0.1",
+      "-p",
+      String(relay.addr.port),
+      "-i",
+      "50",
+      "-t",
+      "2000",
+      "--stamp",
+      "--ndjson",
+      "--metrics",
+      "127.0.0.1:0",
+    ]);
+    const url = (await monitor.waitFor(/"metrics":"(http:[^"]+)"/))[1]!;
+    const target = `target="127.0.0.1:${relay.addr.port}"`;
+    let text = "";
+    await waitUntil(async () => {
+      text = (await fetchText(url)).text;
+      return sample(text, `udp_echo_probes_received_total{${target}}`) >= 12;
+    }, "the monitor has 12 replies");
+    equal(relay.stats.dropped, 3);
+    equal(
+      sample(text, `udp_echo_stamp_lost_total{${target},direction="forward"}`),
+      2,
+    );
+    equal(
+      sample(
+        text,
+        `udp_echo_stamp_lost_total{${target},direction="backward"}`,
+      ),
+      1,
+    );
+    const received = sample(text, `udp_echo_probes_received_total{${target}}`);
+    for (const direction of ["forward", "backward"]) {
+      const series = `${target},direction="${direction}"`;
+      equal(
+        sample(text, `udp_echo_stamp_one_way_delay_seconds_count{${series}}`),
+        received,
+      );
+      ok(
+        sample(text, `udp_echo_stamp_one_way_delay_seconds_sum{${series}}`) <
+          10,
+      );
+    }
+  } finally {
+    if (monitor) equal((await monitor.stop()).code, 0);
+    controller.abort();
+    equal((await reflector.stop()).code, 0);
+  }
+});
