@@ -158,8 +158,9 @@ const MEASURE_HELP =
       --probe-allow NET  with --metrics: /probe sends only to NET, a CIDR or
                        [CIDR]:PORT (repeatable); broadcast, multicast and
                        service ports stay refused
-      --stamp          ping or load as a STAMP Session-Sender (RFC 8762): delay
-                       and loss each way, the reflector's time; -s at least 44
+      --stamp          ping, load or monitor as a STAMP Session-Sender (RFC
+                       8762): delay and loss each way, the reflector's time;
+                       -s at least 44
       --stamp-tlv LIST with --stamp: location (a NAT hint), timestamp-info
       --ssid N         with --stamp: the session id, 0 to 65535 (default: random)
   Load without -c or -d runs 10 s; -t MS marks slower replies late and,

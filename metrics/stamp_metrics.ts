@@ -19,10 +19,10 @@
 
 import { Counter, Histogram, type Registry } from "prom-client";
 import type { ProbeFormat } from "../measure/_common.ts";
-import type { RequestTlv } from "../stamp/tlv.ts";
 import {
   StampFlowLog,
   stampFormat,
+  type StampFormatOptions,
   type StampReply,
 } from "../measure/stamp_probe.ts";
 import { RTT_BUCKETS_SECONDS } from "./probe.ts";
@@ -35,7 +35,7 @@ export interface StampMetricsOptions {
   /** The Session-Sender Identifier, 0 to 65535. */
   ssid: number;
   /** TLVs to ask for. */
-  tlvs: readonly RequestTlv[];
+  tlvs: StampFormatOptions["tlvs"];
 }
 
 /**
