@@ -69,24 +69,34 @@ export class DirectionalLoss {
   }
 }
 
+/** The labels of the series besides `direction`. */
+const LABELS = ["target"] as const;
+
+/** The labels of flow `flow` of target `target`: one set for all its flows. */
+function flowLabels(target: string, _flow: number): Record<"target", string> {
+  return { target };
+}
+
 /**
  * The STAMP metrics of a monitor, in `registry`, and the probe format of
  * each target. Throws RangeError for an SSID out of 0 to 65535 (as
  * `stampFormat` does).
  */
 export class StampMetrics {
-  readonly #delay: Histogram<"target" | "direction">;
+  readonly #delay: Histogram<(typeof LABELS)[number] | "direction">;
   readonly #options: StampMetricsOptions;
-  readonly #losses = new Map<string, DirectionalLoss>();
+  /** Each target's flows' loss, by flow. */
+  readonly #losses = new Map<string, DirectionalLoss[]>();
 
   constructor(registry: Registry, options: StampMetricsOptions) {
     this.#options = options;
     const registers = [registry];
+    const labelNames = [...LABELS, "direction"] as const;
     this.#delay = new Histogram({
       name: "udp_echo_stamp_one_way_delay_seconds",
       help:
         "One-way delay of STAMP probes answered intact: forward T2 - T1, backward T4 - T3 (includes the clock offset between the hosts).",
-      labelNames: ["target", "direction"],
+      labelNames,
       buckets: [...RTT_BUCKETS_SECONDS],
       registers,
     });
@@ -95,13 +105,16 @@ export class StampMetrics {
       name: "udp_echo_stamp_lost_total",
       help:
         "STAMP probes lost on the way to the reflector (forward) or back (backward), counted when a later reply shows them; needs a stateful reflector.",
-      labelNames: ["target", "direction"],
+      labelNames,
       registers,
       collect() {
         this.reset();
-        for (const [target, loss] of losses) {
-          this.inc({ target, direction: "forward" }, loss.forward);
-          this.inc({ target, direction: "backward" }, loss.backward);
+        for (const [target, flows] of losses) {
+          for (const [flow, loss] of flows.entries()) {
+            const labels = flowLabels(target, flow);
+            this.inc({ ...labels, direction: "forward" }, loss.forward);
+            this.inc({ ...labels, direction: "backward" }, loss.backward);
+          }
         }
       },
     });
@@ -109,41 +122,67 @@ export class StampMetrics {
 
   /**
    * The probe format of target `target` (its label), for
-   * `FlowRunOptions.format`; its series exist from the start, at zero.
+   * `FlowRunOptions.format`: each flow's series exist from its start, at
+   * zero.
    */
   format(target: string): (flow: number, session: number) => ProbeFormat {
-    const loss = new DirectionalLoss();
-    this.#losses.set(target, loss);
-    for (const direction of ["forward", "backward"] as const) {
-      this.#delay.zero({ target, direction });
-    }
-    const observe = (seq: number, reply: StampReply) => {
-      if (reply.plainEcho) return;
-      this.#delay.observe(
-        { target, direction: "forward" },
-        (reply.t2 - reply.t1) / 1000,
-      );
-      this.#delay.observe(
-        { target, direction: "backward" },
-        (reply.t4 - reply.t3) / 1000,
-      );
-      loss.reply(seq, reply.seq);
+    const losses: DirectionalLoss[] = [];
+    this.#losses.set(target, losses);
+    return (flow, session) => {
+      const loss = losses[flow] = new DirectionalLoss();
+      const labels = flowLabels(target, flow);
+      const forward = { ...labels, direction: "forward" };
+      const backward = { ...labels, direction: "backward" };
+      this.#delay.zero(forward);
+      this.#delay.zero(backward);
+      const observe = (seq: number, reply: StampReply, log: StampFlowLog) => {
+        if (reply.plainEcho) return;
+        // The delays the log kept: none when its checks refused the
+        // reply's timestamps.
+        const forwardMs = log.forward[seq];
+        const backwardMs = log.backward[seq];
+        if (forwardMs !== undefined && backwardMs !== undefined) {
+          this.#delay.observe(forward, forwardMs / 1000);
+          this.#delay.observe(backward, backwardMs / 1000);
+        }
+        loss.reply(seq, reply.seq);
+      };
+      return stampFormat({
+        ...this.#options,
+        session,
+        log: new LatestLog(observe),
+      });
     };
-    return (_flow, session) =>
-      stampFormat({ ...this.#options, session, log: new LatestLog(observe) });
+  }
+
+  /** Drops target `target`'s series: a monitor's target that went away. */
+  remove(target: string): void {
+    const flows = this.#losses.get(target)?.length ?? 0;
+    this.#losses.delete(target);
+    for (let flow = 0; flow < flows; flow++) {
+      for (const direction of ["forward", "backward"]) {
+        this.#delay.remove({ ...flowLabels(target, flow), direction });
+      }
+    }
   }
 }
 
 /** The run's log and its checks, keeping the latest reply only. */
 class LatestLog extends StampFlowLog {
-  constructor(readonly onReply: (seq: number, reply: StampReply) => void) {
+  constructor(
+    readonly onReply: (
+      seq: number,
+      reply: StampReply,
+      log: StampFlowLog,
+    ) => void,
+  ) {
     super();
   }
 
   override add(seq: number, reply: StampReply): void {
     super.add(seq, reply);
+    this.onReply(seq, reply, this);
     forgetHistory(this);
-    this.onReply(seq, reply);
   }
 }
 

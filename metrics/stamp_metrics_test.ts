@@ -2,7 +2,9 @@ import { deepEqual, equal, ok } from "node:assert/strict";
 import { at, serveFaultRelay } from "../testing/fault_relay.ts";
 import { fetchText, sample, startScript } from "../testing/metrics.ts";
 import { waitUntil } from "../testing/wait.ts";
-import { DirectionalLoss } from "./stamp_metrics.ts";
+import { Registry } from "prom-client";
+import { runScript } from "../testing/cli.ts";
+import { DirectionalLoss, StampMetrics } from "./stamp_metrics.ts";
 
 Deno.test("DirectionalLoss: skipped sender numbers are lost, the reflector's skipped ones forward, the rest backward", () => {
   const loss = new DirectionalLoss();
@@ -99,4 +101,44 @@ Deno.test("client.ts --metrics --stamp against a stateful reflector: one-way del
     controller.abort();
     equal((await reflector.stop()).code, 0);
   }
+});
+
+Deno.test("StampMetrics: a target's series exist at zero from its start, and go when it is removed", async () => {
+  const registry = new Registry();
+  const metrics = new StampMetrics(registry, { ssid: 7, tlvs: [] });
+  metrics.format("10.0.0.2:10000")(0, 1);
+  metrics.format("10.0.0.3:10000")(0, 2);
+  let text = await registry.metrics();
+  for (const target of ["10.0.0.2:10000", "10.0.0.3:10000"]) {
+    for (const direction of ["forward", "backward"]) {
+      const labels = `target="${target}",direction="${direction}"`;
+      equal(sample(text, `udp_echo_stamp_lost_total{${labels}}`), 0);
+      equal(
+        sample(text, `udp_echo_stamp_one_way_delay_seconds_count{${labels}}`),
+        0,
+      );
+    }
+  }
+  metrics.remove("10.0.0.2:10000");
+  text = await registry.metrics();
+  ok(!text.includes("10.0.0.2:10000"), text);
+  ok(text.includes("10.0.0.3:10000"), text);
+});
+
+Deno.test("client.ts --metrics --stamp refuses a probe too small for STAMP with one line and exit 2", async () => {
+  const { code, stdout, stderr } = await runScript("client.ts", [
+    "-H",
+    "127.0.0.1",
+    "--stamp",
+    "-s",
+    "40",
+    "--metrics",
+    "127.0.0.1:0",
+  ]);
+  equal(code, 2);
+  equal(stdout, "");
+  equal(
+    stderr,
+    "error: cannot send 40-byte STAMP packets: -s must be at least 44\n",
+  );
 });
