@@ -90,7 +90,7 @@ async function measure(
       "run",
       "--unstable-net",
       "--allow-net",
-      "--allow-sys=networkInterfaces",
+      "--allow-sys=networkInterfaces,hostname",
       "--allow-ffi",
       "--allow-read=.",
       ...SERVER_V8_FLAGS,

@@ -21,6 +21,14 @@ const METRICS_PORT = 9863;
 const DROP_PERCENT = 20;
 /** A link without a fault must stay below this loss ratio. */
 const CLEAN_LOSS = 0.02;
+/**
+ * The monitor's permissions: the interfaces for `/probe`, and the host name,
+ * the default of a monitor's node name.
+ */
+const MONITOR_PERMISSIONS = [
+  "--allow-net",
+  "--allow-sys=networkInterfaces,hostname",
+];
 /** Probes the faulty link sends before its loss is judged. */
 const MIN_PROBES = 100;
 /** The monitor's probe interval, in ms. */
@@ -119,7 +127,7 @@ Deno.test({
       const prometheus = mesh.prometheus(prometheusConfig(mesh));
       await Promise.all(reflectors.map((r) => r.waitFor(/port \d+/)));
       const monitors = mesh.nodes.map((ns, k) =>
-        mesh.deno(ns, "client.ts", monitorArgs(mesh, k), permissions)
+        mesh.deno(ns, "client.ts", monitorArgs(mesh, k), MONITOR_PERMISSIONS)
       );
       await Promise.all(monitors.map((m) => m.waitFor(/metrics on http/)));
       await prometheus;

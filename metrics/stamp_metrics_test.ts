@@ -6,6 +6,9 @@ import { Registry } from "prom-client";
 import { runScript } from "../testing/cli.ts";
 import { DirectionalLoss, StampMetrics } from "./stamp_metrics.ts";
 
+/** The host name is the default of a monitor's node name. */
+const MONITOR_PERMISSIONS = ["--allow-net", "--allow-sys=hostname"];
+
 Deno.test("DirectionalLoss: skipped sender numbers are lost, the reflector's skipped ones forward, the rest backward", () => {
   const loss = new DirectionalLoss();
   // Probe 0 lost forward, probe 2 lost backward, probe 4 forward.
@@ -64,7 +67,7 @@ Deno.test("client.ts --metrics --stamp against a stateful reflector: one-way del
       "--ndjson",
       "--metrics",
       "127.0.0.1:0",
-    ]);
+    ], MONITOR_PERMISSIONS);
     const url = (await monitor.waitFor(/"metrics":"(http:[^"]+)"/))[1]!;
     const target = `target="127.0.0.1:${relay.addr.port}"`;
     let text = "";
@@ -134,7 +137,7 @@ Deno.test("client.ts --metrics --stamp refuses a probe too small for STAMP with 
     "40",
     "--metrics",
     "127.0.0.1:0",
-  ]);
+  ], { permissions: MONITOR_PERMISSIONS });
   equal(code, 2);
   equal(stdout, "");
   equal(
