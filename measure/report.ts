@@ -187,7 +187,18 @@ function summaryTable(summary: Summary): string[] {
 export interface SummaryOptions {
   /** Add a histogram of round-trip times. Defaults to true. */
   histogram?: boolean;
+  /**
+   * What would pace closer than this run did (the kernel engine, when it
+   * was available but not used), said when few sends were on time.
+   */
+  pacingAdvice?: string;
 }
+
+/**
+ * Below this percent of sends on time (see `ScheduleError.onTimePercent`)
+ * the summary passes on {@linkcode SummaryOptions.pacingAdvice}.
+ */
+export const LOW_ON_TIME_PERCENT = 90;
 
 /** The end-of-run summary of a ping or load run, as lines. */
 export function formatRunSummary(
@@ -230,6 +241,17 @@ export function formatRunSummary(
           : "-"
       }, largest burst ${Number.isFinite(largestBurst) ? largestBurst : "-"}`,
     );
+    const onTime = error.onTimePercent ?? NaN;
+    if (Number.isFinite(onTime)) {
+      lines.push(
+        `on time: ${
+          formatPercent(onTime)
+        }% of sends within ±5% of the interval of their schedule`,
+      );
+      if (onTime < LOW_ON_TIME_PERCENT && options.pacingAdvice !== undefined) {
+        lines.push(options.pacingAdvice);
+      }
+    }
   }
   lines.push(
     `rate: sent ${formatRate(result.sendRate.pps)} (${

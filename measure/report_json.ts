@@ -88,6 +88,7 @@ export function runJson(
         p50: result.scheduleMs.p50 ?? null,
         p99: result.scheduleMs.p99 ?? null,
         largest_burst: result.scheduleMs.largestBurst ?? null,
+        on_time_percent: result.scheduleMs.onTimePercent ?? null,
       }
       : null,
     clock_steps: result.clockSteps ?? 0,
