@@ -140,6 +140,18 @@ export function formatSweepStep(event: SweepEvent, tries: number): string {
   }
 }
 
+/**
+ * The line that says replies carried several probes each, or nothing
+ * without any.
+ */
+function mergedText(result: RunResult | SweepResult): string | false {
+  const merged = result.merged ?? 0;
+  if (merged === 0) return false;
+  return `${merged} ${
+    merged === 1 ? "reply" : "replies"
+  } carried several whole probes each, all counted as received: the server merges datagrams (a stream relay)`;
+}
+
 function countsLine(result: RunResult | SweepResult): string {
   const loss = lossPercent(result);
   return [
@@ -223,6 +235,8 @@ export function formatRunSummary(
     `${result.eventsDropped} events not shown (output fell behind)`,
   ].filter(Boolean);
   if (extras.length > 0) lines.push(extras.join(", "));
+  const merged = mergedText(result);
+  if (merged) lines.push(merged);
   lines.push(...summaryTable(result.rttMs));
   lines.push(
     `jitter (ms): mean ipdv ${formatMs(result.jitterMs.ipdv)}, rfc3550 ${
@@ -322,6 +336,8 @@ export function formatSweepSummary(result: SweepResult): string[] {
     result.ignored > 0 && `${result.ignored} foreign datagrams ignored`,
   ].filter(Boolean);
   if (extras.length > 0) lines.push(extras.join(", "));
+  const merged = mergedText(result);
+  if (merged) lines.push(merged);
   lines.push(...summaryTable(result.rttMs));
   return lines;
 }
