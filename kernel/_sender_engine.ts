@@ -58,7 +58,7 @@ const CMSG_ROOM = 64;
 const MIN_BUFFER = 64 * 1024;
 /** How many whole probes a receive slot holds, for replies that merge them. */
 const MERGED_PROBES_SEEN = 8;
-/** Receive-slot bytes per engine beyond one probe each, at most. */
+/** Receive-slot bytes per engine that room for merged replies may take. */
 const MERGED_SLOT_BYTES = 4 * 1024 * 1024;
 /** The largest UDP payload: no slot needs more. */
 const MAX_DATAGRAM = 65535;
