@@ -105,6 +105,7 @@ export function formatReply(
     event.reordered && "(reordered)",
     event.late && "(late)",
     event.clockStep && "(clock step)",
+    event.merged && "(merged)",
   ].filter(Boolean);
   const flow = flows > 1 ? `flow=${event.flow} ` : "";
   return [
