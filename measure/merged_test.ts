@@ -153,28 +153,30 @@ Deno.test({
     (SOCAT ? "" : " (skipped: socat is not installed)"),
   ignore: SOCAT === undefined,
   async fn() {
-    // Find a free port, then let socat bind it.
-    const free = Deno.listenDatagram({
-      hostname: "127.0.0.1",
-      port: 0,
-      transport: "udp",
-    });
-    const port = (free.addr as Deno.NetAddr).port;
-    free.close();
-    const socat = new Deno.Command(SOCAT!, {
-      args: ["-d", "-d", `UDP-LISTEN:${port},bind=127.0.0.1,fork`, "PIPE"],
-      stdout: "null",
-      stderr: "piped",
-    }).spawn();
-    const log = socat.stderr.pipeThrough(new TextDecoderStream()).getReader();
-    try {
-      let text = "";
-      while (!text.includes("listening on")) {
-        const { value, done } = await log.read();
-        if (done) throw new Error(`socat ended: ${text}`);
-        text += value;
-      }
-      for (const io of IO_MODES) {
+    for (const io of IO_MODES) {
+      // Find a free port, then let socat bind it. Without `fork` socat
+      // serves the first client only, and leaves no child behind.
+      const free = Deno.listenDatagram({
+        hostname: "127.0.0.1",
+        port: 0,
+        transport: "udp",
+      });
+      const port = (free.addr as Deno.NetAddr).port;
+      free.close();
+      const socat = new Deno.Command(SOCAT!, {
+        args: ["-d", "-d", `UDP-LISTEN:${port},bind=127.0.0.1`, "PIPE"],
+        stdout: "null",
+        stderr: "piped",
+      }).spawn();
+      const log = socat.stderr.pipeThrough(new TextDecoderStream())
+        .getReader();
+      try {
+        let text = "";
+        while (!text.includes("listening on")) {
+          const { value, done } = await log.read();
+          if (done) throw new Error(`socat ended: ${text}`);
+          text += value;
+        }
         // 64-byte probes fill socat's 8192-byte reads exactly: however the
         // pipe groups them, each reply is whole probes.
         const { stdout } = await client(port, io, [
@@ -188,11 +190,11 @@ Deno.test({
         equal(document.corrupted, 0, io);
         equal(document.received + document.lost, document.sent, io);
         ok(Number.isInteger(document.merged), io);
+      } finally {
+        socat.kill("SIGTERM");
+        await socat.status;
+        await log.cancel();
       }
-    } finally {
-      socat.kill("SIGTERM");
-      await socat.status;
-      await log.cancel();
     }
   },
 });
