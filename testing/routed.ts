@@ -18,6 +18,7 @@
 
 import { NETNS_SKIP } from "./netns.ts";
 import { run } from "./command.ts";
+import { ROOT } from "./cli.ts";
 
 let made = 0;
 
@@ -143,6 +144,38 @@ export class RoutedLan {
       throw new Error(`Cannot find one rule with "${rule}" in:\n${listing}`);
     }
     return Number(/counter packets (\d+)/.exec(lines[0]!)?.[1] ?? NaN);
+  }
+
+  /**
+   * Runs `client.ts` with `args` in the client's namespace, with the
+   * engine's permissions (`--allow-ffi`), to its end.
+   */
+  async runClient(
+    args: string[],
+  ): Promise<{ code: number; stdout: string; stderr: string }> {
+    const { code, stdout, stderr } = await new Deno.Command("ip", {
+      args: [
+        "netns",
+        "exec",
+        this.client,
+        Deno.execPath(),
+        "run",
+        "--unstable-net",
+        "--allow-net",
+        "--allow-ffi",
+        `--allow-read=${ROOT.pathname}`,
+        new URL("client.ts", ROOT).pathname,
+        ...args,
+      ],
+      stdin: "null",
+      env: { NO_COLOR: "1" },
+    }).output();
+    const decoder = new TextDecoder();
+    return {
+      code,
+      stdout: decoder.decode(stdout),
+      stderr: decoder.decode(stderr),
+    };
   }
 
   /** Deletes the three namespaces, and with them everything in them. */
