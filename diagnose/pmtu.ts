@@ -193,9 +193,9 @@ async function search(
   const pathMtu = found.passed + header;
   const failure = found.failure;
   const findings = [
-    `path MTU ${pathMtu} bytes (${family}): ${found.passed}-byte payloads come back with don't-fragment set${
-      failure ? `, ${failure.size}-byte ones do not` : ""
-    }`,
+    failure
+      ? `path MTU ${pathMtu} bytes (${family}): ${found.passed}-byte payloads come back with don't-fragment set, ${failure.size}-byte ones do not`
+      : `no limit found: the largest UDP datagram (${pathMtu}-byte ${family} packets) comes back with don't-fragment set`,
   ];
   if (failure?.result === "icmp") {
     findings.push(
