@@ -44,6 +44,7 @@ import {
   spoofProgram,
 } from "./_spoof_guard.ts";
 import { checkBatchSize, openLibc, releaseLibc, SHUT_RDWR } from "./_libc.ts";
+import { socketDrops } from "./_socket_buffer.ts";
 import type { WorkerMessage } from "./_channel.ts";
 import {
   C_BATCHES,
@@ -336,9 +337,22 @@ export function serveBatch(options: BatchServeOptions): BatchServer {
   }
 
   const startedAt = performance.now();
+  // The kernel's drops at each socket, read on this thread, which owns the
+  // sockets: at each call, and a last time right before they close.
+  const finalDrops: number[] = [];
+  const laneCounters = (lane: Lane, k: number) => {
+    const drops = finalDrops[k] ?? socketDrops(libc, lane.socket.fd);
+    return {
+      ...lane.events.counters(),
+      ...(drops >= 0 ? { hostDrops: drops } : {
+        hostDrops: null,
+        hostDropsUnknown: "the kernel did not say (getsockopt SO_MEMINFO)",
+      }),
+    };
+  };
   const stats = (): EchoStats => {
     const total = zeroCounters();
-    for (const lane of lanes) addCounters(total, lane.events.counters());
+    lanes.forEach((lane, k) => addCounters(total, laneCounters(lane, k)));
     return { ...total, uptimeMs: performance.now() - startedAt };
   };
   const loopStats = (): LoopStats => ({
@@ -377,6 +391,9 @@ export function serveBatch(options: BatchServeOptions): BatchServer {
     // Only now has every loop left its last system call (or never started):
     // the Workers, and with them the buffers the kernel used, may go.
     stop();
+    lanes.forEach((lane, k) => {
+      finalDrops[k] = socketDrops(libc, lane.socket.fd);
+    });
     for (const lane of lanes) {
       lane.worker.terminate();
       libc.symbols.close(lane.socket.fd);
@@ -414,8 +431,8 @@ export function serveBatch(options: BatchServeOptions): BatchServer {
     rateLimit: rateLimitOf(policy),
     stats,
     statsBySocket: () =>
-      lanes.map((lane) =>
-        socketStats(lane.socket.addr, lane.events.counters())
+      lanes.map((lane, k) =>
+        socketStats(lane.socket.addr, laneCounters(lane, k))
       ),
     loopStats,
   };

@@ -185,4 +185,30 @@ export interface RunResult extends ReplyCounts {
   eventsDropped?: number;
   /** What carried the datagrams: Deno's sockets or the kernel engine. */
   io?: "socket" | "batch";
+  /**
+   * Datagrams this host's kernel dropped at the run's own sockets, summed
+   * over the flows: they reached this host and its receive buffer was full
+   * (the kernel's per-socket counter, read at the start and once more at
+   * the end of the run). A dropped reply leaves its probe `lost`, so up to
+   * this many of `lost` reached this host. `null` when it cannot be known
+   * (see `hostDropsUnknown`); absent when not measured.
+   */
+  hostDrops?: number | null;
+  /** Why `hostDrops` is `null`: what reading it would need. */
+  hostDropsUnknown?: string;
+  /** Kernel engine only: the receive buffer sized for the rate asked for. */
+  receiveBuffer?: ReceiveBufferSize;
+}
+
+/** A socket's receive buffer as sized for a run, in bytes. */
+export interface ReceiveBufferSize {
+  /**
+   * The size needed for the rate asked for, as the kernel counts it (the
+   * datagrams with its bookkeeping); 0 when the default already held it.
+   */
+  asked: number;
+  /** The size the kernel reports it gave (`getsockopt(SO_RCVBUF)`). */
+  granted: number;
+  /** Whether `net.core.rmem_max` kept it below the size needed. */
+  capped: boolean;
 }
