@@ -11,7 +11,10 @@
  */
 
 import { type Libc, SOL_SOCKET } from "./_libc.ts";
-import type { ReceiveBufferSize } from "../measure/types.ts";
+import type { RunResult } from "../measure/types.ts";
+
+/** A receive buffer as sized: see `RunResult.receiveBuffer`. */
+export type ReceiveBufferSize = NonNullable<RunResult["receiveBuffer"]>;
 
 /** `getsockopt`/`setsockopt`: the receive buffer's size in bytes. */
 const SO_RCVBUF = 8;

@@ -196,19 +196,12 @@ export interface RunResult extends ReplyCounts {
   hostDrops?: number | null;
   /** Why `hostDrops` is `null`: what reading it would need. */
   hostDropsUnknown?: string;
-  /** Kernel engine only: the receive buffer sized for the rate asked for. */
-  receiveBuffer?: ReceiveBufferSize;
-}
-
-/** A socket's receive buffer as sized for a run, in bytes. */
-export interface ReceiveBufferSize {
   /**
-   * The size needed for the rate asked for, as the kernel counts it (the
-   * datagrams with its bookkeeping); 0 when the default already held it.
+   * Kernel engine only: the receive buffer sized for the rate asked for, in
+   * bytes as the kernel counts them (the datagrams with its bookkeeping):
+   * `asked`, the size needed (0 when the default already held it);
+   * `granted`, what `getsockopt(SO_RCVBUF)` reads back; `capped`, whether
+   * `net.core.rmem_max` kept it below the size needed.
    */
-  asked: number;
-  /** The size the kernel reports it gave (`getsockopt(SO_RCVBUF)`). */
-  granted: number;
-  /** Whether `net.core.rmem_max` kept it below the size needed. */
-  capped: boolean;
+  receiveBuffer?: { asked: number; granted: number; capped: boolean };
 }
