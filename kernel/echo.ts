@@ -338,10 +338,18 @@ export function serveBatch(options: BatchServeOptions): BatchServer {
 
   const startedAt = performance.now();
   // The kernel's drops at each socket, read on this thread, which owns the
-  // sockets: at each call, and a last time right before they close.
+  // sockets: at each call, and a last time right before they close. The
+  // sink of forged sources is a socket of the server too: what it drops
+  // counts in the host's RcvbufErrors as well.
   const finalDrops: number[] = [];
+  const readDrops = (lane: Lane) => {
+    const drops = socketDrops(libc, lane.socket.fd);
+    if (lane.spoofSinkFd < 0 || drops < 0) return drops;
+    const sink = socketDrops(libc, lane.spoofSinkFd);
+    return sink < 0 ? sink : drops + sink;
+  };
   const laneCounters = (lane: Lane, k: number) => {
-    const drops = finalDrops[k] ?? socketDrops(libc, lane.socket.fd);
+    const drops = finalDrops[k] ?? readDrops(lane);
     return {
       ...lane.events.counters(),
       ...(drops >= 0 ? { hostDrops: drops } : {
@@ -391,9 +399,7 @@ export function serveBatch(options: BatchServeOptions): BatchServer {
     // Only now has every loop left its last system call (or never started):
     // the Workers, and with them the buffers the kernel used, may go.
     stop();
-    lanes.forEach((lane, k) => {
-      finalDrops[k] = socketDrops(libc, lane.socket.fd);
-    });
+    lanes.forEach((lane, k) => finalDrops[k] = readDrops(lane));
     for (const lane of lanes) {
       lane.worker.terminate();
       libc.symbols.close(lane.socket.fd);

@@ -76,7 +76,7 @@ for (const io of ["batch", "socket"] as const) {
           "--io",
           io,
           "--rate",
-          "2000",
+          "1000",
           "-c",
           String(PROBES),
           // Long enough for the stop and the burst however slow the machine.
@@ -88,14 +88,24 @@ for (const io of ["batch", "socket"] as const) {
         stderr: "piped",
       }).spawn();
       let stopped = false;
+      let burst = false;
       try {
-        await next(reflector.lines, "held ");
+        // A client that ends first (it failed, or its wait ran out) fails
+        // the test instead of leaving it waiting.
+        const ended = client.status.then(() => {
+          throw new Error("client.ts ended before every request was held");
+        });
+        ended.catch(() => {});
+        await Promise.race([next(reflector.lines, "held "), ended]);
         Deno.kill(client.pid, "SIGSTOP");
         stopped = true;
         await lan.deno(lan.server, GO, [port]);
+        burst = true;
         await next(reflector.lines, "sent ");
       } finally {
         if (stopped) Deno.kill(client.pid, "SIGCONT");
+        // The reflector ends only on its go.
+        if (!burst) await lan.deno(lan.server, GO, [port]);
       }
       const output = await client.output();
       await reflector.status;
