@@ -267,15 +267,19 @@ export class StampRun {
  * up to the last probe answered, `senderSeq − reflectorSeq` of them were
  * lost forward and the rest of the unanswered ones backward; probes after
  * the last reply could have been lost either way. A stateless reflector
- * copies the sender's numbers and tells nothing.
+ * copies the sender's numbers and tells nothing. Lost means no reply at
+ * all, as the run counts it: a corrupted reply still came back.
  */
 function directionalLoss(
   logs: StampFlowLog[],
   result: RunResult,
   stateful: boolean,
 ): { loss?: StampSummary["loss"]; unknown?: string } {
-  if (result.received === result.sent) {
+  if (result.lost === 0) {
     return { loss: { forward: 0, backward: 0, undetermined: 0 } };
+  }
+  if (logs.every((log) => log.replies === 0)) {
+    return { unknown: "no reply came back intact to tell by" };
   }
   if (!stateful) {
     return {
@@ -292,13 +296,18 @@ function directionalLoss(
   const loss = { forward: 0, backward: 0, undetermined: 0 };
   logs.forEach((log, k) => {
     const flow = result.flows[k];
-    const sent = flow?.sent ?? 0;
-    const answered = log.maxSenderSeq + 1;
-    const reached = log.maxReflectorSeq + 1;
-    loss.forward += answered - reached;
-    // The run's own count: a reply whose fields were dropped still came.
-    loss.backward += reached - (flow?.received ?? log.replies);
-    loss.undetermined += sent - answered;
+    const lost = flow?.lost ?? 0;
+    const answered = (flow?.sent ?? 0) - lost;
+    const forward = Math.min(lost, log.maxSenderSeq - log.maxReflectorSeq);
+    // The run's own count of probes answered: a reply whose fields were
+    // dropped, or that came back corrupted, still came.
+    const backward = Math.min(
+      lost - forward,
+      Math.max(0, log.maxReflectorSeq + 1 - answered),
+    );
+    loss.forward += forward;
+    loss.backward += backward;
+    loss.undetermined += lost - forward - backward;
   });
   return { loss };
 }
@@ -339,6 +348,8 @@ export function formatStampSummary(summary: StampSummary): string[] {
       ? [
         `one-way and reflector figures: unavailable: ${unavailable}; the round-trip figures stand`,
       ]
+      : summary.measured === 0
+      ? ["one-way and reflector figures: none (no reply came back intact)"]
       : [
         `one-way (ms): forward ${stats(summary.forward)}, ipdv ${
           formatMs(summary.forward.ipdv)

@@ -63,6 +63,11 @@ const flipLast = (bytes: Uint8Array) => {
   out[out.length - 1]! ^= 0xff;
   return out;
 };
+const randomTail = (bytes: Uint8Array) => {
+  const out = bytes.slice();
+  crypto.getRandomValues(out.subarray(STAMP_BASE_SIZE));
+  return out;
+};
 const cut = (bytes: Uint8Array) => bytes.slice(0, bytes.length - 8);
 const grow = (bytes: Uint8Array) => {
   const out = new Uint8Array(bytes.length + 8);
@@ -109,6 +114,16 @@ const HOSTILE: [string, Mangle, number[]][] = [
   // The run counts a truncated reply among the corrupted too.
   ["a plain echo that cuts 8 bytes off", (r) => cut(r), [0, 5, 5, 0]],
   ["a plain echo that adds 8 bytes", (r) => grow(r), [0, 5, 0, 0]],
+  [
+    "a plain echo that puts random bytes after the base packet",
+    (r) => randomTail(r),
+    [0, 5, 0, 0],
+  ],
+  [
+    "a reflector that puts random bytes after the base packet",
+    (r, reflect) => randomTail(reflect(r)),
+    [0, 5, 0, 0],
+  ],
   [
     "a reflector that flips the last byte (Extra Padding)",
     (r, reflect) => flipLast(reflect(r)),
