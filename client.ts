@@ -164,7 +164,8 @@ const MEASURE_HELP =
       --stamp          ping or load as a STAMP Session-Sender (RFC 8762): delay
                        and loss each way, the reflector's time; -s at least 44
                        (default: 64, grown to fit --stamp-tlv)
-      --stamp-tlv LIST with --stamp: location (a NAT hint), timestamp-info
+      --stamp-tlv LIST with --stamp: location (a NAT hint), timestamp-info,
+                       class-of-service (the DSCP and ECN each way)
       --ssid N         with --stamp: the session id, 0 to 65535 (default: random)
       --reflector-stateful  with --stamp: the reflector keeps its own sequence
                        numbers (server.ts --stamp-stateful), so loss splits
