@@ -21,7 +21,11 @@
  * address is dropped (`not-unicast`) before any decide hook. A reflect hook
  * (`_hooks.ts`) may then rewrite a datagram into its reply in place, seeing
  * its kernel receive time and TTL, and stamp each reply right before the
- * `sendmmsg` that carries it.
+ * `sendmmsg` that carries it, or hold it (`_held.ts`) to be sent later
+ * through the same slots between turns.
+ *
+ * It is longer than 500 lines because every offset of the one buffer the
+ * kernel touches stays private to this class, held replies' included.
  *
  * @module
  */
@@ -68,6 +72,7 @@ import {
   ask,
   type DatagramFacts,
   type DecideHook,
+  HELD,
   newDatagramFacts,
   type ReflectHook,
 } from "./_hooks.ts";
@@ -89,6 +94,7 @@ import {
   SEND_CONTROL_SIZE,
 } from "./_pktinfo.ts";
 import { AF_INET, SOCKADDR_SIZE } from "./_sockaddr.ts";
+import { HeldReplies, type HeldReply } from "./_held.ts";
 
 /** Options for {@linkcode EchoEngine}. */
 export interface EchoEngineOptions {
@@ -168,6 +174,7 @@ export class EchoEngine {
   #events: EchoEventSink | undefined;
   #datagramEvents: boolean;
   #lastReceived = 0;
+  #held = new HeldReplies();
 
   /** Allocates the buffer and lays out every header once. */
   constructor(libc: Libc, options: EchoEngineOptions) {
@@ -357,8 +364,6 @@ export class EchoEngine {
     const decide = this.#decide;
     const reflect = this.#reflect;
     const info = this.#info;
-    const sendHdrBase = this.#sendHdrOffset >> 2;
-    const sendIovBase = this.#sendIovOffset >> 2;
     facts.now = now;
     counts[C_BATCHES]!++;
     let kept = 0;
@@ -399,33 +404,50 @@ export class EchoEngine {
         // As on sockets: the reflector answers what the policy let through.
         reason ??= ask(reflect, facts, "reflect error");
       }
+      if (reason === HELD) {
+        this.#hold(i, size, namelen, kind);
+        continue;
+      }
       if (reason !== undefined) {
         if (this.#datagramEvents) this.#datagramEvent(i, size, reason);
         counts[C_DROPPED]!++;
         this.droppedBy[reason] = (this.droppedBy[reason] ?? 0) + 1;
         continue;
       }
-      const s = sendHdrBase + kept * (MMSGHDR_SIZE >> 2);
-      u32[s] = this.#addrLo[i]!; // msg_name
-      u32[s + 1] = this.#addrHi[i]!;
-      u32[s + 2] = namelen; // msg_namelen
-      u32[s + 4] = this.#sendIovLo[i]!; // msg_iov
-      u32[s + 5] = this.#sendIovHi[i]!;
-      u32[s + 6] = 1; // msg_iovlen
-      if (kind === PKTINFO_UNICAST && this.#wildcard) {
-        u32[s + 8] = this.#sendControlLo[i]!; // msg_control
-        u32[s + 9] = this.#sendControlHi[i]!;
-        u32[s + 10] = this.#sendControlLength; // msg_controllen
-      } else u32.fill(0, s + 8, s + 11);
-      u32[sendIovBase + i * (IOVEC_SIZE >> 2) + 2] = size; // iov_len
-      this.#keptSlot[kept] = i;
-      this.#keptSize[kept] = size;
-      kept++;
+      this.#keep(i, kept++, namelen, kind, size);
     }
+    this.#sendKept(kept, now);
+  }
+
+  /** Lays out the send header of slot `i` as the `kept`th of the call. */
+  #keep(i: number, kept: number, namelen: number, kind: number, size: number) {
+    const u32 = this.#u32;
+    const s = (this.#sendHdrOffset >> 2) + kept * (MMSGHDR_SIZE >> 2);
+    u32[s] = this.#addrLo[i]!; // msg_name
+    u32[s + 1] = this.#addrHi[i]!;
+    u32[s + 2] = namelen; // msg_namelen
+    u32[s + 4] = this.#sendIovLo[i]!; // msg_iov
+    u32[s + 5] = this.#sendIovHi[i]!;
+    u32[s + 6] = 1; // msg_iovlen
+    if (kind === PKTINFO_UNICAST && this.#wildcard) {
+      u32[s + 8] = this.#sendControlLo[i]!; // msg_control
+      u32[s + 9] = this.#sendControlHi[i]!;
+      u32[s + 10] = this.#sendControlLength; // msg_controllen
+    } else u32.fill(0, s + 8, s + 11);
+    u32[(this.#sendIovOffset >> 2) + i * (IOVEC_SIZE >> 2) + 2] = size; // iov_len
+    this.#keptSlot[kept] = i;
+    this.#keptSize[kept] = size;
+  }
+
+  /** Sends the `kept` replies laid out, the first call begun at `now`. */
+  #sendKept(kept: number, now: number): void {
+    const u32 = this.#u32;
+    const counts = this.counts;
+    const sendIovBase = this.#sendIovOffset >> 2;
     let sent = 0;
     // When the call now due began: the batch's clock reading stands in for
     // the first one's, so the usual batch reads no clock for it.
-    let callStart = facts.now;
+    let callStart = now;
     while (sent < kept) {
       this.#stamper?.stamp(this.#keptSlot, this.#keptSize, sent, kept);
       const r = this.#libc.symbols.sendmmsg(
@@ -465,6 +487,81 @@ export class EchoEngine {
       this.#sendFailed(this.#keptSlot[sent]!, errno);
       sent++;
     }
+  }
+
+  /** Copies what sends the reply in slot `i` later, as the reflect hook asked. */
+  #hold(i: number, size: number, namelen: number, kind: number): void {
+    const addr = this.#addrOffset + i * SOCKADDR_SIZE;
+    const control = this.#sendControlOffset + i * SEND_CONTROL_SIZE;
+    this.#held.add({
+      dueAt: this.#facts.now + (this.#reflect!.holdMs ?? 0),
+      bytes: this.#payloads[i]!.slice(0, size),
+      name: this.#u8.slice(addr, addr + SOCKADDR_SIZE),
+      namelen,
+      control: this.#u8.slice(control, control + SEND_CONTROL_SIZE),
+      kind,
+      info: this.#info.slice(),
+      hostname: this.#facts.hostname,
+      port: this.#facts.port,
+    });
+  }
+
+  /** Puts held reply `entry` back into slot `i`, its facts into the hooks' object. */
+  #restore(i: number, entry: HeldReply): void {
+    this.#payloads[i]!.set(entry.bytes);
+    this.#u8.set(entry.name, this.#addrOffset + i * SOCKADDR_SIZE);
+    this.#u8.set(
+      entry.control,
+      this.#sendControlOffset + i * SEND_CONTROL_SIZE,
+    );
+    this.#current = i;
+    this.#currentKind = entry.kind;
+    const facts = this.#facts;
+    copyInfo(entry.info, facts);
+    facts.size = entry.bytes.length;
+    facts.hostname = entry.hostname;
+    facts.port = entry.port;
+    facts.payload = this.#payloads[i]!;
+  }
+
+  /**
+   * Sends the held replies due at `now`, a batch at most, through the
+   * receive slots (free between turns). The decide hook judges each again
+   * first, so the policy and its rate limit apply when a reply leaves.
+   */
+  sendHeld(now: number): void {
+    const due = this.#held.due(now, this.#vlen);
+    if (due.length === 0) return;
+    this.#facts.now = now;
+    let kept = 0;
+    for (let i = 0; i < due.length; i++) {
+      const entry = due[i]!;
+      const size = entry.bytes.length;
+      this.#restore(i, entry);
+      this.#reflect?.release?.(size);
+      const reason = ask(this.#decide, this.#facts, "policy error");
+      if (reason !== undefined) {
+        this.#dropHeld(i, size, reason);
+        continue;
+      }
+      this.#keep(i, kept++, entry.namelen, entry.kind, size);
+    }
+    this.#sendKept(kept, now);
+  }
+
+  /** Drops every held reply, as the stop cut them off (`shutdown`). */
+  dropAllHeld(): void {
+    for (const entry of this.#held.due(Infinity, Infinity)) {
+      this.#restore(0, entry);
+      this.#reflect?.release?.(entry.bytes.length);
+      this.#dropHeld(0, entry.bytes.length, "shutdown");
+    }
+  }
+
+  #dropHeld(i: number, size: number, reason: string): void {
+    if (this.#datagramEvents) this.#datagramEvent(i, size, reason);
+    this.counts[C_DROPPED]!++;
+    this.droppedBy[reason] = (this.droppedBy[reason] ?? 0) + 1;
   }
 
   #datagramEvent(i: number, size: number, reason: string | undefined): void {

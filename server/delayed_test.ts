@@ -15,6 +15,7 @@ import {
   writeDelayedReplyTlv,
 } from "../stamp/delayed.ts";
 import type { PolicyOptions } from "../policy/policy.ts";
+import type { EchoStats } from "../echo/types.ts";
 import { waitUntil } from "../testing/wait.ts";
 
 const BACKENDS = ["socket", "batch"] as const;
@@ -44,6 +45,8 @@ interface Reply {
   maxMs: number;
   /** ms since the first request was sent. */
   afterMs: number;
+  /** T3 - T2: how long the reflector says it held the reply. */
+  heldMs: number;
 }
 
 async function withServer(
@@ -55,7 +58,7 @@ async function withServer(
     replies: () => Promise<Reply>,
     server: ReturnType<typeof serveEcho>,
   ) => Promise<void>,
-): Promise<void> {
+): Promise<EchoStats> {
   const controller = new AbortController();
   const server = serveEcho({
     hostname: "127.0.0.1",
@@ -79,8 +82,10 @@ async function withServer(
       async () => {
         const [data] = await client.receive(new Uint8Array(65_536));
         const delayed = readDelayedReply(data)!;
+        const packet = readReflectorPacket(data)!;
         return {
-          seq: readReflectorPacket(data)!.senderSeq,
+          seq: packet.senderSeq,
+          heldMs: packet.timestampMs - packet.receiveTimestampMs,
           size: data.length,
           delayMs: delayed.delayMs,
           maxMs: delayed.maxMs,
@@ -95,24 +100,34 @@ async function withServer(
   }
   const stats = await server.finished;
   equal(stats.received, stats.echoed + stats.dropped + stats.errors);
+  return stats;
 }
 
 for (const io of BACKENDS) {
   Deno.test(`${io}: a delayed reply comes once, after the delay, as long as the request`, async () => {
-    await withServer(io, {}, { rate: 0 }, async (send, receive, server) => {
-      await send(request(1, 600, 100));
-      await send(request(2, 0, 100));
-      const first = await receive();
-      deepEqual([first.seq, first.delayMs], [2, 0]);
-      const held = await receive();
-      deepEqual([held.seq, held.size, held.delayMs], [1, 100, 600]);
-      ok(held.afterMs >= 600, `held ${held.afterMs} ms`);
-      // One reply per request: the server echoed exactly two.
-      await send(request(3, 0, 100));
-      equal((await receive()).seq, 3);
-      equal(server.stats().echoed, 3);
-      equal(server.stats().received, 3);
-    });
+    const stats = await withServer(
+      io,
+      {},
+      { rate: 0 },
+      async (send, receive) => {
+        await send(request(1, 600, 100));
+        await send(request(2, 0, 100));
+        const first = await receive();
+        deepEqual([first.seq, first.delayMs], [2, 0]);
+        const held = await receive();
+        deepEqual([held.seq, held.size, held.delayMs], [1, 100, 600]);
+        ok(held.afterMs >= 600, `held ${held.afterMs} ms`);
+        // T3 is taken when the held reply leaves.
+        ok(
+          held.heldMs >= 600 && first.heldMs < 600,
+          `T3 - T2 ${held.heldMs} ms`,
+        );
+        await send(request(3, 0, 100));
+        equal((await receive()).seq, 3);
+      },
+    );
+    // One reply per request, by the server's own count.
+    deepEqual([stats.received, stats.echoed, stats.echoedBytes], [3, 3, 300]);
   });
 
   Deno.test(`${io}: the table of held replies is bounded, the delay too`, async () => {
@@ -143,17 +158,22 @@ for (const io of BACKENDS) {
   Deno.test(`${io}: the rate limit applies again when a held reply leaves`, async () => {
     // Two datagrams at once, then hardly any.
     const policy = { rate: 0.001, burst: 2 };
-    await withServer(io, {}, policy, async (send, receive, server) => {
-      await send(request(1, 500));
-      await send(request(2, 0));
-      equal((await receive()).seq, 2);
-      // The held reply's turn finds the budget spent: dropped, not sent.
-      await waitUntil(
-        () => server.stats().droppedBy["rate-limited"] === 1,
-        "the held reply is refused by the rate limit",
-      );
-      equal(server.stats().echoed, 1);
-    });
+    const stats = await withServer(
+      io,
+      {},
+      policy,
+      async (send, receive, server) => {
+        await send(request(1, 500));
+        await send(request(2, 0));
+        equal((await receive()).seq, 2);
+        // The held reply's turn finds the budget spent: dropped, not sent.
+        await waitUntil(
+          () => server.stats().droppedBy["rate-limited"] === 1,
+          "the held reply is refused by the rate limit",
+        );
+      },
+    );
+    deepEqual([stats.echoed, stats.droppedBy["rate-limited"]], [1, 1]);
   });
 
   Deno.test(`${io}: held replies are shutdown drops when the server stops`, async () => {
