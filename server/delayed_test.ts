@@ -210,6 +210,39 @@ for (const io of BACKENDS) {
   });
 }
 
+Deno.test("batch on 0.0.0.0: a held reply leaves from the address the request was sent to", async () => {
+  const controller = new AbortController();
+  const server = serveEcho({
+    hostname: "0.0.0.0",
+    port: 0,
+    io: "batch",
+    signal: controller.signal,
+    stamp: { stateful: false, format: "ntp" },
+    policy: { rate: 0 },
+  });
+  const client = Deno.listenDatagram({
+    transport: "udp",
+    hostname: "127.0.0.1",
+    port: 0,
+  });
+  try {
+    for (const to of ["127.0.0.1", "127.0.0.2"]) {
+      await client.send(request(1, 300), {
+        transport: "udp",
+        hostname: to,
+        port: server.addr.port,
+      });
+      const [data, from] = await client.receive(new Uint8Array(65_536));
+      deepEqual([(from as Deno.NetAddr).hostname, data.length], [to, 64]);
+      equal(readDelayedReply(data)?.delayMs, 300);
+    }
+  } finally {
+    client.close();
+    controller.abort();
+  }
+  await server.finished;
+});
+
 Deno.test("a Delayed Reply TLV is its own size", () => {
   equal(DELAYED_REPLY_TLV_SIZE, 12);
 });
