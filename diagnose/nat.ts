@@ -373,11 +373,12 @@ function describeBracket(
  * The `nat` check: detects a NAT with the Location TLV and, when there is
  * one, brackets its UDP binding timeout with delayed replies. Needs
  * `server.ts --stamp` (the Location and Delayed Reply TLVs); against
- * another peer it fails with the reason.
+ * another peer it is skipped with the reason.
  *
  * @param context The reflector, the signal, the progress line and `natMaxSeconds`.
  * @returns "ran" with "no NAT", or the NAT and its binding timeout bracket;
- * "failed" when the peer did not answer or cannot support the check.
+ * "skipped" when the peer or the permissions cannot support the check;
+ * "failed" when the reflector did not answer.
  * @example Run against a STAMP reflector
  * ```ts ignore
  * import { checkNat } from "./nat.ts";
@@ -398,8 +399,14 @@ export const checkNat: Check = async (context) => {
     findings: [],
     data: {},
   });
+  // What the peer or the permissions cannot support is skipped: the
+  // framework fails it when it was named.
+  const skipped = (reason: string) => ({
+    ...failed(reason),
+    status: "skipped" as const,
+  });
   if (!context.stamp) {
-    return failed(
+    return skipped(
       "needs a STAMP reflector that returns the Location TLV (server.ts --stamp)",
     );
   }
@@ -412,7 +419,7 @@ export const checkNat: Check = async (context) => {
     }
     if (first === undefined) return failed("no reply from the reflector");
     if (first.source === undefined) {
-      return failed(
+      return skipped(
         "the reflector did not return the Location TLV (server.ts --stamp does)",
       );
     }
@@ -429,8 +436,8 @@ export const checkNat: Check = async (context) => {
       port_rewritten: rewrites.port,
     };
     if (!rewrites.port && rewrites.address === undefined) {
-      return failed(
-        "cannot tell whether the address was rewritten without this host's addresses (--allow-sys=networkInterfaces)",
+      return skipped(
+        "cannot tell whether the address was rewritten without this host's addresses: grant --allow-sys=networkInterfaces",
       );
     }
     if (!rewrites.port && !rewrites.address) {

@@ -20,12 +20,13 @@
  * even on a wildcard socket, and a datagram sent to a broadcast or multicast
  * address is dropped (`not-unicast`) before any decide hook. A reflect hook
  * (`_hooks.ts`) may then rewrite a datagram into its reply in place, seeing
- * its kernel receive time and TTL, and stamp each reply right before the
- * `sendmmsg` that carries it, or hold it (`_held.ts`) to be sent later
+ * its kernel receive time, TTL and TOS, mark its reply with a TOS of its
+ * choosing (the STAMP Class of Service) and stamp each reply right before
+ * the `sendmmsg` that carries it, or hold it (`_held.ts`) to be sent later
  * through the same slots between turns.
  *
- * It is longer than 500 lines because every offset of the one buffer the
- * kernel touches stays private to this class, held replies' included.
+ * It is longer than 500 lines because the receive, decide and send steps
+ * of one batch index the one buffer together, and read best side by side.
  *
  * @module
  */
@@ -84,6 +85,7 @@ import {
 } from "./_transmit.ts";
 import { NameCache } from "./_names.ts";
 import {
+  addReplyTos,
   copyInfo,
   INFO_SIZE,
   initSendControl,
@@ -174,7 +176,7 @@ export class EchoEngine {
   #events: EchoEventSink | undefined;
   #datagramEvents: boolean;
   #lastReceived = 0;
-  #held = new HeldReplies();
+  #held: HeldReplies;
 
   /** Allocates the buffer and lays out every header once. */
   constructor(libc: Libc, options: EchoEngineOptions) {
@@ -260,6 +262,12 @@ export class EchoEngine {
     for (let i = 0, slot = this.#slotOffset; i < vlen; i++) {
       this.#payloads.push(this.#u8.subarray(slot, slot += RECEIVE_BUFFER_SIZE));
     }
+    this.#held = new HeldReplies({
+      u8: this.#u8,
+      payloads: this.#payloads,
+      addrOffset: this.#addrOffset,
+      controlOffset: this.#sendControlOffset,
+    });
     const transmit = options.reflect?.transmit;
     this.#stamper = transmit && new ReplyStamper(libc, transmit, {
       memory: { u32, offset: clockOffset, pointer: at(clockOffset) },
@@ -409,18 +417,24 @@ export class EchoEngine {
         continue;
       }
       if (reason !== undefined) {
-        if (this.#datagramEvents) this.#datagramEvent(i, size, reason);
-        counts[C_DROPPED]!++;
-        this.droppedBy[reason] = (this.droppedBy[reason] ?? 0) + 1;
+        this.#drop(i, size, reason);
         continue;
       }
-      this.#keep(i, kept++, namelen, kind, size);
+      // A STAMP reply's Class of Service: its marking rides with the pktinfo.
+      this.#keep(i, kept++, namelen, kind, size, reflect?.replyTos ?? -1);
     }
     this.#sendKept(kept, now);
   }
 
   /** Lays out the send header of slot `i` as the `kept`th of the call. */
-  #keep(i: number, kept: number, namelen: number, kind: number, size: number) {
+  #keep(
+    i: number,
+    kept: number,
+    namelen: number,
+    kind: number,
+    size: number,
+    tos: number,
+  ) {
     const u32 = this.#u32;
     const s = (this.#sendHdrOffset >> 2) + kept * (MMSGHDR_SIZE >> 2);
     u32[s] = this.#addrLo[i]!; // msg_name
@@ -429,10 +443,17 @@ export class EchoEngine {
     u32[s + 4] = this.#sendIovLo[i]!; // msg_iov
     u32[s + 5] = this.#sendIovHi[i]!;
     u32[s + 6] = 1; // msg_iovlen
-    if (kind === PKTINFO_UNICAST && this.#wildcard) {
+    if (kind === PKTINFO_UNICAST && (this.#wildcard || tos >= 0)) {
+      const addr = this.#addrOffset + i * SOCKADDR_SIZE;
       u32[s + 8] = this.#sendControlLo[i]!; // msg_control
       u32[s + 9] = this.#sendControlHi[i]!;
-      u32[s + 10] = this.#sendControlLength; // msg_controllen
+      u32[s + 10] = tos < 0 ? this.#sendControlLength : addReplyTos(
+        u32,
+        this.#sendControlOffset + i * SEND_CONTROL_SIZE,
+        this.#sendControlLength,
+        tos,
+        !this.#ipv6 || u32[(addr + 16) >> 2] === 0xffff0000,
+      ); // msg_controllen
     } else u32.fill(0, s + 8, s + 11);
     u32[(this.#sendIovOffset >> 2) + i * (IOVEC_SIZE >> 2) + 2] = size; // iov_len
     this.#keptSlot[kept] = i;
@@ -491,15 +512,11 @@ export class EchoEngine {
 
   /** Copies what sends the reply in slot `i` later, as the reflect hook asked. */
   #hold(i: number, size: number, namelen: number, kind: number): void {
-    const addr = this.#addrOffset + i * SOCKADDR_SIZE;
-    const control = this.#sendControlOffset + i * SEND_CONTROL_SIZE;
-    this.#held.add({
+    this.#held.hold(i, size, {
       dueAt: this.#facts.now + (this.#reflect!.holdMs ?? 0),
-      bytes: this.#payloads[i]!.slice(0, size),
-      name: this.#u8.slice(addr, addr + SOCKADDR_SIZE),
       namelen,
-      control: this.#u8.slice(control, control + SEND_CONTROL_SIZE),
       kind,
+      tos: this.#reflect!.replyTos ?? -1,
       info: this.#info.slice(),
       hostname: this.#facts.hostname,
       port: this.#facts.port,
@@ -508,27 +525,12 @@ export class EchoEngine {
 
   /** Puts held reply `entry` back into slot `i`, its facts into the hooks' object. */
   #restore(i: number, entry: HeldReply): void {
-    this.#payloads[i]!.set(entry.bytes);
-    this.#u8.set(entry.name, this.#addrOffset + i * SOCKADDR_SIZE);
-    this.#u8.set(
-      entry.control,
-      this.#sendControlOffset + i * SEND_CONTROL_SIZE,
-    );
+    this.#held.restore(i, entry, this.#facts);
     this.#current = i;
     this.#currentKind = entry.kind;
-    const facts = this.#facts;
-    copyInfo(entry.info, facts);
-    facts.size = entry.bytes.length;
-    facts.hostname = entry.hostname;
-    facts.port = entry.port;
-    facts.payload = this.#payloads[i]!;
   }
 
-  /**
-   * Sends the held replies due at `now`, a batch at most, through the
-   * receive slots (free between turns). The decide hook judges each again
-   * first, so the policy and its rate limit apply when a reply leaves.
-   */
+  /** Sends the held replies due, through the slots, the decide hook asked again. */
   sendHeld(now: number): void {
     const due = this.#held.due(now, this.#vlen);
     if (due.length === 0) return;
@@ -541,10 +543,10 @@ export class EchoEngine {
       this.#reflect?.release?.(size);
       const reason = ask(this.#decide, this.#facts, "policy error");
       if (reason !== undefined) {
-        this.#dropHeld(i, size, reason);
+        this.#drop(i, size, reason);
         continue;
       }
-      this.#keep(i, kept++, entry.namelen, entry.kind, size);
+      this.#keep(i, kept++, entry.namelen, entry.kind, size, entry.tos);
     }
     this.#sendKept(kept, now);
   }
@@ -554,11 +556,11 @@ export class EchoEngine {
     for (const entry of this.#held.due(Infinity, Infinity)) {
       this.#restore(0, entry);
       this.#reflect?.release?.(entry.bytes.length);
-      this.#dropHeld(0, entry.bytes.length, "shutdown");
+      this.#drop(0, entry.bytes.length, "shutdown");
     }
   }
 
-  #dropHeld(i: number, size: number, reason: string): void {
+  #drop(i: number, size: number, reason: string): void {
     if (this.#datagramEvents) this.#datagramEvent(i, size, reason);
     this.counts[C_DROPPED]!++;
     this.droppedBy[reason] = (this.droppedBy[reason] ?? 0) + 1;

@@ -123,6 +123,12 @@ export interface ReflectContext {
    * {@linkcode StampReflector.release}, sent or dropped.
    */
   holdMs?: number;
+  /**
+   * The TOS or traffic class byte it arrived with, for the Class of
+   * Service TLV; -1 or absent when unknown (the TLV then goes back with U
+   * set: this reflector can neither read nor set the marking).
+   */
+  tos?: number;
 }
 
 /** What a reflector has done, for its totals. */
@@ -330,6 +336,7 @@ export class StampReflector {
           seen: { source: context.from, destination: context.local },
           clock: this.#clock,
           delay: this.#delay,
+          tos: context.tos,
         },
       );
       this.#counts.unrecognized += marks.unrecognized;
