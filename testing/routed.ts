@@ -148,10 +148,11 @@ export class RoutedLan {
 
   /**
    * Runs `client.ts` with `args` in the client's namespace, with the
-   * engine's permissions (`--allow-ffi`), to its end.
+   * engine's permissions (`--allow-ffi`) and `flags` for Deno, to its end.
    */
   async runClient(
     args: string[],
+    flags: string[] = [],
   ): Promise<{ code: number; stdout: string; stderr: string }> {
     const { code, stdout, stderr } = await new Deno.Command("ip", {
       args: [
@@ -164,6 +165,7 @@ export class RoutedLan {
         "--allow-net",
         "--allow-ffi",
         `--allow-read=${ROOT.pathname}`,
+        ...flags,
         new URL("client.ts", ROOT).pathname,
         ...args,
       ],
