@@ -17,6 +17,7 @@ import {
 import type { PolicyOptions } from "../policy/policy.ts";
 import type { EchoStats } from "../echo/types.ts";
 import { waitUntil } from "../testing/wait.ts";
+import { type PathReply, PathSocket } from "../kernel/path_socket.ts";
 
 const BACKENDS = ["socket", "batch"] as const;
 
@@ -238,6 +239,37 @@ Deno.test("batch on 0.0.0.0: a held reply leaves from the address the request wa
     }
   } finally {
     client.close();
+    controller.abort();
+  }
+  await server.finished;
+});
+
+Deno.test("batch: a held reply leaves marked with the DSCP its Class of Service TLV asked for", async () => {
+  const controller = new AbortController();
+  const server = serveEcho({
+    hostname: "127.0.0.1",
+    port: 0,
+    io: "batch",
+    signal: controller.signal,
+    stamp: { stateful: false, format: "ntp" },
+    policy: { rate: 0 },
+  });
+  const socket = PathSocket.open(server.addr);
+  try {
+    // Class of Service asking for EF (46) on the way back, then the delay.
+    const bytes = request(1, 300, 44 + 8 + DELAYED_REPLY_TLV_SIZE);
+    bytes.set([0x80, 4, 0, 4, 46 << 2, 0, 0, 0], 44);
+    writeDelayedReplyTlv(bytes, 52, 300);
+    equal(socket.send(bytes), "sent");
+    let reply: PathReply | undefined;
+    await waitUntil(
+      () => (reply = socket.receive()) !== undefined,
+      "the held reply comes back",
+    );
+    equal(readDelayedReply(reply!.bytes)?.delayMs, 300);
+    equal(reply!.tos >> 2, 46);
+  } finally {
+    socket.close();
     controller.abort();
   }
   await server.finished;
