@@ -39,6 +39,9 @@ export const TLV_EXTRA_PADDING = 1;
 export const TLV_LOCATION = 2;
 /** Timestamp Information TLV (RFC 8972 §4.3). */
 export const TLV_TIMESTAMP_INFO = 3;
+
+/** Class of Service TLV (RFC 8972 §4.7). */
+export const TLV_CLASS_OF_SERVICE = 4;
 /**
  * Delayed Reply TLV, ours, from RFC 8972's Experimental Use range (240 to
  * 251): the sender asks for the reply after an idle delay (`delayed.ts`,
@@ -47,9 +50,6 @@ export const TLV_TIMESTAMP_INFO = 3;
 export const TLV_DELAYED_REPLY = 248;
 /** The value length of the Delayed Reply TLV: the delay, then the ceiling, in ms. */
 export const DELAYED_REPLY_LENGTH = 8;
-
-/** Class of Service TLV (RFC 8972 §4.7). */
-export const TLV_CLASS_OF_SERVICE = 4;
 
 /** Location sub-TLV types (RFC 8972 §4.2.1). */
 export const SUB = {
