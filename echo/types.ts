@@ -20,6 +20,21 @@ export type DropCause = DropReason | "shutdown" | ReflectDrop;
 /** Why the `reflect` hook sent nothing: a STAMP request under 44 bytes. */
 export type ReflectDrop = "stamp-too-short";
 
+/**
+ * A reply the `reflect` hook asks the backend to send later (a STAMP
+ * Delayed Reply): the backend keeps a copy of the bytes, asks the policy
+ * again when the time comes (a refusal then drops it by the policy's
+ * reason), and counts one held at shutdown as `shutdown`.
+ */
+export interface HeldReply {
+  /** How long to hold it, in milliseconds. */
+  delayMs: number;
+  /** Rewrites the copy in place right before it leaves (its transmit time). */
+  beforeSend(reply: Uint8Array): void;
+  /** Called once, when it is sent or dropped: the hook's table has room again. */
+  release(): void;
+}
+
 /** What the `reflect` hook knows of a datagram besides its bytes. */
 export interface ReflectInfo {
   /** The sender. */
@@ -72,6 +87,16 @@ export interface EchoStats {
   eventsDropped: number;
   /** Sources the rate limiter holds a recent datagram of (0 without a rate limit). */
   activeSources: number;
+  /**
+   * Datagrams the kernel dropped at the server's sockets before the server
+   * could read them, summed over the sockets since they were bound: a full
+   * receive buffer (rarely a bad checksum), a drop at this host and not on
+   * the path; they are not in `received`. `null` when it cannot be known,
+   * and `hostDropsUnknown` says why.
+   */
+  hostDrops: number | null;
+  /** Why `hostDrops` is `null`: what reading it needs. */
+  hostDropsUnknown?: string;
   /** Milliseconds since the server started. */
   uptimeMs: number;
 }
@@ -94,6 +119,8 @@ export interface SocketStats {
   echoedBytes: number;
   /** Failed receives and sends on this socket, by operation. */
   errorsBy: Record<IoOperation, number>;
+  /** The kernel's drops at this socket (see {@linkcode EchoStats.hostDrops}); `null` when unknown. */
+  hostDrops: number | null;
 }
 
 /** A datagram that was received and echoed back. */
@@ -189,10 +216,14 @@ export interface EchoBackendOptions {
    * Rewrites each datagram the policy lets through, in place and to the
    * same length, before it is sent back (the STAMP Session-Reflector of
    * `stamp/`); returning a {@linkcode ReflectDrop} sends nothing and counts
-   * the drop. Called as late as possible before the send. Socket backend
-   * only: `serveBatch` throws a TypeError for it.
+   * the drop, and a {@linkcode HeldReply} sends it later. Called as late
+   * as possible before the send. Socket backend only: `serveBatch` throws
+   * a TypeError for it.
    */
-  reflect?: (data: Uint8Array, info: ReflectInfo) => ReflectDrop | undefined;
+  reflect?: (
+    data: Uint8Array,
+    info: ReflectInfo,
+  ) => ReflectDrop | HeldReply | undefined;
 }
 
 /** A running echo server. */

@@ -59,6 +59,7 @@ function monitorArgs(mesh: Mesh, k: number): string[] {
     "-t",
     "2000",
     "--stamp",
+    "--reflector-stateful",
     "-q",
     "--metrics",
     `${mesh.addresses[k]}:${METRICS_PORT}`,

@@ -63,10 +63,11 @@ export interface MonitorValues {
   ipv4?: boolean;
   /** `-6`. */
   ipv6?: boolean;
-  /** `--stamp`, `--stamp-tlv`, `--ssid`. */
+  /** `--stamp`, `--stamp-tlv`, `--ssid`, `--reflector-stateful`. */
   stamp?: boolean;
   "stamp-tlv"?: string;
   ssid?: string;
+  "reflector-stateful"?: boolean;
   /** `--probe-allow`, repeatable. */
   "probe-allow"?: string[];
   /** The refused ones. */
@@ -127,7 +128,9 @@ export async function runMonitorCommand(
     size = parseNumberFlag(values, "size", MEASURE_RANGES) ?? 64;
     if (values.stamp) {
       const { stampRunOf } = await import("../measure/stamp_report.ts");
-      stamp = stampRunOf(values, size).options;
+      const run = { size };
+      stamp = stampRunOf(values, run).options;
+      size = run.size;
     }
     allow = (values["probe-allow"] ?? []).map((text) => {
       try {

@@ -12,7 +12,8 @@
  * the probes lost either way, and the reflector's skipped are the ones
  * lost on the way there: the rest were lost on the way back. They are
  * counted when the next reply shows them. A stateless reflector copies the
- * sender's number, so against it every loss counts as backward.
+ * sender's number and tells nothing: both counts read 0 until a reply shows
+ * the reflector's own numbers, or `--reflector-stateful` says it keeps them.
  *
  * @module
  */
@@ -36,19 +37,41 @@ export interface StampMetricsOptions {
   ssid: number;
   /** TLVs to ask for. */
   tlvs: StampFormatOptions["tlvs"];
+  /** `--reflector-stateful`: every reflector keeps its own sequence numbers. */
+  reflectorStateful?: boolean;
 }
 
 /**
  * Splits loss by direction from the sequence numbers of successive
  * replies (see the module doc). Fixed memory: the latest reply's numbers.
+ * The split means something only against a stateful reflector: until one
+ * is asserted or seen (a reply whose number differs from the sender's),
+ * both counts read 0.
  */
 export class DirectionalLoss {
-  /** Probes lost on the way to the reflector, so far. */
-  forward = 0;
-  /** Probes lost on the way back, so far. */
-  backward = 0;
+  #forward = 0;
+  #backward = 0;
+  #seen = false;
   #senderSeq = -1;
   #reflectorSeq = -1;
+
+  /** `stateful`: the reflector is known to keep its own sequence numbers. */
+  constructor(readonly asserted = false) {}
+
+  /** Whether the reflector keeps its own sequence numbers: asserted, or seen. */
+  get stateful(): boolean {
+    return this.asserted || this.#seen;
+  }
+
+  /** Probes lost on the way to the reflector, so far. */
+  get forward(): number {
+    return this.stateful ? this.#forward : 0;
+  }
+
+  /** Probes lost on the way back, so far. */
+  get backward(): number {
+    return this.stateful ? this.#backward : 0;
+  }
 
   /**
    * Counts what the reply to probe `senderSeq`, numbered `reflectorSeq` by
@@ -57,12 +80,13 @@ export class DirectionalLoss {
    * or forgot the session), counting starts again from this reply.
    */
   reply(senderSeq: number, reflectorSeq: number): void {
+    if (reflectorSeq !== senderSeq) this.#seen = true;
     if (senderSeq <= this.#senderSeq) return;
     const missing = senderSeq - this.#senderSeq - 1;
     const reached = reflectorSeq - this.#reflectorSeq - 1;
     if (reached >= 0 && reached <= missing) {
-      this.forward += missing - reached;
-      this.backward += reached;
+      this.#forward += missing - reached;
+      this.#backward += reached;
     }
     this.#senderSeq = senderSeq;
     this.#reflectorSeq = reflectorSeq;
@@ -129,7 +153,9 @@ export class StampMetrics {
     const losses: DirectionalLoss[] = [];
     this.#losses.set(target, losses);
     return (flow, session) => {
-      const loss = losses[flow] = new DirectionalLoss();
+      const loss = losses[flow] = new DirectionalLoss(
+        this.#options.reflectorStateful,
+      );
       const labels = flowLabels(target, flow);
       const forward = { ...labels, direction: "forward" };
       const backward = { ...labels, direction: "backward" };
@@ -148,7 +174,8 @@ export class StampMetrics {
         loss.reply(seq, reply.seq);
       };
       return stampFormat({
-        ...this.#options,
+        ssid: this.#options.ssid,
+        tlvs: this.#options.tlvs,
         session,
         log: new LatestLog(observe),
       });

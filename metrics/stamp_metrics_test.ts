@@ -30,6 +30,28 @@ Deno.test("DirectionalLoss: skipped sender numbers are lost, the reflector's ski
   });
 });
 
+Deno.test("DirectionalLoss: nothing split until the reflector is seen or said to keep its own numbers", () => {
+  const stateless = new DirectionalLoss();
+  stateless.reply(0, 0);
+  stateless.reply(2, 2);
+  deepEqual([stateless.stateful, stateless.forward, stateless.backward], [
+    false,
+    0,
+    0,
+  ]);
+  const asserted = new DirectionalLoss(true);
+  asserted.reply(0, 0);
+  asserted.reply(2, 2);
+  deepEqual([asserted.stateful, asserted.forward, asserted.backward], [
+    true,
+    0,
+    1,
+  ]);
+  // Seen later: what the earlier gaps showed counts from then on.
+  stateless.reply(4, 3);
+  deepEqual([stateless.forward, stateless.backward], [1, 1]);
+});
+
 Deno.test("client.ts --metrics --stamp against a stateful reflector: one-way delay histograms, and the probes a relay dropped counted per direction", async () => {
   const reflector = startScript("server.ts", [
     "-H",
