@@ -171,8 +171,7 @@ const MEASURE_HELP =
                        numbers (server.ts --stamp-stateful), so loss splits
                        each way even when none was forward
       --diagnose CHECKS  path checks: all, or a comma list of pmtu, dscp, ecn,
-                       nat (see docs/diagnose.md); pmtu, dscp and ecn need
-                       --allow-ffi
+                       nat (see docs/diagnose.md); each needs --allow-ffi
       --nat-max S      with --diagnose nat: the longest idle time tried, 1 to
                        3600 seconds (default: 300)
   Load without -c or -d runs 10 s; -t MS marks slower replies late and,

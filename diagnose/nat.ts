@@ -19,7 +19,7 @@
  * @module
  */
 
-import { sameHost } from "../net/address.ts";
+import { checkPath } from "../measure/_location.ts";
 import {
   readReflectorPacket,
   STAMP_BASE_SIZE,
@@ -64,48 +64,6 @@ export interface Endpoint {
   hostname: string;
   /** The UDP port. */
   port: number;
-}
-
-/** What rewrote the source on the way, as far as can be told. */
-export interface Rewrites {
-  /** The address seen is none of this host's; `undefined` when this host's addresses are unknown. */
-  address: boolean | undefined;
-  /** The port seen is not the one the socket is bound to. */
-  port: boolean;
-}
-
-/**
- * Compares the source the reflector saw (the Location TLV) with this
- * host's: `addresses` are this host's interface addresses (`undefined`
- * when they may not be listed), `port` the socket's.
- *
- * @param seen The source address and port the reflector returned.
- * @param local This host's addresses and the socket's port.
- * @returns Which of the two was rewritten.
- * @example A masquerading router that kept the port
- * ```ts
- * import { compareSource } from "./nat.ts";
- * import { deepEqual } from "node:assert/strict";
- *
- * deepEqual(
- *   compareSource(
- *     { hostname: "10.3.0.1", port: 40000 },
- *     { addresses: ["127.0.0.1", "10.2.0.2"], port: 40000 },
- *   ),
- *   { address: true, port: false },
- * );
- * ```
- */
-export function compareSource(
-  seen: Endpoint,
-  local: { addresses: readonly string[] | undefined; port: number },
-): Rewrites {
-  return {
-    address: local.addresses === undefined
-      ? undefined
-      : !local.addresses.some((address) => sameHost(address, seen.hostname)),
-    port: seen.port !== local.port,
-  };
 }
 
 /** What one request brought back. */
@@ -229,15 +187,6 @@ function readAnswer(data: Uint8Array): Answer {
     }
   }
   return answer;
-}
-
-/** This host's interface addresses; `undefined` when they may not be listed. */
-function hostAddresses(): string[] | undefined {
-  try {
-    return Deno.networkInterfaces().map((nic) => nic.address);
-  } catch {
-    return undefined;
-  }
 }
 
 /** Seconds for a finding: tenths below 10 s, whole seconds above. */
@@ -423,11 +372,18 @@ export const checkNat: Check = async (context) => {
         "the reflector did not return the Location TLV (server.ts --stamp does)",
       );
     }
-    const addresses = hostAddresses();
-    const rewrites = compareSource(first.source, {
-      addresses,
-      port: prober.port,
-    });
+    const path = checkPath(
+      {
+        source: first.source,
+        destination: { hostname: "", port: context.port },
+      },
+      { hostname: context.family === 6 ? "::" : "0.0.0.0", port: prober.port },
+      { hostname: context.hostname, port: context.port },
+    );
+    const rewrites = {
+      address: path.sourceAddressRewritten,
+      port: path.sourcePortRewritten,
+    };
     const seen = `${first.source.hostname} port ${first.source.port}`;
     const data: Record<string, unknown> = {
       source_seen: first.source,
@@ -437,7 +393,9 @@ export const checkNat: Check = async (context) => {
     };
     if (!rewrites.port && rewrites.address === undefined) {
       return skipped(
-        "cannot tell whether the address was rewritten without this host's addresses: grant --allow-sys=networkInterfaces",
+        `cannot tell whether the address was rewritten: ${
+          path.unknown ?? "the address this host sent from is not known"
+        }`,
       );
     }
     if (!rewrites.port && !rewrites.address) {
