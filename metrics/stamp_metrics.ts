@@ -111,6 +111,8 @@ export class StampMetrics {
   readonly #options: StampMetricsOptions;
   /** Each target's flows' loss, by flow. */
   readonly #losses = new Map<string, DirectionalLoss[]>();
+  /** Each target's flows' logs, by flow. */
+  readonly #logs = new Map<string, StampFlowLog[]>();
 
   constructor(registry: Registry, options: StampMetricsOptions) {
     this.#options = options;
@@ -125,6 +127,22 @@ export class StampMetrics {
       registers,
     });
     const losses = this.#losses;
+    const logs = this.#logs;
+    new Counter({
+      name: "udp_echo_stamp_bad_timestamps_total",
+      help:
+        "STAMP replies whose timestamps cannot be right (more than a day from this host's clock, or T3 before T2): no delay observed.",
+      labelNames: LABELS,
+      registers,
+      collect() {
+        this.reset();
+        for (const [target, flows] of logs) {
+          for (const [flow, log] of flows.entries()) {
+            this.inc(flowLabels(target, flow), log.badTimestamps);
+          }
+        }
+      },
+    });
     new Counter({
       name: "udp_echo_stamp_lost_total",
       help:
@@ -151,7 +169,9 @@ export class StampMetrics {
    */
   format(target: string): (flow: number, session: number) => ProbeFormat {
     const losses: DirectionalLoss[] = [];
+    const logs: StampFlowLog[] = [];
     this.#losses.set(target, losses);
+    this.#logs.set(target, logs);
     return (flow, session) => {
       const loss = losses[flow] = new DirectionalLoss(
         this.#options.reflectorStateful,
@@ -173,11 +193,12 @@ export class StampMetrics {
         }
         loss.reply(seq, reply.seq);
       };
+      const log = logs[flow] = new LatestLog(observe);
       return stampFormat({
         ssid: this.#options.ssid,
         tlvs: this.#options.tlvs,
         session,
-        log: new LatestLog(observe),
+        log,
       });
     };
   }
@@ -186,6 +207,7 @@ export class StampMetrics {
   remove(target: string): void {
     const flows = this.#losses.get(target)?.length ?? 0;
     this.#losses.delete(target);
+    this.#logs.delete(target);
     for (let flow = 0; flow < flows; flow++) {
       for (const direction of ["forward", "backward"]) {
         this.#delay.remove({ ...flowLabels(target, flow), direction });
@@ -214,12 +236,18 @@ class LatestLog extends StampFlowLog {
 }
 
 /**
- * Empties every list a log keeps per reply (delays by sequence number,
- * TTLs seen), keeping its counts and latest fields: a run's log grows with
- * its probes, and a monitor's runs until stopped.
+ * Empties the lists a log keeps per reply (delays by sequence number, TTLs
+ * seen), keeping its counts and latest fields: a run's log grows with its
+ * probes, and a monitor's runs until stopped.
  */
 function forgetHistory(log: StampFlowLog): void {
-  for (const value of Object.values(log)) {
-    if (Array.isArray(value)) value.length = 0;
-  }
+  for (
+    const list of [
+      log.forward,
+      log.backward,
+      log.reflector,
+      log.offset,
+      log.ttls,
+    ]
+  ) list.length = 0;
 }

@@ -3,6 +3,7 @@ import { at, serveFaultRelay } from "../testing/fault_relay.ts";
 import { fetchText, sample, startScript } from "../testing/metrics.ts";
 import { waitUntil } from "../testing/wait.ts";
 import { Registry } from "prom-client";
+import { StampReflector } from "../stamp/reflector.ts";
 import { runScript } from "../testing/cli.ts";
 import { DirectionalLoss, StampMetrics } from "./stamp_metrics.ts";
 
@@ -143,6 +144,10 @@ Deno.test("StampMetrics: a target's series exist at zero from its start, and go 
         0,
       );
     }
+    equal(
+      sample(text, `udp_echo_stamp_bad_timestamps_total{target="${target}"}`),
+      0,
+    );
   }
   metrics.remove("10.0.0.2:10000");
   text = await registry.metrics();
@@ -166,4 +171,88 @@ Deno.test("client.ts --metrics --stamp refuses a probe too small for STAMP with 
     stderr,
     "error: cannot send 40-byte STAMP packets: -s must be at least 44\n",
   );
+});
+
+/**
+ * A STAMP reflector on 127.0.0.1 that writes its transmit time T3 a
+ * second before its receive time T2 in every other reply.
+ */
+function backwardsClockReflector() {
+  const socket = Deno.listenDatagram({
+    transport: "udp",
+    hostname: "127.0.0.1",
+    port: 0,
+  });
+  const reflector = new StampReflector();
+  let answered = 0;
+  const loop = (async () => {
+    try {
+      for (;;) {
+        const [data, from] = await socket.receive();
+        const reply = new Uint8Array(data.length);
+        reflector.reflect(data, reply, {
+          from: { hostname: "127.0.0.1", port: 0 },
+          local: { hostname: "127.0.0.1", port: 0 },
+          receivedAtMs: performance.timeOrigin + performance.now(),
+        });
+        if (answered++ % 2 === 1) {
+          // T3 (bytes 4-11) = T2 (bytes 16-23) less a second.
+          const view = new DataView(reply.buffer);
+          view.setUint32(4, view.getUint32(16) - 1);
+          view.setUint32(8, view.getUint32(20));
+        }
+        await socket.send(reply, from);
+      }
+    } catch {
+      // Closed.
+    }
+  })();
+  return {
+    port: (socket.addr as Deno.NetAddr).port,
+    async stop() {
+      socket.close();
+      await loop;
+    },
+  };
+}
+
+Deno.test("client.ts --metrics --stamp: replies whose timestamps cannot be right are counted, and add no one-way delay", async () => {
+  const reflector = backwardsClockReflector();
+  const monitor = startScript("client.ts", [
+    "-H",
+    "127.0.0.1",
+    "-p",
+    String(reflector.port),
+    "-i",
+    "20",
+    "-t",
+    "2000",
+    "--stamp",
+    "--ndjson",
+    "--metrics",
+    "127.0.0.1:0",
+  ], MONITOR_PERMISSIONS);
+  try {
+    const url = (await monitor.waitFor(/"metrics":"(http:[^"]+)"/))[1]!;
+    const target = `target="127.0.0.1:${reflector.port}"`;
+    let text = "";
+    await waitUntil(async () => {
+      text = (await fetchText(url)).text;
+      return sample(text, `udp_echo_probes_received_total{${target}}`) >= 10;
+    }, "the monitor has 10 replies");
+    const received = sample(text, `udp_echo_probes_received_total{${target}}`);
+    const bad = sample(text, `udp_echo_stamp_bad_timestamps_total{${target}}`);
+    // Every other reply, whichever came first.
+    ok(Math.abs(received - 2 * bad) <= 1, `${bad} bad of ${received}`);
+    equal(
+      sample(
+        text,
+        `udp_echo_stamp_one_way_delay_seconds_count{${target},direction="forward"}`,
+      ),
+      received - bad,
+    );
+  } finally {
+    equal((await monitor.stop()).code, 0);
+    await reflector.stop();
+  }
 });
