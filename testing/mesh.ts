@@ -99,7 +99,9 @@ export class Mesh {
 
   /** Makes `size` nodes; deletes what it made when a step fails. */
   static async open(size: number): Promise<Mesh> {
-    const mesh = new Mesh(`${Deno.pid % 100_000}x${made++}`, size);
+    // Test files run in parallel may share the process id and the count.
+    const salt = crypto.randomUUID().slice(0, 8);
+    const mesh = new Mesh(`${Deno.pid % 100_000}${salt}x${made++}`, size);
     const hub = mesh.hub;
     try {
       await sh([
