@@ -92,7 +92,7 @@ Deno.test("runMonitor() tells a loss when the timeout passes and a slower echo a
         port: (server.addr as Deno.NetAddr).port,
         family: "IPv4",
       }],
-      tallies: [tally],
+      tallies: [[tally]],
       intervalMs: 1000,
       timeoutMs: 60,
       signal: stop.signal,
