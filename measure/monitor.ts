@@ -226,12 +226,14 @@ export interface MonitorOptions {
  * counted and the run goes on.
  */
 export async function runMonitor(options: MonitorOptions): Promise<void> {
-  await Promise.all(options.targets.map((target, index) =>
-    probeTarget(target, options.tallies[index]!, {
-      ...options,
-      onEvent: (event) => options.onEvent?.(index, event),
-    })
-  ));
+  await Promise.all(
+    options.targets.map((target, index) =>
+      probeTarget(target, options.tallies[index]!, {
+        ...options,
+        onEvent: (event) => options.onEvent?.(index, event),
+      })
+    ),
+  );
 }
 
 /**

@@ -182,14 +182,20 @@ export class ProbeMetrics {
   tallies(target: string, flows: number): ProbeTally[] {
     let made = this.#tallies.get(target);
     if (made === undefined) {
-      made = Array.from({ length: flows }, (_, flow) => {
-        const labels = { target, flow: String(flow) };
-        // Every series of the flow exists from the start, at zero.
-        this.#rtt.zero(labels);
-        return new ProbeTally((rttMs) =>
-          this.#rtt.observe(labels, rttMs / 1000)
-        );
-      });
+      const flowTallies: ProbeTally[] = Array.from(
+        { length: flows },
+        (_, flow) => {
+          const labels = { target, flow: String(flow) };
+          // Every series of the flow exists from the start, at zero.
+          this.#rtt.zero(labels);
+          return new ProbeTally((rttMs) => {
+            // A removed target's last replies must not bring its series back.
+            if (this.#tallies.get(target) !== flowTallies) return;
+            this.#rtt.observe(labels, rttMs / 1000);
+          });
+        },
+      );
+      made = flowTallies;
       this.#tallies.set(target, made);
     } else if (made.length !== flows) {
       throw new RangeError(

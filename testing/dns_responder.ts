@@ -40,7 +40,11 @@ export interface DnsRecords {
 /** Names (with or without the final dot, any case) and their records. */
 export type DnsTable = Record<string, DnsRecords>;
 
-const TYPES: Record<number, keyof DnsRecords> = { 1: "A", 28: "AAAA", 33: "SRV" };
+const TYPES: Record<number, keyof DnsRecords> = {
+  1: "A",
+  28: "AAAA",
+  33: "SRV",
+};
 const TYPE_CODES = { A: 1, AAAA: 28, SRV: 33 } as const;
 const NXDOMAIN = 3;
 const FORMERR = 1;
@@ -67,7 +71,12 @@ function addressBytes(text: string, family: 4 | 6): number[] {
   const bytes: number[] = [];
   for (let k = 0; k < (family === 4 ? 1 : 4); k++) {
     const word = WORDS[k]!;
-    bytes.push(word >>> 24, (word >>> 16) & 255, (word >>> 8) & 255, word & 255);
+    bytes.push(
+      word >>> 24,
+      (word >>> 16) & 255,
+      (word >>> 8) & 255,
+      word & 255,
+    );
   }
   return bytes;
 }
@@ -86,7 +95,9 @@ function readQuestion(
     const length = query[at]!;
     // A query's question carries no compression pointers.
     if (length > 63 || at + 1 + length > query.length) return undefined;
-    labels.push(new TextDecoder().decode(query.subarray(at + 1, at + 1 + length)));
+    labels.push(
+      new TextDecoder().decode(query.subarray(at + 1, at + 1 + length)),
+    );
     at += 1 + length;
   }
   if (at + 5 > query.length) return undefined;
@@ -98,7 +109,10 @@ function readQuestion(
  * The response to one query from `table`; `undefined` for a datagram too
  * short to be a query at all.
  */
-export function answer(query: Uint8Array, table: DnsTable): Uint8Array | undefined {
+export function answer(
+  query: Uint8Array,
+  table: DnsTable,
+): Uint8Array | undefined {
   if (query.length < 12) return undefined;
   const question = readQuestion(query);
   const header = [
@@ -110,7 +124,13 @@ export function answer(query: Uint8Array, table: DnsTable): Uint8Array | undefin
   ];
   if (question === undefined) {
     header[3]! |= FORMERR;
-    return new Uint8Array([...header, ...u16(0), ...u16(0), ...u16(0), ...u16(0)]);
+    return new Uint8Array([
+      ...header,
+      ...u16(0),
+      ...u16(0),
+      ...u16(0),
+      ...u16(0),
+    ]);
   }
   const records = Object.entries(table).find(([name]) =>
     canonical(name) === canonical(question.name)
@@ -186,7 +206,9 @@ export function serveDns(
         const question = readQuestion(query);
         if (question !== undefined) {
           questions.push(
-            `${TYPES[question.type] ?? question.type} ${canonical(question.name)}`,
+            `${TYPES[question.type] ?? question.type} ${
+              canonical(question.name)
+            }`,
           );
         }
         const response = answer(query, await table());
@@ -219,5 +241,7 @@ if (import.meta.main) {
     async () => JSON.parse(await Deno.readTextFile(file)),
   );
   const { hostname, port } = responder.addr;
-  console.log(`listening ${hostname.includes(":") ? `[${hostname}]` : hostname}:${port}`);
+  console.log(
+    `listening ${hostname.includes(":") ? `[${hostname}]` : hostname}:${port}`,
+  );
 }

@@ -110,14 +110,42 @@ export async function fetchText(
   };
 }
 
-/** The value of one sample (`name{labels}`, labels as printed) in an exposition; NaN when absent. */
+/**
+ * A series as `name{labels}` with its labels sorted, so that two spellings
+ * of one series compare equal whatever order the labels come in.
+ */
+function canonicalSeries(series: string): string {
+  const open = series.indexOf("{");
+  if (open < 0) return series;
+  const labels = [
+    ...series.slice(open).matchAll(
+      /([A-Za-z_][A-Za-z0-9_]*)="((?:[^"\\]|\\.)*)"/g,
+    ),
+  ].map((match) => `${match[1]}="${match[2]}"`).sort();
+  return `${series.slice(0, open)}{${labels.join(",")}}`;
+}
+
+/**
+ * The value of one sample (`name{labels}`, labels in any order) in an
+ * exposition; NaN when absent.
+ */
 export function sample(text: string, series: string): number {
+  const wanted = canonicalSeries(series);
   for (const line of text.split("\n")) {
-    if (line.startsWith(`${series} `)) {
-      return Number(line.slice(series.length + 1));
+    if (line.startsWith("#")) continue;
+    const space = line.lastIndexOf(" ");
+    if (space > 0 && canonicalSeries(line.slice(0, space)) === wanted) {
+      return Number(line.slice(space + 1));
     }
   }
   return NaN;
+}
+
+/** The series of `name` in an exposition, each as printed (labels included). */
+export function seriesOf(text: string, name: string): string[] {
+  return text.split("\n").filter((line) =>
+    line.startsWith(`${name}{`) || line.startsWith(`${name} `)
+  ).map((line) => line.slice(0, line.lastIndexOf(" ")));
 }
 
 /** A UDP echo socket in the test's own process, for a monitor to probe. */
