@@ -6,11 +6,16 @@
  */
 
 import { spawnScript } from "./cli.ts";
+import { waitUntil } from "./wait.ts";
 
 /** A script running as a subprocess, its stdout read as it comes. */
 export interface Running {
   /** Waits (at most 10 s) for a stdout line matching `pattern`; returns its match. */
   waitFor(pattern: RegExp): Promise<RegExpMatchArray>;
+  /** Waits (at most 60 s) for stderr to match `pattern`; returns its match. */
+  waitForError(pattern: RegExp): Promise<RegExpMatchArray>;
+  /** The process id of Deno running the script. */
+  readonly pid: number;
   /** Sends `signal` (SIGINT by default) and waits for the end. */
   stop(
     signal?: Deno.Signal,
@@ -24,7 +29,15 @@ export function startScript(
   permissions: string[] = ["--allow-net"],
 ): Running {
   const child = spawnScript(script, args, { permissions });
-  const stderr = new Response(child.stderr).text();
+  let errors = "";
+  const stderr = (async () => {
+    for await (
+      const chunk of child.stderr.pipeThrough(new TextDecoderStream())
+    ) {
+      errors += chunk;
+    }
+    return errors;
+  })();
   let stdout = "";
   let ended = false;
   const reading = (async () => {
@@ -37,6 +50,20 @@ export function startScript(
   })();
   let stopped = false;
   return {
+    pid: child.pid,
+    async waitForError(pattern) {
+      let found: RegExpMatchArray | null = null;
+      await waitUntil(
+        () => (found = errors.match(pattern)) !== null || ended,
+        `${script} says ${pattern} on stderr`,
+      );
+      if (found === null) {
+        throw new Error(
+          `Cannot find ${pattern} in the stderr of ${script}: ${errors}`,
+        );
+      }
+      return found;
+    },
     async waitFor(pattern) {
       const end = Date.now() + 10_000;
       while (Date.now() < end) {
@@ -148,13 +175,15 @@ export function seriesOf(text: string, name: string): string[] {
   ).map((line) => line.slice(0, line.lastIndexOf(" ")));
 }
 
-/** A UDP echo socket in the test's own process, for a monitor to probe. */
-export function startEchoSocket(): { port: number; close(): Promise<void> } {
-  const conn = Deno.listenDatagram({
-    transport: "udp",
-    hostname: "127.0.0.1",
-    port: 0,
-  });
+/**
+ * A UDP echo socket in the test's own process, for a monitor to probe; on
+ * 127.0.0.1 and a free port unless told.
+ */
+export function startEchoSocket(
+  hostname = "127.0.0.1",
+  port = 0,
+): { port: number; close(): Promise<void> } {
+  const conn = Deno.listenDatagram({ transport: "udp", hostname, port });
   const serving = (async () => {
     try {
       for await (const [data, from] of conn) await conn.send(data, from);

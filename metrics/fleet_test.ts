@@ -1,0 +1,155 @@
+import { deepEqual, equal, match, ok } from "node:assert/strict";
+import { runScript } from "../testing/cli.ts";
+import { run } from "../testing/command.ts";
+import {
+  fetchText,
+  type Running,
+  sample,
+  seriesOf,
+  startEchoSocket,
+  startScript,
+} from "../testing/metrics.ts";
+import { waitUntil } from "../testing/wait.ts";
+
+/** What the monitor needs here; --node spares it --allow-sys=hostname. */
+const PERMISSIONS = [
+  "--allow-net",
+  "--allow-ffi",
+  "--allow-sys=networkInterfaces",
+];
+
+/**
+ * A scratch folder, written through `sh` as an operator would (the tests
+ * run without --allow-write): `write` replaces a file by a rename, so a
+ * reader sees the old text or the new, never half of it.
+ */
+async function scratch(): Promise<{
+  dir: string;
+  write(name: string, text: string): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
+}> {
+  const made = await run("mktemp", ["-d"]);
+  ok(made.success, made.stderr);
+  const dir = made.stdout.trim();
+  return {
+    dir,
+    async write(name, text) {
+      const { success, stderr } = await run("sh", [
+        "-ec",
+        'cat > "$1.next"; mv "$1.next" "$1"',
+        "sh",
+        `${dir}/${name}`,
+      ], text);
+      ok(success, stderr);
+    },
+    async [Symbol.asyncDispose]() {
+      await run("rm", ["-rf", dir]);
+    },
+  };
+}
+
+/** The monitor's metrics URL, from its `--ndjson` header. */
+async function metricsUrl(monitor: Running): Promise<{
+  url: string;
+  header: Record<string, unknown>;
+}> {
+  const header = JSON.parse(
+    (await monitor.waitFor(/^(\{"event":"monitor".*)\n/m))[1]!,
+  );
+  return { url: header.metrics as string, header };
+}
+
+/** The labels of flow `flow` of `target` on node n1, as a series spells them. */
+function flowOf(target: string, flow = 0): string {
+  return `{target="${target}",flow="${flow}",node="n1"}`;
+}
+
+/** The targets the exposition has series for. */
+function targetsIn(text: string): string[] {
+  return [
+    ...new Set(
+      seriesOf(text, "udp_echo_probes_sent_total").map((series) =>
+        /target="([^"]+)"/.exec(series)![1]!
+      ),
+    ),
+  ].sort();
+}
+
+Deno.test("client.ts --metrics --targets-file follows the file: an added target starts, a removed one stops and its series go, a bad version keeps the last good set", async () => {
+  // Two echo servers on one port: 127.0.0.1 is this host's own address.
+  const a = startEchoSocket("127.0.0.2");
+  const b = startEchoSocket("127.0.0.3", a.port);
+  const own = `127.0.0.1:${a.port}`;
+  const peerA = `127.0.0.2:${a.port}`;
+  const peerB = `127.0.0.3:${a.port}`;
+  await using files = await scratch();
+  const file = `${files.dir}/targets`;
+  await files.write(
+    "targets",
+    `# the fleet, this host included\n${own}\n\n${peerA}   # a peer\n`,
+  );
+  const monitor = startScript("client.ts", [
+    "--targets-file",
+    file,
+    // Only the file's change can make the monitor read it again in time.
+    "--refresh",
+    "3600",
+    "--flows",
+    "2",
+    "--node",
+    "n1",
+    "-i",
+    "50",
+    "--ndjson",
+    "--metrics",
+    "127.0.0.1:0",
+  ], [...PERMISSIONS, `--allow-read=${files.dir}`]);
+  try {
+    const { url, header } = await metricsUrl(monitor);
+    deepEqual(header.targets, [peerA]);
+    equal(header.node, "n1");
+    equal(header.flows, 2);
+    const scrape = async () => (await fetchText(url)).text;
+    let text = "";
+    // Both flows of the peer answer; this host is no target.
+    await waitUntil(async () => {
+      text = await scrape();
+      return sample(
+            text,
+            `udp_echo_probes_received_total${flowOf(peerA, 0)}`,
+          ) >=
+          1 &&
+        sample(text, `udp_echo_probes_received_total${flowOf(peerA, 1)}`) >= 1;
+    }, "both flows of the peer are answered");
+    deepEqual(targetsIn(text), [peerA]);
+
+    await files.write("targets", `${peerB}\n`);
+    await waitUntil(async () => {
+      text = await scrape();
+      return sample(text, `udp_echo_probes_received_total${flowOf(peerB)}`) >=
+          1 && !targetsIn(text).includes(peerA);
+    }, "the new peer is probed and the old one's series are gone");
+    deepEqual(targetsIn(text), [peerB]);
+    equal(sample(text, `udp_echo_probe_up${flowOf(peerA)}`), NaN);
+    await monitor.waitFor(
+      new RegExp(
+        `"event":"targets","added":\\["${peerB}"\\],"removed":\\["${peerA}"\\]`,
+      ),
+    );
+
+    await files.write("targets", `${peerA}\nnot a host!\n`);
+    await monitor.waitForError(/cannot read targets from .*: line 2: /);
+    deepEqual(targetsIn(await scrape()), [peerB]);
+  } finally {
+    const { code, stderr } = await monitor.stop("SIGTERM");
+    await a.close();
+    await b.close();
+    equal(code, 0);
+    const lines = stderr.split("\n").filter(Boolean);
+    equal(lines.length, 1, stderr);
+    match(
+      lines[0]!,
+      /^error: cannot read targets from .*: line 2: .*the last good 1 stay$/,
+    );
+  }
+});
