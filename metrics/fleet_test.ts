@@ -153,3 +153,108 @@ Deno.test("client.ts --metrics --targets-file follows the file: an added target 
     );
   }
 });
+
+Deno.test("client.ts --metrics refuses bad fleet flags with one line (exit 2)", async () => {
+  const cases: [string[], RegExp][] = [
+    [["--metrics", "0"], /give --node NAME, or grant --allow-sys=hostname/],
+    [["--metrics", "0", "--node", ""], /cannot use --node "": expected 1 to/],
+    [["--metrics", "0", "--node", "n", "--flows", "0"], /--flows/],
+    [["--metrics", "0", "--node", "n", "--flows", "1025"], /--flows/],
+    [
+      ["--metrics", "0", "--node", "n", "--refresh", "5"],
+      /cannot use --refresh without --targets-file or --targets-dns/,
+    ],
+    [
+      ["--metrics", "0", "--node", "n", "--targets-file", "/nonexistent/x"],
+      /cannot read targets from \/nonexistent\/x/,
+    ],
+    [
+      ["--metrics", "0", "--node", "n", "-i", "0.1", "-t", "60000"],
+      /keeps at most 65536 probes per flow within their timeout/,
+    ],
+    [["--node", "n", "-c", "1"], /cannot use --node without --metrics/],
+    [
+      ["--targets-file", "x", "-c", "1"],
+      /cannot use --targets-file without --metrics/,
+    ],
+  ];
+  for (const [args, message] of cases) {
+    const { code, stdout, stderr } = await runScript("client.ts", args, {
+      permissions: ["--allow-net", "--allow-read"],
+    });
+    equal(code, 2, args.join(" "));
+    equal(stdout, "");
+    match(stderr, message, args.join(" "));
+    equal(stderr.split("\n").filter(Boolean).length, 1, stderr);
+  }
+});
+
+/** The resident size of process `pid`, in KiB (Deno grants /proc/PID only with --allow-all). */
+async function rssKiB(pid: number): Promise<number> {
+  const { stdout } = await run("cat", [`/proc/${pid}/status`]);
+  const found = /VmRSS:\s+(\d+) kB/.exec(stdout);
+  ok(found, `the resident size of ${pid}`);
+  return Number(found[1]);
+}
+
+/** Per target, the most resident memory a monitor may grow by, in KiB. */
+const MAX_KIB_PER_TARGET = 1024;
+
+Deno.test({
+  name: `a monitor grows by less than ${MAX_KIB_PER_TARGET} KiB per target`,
+  ignore: Deno.build.os !== "linux",
+  fn: async () => {
+    // Targets across 127.0.0.0/8 on one port: probes to a closed port.
+    const port = 9;
+    const many = 200;
+    await using files = await scratch();
+    await files.write("one", `127.0.0.10:${port}\n`);
+    await files.write(
+      "many",
+      Array.from(
+        { length: many + 1 },
+        (_, k) => `127.0.${(10 + k) >> 8}.${(10 + k) & 255}:${port}`,
+      ).join("\n"),
+    );
+    const rssWith = async (name: string, targets: number) => {
+      const monitor = startScript("client.ts", [
+        "--targets-file",
+        `${files.dir}/${name}`,
+        "--node",
+        "n1",
+        "-i",
+        "100",
+        "-t",
+        "1000",
+        "-q",
+        "--metrics",
+        "127.0.0.1:0",
+      ], [...PERMISSIONS, `--allow-read=${files.dir}`]);
+      try {
+        // With -q the start-up line goes to stderr.
+        const url =
+          (await monitor.waitForError(/metrics on (http:\S+)\n/))[1]!;
+        // Every target has sent a few probes, and lost the first ones.
+        await waitUntil(async () => {
+          const text = (await fetchText(url)).text;
+          const lost = seriesOf(text, "udp_echo_probes_lost_total");
+          return lost.length === targets &&
+            lost.every((series) => sample(text, series) >= 3);
+        }, `${targets} targets have lost 3 probes each`);
+        return await rssKiB(monitor.pid);
+      } finally {
+        const { code } = await monitor.stop();
+        equal(code, 0);
+      }
+    };
+    const one = await rssWith("one", 1);
+    const more = await rssWith("many", many + 1);
+    const perTarget = (more - one) / many;
+    ok(
+      perTarget < MAX_KIB_PER_TARGET,
+      `${
+        perTarget.toFixed(0)
+      } KiB per target (${one} KiB with 1, ${more} KiB with ${many + 1})`,
+    );
+  },
+});
