@@ -5,6 +5,7 @@ import {
   fetchText,
   type Running,
   sample,
+  scratchDir,
   seriesOf,
   startEchoSocket,
   startScript,
@@ -17,36 +18,6 @@ const PERMISSIONS = [
   "--allow-ffi",
   "--allow-sys=networkInterfaces",
 ];
-
-/**
- * A scratch folder, written through `sh` as an operator would (the tests
- * run without --allow-write): `write` replaces a file by a rename, so a
- * reader sees the old text or the new, never half of it.
- */
-async function scratch(): Promise<{
-  dir: string;
-  write(name: string, text: string): Promise<void>;
-  [Symbol.asyncDispose](): Promise<void>;
-}> {
-  const made = await run("mktemp", ["-d"]);
-  ok(made.success, made.stderr);
-  const dir = made.stdout.trim();
-  return {
-    dir,
-    async write(name, text) {
-      const { success, stderr } = await run("sh", [
-        "-ec",
-        'cat > "$1.next"; mv "$1.next" "$1"',
-        "sh",
-        `${dir}/${name}`,
-      ], text);
-      ok(success, stderr);
-    },
-    async [Symbol.asyncDispose]() {
-      await run("rm", ["-rf", dir]);
-    },
-  };
-}
 
 /** The monitor's metrics URL, from its `--ndjson` header. */
 async function metricsUrl(monitor: Running): Promise<{
@@ -82,7 +53,7 @@ Deno.test("client.ts --metrics --targets-file follows the file: an added target 
   const own = `127.0.0.1:${a.port}`;
   const peerA = `127.0.0.2:${a.port}`;
   const peerB = `127.0.0.3:${a.port}`;
-  await using files = await scratch();
+  await using files = await scratchDir();
   const file = `${files.dir}/targets`;
   await files.write(
     "targets",
@@ -207,7 +178,7 @@ Deno.test({
     // Targets across 127.0.0.0/8 on one port: probes to a closed port.
     const port = 9;
     const many = 200;
-    await using files = await scratch();
+    await using files = await scratchDir();
     await files.write("one", `127.0.0.10:${port}\n`);
     await files.write(
       "many",
@@ -232,8 +203,7 @@ Deno.test({
       ], [...PERMISSIONS, `--allow-read=${files.dir}`]);
       try {
         // With -q the start-up line goes to stderr.
-        const url =
-          (await monitor.waitForError(/metrics on (http:\S+)\n/))[1]!;
+        const url = (await monitor.waitForError(/metrics on (http:\S+)\n/))[1]!;
         // Every target has sent a few probes, and lost the first ones.
         await waitUntil(async () => {
           const text = (await fetchText(url)).text;

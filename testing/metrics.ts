@@ -5,8 +5,44 @@
  * @module
  */
 
-import { spawnScript } from "./cli.ts";
+import { ROOT, spawnScript } from "./cli.ts";
+import { run } from "./command.ts";
 import { waitUntil } from "./wait.ts";
+
+/** A scratch folder that a test writes through `sh`; see {@linkcode scratchDir}. */
+export interface Scratch {
+  /** Its path. */
+  dir: string;
+  /** Replaces file `name` with `text` by a rename: a reader sees old or new, never half. */
+  write(name: string, text: string): Promise<void>;
+  /** Deletes the folder. */
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+/**
+ * A scratch folder written through `sh`, as an operator would write a
+ * configuration file (the tests run without `--allow-write`).
+ */
+export async function scratchDir(): Promise<Scratch> {
+  const made = await run("mktemp", ["-d"]);
+  if (!made.success) throw new Error(`Cannot make a folder: ${made.stderr}`);
+  const dir = made.stdout.trim();
+  return {
+    dir,
+    async write(name, text) {
+      const { success, stderr } = await run("sh", [
+        "-ec",
+        'cat > "$1.next"; mv "$1.next" "$1"',
+        "sh",
+        `${dir}/${name}`,
+      ], text);
+      if (!success) throw new Error(`Cannot write ${name}: ${stderr}`);
+    },
+    async [Symbol.asyncDispose]() {
+      await run("rm", ["-rf", dir]);
+    },
+  };
+}
 
 /** A script running as a subprocess, its stdout read as it comes. */
 export interface Running {
@@ -22,13 +58,32 @@ export interface Running {
   ): Promise<{ code: number; stdout: string; stderr: string }>;
 }
 
-/** Starts `deno run --unstable-net PERMISSIONS script ARGS` in the root. */
+/**
+ * Starts `deno run --unstable-net PERMISSIONS script ARGS` in the root; in
+ * network namespace `namespace` when given (through `ip netns exec`, which
+ * also mounts the files of `/etc/netns/NAMESPACE/` over those of `/etc/`).
+ */
 export function startScript(
   script: string,
   args: string[],
   permissions: string[] = ["--allow-net"],
+  namespace?: string,
 ): Running {
-  const child = spawnScript(script, args, { permissions });
+  const child = namespace === undefined
+    ? spawnScript(script, args, { permissions })
+    : new Deno.Command("ip", {
+      args: [
+        ...["netns", "exec", namespace, Deno.execPath(), "run"],
+        ...["--unstable-net", ...permissions],
+        new URL(script, ROOT).pathname,
+        ...args,
+      ],
+      cwd: ROOT,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+      env: { NO_COLOR: "1" },
+    }).spawn();
   let errors = "";
   const stderr = (async () => {
     for await (
