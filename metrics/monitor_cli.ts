@@ -115,11 +115,10 @@ export interface MonitorCommandOptions {
  */
 function nodeName(given: string | undefined): string {
   if (given !== undefined) {
-    // deno-lint-ignore no-control-regex
-    if (
-      given === "" || given.length > MAX_NODE_LENGTH ||
-      /[\x00-\x1f\x7f]/.test(given)
-    ) {
+    const control = [...given].some((c) =>
+      c.charCodeAt(0) < 0x20 || c.charCodeAt(0) === 0x7f
+    );
+    if (given === "" || given.length > MAX_NODE_LENGTH || control) {
       throw new UsageError(
         `Cannot use --node "${given}": expected 1 to ${MAX_NODE_LENGTH} printable characters`,
       );
@@ -172,7 +171,7 @@ export async function runMonitorCommand(
   let sources: TargetSources | undefined;
   let initial: ResolvedAddress[] = [];
   // Set once the runs can start; a change before that waits for it.
-  let follow: ((targets: ResolvedAddress[]) => void) | undefined;
+  const following: { follow?: (targets: ResolvedAddress[]) => void } = {};
   let pending: ResolvedAddress[] | undefined;
   try {
     const refused = NOT_FOR_MONITOR.find((flag) =>
@@ -241,7 +240,7 @@ export async function runMonitorCommand(
           (listInterfaces() ?? []).map((address) => address.address),
         onChange: (targets) => {
           pending = targets;
-          follow?.(targets);
+          following.follow?.(targets);
         },
         onError: (_, message) => {
           if (message !== undefined) out.error(new Error(message));
@@ -366,7 +365,7 @@ export async function runMonitorCommand(
     ending.push(run.done);
   };
   for (const [label, target] of start) begin(label, target);
-  follow = (dynamic) => {
+  const follow = (dynamic: readonly ResolvedAddress[]) => {
     if (controller.signal.aborted) return;
     const next = union(dynamic);
     try {
@@ -398,6 +397,7 @@ export async function runMonitorCommand(
       );
     }
   };
+  following.follow = follow;
   if (pending !== undefined) follow(pending);
   try {
     await new Promise<void>((resolve) => {
