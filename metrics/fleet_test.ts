@@ -11,6 +11,7 @@ import {
   startScript,
 } from "../testing/metrics.ts";
 import { waitUntil } from "../testing/wait.ts";
+import { flowBudget, MAX_MONITOR_FLOWS } from "./monitor_cli.ts";
 
 /** What the monitor needs here; --node spares it --allow-sys=hostname. */
 const PERMISSIONS = [
@@ -227,4 +228,12 @@ Deno.test({
       } KiB per target (${one} KiB with 1, ${more} KiB with ${many + 1})`,
     );
   },
+});
+
+Deno.test("flowBudget() leaves the endpoint's connections and the process's own descriptors under the limit", () => {
+  equal(flowBudget(undefined), MAX_MONITOR_FLOWS);
+  equal(flowBudget(1_048_576), MAX_MONITOR_FLOWS);
+  // 1024 less 256 connections and 128 descriptors of its own.
+  equal(flowBudget(1024), 640);
+  equal(flowBudget(64), 1);
 });

@@ -36,6 +36,8 @@ import { listInterfaces, probeHandler, ProbeMetrics } from "./probe.ts";
 import { serveMetrics } from "./http.ts";
 import { parseProbeAllow, type ProbeAllowEntry } from "./_probe_policy.ts";
 import { TargetSources } from "./_targets.ts";
+import { MAX_HTTP_CONNECTIONS, RESERVED_DESCRIPTORS } from "./_fd_limit.ts";
+import { readFileLimit } from "../cli/limits.ts";
 
 /** The flags of a measurement that a monitor, which runs until stopped, refuses. */
 const NOT_FOR_MONITOR = [
@@ -139,11 +141,24 @@ function nodeName(given: string | undefined): string {
   return Deno.hostname();
 }
 
-/** Refuses a set of more than {@linkcode MAX_MONITOR_FLOWS} flows. */
-function checkFlowBudget(targets: number, flows: number): void {
-  if (targets * flows > MAX_MONITOR_FLOWS) {
+/**
+ * The flows a monitor may run: {@linkcode MAX_MONITOR_FLOWS}, or fewer
+ * under a file descriptor limit that must also hold the endpoint's
+ * connections and the process's own descriptors.
+ */
+export function flowBudget(limit: number | undefined): number {
+  if (limit === undefined) return MAX_MONITOR_FLOWS;
+  const spare = limit - MAX_HTTP_CONNECTIONS - RESERVED_DESCRIPTORS;
+  return Math.max(1, Math.min(MAX_MONITOR_FLOWS, spare));
+}
+
+/** Refuses a set of more flows than `budget` (see {@linkcode flowBudget}). */
+function checkFlowBudget(targets: number, flows: number, budget: number): void {
+  if (targets * flows > budget) {
     throw new RangeError(
-      `Cannot probe ${targets} targets over ${flows} flows each: a monitor runs at most ${MAX_MONITOR_FLOWS} flows (targets x --flows)`,
+      `Cannot probe ${targets} targets over ${flows} flows each: a monitor runs at most ${budget} flows (targets x --flows)${
+        budget < MAX_MONITOR_FLOWS ? " under its file descriptor limit" : ""
+      }`,
     );
   }
 }
@@ -166,6 +181,7 @@ export async function runMonitorCommand(
   let intervalMs: number;
   let size: number;
   let flows: number;
+  let budget: number;
   let node: string;
   let allow: ProbeAllowEntry[];
   let sources: TargetSources | undefined;
@@ -227,7 +243,8 @@ export async function runMonitorCommand(
       hosts.map((target) => resolveTarget(target, { family })),
     );
     for (const target of fixed) checkProbeSize(size, target);
-    checkFlowBudget(fixed.length, flows);
+    budget = flowBudget(readFileLimit());
+    checkFlowBudget(fixed.length, flows, budget);
     checkUnstableNet();
     if (file !== undefined || dns !== undefined) {
       sources = new TargetSources({
@@ -261,10 +278,25 @@ export async function runMonitorCommand(
       ? EXIT_USAGE
       : EXIT_FAILURE;
   }
-  /** The -H targets and those of the file and DNS, each once. */
+  const unfit = new Set<string>();
+  /**
+   * The -H targets and those of the file and DNS, each once; a target the
+   * probe size does not fit is left out, with an error line the first time.
+   */
   const union = (dynamic: readonly ResolvedAddress[]) => {
     const byLabel = new Map<string, ResolvedAddress>();
-    for (const target of [...fixed, ...dynamic]) {
+    const fits = (target: ResolvedAddress) => {
+      try {
+        checkProbeSize(size, target);
+        return true;
+      } catch (error) {
+        const label = formatAddress(target);
+        if (!unfit.has(label)) out.error(error);
+        unfit.add(label);
+        return false;
+      }
+    };
+    for (const target of [...fixed, ...dynamic.filter(fits)]) {
       byLabel.set(
         formatAddress(target),
         byLabel.get(formatAddress(target)) ?? target,
@@ -369,7 +401,7 @@ export async function runMonitorCommand(
     if (controller.signal.aborted) return;
     const next = union(dynamic);
     try {
-      checkFlowBudget(next.size, flows);
+      checkFlowBudget(next.size, flows, budget);
     } catch (error) {
       out.error(new Error(`${errorMessage(error)}; the last good set stays`));
       return;
