@@ -58,7 +58,7 @@ export function parseTargetLine(text: string, port: number): HostPort {
  */
 export function parseTargetsText(text: string, port: number): HostPort[] {
   const targets: HostPort[] = [];
-  for (const [index, raw] of text.split("\n").entries()) {
+  for (const [index, raw] of text.split(/\r?\n/).entries()) {
     const line = raw.replace(/#.*$/, "").trim();
     if (line === "") continue;
     try {
@@ -96,13 +96,23 @@ export function isServiceName(name: string): boolean {
   return /^_[^.]+\._[^.]+\./.test(name);
 }
 
+/** Options for {@linkcode resolveDnsTargets}. */
+export interface DnsTargetOptions {
+  /** Only addresses of this family (`-4`, `-6`). */
+  family?: AddressFamily;
+  /** A name server to ask instead of the system's (`/etc/resolv.conf`). */
+  nameServer?: Deno.ResolveDnsOptions["nameServer"];
+}
+
 /** The records of `name` of one type; none when the name or the type has none. */
 async function lookup<T extends "A" | "AAAA" | "SRV">(
   name: string,
   type: T,
+  options: DnsTargetOptions,
 ): Promise<T extends "SRV" ? Deno.SrvRecord[] : string[]> {
   try {
     return await Deno.resolveDns(name, type as "SRV", {
+      nameServer: options.nameServer,
       signal: AbortSignal.timeout(DNS_TIMEOUT_MS),
     }) as T extends "SRV" ? Deno.SrvRecord[] : string[];
   } catch (error) {
@@ -116,11 +126,12 @@ async function lookup<T extends "A" | "AAAA" | "SRV">(
 async function addressesOf(
   name: string,
   port: number,
-  family: AddressFamily | undefined,
+  options: DnsTargetOptions,
 ): Promise<ResolvedAddress[]> {
+  const { family } = options;
   const [v4, v6] = await Promise.all([
-    family === "IPv6" ? [] : lookup(name, "A"),
-    family === "IPv4" ? [] : lookup(name, "AAAA"),
+    family === "IPv6" ? [] : lookup(name, "A", options),
+    family === "IPv4" ? [] : lookup(name, "AAAA", options),
   ]);
   return [
     ...v4.map((hostname) => ({ hostname, port, family: "IPv4" as const })),
@@ -138,16 +149,16 @@ async function addressesOf(
 export async function resolveDnsTargets(
   name: string,
   port: number,
-  family?: AddressFamily,
+  options: DnsTargetOptions = {},
 ): Promise<ResolvedAddress[]> {
   let found: ResolvedAddress[];
   if (isServiceName(name)) {
-    const services = await lookup(name, "SRV");
+    const services = await lookup(name, "SRV", options);
     found = (await Promise.all(
-      services.map((srv) => addressesOf(srv.target, srv.port, family)),
+      services.map((srv) => addressesOf(srv.target, srv.port, options)),
     )).flat();
   } else {
-    found = await addressesOf(name, port, family);
+    found = await addressesOf(name, port, options);
   }
   if (found.length > MAX_SOURCE_TARGETS) {
     throw new Error(`more than ${MAX_SOURCE_TARGETS} targets`);
@@ -285,11 +296,9 @@ export class TargetSources {
     }
     if (dns !== undefined) {
       try {
-        this.#dns = await resolveDnsTargets(
-          dns,
-          this.options.port,
-          this.options.family,
-        );
+        this.#dns = await resolveDnsTargets(dns, this.options.port, {
+          family: this.options.family,
+        });
         this.#report(`--targets-dns ${dns}`, undefined);
       } catch (error) {
         this.#report(
