@@ -30,7 +30,7 @@
 
 import type { ResolvedAddress } from "../net/address.ts";
 import type { ProbeEvent } from "./types.ts";
-import { runFlows } from "./run.ts";
+import { type FlowRunOptions, runFlows } from "./run.ts";
 
 /**
  * The most probes a monitor's flow keeps state for: the timeout over the
@@ -246,6 +246,8 @@ export async function probeTarget(
   tallies: readonly ProbeTally[],
   options: Omit<MonitorOptions, "targets" | "tallies" | "onEvent"> & {
     onEvent?: (event: ProbeEvent) => void;
+    /** The probe format of each flow (STAMP); the plain probe by default. */
+    format?: FlowRunOptions["format"];
   },
 ): Promise<void> {
   const { timeoutMs = 1000 } = options;
@@ -260,6 +262,7 @@ export async function probeTarget(
     count: options.count,
     signal: options.signal,
     ring: monitorRing(intervalMs, timeoutMs),
+    format: options.format,
     onSend: (flow) => tallies[flow]!.sent(),
     onEvent: (event) => {
       if (event.type !== "sweep") tallies[event.flow]!.record(event);
