@@ -35,6 +35,7 @@ const DUPLICATE = 1 << 4;
 const REORDERED = 1 << 5;
 const LATE = 1 << 6;
 const CLOCK_STEP = 1 << 7;
+const MERGED = 1 << 8;
 
 /**
  * Allocates the channel of a run of `flows` flows with a ring of `records`
@@ -111,7 +112,7 @@ export class ProbeEventWriter {
         records[at] = REPLY | CHECKS.indexOf(event.check) << 2 |
           (event.duplicate ? DUPLICATE : 0) |
           (event.reordered ? REORDERED : 0) | (event.late ? LATE : 0) |
-          (event.clockStep ? CLOCK_STEP : 0);
+          (event.clockStep ? CLOCK_STEP : 0) | (event.merged ? MERGED : 0);
         records[at + 3] = event.bytes;
         records[at + 4] = event.rttMs;
         break;
@@ -155,6 +156,7 @@ function decode(reader: ChannelReader): ProbeEvent {
     late: (code & LATE) !== 0,
   };
   if (code & CLOCK_STEP) event.clockStep = true;
+  if (code & MERGED) event.merged = true;
   return event;
 }
 

@@ -56,6 +56,8 @@ import {
 const CMSG_ROOM = 64;
 /** The smallest buffer V8 is sure to keep off its moving heap. */
 const MIN_BUFFER = 64 * 1024;
+/** Receive-slot bytes per engine for replies that merge probes, at most. */
+const MERGED_SLOT_BYTES = 4 * 1024 * 1024;
 /** Payload bytes of send slots per engine, at most; at least one per socket. */
 const SEND_BUFFER_BYTES = 1024 * 1024;
 
@@ -150,9 +152,11 @@ export class SenderEngine {
     this.#sizeArg = BigInt(size);
     this.#size = size;
     this.#nfdsArg = BigInt(fds.length);
-    // One byte more than sent: an echo longer than the probe still shows
-    // as longer, and MSG_TRUNC reports its full length.
-    this.#slotSize = align8(size + 1);
+    // Up to 8 whole probes within the budget (a merged reply is split), and
+    // a byte more: a longer echo shows as longer, MSG_TRUNC its full length.
+    const room = MERGED_SLOT_BYTES / (fds.length * vlen * Math.max(size, 1));
+    const seen = Math.max(1, Math.min(8, Math.floor(room)));
+    this.#slotSize = align8(Math.min(size * seen, 65535) + 1);
     const n = fds.length;
     this.#cmsgOffset = vlen * MMSGHDR_SIZE + vlen * IOVEC_SIZE;
     this.#nameOffset = this.#cmsgOffset + vlen * CMSG_ROOM;

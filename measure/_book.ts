@@ -130,6 +130,11 @@ export class ProbeBook {
   strays = 0;
   /** Replies whose round trip a clock step spoilt (see `ReplyEvent.clockStep`). */
   clockSteps = 0;
+  /**
+   * Replies that carried several whole probes one after another (a server
+   * that merges datagrams: a stream relay); each probe counts as answered.
+   */
+  merged = 0;
   firstReplyAt = NaN;
   lastReplyAt = NaN;
   /** The largest RTT of any attributed reply, duplicates included, in ms. */
@@ -142,6 +147,8 @@ export class ProbeBook {
   #flags = new Uint8Array(64);
   #oldest = 0;
   #id = { session: 0, seq: 0 };
+  /** Handling the probes of a merged reply: their events say so. */
+  #inMerged = false;
 
   constructor(
     readonly index: number,
@@ -366,6 +373,11 @@ export class ProbeBook {
     if (seq === undefined) return;
     const { now } = arrival;
     const check = this.#verify(data, seq);
+    if (
+      check === "corrupted" && data.length > this.sizes.get(seq) &&
+      (arrival.length ?? data.length) === data.length &&
+      this.#handleMerged(data, arrival)
+    ) return;
     const firstAnswer = !this.tracker.answered(seq);
     const rttMs = arrival.timing?.rttMs(seq) ?? now - this.sentAt.get(seq);
     const late = rttMs > this.options.timeoutMs;
@@ -408,7 +420,49 @@ export class ProbeBook {
       late,
     };
     if (clockStep) event.clockStep = true;
+    if (this.#inMerged) event.merged = true;
     if (awaited) this.awaited!.reply = event;
     this.options.onReply?.(event);
+  }
+
+  /**
+   * Handles a datagram that is whole probes of this flow one after another,
+   * each intact, as one reply to each, arriving together; returns false,
+   * handling nothing, when it is not (one byte too many or too few, a
+   * changed byte, a probe never sent).
+   */
+  #handleMerged(data: Uint8Array, arrival: Arrival): boolean {
+    if (this.options.format !== undefined) return false;
+    const ends: number[] = [];
+    for (let at = 0; at < data.length;) {
+      const part = data.subarray(at);
+      const id = this.#readId(part);
+      if (id === undefined || id.session !== this.session) return false;
+      const seq = id.seq;
+      const { ring } = this.options;
+      if (seq >= this.sent || this.unsent(seq)) return false;
+      if (ring !== undefined && seq < this.sent - ring) return false;
+      const size = this.sizes.get(seq);
+      if (size < ID_BYTES || size > part.length) return false;
+      if (this.#verify(part.subarray(0, size), seq) !== "intact") return false;
+      at += size;
+      ends.push(at);
+    }
+    if (ends.length < 2) return false;
+    this.merged++;
+    const length = arrival.length;
+    this.#inMerged = true;
+    try {
+      let start = 0;
+      for (const end of ends) {
+        arrival.length = end - start;
+        this.handle(data.subarray(start, end), arrival);
+        start = end;
+      }
+    } finally {
+      this.#inMerged = false;
+      arrival.length = length;
+    }
+    return true;
   }
 }

@@ -138,6 +138,7 @@ export function summarizeRun(
     flows: flowResults,
     rtts,
     clockSteps: flows.reduce((sum, flow) => sum + flow.clockSteps, 0),
+    merged: flows.reduce((sum, flow) => sum + flow.merged, 0),
   };
 }
 

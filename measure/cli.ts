@@ -41,7 +41,13 @@ import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError } from "../cli/flags.ts";
 import { createStatusLine } from "../cli/output.ts";
 import { STOP_SIGNALS, survivePeerStatsSignal } from "../cli/signals.ts";
 import { lossPercent } from "./stats.ts";
-import { chooseIo, fallbackChoice, type IoChoice } from "../kernel/choice.ts";
+import {
+  batchModuleDir,
+  batchRefusal,
+  chooseIo,
+  fallbackChoice,
+  type IoChoice,
+} from "../kernel/choice.ts";
 
 import { PROBE_HEADER_SIZE } from "./probe.ts";
 import type { StampRun } from "./stamp_report.ts";
@@ -308,7 +314,8 @@ export async function runMeasurement(
       : { interval_ms: run.intervalMs, timeout_ms: run.timeoutMs };
     if (output === "text") {
       if (!quiet) print("");
-      for (const line of formatRunSummary(result, mode)) print(line);
+      const advice = { pacingAdvice: pacingAdvice(io) };
+      for (const line of formatRunSummary(result, mode, advice)) print(line);
       if (stamp) {
         const { formatStampSummary, stampWarning } = await import(
           "./stamp_report.ts"
@@ -351,4 +358,24 @@ export async function runMeasurement(
     }
     removeStatsListener();
   }
+}
+
+/**
+ * The kernel engine, when it was available but sockets carried the run:
+ * chosen with `--io socket`, or for lack of permissions (what grants them
+ * said); `undefined` when the engine was used or cannot run here.
+ */
+function pacingAdvice(io: IoChoice): string | undefined {
+  if (io.io !== "socket" || Deno.build.os !== "linux") return undefined;
+  const lacking = batchRefusal();
+  const engine =
+    "sockets pace loosely; the kernel engine keeps to the schedule";
+  const needs = `it needs --allow-ffi, --allow-read of ${batchModuleDir()} ` +
+    `and --allow-net for every host (-A grants them); here ${lacking}`;
+  if (io.reason === "--io socket") {
+    return lacking === undefined
+      ? `${engine}: leave out --io socket`
+      : `${engine}: leave out --io socket; ${needs}`;
+  }
+  return io.reason === lacking ? `${engine}: ${needs}` : undefined;
 }

@@ -63,7 +63,7 @@ Deno.test("client.ts --json prints one document whose counts match the relay", a
   const { code, stdout, stderr } = await client([...args, "--max-loss", "15"]);
   equal(stderr, "");
   const document = JSON.parse(stdout);
-  equal(document.schema, "udp-echo.measure/1.2");
+  equal(document.schema, "udp-echo.measure/1.3");
   equal(document.mode, "ping");
   equal(document.target.address, `127.0.0.1:${relay.target.port}`);
   deepEqual(
@@ -140,7 +140,7 @@ Deno.test("client.ts --ndjson streams one event per reply and the summary last",
     "summary",
   ]);
   deepEqual(events.slice(0, 4).map((event) => event.seq).sort(), [0, 1, 2, 3]);
-  equal(events[4].schema, "udp-echo.measure/1.2");
+  equal(events[4].schema, "udp-echo.measure/1.3");
   equal(events[4].received, 4);
 });
 
@@ -499,7 +499,7 @@ Deno.test("client.ts --json answers a resolution error on stdout in every mode",
   equal(ping.code, 1);
   match(ping.stderr, /^error: cannot resolve nosuch\.invalid: /);
   const document = JSON.parse(ping.stdout);
-  equal(document.schema, "udp-echo.measure/1.2");
+  equal(document.schema, "udp-echo.measure/1.3");
   equal(document.mode, "ping");
   equal(document.target.address, "nosuch.invalid:9");
   equal(document.error, ping.stderr.slice("error: ".length).trim());

@@ -105,6 +105,7 @@ export function formatReply(
     event.reordered && "(reordered)",
     event.late && "(late)",
     event.clockStep && "(clock step)",
+    event.merged && "(merged)",
   ].filter(Boolean);
   const flow = flows > 1 ? `flow=${event.flow} ` : "";
   return [
@@ -138,6 +139,18 @@ export function formatSweepStep(event: SweepEvent, tries: number): string {
     case "interrupted":
       return `${head} cut short by a signal`;
   }
+}
+
+/**
+ * The line that says replies carried several probes each, or nothing
+ * without any.
+ */
+function mergedText(result: RunResult | SweepResult): string | false {
+  const merged = result.merged ?? 0;
+  if (merged === 0) return false;
+  return `${merged} ${
+    merged === 1 ? "reply" : "replies"
+  } carried several whole probes each, all counted as received: the server merges datagrams (a stream relay)`;
 }
 
 function countsLine(result: RunResult | SweepResult): string {
@@ -187,7 +200,18 @@ function summaryTable(summary: Summary): string[] {
 export interface SummaryOptions {
   /** Add a histogram of round-trip times. Defaults to true. */
   histogram?: boolean;
+  /**
+   * What would pace closer than this run did (the kernel engine, when it
+   * was available but not used), said when few sends were on time.
+   */
+  pacingAdvice?: string;
 }
+
+/**
+ * Below this percent of sends on time (see `ScheduleError.onTimePercent`)
+ * the summary passes on {@linkcode SummaryOptions.pacingAdvice}.
+ */
+export const LOW_ON_TIME_PERCENT = 90;
 
 /** The end-of-run summary of a ping or load run, as lines. */
 export function formatRunSummary(
@@ -212,6 +236,8 @@ export function formatRunSummary(
     `${result.eventsDropped} events not shown (output fell behind)`,
   ].filter(Boolean);
   if (extras.length > 0) lines.push(extras.join(", "));
+  const merged = mergedText(result);
+  if (merged) lines.push(merged);
   lines.push(...summaryTable(result.rttMs));
   lines.push(
     `jitter (ms): mean ipdv ${formatMs(result.jitterMs.ipdv)}, rfc3550 ${
@@ -230,6 +256,17 @@ export function formatRunSummary(
           : "-"
       }, largest burst ${Number.isFinite(largestBurst) ? largestBurst : "-"}`,
     );
+    const onTime = error.onTimePercent ?? NaN;
+    if (Number.isFinite(onTime)) {
+      lines.push(
+        `on time: ${
+          formatPercent(onTime)
+        }% of sends within ±5% of the interval of their schedule`,
+      );
+      if (onTime < LOW_ON_TIME_PERCENT && options.pacingAdvice !== undefined) {
+        lines.push(options.pacingAdvice);
+      }
+    }
   }
   lines.push(
     `rate: sent ${formatRate(result.sendRate.pps)} (${
@@ -300,6 +337,8 @@ export function formatSweepSummary(result: SweepResult): string[] {
     result.ignored > 0 && `${result.ignored} foreign datagrams ignored`,
   ].filter(Boolean);
   if (extras.length > 0) lines.push(extras.join(", "));
+  const merged = mergedText(result);
+  if (merged) lines.push(merged);
   lines.push(...summaryTable(result.rttMs));
   return lines;
 }

@@ -15,9 +15,10 @@ import { lossPercent, type ReplyCounts, type Summary } from "./stats.ts";
  * version, a renamed or removed one the major. 1.1 added `send_errors`,
  * `send_error`, the `send_error` event, `in_flight` and the send-rate check;
  * 1.2 added `io`, `clock_steps`, `events_dropped`, the reply event's `clock_step`, and
- * `p50`, `p99` and `largest_burst` in `schedule_error_ms`.
+ * `p50`, `p99` and `largest_burst` in `schedule_error_ms`; 1.3 added `merged`,
+ * the reply event's `merged` and `on_time_percent` in `schedule_error_ms`.
  */
-export const JSON_SCHEMA = "udp-echo.measure/1.2";
+export const JSON_SCHEMA = "udp-echo.measure/1.3";
 
 /** Options shared by the JSON renderers. */
 export interface JsonOptions {
@@ -88,9 +89,11 @@ export function runJson(
         p50: result.scheduleMs.p50 ?? null,
         p99: result.scheduleMs.p99 ?? null,
         largest_burst: result.scheduleMs.largestBurst ?? null,
+        on_time_percent: result.scheduleMs.onTimePercent ?? null,
       }
       : null,
     clock_steps: result.clockSteps ?? 0,
+    merged: result.merged ?? 0,
     events_dropped: result.eventsDropped ?? 0,
     io: options.io ?? null,
     send_rate: { pps: result.sendRate.pps, bps: result.sendRate.bps },
@@ -122,6 +125,7 @@ export function sweepJson(
     in_flight: result.inFlight ?? 0,
     truncated: result.truncated,
     ignored: result.ignored,
+    merged: result.merged ?? 0,
     send_error: result.sendError ?? null,
     loss_percent: lossPercent(result),
     rtt_ms: summaryJson(result.rttMs),
@@ -148,6 +152,7 @@ export function eventJson(event: ProbeEvent): Record<string, unknown> {
         reordered: event.reordered,
         late: event.late,
         ...(event.clockStep ? { clock_step: true } : {}),
+        ...(event.merged ? { merged: true } : {}),
       };
     case "lost":
       return { event: "lost", flow: event.flow, seq: event.seq };

@@ -286,8 +286,8 @@ Deno.test("send errors show in the text summary, the JSON document and the event
   ok(text.includes("\n3 send errors (operation not permitted)\n"), text);
   ok(text.includes("7 sent, 7 received, 0 lost"), text);
   const document = JSON.parse(toJson(runJson(result, "ping")));
-  equal(JSON_SCHEMA, "udp-echo.measure/1.2");
-  equal(document.schema, "udp-echo.measure/1.2");
+  equal(JSON_SCHEMA, "udp-echo.measure/1.3");
+  equal(document.schema, "udp-echo.measure/1.3");
   equal(document.send_errors, 3);
   equal(document.send_error, "operation not permitted");
   equal(document.flows[0].send_errors, 3);

@@ -14,6 +14,12 @@ import { percentile } from "./stats.ts";
  */
 export const BURST_GAP_SHARE = 0.25;
 
+/**
+ * A send is on time when it left within this share of the interval of its
+ * scheduled time, either way.
+ */
+export const ON_TIME_SHARE = 0.05;
+
 /** How far sends strayed from their schedule, in milliseconds. */
 export interface ScheduleError {
   /** Mean of (actual − scheduled) send time. */
@@ -38,6 +44,13 @@ export interface ScheduleError {
    * sender keeps this at 1.
    */
   largestBurst?: number;
+  /**
+   * Percent of sends that left on time: within ±{@linkcode ON_TIME_SHARE}
+   * of the interval of their scheduled time, the interval being the gap the
+   * schedule asked between a send and its flow's neighbour (NaN when no
+   * flow had two sends).
+   */
+  onTimePercent?: number;
 }
 
 /**
@@ -58,6 +71,7 @@ export interface ScheduleError {
  *   p50: 2,
  *   p99: 52,
  *   largestBurst: 1,
+ *   onTimePercent: 50,
  * });
  * ```
  */
@@ -79,6 +93,7 @@ export function scheduleError(
       p50: NaN,
       p99: NaN,
       largestBurst: NaN,
+      onTimePercent: NaN,
     };
   }
   const errors = new Float64Array(n);
@@ -86,15 +101,27 @@ export function scheduleError(
   let max = -Infinity;
   let burst = 1;
   let largestBurst = 1;
+  let judged = 0;
+  let onTime = 0;
   for (let i = 0; i < n; i++) {
     const error = actual[i]! - scheduled[i]!;
     errors[i] = error;
     sum += error;
     if (error > max) max = error;
+    // A schedule that does not rise starts another flow; a flow's first
+    // send takes its interval from the next.
+    const before = i > 0 ? scheduled[i]! - scheduled[i - 1]! : 0;
+    const interval = before > 0
+      ? before
+      : i + 1 < n
+      ? scheduled[i + 1]! - scheduled[i]!
+      : 0;
+    if (interval > 0) {
+      judged++;
+      if (Math.abs(error) <= ON_TIME_SHARE * interval) onTime++;
+    }
     if (i === 0) continue;
-    const asked = scheduled[i]! - scheduled[i - 1]!;
-    // A schedule that does not rise starts another flow.
-    if (asked > 0 && actual[i]! - actual[i - 1]! < BURST_GAP_SHARE * asked) {
+    if (before > 0 && actual[i]! - actual[i - 1]! < BURST_GAP_SHARE * before) {
       burst++;
       if (burst > largestBurst) largestBurst = burst;
     } else burst = 1;
@@ -109,5 +136,6 @@ export function scheduleError(
     p50: percentile(errors, 50),
     p99: percentile(errors, 99),
     largestBurst,
+    onTimePercent: judged > 0 ? onTime / judged * 100 : NaN,
   };
 }

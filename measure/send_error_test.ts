@@ -141,7 +141,7 @@ Deno.test("a ping whose every send is refused counts each one and still prints i
   ]);
   equal(json.stderr, REFUSED);
   const document = JSON.parse(json.stdout);
-  equal(document.schema, "udp-echo.measure/1.2");
+  equal(document.schema, "udp-echo.measure/1.3");
   equal(document.sent, 0);
   equal(document.send_errors, 3);
   equal(document.send_error, "operation not permitted");

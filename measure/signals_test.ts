@@ -127,7 +127,7 @@ for (const io of IO_MODES) {
     equal(stderr, "");
     equal(code, 0);
     const document = JSON.parse(stdout);
-    equal(document.schema, "udp-echo.measure/1.2");
+    equal(document.schema, "udp-echo.measure/1.3");
     ok(document.sent >= 3, `sent ${document.sent}`);
     equal(document.received, document.sent);
     equal(document.lost, 0);

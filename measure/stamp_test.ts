@@ -243,7 +243,7 @@ for (const io of IO_MODES) {
       equal(code, 0, stdout);
       equal(backendOf(stdout), io);
       const document = JSON.parse(stdout);
-      equal(document.schema, "udp-echo.measure/1.2");
+      equal(document.schema, "udp-echo.measure/1.3");
       equal(document.received, 3);
       equal(document.one_way_ms.forward.min >= -1000, true);
       equal(typeof document.one_way_ms.backward.ipdv, "number");

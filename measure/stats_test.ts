@@ -103,6 +103,26 @@ Deno.test("scheduleError() reports mean, max and span drift", () => {
   throws(() => scheduleError([1], []), TypeError);
 });
 
+Deno.test("scheduleError() counts sends within ±5% of the interval as on time", () => {
+  // Interval 10: on time means within 0.5 of the schedule, either way.
+  const result = scheduleError([100, 110, 120, 130, 140], [
+    100.5, // on time, at the edge
+    110.6, // late
+    119.5, // early, at the edge
+    130.25, // on time
+    145, // late
+  ]);
+  equal(result.onTimePercent, 60);
+  // Two flows, one after another: each judged by its own interval; a flow
+  // of one send has none and is not judged.
+  equal(
+    scheduleError([0, 100, 200, 0, 1, 2, 0], [0, 104, 206, 0, 1.06, 2, 0])
+      .onTimePercent,
+    4 / 6 * 100,
+  );
+  equal(Number.isNaN(scheduleError([5], [5]).onTimePercent), true);
+});
+
 Deno.test("countReplies() counts each definition exactly", () => {
   const counts = countReplies(6, [
     { seq: 0, intact: true },

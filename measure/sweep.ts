@@ -60,6 +60,11 @@ export interface SweepResult extends ReplyCounts {
   truncated: number;
   /** Datagrams from elsewhere or without this run's session id. */
   ignored: number;
+  /**
+   * Replies that carried several whole probes one after another (see
+   * `RunResult.merged`). Absent means 0.
+   */
+  merged?: number;
   /** The OS's reason for the first failed send (see `sendErrors`). */
   sendError?: string;
   /** Every try, in order. */
@@ -236,6 +241,7 @@ export async function sweepPayload(
     inFlight,
     truncated: flow.truncated,
     ignored: flow.ignored,
+    merged: flow.merged,
     sendError: flow.sendError,
     steps,
     rttMs: summarize(flow.arrivals),

@@ -41,6 +41,13 @@ export interface ReplyEvent {
    * otherwise.
    */
   clockStep?: true;
+  /**
+   * The reply carried this probe together with others, one after another
+   * (a server that merges datagrams, such as a stream relay); each counts
+   * as received, its round trip ending when the merged reply arrived.
+   * Absent otherwise.
+   */
+  merged?: true;
 }
 
 /** A probe that had no reply at all by the end of the wait. */
@@ -176,6 +183,12 @@ export interface RunResult extends ReplyCounts {
    * Absent means 0.
    */
   clockSteps?: number;
+  /**
+   * Replies that carried several whole probes one after another (a server
+   * that merges datagrams: a stream relay); each probe in one counts as
+   * received. Absent means 0.
+   */
+  merged?: number;
   /**
    * Kernel engine only: events (replies, lost probes, failed sends) not
    * handed to `onEvent` because the main thread fell behind the Worker
