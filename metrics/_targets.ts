@@ -102,6 +102,8 @@ export interface DnsTargetOptions {
   family?: AddressFamily;
   /** A name server to ask instead of the system's (`/etc/resolv.conf`). */
   nameServer?: Deno.ResolveDnsOptions["nameServer"];
+  /** Gives up on the lookups. */
+  signal?: AbortSignal;
 }
 
 /** The records of `name` of one type; none when the name or the type has none. */
@@ -113,7 +115,10 @@ async function lookup<T extends "A" | "AAAA" | "SRV">(
   try {
     return await Deno.resolveDns(name, type as "SRV", {
       nameServer: options.nameServer,
-      signal: AbortSignal.timeout(DNS_TIMEOUT_MS),
+      signal: AbortSignal.any([
+        AbortSignal.timeout(DNS_TIMEOUT_MS),
+        ...(options.signal ? [options.signal] : []),
+      ]),
     }) as T extends "SRV" ? Deno.SrvRecord[] : string[];
   } catch (error) {
     // NXDOMAIN and an empty answer both: no addresses, the set is empty.
@@ -290,7 +295,7 @@ export class TargetSources {
           `--targets-file ${file}`,
           `Cannot read targets from ${file}: ${
             errorMessage(error)
-          }; the last good ${this.#file.length} stay`,
+          }; the last good set stays`,
         );
       }
     }
@@ -298,14 +303,17 @@ export class TargetSources {
       try {
         this.#dns = await resolveDnsTargets(dns, this.options.port, {
           family: this.options.family,
+          signal: this.#stopped.signal,
         });
         this.#report(`--targets-dns ${dns}`, undefined);
       } catch (error) {
+        // Stopped: the lookup was given up on, not failed.
+        if (this.#stopped.signal.aborted) return;
         this.#report(
           `--targets-dns ${dns}`,
           `Cannot resolve targets of ${dns}: ${
             errorMessage(error)
-          }; the last good ${this.#dns.length} stay`,
+          }; the last good set stays`,
         );
       }
     }

@@ -119,6 +119,26 @@ nsTest(
       const v4 = `10.1.0.1:${port}`;
       const v6 = `[fd00:1::1]:${port}`;
 
+      // A service name: the SRV records' hosts, on the SRV records' port.
+      const byService = startMonitor(lan, [
+        "--targets-dns",
+        "_echo._udp.fleet.test",
+        "-p",
+        "9",
+      ]);
+      try {
+        const url = await metricsUrl(byService);
+        let seen = await scrape(lan, url);
+        await waitUntil(async () => {
+          seen = await scrape(lan, url);
+          return allAnswered(seen.text, [v4, v6]);
+        }, "both addresses of the SRV record's host answer on its port");
+        deepEqual(seen.targets, [v4, v6].sort());
+      } finally {
+        const { code, stderr } = await byService.stop("SIGTERM");
+        equal(code, 0, stderr);
+      }
+
       // A name: its A and AAAA addresses on the -p port.
       const byName = startMonitor(lan, [
         "--targets-dns",
@@ -140,31 +160,16 @@ nsTest(
           "the address DNS no longer gives loses its series",
         );
         deepEqual(seen.targets, [v4]);
+        // No answer at all: the lookup fails, and the last good set stays.
+        await responder.stop();
+        await byName.waitForError(
+          /cannot resolve targets of fleet\.test: .*; the last good set stays\n/,
+        );
+        deepEqual((await scrape(lan, url)).targets, [v4]);
       } finally {
         const { code, stderr } = await byName.stop("SIGTERM");
         equal(code, 0, stderr);
-        equal(stderr, "");
-      }
-
-      // A service name: the SRV records' hosts, on the SRV records' port.
-      await files.write("records.json", records(["fd00:1::1"]));
-      const byService = startMonitor(lan, [
-        "--targets-dns",
-        "_echo._udp.fleet.test",
-        "-p",
-        "9",
-      ]);
-      try {
-        const url = await metricsUrl(byService);
-        let seen = await scrape(lan, url);
-        await waitUntil(async () => {
-          seen = await scrape(lan, url);
-          return allAnswered(seen.text, [v4, v6]);
-        }, "both addresses of the SRV record's host answer on its port");
-        deepEqual(seen.targets, [v4, v6].sort());
-      } finally {
-        const { code, stderr } = await byService.stop("SIGTERM");
-        equal(code, 0, stderr);
+        equal(stderr.split("\n").filter(Boolean).length, 1, stderr);
       }
     } finally {
       await lan.sh([

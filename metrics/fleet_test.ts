@@ -121,7 +121,7 @@ Deno.test("client.ts --metrics --targets-file follows the file: an added target 
     equal(lines.length, 1, stderr);
     match(
       lines[0]!,
-      /^error: cannot read targets from .*: line 2: .*the last good 1 stay$/,
+      /^error: cannot read targets from .*: line 2: .*the last good set stays$/,
     );
   }
 });
