@@ -373,7 +373,7 @@ export async function runMonitorCommand(
     string,
     { stop: AbortController; done: Promise<void> }
   >();
-  const ending: Promise<void>[] = [];
+  const ending = new Set<Promise<void>>();
   const begin = (label: string, target: ResolvedAddress) => {
     const stop = new AbortController();
     const done = probeTarget(target, metrics.tallies(label, flows), {
@@ -394,7 +394,11 @@ export async function runMonitorCommand(
     run.stop.abort();
     runs.delete(label);
     metrics.remove(label);
-    ending.push(run.done);
+    // A target that comes back may report its failed sends again.
+    sendFailed.delete(label);
+    // Held until it has ended: a fleet that churns keeps no list of runs.
+    ending.add(run.done);
+    run.done.then(() => ending.delete(run.done));
   };
   for (const [label, target] of start) begin(label, target);
   const follow = (dynamic: readonly ResolvedAddress[]) => {
@@ -440,7 +444,7 @@ export async function runMonitorCommand(
     });
     await sources?.stop();
     for (const label of [...runs.keys()]) end(label);
-    await Promise.all(ending);
+    await Promise.all([...ending]);
     if (failure === undefined) return EXIT_OK;
     out.error(failure);
     return EXIT_FAILURE;
