@@ -121,6 +121,10 @@ const MEASURE_FLAGS = {
   io: { type: "string" },
   metrics: { type: "string" },
   "probe-allow": { type: "string", multiple: true },
+  "targets-file": { type: "string" },
+  "targets-dns": { type: "string" },
+  refresh: { type: "string" },
+  node: { type: "string" },
   stamp: { type: "boolean" },
   "stamp-tlv": { type: "string" },
   ssid: { type: "string" },
@@ -144,7 +148,8 @@ const MEASURE_HELP =
                        (closed loop)
       --rate PPS       load: send PPS probes a second per flow, 0.001 to
                        10000000 (open loop)
-      --flows N        load: run N flows from distinct source ports, 1 to 1024
+      --flows N        load and monitor: run N flows from distinct source
+                       ports (per target with --metrics), 1 to 1024
       --sweep          find the largest payload echoed intact
   -4, -6               use only IPv4 or only IPv6
       --bind ADDR[:PORT]  send from this local address
@@ -161,6 +166,14 @@ const MEASURE_HELP =
       --probe-allow NET  with --metrics: /probe sends only to NET, a CIDR or
                        [CIDR]:PORT (repeatable); broadcast, multicast and
                        service ports stay refused
+      --targets-file F with --metrics: also probe each HOST[:PORT] line of F,
+                       read again when it changes
+      --targets-dns NAME  with --metrics: also probe every A and AAAA address
+                       of NAME (SRV records for _service._proto.NAME)
+      --refresh S      with --targets-file or --targets-dns: read them again
+                       every S seconds, 0.1 to 86400 (default: 10)
+      --node NAME      with --metrics: the node label of every series
+                       (default: the host name, with --allow-sys=hostname)
       --stamp          ping, load or monitor as a STAMP Session-Sender (RFC
                        8762): delay and loss each way, the reflector's time;
                        -s at least 44 (default: 64, grown to fit --stamp-tlv)

@@ -109,6 +109,8 @@ async function main(args: string[]): Promise<number> {
     values.interval,
     ...(values.stamp ? ["--stamp"] : []),
     "-q",
+    "--node",
+    "test-node",
     "--metrics",
     `127.0.0.1:${metricsPort}`,
   ]);

@@ -1,6 +1,6 @@
 /**
  * The monitor's STAMP metrics (`client.ts --metrics --stamp`), per `target`
- * label: histograms of the forward (T2 − T1) and backward (T4 − T3)
+ * and `flow` label: histograms of the forward (T2 − T1) and backward (T4 − T3)
  * one-way delay, and probes lost per direction. Each target's probes are
  * STAMP test packets of `measure/stamp_probe.ts`, whose log and checks
  * apply as in `client.ts --stamp`; the log here keeps only the latest
@@ -93,12 +93,18 @@ export class DirectionalLoss {
   }
 }
 
-/** The labels of the series besides `direction`. */
-const LABELS = ["target"] as const;
+/**
+ * The labels of the series besides `direction`; `node` comes from the
+ * registry's default labels, as on the monitor's other series.
+ */
+const LABELS = ["target", "flow"] as const;
 
-/** The labels of flow `flow` of target `target`: one set for all its flows. */
-function flowLabels(target: string, _flow: number): Record<"target", string> {
-  return { target };
+/** The labels of flow `flow` of target `target`, as the RTT series carry them. */
+function flowLabels(
+  target: string,
+  flow: number,
+): Record<(typeof LABELS)[number], string> {
+  return { target, flow: String(flow) };
 }
 
 /**
@@ -182,7 +188,8 @@ export class StampMetrics {
       this.#delay.zero(forward);
       this.#delay.zero(backward);
       const observe = (seq: number, reply: StampReply, log: StampFlowLog) => {
-        if (reply.plainEcho) return;
+        // A removed target's last replies must not bring its series back.
+        if (reply.plainEcho || this.#losses.get(target) !== losses) return;
         // The delays the log kept: none when its checks refused the
         // reply's timestamps.
         const forwardMs = log.forward[seq];

@@ -7,8 +7,9 @@ import { StampReflector } from "../stamp/reflector.ts";
 import { runScript } from "../testing/cli.ts";
 import { DirectionalLoss, StampMetrics } from "./stamp_metrics.ts";
 
-/** The host name is the default of a monitor's node name. */
-const MONITOR_PERMISSIONS = ["--allow-net", "--allow-sys=hostname"];
+const MONITOR_PERMISSIONS = ["--allow-net"];
+/** The `node` label every series of the tests' monitors carries. */
+const NODE = "test-node";
 
 Deno.test("DirectionalLoss: skipped sender numbers are lost, the reflector's skipped ones forward, the rest backward", () => {
   const loss = new DirectionalLoss();
@@ -88,11 +89,14 @@ Deno.test("client.ts --metrics --stamp against a stateful reflector: one-way del
       "2000",
       "--stamp",
       "--ndjson",
+      "--node",
+      NODE,
       "--metrics",
       "127.0.0.1:0",
     ], MONITOR_PERMISSIONS);
     const url = (await monitor.waitFor(/"metrics":"(http:[^"]+)"/))[1]!;
-    const target = `target="127.0.0.1:${relay.addr.port}"`;
+    const target =
+      `node="${NODE}",target="127.0.0.1:${relay.addr.port}",flow="0"`;
     let text = "";
     await waitUntil(async () => {
       text = (await fetchText(url)).text;
@@ -129,15 +133,24 @@ Deno.test("client.ts --metrics --stamp against a stateful reflector: one-way del
   }
 });
 
-Deno.test("StampMetrics: a target's series exist at zero from its start, and go when it is removed", async () => {
+Deno.test("StampMetrics: each flow's series exist at zero from its start, and a target's go when it is removed", async () => {
   const registry = new Registry();
   const metrics = new StampMetrics(registry, { ssid: 7, tlvs: [] });
-  metrics.format("10.0.0.2:10000")(0, 1);
-  metrics.format("10.0.0.3:10000")(0, 2);
+  const first = metrics.format("10.0.0.2:10000");
+  first(0, 1);
+  first(1, 2);
+  metrics.format("10.0.0.3:10000")(0, 3);
   let text = await registry.metrics();
-  for (const target of ["10.0.0.2:10000", "10.0.0.3:10000"]) {
+  for (
+    const [target, flow] of [
+      ["10.0.0.2:10000", 0],
+      ["10.0.0.2:10000", 1],
+      ["10.0.0.3:10000", 0],
+    ]
+  ) {
+    const flowLabels = `target="${target}",flow="${flow}"`;
     for (const direction of ["forward", "backward"]) {
-      const labels = `target="${target}",direction="${direction}"`;
+      const labels = `${flowLabels},direction="${direction}"`;
       equal(sample(text, `udp_echo_stamp_lost_total{${labels}}`), 0);
       equal(
         sample(text, `udp_echo_stamp_one_way_delay_seconds_count{${labels}}`),
@@ -145,7 +158,7 @@ Deno.test("StampMetrics: a target's series exist at zero from its start, and go 
       );
     }
     equal(
-      sample(text, `udp_echo_stamp_bad_timestamps_total{target="${target}"}`),
+      sample(text, `udp_echo_stamp_bad_timestamps_total{${flowLabels}}`),
       0,
     );
   }
@@ -229,12 +242,15 @@ Deno.test("client.ts --metrics --stamp: replies whose timestamps cannot be right
     "2000",
     "--stamp",
     "--ndjson",
+    "--node",
+    NODE,
     "--metrics",
     "127.0.0.1:0",
   ], MONITOR_PERMISSIONS);
   try {
     const url = (await monitor.waitFor(/"metrics":"(http:[^"]+)"/))[1]!;
-    const target = `target="127.0.0.1:${reflector.port}"`;
+    const target =
+      `node="${NODE}",target="127.0.0.1:${reflector.port}",flow="0"`;
     let text = "";
     await waitUntil(async () => {
       text = (await fetchText(url)).text;
