@@ -1,6 +1,7 @@
 /**
  * The mesh: six namespaces on one bridge, each running a stateful STAMP
- * reflector and a monitor of the other five, and a real Prometheus that
+ * reflector and a monitor that reads the six from one targets file and
+ * skips its own address, and a real Prometheus that
  * scrapes the six monitors and loads deploy/prometheus/rules.yml. nft
  * drops a share of one link's probes on their way to the reflector; the
  * loss matrix in PromQL must show that link and direction alone, and each
@@ -22,13 +23,16 @@ const DROP_PERCENT = 20;
 /** A link without a fault must stay below this loss ratio. */
 const CLEAN_LOSS = 0.02;
 /**
- * The monitor's permissions: the interfaces for `/probe`, and the host name,
- * the default of a monitor's node name.
+ * The monitor's permissions: the targets file, and the interfaces, by which
+ * it knows its own address among the targets.
  */
-const MONITOR_PERMISSIONS = [
-  "--allow-net",
-  "--allow-sys=networkInterfaces,hostname",
-];
+function monitorPermissions(targetsFile: string): string[] {
+  return [
+    "--allow-net",
+    "--allow-sys=networkInterfaces",
+    `--allow-read=${targetsFile}`,
+  ];
+}
 /** Probes the faulty link sends before its loss is judged. */
 const MIN_PROBES = 100;
 /** The monitor's probe interval, in ms. */
@@ -44,13 +48,15 @@ const SKIP = NETNS_SKIP ??
 if (SKIP !== undefined) console.log(`skipped: the mesh test: ${SKIP}`);
 
 /**
- * The monitor's arguments in node `k`: every other node a target. With
- * `--targets-file F --node NAME`, the targets go to a file instead and the
- * node names itself (drop the `node` label of the Prometheus config then).
+ * The monitor's arguments in node `k`: the targets of `targetsFile`, every
+ * node but this one, and the node's name as its `node` label.
  */
-function monitorArgs(mesh: Mesh, k: number): string[] {
+function monitorArgs(mesh: Mesh, k: number, targetsFile: string): string[] {
   return [
-    ...mesh.addresses.filter((_, j) => j !== k).flatMap((a) => ["-H", a]),
+    "--targets-file",
+    targetsFile,
+    "--node",
+    `n${k}`,
     "-p",
     String(REFLECTOR_PORT),
     "-i",
@@ -77,8 +83,8 @@ scrape_configs:
   - job_name: monitor
     static_configs:
 ${
-    mesh.addresses.map((address, k) =>
-      `      - targets: ["${address}:${METRICS_PORT}"]\n        labels: { node: "n${k}" }`
+    mesh.addresses.map((address) =>
+      `      - targets: ["${address}:${METRICS_PORT}"]`
     ).join("\n")
   }`;
 }
@@ -97,7 +103,14 @@ Deno.test({
   ignore: SKIP !== undefined,
   async fn() {
     const mesh = await Mesh.open(NODES);
+    const dir = await Deno.makeTempDir({ prefix: "udp-echo-mesh-" });
     try {
+      // One file for the fleet: each monitor skips its own address.
+      const targetsFile = `${dir}/targets`;
+      await Deno.writeTextFile(
+        targetsFile,
+        mesh.addresses.map((a) => `${a}:${REFLECTOR_PORT}\n`).join(""),
+      );
       // The fault: probes from n0 to n1's reflector, on their way there.
       const [from, to] = [0, 1];
       const faulty = `n${from}->n${to} forward`;
@@ -128,7 +141,12 @@ Deno.test({
       const prometheus = mesh.prometheus(prometheusConfig(mesh));
       await Promise.all(reflectors.map((r) => r.waitFor(/port \d+/)));
       const monitors = mesh.nodes.map((ns, k) =>
-        mesh.deno(ns, "client.ts", monitorArgs(mesh, k), MONITOR_PERMISSIONS)
+        mesh.deno(
+          ns,
+          "client.ts",
+          monitorArgs(mesh, k, targetsFile),
+          monitorPermissions(targetsFile),
+        )
       );
       await Promise.all(monitors.map((m) => m.waitFor(/metrics on http/)));
       await prometheus;
@@ -240,6 +258,7 @@ Deno.test({
       for (const reflector of reflectors) ok(await reflector.stop() === 0);
     } finally {
       await mesh.close();
+      await Deno.remove(dir, { recursive: true });
     }
   },
 });
