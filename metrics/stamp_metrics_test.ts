@@ -1,6 +1,11 @@
 import { deepEqual, equal, ok } from "node:assert/strict";
 import { at, serveFaultRelay } from "../testing/fault_relay.ts";
-import { fetchText, sample, startScript } from "../testing/metrics.ts";
+import {
+  fetchText,
+  sample,
+  scratchDir,
+  startScript,
+} from "../testing/metrics.ts";
 import { waitUntil } from "../testing/wait.ts";
 import { Registry } from "prom-client";
 import { StampReflector } from "../stamp/reflector.ts";
@@ -191,10 +196,21 @@ Deno.test("client.ts --metrics --stamp refuses a probe too small for STAMP with 
  * second before its receive time T2 in every other reply.
  */
 function backwardsClockReflector() {
+  return reflectorSocket({ backwards: true });
+}
+
+/**
+ * A stateless STAMP reflector in this process, on `hostname` and `port`
+ * (127.0.0.1 and a free port unless told); with `backwards`, every other
+ * reply's transmit time T3 is a second before its receive time T2.
+ */
+function reflectorSocket(
+  options: { hostname?: string; port?: number; backwards?: boolean } = {},
+) {
   const socket = Deno.listenDatagram({
     transport: "udp",
-    hostname: "127.0.0.1",
-    port: 0,
+    hostname: options.hostname ?? "127.0.0.1",
+    port: options.port ?? 0,
   });
   const reflector = new StampReflector();
   let answered = 0;
@@ -208,7 +224,7 @@ function backwardsClockReflector() {
           local: { hostname: "127.0.0.1", port: 0 },
           receivedAtMs: performance.timeOrigin + performance.now(),
         });
-        if (answered++ % 2 === 1) {
+        if (options.backwards && answered++ % 2 === 1) {
           // T3 (bytes 4-11) = T2 (bytes 16-23) less a second.
           const view = new DataView(reply.buffer);
           view.setUint32(4, view.getUint32(16) - 1);
@@ -270,5 +286,62 @@ Deno.test("client.ts --metrics --stamp: replies whose timestamps cannot be right
   } finally {
     equal((await monitor.stop()).code, 0);
     await reflector.stop();
+  }
+});
+
+Deno.test("client.ts --metrics --stamp --targets-file --flows 2: STAMP series per flow, and a target removed from the file takes its STAMP series with it", async () => {
+  const a = reflectorSocket({ hostname: "127.0.0.2" });
+  const b = reflectorSocket({ hostname: "127.0.0.3", port: a.port });
+  const [peerA, peerB] = [`127.0.0.2:${a.port}`, `127.0.0.3:${a.port}`];
+  await using files = await scratchDir();
+  await files.write("targets", `${peerA}\n${peerB}\n`);
+  const monitor = startScript("client.ts", [
+    "--targets-file",
+    `${files.dir}/targets`,
+    "--refresh",
+    "3600",
+    "--flows",
+    "2",
+    "-i",
+    "50",
+    "-t",
+    "2000",
+    "--stamp",
+    "--ndjson",
+    "--node",
+    NODE,
+    "--metrics",
+    "127.0.0.1:0",
+  ], [...MONITOR_PERMISSIONS, `--allow-read=${files.dir}`]);
+  try {
+    const url = (await monitor.waitFor(/"metrics":"(http:[^"]+)"/))[1]!;
+    const delays = (text: string, target: string, flow: number) =>
+      sample(
+        text,
+        `udp_echo_stamp_one_way_delay_seconds_count{node="${NODE}",target="${target}",flow="${flow}",direction="forward"}`,
+      );
+    const stampTargets = (text: string) =>
+      new Set(
+        text.split("\n").filter((line) => line.startsWith("udp_echo_stamp_"))
+          .map((line) => /target="([^"]+)"/.exec(line)![1]!),
+      );
+    let text = "";
+    await waitUntil(async () => {
+      text = (await fetchText(url)).text;
+      return [peerA, peerB].every((peer) =>
+        delays(text, peer, 0) >= 1 && delays(text, peer, 1) >= 1
+      );
+    }, "both flows of both targets have one-way delays");
+    await files.write("targets", `${peerB}\n`);
+    await waitUntil(async () => {
+      text = (await fetchText(url)).text;
+      return !stampTargets(text).has(peerA);
+    }, "the removed target's STAMP series are gone");
+    deepEqual([...stampTargets(text)], [peerB]);
+    ok(delays(text, peerB, 1) >= 1);
+  } finally {
+    equal((await monitor.stop("SIGTERM")).code, 0);
+    await a.stop();
+    await b.stop();
   }
 });
