@@ -11,7 +11,7 @@
 
 import { ok } from "node:assert/strict";
 import { NETNS_SKIP } from "../testing/netns.ts";
-import { hasProgram } from "../testing/metrics.ts";
+import { hasProgram, scratchDir } from "../testing/metrics.ts";
 import { Mesh } from "../testing/mesh.ts";
 import { waitUntil } from "../testing/wait.ts";
 
@@ -103,12 +103,12 @@ Deno.test({
   ignore: SKIP !== undefined,
   async fn() {
     const mesh = await Mesh.open(NODES);
-    const dir = await Deno.makeTempDir({ prefix: "udp-echo-mesh-" });
+    await using files = await scratchDir();
     try {
       // One file for the fleet: each monitor skips its own address.
-      const targetsFile = `${dir}/targets`;
-      await Deno.writeTextFile(
-        targetsFile,
+      const targetsFile = `${files.dir}/targets`;
+      await files.write(
+        "targets",
         mesh.addresses.map((a) => `${a}:${REFLECTOR_PORT}\n`).join(""),
       );
       // The fault: probes from n0 to n1's reflector, on their way there.
@@ -258,7 +258,6 @@ Deno.test({
       for (const reflector of reflectors) ok(await reflector.stop() === 0);
     } finally {
       await mesh.close();
-      await Deno.remove(dir, { recursive: true });
     }
   },
 });
