@@ -9,7 +9,8 @@
  * the {@linkcode RunResult} of the same `summarizeRun` at the end.
  *
  * Round trips run from a CLOCK_REALTIME stamp right before the `sendmmsg`
- * that sends the probe to the kernel's CLOCK_REALTIME receive timestamp.
+ * that sends the probe to the kernel's CLOCK_REALTIME receive timestamp
+ * (the realtime read when the reply is handled, when the kernel gave none).
  * Probes due together (a closed loop refilling its window, an open loop
  * behind its schedule or at an interval of 0) leave in one call and share
  * its stamp, the start of that call. When the realtime and monotonic
@@ -102,8 +103,12 @@ class KernelTiming implements ReplyTiming {
     const monoRtt = this.nowMono - this.books[this.flow]!.sentAt.get(seq);
     this.clockStep =
       Math.abs(this.nowReal - sentReal - monoRtt) > CLOCK_STEP_TOLERANCE_MS;
-    if (this.clockStep || Number.isNaN(this.arrivalReal)) return monoRtt;
-    return this.arrivalReal - sentReal;
+    if (this.clockStep) return monoRtt;
+    // T4 of `arrivalEpochMs`: the round trip and the one-way parts share it.
+    const arrived = Number.isNaN(this.arrivalReal)
+      ? this.nowReal
+      : this.arrivalReal;
+    return arrived - sentReal;
   }
 }
 

@@ -293,12 +293,23 @@ export class SenderEngine {
    * Sends socket `s`'s slot to the target. Reads CLOCK_MONOTONIC and
    * CLOCK_REALTIME right before the call (`sentMono`, `sentReal`) and, when
    * `stampAt` is given, writes the realtime as ms since the epoch there
-   * (a big-endian float64) first. Returns the bytes sent, or -errno.
+   * (a big-endian float64) first; `writeStamp` writes it instead, in a
+   * probe format's own layout, so the packet carries the very time the
+   * round trip starts from. Returns the bytes sent, or -errno.
    */
-  send(s: number, stampAt = -1): number {
+  send(
+    s: number,
+    stampAt = -1,
+    writeStamp?: (slot: Uint8Array, epochMs: number) => void,
+  ): number {
     this.sentMono = this.monoNow();
     this.sentReal = this.realNow();
-    if (stampAt >= 0) {
+    if (writeStamp !== undefined) {
+      writeStamp(
+        this.#sendSlots[s * this.#sendVlen]!,
+        this.realEpochMs(this.sentReal),
+      );
+    } else if (stampAt >= 0) {
       this.#view.setFloat64(
         this.#sendSlots[s * this.#sendVlen]!.byteOffset + stampAt,
         this.realEpochMs(this.sentReal),
