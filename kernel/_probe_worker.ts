@@ -41,7 +41,13 @@ import { Times } from "../measure/_times.ts";
 import { summarizeRun } from "../measure/_summary.ts";
 import type { WorkerMessage } from "./_channel.ts";
 import { createProbeChannel, ProbeEventWriter } from "./_probe_events.ts";
-import { ABORT, type EngineConfig, STOP } from "./probes.ts";
+import {
+  ABORT,
+  type EngineConfig,
+  type EngineProbeFormat,
+  GO,
+  STOP,
+} from "./probes.ts";
 import type { RunResult } from "../measure/types.ts";
 
 /**
@@ -130,6 +136,7 @@ function warmUp(
   config: EngineConfig,
   engine: SenderEngine,
   control: Int32Array,
+  format?: EngineProbeFormat,
 ): void {
   const { size, session, target, timeoutMs } = config;
   const writer = new ProbeEventWriter(createProbeChannel(1, 4096), () => {});
@@ -146,7 +153,9 @@ function warmUp(
     arrival.now = engine.monoNow();
     engine.realNow();
     book.handle(slot, arrival);
+    format?.writeSendTime(slot, engine.realEpochMs(engine.realNow()));
   }
+  format?.warmUp?.(size);
   // Returns at once when a stop is already asked for.
   Atomics.wait(control, 0, 0, SETTLE_MS);
 }
@@ -222,7 +231,7 @@ function runLoop(
   const sentReal = books.map(() => new Times(config.ring));
   const timing = new KernelTiming(books, sentReal);
   const arrival: Arrival = { fromTarget: false, now: 0, timing };
-  warmUp(config, engine, control);
+  warmUp(config, engine, control, formats?.[0]);
   let failure: string | undefined;
 
   const sendBatch = Math.min(SEND_BATCH, engine.sendBatchSize);
@@ -319,6 +328,13 @@ function runLoop(
   };
 
   self.postMessage({ type: "started" });
+  // The main thread announces the run before probe 0 is timed, rather than
+  // compete with it for a CPU while it is in flight.
+  for (
+    let flags = Atomics.load(control, 0);
+    (flags & (GO | STOP | ABORT)) === 0;
+    flags = Atomics.load(control, 0)
+  ) Atomics.wait(control, 0, flags, MAX_WAIT_MS);
   const start = engine.monoNow();
   let n = 0;
   let sending = true;

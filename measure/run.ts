@@ -24,6 +24,7 @@ import {
 import { Flow } from "./_flow.ts";
 import type { ProbeOptions, RunResult } from "./types.ts";
 import { Wakeup, Yielder } from "./_times.ts";
+import { settle, warmUpBook } from "./_warm_up.ts";
 
 const DEFAULT_INTERVAL_MS = 1000;
 /**
@@ -74,7 +75,10 @@ export interface RunOptions extends ProbeOptions {
   fallback?: boolean;
   /**
    * Called once the I/O runs, before the first probe: `batch`, or `socket`
-   * with why the engine did not run when it was asked for.
+   * with why the engine did not run when it was asked for. The start-up
+   * work (sockets opened and used once, the probe code run, the engine's
+   * Worker started) is done by then, and probe 0's send time is taken only
+   * after it returns.
    */
   onIo?: (io: "socket" | "batch", reason?: string) => void;
 }
@@ -339,9 +343,12 @@ export async function runFlows(options: FlowRunOptions): Promise<RunResult> {
         }),
       );
     }
-    options.onIo?.("socket", fallbackReason);
     warmUp(session, size);
+    warmUpBook(session, size, { target, timeoutMs });
+    for (const flow of flows) flow.options.format?.warmUp?.(size);
     await Promise.all(flows.map(warmUpSocket));
+    await settle();
+    options.onIo?.("socket", fallbackReason);
     const start = performance.now();
     const pace: Pacing = {
       size,

@@ -37,6 +37,7 @@ import {
   writeSenderPacket,
   writeTimestamp,
 } from "../stamp/packet.ts";
+import { warmUpFormat } from "./_stamp_warm_up.ts";
 import {
   FLAG_M,
   FLAG_U,
@@ -230,7 +231,16 @@ function senderFormat(
   const { ssid, tlvs, session } = options;
   let template = new Uint8Array(0);
   const expected = new Uint8Array(8);
-  return {
+  const format: ProbeFormat = {
+    warmUp(size: number): void {
+      // This format's own first encode makes its template.
+      format.encode(new Uint8Array(size), { session, seq: 0, sentAt: 0 });
+      const sinkless = senderFormat(options, {
+        onReply: () => {},
+        epochMs: (receivedAt) => receivedAt,
+      });
+      warmUpFormat(sinkless, session, size);
+    },
     encode(target: Uint8Array, header: ProbeHeader): void {
       if (template.length !== target.length) {
         template = new Uint8Array(target.length);
@@ -281,6 +291,7 @@ function senderFormat(
       sink.onReply(seq, reply);
     },
   };
+  return format;
 }
 
 /**
