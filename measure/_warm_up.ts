@@ -1,42 +1,70 @@
 /**
- * The socket path's warm-up of its bookkeeping (`_book.ts`): a throwaway
- * book sends, stamps and matches probes before probe 0 is timed, so the
- * first calls of that code (parsed, compiled and run cold otherwise) are
- * not in probe 0's round trip. The kernel engine's Worker runs its own
- * (`kernel/_probe_worker.ts`).
+ * The socket path's warm-up before probe 0 is timed: a short run of the
+ * same loop, on a throwaway flow, against an echo on this host's loopback
+ * (never the target), so the first calls of that code (parsed, compiled
+ * and run cold otherwise, in this process's first run only) are not in
+ * probe 0's round trip; then a rest for the optimising compiler. The
+ * kernel engine's Worker runs its own (`kernel/_probe_worker.ts`).
  *
  * @module
  */
 
-import type { ResolvedAddress } from "../net/address.ts";
-import { encodeProbeInto } from "./probe.ts";
-import { type Arrival, ProbeBook } from "./_book.ts";
+import { Flow } from "./_flow.ts";
 
-/** Probes the throwaway book sends and matches. */
-const WARM_UP_ROUNDS = 2000;
+/** Probes of the warm-up run. */
+export const WARM_UP_PROBES = 16;
+/** The warm-up run's interval, in ms: its waits are the run's waits. */
+export const WARM_UP_INTERVAL_MS = 1;
+/** The longest the warm-up run waits for its echoes, in ms. */
+const WARM_UP_WAIT_MS = 30;
 
 /**
- * Sends `size`-byte probes through a book that reports nowhere and hands
- * each back to it as its reply, on this thread's clock.
+ * Runs `loop` on a throwaway flow (a session of its own, reporting
+ * nowhere) whose target is an echo on 127.0.0.1 in this process; without
+ * loopback, or without the permission to use it, the run only skips it.
  */
-export function warmUpBook(
-  session: number,
-  size: number,
-  options: { target: ResolvedAddress; timeoutMs: number },
-): void {
-  const book = new ProbeBook(0, session, {
-    target: options.target,
-    timeoutMs: options.timeoutMs,
-    onReply: () => {},
-  });
-  const slot = new Uint8Array(size);
-  const arrival: Arrival = { fromTarget: true, now: 0, length: size };
-  for (let i = 0; i < WARM_UP_ROUNDS; i++) {
-    const now = performance.now();
-    const seq = book.beginSend(size, now, performance.timeOrigin + now, now);
-    encodeProbeInto(slot, book.header(seq));
-    arrival.now = performance.now();
-    book.handle(slot, arrival);
+export async function warmUpRun(
+  loop: (flow: Flow) => Promise<unknown>,
+): Promise<void> {
+  // Never a permission prompt for an address the user did not name.
+  const loopback = { name: "net", host: "127.0.0.1" } as const;
+  if (Deno.permissions.querySync(loopback).state !== "granted") return;
+  let echo: Deno.DatagramConn;
+  try {
+    echo = Deno.listenDatagram({
+      hostname: "127.0.0.1",
+      port: 0,
+      transport: "udp",
+    });
+  } catch {
+    return;
+  }
+  const echoing = (async () => {
+    try {
+      for await (const [data, from] of echo) await echo.send(data, from);
+    } catch {
+      // Closed, or no loopback: only a warm-up.
+    }
+  })();
+  const { port } = echo.addr as Deno.NetAddr;
+  let flow: Flow | undefined;
+  try {
+    flow = new Flow(0, 0, {
+      target: { hostname: "127.0.0.1", port, family: "IPv4" },
+      timeoutMs: WARM_UP_WAIT_MS,
+      onReply: () => {},
+      onSendError: () => {},
+      onSend: () => {},
+    });
+    await loop(flow);
+    await flow.drain(WARM_UP_WAIT_MS);
+  } catch {
+    // Only a warm-up: the probes will meet and report any real failure.
+  } finally {
+    flow?.close();
+    await flow?.receiving;
+    echo.close();
+    await echoing;
   }
 }
 

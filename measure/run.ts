@@ -24,7 +24,12 @@ import {
 import { Flow } from "./_flow.ts";
 import type { ProbeOptions, RunResult } from "./types.ts";
 import { Wakeup, Yielder } from "./_times.ts";
-import { settle, warmUpBook } from "./_warm_up.ts";
+import {
+  settle,
+  WARM_UP_INTERVAL_MS,
+  WARM_UP_PROBES,
+  warmUpRun,
+} from "./_warm_up.ts";
 
 const DEFAULT_INTERVAL_MS = 1000;
 /**
@@ -344,7 +349,21 @@ export async function runFlows(options: FlowRunOptions): Promise<RunResult> {
       );
     }
     warmUp(session, size);
-    warmUpBook(session, size, { target, timeoutMs });
+    await warmUpRun((flow) => {
+      const pace: Pacing = {
+        size,
+        start: performance.now(),
+        count: WARM_UP_PROBES,
+        durationMs: Infinity,
+        intervalMs: WARM_UP_INTERVAL_MS,
+        waitMs: 0,
+        sending: new AbortController().signal,
+        expire: false,
+      };
+      return window === undefined
+        ? openLoop(flow, pace)
+        : closedLoop(flow, pace, window);
+    });
     for (const flow of flows) flow.options.format?.warmUp?.(size);
     await Promise.all(flows.map(warmUpSocket));
     await settle();
