@@ -69,6 +69,6 @@ export function sendFormatted(
     ...probe.header,
     sentAt: engine.realEpochMs(engine.realNow()),
   });
-  const result = engine.send(probe.s, -1, format.writeSendTime);
+  const result = engine.send(probe.s, format.writeSendTime);
   return { result, epoch: engine.realEpochMs(engine.sentReal) };
 }

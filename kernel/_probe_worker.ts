@@ -38,16 +38,11 @@ import {
 } from "./_probe_format.ts";
 import { type Arrival, ProbeBook, type ReplyTiming } from "../measure/_book.ts";
 import { Times } from "../measure/_times.ts";
+import { warmUp } from "./_probe_warm_up.ts";
 import { summarizeRun } from "../measure/_summary.ts";
 import type { WorkerMessage } from "./_channel.ts";
-import { createProbeChannel, ProbeEventWriter } from "./_probe_events.ts";
-import {
-  ABORT,
-  type EngineConfig,
-  type EngineProbeFormat,
-  GO,
-  STOP,
-} from "./probes.ts";
+import { ProbeEventWriter } from "./_probe_events.ts";
+import { ABORT, type EngineConfig, GO, STOP } from "./probes.ts";
 import type { RunResult } from "../measure/types.ts";
 
 /**
@@ -116,48 +111,6 @@ class KernelTiming implements ReplyTiming {
       : this.arrivalReal;
     return arrived - sentReal;
   }
-}
-
-/** Rounds of the probe bookkeeping {@linkcode warmUp} runs. */
-const WARM_UP_ROUNDS = 4000;
-/**
- * How long the Worker rests after its warm-up, in ms, so the optimising
- * compiler's background jobs finish before the first send is due rather
- * than compete with it for the CPU.
- */
-const SETTLE_MS = 20;
-
-/**
- * Runs the per-probe JavaScript (book, encode, verify, event ring) on
- * throwaway state before the clock starts, so its compilation and the young
- * heap's first collections happen here instead of stalling the first sends.
- */
-function warmUp(
-  config: EngineConfig,
-  engine: SenderEngine,
-  control: Int32Array,
-  format?: EngineProbeFormat,
-): void {
-  const { size, session, target, timeoutMs } = config;
-  const writer = new ProbeEventWriter(createProbeChannel(1, 4096), () => {});
-  const book = new ProbeBook(0, session, {
-    target,
-    timeoutMs,
-    onReply: (event) => writer.push(event),
-  });
-  const slot = new Uint8Array(size);
-  const arrival: Arrival = { fromTarget: true, now: 0, length: size };
-  for (let i = 0; i < WARM_UP_ROUNDS; i++) {
-    const seq = book.beginSend(size, i, i, i);
-    encodeProbeInto(slot, book.header(seq));
-    arrival.now = engine.monoNow();
-    engine.realNow();
-    book.handle(slot, arrival);
-    format?.writeSendTime(slot, engine.realEpochMs(engine.realNow()));
-  }
-  format?.warmUp?.(size);
-  // Returns at once when a stop is already asked for.
-  Atomics.wait(control, 0, 0, SETTLE_MS);
 }
 
 function run(config: EngineConfig, format?: FormatFactory): void {
