@@ -4,7 +4,8 @@
  * probes every `--interval` ms on `--io`, plain or as the STAMP
  * Session-Sender of `client.ts --stamp`, printing one JSON line: each
  * probe's RTT and, with `--stamp`, its forward, backward and reflector
- * times (ms, `null` without a reply).
+ * times (ms, `null` without a reply), and how many replies were judged to
+ * span a step of the wall clock (their RTT is then the monotonic one).
  *
  *     deno run --unstable-net --allow-net --allow-ffi --allow-read=. \
  *       bench/_first_probe_run.ts --port 10000 --io batch --stamp
@@ -46,6 +47,7 @@ const each = (values: number[] | undefined) =>
   Array.from({ length: result.sent }, (_, seq) => values?.[seq] ?? null);
 console.log(JSON.stringify({
   io: result.io,
+  clockSteps: result.clockSteps ?? 0,
   rtt: each(rtt),
   forward: log && each(log.forward),
   backward: log && each(log.backward),

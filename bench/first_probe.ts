@@ -11,7 +11,9 @@
  * many rounds kept it within 2x), with STAMP which part probe 0 lost its
  * time in (each of its forward, backward and reflector times over the
  * run's median of the same), and how many probes' forward + backward +
- * reflector time differs from their RTT by more than 1 µs.
+ * reflector time differs from their RTT by more than 1 µs, beside how
+ * many replies were judged to span a step of the wall clock (their RTT is
+ * then the monotonic one, which the parts need not match).
  *
  * Usage:
  *   deno run --allow-net --allow-run --allow-read bench/first_probe.ts \
@@ -38,6 +40,7 @@ type Backend = typeof BACKENDS[number];
 /** One round's output of `_first_probe_run.ts`. */
 interface Round {
   io: Backend;
+  clockSteps?: number;
   rtt: (number | null)[];
   forward?: (number | null)[];
   backward?: (number | null)[];
@@ -122,18 +125,20 @@ async function main(args: string[]): Promise<number> {
   const results = new Map<string, Round[]>();
   try {
     for (let r = 0; r < rounds; r++) {
-      const order = r % 2 === 0 ? BACKENDS : [...BACKENDS].reverse();
+      // Every checkout and backend takes each place in the order in turn.
+      const cells = roots.flatMap((root) =>
+        BACKENDS.map((io) => ({ root, io }))
+      );
+      const order = cells.map((_, k) => cells[(k + r) % cells.length]!);
       for (const mode of ["plain", "stamp"] as const) {
-        for (const root of roots) {
-          for (const io of order) {
-            const round = await runRound(root, io, servers[mode].port, {
-              count,
-              interval,
-              stamp: mode === "stamp",
-            });
-            const key = `${root}|${mode}|${io}`;
-            results.set(key, [...results.get(key) ?? [], round]);
-          }
+        for (const { root, io } of order) {
+          const round = await runRound(root, io, servers[mode].port, {
+            count,
+            interval,
+            stamp: mode === "stamp",
+          });
+          const key = `${root}|${mode}|${io}`;
+          results.set(key, [...results.get(key) ?? [], round]);
         }
       }
       console.error(`round ${r + 1} of ${rounds} done`);
@@ -150,9 +155,9 @@ async function main(args: string[]): Promise<number> {
     `${rounds} rounds of ${count} probes every ${interval} ms per cell, a fresh process each, order rotated; load average ${load} at the end\n`,
   );
   console.log(
-    "| checkout | mode | backend | probe 0 / median RTT: median (range) | rounds within 2x | probe 0 forward / backward / reflector over their medians | probes whose parts differ from the RTT by > 1 µs |",
+    "| checkout | mode | backend | probe 0 / median RTT: median (range) | rounds within 2x | probe 0 forward / backward / reflector over their medians | probes whose parts differ from the RTT by > 1 µs | replies judged across a clock step |",
   );
-  console.log("|---|---|---|---|---|---|---|");
+  console.log("|---|---|---|---|---|---|---|---|");
   for (const [key, list] of results) {
     const [root, mode, io] = key.split("|");
     const ratios = list.map((round) => firstOverMedian(round.rtt));
@@ -173,7 +178,9 @@ async function main(args: string[]): Promise<number> {
         x(Math.min(...ratios))
       } to ${
         x(Math.max(...ratios))
-      }) | ${within} of ${list.length} | ${parts} | ${off} |`,
+      }) | ${within} of ${list.length} | ${parts} | ${off} | ${
+        list.reduce((sum, round) => sum + (round.clockSteps ?? 0), 0)
+      } |`,
     );
   }
   return 0;
