@@ -117,8 +117,8 @@ export interface EngineRun extends
   /** Each reply's detail from the format, before the events of its batch. */
   onDetail?: (flow: number, seq: number, detail: unknown) => void;
   /**
-   * Called once the Worker's start-up work is done (sockets, code warmed
-   * up); probe 0 is timed only after it returns.
+   * Called once the Worker's start-up work is done (its code run on
+   * throwaway state); probe 0 is timed only after it returns.
    */
   onStarted?: () => void;
   /** Events the ring between the threads holds (a power of two). */

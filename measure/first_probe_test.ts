@@ -1,7 +1,7 @@
 /**
  * Probe 0 is not timed cold, on both backends: the start-up work (sockets
- * opened and used once, the probe code run, the engine's Worker started)
- * is done when `onIo` is called, and probe 0's send time (T1, in its
+ * opened, the probe code run on throwaway state, the engine's Worker
+ * started) is done when `onIo` is called, and probe 0's send time (T1, in its
  * header) is taken only after `onIo` has returned. An `onIo` that holds
  * the thread shows it: a T1 taken meanwhile would be earlier than its end.
  */

@@ -81,9 +81,9 @@ export interface RunOptions extends ProbeOptions {
   /**
    * Called once the I/O runs, before the first probe: `batch`, or `socket`
    * with why the engine did not run when it was asked for. The start-up
-   * work (sockets opened and used once, the probe code run, the engine's
-   * Worker started) is done by then, and probe 0's send time is taken only
-   * after it returns.
+   * work (sockets opened, the probe code run on throwaway state, on sockets
+   * a short run against an echo on loopback, the engine's Worker started)
+   * is done by then, and probe 0's send time is taken only after it returns.
    */
   onIo?: (io: "socket" | "batch", reason?: string) => void;
 }
@@ -357,7 +357,7 @@ export async function runFlows(options: FlowRunOptions): Promise<RunResult> {
         durationMs: Infinity,
         intervalMs: WARM_UP_INTERVAL_MS,
         waitMs: 0,
-        sending: new AbortController().signal,
+        sending,
         expire: false,
       };
       return window === undefined
