@@ -211,6 +211,15 @@ const transmitBeforeReceive: Mangle = (r, reflect) => {
   return reply;
 };
 
+/** Writes T3 five seconds after T2: a reflector time longer than any round trip. */
+const transmitLongAfterReceive: Mangle = (r, reflect) => {
+  const reply = reflect(r);
+  const view = new DataView(reply.buffer);
+  view.setUint32(4, view.getUint32(16) + 5);
+  view.setUint32(8, view.getUint32(20));
+  return reply;
+};
+
 for (const io of IO_MODES) {
   for (
     const [name, mangle, problem] of [
@@ -220,6 +229,11 @@ for (const io of IO_MODES) {
         "more than a day",
       ],
       ["T3 before T2", transmitBeforeReceive, "before its receive time"],
+      [
+        "T3 five seconds after T2",
+        transmitLongAfterReceive,
+        "longer than the round trip",
+      ],
     ] as const
   ) {
     Deno.test(`client.ts --stamp --io ${io} says once that one-way figures are unavailable with ${name}, and keeps the RTT`, async () => {
