@@ -299,9 +299,7 @@ export class ProbeBook {
       this.ignored++;
       return undefined;
     }
-    const id = this.options.format
-      ? this.options.format.decode(data)
-      : this.#readId(data);
+    const id = this.#decode(data);
     if (id !== undefined && id.session === this.session) {
       const { ring } = this.options;
       if (ring !== undefined && id.seq < this.sent - ring) {
@@ -325,6 +323,12 @@ export class ProbeBook {
    * header too); `undefined` otherwise. The result is reused by the next
    * call: a reply allocates nothing here.
    */
+  /** The session and sequence number a datagram names, in the flow's format. */
+  #decode(data: Uint8Array): { session: number; seq: number } | undefined {
+    const { format } = this.options;
+    return format !== undefined ? format.decode(data) : this.#readId(data);
+  }
+
   #readId(data: Uint8Array): { session: number; seq: number } | undefined {
     if (data.length < ID_BYTES || readUint32(data, 0) !== PROBE_MAGIC) {
       return undefined;
@@ -437,12 +441,11 @@ export class ProbeBook {
    * as the path lost none of them.
    */
   #handleMerged(data: Uint8Array, arrival: Arrival): boolean {
-    if (this.options.format !== undefined) return false;
     const ends: number[] = [];
     let intact = true;
     for (let at = 0; at < data.length;) {
       const part = data.subarray(at);
-      const id = this.#readId(part);
+      const id = this.#decode(part);
       const seq = id?.seq ?? 0;
       const { ring } = this.options;
       if (

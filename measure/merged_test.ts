@@ -262,3 +262,32 @@ for (const io of IO_MODES) {
     equal(code, 1);
   });
 }
+
+for (const io of IO_MODES) {
+  Deno.test(`client.ts --stamp counts STAMP requests merged by a plain echo relay as received and merged [${io}]`, async () => {
+    await using peer = startMergingEcho(2);
+    const { code, stdout } = await client(peer.target.port, io, [
+      "--stamp",
+      "-c",
+      "20",
+      "-i",
+      "5",
+      "--json",
+    ]);
+    const document = JSON.parse(stdout);
+    equal(document.io.backend, io);
+    deepEqual(
+      [
+        document.sent,
+        document.received,
+        document.lost,
+        document.corrupted,
+        document.merged,
+        document.stamp.plain_echo,
+      ],
+      [20, 20, 0, 0, 10, true],
+    );
+    equal(peer.replies, 10);
+    equal(code, 0);
+  });
+}
