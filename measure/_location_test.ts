@@ -65,17 +65,25 @@ Deno.test("checkPath() tells a rewritten source address from a rewritten source 
 Deno.test("checkPath() says unknown when the reflector saw no destination address (a wildcard socket)", () => {
   const local = { hostname: "127.0.0.1", port: 40000 };
   for (const destination of ["::", "0.0.0.0", ""]) {
-    const path = checkPath({
-      source: { hostname: "127.0.0.1", port: 40000 },
-      destination: { hostname: destination, port: 862 },
-    }, local, target);
+    const path = checkPath(
+      {
+        source: { hostname: "127.0.0.1", port: 40000 },
+        destination: { hostname: destination, port: 862 },
+      },
+      local,
+      target,
+    );
     equal(path.rewritten, undefined, destination);
     ok(path.unknown?.includes("which address"), path.unknown);
   }
   // A port it did see still tells a rewrite.
-  const forwarded = checkPath({
-    source: { hostname: "127.0.0.1", port: 40000 },
-    destination: { hostname: "::", port: 863 },
-  }, local, target);
+  const forwarded = checkPath(
+    {
+      source: { hostname: "127.0.0.1", port: 40000 },
+      destination: { hostname: "::", port: 863 },
+    },
+    local,
+    target,
+  );
   equal(forwarded.rewritten, true);
 });
