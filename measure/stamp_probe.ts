@@ -122,7 +122,7 @@ export class StampFlowLog {
   maxSenderSeq = -1;
   /**
    * Replies whose reflector sequence number was above the sender's: a
-   * stateful reflector whose count did not start at 0 for this session.
+   * stateful reflector that counted a duplicated request, or whose count did not start at 0.
    */
   reflectorAhead = 0;
   /** Replies whose timestamps cannot be right (see {@linkcode timestampProblem}). */

@@ -291,3 +291,29 @@ Deno.test("client.ts --stamp --stamp-tlv location without -s grows the probe to 
     await reflector.stop();
   }
 });
+
+Deno.test("client.ts --stamp --reflector-stateful names a duplicated request as a cause when the reflector's count runs ahead", async () => {
+  // A stateful reflector that saw request 1 twice (duplicated on the way)
+  // numbers every later one a step ahead; request 3's reply goes astray.
+  const reflector = hostileReflector((request, reflect) => {
+    const reply = reflect(request);
+    const view = new DataView(reply.buffer);
+    const seq = view.getUint32(0);
+    if (seq >= 1) view.setUint32(0, seq + 1);
+    if (seq === 3) view.setUint16(14, view.getUint16(14) ^ 0xffff);
+    return reply;
+  });
+  try {
+    const { document } = await stampClient(reflector.port, "socket", [
+      "--reflector-stateful",
+    ]);
+    equal(document.lost, 1);
+    equal(document.stamp.directional_loss, null);
+    ok(
+      document.stamp.directional_loss_unknown.includes("duplicated"),
+      document.stamp.directional_loss_unknown,
+    );
+  } finally {
+    await reflector.stop();
+  }
+});
