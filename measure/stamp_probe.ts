@@ -123,7 +123,7 @@ export class StampFlowLog {
   maxSenderSeq = -1;
   /**
    * Replies whose reflector sequence number was above the sender's: a
-   * stateful reflector whose count did not start at 0 for this session.
+   * stateful reflector that counted a duplicated request, or whose count did not start at 0.
    */
   reflectorAhead = 0;
   /** Replies whose timestamps cannot be right (see {@linkcode timestampProblem}). */
@@ -193,10 +193,17 @@ export class StampFlowLog {
 export const MAX_CLOCK_GAP_MS = 86_400_000;
 
 /**
+ * How much longer than the round trip the reflector's time may be before
+ * its timestamps are not believed, ms: what clock resolution and rates
+ * could explain. The reflector receives after T1 and sends before T4.
+ */
+const REFLECTOR_TIME_SLACK_MS = 1;
+
+/**
  * What cannot be right about a reply's timestamps, or `undefined`: T2 or T3
  * more than a day from this host's clock (a reflector writing timestamps
- * in another format than its Z flag says gives decades), or T3 before T2
- * (a negative reflector time).
+ * in another format than its Z flag says gives decades), T3 before T2
+ * (a negative reflector time), or T3 − T2 longer than the round trip.
  */
 export function timestampProblem(
   reply: Pick<StampReply, "t1" | "t2" | "t3" | "t4">,
@@ -210,6 +217,9 @@ export function timestampProblem(
   }
   if (t3 < t2) {
     return "the reflector's transmit time (T3) is before its receive time (T2)";
+  }
+  if (t3 - t2 > t4 - t1 + REFLECTOR_TIME_SLACK_MS) {
+    return "the reflector's time (T3 − T2) is longer than the round trip (T4 − T1)";
   }
   return undefined;
 }
