@@ -530,10 +530,24 @@ export class EchoEngine {
     this.#currentKind = entry.kind;
   }
 
-  /** Sends the held replies due, through the slots, the decide hook asked again. */
-  sendHeld(now: number): void {
+  /**
+   * Sends the held replies due, through the slots, the decide hook asked
+   * again: as many `sendmmsg` batches as it takes, so replies due together
+   * leave together. Returns how many were due.
+   */
+  sendHeld(now: number): number {
+    let count = 0;
+    for (;;) {
+      const batch = this.#sendHeldBatch(now);
+      count += batch;
+      if (batch < this.#vlen) return count;
+    }
+  }
+
+  /** Sends up to one batch of the held replies due; returns how many were due. */
+  #sendHeldBatch(now: number): number {
     const due = this.#held.due(now, this.#vlen);
-    if (due.length === 0) return;
+    if (due.length === 0) return 0;
     this.#facts.now = now;
     let kept = 0;
     for (let i = 0; i < due.length; i++) {
@@ -549,6 +563,7 @@ export class EchoEngine {
       this.#keep(i, kept++, entry.namelen, entry.kind, size, entry.tos);
     }
     this.#sendKept(kept, now);
+    return due.length;
   }
 
   /** Drops every held reply, as the stop cut them off (`shutdown`). */

@@ -278,3 +278,57 @@ Deno.test("batch: a held reply leaves marked with the DSCP its Class of Service 
 Deno.test("a Delayed Reply TLV is its own size", () => {
   equal(DELAYED_REPLY_TLV_SIZE, 12);
 });
+
+Deno.test("batch: held replies due together all leave together, not a batch per turn of the loop", async () => {
+  // More replies than one sendmmsg carries (64), due at one instant: each
+  // turn of an idle loop waits out the receive timeout, so sending one
+  // batch per turn would spread them over seconds.
+  const sockets = 10;
+  const perSocket = 50;
+  const controller = new AbortController();
+  const server = serveEcho({
+    hostname: "127.0.0.1",
+    port: 0,
+    io: "batch",
+    signal: controller.signal,
+    stamp: { stateful: false, format: "ntp" },
+    policy: { rate: 0 },
+  });
+  // Several sockets, so no client receive buffer overflows.
+  const clients = Array.from(
+    { length: sockets },
+    () =>
+      Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 }),
+  );
+  const arrivals: number[] = [];
+  const readers = Promise.all(clients.map(async (client) => {
+    for (let k = 0; k < perSocket; k++) {
+      await client.receive(new Uint8Array(2048));
+      arrivals.push(performance.now());
+    }
+  }));
+  try {
+    const dueAt = performance.now() + 3000;
+    for (const client of clients) {
+      for (let k = 0; k < perSocket; k++) {
+        const delayMs = Math.max(1, Math.round(dueAt - performance.now()));
+        await client.send(request(k, delayMs), server.addr);
+      }
+      // Paced, so the server's receive buffer never overflows.
+      const sent = (clients.indexOf(client) + 1) * perSocket;
+      await waitUntil(
+        () => server.stats().received === sent,
+        `the server received ${sent} requests`,
+      );
+    }
+    await readers;
+  } finally {
+    for (const client of clients) client.close();
+    controller.abort();
+    await readers.catch(() => {});
+  }
+  const stats = await server.finished;
+  equal(stats.echoed, sockets * perSocket);
+  const spreadMs = Math.max(...arrivals) - Math.min(...arrivals);
+  ok(spreadMs < 1000, `the held replies came back over ${spreadMs} ms`);
+});
