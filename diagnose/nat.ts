@@ -196,7 +196,7 @@ function seconds(ms: number): string {
 }
 
 /** What the binding-timeout search found. */
-interface Bracket {
+export interface Bracket {
   /** The longest idle delay whose reply came, ms (0: none did). */
   openMs: number;
   /** The shortest idle delay whose reply was lost, ms; `undefined`: none was. */
@@ -267,8 +267,11 @@ async function searchTimeout(
   }
 }
 
-/** The findings and JSON of a bracket. */
-function describeBracket(
+/**
+ * The findings and JSON of a bracket found with `ceilingMs` as the longest
+ * delay the search could try.
+ */
+export function describeBracket(
   bracket: Bracket,
   ceilingMs: number,
 ): { findings: string[]; data: Record<string, unknown> } {
@@ -290,13 +293,18 @@ function describeBracket(
     );
     meets = openMs >= min ? true : expiredMs <= min ? false : undefined;
   }
+  // What was tried, not what could have been: a stopped search never
+  // reached its ceiling.
+  const longestMs = expiredMs ?? openMs;
   findings.push(
     meets === true
       ? `meets RFC 4787's ${RFC4787_MIN_SECONDS} s minimum`
       : meets === false
       ? `shorter than RFC 4787's ${RFC4787_MIN_SECONDS} s minimum`
+      : longestMs > min
+      ? `cannot tell against RFC 4787's ${RFC4787_MIN_SECONDS} s minimum: the bracket contains it`
       : `not tried up to RFC 4787's ${RFC4787_MIN_SECONDS} s minimum (longest idle tried ${
-        seconds(ceilingMs)
+        seconds(longestMs)
       } s)`,
   );
   if (bracket.refused) {
