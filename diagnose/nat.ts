@@ -418,7 +418,14 @@ export const checkNat: Check = async (context) => {
       rewrites.address ? "address" : undefined,
       rewrites.port ? `port (was ${prober.port})` : undefined,
     ].filter((part) => part !== undefined).join(" and ");
-    const findings = [`NAT: the reflector saw ${seen}; ${what} rewritten`];
+    // A rewritten port with the address unknown must not read as "the
+    // address was kept".
+    const addressUnknown = rewrites.address === undefined
+      ? "; whether the address was too cannot be told: this host's address on the route is not known (run with --allow-ffi)"
+      : "";
+    const findings = [
+      `NAT: the reflector saw ${seen}; ${what} rewritten${addressUnknown}`,
+    ];
     const delayed = first.delayed;
     if (delayed === undefined || delayed.unrecognized || delayed.maxMs === 0) {
       findings.push(

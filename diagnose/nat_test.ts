@@ -232,3 +232,44 @@ Deno.test("nat: a bracket around RFC 4787's 2 minutes says it cannot tell, not t
   ]);
   equal(data.meets_rfc4787, null);
 });
+
+Deno.test({
+  name:
+    "nat: without --allow-ffi, a rewritten port does not read as a kept address (masquerade random)",
+  ignore: NETNS_SKIP !== undefined,
+  async fn() {
+    await across(
+      "masquerade random",
+      { io: "batch", family: 4, timeoutS: 30 },
+      async (lan, host, port) => {
+        const { stdout } = await run("ip", [
+          "netns",
+          "exec",
+          lan.client,
+          Deno.execPath(),
+          "run",
+          "--unstable-net",
+          "--allow-net",
+          new URL("client.ts", ROOT).pathname,
+          "-H",
+          host,
+          "-p",
+          String(port),
+          "--diagnose",
+          "nat",
+          "--nat-max",
+          "1",
+          "--json",
+        ]);
+        const document = JSON.parse(stdout);
+        const check = document.checks[0];
+        equal(check.details.port_rewritten, true);
+        equal(check.details.address_rewritten, null);
+        match(
+          check.findings[0],
+          /port \(was \d+\) rewritten; whether the address was too cannot be told/,
+        );
+      },
+    );
+  },
+});
