@@ -279,7 +279,10 @@ export function describeBracket(
   const { openMs, expiredMs } = bracket;
   const min = RFC4787_MIN_SECONDS * 1000;
   let meets: boolean | undefined;
-  if (expiredMs === undefined) {
+  if (expiredMs === undefined && openMs === 0) {
+    // Stopped before any held reply came back: nothing to bracket.
+    findings.push("binding timeout not measured: no delayed reply came back");
+  } else if (expiredMs === undefined) {
     findings.push(
       `binding still open after ${seconds(openMs)} s idle (the longest tried)`,
     );
@@ -296,17 +299,19 @@ export function describeBracket(
   // What was tried, not what could have been: a stopped search never
   // reached its ceiling.
   const longestMs = expiredMs ?? openMs;
-  findings.push(
-    meets === true
-      ? `meets RFC 4787's ${RFC4787_MIN_SECONDS} s minimum`
-      : meets === false
-      ? `shorter than RFC 4787's ${RFC4787_MIN_SECONDS} s minimum`
-      : longestMs > min
-      ? `cannot tell against RFC 4787's ${RFC4787_MIN_SECONDS} s minimum: the bracket contains it`
-      : `not tried up to RFC 4787's ${RFC4787_MIN_SECONDS} s minimum (longest idle tried ${
-        seconds(longestMs)
-      } s)`,
-  );
+  if (expiredMs !== undefined || openMs > 0) {
+    findings.push(
+      meets === true
+        ? `meets RFC 4787's ${RFC4787_MIN_SECONDS} s minimum`
+        : meets === false
+        ? `shorter than RFC 4787's ${RFC4787_MIN_SECONDS} s minimum`
+        : longestMs > min
+        ? `cannot tell against RFC 4787's ${RFC4787_MIN_SECONDS} s minimum: the bracket contains it`
+        : `not tried up to RFC 4787's ${RFC4787_MIN_SECONDS} s minimum (longest idle tried ${
+          seconds(longestMs)
+        } s)`,
+    );
+  }
   if (bracket.refused) {
     findings.push(
       "search stopped: the reflector would not hold a reply (too many held)",

@@ -273,3 +273,14 @@ Deno.test({
     );
   },
 });
+
+Deno.test("nat: a search refused before any delayed reply came back brackets nothing", () => {
+  const { findings } = describeBracket(
+    { openMs: 0, expiredMs: undefined, stopped: true, refused: true },
+    300_000,
+  );
+  deepEqual(findings, [
+    "binding timeout not measured: no delayed reply came back",
+    "search stopped: the reflector would not hold a reply (too many held)",
+  ]);
+});
