@@ -554,7 +554,7 @@ export class EchoEngine {
       const entry = due[i]!;
       const size = entry.bytes.length;
       this.#restore(i, entry);
-      this.#reflect?.release?.(size);
+      this.#reflect?.release?.(size, this.#facts.hostname);
       const reason = ask(this.#decide, this.#facts, "policy error");
       if (reason !== undefined) {
         this.#drop(i, size, reason);
@@ -570,7 +570,7 @@ export class EchoEngine {
   dropAllHeld(): void {
     for (const entry of this.#held.due(Infinity, Infinity)) {
       this.#restore(0, entry);
-      this.#reflect?.release?.(entry.bytes.length);
+      this.#reflect?.release?.(entry.bytes.length, this.#facts.hostname);
       this.#drop(0, entry.bytes.length, "shutdown");
     }
   }

@@ -156,6 +156,26 @@ for (const io of BACKENDS) {
     });
   });
 
+  Deno.test(`${io}: one source holds at most maxHeldPerSource replies, and gets its room back`, async () => {
+    const stamp = { maxHeldPerSource: 2 };
+    await withServer(io, stamp, { rate: 0 }, async (send, receive) => {
+      await send(request(1, 600));
+      await send(request(2, 600));
+      // This source's share is full, though the table is not: at once.
+      await send(request(3, 600));
+      const early = await receive();
+      deepEqual([early.seq, early.delayMs], [3, 0]);
+      const late = [await receive(), await receive()];
+      deepEqual(late.map((r) => [r.seq, r.delayMs]).sort(), [[1, 600], [
+        2,
+        600,
+      ]]);
+      // Released when sent: the source has room again.
+      await send(request(4, 100));
+      deepEqual([(await receive()).delayMs], [100]);
+    });
+  });
+
   Deno.test(`${io}: the rate limit applies again when a held reply leaves`, async () => {
     // Two datagrams at once, then hardly any.
     const policy = { rate: 0.001, burst: 2 };
@@ -291,7 +311,8 @@ Deno.test("batch: held replies due together all leave together, not a batch per 
     port: 0,
     io: "batch",
     signal: controller.signal,
-    stamp: { stateful: false, format: "ntp" },
+    // Every request comes from 127.0.0.1: one source, given room for all.
+    stamp: { stateful: false, format: "ntp", maxHeldPerSource: 1024 },
     policy: { rate: 0 },
   });
   // Several sockets, so no client receive buffer overflows.
