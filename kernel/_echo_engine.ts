@@ -530,22 +530,8 @@ export class EchoEngine {
     this.#currentKind = entry.kind;
   }
 
-  /**
-   * Sends the held replies due, through the slots, the decide hook asked
-   * again: as many `sendmmsg` batches as it takes, so replies due together
-   * leave together. Returns how many were due.
-   */
+  /** Sends up to a batch of held replies due, decide asked again: how many. */
   sendHeld(now: number): number {
-    let count = 0;
-    for (;;) {
-      const batch = this.#sendHeldBatch(now);
-      count += batch;
-      if (batch < this.#vlen) return count;
-    }
-  }
-
-  /** Sends up to one batch of the held replies due; returns how many were due. */
-  #sendHeldBatch(now: number): number {
     const due = this.#held.due(now, this.#vlen);
     if (due.length === 0) return 0;
     this.#facts.now = now;

@@ -111,6 +111,10 @@ for (const io of BACKENDS) {
       {},
       { rate: 0 },
       async (send, receive) => {
+        // A first reply, so the engine's start-up work on a busy machine
+        // does not count in the times below.
+        await send(request(0, 0, 100));
+        equal((await receive()).seq, 0);
         await send(request(1, 600, 100));
         await send(request(2, 0, 100));
         const first = await receive();
@@ -128,7 +132,7 @@ for (const io of BACKENDS) {
       },
     );
     // One reply per request, by the server's own count.
-    deepEqual([stats.received, stats.echoed, stats.echoedBytes], [3, 3, 300]);
+    deepEqual([stats.received, stats.echoed, stats.echoedBytes], [4, 4, 400]);
   });
 
   Deno.test(`${io}: the table of held replies is bounded, the delay too`, async () => {
