@@ -94,7 +94,8 @@ export interface DiagnoseOptions {
 
 /**
  * Reads `--diagnose` and `--nat-max`; throws a UsageError for an unknown
- * check, a flag `--diagnose` has no use for, or `--nat-max` alone.
+ * check, a flag `--diagnose` has no use for, or `--nat-max` without the
+ * nat check.
  */
 export function parseDiagnose(
   values: DiagnoseValues,
@@ -125,6 +126,11 @@ export function parseDiagnose(
     }
   }
   const natMax = values["nat-max"];
+  if (natMax !== undefined && !checks.includes("nat")) {
+    throw new UsageError(
+      "Cannot use --nat-max without the nat check: it bounds only the NAT binding search",
+    );
+  }
   return {
     checks,
     all,
