@@ -27,7 +27,12 @@ import { formatAddress, type HostPort } from "../net/address.ts";
 import { checkUnstableNet, errorMessage } from "../net/errors.ts";
 import { resolveTarget } from "../net/resolve.ts";
 import { batchGap } from "../kernel/choice.ts";
-import { OFFSET, STAMP_BASE_SIZE, writeSenderPacket } from "../stamp/packet.ts";
+import {
+  OFFSET,
+  SOFTWARE_SENDER_ERROR,
+  STAMP_BASE_SIZE,
+  writeSenderPacket,
+} from "../stamp/packet.ts";
 import { checkDscp, checkEcn } from "./marking.ts";
 import { checkNat } from "./nat.ts";
 import { checkPmtu } from "./pmtu.ts";
@@ -161,12 +166,7 @@ async function identifyPeer(
   writeSenderPacket(request, {
     seq,
     timestampMs: Date.now(),
-    errorEstimate: {
-      synchronized: false,
-      format: "ntp",
-      scale: 0,
-      multiplier: 1,
-    },
+    errorEstimate: SOFTWARE_SENDER_ERROR,
     ssid: 0,
   });
   const stop = () => socket.close();
