@@ -53,6 +53,7 @@ import type {
   HeldReply,
   ServerEvent,
 } from "./types.ts";
+import { warmUpSocketLoop } from "./_warm_up.ts";
 
 // Receives in flight at most per socket (bench/RESULTS.md, "The loop": more
 // receivers raise the round trip at one datagram in flight).
@@ -181,6 +182,20 @@ export function serveSocket(options: EchoBackendOptions): EchoServer {
       reflect: options.reflect,
     })
   );
+  // The loop's start-up work, on sockets, a policy and a hook of its own.
+  const started = warmUpSocketLoop(
+    addrs[0]!.hostname.includes(":") ? "IPv6" : "IPv4",
+    (conn, isClosed) =>
+      echoLoop(conn, {
+        local: conn.addr as Deno.NetAddr,
+        policy: new EchoPolicy(policyOptions),
+        counters: zeroCounters(),
+        emit: () => {},
+        datagramEvents: false,
+        isClosed,
+        reflect: options.warmUpReflect?.(),
+      }),
+  ).then(() => {});
   const finished = Promise.all(loops).finally(() => {
     signal?.removeEventListener("abort", close);
     close();
@@ -191,6 +206,7 @@ export function serveSocket(options: EchoBackendOptions): EchoServer {
     boundFor: bound.map((p) => p.requested),
     warnings,
     finished,
+    started,
     rateLimit: rateLimitOf(policyOptions),
     stats,
     statsBySocket: () =>
