@@ -36,16 +36,18 @@ export type WarmUpLoop = (
 
 /**
  * Runs {@linkcode SOCKET_WARM_UP_LOOPS} warm-up loops in turn on loopback
- * of `family`; resolves with how many echoes came back in all. Never
- * rejects.
+ * of `family`, until `stopped()` (the server closed); resolves with how
+ * many echoes came back in all. Never rejects.
  */
 export async function warmUpSocketLoop(
   family: "IPv4" | "IPv6",
   run: WarmUpLoop,
+  stopped: () => boolean,
 ): Promise<number> {
   let echoed = 0;
-  for (let loop = 0; loop < SOCKET_WARM_UP_LOOPS; loop++) {
-    echoed += await warmUpOnce(family === "IPv6" ? "::1" : "127.0.0.1", run);
+  const hostname = family === "IPv6" ? "::1" : "127.0.0.1";
+  for (let loop = 0; loop < SOCKET_WARM_UP_LOOPS && !stopped(); loop++) {
+    echoed += await warmUpOnce(hostname, run, stopped);
   }
   return echoed;
 }
@@ -53,6 +55,7 @@ export async function warmUpSocketLoop(
 async function warmUpOnce(
   hostname: string,
   run: WarmUpLoop,
+  stopped: () => boolean,
 ): Promise<number> {
   const conns: Deno.DatagramConn[] = [];
   let closed = false;
@@ -66,7 +69,7 @@ async function warmUpOnce(
     running = run(server, () => closed).catch(() => {});
     const payload = new Uint8Array(WARM_UP_SIZE);
     const reply = new Uint8Array(WARM_UP_SIZE);
-    for (let round = 0; round < SOCKET_WARM_UP_ROUNDS; round++) {
+    for (let round = 0; round < SOCKET_WARM_UP_ROUNDS && !stopped(); round++) {
       await peer.send(payload, server.addr);
       let timer: ReturnType<typeof setTimeout> | undefined;
       const late = new Promise<undefined>((resolve) => {

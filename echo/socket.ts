@@ -195,8 +195,10 @@ export function serveSocket(options: EchoBackendOptions): EchoServer {
         isClosed,
         reflect: options.warmUpReflect?.(),
       }),
+    () => closed,
   ).then(() => {});
-  const finished = Promise.all(loops).finally(() => {
+  // Stopping waits for the warm-up too: nothing of it outlives the server.
+  const finished = Promise.all([...loops, started]).finally(() => {
     signal?.removeEventListener("abort", close);
     close();
   }).then(stats);
