@@ -106,7 +106,11 @@ export class Lan {
 
   /** Makes the namespaces; deletes what it made when a step fails. */
   static async open(): Promise<Lan> {
-    const id = `${Deno.pid % 100_000}x${made++}`;
+    // Test files run in parallel share the process id, each with its own
+    // count: a random part keeps their names apart (15 characters at most).
+    const salt = Math.floor(Math.random() * 36 ** 3).toString(36)
+      .padStart(3, "0");
+    const id = `${Deno.pid % 100_000}${salt}x${made++}`;
     const lan = new Lan(id);
     const s = lan.server;
     const p = lan.peer;
