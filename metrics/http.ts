@@ -34,6 +34,7 @@ import {
 } from "./_http_server.ts";
 import { readFileLimit } from "../cli/limits.ts";
 import { connectionCap, fileLimitWarning } from "./_fd_limit.ts";
+import { livePage } from "./_page.ts";
 
 /**
  * A `/probe` request that cannot run: answered with HTTP `status` (400 for
@@ -60,6 +61,12 @@ export interface MetricsRoutes {
    * (its status and message). Without it `/probe` is 404.
    */
   probe?: (query: URLSearchParams, signal: AbortSignal) => Promise<Registry>;
+  /**
+   * The monitor's links, served as JSON at `/api/links`; with it, `/` is
+   * the live page (`_page.ts`) that reads them. Without it both are as
+   * before: `/api/links` is 404 and `/` a line naming the paths.
+   */
+  links?: () => Promise<unknown>;
 }
 
 /** Options for {@linkcode serveMetrics}. */
@@ -189,6 +196,20 @@ async function answer(
         error.message,
         error.status === 503 ? { "retry-after": "1" } : {},
       );
+    }
+  }
+  if (routes.links !== undefined) {
+    if (url.pathname === "/") return { status: 200, ...await livePage() };
+    if (url.pathname === "/api/links") {
+      return {
+        status: 200,
+        body: JSON.stringify(await routes.links()),
+        headers: {
+          "content-type": "application/json",
+          "cache-control": "no-store",
+          "x-content-type-options": "nosniff",
+        },
+      };
     }
   }
   if (url.pathname === "/") {

@@ -33,6 +33,7 @@ import { checkProbeSize, type ProbeEvent } from "../measure/modes.ts";
 import { eventJson, formatLost, formatReply } from "../measure/report.ts";
 import { listInterfaces, probeHandler, ProbeMetrics } from "./probe.ts";
 import { serveMetrics } from "./http.ts";
+import { readLinks } from "./_links.ts";
 import { parseProbeAllow, type ProbeAllowEntry } from "./_probe_policy.ts";
 
 /** The flags of a measurement that a monitor, which runs until stopped, refuses. */
@@ -152,6 +153,7 @@ export async function runMonitorCommand(
     endpoint = serveMetrics(listen, {
       metrics: metrics.registry,
       probe: probeHandler({ timeoutMs: options.timeoutMs, size, allow }),
+      links: () => readLinks(metrics.registry),
     }, { onWarning: out.warn });
   } catch (error) {
     out.error(error);
