@@ -1,0 +1,240 @@
+/**
+ * deploy/kubernetes/ cannot be applied here (no cluster) and its image
+ * cannot be built (no container registry), so this test checks what can
+ * be checked on one machine: the manifests parse and fit together, and
+ * each container's command line, moved to loopback, starts and prints its
+ * start-up line, so a renamed or missing flag cannot slip through.
+ *
+ * The YAML is read with the `yaml` package (npm) rather than by hand:
+ * Kubernetes files use block sequences, quoted scalars and several
+ * documents per stream, and a parser of our own would be one more thing to
+ * get wrong in the very check meant to catch mistakes.
+ */
+
+import { deepEqual, equal, ok } from "node:assert/strict";
+import { parseAllDocuments } from "yaml";
+import { ROOT } from "../testing/cli.ts";
+
+const DIR = new URL("deploy/kubernetes/", ROOT);
+
+// deno-lint-ignore no-explicit-any
+type Manifest = any;
+
+interface Container {
+  name: string;
+  command: string[];
+  args: string[];
+  workingDir?: string;
+  env?: { name: string; valueFrom?: { fieldRef?: { fieldPath: string } } }[];
+  ports?: { name: string; containerPort: number; protocol?: string }[];
+}
+
+async function manifests(): Promise<Manifest[]> {
+  const found: Manifest[] = [];
+  for await (const entry of Deno.readDir(DIR)) {
+    if (!entry.name.endsWith(".yaml")) continue;
+    const text = await Deno.readTextFile(new URL(entry.name, DIR));
+    for (const document of parseAllDocuments(text)) {
+      equal(document.errors.length, 0, `${entry.name}: ${document.errors}`);
+      found.push(document.toJS());
+    }
+  }
+  return found;
+}
+
+function kind(all: Manifest[], name: string): Manifest {
+  const found = all.filter((manifest) => manifest.kind === name);
+  equal(found.length, 1, `one ${name} in deploy/kubernetes/`);
+  return found[0];
+}
+
+/** The values a cluster fills in from `fieldRef`s, as this test fakes them. */
+const FIELD_VALUES: Record<string, string> = {
+  "spec.nodeName": "test-node",
+  "metadata.namespace": "test-namespace",
+};
+
+/** The value after `flag` in `args`. */
+function flagValue(args: string[], flag: string): string | undefined {
+  const at = args.indexOf(flag);
+  return at < 0 ? undefined : args[at + 1];
+}
+
+/**
+ * The container's command line as it would run in the pod, `$(VAR)`
+ * expanded from its env, then moved to loopback: every `0.0.0.0` bind
+ * becomes `127.0.0.1` and every port it listens on 0 (a free one).
+ */
+function localCommand(container: Container): string[] {
+  const env = new Map<string, string>();
+  for (const variable of container.env ?? []) {
+    const path = variable.valueFrom?.fieldRef?.fieldPath;
+    ok(path !== undefined && path in FIELD_VALUES, `${variable.name}'s value`);
+    env.set(variable.name, FIELD_VALUES[path]!);
+  }
+  const expand = (word: string) =>
+    word.replace(/\$\((\w+)\)/g, (_, name) => {
+      ok(env.has(name), `${container.name} uses $(${name}), not in its env`);
+      return env.get(name)!;
+    });
+  const words = [...container.command, ...container.args].map(expand);
+  const script = words.findIndex((word) => word.endsWith(".ts"));
+  const listens = script >= 0 && words[script] === "server.ts";
+  return words.map((word, k) => {
+    if (k === 0 && word === "deno") return Deno.execPath();
+    if (word === "0.0.0.0") return "127.0.0.1";
+    if (/^0\.0\.0\.0:\d+$/.test(word)) return "127.0.0.1:0";
+    // The reflector's own port; the monitor's -p is its targets'.
+    if (listens && words[k - 1] === "-p") return "0";
+    return word;
+  });
+}
+
+/** The flags of `words` after the script that its `--help` does not list. */
+async function unknownFlags(words: string[]): Promise<string[]> {
+  const script = words.findIndex((word) => word.endsWith(".ts"));
+  const { stdout } = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--unstable-net", "--allow-all", words[script]!, "--help"],
+    cwd: ROOT,
+    stdout: "piped",
+    stderr: "null",
+    env: { NO_COLOR: "1" },
+  }).output();
+  const help = new TextDecoder().decode(stdout);
+  return words.slice(script + 1)
+    .filter((word) => /^--?[a-z]/i.test(word))
+    .filter((flag) =>
+      !new RegExp(`(^|[\\s,])${flag.replace(/-/g, "\\-")}\\b`, "m").test(help)
+    );
+}
+
+/**
+ * Runs `words` in the root until stdout or stderr shows a start-up line
+ * (the server's "starting up on", the monitor's "MONITOR"), then stops it
+ * with SIGTERM, as Kubernetes would; resolves to that line and the exit code.
+ */
+async function startAndStop(
+  words: string[],
+): Promise<{ line: string; code: number; said: string }> {
+  const child = new Deno.Command(words[0]!, {
+    args: words.slice(1),
+    cwd: ROOT,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+  let said = "";
+  let found: (line: string) => void;
+  const line = new Promise<string>((resolve) => found = resolve);
+  const read = (stream: ReadableStream<Uint8Array>) =>
+    (async () => {
+      for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+        said += chunk;
+        const start = /^(starting up on .*|MONITOR .*)$/m.exec(said);
+        if (start) found(start[1]!);
+      }
+    })();
+  const reading = Promise.all([read(child.stdout), read(child.stderr)]);
+  const first = await Promise.race([
+    line,
+    child.status.then(() => undefined),
+  ]);
+  if (first !== undefined) child.kill("SIGTERM");
+  const { code } = await child.status;
+  await reading;
+  return { line: first ?? "", code, said };
+}
+
+Deno.test("deploy/kubernetes: the DaemonSet, its headless Service and the PodMonitor fit together", async () => {
+  const all = await manifests();
+  const daemonSet = kind(all, "DaemonSet");
+  const service = kind(all, "Service");
+  const podMonitor = kind(all, "PodMonitor");
+  const labels = daemonSet.spec.template.metadata.labels;
+  deepEqual(daemonSet.spec.selector.matchLabels, labels);
+  deepEqual(service.spec.selector, labels);
+  deepEqual(podMonitor.spec.selector.matchLabels, labels);
+  equal(service.spec.clusterIP, "None", "the Service is headless");
+  const containers: Container[] = daemonSet.spec.template.spec.containers;
+  deepEqual(containers.map((c) => c.name), ["reflector", "monitor"]);
+  const [reflector, monitor] = containers as [Container, Container];
+  // The monitors look up this Service, and probe the reflectors' port.
+  const name = flagValue(monitor.args, "--targets-dns");
+  ok(
+    name?.startsWith(`${service.metadata.name}.$(POD_NAMESPACE).svc.`),
+    `--targets-dns ${name} names the Service`,
+  );
+  const stampPort = Number(flagValue(reflector.args, "-p"));
+  equal(Number(flagValue(monitor.args, "-p")), stampPort);
+  deepEqual(
+    service.spec.ports.map((p: Manifest) => [p.protocol, p.port]),
+    [["UDP", stampPort]],
+  );
+  // Each container declares the ports it serves; the PodMonitor scrapes them.
+  for (const container of containers) {
+    const metricsPort = Number(
+      flagValue(container.args, "--metrics")!.split(":").pop(),
+    );
+    ok(
+      container.ports?.some((p) =>
+        p.containerPort === metricsPort && p.name.startsWith("metrics-")
+      ),
+      `${container.name} declares its metrics port ${metricsPort}`,
+    );
+  }
+  const metricsPorts = containers.flatMap((c) => c.ports ?? [])
+    .map((p) => p.name).filter((n) => n.startsWith("metrics-")).sort();
+  deepEqual(
+    podMonitor.spec.podMetricsEndpoints.map((e: Manifest) => e.port).sort(),
+    metricsPorts,
+  );
+  // Without the operator: the scrape job keeps exactly these pods' ports.
+  // (Debian's promtool is built without Kubernetes discovery, so it cannot
+  // check this file.)
+  const scrape = parseAllDocuments(
+    await Deno.readTextFile(new URL("prometheus-scrape.yml", DIR)),
+  )[0]!.toJS();
+  const keeps = scrape.scrape_configs[0].relabel_configs.filter((
+    r: Manifest,
+  ) => r.action === "keep");
+  const keep = (label: string) =>
+    new RegExp(
+      `^(?:${
+        keeps.find((r: Manifest) => r.source_labels[0] === label).regex
+      })$`,
+    );
+  ok(
+    keep("__meta_kubernetes_pod_label_app_kubernetes_io_name").test(
+      labels["app.kubernetes.io/name"],
+    ),
+  );
+  const portKeep = keep("__meta_kubernetes_pod_container_port_name");
+  ok(metricsPorts.every((name) => portKeep.test(name)));
+  ok(!portKeep.test("stamp"));
+});
+
+Deno.test("deploy/kubernetes: each container's command line starts here on loopback and ends with exit 0 on SIGTERM", async () => {
+  const all = await manifests();
+  const containers: Container[] =
+    kind(all, "DaemonSet").spec.template.spec.containers;
+  const missing: string[] = [];
+  for (const container of containers) {
+    const words = localCommand(container);
+    const unknown = await unknownFlags(words);
+    if (unknown.length > 0) {
+      missing.push(`${container.name}: ${unknown.join(", ")}`);
+      continue;
+    }
+    const { line, code, said } = await startAndStop(words);
+    ok(line !== "", `${container.name} printed no start-up line: ${said}`);
+    equal(code, 0, `${container.name} ended with ${code}: ${said}`);
+  }
+  equal(
+    missing.join("; "),
+    "",
+    `The manifests use flags that the scripts' --help lacks: ${
+      missing.join("; ")
+    }`,
+  );
+});
