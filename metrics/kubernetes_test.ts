@@ -14,6 +14,7 @@
 import { deepEqual, equal, ok } from "node:assert/strict";
 import { parseAllDocuments } from "yaml";
 import { ROOT } from "../testing/cli.ts";
+import { startWatched } from "../testing/shell.ts";
 
 const DIR = new URL("deploy/kubernetes/", ROOT);
 
@@ -108,44 +109,6 @@ async function unknownFlags(words: string[]): Promise<string[]> {
     );
 }
 
-/**
- * Runs `words` in the root until stdout or stderr shows a start-up line
- * (the server's "starting up on", the monitor's "MONITOR"), then stops it
- * with SIGTERM, as Kubernetes would; resolves to that line and the exit code.
- */
-async function startAndStop(
-  words: string[],
-): Promise<{ line: string; code: number; said: string }> {
-  const child = new Deno.Command(words[0]!, {
-    args: words.slice(1),
-    cwd: ROOT,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).spawn();
-  let said = "";
-  let found: (line: string) => void;
-  const line = new Promise<string>((resolve) => found = resolve);
-  const read = (stream: ReadableStream<Uint8Array>) =>
-    (async () => {
-      for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
-        said += chunk;
-        const start = /^(starting up on .*|MONITOR .*)$/m.exec(said);
-        if (start) found(start[1]!);
-      }
-    })();
-  const reading = Promise.all([read(child.stdout), read(child.stderr)]);
-  const first = await Promise.race([
-    line,
-    child.status.then(() => undefined),
-  ]);
-  if (first !== undefined) child.kill("SIGTERM");
-  const { code } = await child.status;
-  await reading;
-  return { line: first ?? "", code, said };
-}
-
 Deno.test("deploy/kubernetes: the DaemonSet, its headless Service and the PodMonitor fit together", async () => {
   const all = await manifests();
   const daemonSet = kind(all, "DaemonSet");
@@ -226,8 +189,11 @@ Deno.test("deploy/kubernetes: each container's command line starts here on loopb
       missing.push(`${container.name}: ${unknown.join(", ")}`);
       continue;
     }
-    const { line, code, said } = await startAndStop(words);
-    ok(line !== "", `${container.name} printed no start-up line: ${said}`);
+    // The reflector's start-up line and the monitor's: then stop it as
+    // Kubernetes would.
+    const running = startWatched(words);
+    await running.waitFor(/^(starting up on|MONITOR) /m);
+    const { code, said } = await running.stop("SIGTERM");
     equal(code, 0, `${container.name} ended with ${code}: ${said}`);
   }
   equal(

@@ -1,7 +1,8 @@
 import { deepEqual, equal, match, ok } from "node:assert/strict";
 import { startServer } from "../testing/cli.ts";
 import { fetchText, startScript } from "../testing/metrics.ts";
-import { CHROMIUM, openBrowser, sh } from "../testing/chromium.ts";
+import { CHROMIUM, openBrowser } from "../testing/chromium.ts";
+import { sh } from "../testing/shell.ts";
 import { waitUntil } from "../testing/wait.ts";
 import { LINK_METRICS as M, LINK_QUANTILES } from "./_links.ts";
 

@@ -9,6 +9,7 @@
  */
 
 import { hasProgram } from "./metrics.ts";
+import { sh } from "./shell.ts";
 
 /** The Chromium program on PATH, or undefined when there is none. */
 export const CHROMIUM: string | undefined = ["chromium", "chromium-browser"]
@@ -26,24 +27,6 @@ export interface Browser {
   screenshot(width: number): Promise<Uint8Array>;
   /** Ends the browser and removes its profile. */
   close(): Promise<void>;
-}
-
-/** Runs `script` in a shell; resolves to its stdout (the tests may not write files themselves). */
-export async function sh(script: string, stdin?: Uint8Array): Promise<string> {
-  const child = new Deno.Command("sh", {
-    args: ["-c", script],
-    stdin: stdin === undefined ? "null" : "piped",
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
-  if (stdin !== undefined) {
-    const writer = child.stdin.getWriter();
-    await writer.write(stdin);
-    await writer.close();
-  }
-  const { stdout, success } = await child.output();
-  if (!success) throw new Error(`Cannot run: ${script}`);
-  return new TextDecoder().decode(stdout).trim();
 }
 
 /** Starts headless Chromium on `url`. Throws when there is no Chromium. */
