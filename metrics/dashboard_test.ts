@@ -150,7 +150,7 @@ scrape_configs:
         await new Promise((resolve) => setTimeout(resolve, 1000));
         left = await empty();
       }
-      equal(left.join("\n"), "", "panels without series");
+      equal(left.length, 0, `panels without series:\n${left.join("\n")}`);
       // Each link query names exactly the two links, each once per legend.
       for (const { panel, expr } of queries) {
         const series = await prometheus.query(expr);

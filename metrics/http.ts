@@ -1,7 +1,8 @@
 /**
  * The HTTP endpoint Prometheus scrapes: `/metrics` for a registry, and
  * `/probe?target=HOST:PORT&count=N` for probes run at scrape time, as
- * blackbox_exporter does it. It runs on a small bounded HTTP/1.1 server
+ * blackbox_exporter does it; for a monitor, also its live page at `/`
+ * and the page's data at `/api/links`. It runs on a small bounded HTTP/1.1 server
  * (`_http_server.ts`), so no client can take the process down: the
  * connections are capped to fit the file descriptor limit, a head must
  * come within seconds, and a failed `accept()` (EMFILE) is retried after a

@@ -15,10 +15,11 @@ if (CHROMIUM === undefined) {
 /** Where to copy the screenshot as well (docs/page.png is made so: see docs/fleet.md). */
 const SCREENSHOT_COPY = Deno.env.get("UDP_ECHO_PAGE_PNG");
 
+/** The host name is the monitor's node label when it has no --node. */
 const MONITOR_PERMISSIONS = [
   "--allow-net",
   "--allow-ffi",
-  "--allow-sys=networkInterfaces",
+  "--allow-sys=networkInterfaces,hostname",
 ];
 
 interface Series {
