@@ -101,7 +101,7 @@ const RANGES = {
  * The measurement modes, as `measure/report.ts` names them; a type import
  * from there would put the measurement modules in the plain client's graph.
  */
-type MeasureMode = "ping" | "load" | "sweep" | "monitor";
+type MeasureMode = "ping" | "load" | "sweep" | "monitor" | "diagnose";
 
 const MEASURE_FLAGS = {
   count: { type: "string", short: "c" },
@@ -124,6 +124,8 @@ const MEASURE_FLAGS = {
   stamp: { type: "boolean" },
   "stamp-tlv": { type: "string" },
   ssid: { type: "string" },
+  diagnose: { type: "string" },
+  "nat-max": { type: "string" },
 } as const;
 
 /** The `--help` lines of the measurement flags. */
@@ -162,6 +164,11 @@ const MEASURE_HELP =
                        and loss each way, the reflector's time; -s at least 44
       --stamp-tlv LIST with --stamp: location (a NAT hint), timestamp-info
       --ssid N         with --stamp: the session id, 0 to 65535 (default: random)
+      --diagnose CHECKS  path checks: all, or a comma list of pmtu, dscp, ecn,
+                       nat (see docs/diagnose.md); pmtu, dscp and ecn need
+                       --allow-ffi
+      --nat-max S      with --diagnose nat: the longest idle time tried, 1 to
+                       3600 seconds (default: 300)
   Load without -c or -d runs 10 s; -t MS marks slower replies late and,
   with -w, frees their slot.`;
 
@@ -187,6 +194,9 @@ type ModeValues = {
  * when none is given (the single echo).
  */
 function measurementMode(values: ModeValues): MeasureMode | undefined {
+  if (values.diagnose !== undefined || values["nat-max"] !== undefined) {
+    return "diagnose";
+  }
   if (values.metrics !== undefined) return "monitor";
   if (values.sweep) return "sweep";
   if (LOAD_FLAGS.some((flag) => values[flag] !== undefined)) return "load";
@@ -440,6 +450,14 @@ async function main(args: string[]): Promise<number> {
     // A /probe's name lookup cannot be cancelled and would hold the exit
     // until the resolver gives up; every line is written already.
     Deno.exit(code);
+  }
+  if (measure?.mode === "diagnose") {
+    const { runDiagnose } = await import("./diagnose/run.ts");
+    return await runDiagnose(measure.flags, {
+      target: command.target,
+      timeoutMs: timeout,
+      ...{ quiet, json, output: out },
+    });
   }
   if (measure !== undefined) {
     // Only a measurement loads the measurement modules.

@@ -8,6 +8,7 @@
 
 import { formatAddress } from "../net/address.ts";
 import { errorMessage } from "../net/errors.ts";
+import type { HostDrops } from "../net/host_drops.ts";
 import { refusedSources } from "./_interfaces.ts";
 import {
   defaultRate,
@@ -118,6 +119,15 @@ export function bindAll<T>(
   return sockets;
 }
 
+/** The counters' fields for the kernel's drops `reading` gives (see `net/host_drops.ts`). */
+export function hostDropFields(
+  reading: HostDrops,
+): Pick<Counters, "hostDrops" | "hostDropsUnknown"> {
+  return reading.drops === null
+    ? { hostDrops: null, hostDropsUnknown: reading.unknown }
+    : { hostDrops: reading.drops };
+}
+
 /** Wraps `onEvent` so that an exception it throws (a broken log) cannot stop the echo. */
 export function guardEvents(
   onEvent: ((event: ServerEvent) => void) | undefined,
@@ -147,6 +157,7 @@ export function socketStats(
     echoed,
     echoedBytes,
     errorsBy: { ...errorsBy },
+    hostDrops: counters.hostDrops,
   };
 }
 
@@ -163,6 +174,7 @@ export function zeroCounters(): Counters {
     errorsBy: { receive: 0, send: 0 },
     eventsDropped: 0,
     activeSources: 0,
+    hostDrops: 0,
   };
 }
 
@@ -180,6 +192,13 @@ export function addCounters(total: Counters, part: Counters): Counters {
   total.errorsBy.send += part.errorsBy.send;
   total.eventsDropped += part.eventsDropped;
   total.activeSources += part.activeSources;
+  // One socket whose drops are unknown makes the server's unknown.
+  if (total.hostDrops !== null) {
+    if (part.hostDrops === null) {
+      total.hostDrops = null;
+      total.hostDropsUnknown = part.hostDropsUnknown;
+    } else total.hostDrops += part.hostDrops;
+  }
   for (const [reason, count] of Object.entries(part.droppedBy)) {
     const key = reason as DropCause;
     total.droppedBy[key] = (total.droppedBy[key] ?? 0) + count;

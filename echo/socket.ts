@@ -24,6 +24,7 @@
  */
 
 import { checkUnstableNet } from "../net/errors.ts";
+import { SocketDropCounter } from "../net/host_drops.ts";
 import {
   expandWildcards,
   interfaceWarning,
@@ -38,6 +39,7 @@ import {
   type Counters,
   dropCounts,
   guardEvents,
+  hostDropFields,
   RECEIVE_ERROR_PAUSE_MS,
   RECEIVE_ERRORS_BEFORE_PAUSE,
   serverPolicy,
@@ -135,14 +137,26 @@ export function serveSocket(options: EchoBackendOptions): EchoServer {
     options.datagramEvents !== false;
   const startedAt = performance.now();
   let closed = false;
+  // Deno keeps the socket's descriptor to itself: its drops come from
+  // /proc/net/udp{,6}, when Deno lets this process read it.
+  const hostDrops = new SocketDropCounter(addrs);
   const close = () => {
     if (closed) return;
     closed = true;
+    // The last reading, while the sockets' lines are still there.
+    hostDrops.freeze();
     for (const conn of conns) conn.close();
+  };
+  const withDrops = (): Counters[] => {
+    const drops = hostDrops.read();
+    return counters.map((part, k) => ({
+      ...part,
+      ...hostDropFields(drops[k]!),
+    }));
   };
   const stats = (): EchoStats => {
     const total = zeroCounters();
-    for (const part of counters) addCounters(total, part);
+    for (const part of withDrops()) addCounters(total, part);
     for (const policy of new Set(policies)) {
       addCounters(total, {
         ...zeroCounters(),
@@ -179,7 +193,7 @@ export function serveSocket(options: EchoBackendOptions): EchoServer {
     rateLimit: rateLimitOf(policyOptions),
     stats,
     statsBySocket: () =>
-      counters.map((part, k) => socketStats(addrs[k]!, part)),
+      withDrops().map((part, k) => socketStats(addrs[k]!, part)),
   };
 }
 

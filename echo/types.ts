@@ -72,6 +72,16 @@ export interface EchoStats {
   eventsDropped: number;
   /** Sources the rate limiter holds a recent datagram of (0 without a rate limit). */
   activeSources: number;
+  /**
+   * Datagrams the kernel dropped at the server's sockets before the server
+   * could read them, summed over the sockets since they were bound: a full
+   * receive buffer (rarely a bad checksum), a drop at this host and not on
+   * the path; they are not in `received`. `null` when it cannot be known,
+   * and `hostDropsUnknown` says why.
+   */
+  hostDrops: number | null;
+  /** Why `hostDrops` is `null`: what reading it needs. */
+  hostDropsUnknown?: string;
   /** Milliseconds since the server started. */
   uptimeMs: number;
 }
@@ -94,6 +104,8 @@ export interface SocketStats {
   echoedBytes: number;
   /** Failed receives and sends on this socket, by operation. */
   errorsBy: Record<IoOperation, number>;
+  /** The kernel's drops at this socket (see {@linkcode EchoStats.hostDrops}); `null` when unknown. */
+  hostDrops: number | null;
 }
 
 /** A datagram that was received and echoed back. */

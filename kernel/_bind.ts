@@ -31,9 +31,11 @@ import {
 } from "./_sockaddr.ts";
 import {
   IP_PKTINFO,
+  IP_RECVTOS,
   IP_RECVTTL,
   IPV6_RECVHOPLIMIT,
   IPV6_RECVPKTINFO,
+  IPV6_RECVTCLASS,
   SOL_IP,
   SOL_IPV6,
 } from "./_pktinfo.ts";
@@ -116,8 +118,9 @@ export interface BindOptions {
   /**
    * Also ask for each datagram's kernel receive time (`SO_TIMESTAMPNS`) and
    * the TTL or hop limit it arrived with (`IP_RECVTTL`, and
-   * `IPV6_RECVHOPLIMIT` too on IPv6, whose sockets receive IPv4 as well):
-   * what the STAMP Session-Reflector writes. Off by default: the kernel then
+   * `IPV6_RECVHOPLIMIT` too on IPv6, whose sockets receive IPv4 as well)
+   * and TOS or traffic class (`IP_RECVTOS`, `IPV6_RECVTCLASS`): what the
+   * STAMP Session-Reflector writes. Off by default: the kernel then
    * stamps every datagram of the host.
    */
   receiveTimes?: boolean;
@@ -180,7 +183,9 @@ export function bindSocket(
         : [[SOL_IP, IP_PKTINFO]];
       if (options.receiveTimes) {
         wanted.push([SOL_SOCKET, SO_TIMESTAMPNS], [SOL_IP, IP_RECVTTL]);
+        wanted.push([SOL_IP, IP_RECVTOS]);
         if (af === AF_INET6) wanted.push([SOL_IPV6, IPV6_RECVHOPLIMIT]);
+        if (af === AF_INET6) wanted.push([SOL_IPV6, IPV6_RECVTCLASS]);
       }
       for (const [level, option] of wanted) {
         if (libc.symbols.setsockopt(fd, level!, option!, on, 4) !== 0) {

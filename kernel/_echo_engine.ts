@@ -20,8 +20,12 @@
  * even on a wildcard socket, and a datagram sent to a broadcast or multicast
  * address is dropped (`not-unicast`) before any decide hook. A reflect hook
  * (`_hooks.ts`) may then rewrite a datagram into its reply in place, seeing
- * its kernel receive time and TTL, and stamp each reply right before the
- * `sendmmsg` that carries it.
+ * its kernel receive time, TTL and TOS, mark its reply with a TOS of its
+ * choosing (the STAMP Class of Service) and stamp each reply right before
+ * the `sendmmsg` that carries it.
+ *
+ * It is longer than 500 lines because the receive, decide and send steps
+ * of one batch index the one buffer together, and read best side by side.
  *
  * @module
  */
@@ -79,6 +83,7 @@ import {
 } from "./_transmit.ts";
 import { NameCache } from "./_names.ts";
 import {
+  addReplyTos,
   copyInfo,
   INFO_SIZE,
   initSendControl,
@@ -405,6 +410,8 @@ export class EchoEngine {
         this.droppedBy[reason] = (this.droppedBy[reason] ?? 0) + 1;
         continue;
       }
+      // A STAMP reply's Class of Service: its marking rides with the pktinfo.
+      const tos = reflect?.replyTos ?? -1;
       const s = sendHdrBase + kept * (MMSGHDR_SIZE >> 2);
       u32[s] = this.#addrLo[i]!; // msg_name
       u32[s + 1] = this.#addrHi[i]!;
@@ -412,10 +419,16 @@ export class EchoEngine {
       u32[s + 4] = this.#sendIovLo[i]!; // msg_iov
       u32[s + 5] = this.#sendIovHi[i]!;
       u32[s + 6] = 1; // msg_iovlen
-      if (kind === PKTINFO_UNICAST && this.#wildcard) {
+      if (kind === PKTINFO_UNICAST && (this.#wildcard || tos >= 0)) {
         u32[s + 8] = this.#sendControlLo[i]!; // msg_control
         u32[s + 9] = this.#sendControlHi[i]!;
-        u32[s + 10] = this.#sendControlLength; // msg_controllen
+        u32[s + 10] = tos < 0 ? this.#sendControlLength : addReplyTos(
+          u32,
+          this.#sendControlOffset + i * SEND_CONTROL_SIZE,
+          this.#sendControlLength,
+          tos,
+          !this.#ipv6 || u32[(addr + 16) >> 2] === 0xffff0000,
+        ); // msg_controllen
       } else u32.fill(0, s + 8, s + 11);
       u32[sendIovBase + i * (IOVEC_SIZE >> 2) + 2] = size; // iov_len
       this.#keptSlot[kept] = i;

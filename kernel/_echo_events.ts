@@ -375,5 +375,7 @@ export function readCounters(
     errorsBy: { receive: receiveErrors, send: sendErrors },
     eventsDropped,
     activeSources: counts[C_ACTIVE_SOURCES]!,
+    // The kernel's count, which the thread owning the socket reads (echo.ts).
+    hostDrops: 0,
   };
 }

@@ -53,6 +53,11 @@ export interface DatagramFacts {
    * not asked for (only with a reflect module) or not given.
    */
   ttl: number;
+  /**
+   * The TOS (IPv4) or traffic class (IPv6) byte the datagram arrived with;
+   * -1 when not asked for (only with a reflect module) or not given.
+   */
+  tos: number;
 }
 
 /**
@@ -91,6 +96,7 @@ export function newDatagramFacts(
     receivedAtS: 0,
     receivedAtNs: 0,
     ttl: 0,
+    tos: -1,
   };
 }
 
@@ -134,6 +140,11 @@ export type ReflectHook =
   & ((facts: Readonly<DatagramFacts>) => string | undefined)
   & {
     transmit?: (reply: Readonly<OutgoingReply>) => void;
+    /**
+     * Set by the hook on each datagram it answers: the TOS or traffic
+     * class its reply leaves with, or -1 for the socket's own.
+     */
+    replyTos?: number;
   };
 
 /**

@@ -56,6 +56,16 @@ export const LIBC_SYMBOLS = {
   socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
   bind: { parameters: ["i32", "buffer", "u32"], result: "i32" },
   getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
+  // The path socket (`path_socket.ts`): a connected socket, its options
+  // read back, and one message at a time with its control data. The receive
+  // buffer's size and drop count are read with getsockopt too
+  // (`_socket_buffer.ts`).
+  connect: { parameters: ["i32", "buffer", "u32"], result: "i32" },
+  getsockopt: {
+    parameters: ["i32", "i32", "i32", "buffer", "buffer"],
+    result: "i32",
+  },
+  recvmsg: { parameters: ["i32", "buffer", "i32"], result: "i32" },
   setsockopt: {
     parameters: ["i32", "i32", "i32", "buffer", "u32"],
     result: "i32",

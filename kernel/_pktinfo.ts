@@ -42,6 +42,10 @@ export const IP_RECVTTL = 12;
 export const IP_TTL = 2;
 export const IPV6_RECVHOPLIMIT = 51;
 export const IPV6_HOPLIMIT = 52;
+export const IP_TOS = 1;
+export const IP_RECVTOS = 13;
+export const IPV6_RECVTCLASS = 66;
+export const IPV6_TCLASS = 67;
 
 /** Where {@linkcode readPktinfo} puts what it read in its `info` array. */
 export const INFO_IFINDEX = 0;
@@ -51,19 +55,24 @@ export const INFO_TTL = 1;
 export const INFO_SECONDS = 2;
 /** Kernel receive time, nanoseconds within the second. */
 export const INFO_NANOSECONDS = 3;
+/** The TOS or traffic class byte plus 1; 0 when the kernel did not say. */
+export const INFO_TOS = 4;
 /** The length of the `info` array. */
-export const INFO_SIZE = 4;
+export const INFO_SIZE = 5;
 
 /**
  * Bytes of control data each receive slot has room for: every message of
  * an IPv4 datagram on an IPv6 socket (pktinfo 40 + 32, timestamp 32, TTL
- * 24) and spare. A message that does not fit is cut off (`MSG_CTRUNC`) and
+ * 24, TOS 24) and spare. A message that does not fit is cut off (`MSG_CTRUNC`) and
  * then simply not found.
  */
 export const RECEIVE_CONTROL_SIZE = 192;
 
-/** Bytes of control data a reply carries: `CMSG_SPACE` of one pktinfo. */
-export const SEND_CONTROL_SIZE = 40;
+/**
+ * Bytes of control data a reply carries: `CMSG_SPACE` of one pktinfo, then
+ * room for a TOS or traffic class ({@linkcode addReplyTos}).
+ */
+export const SEND_CONTROL_SIZE = 64;
 
 /** No pktinfo came with the datagram: reply as the socket would by itself. */
 export const PKTINFO_NONE = 0;
@@ -83,12 +92,36 @@ export function copyInfo(
     ttl: number;
     receivedAtS: number;
     receivedAtNs: number;
+    tos: number;
   },
 ): void {
   facts.interfaceIndex = info[INFO_IFINDEX]!;
   facts.ttl = info[INFO_TTL]!;
   facts.receivedAtS = info[INFO_SECONDS]!;
   facts.receivedAtNs = info[INFO_NANOSECONDS]!;
+  facts.tos = info[INFO_TOS]! - 1;
+}
+
+/**
+ * Appends to a reply's control message (pktinfo, `length` bytes at byte
+ * `send`) a TOS (`IP_TOS`, for IPv4 and an IPv4 datagram on an IPv6
+ * socket) or traffic class (`IPV6_TCLASS`) of `tos`, the Class of Service
+ * a STAMP reflector answers with; returns the new length.
+ */
+export function addReplyTos(
+  u32: Uint32Array,
+  send: number,
+  length: number,
+  tos: number,
+  ipv4: boolean,
+): number {
+  const w = (send + length) >> 2;
+  u32[w] = CMSG_HEADER + 4; // cmsg_len
+  u32[w + 1] = 0;
+  u32[w + 2] = ipv4 ? SOL_IP : SOL_IPV6;
+  u32[w + 3] = ipv4 ? IP_TOS : IPV6_TCLASS;
+  u32[w + 4] = tos;
+  return length + 24;
 }
 
 /**
@@ -132,6 +165,7 @@ export function readPktinfo(
   let v4 = -1;
   let v6 = -1;
   info[INFO_TTL] = 0;
+  info[INFO_TOS] = 0;
   info[INFO_SECONDS] = 0;
   info[INFO_NANOSECONDS] = 0;
   for (let at = control; at + CMSG_HEADER <= end;) {
@@ -151,6 +185,10 @@ export function readPktinfo(
       level === SOL_IP && type === IP_TTL ||
       level === SOL_IPV6 && type === IPV6_HOPLIMIT
     ) info[INFO_TTL] = u32[w + 4]!;
+    else if (
+      level === SOL_IP && type === IP_TOS ||
+      level === SOL_IPV6 && type === IPV6_TCLASS
+    ) info[INFO_TOS] = u8[at + CMSG_HEADER]! + 1;
     at += (size + 7) & ~7;
   }
   const s = send >> 2;

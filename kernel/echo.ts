@@ -44,6 +44,7 @@ import {
   spoofProgram,
 } from "./_spoof_guard.ts";
 import { checkBatchSize, openLibc, releaseLibc, SHUT_RDWR } from "./_libc.ts";
+import { socketDrops } from "./_socket_buffer.ts";
 import type { WorkerMessage } from "./_channel.ts";
 import {
   C_BATCHES,
@@ -336,9 +337,30 @@ export function serveBatch(options: BatchServeOptions): BatchServer {
   }
 
   const startedAt = performance.now();
+  // The kernel's drops at each socket, read on this thread, which owns the
+  // sockets: at each call, and a last time right before they close. The
+  // sink of forged sources is a socket of the server too: what it drops
+  // counts in the host's RcvbufErrors as well.
+  const finalDrops: number[] = [];
+  const readDrops = (lane: Lane) => {
+    const drops = socketDrops(libc, lane.socket.fd);
+    if (lane.spoofSinkFd < 0 || drops < 0) return drops;
+    const sink = socketDrops(libc, lane.spoofSinkFd);
+    return sink < 0 ? sink : drops + sink;
+  };
+  const laneCounters = (lane: Lane, k: number) => {
+    const drops = finalDrops[k] ?? readDrops(lane);
+    return {
+      ...lane.events.counters(),
+      ...(drops >= 0 ? { hostDrops: drops } : {
+        hostDrops: null,
+        hostDropsUnknown: "the kernel did not say (getsockopt SO_MEMINFO)",
+      }),
+    };
+  };
   const stats = (): EchoStats => {
     const total = zeroCounters();
-    for (const lane of lanes) addCounters(total, lane.events.counters());
+    lanes.forEach((lane, k) => addCounters(total, laneCounters(lane, k)));
     return { ...total, uptimeMs: performance.now() - startedAt };
   };
   const loopStats = (): LoopStats => ({
@@ -377,6 +399,7 @@ export function serveBatch(options: BatchServeOptions): BatchServer {
     // Only now has every loop left its last system call (or never started):
     // the Workers, and with them the buffers the kernel used, may go.
     stop();
+    lanes.forEach((lane, k) => finalDrops[k] = readDrops(lane));
     for (const lane of lanes) {
       lane.worker.terminate();
       libc.symbols.close(lane.socket.fd);
@@ -414,8 +437,8 @@ export function serveBatch(options: BatchServeOptions): BatchServer {
     rateLimit: rateLimitOf(policy),
     stats,
     statsBySocket: () =>
-      lanes.map((lane) =>
-        socketStats(lane.socket.addr, lane.events.counters())
+      lanes.map((lane, k) =>
+        socketStats(lane.socket.addr, laneCounters(lane, k))
       ),
     loopStats,
   };

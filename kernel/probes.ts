@@ -17,6 +17,12 @@ import type { ProbeEvent } from "../measure/types.ts";
 import type { RunResult } from "../measure/types.ts";
 import type { Channel, WorkerMessage } from "./_channel.ts";
 import { createProbeChannel, ProbeEventReader } from "./_probe_events.ts";
+import { openLibc, releaseLibc } from "./_libc.ts";
+import {
+  receiveBufferNeed,
+  sizeReceiveBuffer,
+  socketDrops,
+} from "./_socket_buffer.ts";
 
 /** Control flag bit: stop sending, wait for the replies due. */
 export const STOP = 1;
@@ -135,6 +141,14 @@ export async function runOnEngine(run: EngineRun): Promise<RunResult> {
   } catch (error) {
     throw new EngineStartError(errorMessage(error), { cause: error });
   }
+  const libc = openLibc();
+  // Sized before the first send: the buffer holds what the rate asked for
+  // brings in while the Worker is away from its receive.
+  const receiveBuffer =
+    sockets.fds.map((fd) =>
+      sizeReceiveBuffer(libc, fd, receiveBufferNeed(run))
+    )[0];
+  const dropsBefore = sockets.fds.map((fd) => socketDrops(libc, fd));
   const control = new Int32Array(new SharedArrayBuffer(4));
   const onStop = () => Atomics.or(control, 0, STOP);
   const onAbort = () => Atomics.or(control, 0, ABORT);
@@ -207,7 +221,22 @@ export async function runOnEngine(run: EngineRun): Promise<RunResult> {
       channel,
     };
     worker.postMessage(config);
-    return await done.promise;
+    const result = await done.promise;
+    // The Worker is past its last receive: what the kernel dropped until
+    // now, after the last datagram too, is the run's.
+    const drops = sockets.fds.map((fd, k) =>
+      socketDrops(libc, fd) - dropsBefore[k]!
+    );
+    const known = dropsBefore.every((count) => count >= 0) &&
+      drops.every((count) => count >= 0);
+    return {
+      ...result,
+      ...(known ? { hostDrops: drops.reduce((a, b) => a + b, 0) } : {
+        hostDrops: null,
+        hostDropsUnknown: "the kernel did not say (getsockopt SO_MEMINFO)",
+      }),
+      receiveBuffer,
+    };
   } catch (error) {
     if (error instanceof EngineStartError) throw error;
     if (worker === undefined) {
@@ -221,5 +250,6 @@ export async function runOnEngine(run: EngineRun): Promise<RunResult> {
     // more system calls, so the sockets may close.
     worker?.terminate();
     sockets.close();
+    releaseLibc();
   }
 }

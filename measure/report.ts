@@ -36,6 +36,7 @@ import type {
 import { formatAddress } from "../net/address.ts";
 import { histogram, lossPercent, type Summary } from "./stats.ts";
 import type { Mode } from "./_common.ts";
+import { formatHostDrops } from "./_host_drops_report.ts";
 
 /** Formats milliseconds with three decimals, or `-` when there is no value. */
 export function formatMs(ms: number): string {
@@ -238,6 +239,7 @@ export function formatRunSummary(
   if (extras.length > 0) lines.push(extras.join(", "));
   const merged = mergedText(result);
   if (merged) lines.push(merged);
+  lines.push(...formatHostDrops(result));
   lines.push(...summaryTable(result.rttMs));
   lines.push(
     `jitter (ms): mean ipdv ${formatMs(result.jitterMs.ipdv)}, rfc3550 ${

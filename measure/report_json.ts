@@ -9,6 +9,7 @@
 import type { Mode, ProbeEvent, RunResult, SweepResult } from "./modes.ts";
 import { formatAddress } from "../net/address.ts";
 import { lossPercent, type ReplyCounts, type Summary } from "./stats.ts";
+import { hostDropsJson } from "./_host_drops_report.ts";
 
 /**
  * Names the JSON format and its version: a new field bumps the minor
@@ -16,7 +17,9 @@ import { lossPercent, type ReplyCounts, type Summary } from "./stats.ts";
  * `send_error`, the `send_error` event, `in_flight` and the send-rate check;
  * 1.2 added `io`, `clock_steps`, `events_dropped`, the reply event's `clock_step`, and
  * `p50`, `p99` and `largest_burst` in `schedule_error_ms`; 1.3 added `merged`,
- * the reply event's `merged` and `on_time_percent` in `schedule_error_ms`.
+ * the reply event's `merged`, `on_time_percent` in `schedule_error_ms`,
+ * `host_drops`, `host_drops_unknown_reason`, `lost_beyond_host_drops` and
+ * `receive_buffer`.
  */
 export const JSON_SCHEMA = "udp-echo.measure/1.3";
 
@@ -77,6 +80,7 @@ export function runJson(
     late: result.late,
     ignored: result.ignored,
     in_flight: result.inFlight ?? 0,
+    ...hostDropsJson(result),
     send_error: result.sendError ?? null,
     loss_percent: lossPercent(result),
     rtt_ms: summaryJson(result.rttMs),

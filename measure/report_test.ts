@@ -337,3 +337,66 @@ Deno.test("dropped events show in the text summary and as events_dropped, 0 when
     ),
   );
 });
+
+Deno.test("host drops show apart from the loss, and how much of it they explain, in text and JSON", () => {
+  const lost = { ...runResult(), sent: 600, received: 3, lost: 597 };
+  const text = (result: RunResult) => formatRunSummary(result, "load");
+  const json = (result: RunResult) =>
+    JSON.parse(toJson(runJson(result, "load")));
+  const some = { ...lost, hostDrops: 529 };
+  ok(
+    text(some).includes(
+      "host drops: 529 datagrams dropped by this host's receive buffer, not the path",
+    ),
+  );
+  ok(
+    text(some).includes(
+      "host drops explain up to 529 of the 597 lost: at least 68 lost on the path or at the server",
+    ),
+  );
+  deepEqual(
+    [json(some).host_drops, json(some).lost_beyond_host_drops],
+    [529, 68],
+  );
+  equal(json(some).host_drops_unknown_reason, null);
+  const all = { ...lost, hostDrops: 600 };
+  ok(
+    text(all).includes(
+      "host drops explain all 597 lost: the path need have lost none",
+    ),
+  );
+  equal(json(all).lost_beyond_host_drops, 0);
+  const unknown = {
+    ...lost,
+    hostDrops: null,
+    hostDropsUnknown: "needs --allow-all",
+  };
+  ok(
+    text(unknown).includes(
+      "host drops: unknown (needs --allow-all); the 597 lost may include this host's own drops",
+    ),
+  );
+  deepEqual(
+    [json(unknown).host_drops, json(unknown).host_drops_unknown_reason],
+    [null, "needs --allow-all"],
+  );
+  equal(json(unknown).lost_beyond_host_drops, null);
+  // No loss, no drops: nothing to say in text.
+  const clean = { ...runResult(), lost: 0, hostDrops: 0 };
+  equal(text(clean).some((line) => line.includes("host drops")), false);
+  equal(json(clean).host_drops, 0);
+  const capped = {
+    ...clean,
+    receiveBuffer: { asked: 800_000, granted: 425_984, capped: true },
+  };
+  ok(
+    text(capped).includes(
+      "receive buffer: 425984 bytes, capped by net.core.rmem_max (800000 needed for the rate asked)",
+    ),
+  );
+  deepEqual(json(capped).receive_buffer, {
+    asked: 800_000,
+    granted: 425_984,
+    capped: true,
+  });
+});

@@ -7,6 +7,11 @@
 
 import { isUnspecified } from "../net/address.ts";
 import {
+  dropsSince,
+  type HostDrops,
+  readHostDrops,
+} from "../net/host_drops.ts";
+import {
   decodeProbe,
   encodeProbeInto,
   newSessionId,
@@ -342,6 +347,7 @@ export async function runFlows(options: FlowRunOptions): Promise<RunResult> {
     options.onIo?.("socket", fallbackReason);
     warmUp(session, size);
     await Promise.all(flows.map(warmUpSocket));
+    const dropsBefore = flows.map(flowDrops);
     const start = performance.now();
     const pace: Pacing = {
       size,
@@ -366,6 +372,10 @@ export async function runFlows(options: FlowRunOptions): Promise<RunResult> {
       );
     }));
     const end = performance.now();
+    // Read before the sockets close, which takes their lines away.
+    const hostDrops = sumDrops(
+      flows.map((flow, k) => dropsSince(dropsBefore[k]!, flowDrops(flow))),
+    );
     for (const flow of flows) flow.close();
     await Promise.all(flows.map((flow) => flow.receiving));
     const failed = flows.find((flow) => flow.error !== undefined);
@@ -384,12 +394,34 @@ export async function runFlows(options: FlowRunOptions): Promise<RunResult> {
       sendEnd,
       onEvent: onReplyEvent,
     });
-    return { ...result, io: "socket" };
+    return {
+      ...result,
+      io: "socket",
+      hostDrops: hostDrops.drops,
+      ...(hostDrops.unknown === undefined
+        ? {}
+        : { hostDropsUnknown: hostDrops.unknown }),
+    };
   } finally {
     // Also on a failed send: no receive may outlive the run.
     for (const flow of flows) flow.close();
     await Promise.all(flows.map((flow) => flow.receiving));
   }
+}
+
+/** The drops of a flow's socket so far, from `/proc/net/udp{,6}`. */
+function flowDrops(flow: Flow): HostDrops {
+  return readHostDrops(flow.local.hostname, flow.local.port);
+}
+
+/** The drops of every flow added up; unknown when one is. */
+function sumDrops(parts: HostDrops[]): HostDrops {
+  let drops = 0;
+  for (const part of parts) {
+    if (part.drops === null) return part;
+    drops += part.drops;
+  }
+  return { drops };
 }
 
 /**

@@ -198,4 +198,23 @@ export interface RunResult extends ReplyCounts {
   eventsDropped?: number;
   /** What carried the datagrams: Deno's sockets or the kernel engine. */
   io?: "socket" | "batch";
+  /**
+   * Datagrams this host's kernel dropped at the run's own sockets, summed
+   * over the flows: they reached this host and its receive buffer was full
+   * (the kernel's per-socket counter, read at the start and once more at
+   * the end of the run). A dropped reply leaves its probe `lost`, so up to
+   * this many of `lost` reached this host. `null` when it cannot be known
+   * (see `hostDropsUnknown`); absent when not measured.
+   */
+  hostDrops?: number | null;
+  /** Why `hostDrops` is `null`: what reading it would need. */
+  hostDropsUnknown?: string;
+  /**
+   * Kernel engine only: the receive buffer sized for the rate asked for, in
+   * bytes as the kernel counts them (the datagrams with its bookkeeping):
+   * `asked`, the size needed (0 when the default already held it);
+   * `granted`, what `getsockopt(SO_RCVBUF)` reads back; `capped`, whether
+   * `net.core.rmem_max` kept it below the size needed.
+   */
+  receiveBuffer?: { asked: number; granted: number; capped: boolean };
 }

@@ -41,7 +41,8 @@ const OPERATIONS: readonly IoOperation[] = ["receive", "send"];
  * A registry of the server's metrics, each read from the server's own
  * counters at scrape time: traffic and errors per bound socket (label
  * `address`), drops by `reason` for the whole server (sockets may share one
- * rate-limit table, so a drop belongs to no single socket), active sources,
+ * rate-limit table, so a drop belongs to no single socket), the kernel's
+ * receive-buffer drops per socket, active sources,
  * dropped log lines and events, and `udp_echo_info{version,io}`.
  */
 export function serverMetrics(
@@ -102,6 +103,20 @@ export function serverMetrics(
     "UDP payload bytes echoed back, by bound socket.",
     (socket) => socket.echoedBytes,
   );
+  new Counter({
+    name: "udp_echo_receive_buffer_drops_total",
+    help:
+      "Datagrams the kernel dropped at a bound socket before the server read them (a full receive buffer): drops at this host, not on the path. No sample for a socket whose count cannot be read.",
+    labelNames: ["address"],
+    registers,
+    collect() {
+      this.reset();
+      for (const socket of bySocket) {
+        if (socket.hostDrops === null) continue;
+        this.inc({ address: formatAddress(socket.local) }, socket.hostDrops);
+      }
+    },
+  });
   new Counter({
     name: "udp_echo_dropped_datagrams_total",
     help:

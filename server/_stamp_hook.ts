@@ -12,7 +12,10 @@
  * (`IP_PKTINFO`, not the wildcard bound), and T3 is CLOCK_REALTIME read
  * right before the `sendmmsg` that carries the reply: with a batch, every
  * reply of the batch gets the time of the one system call that sends them
- * all. The policy has already said echo when the hook runs, as on sockets.
+ * all. The Class of Service TLV gets the TOS or traffic class the request
+ * arrived with (`IP_RECVTOS`, `IPV6_RECVTCLASS`), and the reply leaves
+ * marked with the DSCP1 it asks for (a per-datagram `IP_TOS` or
+ * `IPV6_TCLASS`). The policy has already said echo when the hook runs, as on sockets.
  *
  * @module
  */
@@ -24,6 +27,7 @@ import {
   type TimestampFormat,
 } from "../stamp/packet.ts";
 import { STAMP_TOO_SHORT, StampReflector } from "../stamp/reflector.ts";
+import { replyTos } from "../stamp/tlv.ts";
 import type { StampOptions } from "./serve.ts";
 
 /**
@@ -59,6 +63,7 @@ export function createReflectHook(
     local: { hostname: local.hostname, port: local.port },
     receivedAtMs: 0,
     ttl: 0,
+    tos: -1,
   };
   const time = { seconds: 0, nanoseconds: 0, format };
   const hook: ReflectHook = (facts) => {
@@ -70,9 +75,14 @@ export function createReflectHook(
       ? facts.receivedAtS * 1000 + facts.receivedAtNs / 1e6
       : performance.timeOrigin + facts.now;
     context.ttl = facts.ttl;
+    context.tos = facts.tos;
+    hook.replyTos = -1;
     const request = facts.payload.subarray(0, facts.size);
     if (reflector.reflect(request, request, context) === STAMP_TOO_SHORT) {
       return STAMP_TOO_SHORT;
+    }
+    if (facts.size > OFFSET.senderTtl + 4 && facts.tos >= 0) {
+      hook.replyTos = replyTos(request, OFFSET.senderTtl + 4);
     }
     if (kernel) {
       time.seconds = facts.receivedAtS;

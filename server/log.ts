@@ -38,6 +38,7 @@ import type {
   EchoStats,
   ServerEvent,
 } from "../echo/types.ts";
+import * as hostDrops from "./_host_drops.ts";
 
 /** Where the server's lines go. */
 export interface LogOutput {
@@ -121,7 +122,7 @@ export function formatTotals(
     } (${stats.echoedBytes} bytes), ` +
     // Drops only when there were any: the tutorial's totals stay as they are.
     (stats.dropped > 0 ? `${formatDropped(stats.droppedBy)}, ` : "") +
-    `${plural(stats.errors, "error")}, ` +
+    `${plural(stats.errors, "error")}, ${hostDrops.inTotals(stats)}` +
     `up ${(stats.uptimeMs / 1000).toFixed(1)} s` + formatLosses(losses);
 }
 
@@ -319,6 +320,7 @@ export function createStatsReporter(
         errors: stats.errors,
         rate: Math.round(rate * 10) / 10,
         active_sources: stats.activeSources,
+        ...hostDrops.json(stats),
         log_lines_dropped: losses.linesDropped,
         log_events_dropped: losses.eventsDropped,
       }));
@@ -330,7 +332,7 @@ export function createStatsReporter(
           formatDropped(stats.droppedBy)
         }, ${plural(stats.errors, "error")}, ${
           plural(stats.activeSources, "active source")
-        }${formatLosses(losses)}`,
+        }, ${hostDrops.text(stats)}${formatLosses(losses)}`,
       );
     }
   };
@@ -463,6 +465,7 @@ export function formatShutdown(
       dropped: stats.droppedBy,
       errors: stats.errors,
       uptime_s: Math.round(stats.uptimeMs) / 1000,
+      ...hostDrops.json(stats),
       log_lines_dropped: losses.linesDropped,
       log_events_dropped: losses.eventsDropped,
     })

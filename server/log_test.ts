@@ -72,6 +72,7 @@ function stats(more: Partial<EchoStats> = {}): EchoStats {
     errorsBy: { receive: 0, send: 0 },
     eventsDropped: 0,
     activeSources: 0,
+    hostDrops: 0,
     uptimeMs: 1000,
     ...more,
   };
@@ -154,4 +155,46 @@ Deno.test("printTotals() adds what the log lost, and returns the line even when 
   const quiet = recorder(0);
   printTotals(stats(), quiet.output, { json: false });
   match(quiet.out.stdout[0]!, /errors?, up 1\.0 s$/, "no losses, no words");
+});
+
+Deno.test("the totals and the stats line give the kernel's drops at the sockets, or say they are unknown", async () => {
+  const { out, output } = recorder(0);
+  printTotals(stats({ hostDrops: 7 }), output, { json: false });
+  match(out.stdout[0]!, /, 0 errors, host drops 7, up 1\.0 s$/);
+  printTotals(
+    stats({ hostDrops: null, hostDropsUnknown: "needs --allow-all" }),
+    output,
+    { json: false },
+  );
+  match(out.stdout[1]!, /, 0 errors, host drops unknown, up 1\.0 s$/);
+  const unknown = JSON.parse(
+    printTotals(
+      stats({ hostDrops: null, hostDropsUnknown: "needs --allow-all" }),
+      output,
+      { json: true },
+    ),
+  );
+  deepEqual(
+    [unknown.host_drops, unknown.host_drops_unknown_reason],
+    [null, "needs --allow-all"],
+  );
+  const known = JSON.parse(
+    printTotals(stats({ hostDrops: 7 }), output, { json: true }),
+  );
+  deepEqual([known.host_drops, known.host_drops_unknown_reason], [7, null]);
+  for (const json of [true, false]) {
+    const server = {
+      stats: () => stats({ hostDrops: 1234 }),
+    } as unknown as EchoServer;
+    const lines = recorder(0);
+    const stop = startStatsReport(server, lines.output, {
+      seconds: 0.01,
+      json,
+    });
+    await waitUntil(() => lines.out.stdout.length > 0, "a stats line");
+    stop();
+    const line = lines.out.stdout[0]!;
+    if (json) equal(JSON.parse(line).host_drops, 1234);
+    else match(line, /, 0 active sources, host drops 1,234$/);
+  }
 });

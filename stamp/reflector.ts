@@ -87,6 +87,12 @@ export interface ReflectContext {
   receivedAtMs: number;
   /** The TTL or hop limit it arrived with; 0 or absent when unknown. */
   ttl?: number;
+  /**
+   * The TOS or traffic class byte it arrived with, for the Class of
+   * Service TLV; -1 or absent when unknown (the TLV then goes back with U
+   * set: this reflector can neither read nor set the marking).
+   */
+  tos?: number;
 }
 
 /** What a reflector has done, for its totals. */
@@ -215,6 +221,7 @@ export class StampReflector {
         {
           seen: { source: context.from, destination: context.local },
           clock: this.#clock,
+          tos: context.tos,
         },
       );
       this.#counts.unrecognized += marks.unrecognized;

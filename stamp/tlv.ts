@@ -3,7 +3,8 @@
  * integrity failed, then 5 reserved bits), a type byte and a 16-bit length
  * of the value, in network byte order. Extra Padding (type 1, §4.1),
  * Location (type 2, §4.2, with its sub-TLVs) and Timestamp Information
- * (type 3, §4.3) are understood; anything else is returned with U set.
+ * (type 3, §4.3) and Class of Service (type 4, §4.7) are understood;
+ * anything else is returned with U set.
  * Nothing here throws on bytes from the wire: a TLV whose length runs past
  * the packet, or is wrong for its type, is marked M and the reflection goes
  * on.
@@ -38,6 +39,9 @@ export const TLV_LOCATION = 2;
 /** Timestamp Information TLV (RFC 8972 §4.3). */
 export const TLV_TIMESTAMP_INFO = 3;
 
+/** Class of Service TLV (RFC 8972 §4.7). */
+export const TLV_CLASS_OF_SERVICE = 4;
+
 /** Location sub-TLV types (RFC 8972 §4.2.1). */
 export const SUB = {
   sourceMac: 1,
@@ -55,6 +59,9 @@ export const SUB = {
 const ADDRESS_SUB_LENGTH = 16;
 /** The value length of the Timestamp Information TLV. */
 const TIMESTAMP_INFO_LENGTH = 4;
+
+/** The value length of the Class of Service TLV. */
+const CLASS_OF_SERVICE_LENGTH = 4;
 
 /** Synchronisation sources of the Timestamp Information TLV (RFC 8972 §4.3). */
 export const SYNC_SOURCE = {
@@ -127,12 +134,14 @@ export function writeTlvHeader(
 }
 
 /** TLVs a Session-Sender can ask for with `--stamp-tlv`. */
-export type RequestTlv = "location" | "timestamp-info";
+export type RequestTlv = "location" | "timestamp-info" | "class-of-service";
 
 /** The bytes of a TLV as a Session-Sender sends it. */
 export function requestTlvSize(tlv: RequestTlv): number {
   return tlv === "location"
     ? 4 + 4 + 2 * (4 + ADDRESS_SUB_LENGTH)
+    : tlv === "class-of-service"
+    ? 4 + CLASS_OF_SERVICE_LENGTH
     : 4 + TIMESTAMP_INFO_LENGTH;
 }
 
@@ -141,12 +150,14 @@ export function requestTlvSize(tlv: RequestTlv): number {
  * zero as RFC 8972 §4 wants from a Session-Sender, then an Extra Padding
  * TLV over the rest when 4 bytes or more are left (fewer are zeroed).
  * Location asks for the source and destination addresses (generic
- * sub-TLVs 7 and 4). Throws RangeError when the TLVs do not fit.
+ * sub-TLVs 7 and 4); Class of Service asks for DSCP1 `options.dscp1`
+ * (default 0, CS0) on the reply. Throws RangeError when the TLVs do not fit.
  */
 export function writeRequestTlvs(
   target: Uint8Array,
   offset: number,
   tlvs: readonly RequestTlv[],
+  options: { dscp1?: number } = {},
 ): void {
   const needed = tlvs.reduce((sum, tlv) => sum + requestTlvSize(tlv), 0);
   if (offset + needed > target.length) {
@@ -174,6 +185,13 @@ export function writeRequestTlvs(
           length: ADDRESS_SUB_LENGTH,
         }) + ADDRESS_SUB_LENGTH;
       }
+    } else if (tlv === "class-of-service") {
+      const value = writeTlvHeader(target, at, {
+        flags: FLAG_U,
+        type: TLV_CLASS_OF_SERVICE,
+        length: CLASS_OF_SERVICE_LENGTH,
+      });
+      target[value] = ((options.dscp1 ?? 0) & 0x3f) << 2;
     } else {
       writeTlvHeader(target, at, {
         flags: FLAG_U,
@@ -212,6 +230,43 @@ export interface ClockInfo {
   transmitMethod: number;
 }
 
+/**
+ * The TOS or traffic class byte (DSCP << 2 | ECN) a packet arrived with,
+ * for the Class of Service TLV; -1 when the reflector cannot read it.
+ */
+export type SeenTos = number;
+
+/**
+ * The Class of Service TLV's value (RFC 8972 §4.7): DSCP1, the DSCP the
+ * sender asks the reply to carry; DSCP2 and ECN, what the reflector
+ * received; RP, 0 when the reply carries DSCP1, 1 when it does not.
+ */
+export interface ClassOfService {
+  /** DSCP1 (6 bits). */
+  dscp1: number;
+  /** DSCP2 (6 bits). */
+  dscp2: number;
+  /** ECN (2 bits). */
+  ecn: number;
+  /** RP (2 bits). */
+  rp: number;
+}
+
+/** Reads a Class of Service TLV's value; `undefined` when its length is wrong. */
+export function readClassOfService(
+  bytes: Uint8Array,
+  tlv: Tlv,
+): ClassOfService | undefined {
+  if (tlv.malformed || tlv.length !== CLASS_OF_SERVICE_LENGTH) return undefined;
+  const word = (bytes[tlv.offset]! << 8) | bytes[tlv.offset + 1]!;
+  return {
+    dscp1: word >> 10,
+    dscp2: (word >> 4) & 0x3f,
+    ecn: (word >> 2) & 3,
+    rp: word & 3,
+  };
+}
+
 /** How many TLVs a reflection marked, by flag. */
 export interface TlvMarks {
   /** TLVs and sub-TLVs returned with U set. */
@@ -224,13 +279,16 @@ export interface TlvMarks {
  * Turns the TLVs of a request, copied into `reply` from `start` on, into
  * the reflector's (RFC 8972 §4): U and M cleared on those understood and
  * well-formed, Extra Padding left as it came, Location filled with `seen`,
- * Timestamp Information with `clock`; U set on an unknown type, M on a bad
- * length. Never throws; returns what it marked.
+ * Timestamp Information with `clock`, Class of Service with `tos` (RP 0:
+ * the caller marks the reply with DSCP1, see {@linkcode replyTos}; without
+ * `tos`, a reflector that can neither read nor set the marking, it is
+ * returned with U set); U set on an unknown type, M on a bad length. Never
+ * throws; returns what it marked.
  */
 export function reflectTlvs(
   reply: Uint8Array,
   start: number,
-  context: { seen: SeenPath; clock: ClockInfo },
+  context: { seen: SeenPath; clock: ClockInfo; tos?: SeenTos },
 ): TlvMarks {
   const marks: TlvMarks = { unrecognized: 0, malformed: 0 };
   for (const tlv of readTlvs(reply, start)) {
@@ -257,6 +315,18 @@ export function reflectTlvs(
         reply[tlv.offset + 1] = context.clock.receiveMethod;
         reply[tlv.offset + 2] = context.clock.syncSource;
         reply[tlv.offset + 3] = context.clock.transmitMethod;
+        break;
+      case TLV_CLASS_OF_SERVICE:
+        if (tlv.length !== CLASS_OF_SERVICE_LENGTH) flags |= FLAG_M;
+        else if ((context.tos ?? -1) < 0) flags |= FLAG_U;
+        else {
+          // DSCP1 stays; DSCP2 and ECN as received; RP 0; reserved zero.
+          const tos = context.tos!;
+          reply[tlv.offset] = (reply[tlv.offset]! & 0xfc) | (tos >> 6);
+          reply[tlv.offset + 1] = ((tos & 0x3c) << 2) | ((tos & 3) << 2);
+          reply[tlv.offset + 2] = 0;
+          reply[tlv.offset + 3] = 0;
+        }
         break;
       default:
         flags |= FLAG_U;
@@ -354,4 +424,23 @@ export function readAddress(
   const direction = sub.type >= SUB.sourceIp ? "source" : "destination";
   const value = bytes.subarray(sub.offset, sub.offset + ADDRESS_SUB_LENGTH);
   return { direction, hostname: formatIp(value, 0, v4 ? 4 : 6) };
+}
+
+/**
+ * The TOS or traffic class byte a reply should leave with when the request
+ * (its TLVs from `start`, as reflected by {@linkcode reflectTlvs}) carries
+ * a filled Class of Service TLV: DSCP1, and the ECN the request arrived
+ * with, so the sender can tell what the way back did to it. -1 when there
+ * is none: the socket's own marking.
+ */
+export function replyTos(reply: Uint8Array, start: number): number {
+  for (const tlv of readTlvs(reply, start)) {
+    if (tlv.type !== TLV_CLASS_OF_SERVICE) continue;
+    const cos = readClassOfService(reply, tlv);
+    if (cos === undefined || reply[tlv.offset - 4]! & (FLAG_U | FLAG_M)) {
+      return -1;
+    }
+    return (cos.dscp1 << 2) | cos.ecn;
+  }
+  return -1;
 }

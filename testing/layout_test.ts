@@ -21,6 +21,8 @@ const MAY_IMPORT: Record<string, readonly string[]> = {
   "measure": ["net", "kernel", "cli", "stamp"],
   // The Prometheus exposition of the server and of the monitor.
   "metrics": ["net", "policy", "echo", "cli", "measure"],
+  // `client.ts --diagnose`: path checks on the kernel's path socket.
+  "diagnose": ["net", "kernel", "cli", "stamp", "measure"],
 };
 
 /**

@@ -250,7 +250,8 @@ export class NetnsServer {
   #stderr: Promise<string>;
 
   /**
-   * Starts it with `flags` for Deno and `args` for the server, on port 0
+   * Starts it with `flags` for Deno (`--allow-all` instead of the usual
+   * permissions) and `args` for the server, on port 0
    * unless `args` has `-p`, and `-q` unless `quiet` is false.
    */
   constructor(
@@ -267,9 +268,10 @@ export class NetnsServer {
         Deno.execPath(),
         "run",
         "--unstable-net",
-        "--allow-net",
-        "--allow-ffi",
-        `--allow-read=${ROOT.pathname}`,
+        // Deno refuses --allow-all beside the narrower flags.
+        ...(flags.includes("--allow-all")
+          ? []
+          : ["--allow-net", "--allow-ffi", `--allow-read=${ROOT.pathname}`]),
         ...flags,
         new URL("server.ts", ROOT).pathname,
         ...(args.includes("-p") ? [] : ["-p", "0"]),
