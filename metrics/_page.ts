@@ -66,12 +66,14 @@ function cell(row, col, text, value, cls) {
 }
 function render(doc) {
   const rows = [];
+  const states = { up: 0, down: 0, partial: 0, unknown: 0 };
   for (const link of doc.links) {
     const tr = document.createElement("tr");
     const state = link.up.of === 0 ? "unknown"
       : link.up.flows === link.up.of ? "up"
       : link.up.flows === 0 ? "down" : "partial";
     tr.className = state;
+    states[state]++;
     cell(tr, "source", link.source || "(this monitor)");
     cell(tr, "target", link.target);
     const flows = link.up.of > 1 ? " " + link.up.flows + "/" + link.up.of : "";
@@ -96,7 +98,9 @@ function render(doc) {
   body.replaceChildren(...rows);
   const more = doc.leftOut > 0 ? "; " + doc.leftOut + " more links not shown" : "";
   status.className = "";
-  status.textContent = doc.links.length + " links, read at " + doc.generated +
+  const counts = Object.entries(states).filter(([, n]) => n > 0)
+    .map(([state, n]) => n + " " + state).join(", ");
+  status.textContent = doc.links.length + " links (" + counts + "), read at " + doc.generated +
     " (figures since the monitor started; refreshed every " + REFRESH_MS / 1000 + " s)" + more;
   if (doc.node) document.getElementById("node").textContent = doc.node;
   document.body.dataset.renders = String(++renders);

@@ -235,6 +235,12 @@ Deno.test({
         }
       }
       deepEqual(rows.map((row) => row.values.state), ["up", "up", "down"]);
+      match(
+        await browser.evaluate<string>(
+          `document.getElementById("status").textContent`,
+        ),
+        /^3 links \(2 up, 1 down\), read at /,
+      );
 
       const png = await browser.screenshot(1300);
       deepEqual([...png.subarray(0, 4)], [0x89, 0x50, 0x4e, 0x47]);
