@@ -15,6 +15,7 @@ import { deepEqual, equal, ok } from "node:assert/strict";
 import { parseAllDocuments } from "yaml";
 import { ROOT } from "../testing/cli.ts";
 import { startWatched } from "../testing/shell.ts";
+import { NETNS_SKIP, reportSkip } from "../testing/netns.ts";
 
 const DIR = new URL("deploy/kubernetes/", ROOT);
 
@@ -177,30 +178,47 @@ Deno.test("deploy/kubernetes: the DaemonSet, its headless Service and the PodMon
   ok(!portKeep.test("stamp"));
 });
 
-Deno.test("deploy/kubernetes: each container's command line starts here on loopback and ends with exit 0 on SIGTERM", async () => {
-  const all = await manifests();
-  const containers: Container[] =
-    kind(all, "DaemonSet").spec.template.spec.containers;
-  const missing: string[] = [];
-  for (const container of containers) {
-    const words = localCommand(container);
-    const unknown = await unknownFlags(words);
-    if (unknown.length > 0) {
-      missing.push(`${container.name}: ${unknown.join(", ")}`);
-      continue;
+reportSkip("the Kubernetes containers' command lines");
+
+Deno.test({
+  name:
+    "deploy/kubernetes: each container's command line starts here on loopback and ends with exit 0 on SIGTERM",
+  ignore: NETNS_SKIP !== undefined,
+  async fn() {
+    const all = await manifests();
+    const containers: Container[] =
+      kind(all, "DaemonSet").spec.template.spec.containers;
+    const missing: string[] = [];
+    for (const container of containers) {
+      const words = localCommand(container);
+      const unknown = await unknownFlags(words);
+      if (unknown.length > 0) {
+        missing.push(`${container.name}: ${unknown.join(", ")}`);
+        continue;
+      }
+      // The reflector's start-up line and the monitor's: then stop it as
+      // Kubernetes would. Each runs in a network namespace of its own with
+      // loopback only, so the monitor's DNS lookup of the cluster's name
+      // leaves no trace outside this machine (it fails at once).
+      const running = startWatched([
+        "unshare",
+        "-n",
+        "sh",
+        "-c",
+        'ip link set lo up && exec "$@"',
+        "sh",
+        ...words,
+      ]);
+      await running.waitFor(/^(starting up on|MONITOR) /m);
+      const { code, said } = await running.stop("SIGTERM");
+      equal(code, 0, `${container.name} ended with ${code}: ${said}`);
     }
-    // The reflector's start-up line and the monitor's: then stop it as
-    // Kubernetes would.
-    const running = startWatched(words);
-    await running.waitFor(/^(starting up on|MONITOR) /m);
-    const { code, said } = await running.stop("SIGTERM");
-    equal(code, 0, `${container.name} ended with ${code}: ${said}`);
-  }
-  equal(
-    missing.join("; "),
-    "",
-    `The manifests use flags that the scripts' --help lacks: ${
-      missing.join("; ")
-    }`,
-  );
+    equal(
+      missing.join("; "),
+      "",
+      `The manifests use flags that the scripts' --help lacks: ${
+        missing.join("; ")
+      }`,
+    );
+  },
 });
