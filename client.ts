@@ -124,6 +124,7 @@ const MEASURE_FLAGS = {
   stamp: { type: "boolean" },
   "stamp-tlv": { type: "string" },
   ssid: { type: "string" },
+  "reflector-stateful": { type: "boolean" },
   diagnose: { type: "string" },
   "nat-max": { type: "string" },
 } as const;
@@ -162,8 +163,12 @@ const MEASURE_HELP =
                        service ports stay refused
       --stamp          ping or load as a STAMP Session-Sender (RFC 8762): delay
                        and loss each way, the reflector's time; -s at least 44
+                       (default: 64, grown to fit --stamp-tlv)
       --stamp-tlv LIST with --stamp: location (a NAT hint), timestamp-info
       --ssid N         with --stamp: the session id, 0 to 65535 (default: random)
+      --reflector-stateful  with --stamp: the reflector keeps its own sequence
+                       numbers (server.ts --stamp-stateful), so loss splits
+                       each way even when none was forward
       --diagnose CHECKS  path checks: all, or a comma list of pmtu, dscp, ecn,
                        nat (see docs/diagnose.md); pmtu, dscp and ecn need
                        --allow-ffi
@@ -181,6 +186,7 @@ const OTHER_FLAGS = [
   "stamp",
   "stamp-tlv",
   "ssid",
+  "reflector-stateful",
 ] as const;
 
 /** The flag values {@linkcode measurementMode} reads. */

@@ -73,6 +73,8 @@ export interface MeasureValues {
   io?: string;
   /** `--stamp`: send STAMP test packets (RFC 8762). */
   stamp?: boolean;
+  /** `--reflector-stateful`: the STAMP reflector keeps its own sequence numbers. */
+  "reflector-stateful"?: boolean;
   /** `--stamp-tlv`: TLVs to ask for, comma-separated. */
   "stamp-tlv"?: string;
   /** `--ssid`. */
@@ -148,7 +150,7 @@ export function plan(
     ["sweep", "stamp"],
     ["json", "ndjson"],
   ]);
-  for (const flag of ["stamp-tlv", "ssid"] as const) {
+  for (const flag of ["stamp-tlv", "ssid", "reflector-stateful"] as const) {
     if (values[flag] !== undefined && !values.stamp) {
       throw new UsageError(`Cannot use --${flag} without --stamp`);
     }

@@ -148,7 +148,7 @@ export async function runMeasurement(
     checked = plan(mode, values, options);
     if (values.stamp) {
       const { stampRunOf } = await import("./stamp_report.ts");
-      stamp = stampRunOf(values, checked.run.size!);
+      stamp = stampRunOf(values, checked.run);
     }
     target = await resolveTarget(options.target, { family: checked.family })
       .catch((error) => {

@@ -44,6 +44,8 @@ import {
   readTlvs,
   type RequestTlv,
   requestTlvSize,
+  SUB,
+  TLV_EXTRA_PADDING,
   TLV_LOCATION,
   TLV_TIMESTAMP_INFO,
   writeRequestTlvs,
@@ -72,6 +74,8 @@ export interface StampReply {
   t4: number;
   /** The reflector's sequence number. */
   seq: number;
+  /** The Session-Sender's sequence number it answers. */
+  senderSeq: number;
   /** Whether it differs from the sender's. */
   counts: boolean;
   /** The TTL the reflector saw; 0 unknown. */
@@ -113,6 +117,17 @@ export class StampFlowLog {
   replies = 0;
   /** The largest reflector sequence number seen. */
   maxReflectorSeq = -1;
+  /** The largest Session-Sender sequence number a reply with STAMP fields answered. */
+  maxSenderSeq = -1;
+  /**
+   * Replies whose reflector sequence number was above the sender's: a
+   * stateful reflector whose count did not start at 0 for this session.
+   */
+  reflectorAhead = 0;
+  /** Replies whose timestamps cannot be right (see {@linkcode timestampProblem}). */
+  badTimestamps = 0;
+  /** What was wrong with the first such reply's timestamps. */
+  timestampProblem: string | undefined;
   /** Whether some reply's reflector sequence number differed from the sender's. */
   reflectorCounts = false;
   /** TTLs seen by the reflector, 0 (unknown) left out. */
@@ -144,12 +159,20 @@ export class StampFlowLog {
       this.plainEchoes++;
       return;
     }
-    this.forward[seq] = reply.t2 - reply.t1;
-    this.backward[seq] = reply.t4 - reply.t3;
-    this.reflector[seq] = reply.t3 - reply.t2;
-    this.offset[seq] = ((reply.t2 - reply.t1) + (reply.t3 - reply.t4)) / 2;
+    const problem = timestampProblem(reply);
+    if (problem === undefined) {
+      this.forward[seq] = reply.t2 - reply.t1;
+      this.backward[seq] = reply.t4 - reply.t3;
+      this.reflector[seq] = reply.t3 - reply.t2;
+      this.offset[seq] = ((reply.t2 - reply.t1) + (reply.t3 - reply.t4)) / 2;
+    } else {
+      this.badTimestamps++;
+      this.timestampProblem ??= problem;
+    }
     this.replies++;
     this.maxReflectorSeq = Math.max(this.maxReflectorSeq, reply.seq);
+    this.maxSenderSeq = Math.max(this.maxSenderSeq, reply.senderSeq);
+    if (reply.seq > reply.senderSeq) this.reflectorAhead++;
     if (reply.counts) this.reflectorCounts = true;
     if (reply.ttl !== 0) this.ttls.push(reply.ttl);
     if (!reply.mbzZero) this.mbzNonzero++;
@@ -162,6 +185,31 @@ export class StampFlowLog {
     if (reply.location) this.location = reply.location;
     if (reply.timestampInfo) this.timestampInfo = reply.timestampInfo;
   }
+}
+
+/** How far a reflector's clock may be from this host's before its timestamps are not believed, ms. */
+export const MAX_CLOCK_GAP_MS = 86_400_000;
+
+/**
+ * What cannot be right about a reply's timestamps, or `undefined`: T2 or T3
+ * more than a day from this host's clock (a reflector writing timestamps
+ * in another format than its Z flag says gives decades), or T3 before T2
+ * (a negative reflector time).
+ */
+export function timestampProblem(
+  reply: Pick<StampReply, "t1" | "t2" | "t3" | "t4">,
+): string | undefined {
+  const { t1, t2, t3, t4 } = reply;
+  if (
+    !(Math.abs(t2 - t1) <= MAX_CLOCK_GAP_MS &&
+      Math.abs(t3 - t4) <= MAX_CLOCK_GAP_MS)
+  ) {
+    return "the reflector's timestamps are more than a day from this host's clock (a timestamp format other than its Z flag says?)";
+  }
+  if (t3 < t2) {
+    return "the reflector's transmit time (T3) is before its receive time (T2)";
+  }
+  return undefined;
 }
 
 /** Options for {@linkcode stampFormat}. */
@@ -229,21 +277,22 @@ function senderFormat(
 ): ProbeFormat {
   const { ssid, tlvs, session } = options;
   let template = new Uint8Array(0);
-  const expected = new Uint8Array(8);
+  let sent = new Uint8Array(0);
+  const encode = (target: Uint8Array, header: ProbeHeader): void => {
+    if (template.length !== target.length) {
+      template = new Uint8Array(target.length);
+      writeRequestTlvs(template, STAMP_BASE_SIZE, tlvs);
+    }
+    target.set(template);
+    writeSenderPacket(target, {
+      seq: header.seq,
+      timestampMs: header.sentAt,
+      errorEstimate: SENDER_ERROR,
+      ssid,
+    });
+  };
   return {
-    encode(target: Uint8Array, header: ProbeHeader): void {
-      if (template.length !== target.length) {
-        template = new Uint8Array(target.length);
-        writeRequestTlvs(template, STAMP_BASE_SIZE, tlvs);
-      }
-      target.set(template);
-      writeSenderPacket(target, {
-        seq: header.seq,
-        timestampMs: header.sentAt,
-        errorEstimate: SENDER_ERROR,
-        ssid,
-      });
-    },
+    encode,
     decode(data: Uint8Array) {
       if (data.length < STAMP_BASE_SIZE) return undefined;
       const view = new DataView(data.buffer, data.byteOffset, data.length);
@@ -255,20 +304,14 @@ function senderFormat(
       const at = isPlainEcho(data) ? OFFSET.seq : OFFSET.senderSeq;
       return { session, seq: view.getUint32(at) };
     },
-    verify(data: Uint8Array, header: ProbeHeader): ProbeCheck {
+    verify(data: Uint8Array, header: ProbeHeader, size: number): ProbeCheck {
       if (data.length < STAMP_BASE_SIZE) return "truncated";
-      writeTimestamp(expected, 0, header.sentAt, "ntp");
-      const view = new DataView(data.buffer, data.byteOffset, data.length);
-      const plain = isPlainEcho(data);
-      const seqAt = plain ? OFFSET.seq : OFFSET.senderSeq;
-      const timestampAt = plain ? OFFSET.timestamp : OFFSET.senderTimestamp;
-      if (view.getUint32(seqAt) !== header.seq) return "corrupted";
-      for (let i = 0; i < 8; i++) {
-        if (data[timestampAt + i] !== expected[i]) {
-          return "corrupted";
-        }
-      }
-      return "intact";
+      // The probe as it was sent, to hold the reply against byte by byte.
+      if (sent.length !== size) sent = new Uint8Array(size);
+      encode(sent, header);
+      return isPlainEcho(data)
+        ? compareEcho(data, sent)
+        : checkReflected(data, sent);
     },
     onReply(data: Uint8Array, seq: number, receivedAt: number): void {
       if (isPlainEcho(data)) {
@@ -295,6 +338,67 @@ function isPlainEcho(data: Uint8Array): boolean {
   return true;
 }
 
+/**
+ * A plain echo against the probe sent: every byte must come back as it
+ * left. Longer is corrupted, a shorter prefix truncated.
+ */
+function compareEcho(data: Uint8Array, sent: Uint8Array): ProbeCheck {
+  if (data.length > sent.length) return "corrupted";
+  for (let i = 0; i < data.length; i++) {
+    if (data[i] !== sent[i]) return "corrupted";
+  }
+  return data.length === sent.length ? "intact" : "truncated";
+}
+
+/**
+ * A Session-Reflector's reply against the probe sent: the fields it copies
+ * (RFC 8762 §4.3.1: the sender's sequence number, timestamp and error
+ * estimate, and the SSID unless 0) must hold the sender's bytes, and each
+ * TLV sent must come back with its type and length (RFC 8972 §4), Extra
+ * Padding with its value unchanged and Location with its sub-TLVs' lengths
+ * (their types name the family the reflector filled in). A reply of another
+ * length is checked as far as both go; the summary counts it as a size
+ * mismatch.
+ */
+function checkReflected(data: Uint8Array, sent: Uint8Array): ProbeCheck {
+  const same = (at: number, from: number, length: number) => {
+    for (let i = 0; i < length; i++) {
+      if (data[at + i] !== sent[from + i]) return false;
+    }
+    return true;
+  };
+  if (
+    !same(OFFSET.senderSeq, OFFSET.seq, 4) ||
+    !same(OFFSET.senderTimestamp, OFFSET.timestamp, 8) ||
+    !same(OFFSET.senderErrorEstimate, OFFSET.errorEstimate, 2) ||
+    !(same(OFFSET.ssid, OFFSET.ssid, 2) ||
+      (data[OFFSET.ssid] === 0 && data[OFFSET.ssid + 1] === 0))
+  ) return "corrupted";
+  for (const tlv of readTlvs(sent, STAMP_BASE_SIZE)) {
+    const header = tlv.offset - 4;
+    if (tlv.offset + tlv.length > data.length) break;
+    if (!same(header + 1, header + 1, 3)) return "corrupted";
+    if (
+      tlv.type === TLV_EXTRA_PADDING &&
+      !same(tlv.offset, tlv.offset, tlv.length)
+    ) return "corrupted";
+    if (tlv.type === TLV_LOCATION) {
+      const end = tlv.offset + tlv.length;
+      for (const sub of readTlvs(sent.subarray(0, end), tlv.offset + 4)) {
+        const at = sub.offset - 4;
+        const type = data[at + 1]!;
+        const sameGroup = sub.type === SUB.sourceIp
+          ? type >= SUB.sourceIp && type <= SUB.sourceIpv6
+          : sub.type === SUB.destinationIp
+          ? type >= SUB.destinationIp && type <= SUB.destinationIpv6
+          : type === sub.type;
+        if (!sameGroup || !same(at + 2, at + 2, 2)) return "corrupted";
+      }
+    }
+  }
+  return "intact";
+}
+
 /** The log entry of a reply that was the request unchanged. */
 const PLAIN_ECHO: StampReply = {
   t1: NaN,
@@ -302,6 +406,7 @@ const PLAIN_ECHO: StampReply = {
   t3: NaN,
   t4: NaN,
   seq: 0,
+  senderSeq: 0,
   counts: false,
   ttl: 0,
   mbzZero: true,
@@ -324,6 +429,7 @@ function readReply(data: Uint8Array, t4: number): StampReply | undefined {
     t3: packet.timestampMs,
     t4,
     seq: packet.seq,
+    senderSeq: packet.senderSeq,
     counts: packet.seq !== packet.senderSeq,
     ttl: packet.senderTtl,
     mbzZero: packet.mbzZero,

@@ -8,12 +8,8 @@
  * @module
  */
 
-import {
-  formatAddress,
-  type HostPort,
-  isUnspecified,
-  sameHost,
-} from "../net/address.ts";
+import { formatAddress, type HostPort } from "../net/address.ts";
+import { checkPath, type PathCheck } from "./_location.ts";
 import { formatMs } from "./report.ts";
 import { summaryJson } from "./report_json.ts";
 import type { EngineFormat } from "./run.ts";
@@ -21,7 +17,6 @@ import type { RunResult } from "./types.ts";
 import { meanIpdv, summarize, type Summary } from "./stats.ts";
 import {
   minimumStampSize,
-  type SeenLocation,
   StampFlowLog,
   stampFormat,
   type StampReply,
@@ -32,6 +27,7 @@ import { parseNumberFlag, UsageError } from "../cli/flags.ts";
 import { REQUEST_TLVS } from "./stamp_probe.ts";
 
 export { REQUEST_TLVS } from "./stamp_probe.ts";
+export type { PathCheck } from "./_location.ts";
 
 const STAMP_PROBE_URL = new URL("./stamp_probe.ts", import.meta.url).href;
 
@@ -41,18 +37,11 @@ export interface StampRunOptions {
   ssid: number;
   /** `--stamp-tlv`: TLVs to ask for. */
   tlvs: readonly RequestTlv[];
-}
-
-/** What the Location TLV told about the path. */
-export interface PathCheck {
-  /** The source the reflector saw. */
-  sourceSeen: HostPort;
-  /** The destination the reflector saw. */
-  destinationSeen: HostPort;
-  /** Where this host sent from (an unspecified address when bound to a wildcard). */
-  sentFrom: HostPort;
-  /** Whether an address or port differs: a NAT or proxy rewrote the path. */
-  rewritten: boolean;
+  /**
+   * `--reflector-stateful`: the reflector keeps its own sequence numbers,
+   * so replies that carry the sender's mean nothing was lost forward.
+   */
+  reflectorStateful?: boolean;
 }
 
 /** The STAMP figures of a run. */
@@ -65,10 +54,20 @@ export interface StampSummary {
   reflector: Summary;
   /** Clock offset estimate ((T2 − T1) + (T3 − T4)) / 2, ms. */
   offset: Summary;
-  /** Loss each way; `undefined` when the reflector copies sequence numbers and some were lost. */
-  loss: { forward: number; backward: number } | undefined;
-  /** Whether the reflector kept its own sequence numbers. */
+  /**
+   * Loss each way, and probes lost after the last reply, which either way
+   * could have lost; `undefined` when it cannot be told (`lossUnknown` says why).
+   */
+  loss: { forward: number; backward: number; undetermined: number } | undefined;
+  /** Why the loss each way is not known. */
+  lossUnknown: string | undefined;
+  /** Whether the reflector keeps its own sequence numbers: seen, or asserted by `--reflector-stateful`. */
   stateful: boolean;
+  /**
+   * Why the one-way, reflector and offset figures are unavailable (the
+   * reflector's timestamps cannot be right), or `undefined`.
+   */
+  oneWayUnavailable: string | undefined;
   /** TTLs the reflector saw; `undefined` when it did not tell (0). */
   ttl: { min: number; max: number } | undefined;
   /** From the Location TLV, when asked and returned. */
@@ -99,13 +98,19 @@ export interface StampSummary {
 }
 
 /**
- * The STAMP sender of `--stamp`: `--ssid` (random when not given) and
- * `--stamp-tlv` checked, and `size` (`-s`) against the base packet and the
- * TLVs asked for. Throws a UsageError.
+ * The STAMP sender of `--stamp`: `--ssid` (random when not given),
+ * `--stamp-tlv` and `--reflector-stateful` checked, and the probe size
+ * against the base packet and the TLVs asked for: `-s` (`values.size`)
+ * when given, else `run.size` grows to fit them. Throws a UsageError.
  */
 export function stampRunOf(
-  values: { "stamp-tlv"?: string; ssid?: string },
-  size: number,
+  values: {
+    "stamp-tlv"?: string;
+    ssid?: string;
+    size?: string;
+    "reflector-stateful"?: boolean;
+  },
+  run: { size?: number },
 ): StampRun {
   const text = values["stamp-tlv"];
   const tlvs = text === undefined ? [] : text.split(",");
@@ -123,19 +128,23 @@ export function stampRunOf(
       );
     }
   }
-  const run = new StampRun({
+  const stamp = new StampRun({
     ssid: parseNumberFlag(values, "ssid", { ssid: { min: 0, max: 65535 } }) ??
       crypto.getRandomValues(new Uint16Array(1))[0]!,
     tlvs: tlvs as RequestTlv[],
+    reflectorStateful: values["reflector-stateful"] === true,
   });
-  if (size < run.minimumSize) {
+  const size = run.size ?? 0;
+  if (values.size === undefined) {
+    run.size = Math.max(size, stamp.minimumSize);
+  } else if (size < stamp.minimumSize) {
     throw new UsageError(
       `Cannot send ${size}-byte STAMP packets${
         tlvs.length > 0 ? ` with ${tlvs.join(", ")}` : ""
-      }: -s must be at least ${run.minimumSize}`,
+      }: -s must be at least ${stamp.minimumSize}`,
     );
   }
-  return run;
+  return stamp;
 }
 
 /** A STAMP run's formats (one per flow) and their logs. */
@@ -202,17 +211,16 @@ export class StampRun {
         ),
         NaN,
       ]);
-    const stateful = this.logs.some((log) => log.reflectorCounts);
-    let forwardLost = 0;
-    let backwardLost = 0;
-    this.logs.forEach((log, k) => {
-      const sent = result.flows[k]?.sent ?? 0;
-      const reached = log.maxReflectorSeq + 1;
-      forwardLost += sent - reached;
-      // The run's own count: a reply whose fields were dropped still came.
-      backwardLost += reached - (result.flows[k]?.received ?? log.replies);
-    });
-    const noLoss = result.received === result.sent;
+    const stateful = this.options.reflectorStateful === true ||
+      this.logs.some((log) => log.reflectorCounts);
+    const split = directionalLoss(this.logs, result, stateful);
+    const bad = this.logs.find((log) => log.badTimestamps > 0);
+    const badCount = this.logs.reduce((sum, log) => sum + log.badTimestamps, 0);
+    const oneWayUnavailable = bad === undefined
+      ? undefined
+      : `${bad.timestampProblem} in ${badCount} of ${
+        this.logs.reduce((sum, log) => sum + log.replies, 0)
+      } replies`;
     const ttls = this.logs.flatMap((log) => log.ttls);
     const first = this.logs.find((log) => log.reflectorFormat !== undefined);
     const located = this.logs.findIndex((log) => log.location !== undefined);
@@ -227,16 +235,14 @@ export class StampRun {
       },
       reflector: summarize(all((log) => log.reflector)),
       offset: summarize(all((log) => log.offset)),
-      loss: noLoss
-        ? { forward: 0, backward: 0 }
-        : stateful
-        ? { forward: forwardLost, backward: backwardLost }
-        : undefined,
+      loss: split.loss,
+      lossUnknown: split.unknown,
       stateful,
+      oneWayUnavailable,
       ttl: ttls.length === 0
         ? undefined
         : { min: Math.min(...ttls), max: Math.max(...ttls) },
-      path: located < 0 ? undefined : pathCheck(
+      path: located < 0 ? undefined : checkPath(
         this.logs[located]!.location!,
         result.flows[located]!.local,
         target,
@@ -256,27 +262,54 @@ export class StampRun {
 }
 
 /**
- * Compares what the reflector saw with what was sent: a source port not
- * ours, a source address not the one bound (when bound to one), or a
- * destination not the target means something rewrote the packet.
+ * Loss each way. With nothing lost there is nothing to split. A stateful
+ * reflector (RFC 8762 §4.3.1) numbers the packets it received from 0, so
+ * up to the last probe answered, `senderSeq − reflectorSeq` of them were
+ * lost forward and the rest of the unanswered ones backward; probes after
+ * the last reply could have been lost either way. A stateless reflector
+ * copies the sender's numbers and tells nothing. Lost means no reply at
+ * all, as the run counts it: a corrupted reply still came back.
  */
-function pathCheck(
-  seen: SeenLocation,
-  sentFrom: HostPort,
-  target: HostPort,
-): PathCheck {
-  const differs = (a: string, b: string) =>
-    a !== "" && !isUnspecified(a) && !isUnspecified(b) && !sameHost(a, b);
-  const rewritten = seen.source.port !== sentFrom.port ||
-    differs(seen.source.hostname, sentFrom.hostname) ||
-    seen.destination.port !== target.port ||
-    differs(seen.destination.hostname, target.hostname);
-  return {
-    sourceSeen: seen.source,
-    destinationSeen: seen.destination,
-    sentFrom,
-    rewritten,
-  };
+function directionalLoss(
+  logs: StampFlowLog[],
+  result: RunResult,
+  stateful: boolean,
+): { loss?: StampSummary["loss"]; unknown?: string } {
+  if (result.lost === 0) {
+    return { loss: { forward: 0, backward: 0, undetermined: 0 } };
+  }
+  if (logs.every((log) => log.replies === 0)) {
+    return { unknown: "no reply came back intact to tell by" };
+  }
+  if (!stateful) {
+    return {
+      unknown:
+        "every reply carried the sender's own sequence number, as a stateless reflector's does (and a stateful one's when nothing was lost forward; --reflector-stateful says it is one)",
+    };
+  }
+  if (logs.some((log) => log.reflectorAhead > 0)) {
+    return {
+      unknown:
+        "the reflector's sequence numbers ran ahead of the sender's: its count did not start at 0 for this session",
+    };
+  }
+  const loss = { forward: 0, backward: 0, undetermined: 0 };
+  logs.forEach((log, k) => {
+    const flow = result.flows[k];
+    const lost = flow?.lost ?? 0;
+    const answered = (flow?.sent ?? 0) - lost;
+    const forward = Math.min(lost, log.maxSenderSeq - log.maxReflectorSeq);
+    // The run's own count of probes answered: a reply whose fields were
+    // dropped, or that came back corrupted, still came.
+    const backward = Math.min(
+      lost - forward,
+      Math.max(0, log.maxReflectorSeq + 1 - answered),
+    );
+    loss.forward += forward;
+    loss.backward += backward;
+    loss.undetermined += lost - forward - backward;
+  });
+  return { loss };
 }
 
 const address = (at: HostPort) =>
@@ -309,19 +342,32 @@ export function stampWarning(
  */
 export function formatStampSummary(summary: StampSummary): string[] {
   if (summary.plainEcho > 0 && summary.forward.count === 0) return [];
+  const unavailable = summary.oneWayUnavailable;
   const lines = [
-    `one-way (ms): forward ${stats(summary.forward)}, ipdv ${
-      formatMs(summary.forward.ipdv)
-    }`,
-    `              backward ${stats(summary.backward)}, ipdv ${
-      formatMs(summary.backward.ipdv)
-    }`,
-    `reflector (ms): ${stats(summary.reflector)}; clock offset estimate ${
-      formatMs(summary.offset.mean)
-    } ms (one-way figures include it unless the clocks are synchronised)`,
+    ...(unavailable !== undefined
+      ? [
+        `one-way and reflector figures: unavailable: ${unavailable}; the round-trip figures stand`,
+      ]
+      : summary.measured === 0
+      ? ["one-way and reflector figures: none (no reply came back intact)"]
+      : [
+        `one-way (ms): forward ${stats(summary.forward)}, ipdv ${
+          formatMs(summary.forward.ipdv)
+        }`,
+        `              backward ${stats(summary.backward)}, ipdv ${
+          formatMs(summary.backward.ipdv)
+        }`,
+        `reflector (ms): ${stats(summary.reflector)}; clock offset estimate ${
+          formatMs(summary.offset.mean)
+        } ms (one-way figures include it unless the clocks are synchronised)`,
+      ]),
     summary.loss === undefined
-      ? "directional loss: unknown (the reflector copies sequence numbers; run it with --stamp-stateful)"
-      : `directional loss: forward ${summary.loss.forward}, backward ${summary.loss.backward}`,
+      ? `directional loss: unknown: ${summary.lossUnknown}`
+      : `directional loss: forward ${summary.loss.forward}, backward ${summary.loss.backward}${
+        summary.loss.undetermined > 0
+          ? `, ${summary.loss.undetermined} after the last reply either way`
+          : ""
+      }`,
     summary.ttl === undefined
       ? "ttl at the reflector: unknown"
       : `ttl at the reflector: ${summary.ttl.min}${
@@ -339,9 +385,13 @@ export function formatStampSummary(summary: StampSummary): string[] {
       `location: the reflector saw ${address(path.sourceSeen)} -> ${
         address(path.destinationSeen)
       }; ${
-        path.rewritten
-          ? "a NAT or proxy rewrote the path"
-          : "the addresses and ports sent"
+        path.rewritten === undefined
+          ? `rewritten or not: unknown (${path.unknown})`
+          : path.rewritten
+          ? `a NAT or proxy rewrote the path (sent from ${
+            address(path.sentFrom)
+          })`
+          : `the addresses and ports sent (from ${address(path.sentFrom)})`
       }`,
     );
   }
@@ -361,28 +411,32 @@ export function stampJson(
   options: StampRunOptions,
 ): Record<string, unknown> {
   const path = summary.path;
+  const unavailable = summary.oneWayUnavailable !== undefined;
   return {
-    one_way_ms: {
+    one_way_ms: unavailable ? null : {
       forward: { ...summaryJson(summary.forward), ipdv: summary.forward.ipdv },
       backward: {
         ...summaryJson(summary.backward),
         ipdv: summary.backward.ipdv,
       },
     },
-    reflector_ms: summaryJson(summary.reflector),
-    offset_ms: summaryJson(summary.offset),
+    reflector_ms: unavailable ? null : summaryJson(summary.reflector),
+    offset_ms: unavailable ? null : summaryJson(summary.offset),
     stamp: {
       ssid: options.ssid,
       tlvs: options.tlvs,
       stateful: summary.stateful,
       directional_loss: summary.loss ?? null,
+      directional_loss_unknown: summary.lossUnknown ?? null,
+      one_way_unavailable: summary.oneWayUnavailable ?? null,
       replies_measured: summary.measured,
       ttl: summary.ttl ?? null,
       location: path === undefined ? null : {
         source_seen: address(path.sourceSeen),
         destination_seen: address(path.destinationSeen),
-        sent_from: formatAddress(path.sentFrom),
-        rewritten: path.rewritten,
+        sent_from: address(path.sentFrom),
+        rewritten: path.rewritten ?? null,
+        rewritten_unknown: path.unknown ?? null,
       },
       timestamp_info: summary.timestampInfo === undefined ? null : {
         sync_source_in: summary.timestampInfo[0],

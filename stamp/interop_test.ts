@@ -219,7 +219,11 @@ for (const host of HOSTS) {
           );
           const ttl = await defaultTtl(host);
           deepEqual(stamp.ttl, { min: ttl, max: ttl });
-          deepEqual(stamp.directional_loss, { forward: 0, backward: 0 });
+          deepEqual(stamp.directional_loss, {
+            forward: 0,
+            backward: 0,
+            undetermined: 0,
+          });
           // It understands neither TLV: both come back with U set; the plain
           // one (RFC 8762 alone, SSID 0) returns Extra Padding as sent, U set.
           const returned = modes.includes("plain") ? 3 : 2;
