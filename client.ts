@@ -121,6 +121,10 @@ const MEASURE_FLAGS = {
   io: { type: "string" },
   metrics: { type: "string" },
   "probe-allow": { type: "string", multiple: true },
+  "targets-file": { type: "string" },
+  "targets-dns": { type: "string" },
+  refresh: { type: "string" },
+  node: { type: "string" },
   stamp: { type: "boolean" },
   "stamp-tlv": { type: "string" },
   ssid: { type: "string" },
@@ -144,7 +148,8 @@ const MEASURE_HELP =
                        (closed loop)
       --rate PPS       load: send PPS probes a second per flow, 0.001 to
                        10000000 (open loop)
-      --flows N        load: run N flows from distinct source ports, 1 to 1024
+      --flows N        load and monitor: run N flows from distinct source
+                       ports (per target with --metrics), 1 to 1024
       --sweep          find the largest payload echoed intact
   -4, -6               use only IPv4 or only IPv6
       --bind ADDR[:PORT]  send from this local address
@@ -161,17 +166,25 @@ const MEASURE_HELP =
       --probe-allow NET  with --metrics: /probe sends only to NET, a CIDR or
                        [CIDR]:PORT (repeatable); broadcast, multicast and
                        service ports stay refused
+      --targets-file F with --metrics: also probe each HOST[:PORT] line of F,
+                       read again when it changes
+      --targets-dns NAME  with --metrics: also probe every A and AAAA address
+                       of NAME (SRV records for _service._proto.NAME)
+      --refresh S      with --targets-file or --targets-dns: read them again
+                       every S seconds, 0.1 to 86400 (default: 10)
+      --node NAME      with --metrics: the node label of every series
+                       (default: the host name, with --allow-sys=hostname)
       --stamp          ping or load as a STAMP Session-Sender (RFC 8762): delay
                        and loss each way, the reflector's time; -s at least 44
                        (default: 64, grown to fit --stamp-tlv)
-      --stamp-tlv LIST with --stamp: location (a NAT hint), timestamp-info
+      --stamp-tlv LIST with --stamp: location (a NAT hint), timestamp-info,
+                       class-of-service (the DSCP and ECN each way)
       --ssid N         with --stamp: the session id, 0 to 65535 (default: random)
       --reflector-stateful  with --stamp: the reflector keeps its own sequence
                        numbers (server.ts --stamp-stateful), so loss splits
                        each way even when none was forward
       --diagnose CHECKS  path checks: all, or a comma list of pmtu, dscp, ecn,
-                       nat (see docs/diagnose.md); pmtu, dscp and ecn need
-                       --allow-ffi
+                       nat (see docs/diagnose.md); each needs --allow-ffi
       --nat-max S      with --diagnose nat: the longest idle time tried, 1 to
                        3600 seconds (default: 300)
   Load without -c or -d runs 10 s; -t MS marks slower replies late and,

@@ -189,6 +189,8 @@ Deno.test("client.ts --metrics (the monitor): SIGUSR1 never opens the inspector,
     "-i",
     "20",
     "-q",
+    "--node",
+    "test-node",
     "--metrics",
     "127.0.0.1:0",
   ], { permissions: [...FFI, "--allow-sys=networkInterfaces"] });
@@ -286,6 +288,8 @@ Deno.test(`client.ts --metrics under ulimit -n ${LOW_LIMIT} stops with one error
   const { code, stdout, stderr } = await runUnderLowLimit("client.ts", [
     "-H",
     "127.0.0.1",
+    "--node",
+    "test-node",
     "--metrics",
     "127.0.0.1:0",
   ]);

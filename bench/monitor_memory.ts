@@ -103,6 +103,8 @@ async function main(args: string[]): Promise<number> {
     "-i",
     values.interval,
     "-q",
+    "--node",
+    "test-node",
     "--metrics",
     `127.0.0.1:${metricsPort}`,
   ]);

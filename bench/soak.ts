@@ -146,7 +146,7 @@ async function soak(options: SoakOptions, skipped?: string): Promise<number> {
     if (options.monitor) {
       soak.monitor = startLimited("client.ts", [
         ...["-H", "127.0.0.1", "-p", String(port), "-i", "100", "-q"],
-        ...["--metrics", "127.0.0.1:0"],
+        ...["--node", "soak", "--metrics", "127.0.0.1:0"],
       ], { permissions: MONITOR_PERMISSIONS, wrapper: ["setsid"] });
       monitorPort = Number(
         (await soak.monitor.waitForStderr(

@@ -349,6 +349,14 @@ export function refuseArguments(positionals: string[]): void {
 export interface ClientFlagValues {
   /** `-r`. */
   retries?: string;
+  /** `--targets-file`, `--targets-dns`, `--refresh` and `--node`: the monitor's. */
+  "targets-file"?: string;
+  /** See `targets-file`. */
+  "targets-dns"?: string;
+  /** See `targets-file`. */
+  refresh?: string;
+  /** See `targets-file`. */
+  node?: string;
   /** `-q`. */
   quiet?: boolean;
   /** `--json`. */
@@ -374,7 +382,8 @@ export interface ClientFlagValues {
  * measurement (probes are never resent), `-q` with JSON output (which has no
  * lines to leave out), `--max-loss` in a sweep (whose status is whether any
  * size came back), `--bind` without a measurement, `--io` outside ping
- * and load, and `--probe-allow` without `--metrics`. Throws a UsageError.
+ * and load, and `--probe-allow` and the monitor's target and node flags
+ * without `--metrics`. Throws a UsageError.
  */
 export function refuseIdleFlags(
   flags: ClientFlagValues,
@@ -407,6 +416,13 @@ export function refuseIdleFlags(
     throw new UsageError(
       "Cannot use --probe-allow without --metrics: only the monitor serves /probe",
     );
+  }
+  for (const flag of ["targets-file", "targets-dns", "refresh", "node"]) {
+    if (flags[flag as "node"] !== undefined && mode !== "monitor") {
+      throw new UsageError(
+        `Cannot use --${flag} without --metrics: only the monitor follows a fleet`,
+      );
+    }
   }
   if (mode === "sweep" && flags["max-loss"] !== undefined) {
     throw new UsageError(

@@ -322,11 +322,11 @@ Deno.test("client.ts refuses bad --stamp-tlv usage with one line and exit 2", as
   await refuses("client.ts", [
     [
       ["--stamp", "--stamp-tlv", ""],
-      'error: cannot use --stamp-tlv "": expected location or timestamp-info',
+      'error: cannot use --stamp-tlv "": expected location, timestamp-info or class-of-service',
     ],
     [
       ["--stamp", "--stamp-tlv", "location,"],
-      'error: cannot use --stamp-tlv "": expected location or timestamp-info',
+      'error: cannot use --stamp-tlv "": expected location, timestamp-info or class-of-service',
     ],
     [
       ["--stamp", "--stamp-tlv", "location,location", "-s", "200"],

@@ -50,6 +50,7 @@ import type {
   EchoBackendOptions,
   EchoServer,
   EchoStats,
+  HeldReply,
   ServerEvent,
 } from "./types.ts";
 
@@ -278,9 +279,15 @@ async function echoLoop(
       counters.received++;
       counters.receivedBytes += data.length;
       const decided = policy.decide(from, data.length);
-      const verdict = decided === "echo" && reflect !== undefined
-        ? reflect(data, { from, local, receivedAt }) ?? decided
-        : decided;
+      const reflected = decided === "echo" && reflect !== undefined
+        ? reflect(data, { from, local, receivedAt })
+        : undefined;
+      if (typeof reflected === "object") {
+        holdReply(data.slice(), from, reflected);
+        if (!primary && !queued) break;
+        continue;
+      }
+      const verdict = reflected ?? decided;
       if (verdict !== "echo") {
         if (decided === "echo") {
           // The policy counts its own drops; the hook's are counted here.
@@ -326,8 +333,74 @@ async function echoLoop(
     }
   }
 
+  // Replies held for later (STAMP Delayed Reply): the timers still to
+  // fire, each with what stopping does to it, and the sends under way.
+  const held = new Map<ReturnType<typeof setTimeout>, () => void>();
+  const sending = new Set<Promise<void>>();
+
+  function shutdownDrop(from: Deno.NetAddr, data: Uint8Array): void {
+    counters.droppedBy.shutdown = (counters.droppedBy.shutdown ?? 0) + 1;
+    if (datagramEvents) {
+      emit({ type: "dropped", from, local, data, reason: "shutdown" });
+    }
+  }
+
+  function holdReply(data: Uint8Array, from: Deno.NetAddr, reply: HeldReply) {
+    const timer = setTimeout(() => {
+      held.delete(timer);
+      const sent: Promise<void> = sendHeld(data, from, reply).finally(() => {
+        reply.release();
+        sending.delete(sent);
+      });
+      sending.add(sent);
+    }, reply.delayMs);
+    held.set(timer, () => {
+      shutdownDrop(from, data);
+      reply.release();
+    });
+  }
+
+  // The policy and its rate limit judge a held reply again when it leaves.
+  async function sendHeld(
+    data: Uint8Array,
+    from: Deno.NetAddr,
+    reply: HeldReply,
+  ) {
+    if (isClosed()) return shutdownDrop(from, data);
+    const verdict = policy.decide(from, data.length);
+    if (verdict !== "echo") {
+      if (datagramEvents) {
+        emit({ type: "dropped", from, local, data, reason: verdict });
+      }
+      return;
+    }
+    reply.beforeSend(data);
+    try {
+      const sent = await conn.send(data, from);
+      counters.echoed++;
+      counters.echoedBytes += sent;
+      if (datagramEvents) emit({ type: "datagram", from, local, data, sent });
+    } catch (error) {
+      if (isClosed()) return shutdownDrop(from, data);
+      counters.errorsBy.send++;
+      emit({
+        type: "error",
+        operation: "send",
+        local,
+        peer: from,
+        error: asError(error),
+      });
+    }
+  }
+
   receiver(new Uint8Array(RECEIVE_BUFFER_SIZE), true);
   await stopped;
+  for (const [timer, drop] of held) {
+    clearTimeout(timer);
+    drop();
+  }
+  held.clear();
+  await Promise.all(sending);
 }
 
 function asError(error: unknown): Error {

@@ -20,6 +20,21 @@ export type DropCause = DropReason | "shutdown" | ReflectDrop;
 /** Why the `reflect` hook sent nothing: a STAMP request under 44 bytes. */
 export type ReflectDrop = "stamp-too-short";
 
+/**
+ * A reply the `reflect` hook asks the backend to send later (a STAMP
+ * Delayed Reply): the backend keeps a copy of the bytes, asks the policy
+ * again when the time comes (a refusal then drops it by the policy's
+ * reason), and counts one held at shutdown as `shutdown`.
+ */
+export interface HeldReply {
+  /** How long to hold it, in milliseconds. */
+  delayMs: number;
+  /** Rewrites the copy in place right before it leaves (its transmit time). */
+  beforeSend(reply: Uint8Array): void;
+  /** Called once, when it is sent or dropped: the hook's table has room again. */
+  release(): void;
+}
+
 /** What the `reflect` hook knows of a datagram besides its bytes. */
 export interface ReflectInfo {
   /** The sender. */
@@ -201,10 +216,14 @@ export interface EchoBackendOptions {
    * Rewrites each datagram the policy lets through, in place and to the
    * same length, before it is sent back (the STAMP Session-Reflector of
    * `stamp/`); returning a {@linkcode ReflectDrop} sends nothing and counts
-   * the drop. Called as late as possible before the send. Socket backend
-   * only: `serveBatch` throws a TypeError for it.
+   * the drop, and a {@linkcode HeldReply} sends it later. Called as late
+   * as possible before the send. Socket backend only: `serveBatch` throws
+   * a TypeError for it.
    */
-  reflect?: (data: Uint8Array, info: ReflectInfo) => ReflectDrop | undefined;
+  reflect?: (
+    data: Uint8Array,
+    info: ReflectInfo,
+  ) => ReflectDrop | HeldReply | undefined;
 }
 
 /** A running echo server. */

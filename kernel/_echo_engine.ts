@@ -22,7 +22,8 @@
  * (`_hooks.ts`) may then rewrite a datagram into its reply in place, seeing
  * its kernel receive time, TTL and TOS, mark its reply with a TOS of its
  * choosing (the STAMP Class of Service) and stamp each reply right before
- * the `sendmmsg` that carries it.
+ * the `sendmmsg` that carries it, or hold it (`_held.ts`) to be sent later
+ * through the same slots between turns.
  *
  * It is longer than 500 lines because the receive, decide and send steps
  * of one batch index the one buffer together, and read best side by side.
@@ -72,6 +73,7 @@ import {
   ask,
   type DatagramFacts,
   type DecideHook,
+  HELD,
   newDatagramFacts,
   type ReflectHook,
 } from "./_hooks.ts";
@@ -94,6 +96,7 @@ import {
   SEND_CONTROL_SIZE,
 } from "./_pktinfo.ts";
 import { AF_INET, SOCKADDR_SIZE } from "./_sockaddr.ts";
+import { HeldReplies, type HeldReply } from "./_held.ts";
 
 /** Options for {@linkcode EchoEngine}. */
 export interface EchoEngineOptions {
@@ -173,6 +176,7 @@ export class EchoEngine {
   #events: EchoEventSink | undefined;
   #datagramEvents: boolean;
   #lastReceived = 0;
+  #held: HeldReplies;
 
   /** Allocates the buffer and lays out every header once. */
   constructor(libc: Libc, options: EchoEngineOptions) {
@@ -258,6 +262,12 @@ export class EchoEngine {
     for (let i = 0, slot = this.#slotOffset; i < vlen; i++) {
       this.#payloads.push(this.#u8.subarray(slot, slot += RECEIVE_BUFFER_SIZE));
     }
+    this.#held = new HeldReplies({
+      u8: this.#u8,
+      payloads: this.#payloads,
+      addrOffset: this.#addrOffset,
+      controlOffset: this.#sendControlOffset,
+    });
     const transmit = options.reflect?.transmit;
     this.#stamper = transmit && new ReplyStamper(libc, transmit, {
       memory: { u32, offset: clockOffset, pointer: at(clockOffset) },
@@ -362,8 +372,6 @@ export class EchoEngine {
     const decide = this.#decide;
     const reflect = this.#reflect;
     const info = this.#info;
-    const sendHdrBase = this.#sendHdrOffset >> 2;
-    const sendIovBase = this.#sendIovOffset >> 2;
     facts.now = now;
     counts[C_BATCHES]!++;
     let kept = 0;
@@ -404,41 +412,63 @@ export class EchoEngine {
         // As on sockets: the reflector answers what the policy let through.
         reason ??= ask(reflect, facts, "reflect error");
       }
+      if (reason === HELD) {
+        this.#hold(i, size, namelen, kind);
+        continue;
+      }
       if (reason !== undefined) {
-        if (this.#datagramEvents) this.#datagramEvent(i, size, reason);
-        counts[C_DROPPED]!++;
-        this.droppedBy[reason] = (this.droppedBy[reason] ?? 0) + 1;
+        this.#drop(i, size, reason);
         continue;
       }
       // A STAMP reply's Class of Service: its marking rides with the pktinfo.
-      const tos = reflect?.replyTos ?? -1;
-      const s = sendHdrBase + kept * (MMSGHDR_SIZE >> 2);
-      u32[s] = this.#addrLo[i]!; // msg_name
-      u32[s + 1] = this.#addrHi[i]!;
-      u32[s + 2] = namelen; // msg_namelen
-      u32[s + 4] = this.#sendIovLo[i]!; // msg_iov
-      u32[s + 5] = this.#sendIovHi[i]!;
-      u32[s + 6] = 1; // msg_iovlen
-      if (kind === PKTINFO_UNICAST && (this.#wildcard || tos >= 0)) {
-        u32[s + 8] = this.#sendControlLo[i]!; // msg_control
-        u32[s + 9] = this.#sendControlHi[i]!;
-        u32[s + 10] = tos < 0 ? this.#sendControlLength : addReplyTos(
-          u32,
-          this.#sendControlOffset + i * SEND_CONTROL_SIZE,
-          this.#sendControlLength,
-          tos,
-          !this.#ipv6 || u32[(addr + 16) >> 2] === 0xffff0000,
-        ); // msg_controllen
-      } else u32.fill(0, s + 8, s + 11);
-      u32[sendIovBase + i * (IOVEC_SIZE >> 2) + 2] = size; // iov_len
-      this.#keptSlot[kept] = i;
-      this.#keptSize[kept] = size;
-      kept++;
+      this.#keep(i, kept++, namelen, kind, size, reflect?.replyTos ?? -1);
     }
+    this.#sendKept(kept, now);
+  }
+
+  /** Lays out the send header of slot `i` as the `kept`th of the call. */
+  #keep(
+    i: number,
+    kept: number,
+    namelen: number,
+    kind: number,
+    size: number,
+    tos: number,
+  ) {
+    const u32 = this.#u32;
+    const s = (this.#sendHdrOffset >> 2) + kept * (MMSGHDR_SIZE >> 2);
+    u32[s] = this.#addrLo[i]!; // msg_name
+    u32[s + 1] = this.#addrHi[i]!;
+    u32[s + 2] = namelen; // msg_namelen
+    u32[s + 4] = this.#sendIovLo[i]!; // msg_iov
+    u32[s + 5] = this.#sendIovHi[i]!;
+    u32[s + 6] = 1; // msg_iovlen
+    if (kind === PKTINFO_UNICAST && (this.#wildcard || tos >= 0)) {
+      const addr = this.#addrOffset + i * SOCKADDR_SIZE;
+      u32[s + 8] = this.#sendControlLo[i]!; // msg_control
+      u32[s + 9] = this.#sendControlHi[i]!;
+      u32[s + 10] = tos < 0 ? this.#sendControlLength : addReplyTos(
+        u32,
+        this.#sendControlOffset + i * SEND_CONTROL_SIZE,
+        this.#sendControlLength,
+        tos,
+        !this.#ipv6 || u32[(addr + 16) >> 2] === 0xffff0000,
+      ); // msg_controllen
+    } else u32.fill(0, s + 8, s + 11);
+    u32[(this.#sendIovOffset >> 2) + i * (IOVEC_SIZE >> 2) + 2] = size; // iov_len
+    this.#keptSlot[kept] = i;
+    this.#keptSize[kept] = size;
+  }
+
+  /** Sends the `kept` replies laid out, the first call begun at `now`. */
+  #sendKept(kept: number, now: number): void {
+    const u32 = this.#u32;
+    const counts = this.counts;
+    const sendIovBase = this.#sendIovOffset >> 2;
     let sent = 0;
     // When the call now due began: the batch's clock reading stands in for
     // the first one's, so the usual batch reads no clock for it.
-    let callStart = facts.now;
+    let callStart = now;
     while (sent < kept) {
       this.#stamper?.stamp(this.#keptSlot, this.#keptSize, sent, kept);
       const r = this.#libc.symbols.sendmmsg(
@@ -478,6 +508,62 @@ export class EchoEngine {
       this.#sendFailed(this.#keptSlot[sent]!, errno);
       sent++;
     }
+  }
+
+  /** Copies what sends the reply in slot `i` later, as the reflect hook asked. */
+  #hold(i: number, size: number, namelen: number, kind: number): void {
+    this.#held.hold(i, size, {
+      dueAt: this.#facts.now + (this.#reflect!.holdMs ?? 0),
+      namelen,
+      kind,
+      tos: this.#reflect!.replyTos ?? -1,
+      info: this.#info.slice(),
+      hostname: this.#facts.hostname,
+      port: this.#facts.port,
+    });
+  }
+
+  /** Puts held reply `entry` back into slot `i`, its facts into the hooks' object. */
+  #restore(i: number, entry: HeldReply): void {
+    this.#held.restore(i, entry, this.#facts);
+    this.#current = i;
+    this.#currentKind = entry.kind;
+  }
+
+  /** Sends the held replies due, through the slots, the decide hook asked again. */
+  sendHeld(now: number): void {
+    const due = this.#held.due(now, this.#vlen);
+    if (due.length === 0) return;
+    this.#facts.now = now;
+    let kept = 0;
+    for (let i = 0; i < due.length; i++) {
+      const entry = due[i]!;
+      const size = entry.bytes.length;
+      this.#restore(i, entry);
+      this.#reflect?.release?.(size);
+      const reason = ask(this.#decide, this.#facts, "policy error");
+      if (reason !== undefined) {
+        this.#drop(i, size, reason);
+        continue;
+      }
+      this.#keep(i, kept++, entry.namelen, entry.kind, size, entry.tos);
+    }
+    this.#sendKept(kept, now);
+  }
+
+  /** Drops every held reply, as the stop cut them off (`shutdown`). */
+  dropAllHeld(): void {
+    for (const entry of this.#held.due(Infinity, Infinity)) {
+      this.#restore(0, entry);
+      this.#reflect?.release?.(entry.bytes.length);
+      this.#drop(0, entry.bytes.length, "shutdown");
+    }
+  }
+
+  #drop(i: number, size: number, reason: string): void {
+    if (this.#datagramEvents) this.#datagramEvent(i, size, reason);
+    this.counts[C_DROPPED]!++;
+    this.droppedBy[reason] = (this.droppedBy[reason] ?? 0) + 1;
   }
 
   #datagramEvent(i: number, size: number, reason: string | undefined): void {

@@ -125,6 +125,9 @@ async function run(config: WorkerConfig): Promise<void> {
         Atomics.wait(control, 0, 0, RECEIVE_ERROR_PAUSE_MS);
       }
     }
+    // Replies held for later leave at the first turn once due: the receive
+    // timeout wakes an idle loop.
+    engine.sendHeld(now);
     if (gcEvery > 0 && ++batches % gcEvery === 0) engine.forceGc(gc!);
     if (sink !== undefined) {
       const now = performance.now();
@@ -156,6 +159,7 @@ async function run(config: WorkerConfig): Promise<void> {
   }
   // What was set aside until the stop counts in the totals too.
   sink?.drain();
+  engine.dropAllHeld();
   writer.flush(engine.droppedBy, engine.dropped, true);
   post({ type: "done", result: { ...engine.droppedBy } });
 }

@@ -129,9 +129,18 @@ export interface OutgoingReply {
 }
 
 /**
+ * A reflect hook's verdict that holds the reply and sends it later: after
+ * the hook's `holdMs`, with the decide hook asked again then (a STAMP
+ * Delayed Reply). The engine keeps a copy, calls `release` once it is sent
+ * or dropped, and counts one still held at the stop as `shutdown`.
+ */
+export const HELD = "held";
+
+/**
  * Turns a datagram the decide hook let through into its reply, in place
  * and of the same length (a reflector never amplifies): `undefined` sends
- * it, a string drops it and is the reason counted. `transmit`, when given,
+ * it, a string drops it and is the reason counted, {@linkcode HELD} holds
+ * it for `holdMs`. `transmit`, when given,
  * is called for each reply right before the `sendmmsg` that carries it,
  * with the clock read then: one read per system call, so every reply of a
  * batch gets the time the batch left, as late as the engine can take it.
@@ -140,6 +149,10 @@ export type ReflectHook =
   & ((facts: Readonly<DatagramFacts>) => string | undefined)
   & {
     transmit?: (reply: Readonly<OutgoingReply>) => void;
+    /** With {@linkcode HELD}: how long to hold the reply, ms. */
+    holdMs?: number;
+    /** Called once for each held reply, of `size` bytes, sent or dropped. */
+    release?: (size: number) => void;
     /**
      * Set by the hook on each datagram it answers: the TOS or traffic
      * class its reply leaves with, or -1 for the socket's own.

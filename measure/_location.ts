@@ -40,6 +40,10 @@ export interface PathCheck {
    * `undefined` when nothing differs but something could not be compared.
    */
   rewritten: boolean | undefined;
+  /** Whether the source address differs from `sentFrom`'s; `undefined` when either is not known. */
+  sourceAddressRewritten: boolean | undefined;
+  /** Whether the source port differs from the socket's. */
+  sourcePortRewritten: boolean;
   /** Why `rewritten` is unknown. */
   unknown?: string;
 }
@@ -60,13 +64,16 @@ export function checkPath(
   target: HostPort,
 ): PathCheck {
   const from = sentFrom(local, target);
-  const portRewritten = seen.source.port !== local.port ||
+  const sourcePortRewritten = seen.source.port !== local.port;
+  const portRewritten = sourcePortRewritten ||
     seen.destination.port !== target.port;
   const hostsDiffer = (a: string, b: string) =>
     a !== "" && !isUnspecified(a) && !sameHost(unmapped(a), unmapped(b));
-  const rewritten = portRewritten ||
-    (from.hostname !== "" &&
-      hostsDiffer(seen.source.hostname, from.hostname)) ||
+  const sourceAddressRewritten =
+    from.hostname === "" || seen.source.hostname === ""
+      ? undefined
+      : hostsDiffer(seen.source.hostname, from.hostname);
+  const rewritten = portRewritten || sourceAddressRewritten === true ||
     hostsDiffer(seen.destination.hostname, target.hostname);
   let unknown: string | undefined;
   if (!rewritten && from.hostname === "") unknown = from.why;
@@ -78,6 +85,8 @@ export function checkPath(
     destinationSeen: seen.destination,
     sentFrom: { hostname: from.hostname, port: local.port },
     sentFromBy: from.by,
+    sourceAddressRewritten,
+    sourcePortRewritten,
     rewritten: unknown === undefined ? rewritten : undefined,
     ...(unknown === undefined ? {} : { unknown }),
   };

@@ -45,3 +45,19 @@ Deno.test("checkPath() says unknown, never not rewritten, where it cannot compar
     "socket",
   );
 });
+
+Deno.test("checkPath() tells a rewritten source address from a rewritten source port", () => {
+  const local = { hostname: "0.0.0.0", port: 40000 };
+  const masquerade = checkPath(seen("127.0.0.9", 40000), local, target);
+  deepEqual(
+    [masquerade.sourceAddressRewritten, masquerade.sourcePortRewritten],
+    [true, false],
+  );
+  const portOnly = checkPath(seen("127.0.0.1", 40001), local, target);
+  deepEqual(
+    [portOnly.sourceAddressRewritten, portOnly.sourcePortRewritten],
+    [false, true],
+  );
+  const blind = checkPath(seen("", 40000), local, target);
+  equal(blind.sourceAddressRewritten, undefined);
+});

@@ -1,8 +1,9 @@
 /**
- * The monitor: probes one or more targets without end, in fixed memory,
- * and keeps a running tally per target (counts, RFC 3550 and IPDV jitter,
- * whether the target is up) for a metrics endpoint to read. It is the
- * ping mode (`runFlows`) in its ring mode, so a probe is sent, matched,
+ * The monitor: probes one or more targets without end, over one or more
+ * flows each, in fixed memory sized by the probe rate and the timeout
+ * ({@linkcode monitorRing}), and keeps a running tally per flow (counts,
+ * RFC 3550 and IPDV jitter, whether the target is up) for a metrics
+ * endpoint to read. It is the ping mode (`runFlows`) in its ring mode, so a probe is sent, matched,
  * verified and counted exactly as in a ping; loss is decided by the
  * timeout, and a reply after it counts as late only.
  *
@@ -18,7 +19,7 @@
  * const tally = new ProbeTally();
  * const stop = new AbortController();
  * setTimeout(() => stop.abort(), 200);
- * await runMonitor({ targets: [target], tallies: [tally], intervalMs: 20, signal: stop.signal });
+ * await runMonitor({ targets: [target], tallies: [[tally]], intervalMs: 20, signal: stop.signal });
  * equal(tally.counts.lost, 0);
  * controller.abort();
  * await server.finished;
@@ -29,14 +30,43 @@
 
 import type { ResolvedAddress } from "../net/address.ts";
 import type { ProbeEvent } from "./types.ts";
-import { runFlows } from "./run.ts";
+import { type FlowRunOptions, runFlows } from "./run.ts";
 
 /**
- * Probe state kept per flow: a reply to a probe older than this many
- * probes is ignored. 65,536 covers a timeout of 6.5 s at one probe every
- * 0.1 ms, in about 2.6 MB per target.
+ * The most probes a monitor's flow keeps state for: the timeout over the
+ * interval may not exceed it, since a probe within its timeout must keep
+ * its slot.
  */
-export const MONITOR_RING = 65_536;
+export const MAX_MONITOR_RING = 65_536;
+/** The fewest slots of a flow's ring, so that a slow reply still counts as late. */
+const MIN_MONITOR_RING = 64;
+/** Bytes of state per ring slot: five Float64Array times and two byte flags. */
+export const RING_SLOT_BYTES = 5 * 8 + 2;
+
+/**
+ * The ring a monitor's flow needs at one probe every `intervalMs` with a
+ * timeout of `timeoutMs`: a power of two that holds every probe within its
+ * timeout, and twice that when it fits, so a reply up to about twice the
+ * timeout counts as late rather than ignored.
+ *
+ * @param intervalMs Milliseconds between probes of one flow.
+ * @param timeoutMs Milliseconds after which a probe without reply is lost.
+ * @returns The slots per flow, from 64 to {@linkcode MAX_MONITOR_RING}.
+ * @throws {RangeError} When more than {@linkcode MAX_MONITOR_RING} probes
+ * would be within their timeout at once.
+ */
+export function monitorRing(intervalMs: number, timeoutMs: number): number {
+  const inFlight = Math.ceil(timeoutMs / Math.max(intervalMs, 1e-3)) + 1;
+  if (inFlight > MAX_MONITOR_RING) {
+    throw new RangeError(
+      `Cannot probe every ${intervalMs} ms with a timeout of ${timeoutMs} ms: a monitor keeps at most ${MAX_MONITOR_RING} probes per flow within their timeout, and this needs ${inFlight}`,
+    );
+  }
+  let ring = MIN_MONITOR_RING;
+  while (ring < 2 * inFlight && ring < MAX_MONITOR_RING) ring *= 2;
+  return ring;
+}
+
 /** The probes `up` looks back on: up when any of them got an intact reply. */
 export const UP_WINDOW = 3;
 /** IPDV pairs the IPDV gauge averages over. */
@@ -167,16 +197,18 @@ export class ProbeTally {
 
 /** Options for {@linkcode runMonitor}. */
 export interface MonitorOptions {
-  /** The echo servers, one flow each. */
+  /** The echo servers. */
   targets: readonly ResolvedAddress[];
-  /** One tally per target, in the order of `targets`. */
-  tallies: readonly ProbeTally[];
+  /** Per target, in the order of `targets`, one tally per flow. */
+  tallies: readonly (readonly ProbeTally[])[];
   /** Send probe n of each flow at start + n x interval, in ms. Default 1000. */
   intervalMs?: number;
   /** A probe without a reply this long (ms) is lost. Default 1000. */
   timeoutMs?: number;
   /** Payload bytes per probe. Default 64. */
   size?: number;
+  /** Flows per target, each from its own source port. Default 1. */
+  flows?: number;
   /** Probes per target; unbounded by default (a `/probe` scrape gives one). */
   count?: number;
   /** Ends the run at once. */
@@ -188,28 +220,53 @@ export interface MonitorOptions {
 /**
  * Probes every target on its own schedule until `signal` aborts (or
  * `count` probes each, then their timeout), counting into `tallies`.
- * Throws RangeError as `runProbes` does for a bad size or interval, and
+ * Throws RangeError as `runProbes` does for a bad size or interval, or
+ * {@linkcode monitorRing} for too many probes within their timeout, and
  * rejects with a socket's error when a receive fails; a failed send is
  * counted and the run goes on.
  */
 export async function runMonitor(options: MonitorOptions): Promise<void> {
-  const { targets, tallies, timeoutMs = 1000 } = options;
-  await Promise.all(targets.map((target, index) => {
-    const tally = tallies[index]!;
-    return runFlows({
-      target,
-      size: options.size,
-      intervalMs: options.intervalMs ?? 1000,
-      timeoutMs,
-      waitMs: timeoutMs,
-      count: options.count,
-      signal: options.signal,
-      ring: MONITOR_RING,
-      onSend: () => tally.sent(),
-      onEvent: (event) => {
-        tally.record(event);
-        options.onEvent?.(index, event);
-      },
-    });
-  }));
+  await Promise.all(
+    options.targets.map((target, index) =>
+      probeTarget(target, options.tallies[index]!, {
+        ...options,
+        onEvent: (event) => options.onEvent?.(index, event),
+      })
+    ),
+  );
+}
+
+/**
+ * One target of {@linkcode runMonitor}: `tallies.length` flows (at least
+ * one), each counting into its own tally; a monitor whose targets come and
+ * go starts and stops each with its own signal. Throws as `runMonitor` does.
+ */
+export async function probeTarget(
+  target: ResolvedAddress,
+  tallies: readonly ProbeTally[],
+  options: Omit<MonitorOptions, "targets" | "tallies" | "onEvent"> & {
+    onEvent?: (event: ProbeEvent) => void;
+    /** The probe format of each flow (STAMP); the plain probe by default. */
+    format?: FlowRunOptions["format"];
+  },
+): Promise<void> {
+  const { timeoutMs = 1000 } = options;
+  const intervalMs = options.intervalMs ?? 1000;
+  await runFlows({
+    target,
+    size: options.size,
+    flows: tallies.length,
+    intervalMs,
+    timeoutMs,
+    waitMs: timeoutMs,
+    count: options.count,
+    signal: options.signal,
+    ring: monitorRing(intervalMs, timeoutMs),
+    format: options.format,
+    onSend: (flow) => tallies[flow]!.sent(),
+    onEvent: (event) => {
+      if (event.type !== "sweep") tallies[event.flow]!.record(event);
+      options.onEvent?.(event);
+    },
+  });
 }

@@ -1,5 +1,11 @@
-import { deepEqual, equal } from "node:assert/strict";
-import { ProbeTally, runMonitor } from "./monitor.ts";
+import { deepEqual, equal, throws } from "node:assert/strict";
+import {
+  MAX_MONITOR_RING,
+  monitorRing,
+  ProbeTally,
+  RING_SLOT_BYTES,
+  runMonitor,
+} from "./monitor.ts";
 import type { ReplyEvent } from "./types.ts";
 
 function reply(seq: number, fields: Partial<ReplyEvent> = {}): ReplyEvent {
@@ -92,7 +98,7 @@ Deno.test("runMonitor() tells a loss when the timeout passes and a slower echo a
         port: (server.addr as Deno.NetAddr).port,
         family: "IPv4",
       }],
-      tallies: [tally],
+      tallies: [[tally]],
       intervalMs: 1000,
       timeoutMs: 60,
       signal: stop.signal,
@@ -114,4 +120,16 @@ Deno.test("runMonitor() tells a loss when the timeout passes and a slower echo a
   equal(tally.counts.late, 1);
   equal(tally.counts.received, 0);
   equal(tally.up, false);
+});
+
+Deno.test("monitorRing() holds every probe within twice its timeout, in a small ring at the usual rates", () => {
+  // The default: a probe a second, lost after a second.
+  equal(monitorRing(1000, 1000), 64);
+  equal(64 * RING_SLOT_BYTES < 4096, true);
+  equal(monitorRing(10, 1000), 256);
+  // The fastest rate: ten thousand probes within a second's timeout.
+  equal(monitorRing(0.1, 1000), 32_768);
+  // Room for the probes within their timeout, when not for twice as many.
+  equal(monitorRing(0.1, 6000), MAX_MONITOR_RING);
+  throws(() => monitorRing(0.1, 7000), RangeError);
 });

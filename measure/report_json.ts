@@ -18,8 +18,9 @@ import { hostDropsJson } from "./_host_drops_report.ts";
  * 1.2 added `io`, `clock_steps`, `events_dropped`, the reply event's `clock_step`, and
  * `p50`, `p99` and `largest_burst` in `schedule_error_ms`; 1.3 added `merged`,
  * the reply event's `merged`, `on_time_percent` in `schedule_error_ms`,
- * `host_drops`, `host_drops_unknown_reason`, `lost_beyond_host_drops` and
- * `receive_buffer`.
+ * `host_drops`, `host_drops_unknown_reason`, `lost_beyond_host_drops`,
+ * `receive_buffer`, and in `stamp`: `undetermined`,
+ * `directional_loss_unknown`, `one_way_unavailable` and `rewritten_unknown`.
  */
 export const JSON_SCHEMA = "udp-echo.measure/1.3";
 

@@ -55,6 +55,7 @@ import {
 export const REQUEST_TLVS: readonly RequestTlv[] = [
   "location",
   "timestamp-info",
+  "class-of-service",
 ];
 
 /** What the Location TLV of a reply said (RFC 8972 §4.2). */

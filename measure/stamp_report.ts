@@ -118,8 +118,8 @@ export function stampRunOf(
     if (!(REQUEST_TLVS as readonly string[]).includes(tlv)) {
       throw new UsageError(
         `Cannot use --stamp-tlv "${tlv}": expected ${
-          REQUEST_TLVS.join(" or ")
-        }`,
+          REQUEST_TLVS.slice(0, -1).join(", ")
+        } or ${REQUEST_TLVS.at(-1)}`,
       );
     }
     if (tlvs.indexOf(tlv) !== k) {

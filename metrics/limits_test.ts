@@ -121,13 +121,15 @@ Deno.test({
       String(echo.port),
       "-i",
       "50",
+      "--node",
+      "test-node",
       "--metrics",
       "127.0.0.1:0",
     ], { permissions: BATCH, nofile: 1024 });
     const received = (text: string) =>
       sample(
         text,
-        `udp_echo_probes_received_total{target="127.0.0.1:${echo.port}"}`,
+        `udp_echo_probes_received_total{target="127.0.0.1:${echo.port}",flow="0",node="test-node"}`,
       );
     try {
       const url = (await monitor.waitFor(/metrics on (http:\S+)\n/))[1]!;

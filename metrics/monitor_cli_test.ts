@@ -24,8 +24,14 @@ if (!HAS_PROMTOOL) {
 const MONITOR_PERMISSIONS = [
   "--allow-net",
   "--allow-ffi",
-  "--allow-sys=networkInterfaces",
+  "--allow-sys=networkInterfaces,hostname",
 ];
+
+/** This host's name, as Deno.hostname() gives it on Linux. */
+function hostName(): string {
+  const { stdout } = new Deno.Command("uname", { args: ["-n"] }).outputSync();
+  return new TextDecoder().decode(stdout).trim();
+}
 
 function closedPort(): number {
   const conn = Deno.listenDatagram({
@@ -55,13 +61,16 @@ Deno.test("client.ts --metrics monitors each target: /metrics and /probe pass pr
     "--metrics",
     "127.0.0.1:0",
   ], MONITOR_PERMISSIONS);
+  // The default node label, read as the test may (no --allow-sys here).
+  const node = hostName();
   try {
     const header = JSON.parse(
       (await monitor.waitFor(/^(\{"event":"monitor".*)\n/m))[1]!,
     );
     const url: string = header.metrics;
     match(url, /^http:\/\/127\.0\.0\.1:\d+\/metrics$/);
-    const target = `target="127.0.0.1:${echo.port}"`;
+    equal(header.node, node);
+    const target = `target="127.0.0.1:${echo.port}",flow="0",node="${node}"`;
     await monitor.waitFor(/"event":"reply".*"seq":4,/);
     const { status, text } = await fetchText(url);
     equal(status, 200);
@@ -87,7 +96,7 @@ Deno.test("client.ts --metrics monitors each target: /metrics and /probe pass pr
     );
     equal(probe.status, 200);
     equal(sample(probe.text, `udp_echo_probes_received_total{${target}}`), 5);
-    equal(sample(probe.text, "probe_success"), 1);
+    equal(sample(probe.text, `probe_success{node="${node}"}`), 1);
     if (HAS_PROMTOOL) equal(await promtoolCheck(probe.text), "");
     const down = await fetchText(
       `${base}/probe?target=127.0.0.1:${dead}&count=2`,
@@ -95,11 +104,11 @@ Deno.test("client.ts --metrics monitors each target: /metrics and /probe pass pr
     equal(
       sample(
         down.text,
-        `udp_echo_probes_lost_total{target="127.0.0.1:${dead}"}`,
+        `udp_echo_probes_lost_total{target="127.0.0.1:${dead}",flow="0",node="${node}"}`,
       ),
       2,
     );
-    equal(sample(down.text, "probe_success"), 0);
+    equal(sample(down.text, `probe_success{node="${node}"}`), 0);
     for (
       const query of [
         "",
@@ -154,7 +163,7 @@ Deno.test("client.ts --metrics keeps probing when stdout closes, with one line o
     const sentAt = async () =>
       sample(
         (await fetchText(url)).text,
-        `udp_echo_probes_sent_total{target="127.0.0.1:${echo.port}"}`,
+        `udp_echo_probes_sent_total{target="127.0.0.1:${echo.port}",flow="0",node="${hostName()}"}`,
       );
     const before = await sentAt();
     await waitUntil(async () => await sentAt() > before, "it probes on");
@@ -192,6 +201,8 @@ Deno.test("client.ts --metrics refuses a bad value and the flags of a finite run
 Deno.test("client.ts --metrics on a port in use names the address and exits 1", async () => {
   using taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const { code, stderr } = await runScript("client.ts", [
+    "--node",
+    "n1",
     "--metrics",
     String(taken.addr.port),
   ]);

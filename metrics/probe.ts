@@ -1,5 +1,6 @@
 /**
- * The monitor's Prometheus metrics, per `target` label: the RTT histogram,
+ * The monitor's Prometheus metrics, per `target` and `flow` label (and a
+ * `node` label on every series when given): the RTT histogram,
  * the probe counters, the jitter gauges and `udp_echo_probe_up`, read from
  * each target's {@linkcode ProbeTally} at scrape time (the histogram is
  * fed as replies come). Also the `/probe` handler, which runs a few probes
@@ -81,20 +82,40 @@ const COUNTERS: readonly [keyof TargetCounts, string, string][] = [
   ],
 ];
 
-/** A registry of probe metrics and the tally of each target it labels. */
+/** The labels of one flow's series. */
+type FlowLabels = "target" | "flow";
+
+/** Options for {@linkcode ProbeMetrics}. */
+export interface ProbeMetricsOptions {
+  /** The `node` label every series carries: the source of the probes. */
+  node?: string;
+}
+
+/** A registry of probe metrics and the tallies of each target it labels. */
 export class ProbeMetrics {
   /** The registry to serve. */
   readonly registry: Registry = new Registry();
-  readonly #tallies = new Map<string, ProbeTally>();
-  readonly #rtt: Histogram<"target">;
+  readonly #tallies = new Map<string, ProbeTally[]>();
+  readonly #rtt: Histogram<FlowLabels>;
 
-  constructor() {
+  constructor(options: ProbeMetricsOptions = {}) {
+    if (options.node !== undefined) {
+      this.registry.setDefaultLabels({ node: options.node });
+    }
     const registers = [this.registry];
+    const labelNames: FlowLabels[] = ["target", "flow"];
     const tallies = this.#tallies;
+    const each = function* () {
+      for (const [target, flows] of tallies) {
+        for (const [flow, tally] of flows.entries()) {
+          yield [{ target, flow: String(flow) }, tally] as const;
+        }
+      }
+    };
     this.#rtt = new Histogram({
       name: "udp_echo_probe_rtt_seconds",
       help: "Round-trip times of probes answered intact within the timeout.",
-      labelNames: ["target"],
+      labelNames,
       buckets: [...RTT_BUCKETS_SECONDS],
       registers,
     });
@@ -102,12 +123,12 @@ export class ProbeMetrics {
       new Counter({
         name,
         help,
-        labelNames: ["target"],
+        labelNames,
         registers,
         collect() {
           this.reset();
-          for (const [target, tally] of tallies) {
-            this.inc({ target }, tally.counts[key]);
+          for (const [labels, tally] of each()) {
+            this.inc(labels, tally.counts[key]);
           }
         },
       });
@@ -120,14 +141,14 @@ export class ProbeMetrics {
       new Gauge({
         name,
         help,
-        labelNames: ["target"],
+        labelNames,
         registers,
         collect() {
           this.reset();
-          for (const [target, tally] of tallies) {
+          for (const [labels, tally] of each()) {
             const value = read(tally);
             // No sample yet: no series, rather than a NaN.
-            if (!Number.isNaN(value)) this.set({ target }, value);
+            if (!Number.isNaN(value)) this.set(labels, value);
           }
         },
       });
@@ -148,18 +169,55 @@ export class ProbeMetrics {
     );
   }
 
-  /** The tally of `target` (its label), made on first use; feeds the histogram. */
+  /** The tally of `target` (its label) and its one flow, made on first use. */
   tally(target: string): ProbeTally {
-    let tally = this.#tallies.get(target);
-    if (tally === undefined) {
-      tally = new ProbeTally((rttMs) =>
-        this.#rtt.observe({ target }, rttMs / 1000)
+    return this.tallies(target, 1)[0]!;
+  }
+
+  /**
+   * The tallies of `target`'s `flows` flows (`flow` labels 0 to flows - 1),
+   * made on first use; each feeds the histogram. Throws RangeError when the
+   * target has tallies for another number of flows.
+   */
+  tallies(target: string, flows: number): ProbeTally[] {
+    let made = this.#tallies.get(target);
+    if (made === undefined) {
+      const flowTallies: ProbeTally[] = Array.from(
+        { length: flows },
+        (_, flow) => {
+          const labels = { target, flow: String(flow) };
+          // Every series of the flow exists from the start, at zero.
+          this.#rtt.zero(labels);
+          return new ProbeTally((rttMs) => {
+            // A removed target's last replies must not bring its series back.
+            if (this.#tallies.get(target) !== flowTallies) return;
+            this.#rtt.observe(labels, rttMs / 1000);
+          });
+        },
       );
-      this.#tallies.set(target, tally);
-      // Every series of the target exists from the start, at zero.
-      this.#rtt.zero({ target });
+      made = flowTallies;
+      this.#tallies.set(target, made);
+    } else if (made.length !== flows) {
+      throw new RangeError(
+        `Cannot count ${target} over ${flows} flows: it has ${made.length}`,
+      );
     }
-    return tally;
+    return made;
+  }
+
+  /** Forgets `target`: its series leave the exposition. */
+  remove(target: string): void {
+    const made = this.#tallies.get(target);
+    if (made === undefined) return;
+    this.#tallies.delete(target);
+    for (const flow of made.keys()) {
+      this.#rtt.remove({ target, flow: String(flow) });
+    }
+  }
+
+  /** The targets counted, in the order they were added. */
+  targets(): string[] {
+    return [...this.#tallies.keys()];
   }
 }
 
@@ -184,6 +242,8 @@ export interface ProbeHandlerOptions {
   timeoutMs: number;
   /** Payload bytes per probe. */
   size?: number;
+  /** The `node` label of every series, as the monitor's own carry it. */
+  node?: string;
   /** `--probe-allow`: when not empty, a target must match one entry. */
   allow?: readonly ProbeAllowEntry[];
   /** Scrapes at once; default {@linkcode PROBE_CONCURRENCY}. */
@@ -268,7 +328,7 @@ async function runScrape(
   signal: AbortSignal,
   started: number,
 ): Promise<Registry> {
-  const metrics = new ProbeMetrics();
+  const metrics = new ProbeMetrics({ node: options.node });
   const tally = metrics.tally(formatAddress(target));
   await runFlows({
     target,

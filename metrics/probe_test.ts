@@ -34,6 +34,8 @@ async function startMonitor(
     String(port),
     "-t",
     "200",
+    "--node",
+    "test-node",
     "--metrics",
     "127.0.0.1:0",
     ...extra,
@@ -80,7 +82,7 @@ Deno.test("/probe answers 503 at once past its concurrency cap", async () => {
       equal(
         sample(
           answer.text,
-          `udp_echo_probes_sent_total{target="127.0.0.1:${echo.port}"}`,
+          `udp_echo_probes_sent_total{target="127.0.0.1:${echo.port}",flow="0",node="test-node"}`,
         ),
         100,
       );

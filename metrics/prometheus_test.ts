@@ -131,6 +131,8 @@ Deno.test({
       String(echo.port),
       "-i",
       "100",
+      "--node",
+      "test-node",
       "--metrics",
       "0",
     ]);

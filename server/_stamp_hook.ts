@@ -21,6 +21,7 @@
  */
 
 import type { ReflectHook } from "../kernel/echo.ts";
+import { HELD } from "../kernel/_hooks.ts";
 import {
   NTP_UNIX_OFFSET_S,
   OFFSET,
@@ -63,6 +64,8 @@ export function createReflectHook(
     local: { hostname: local.hostname, port: local.port },
     receivedAtMs: 0,
     ttl: 0,
+    canHold: true,
+    holdMs: 0,
     tos: -1,
   };
   const time = { seconds: 0, nanoseconds: 0, format };
@@ -89,8 +92,11 @@ export function createReflectHook(
       time.nanoseconds = facts.receivedAtNs;
       writeTimespec(facts.payload, OFFSET.receiveTimestamp, time);
     }
-    return undefined;
+    if (context.holdMs === 0) return undefined;
+    hook.holdMs = context.holdMs;
+    return HELD;
   };
+  hook.release = (size) => reflector.release(size);
   hook.transmit = (reply) => {
     if (reply.size < OFFSET.receiveTimestamp) return;
     time.seconds = reply.sentAtS;

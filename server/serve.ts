@@ -39,6 +39,12 @@ export interface StampOptions {
   stateful: boolean;
   /** The reflector's timestamps: NTP (the default of RFC 8762) or PTPv2 truncated. */
   format: "ntp" | "ptp";
+  /** The longest delay a Delayed Reply TLV is granted, ms; default 300000. */
+  maxDelayMs?: number;
+  /** Replies held at once for Delayed Reply TLVs (per socket on the batch backend); default 1024. */
+  maxHeld?: number;
+  /** Bytes of replies held at once (likewise); default 1 MiB. */
+  maxHeldBytes?: number;
 }
 
 /** Options for {@linkcode serveEcho}. */
@@ -155,14 +161,25 @@ function socketReflector(
   options: StampOptions,
 ): EchoBackendOptions["reflect"] {
   const reflector = new StampReflector(options);
-  return (data, info) =>
-    reflector.reflect(data, data, {
-        from: info.from,
-        local: info.local,
-        receivedAtMs: performance.timeOrigin + info.receivedAt,
-      }) === STAMP_TOO_SHORT
-      ? STAMP_TOO_SHORT
-      : undefined;
+  return (data, info) => {
+    const context = {
+      from: info.from,
+      local: info.local,
+      receivedAtMs: performance.timeOrigin + info.receivedAt,
+      canHold: true,
+      holdMs: 0,
+    };
+    if (reflector.reflect(data, data, context) === STAMP_TOO_SHORT) {
+      return STAMP_TOO_SHORT;
+    }
+    if (context.holdMs === 0) return undefined;
+    const size = data.length;
+    return {
+      delayMs: context.holdMs,
+      beforeSend: (reply: Uint8Array) => reflector.restamp(reply),
+      release: () => reflector.release(size),
+    };
+  };
 }
 
 /**

@@ -6,6 +6,11 @@
  * by the sender's address, port and SSID, in a bounded table whose idle
  * sessions expire.
  *
+ * A request with our Delayed Reply TLV (`tlv.ts`) may be granted a delay:
+ * the reflector then tells its caller to hold the reply (`holdMs`), within
+ * a bounded count and size of held replies and a bounded delay, and counts
+ * what it refuses; a refused delay is answered at once, with 0 granted.
+ *
  * @example Reflect a hand-made request
  * ```ts
  * import { StampReflector } from "./reflector.ts";
@@ -42,6 +47,7 @@ import {
 } from "./packet.ts";
 import {
   type ClockInfo,
+  type DelayGrant,
   reflectTlvs,
   SYNC_SOURCE,
   TIMESTAMP_METHOD,
@@ -56,6 +62,18 @@ export const DEFAULT_MAX_SESSIONS = 65_536;
 
 /** Milliseconds after which an idle session of a stateful reflector may be dropped. */
 export const DEFAULT_SESSION_IDLE_MS = 300_000;
+
+/**
+ * The longest delay a Delayed Reply TLV is granted by default, ms: the
+ * longest binding-timeout search `client.ts --diagnose nat` makes by default.
+ */
+export const DEFAULT_MAX_DELAY_MS = 300_000;
+
+/** Replies held for a Delayed Reply TLV at once by default. */
+export const DEFAULT_MAX_HELD = 1024;
+
+/** Bytes of replies held for a Delayed Reply TLV at once by default. */
+export const DEFAULT_MAX_HELD_BYTES = 1 << 20;
 
 /**
  * The error the reflector claims for its timestamps, in milliseconds: a
@@ -75,6 +93,12 @@ export interface StampReflectorOptions {
   sessionIdleMs?: number;
   /** The wall clock in ms since the Unix epoch; default `Date.now`-like, sub-ms. */
   now?: () => number;
+  /** The longest delay a Delayed Reply TLV is granted, ms; default 300000. */
+  maxDelayMs?: number;
+  /** Replies held at once for Delayed Reply TLVs; default 1024. */
+  maxHeld?: number;
+  /** Bytes of replies held at once; default 1 MiB. */
+  maxHeldBytes?: number;
 }
 
 /** What the reflector knows of one received packet. */
@@ -87,6 +111,18 @@ export interface ReflectContext {
   receivedAtMs: number;
   /** The TTL or hop limit it arrived with; 0 or absent when unknown. */
   ttl?: number;
+  /**
+   * Whether the caller can hold the reply and send it later, for a Delayed
+   * Reply TLV; without it such a request is answered at once (granted 0).
+   */
+  canHold?: boolean;
+  /**
+   * Written by `reflect`: how long to hold the reply before sending it, ms;
+   * 0 sends it now. A held reply takes room in the reflector's bounded
+   * table until the caller hands it back with
+   * {@linkcode StampReflector.release}, sent or dropped.
+   */
+  holdMs?: number;
   /**
    * The TOS or traffic class byte it arrived with, for the Class of
    * Service TLV; -1 or absent when unknown (the TLV then goes back with U
@@ -103,6 +139,15 @@ export interface StampReflectorCounts extends TlvMarks {
   tooShort: number;
   /** Sessions in the table now (stateful only). */
   sessions: number;
+  /** Replies held for a Delayed Reply TLV, since the start. */
+  held: number;
+  /** Replies held now, not yet released. */
+  heldNow: number;
+  /**
+   * Delayed Reply TLVs answered at once instead: the delay over the
+   * ceiling, the table full, or a caller that cannot hold.
+   */
+  holdRefused: number;
 }
 
 interface Session {
@@ -131,9 +176,23 @@ export class StampReflector {
     unrecognized: 0,
     malformed: 0,
     sessions: 0,
+    held: 0,
+    heldNow: 0,
+    holdRefused: 0,
   };
+  readonly #maxHeld: number;
+  readonly #maxHeldBytes: number;
+  #heldBytes = 0;
+  // What the request being reflected lets a Delayed Reply TLV have.
+  #holdSize = 0;
+  #canHold = false;
+  #granted = 0;
+  readonly #delay: DelayGrant;
 
-  /** Throws RangeError when `maxSessions` is not a positive integer. */
+  /**
+   * Throws RangeError when `maxSessions`, `maxHeld`, `maxHeldBytes` or
+   * `maxDelayMs` is not a non-negative integer (`maxSessions` positive).
+   */
   constructor(options: StampReflectorOptions = {}) {
     this.stateful = options.stateful ?? false;
     this.format = options.format ?? "ntp";
@@ -143,6 +202,26 @@ export class StampReflector {
         `Cannot keep ${this.#maxSessions} STAMP sessions: expected a positive integer`,
       );
     }
+    this.#maxHeld = options.maxHeld ?? DEFAULT_MAX_HELD;
+    this.#maxHeldBytes = options.maxHeldBytes ?? DEFAULT_MAX_HELD_BYTES;
+    const maxDelayMs = options.maxDelayMs ?? DEFAULT_MAX_DELAY_MS;
+    for (
+      const [name, value] of Object.entries({
+        maxHeld: this.#maxHeld,
+        maxHeldBytes: this.#maxHeldBytes,
+        maxDelayMs,
+      })
+    ) {
+      if (!Number.isInteger(value) || value < 0 || value >= 2 ** 31) {
+        throw new RangeError(
+          `Cannot use ${name} ${value}: expected an integer from 0 to 2^31 - 1`,
+        );
+      }
+    }
+    this.#delay = {
+      maxMs: maxDelayMs,
+      grant: (askedMs) => this.#grant(askedMs, maxDelayMs),
+    };
     this.#idleMs = options.sessionIdleMs ?? DEFAULT_SESSION_IDLE_MS;
     this.#now = options.now ?? wallClock;
     // Whether the system clock is synchronised is not asked of the OS: S = 0.
@@ -162,6 +241,38 @@ export class StampReflector {
   /** The counts so far. */
   counts(): StampReflectorCounts {
     return { ...this.#counts, sessions: this.#sessions.size };
+  }
+
+  /**
+   * Hands back the room of a reply `reflect` told the caller to hold
+   * (`holdMs` over 0), once it is sent or dropped.
+   */
+  release(size: number): void {
+    if (this.#counts.heldNow === 0) return;
+    this.#counts.heldNow--;
+    this.#heldBytes = Math.max(0, this.#heldBytes - size);
+  }
+
+  /** Writes the transmit timestamp (T3) of a held reply about to leave. */
+  restamp(reply: Uint8Array): void {
+    writeTimestamp(reply, OFFSET.timestamp, this.#now(), this.format);
+  }
+
+  /** The delay granted to a Delayed Reply TLV asking for `askedMs`. */
+  #grant(askedMs: number, maxDelayMs: number): number {
+    if (askedMs === 0) return 0;
+    const fits = this.#canHold && askedMs <= maxDelayMs &&
+      this.#counts.heldNow < this.#maxHeld &&
+      this.#heldBytes + this.#holdSize <= this.#maxHeldBytes;
+    if (!fits) {
+      this.#counts.holdRefused++;
+      return 0;
+    }
+    this.#counts.held++;
+    this.#counts.heldNow++;
+    this.#heldBytes += this.#holdSize;
+    this.#granted = askedMs;
+    return askedMs;
   }
 
   /**
@@ -214,13 +325,17 @@ export class StampReflector {
     out.setUint16(OFFSET.senderErrorEstimate + 2, 0);
     out.setUint32(OFFSET.senderTtl, 0);
     reply[OFFSET.senderTtl] = Math.max(0, Math.min(255, context.ttl ?? 0));
+    this.#granted = 0;
     if (request.length > STAMP_BASE_SIZE) {
+      this.#holdSize = request.length;
+      this.#canHold = context.canHold === true;
       const marks = reflectTlvs(
         reply.subarray(0, request.length),
         STAMP_BASE_SIZE,
         {
           seen: { source: context.from, destination: context.local },
           clock: this.#clock,
+          delay: this.#delay,
           tos: context.tos,
         },
       );
@@ -228,6 +343,7 @@ export class StampReflector {
       this.#counts.malformed += marks.malformed;
     }
     this.#counts.reflected++;
+    context.holdMs = this.#granted;
     writeTimestamp(reply, OFFSET.timestamp, this.#now(), this.format);
     return request.length;
   }

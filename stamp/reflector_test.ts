@@ -93,6 +93,57 @@ Deno.test("reflect() answers every RFC 8972 TLV: padding, Location, Timestamp In
     unrecognized: 1,
     malformed: 1,
     sessions: 0,
+    held: 0,
+    heldNow: 0,
+    holdRefused: 0,
+  });
+});
+
+Deno.test("reflect() grants a Delayed Reply within its bounds, the first TLV only, and only to a caller that can hold", () => {
+  const reflector = new StampReflector({
+    now: () => T3_MS,
+    maxDelayMs: 1000,
+    maxHeld: 1,
+  });
+  const delayed = (ms: number) =>
+    `80 f8 0008 ${ms.toString(16).padStart(8, "0")} 00000000`;
+  const context = {
+    from: { hostname: "192.0.2.1", port: 40000 },
+    local: { hostname: "192.0.2.2", port: 862 },
+    receivedAtMs: T2_MS,
+    canHold: true,
+    holdMs: 0,
+  };
+  const answer = (tlvs: string, canHold = true) => {
+    const request = bytesOf(BASE_REQUEST + tlvs);
+    context.canHold = canHold;
+    reflector.reflect(request, request, context);
+    return hex(request.subarray(44));
+  };
+  // Granted, the ceiling returned; a second TLV in the request gets 0.
+  equal(
+    answer(delayed(500) + delayed(500)),
+    "00f80008000001f4000003e8" + "00f8000800000000000003e8",
+  );
+  equal(context.holdMs, 500);
+  // The table (one reply) is full until that one is released.
+  equal(answer(delayed(500)), "00f8000800000000000003e8");
+  equal(context.holdMs, 0);
+  reflector.release(64);
+  // Over the ceiling, or a caller that cannot hold: answered at once.
+  equal(answer(delayed(1001)), "00f8000800000000000003e8");
+  equal(answer(delayed(500), false), "00f8000800000000000003e8");
+  // A wrong length is malformed.
+  equal(answer("80 f8 0004 000001f4"), "40f80004000001f4");
+  deepEqual(reflector.counts(), {
+    reflected: 5,
+    tooShort: 0,
+    unrecognized: 0,
+    malformed: 1,
+    sessions: 0,
+    held: 1,
+    heldNow: 0,
+    holdRefused: 3,
   });
 });
 

@@ -3,8 +3,9 @@
  * integrity failed, then 5 reserved bits), a type byte and a 16-bit length
  * of the value, in network byte order. Extra Padding (type 1, §4.1),
  * Location (type 2, §4.2, with its sub-TLVs) and Timestamp Information
- * (type 3, §4.3) and Class of Service (type 4, §4.7) are understood;
- * anything else is returned with U set.
+ * (type 3, §4.3) and Class of Service (type 4, §4.7) are understood, and
+ * our experimental Delayed Reply (type 248); anything else is returned with
+ * U set.
  * Nothing here throws on bytes from the wire: a TLV whose length runs past
  * the packet, or is wrong for its type, is marked M and the reflection goes
  * on.
@@ -41,6 +42,14 @@ export const TLV_TIMESTAMP_INFO = 3;
 
 /** Class of Service TLV (RFC 8972 §4.7). */
 export const TLV_CLASS_OF_SERVICE = 4;
+/**
+ * Delayed Reply TLV, ours, from RFC 8972's Experimental Use range (240 to
+ * 251): the sender asks for the reply after an idle delay (`delayed.ts`,
+ * docs/stamp.md).
+ */
+export const TLV_DELAYED_REPLY = 248;
+/** The value length of the Delayed Reply TLV: the delay, then the ceiling, in ms. */
+export const DELAYED_REPLY_LENGTH = 8;
 
 /** Location sub-TLV types (RFC 8972 §4.2.1). */
 export const SUB = {
@@ -230,6 +239,14 @@ export interface ClockInfo {
   transmitMethod: number;
 }
 
+/** How a reflector answers a Delayed Reply TLV. */
+export interface DelayGrant {
+  /** Given the delay asked for (ms), the one granted: 0 answers at once. */
+  grant(askedMs: number): number;
+  /** The longest delay granted, ms, returned to the sender. */
+  maxMs: number;
+}
+
 /**
  * The TOS or traffic class byte (DSCP << 2 | ECN) a packet arrived with,
  * for the Class of Service TLV; -1 when the reflector cannot read it.
@@ -282,15 +299,23 @@ export interface TlvMarks {
  * Timestamp Information with `clock`, Class of Service with `tos` (RP 0:
  * the caller marks the reply with DSCP1, see {@linkcode replyTos}; without
  * `tos`, a reflector that can neither read nor set the marking, it is
- * returned with U set); U set on an unknown type, M on a bad length. Never
- * throws; returns what it marked.
+ * returned with U set), Delayed Reply by `delay` (unknown without it); U
+ * set on an unknown type, M on a bad length. Never throws; returns what it
+ * marked.
  */
 export function reflectTlvs(
   reply: Uint8Array,
   start: number,
-  context: { seen: SeenPath; clock: ClockInfo; tos?: SeenTos },
+  context: {
+    seen: SeenPath;
+    clock: ClockInfo;
+    tos?: SeenTos;
+    delay?: DelayGrant;
+  },
 ): TlvMarks {
   const marks: TlvMarks = { unrecognized: 0, malformed: 0 };
+  // One reply per request: only the first Delayed Reply TLV is granted.
+  let delayAsked = false;
   for (const tlv of readTlvs(reply, start)) {
     const at = tlv.offset - 4;
     const keep = reply[at]! & FLAG_I;
@@ -316,6 +341,22 @@ export function reflectTlvs(
         reply[tlv.offset + 2] = context.clock.syncSource;
         reply[tlv.offset + 3] = context.clock.transmitMethod;
         break;
+      case TLV_DELAYED_REPLY: {
+        if (context.delay === undefined) {
+          flags |= FLAG_U;
+          break;
+        }
+        if (tlv.length !== DELAYED_REPLY_LENGTH) {
+          flags |= FLAG_M;
+          break;
+        }
+        const view = new DataView(reply.buffer, reply.byteOffset);
+        const asked = view.getUint32(tlv.offset);
+        view.setUint32(tlv.offset, delayAsked ? 0 : context.delay.grant(asked));
+        view.setUint32(tlv.offset + 4, context.delay.maxMs);
+        delayAsked = true;
+        break;
+      }
       case TLV_CLASS_OF_SERVICE:
         if (tlv.length !== CLASS_OF_SERVICE_LENGTH) flags |= FLAG_M;
         else if ((context.tos ?? -1) < 0) flags |= FLAG_U;

@@ -5,26 +5,94 @@
  * @module
  */
 
-import { spawnScript } from "./cli.ts";
+import { ROOT, spawnScript } from "./cli.ts";
+import { run } from "./command.ts";
+import { waitUntil } from "./wait.ts";
+
+/** A scratch folder that a test writes through `sh`; see {@linkcode scratchDir}. */
+export interface Scratch {
+  /** Its path. */
+  dir: string;
+  /** Replaces file `name` with `text` by a rename: a reader sees old or new, never half. */
+  write(name: string, text: string): Promise<void>;
+  /** Deletes the folder. */
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+/**
+ * A scratch folder written through `sh`, as an operator would write a
+ * configuration file (the tests run without `--allow-write`).
+ */
+export async function scratchDir(): Promise<Scratch> {
+  const made = await run("mktemp", ["-d"]);
+  if (!made.success) throw new Error(`Cannot make a folder: ${made.stderr}`);
+  const dir = made.stdout.trim();
+  return {
+    dir,
+    async write(name, text) {
+      const { success, stderr } = await run("sh", [
+        "-ec",
+        'cat > "$1.next"; mv "$1.next" "$1"',
+        "sh",
+        `${dir}/${name}`,
+      ], text);
+      if (!success) throw new Error(`Cannot write ${name}: ${stderr}`);
+    },
+    async [Symbol.asyncDispose]() {
+      await run("rm", ["-rf", dir]);
+    },
+  };
+}
 
 /** A script running as a subprocess, its stdout read as it comes. */
 export interface Running {
   /** Waits (at most 10 s) for a stdout line matching `pattern`; returns its match. */
   waitFor(pattern: RegExp): Promise<RegExpMatchArray>;
+  /** Waits (at most 60 s) for stderr to match `pattern`; returns its match. */
+  waitForError(pattern: RegExp): Promise<RegExpMatchArray>;
+  /** The process id of Deno running the script. */
+  readonly pid: number;
   /** Sends `signal` (SIGINT by default) and waits for the end. */
   stop(
     signal?: Deno.Signal,
   ): Promise<{ code: number; stdout: string; stderr: string }>;
 }
 
-/** Starts `deno run --unstable-net PERMISSIONS script ARGS` in the root. */
+/**
+ * Starts `deno run --unstable-net PERMISSIONS script ARGS` in the root; in
+ * network namespace `namespace` when given (through `ip netns exec`, which
+ * also mounts the files of `/etc/netns/NAMESPACE/` over those of `/etc/`).
+ */
 export function startScript(
   script: string,
   args: string[],
   permissions: string[] = ["--allow-net"],
+  namespace?: string,
 ): Running {
-  const child = spawnScript(script, args, { permissions });
-  const stderr = new Response(child.stderr).text();
+  const child = namespace === undefined
+    ? spawnScript(script, args, { permissions })
+    : new Deno.Command("ip", {
+      args: [
+        ...["netns", "exec", namespace, Deno.execPath(), "run"],
+        ...["--unstable-net", ...permissions],
+        new URL(script, ROOT).pathname,
+        ...args,
+      ],
+      cwd: ROOT,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+      env: { NO_COLOR: "1" },
+    }).spawn();
+  let errors = "";
+  const stderr = (async () => {
+    for await (
+      const chunk of child.stderr.pipeThrough(new TextDecoderStream())
+    ) {
+      errors += chunk;
+    }
+    return errors;
+  })();
   let stdout = "";
   let ended = false;
   const reading = (async () => {
@@ -37,6 +105,20 @@ export function startScript(
   })();
   let stopped = false;
   return {
+    pid: child.pid,
+    async waitForError(pattern) {
+      let found: RegExpMatchArray | null = null;
+      await waitUntil(
+        () => (found = errors.match(pattern)) !== null || ended,
+        `${script} says ${pattern} on stderr`,
+      );
+      if (found === null) {
+        throw new Error(
+          `Cannot find ${pattern} in the stderr of ${script}: ${errors}`,
+        );
+      }
+      return found;
+    },
     async waitFor(pattern) {
       const end = Date.now() + 10_000;
       while (Date.now() < end) {
@@ -110,23 +192,53 @@ export async function fetchText(
   };
 }
 
-/** The value of one sample (`name{labels}`, labels as printed) in an exposition; NaN when absent. */
+/**
+ * A series as `name{labels}` with its labels sorted, so that two spellings
+ * of one series compare equal whatever order the labels come in.
+ */
+function canonicalSeries(series: string): string {
+  const open = series.indexOf("{");
+  if (open < 0) return series;
+  const labels = [
+    ...series.slice(open).matchAll(
+      /([A-Za-z_][A-Za-z0-9_]*)="((?:[^"\\]|\\.)*)"/g,
+    ),
+  ].map((match) => `${match[1]}="${match[2]}"`).sort();
+  return `${series.slice(0, open)}{${labels.join(",")}}`;
+}
+
+/**
+ * The value of one sample (`name{labels}`, labels in any order) in an
+ * exposition; NaN when absent.
+ */
 export function sample(text: string, series: string): number {
+  const wanted = canonicalSeries(series);
   for (const line of text.split("\n")) {
-    if (line.startsWith(`${series} `)) {
-      return Number(line.slice(series.length + 1));
+    if (line.startsWith("#")) continue;
+    const space = line.lastIndexOf(" ");
+    if (space > 0 && canonicalSeries(line.slice(0, space)) === wanted) {
+      return Number(line.slice(space + 1));
     }
   }
   return NaN;
 }
 
-/** A UDP echo socket in the test's own process, for a monitor to probe. */
-export function startEchoSocket(): { port: number; close(): Promise<void> } {
-  const conn = Deno.listenDatagram({
-    transport: "udp",
-    hostname: "127.0.0.1",
-    port: 0,
-  });
+/** The series of `name` in an exposition, each as printed (labels included). */
+export function seriesOf(text: string, name: string): string[] {
+  return text.split("\n").filter((line) =>
+    line.startsWith(`${name}{`) || line.startsWith(`${name} `)
+  ).map((line) => line.slice(0, line.lastIndexOf(" ")));
+}
+
+/**
+ * A UDP echo socket in the test's own process, for a monitor to probe; on
+ * 127.0.0.1 and a free port unless told.
+ */
+export function startEchoSocket(
+  hostname = "127.0.0.1",
+  port = 0,
+): { port: number; close(): Promise<void> } {
+  const conn = Deno.listenDatagram({ transport: "udp", hostname, port });
   const serving = (async () => {
     try {
       for await (const [data, from] of conn) await conn.send(data, from);

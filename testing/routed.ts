@@ -66,7 +66,11 @@ export class RoutedLan {
 
   /** Makes the namespaces and routes; deletes what it made when a step fails. */
   static async open(): Promise<RoutedLan> {
-    const lan = new RoutedLan(`${Deno.pid % 100_000}x${made++}`);
+    // Test files run in parallel share the process id, each with its own
+    // count: a random part keeps their names apart (15 characters at most).
+    const salt = Math.floor(Math.random() * 36 ** 3).toString(36)
+      .padStart(3, "0");
+    const lan = new RoutedLan(`${Deno.pid % 100_000}${salt}x${made++}`);
     const { client: c, router: r, server: s } = lan;
     const a4 = RoutedLan.ADDRESSES[4];
     const a6 = RoutedLan.ADDRESSES[6];
@@ -148,10 +152,11 @@ export class RoutedLan {
 
   /**
    * Runs `client.ts` with `args` in the client's namespace, with the
-   * engine's permissions (`--allow-ffi`), to its end.
+   * engine's permissions (`--allow-ffi`) and `flags` for Deno, to its end.
    */
   async runClient(
     args: string[],
+    flags: string[] = [],
   ): Promise<{ code: number; stdout: string; stderr: string }> {
     const { code, stdout, stderr } = await new Deno.Command("ip", {
       args: [
@@ -164,6 +169,7 @@ export class RoutedLan {
         "--allow-net",
         "--allow-ffi",
         `--allow-read=${ROOT.pathname}`,
+        ...flags,
         new URL("client.ts", ROOT).pathname,
         ...args,
       ],

@@ -1,0 +1,280 @@
+// The reflector's delayed replies (the experimental Delayed Reply TLV) on
+// both backends: held within bounds, one reply per request and never
+// larger, the delay bounded, the rate limit asked again when a held reply
+// leaves, and held replies counted as shutdown drops when the server stops.
+import { deepEqual, equal, ok } from "node:assert/strict";
+import { serveEcho, type StampOptions } from "./serve.ts";
+import {
+  readReflectorPacket,
+  STAMP_BASE_SIZE,
+  writeSenderPacket,
+} from "../stamp/packet.ts";
+import {
+  DELAYED_REPLY_TLV_SIZE,
+  readDelayedReply,
+  writeDelayedReplyTlv,
+} from "../stamp/delayed.ts";
+import type { PolicyOptions } from "../policy/policy.ts";
+import type { EchoStats } from "../echo/types.ts";
+import { waitUntil } from "../testing/wait.ts";
+import { type PathReply, PathSocket } from "../kernel/path_socket.ts";
+
+const BACKENDS = ["socket", "batch"] as const;
+
+/** A request of `size` bytes asking for `delayMs`. */
+function request(seq: number, delayMs: number, size = 64): Uint8Array {
+  const bytes = new Uint8Array(size);
+  writeSenderPacket(bytes, {
+    seq,
+    timestampMs: Date.now(),
+    errorEstimate: {
+      synchronized: false,
+      format: "ntp",
+      scale: 0,
+      multiplier: 1,
+    },
+    ssid: 1,
+  });
+  writeDelayedReplyTlv(bytes, STAMP_BASE_SIZE, delayMs);
+  return bytes;
+}
+
+interface Reply {
+  seq: number;
+  size: number;
+  delayMs: number;
+  maxMs: number;
+  /** ms since the first request was sent. */
+  afterMs: number;
+  /** T3 - T2: how long the reflector says it held the reply. */
+  heldMs: number;
+}
+
+async function withServer(
+  io: "socket" | "batch",
+  stamp: Partial<StampOptions>,
+  policy: PolicyOptions,
+  fn: (
+    send: (bytes: Uint8Array) => Promise<void>,
+    replies: () => Promise<Reply>,
+    server: ReturnType<typeof serveEcho>,
+  ) => Promise<void>,
+): Promise<EchoStats> {
+  const controller = new AbortController();
+  const server = serveEcho({
+    hostname: "127.0.0.1",
+    port: 0,
+    io,
+    signal: controller.signal,
+    stamp: { stateful: false, format: "ntp", ...stamp },
+    policy,
+  });
+  const client = Deno.listenDatagram({
+    transport: "udp",
+    hostname: "127.0.0.1",
+    port: 0,
+  });
+  const start = performance.now();
+  try {
+    await fn(
+      async (bytes) => {
+        await client.send(bytes, server.addr);
+      },
+      async () => {
+        const [data] = await client.receive(new Uint8Array(65_536));
+        const delayed = readDelayedReply(data)!;
+        const packet = readReflectorPacket(data)!;
+        return {
+          seq: packet.senderSeq,
+          heldMs: packet.timestampMs - packet.receiveTimestampMs,
+          size: data.length,
+          delayMs: delayed.delayMs,
+          maxMs: delayed.maxMs,
+          afterMs: performance.now() - start,
+        };
+      },
+      server,
+    );
+  } finally {
+    client.close();
+    controller.abort();
+  }
+  const stats = await server.finished;
+  equal(stats.received, stats.echoed + stats.dropped + stats.errors);
+  return stats;
+}
+
+for (const io of BACKENDS) {
+  Deno.test(`${io}: a delayed reply comes once, after the delay, as long as the request`, async () => {
+    const stats = await withServer(
+      io,
+      {},
+      { rate: 0 },
+      async (send, receive) => {
+        await send(request(1, 600, 100));
+        await send(request(2, 0, 100));
+        const first = await receive();
+        deepEqual([first.seq, first.delayMs], [2, 0]);
+        const held = await receive();
+        deepEqual([held.seq, held.size, held.delayMs], [1, 100, 600]);
+        ok(held.afterMs >= 600, `held ${held.afterMs} ms`);
+        // T3 is taken when the held reply leaves.
+        ok(
+          held.heldMs >= 600 && first.heldMs < 600,
+          `T3 - T2 ${held.heldMs} ms`,
+        );
+        await send(request(3, 0, 100));
+        equal((await receive()).seq, 3);
+      },
+    );
+    // One reply per request, by the server's own count.
+    deepEqual([stats.received, stats.echoed, stats.echoedBytes], [3, 3, 300]);
+  });
+
+  Deno.test(`${io}: the table of held replies is bounded, the delay too`, async () => {
+    const stamp = { maxHeld: 2, maxDelayMs: 5000 };
+    await withServer(io, stamp, { rate: 0 }, async (send, receive) => {
+      await send(request(1, 800));
+      await send(request(2, 800));
+      // The table is full: answered at once, granted 0.
+      await send(request(3, 800));
+      // Over the ceiling: answered at once, granted 0, the ceiling returned.
+      await send(request(4, 5001));
+      const early = [await receive(), await receive()];
+      deepEqual(
+        early.map((r) => [r.seq, r.delayMs, r.maxMs]).sort(),
+        [[3, 0, 5000], [4, 0, 5000]],
+      );
+      const late = [await receive(), await receive()];
+      deepEqual(late.map((r) => [r.seq, r.delayMs]).sort(), [[1, 800], [
+        2,
+        800,
+      ]]);
+      // Released: the table has room again.
+      await send(request(5, 100));
+      deepEqual([(await receive()).delayMs], [100]);
+    });
+  });
+
+  Deno.test(`${io}: the rate limit applies again when a held reply leaves`, async () => {
+    // Two datagrams at once, then hardly any.
+    const policy = { rate: 0.001, burst: 2 };
+    const stats = await withServer(
+      io,
+      {},
+      policy,
+      async (send, receive, server) => {
+        await send(request(1, 500));
+        await send(request(2, 0));
+        equal((await receive()).seq, 2);
+        // The held reply's turn finds the budget spent: dropped, not sent.
+        await waitUntil(
+          () => server.stats().droppedBy["rate-limited"] === 1,
+          "the held reply is refused by the rate limit",
+        );
+      },
+    );
+    deepEqual([stats.echoed, stats.droppedBy["rate-limited"]], [1, 1]);
+  });
+
+  Deno.test(`${io}: held replies are shutdown drops when the server stops`, async () => {
+    const controller = new AbortController();
+    const server = serveEcho({
+      hostname: "127.0.0.1",
+      port: 0,
+      io,
+      signal: controller.signal,
+      stamp: { stateful: false, format: "ntp" },
+      policy: { rate: 0 },
+    });
+    const client = Deno.listenDatagram({
+      transport: "udp",
+      hostname: "127.0.0.1",
+      port: 0,
+    });
+    try {
+      await client.send(request(1, 60_000), server.addr);
+      await waitUntil(
+        () => server.stats().received === 1,
+        "the server received the request",
+      );
+    } finally {
+      client.close();
+      controller.abort();
+    }
+    const stats = await server.finished;
+    deepEqual([stats.received, stats.echoed, stats.droppedBy.shutdown], [
+      1,
+      0,
+      1,
+    ]);
+  });
+}
+
+Deno.test("batch on 0.0.0.0: a held reply leaves from the address the request was sent to", async () => {
+  const controller = new AbortController();
+  const server = serveEcho({
+    hostname: "0.0.0.0",
+    port: 0,
+    io: "batch",
+    signal: controller.signal,
+    stamp: { stateful: false, format: "ntp" },
+    policy: { rate: 0 },
+  });
+  const client = Deno.listenDatagram({
+    transport: "udp",
+    hostname: "127.0.0.1",
+    port: 0,
+  });
+  try {
+    for (const to of ["127.0.0.1", "127.0.0.2"]) {
+      await client.send(request(1, 300), {
+        transport: "udp",
+        hostname: to,
+        port: server.addr.port,
+      });
+      const [data, from] = await client.receive(new Uint8Array(65_536));
+      deepEqual([(from as Deno.NetAddr).hostname, data.length], [to, 64]);
+      equal(readDelayedReply(data)?.delayMs, 300);
+    }
+  } finally {
+    client.close();
+    controller.abort();
+  }
+  await server.finished;
+});
+
+Deno.test("batch: a held reply leaves marked with the DSCP its Class of Service TLV asked for", async () => {
+  const controller = new AbortController();
+  const server = serveEcho({
+    hostname: "127.0.0.1",
+    port: 0,
+    io: "batch",
+    signal: controller.signal,
+    stamp: { stateful: false, format: "ntp" },
+    policy: { rate: 0 },
+  });
+  const socket = PathSocket.open(server.addr);
+  try {
+    // Class of Service asking for EF (46) on the way back, then the delay.
+    const bytes = request(1, 300, 44 + 8 + DELAYED_REPLY_TLV_SIZE);
+    bytes.set([0x80, 4, 0, 4, 46 << 2, 0, 0, 0], 44);
+    writeDelayedReplyTlv(bytes, 52, 300);
+    equal(socket.send(bytes), "sent");
+    let reply: PathReply | undefined;
+    await waitUntil(
+      () => (reply = socket.receive()) !== undefined,
+      "the held reply comes back",
+    );
+    equal(readDelayedReply(reply!.bytes)?.delayMs, 300);
+    equal(reply!.tos >> 2, 46);
+  } finally {
+    socket.close();
+    controller.abort();
+  }
+  await server.finished;
+});
+
+Deno.test("a Delayed Reply TLV is its own size", () => {
+  equal(DELAYED_REPLY_TLV_SIZE, 12);
+});
