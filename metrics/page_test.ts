@@ -15,11 +15,10 @@ if (CHROMIUM === undefined) {
 /** Where to copy the screenshot as well (docs/page.png is made so: see docs/fleet.md). */
 const SCREENSHOT_COPY = Deno.env.get("UDP_ECHO_PAGE_PNG");
 
-/** The host name is the monitor's node label when it has no --node. */
 const MONITOR_PERMISSIONS = [
   "--allow-net",
   "--allow-ffi",
-  "--allow-sys=networkInterfaces,hostname",
+  "--allow-sys=networkInterfaces",
 ];
 
 interface Series {
@@ -152,6 +151,8 @@ Deno.test({
       "500",
       "-t",
       "1000",
+      "--node",
+      "node-a",
       "--metrics",
       "127.0.0.1:0",
     ], MONITOR_PERMISSIONS);
@@ -207,6 +208,14 @@ Deno.test({
       }
       ok(rows, "Cannot find a moment when /metrics stood still");
       deepEqual(rows.map((row) => row.target), targets);
+      deepEqual(
+        rows.map((row) => row.texts.source),
+        targets.map(() => "node-a"),
+      );
+      equal(
+        await browser.evaluate(`document.getElementById("node").textContent`),
+        "node-a",
+      );
       for (const row of rows) {
         const expected = expectedCells(exposition, row.target);
         for (const [column, value] of Object.entries(expected)) {

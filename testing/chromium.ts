@@ -55,7 +55,10 @@ export async function openBrowser(url: string): Promise<Browser> {
       // Ended already.
     }
     await child.status;
-    await sh(`rm -rf '${profile}'`);
+    // Its helper processes may write to the profile a moment longer.
+    await sh(
+      `for try in 1 2 3 4 5 6 7 8 9 10; do rm -rf '${profile}' 2>/dev/null && exit 0; sleep 0.5; done; exit 1`,
+    );
   };
   let session: DevTools;
   try {
