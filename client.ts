@@ -174,9 +174,9 @@ const MEASURE_HELP =
                        every S seconds, 0.1 to 86400 (default: 10)
       --node NAME      with --metrics: the node label of every series
                        (default: the host name, with --allow-sys=hostname)
-      --stamp          ping or load as a STAMP Session-Sender (RFC 8762): delay
-                       and loss each way, the reflector's time; -s at least 44
-                       (default: 64, grown to fit --stamp-tlv)
+      --stamp          ping, load or monitor as a STAMP Session-Sender (RFC
+                       8762): delay and loss each way, the reflector's time;
+                       -s at least 44 (default: 64, grown to fit --stamp-tlv)
       --stamp-tlv LIST with --stamp: location (a NAT hint), timestamp-info,
                        class-of-service (the DSCP and ECN each way)
       --ssid N         with --stamp: the session id, 0 to 65535 (default: random)

@@ -9,6 +9,9 @@
  * Usage:
  *   deno run --unstable-net --allow-net --allow-run --allow-read \
  *     bench/monitor_memory.ts [--checkpoints 100000,1000000] [--interval 0.1]
+ *     [--stamp]
+ *
+ * With `--stamp` the probes are STAMP packets to a stateful reflector.
  *
  * The monitor gets the V8 flags of `deno task server` (a service's
  * settings). Linux only (reads VmRSS from /proc). Exits 1 when the last
@@ -68,6 +71,7 @@ async function main(args: string[]): Promise<number> {
     options: {
       checkpoints: { type: "string", default: "100000,1000000" },
       interval: { type: "string", default: "0.1" },
+      stamp: { type: "boolean", default: false },
     },
   });
   const checkpoints = values.checkpoints.split(",").map(Number);
@@ -82,6 +86,7 @@ async function main(args: string[]): Promise<number> {
     "-p",
     "0",
     "-q",
+    ...(values.stamp ? ["--stamp", "--stamp-stateful"] : []),
   ]);
   const port = Number(/port (\d+)/.exec(await server.line)?.[1]);
   // A port free a moment ago: with -q the monitor prints nothing to read it from.
@@ -102,6 +107,7 @@ async function main(args: string[]): Promise<number> {
     String(port),
     "-i",
     values.interval,
+    ...(values.stamp ? ["--stamp"] : []),
     "-q",
     "--node",
     "test-node",

@@ -39,6 +39,7 @@ import { parseProbeAllow, type ProbeAllowEntry } from "./_probe_policy.ts";
 import { TargetSources } from "./_targets.ts";
 import { MAX_HTTP_CONNECTIONS, RESERVED_DESCRIPTORS } from "./_fd_limit.ts";
 import { readFileLimit } from "../cli/limits.ts";
+import type { StampMetricsOptions } from "./stamp_metrics.ts";
 
 /** The flags of a measurement that a monitor, which runs until stopped, refuses. */
 const NOT_FOR_MONITOR = [
@@ -84,6 +85,11 @@ export interface MonitorValues {
   ipv4?: boolean;
   /** `-6`. */
   ipv6?: boolean;
+  /** `--stamp`, `--stamp-tlv`, `--ssid`, `--reflector-stateful`. */
+  stamp?: boolean;
+  "stamp-tlv"?: string;
+  ssid?: string;
+  "reflector-stateful"?: boolean;
   /** `--probe-allow`, repeatable. */
   "probe-allow"?: string[];
   /** `--targets-file`. */
@@ -185,6 +191,7 @@ export async function runMonitorCommand(
   let budget: number;
   let node: string;
   let allow: ProbeAllowEntry[];
+  let stamp: StampMetricsOptions | undefined;
   let sources: TargetSources | undefined;
   let initial: ResolvedAddress[] = [];
   // Set once the runs can start; a change before that waits for it.
@@ -219,6 +226,12 @@ export async function runMonitorCommand(
       );
     }
     size = parseNumberFlag(values, "size", MEASURE_RANGES) ?? 64;
+    if (values.stamp) {
+      const { stampRunOf } = await import("../measure/stamp_report.ts");
+      const run = { size };
+      stamp = stampRunOf(values, run).options;
+      size = run.size;
+    }
     flows = parseNumberFlag(values, "flows", MEASURE_RANGES) ?? 1;
     const refreshS = parseNumberFlag(values, "refresh", REFRESH_RANGE) ??
       DEFAULT_REFRESH_S;
@@ -306,6 +319,12 @@ export async function runMonitorCommand(
     return byLabel;
   };
   const metrics = new ProbeMetrics({ node });
+  const stampMetrics = stamp === undefined
+    ? undefined
+    : new (await import("./stamp_metrics.ts")).StampMetrics(
+      metrics.registry,
+      stamp,
+    );
   let endpoint;
   try {
     endpoint = serveMetrics(listen, {
@@ -340,6 +359,7 @@ export async function runMonitorCommand(
       targets: [...start.keys()],
       flows,
       size,
+      stamp: stamp !== undefined,
       interval_ms: intervalMs,
       timeout_ms: options.timeoutMs,
       metrics: url,
@@ -348,7 +368,7 @@ export async function runMonitorCommand(
     (format === "text" ? out.line : out.status)(
       `MONITOR ${
         [...start.keys()].join(", ") || "(no targets yet)"
-      }: ${size}-byte probes, every ${intervalMs} ms${
+      }: ${size}-byte ${stamp ? "STAMP " : ""}probes, every ${intervalMs} ms${
         flows > 1 ? `, ${flows} flows each` : ""
       }; metrics on ${url}${format === "text" ? "" : "\n"}`,
     );
@@ -382,6 +402,7 @@ export async function runMonitorCommand(
       intervalMs,
       timeoutMs: options.timeoutMs,
       size,
+      format: stampMetrics?.format(label),
       signal: AbortSignal.any([stop.signal, controller.signal]),
       onEvent: (event) => onEvent(label, event),
     }).catch((error) => {
@@ -396,6 +417,7 @@ export async function runMonitorCommand(
     run.stop.abort();
     runs.delete(label);
     metrics.remove(label);
+    stampMetrics?.remove(label);
     // A target that comes back may report its failed sends again.
     sendFailed.delete(label);
     // Held until it has ended: a fleet that churns keeps no list of runs.
