@@ -106,6 +106,7 @@ Deno.test({
           "-p",
           port,
           "--stamp",
+          "--reflector-stateful",
           "--node",
           node,
           "-i",

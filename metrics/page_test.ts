@@ -128,13 +128,21 @@ Deno.test({
     "the monitor's page, in headless Chromium, fills its table with the figures of /metrics, up and down in words",
   ignore: CHROMIUM === undefined,
   async fn() {
+    // STAMP reflectors that count what they received, for loss each way.
+    const STATEFUL = ["--stamp", "--stamp-stateful"];
     // Two reflectors on one port, each on its own loopback address (as on
     // two hosts), and a third address that never answers, to be shown down.
-    const first = await startServer(["-H", "127.0.0.1", "-p", "0"]);
+    const first = await startServer([
+      "-H",
+      "127.0.0.1",
+      "-p",
+      "0",
+      ...STATEFUL,
+    ]);
     const port = first.port;
     const reflectors = [
       first,
-      await startServer(["-H", "127.0.0.2", "-p", String(port)]),
+      await startServer(["-H", "127.0.0.2", "-p", String(port), ...STATEFUL]),
     ];
     const silent = Deno.listenDatagram({
       transport: "udp",
@@ -151,6 +159,8 @@ Deno.test({
       "500",
       "-t",
       "1000",
+      "--stamp",
+      "--reflector-stateful",
       "--node",
       "node-a",
       "--metrics",
