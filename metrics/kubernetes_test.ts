@@ -222,3 +222,26 @@ Deno.test({
     );
   },
 });
+
+Deno.test("deploy/kubernetes/Containerfile copies every source folder the package publishes, and caches files that exist", async () => {
+  const text = await Deno.readTextFile(new URL("Containerfile", DIR));
+  const copied = [...text.matchAll(/^COPY (.+) \S+$/gm)]
+    .flatMap((found) => found[1]!.split(/\s+/));
+  const config = JSON.parse(
+    await Deno.readTextFile(new URL("deno.json", ROOT)),
+  );
+  const sources = (config.publish.include as string[]).filter((entry) =>
+    entry.endsWith("/") && !["docs/", "deploy/"].includes(entry)
+  );
+  for (const folder of sources) ok(copied.includes(folder), folder);
+  for await (const entry of Deno.readDir(ROOT)) {
+    if (entry.name.endsWith(".ts") && !entry.name.endsWith("_test.ts")) {
+      ok(copied.includes(entry.name), entry.name);
+    }
+  }
+  const cached = /RUN deno cache --frozen ([^\n]+(?:\\\n[^\n]+)*)/.exec(text);
+  ok(cached, "a deno cache step");
+  for (const file of cached[1]!.split(/[\s\\]+/).filter(Boolean)) {
+    await Deno.stat(new URL(file, ROOT));
+  }
+});
