@@ -4,7 +4,9 @@ import { fetchText, startScript } from "../testing/metrics.ts";
 import { CHROMIUM, openBrowser } from "../testing/chromium.ts";
 import { sh } from "../testing/shell.ts";
 import { waitUntil } from "../testing/wait.ts";
-import { LINK_METRICS as M, LINK_QUANTILES } from "./_links.ts";
+import { LINK_METRICS as M, LINK_QUANTILES, readLinks } from "./_links.ts";
+import { serveMetrics } from "./http.ts";
+import { Registry } from "prom-client";
 
 if (CHROMIUM === undefined) {
   console.log(
@@ -276,4 +278,43 @@ Deno.test({
       for (const reflector of reflectors) await reflector.stop();
     }
   },
+});
+
+Deno.test("the page and /api/links are served only with the links route; a HEAD of the page has no body", async () => {
+  const registry = new Registry();
+  const listen = { hostname: "127.0.0.1", port: 0 };
+  const monitor = serveMetrics(listen, {
+    metrics: registry,
+    links: () => readLinks(registry, "node-a"),
+  }, { maxConnections: 4 });
+  const server = serveMetrics(listen, { metrics: registry }, {
+    maxConnections: 4,
+  });
+  try {
+    const at = (endpoint: typeof monitor, path: string, method = "GET") =>
+      fetch(`http://127.0.0.1:${endpoint.addr.port}${path}`, { method });
+    const page = await at(monitor, "/");
+    const html = await page.text();
+    match(page.headers.get("content-type")!, /^text\/html; charset=utf-8$/);
+    match(page.headers.get("content-security-policy")!, /default-src 'none'/);
+    equal(page.headers.get("x-content-type-options"), "nosniff");
+    // Nothing is loaded from anywhere: no src, href or url() in the page.
+    ok(!/\b(src|href)=|url\(|@import/.test(html), "no external reference");
+    const head = await at(monitor, "/", "HEAD");
+    equal(head.status, 200);
+    equal(await head.text(), "");
+    const links = await at(monitor, "/api/links");
+    equal(links.headers.get("content-type"), "application/json");
+    const doc = await links.json();
+    deepEqual([doc.node, doc.links, doc.leftOut], ["node-a", [], 0]);
+    // A reflector's endpoint has no page: its / names its paths.
+    const plain = await at(server, "/");
+    match(await plain.text(), /^udp-echo metrics: \/metrics\n$/);
+    const none = await at(server, "/api/links");
+    await none.body?.cancel();
+    equal(none.status, 404);
+  } finally {
+    await monitor.close();
+    await server.close();
+  }
 });
