@@ -14,8 +14,10 @@
 import { deepEqual, equal, ok } from "node:assert/strict";
 import { parseAllDocuments } from "yaml";
 import { ROOT } from "../testing/cli.ts";
-import { startWatched } from "../testing/shell.ts";
-import { NETNS_SKIP, reportSkip } from "../testing/netns.ts";
+import { startWatched, type Watched } from "../testing/shell.ts";
+import { NETNS_SKIP, nsTest, reportSkip } from "../testing/netns.ts";
+import { scratchDir, seriesOf } from "../testing/metrics.ts";
+import { waitUntil } from "../testing/wait.ts";
 
 const DIR = new URL("deploy/kubernetes/", ROOT);
 
@@ -64,15 +66,20 @@ function flagValue(args: string[], flag: string): string | undefined {
 
 /**
  * The container's command line as it would run in the pod, `$(VAR)`
- * expanded from its env, then moved to loopback: every `0.0.0.0` bind
- * becomes `127.0.0.1` and every port it listens on 0 (a free one).
+ * expanded from its env (`fields` standing in for the cluster's), `deno`
+ * this Deno. With `loopback`, it is moved to loopback: every `0.0.0.0`
+ * bind becomes `127.0.0.1` and every port it listens on 0 (a free one).
  */
-function localCommand(container: Container): string[] {
+function podCommand(
+  container: Container,
+  options: { loopback: boolean; fields?: Record<string, string> },
+): string[] {
+  const fields = { ...FIELD_VALUES, ...options.fields };
   const env = new Map<string, string>();
   for (const variable of container.env ?? []) {
     const path = variable.valueFrom?.fieldRef?.fieldPath;
-    ok(path !== undefined && path in FIELD_VALUES, `${variable.name}'s value`);
-    env.set(variable.name, FIELD_VALUES[path]!);
+    ok(path !== undefined && path in fields, `${variable.name}'s value`);
+    env.set(variable.name, fields[path]!);
   }
   const expand = (word: string) =>
     word.replace(/\$\((\w+)\)/g, (_, name) => {
@@ -84,6 +91,7 @@ function localCommand(container: Container): string[] {
   const listens = script >= 0 && words[script] === "server.ts";
   return words.map((word, k) => {
     if (k === 0 && word === "deno") return Deno.execPath();
+    if (!options.loopback) return word;
     if (word === "0.0.0.0") return "127.0.0.1";
     if (/^0\.0\.0\.0:\d+$/.test(word)) return "127.0.0.1:0";
     // The reflector's own port; the monitor's -p is its targets'.
@@ -190,7 +198,7 @@ Deno.test({
       kind(all, "DaemonSet").spec.template.spec.containers;
     const missing: string[] = [];
     for (const container of containers) {
-      const words = localCommand(container);
+      const words = podCommand(container, { loopback: true });
       const unknown = await unknownFlags(words);
       if (unknown.length > 0) {
         missing.push(`${container.name}: ${unknown.join(", ")}`);
@@ -245,3 +253,107 @@ Deno.test("deploy/kubernetes/Containerfile copies every source folder the packag
     await Deno.stat(new URL(file, ROOT));
   }
 });
+
+// Prints the body of the URL it is given: a scrape from inside a namespace.
+const FETCH = `
+const response = await fetch(Deno.args[0]);
+console.log(await response.text());
+`;
+
+nsTest(
+  "deploy/kubernetes: two pods in two namespaces, their command lines unchanged, find each other through the Service's name and measure the link each way",
+  async (lan) => {
+    const daemonSet = kind(await manifests(), "DaemonSet");
+    const service = kind(await manifests(), "Service");
+    const [reflector, monitor] = daemonSet.spec.template.spec
+      .containers as [Container, Container];
+    const pods = [
+      { ns: lan.server, address: "10.1.0.1", node: "node-one" },
+      { ns: lan.peer, address: "10.1.0.2", node: "node-two" },
+    ];
+    const namespace = FIELD_VALUES["metadata.namespace"];
+    const name = `${service.metadata.name}.${namespace}.svc.cluster.local`;
+    const port = Number(flagValue(reflector.args, "-p"));
+    const metricsPort = flagValue(monitor.args, "--metrics")!.split(":").pop();
+    await using files = await scratchDir();
+    // The headless Service's records: every pod, the asking one included.
+    await files.write(
+      "records.json",
+      JSON.stringify({ [name]: { A: pods.map((pod) => pod.address) } }),
+    );
+    const running: Watched[] = [];
+    const inPod = (ns: string, words: string[]) => {
+      const watched = startWatched(["ip", "netns", "exec", ns, ...words]);
+      running.push(watched);
+      return watched;
+    };
+    let responder: Watched | undefined;
+    try {
+      // Our DNS server stands for the cluster's, in the first pod's namespace.
+      responder = startWatched([
+        "ip",
+        "netns",
+        "exec",
+        lan.server,
+        Deno.execPath(),
+        "run",
+        "--allow-net",
+        `--allow-read=${files.dir}`,
+        "testing/dns_responder.ts",
+        "10.1.0.1:53",
+        `${files.dir}/records.json`,
+      ]);
+      await responder.waitFor(/^listening /m);
+      // Each pod's resolv.conf names the cluster's DNS, ours here.
+      await lan.sh(
+        pods.map((pod) =>
+          `mkdir -p /etc/netns/${pod.ns} && echo 'nameserver 10.1.0.1' > /etc/netns/${pod.ns}/resolv.conf`
+        ),
+      );
+      for (const pod of pods) {
+        const fields = { "spec.nodeName": pod.node };
+        await inPod(pod.ns, podCommand(reflector, { loopback: false, fields }))
+          .waitFor(/^starting up on /m);
+        await inPod(pod.ns, podCommand(monitor, { loopback: false, fields }))
+          .waitFor(/^MONITOR /m);
+      }
+      for (const [k, pod] of pods.entries()) {
+        const other = `${pods[1 - k]!.address}:${port}`;
+        const url = `http://127.0.0.1:${metricsPort}/metrics`;
+        let text = "";
+        await waitUntil(async () => {
+          text = (await lan.deno(pod.ns, FETCH, [url])).stdout;
+          return text.split("\n").some((line) =>
+            line.startsWith("udp_echo_stamp_one_way_delay_seconds_count{") &&
+            line.includes(`target="${other}"`) &&
+            Number(line.slice(line.lastIndexOf(" ") + 1)) > 0
+          );
+        }, `${pod.node} measures one-way delay to ${other}`);
+        // Its own address is skipped: the other pod is its only target.
+        const targets = new Set(
+          seriesOf(text, "udp_echo_probes_sent_total").map((series) =>
+            /target="([^"]+)"/.exec(series)![1]
+          ),
+        );
+        deepEqual([...targets], [other]);
+        ok(
+          seriesOf(text, "udp_echo_probes_sent_total").every((series) =>
+            series.includes(`node="${pod.node}"`)
+          ),
+          `${pod.node}'s series carry its node label`,
+        );
+      }
+      for (const watched of running.splice(0).reverse()) {
+        const { code, said } = await watched.stop("SIGTERM");
+        equal(code, 0, said);
+      }
+    } finally {
+      for (const watched of running.reverse()) await watched.stop("SIGKILL");
+      await responder?.stop();
+      await lan.sh([
+        ...pods.map((pod) => `rm -rf /etc/netns/${pod.ns}`),
+        "rmdir --ignore-fail-on-non-empty /etc/netns",
+      ]);
+    }
+  },
+);
