@@ -174,3 +174,32 @@ scrape_configs:
     }
   },
 });
+
+Deno.test("deploy/grafana/udp-echo.json: unique panel ids, panels within 24 columns and apart, every variable used is defined", async () => {
+  const dashboard = JSON.parse(await Deno.readTextFile(DASHBOARD));
+  const panels: (Panel & {
+    id: number;
+    gridPos: { x: number; y: number; w: number; h: number };
+  })[] = dashboard.panels;
+  equal(new Set(panels.map((panel) => panel.id)).size, panels.length);
+  const cells = new Set<string>();
+  for (const { title, gridPos: { x, y, w, h } } of panels) {
+    ok(x >= 0 && w > 0 && x + w <= 24, `${title} within the 24 columns`);
+    for (let row = y; row < y + h; row++) {
+      for (let column = x; column < x + w; column++) {
+        const cell = `${row},${column}`;
+        ok(!cells.has(cell), `${title} overlaps another panel`);
+        cells.add(cell);
+      }
+    }
+  }
+  const defined = new Set<string>(
+    dashboard.templating.list.map((variable: { name: string }) =>
+      variable.name
+    ),
+  );
+  const used = JSON.stringify(dashboard).matchAll(/\$\{?(\w+)/g);
+  for (const [, name] of used) {
+    ok(name!.startsWith("__") || defined.has(name!), `$${name} is defined`);
+  }
+});
