@@ -1,7 +1,8 @@
 /**
  * A probe format other than the plain probe (`--stamp`) in the engine's
  * Worker: loaded by URL (`EngineFormatModule`), it writes each probe, then
- * its send time from a CLOCK_REALTIME read right before `sendto`, and
+ * its send time from the CLOCK_REALTIME read right before `sendto` that
+ * the round trip also starts from, and
  * reports what each reply said with the next batch of events (never a
  * message per reply).
  *
@@ -53,22 +54,21 @@ export function formatsOf(
 
 /**
  * Writes a probe of `format` into socket `s`'s first send slot and sends
- * it alone: the send time (T1) is read after the probe is written, right
- * before `sendto`. Returns the send's result (negative errno on failure)
- * and T1 in ms since the epoch.
+ * it alone: the send time (T1) is the engine's CLOCK_REALTIME read right
+ * before `sendto`, written into the probe after that read, so the packet's
+ * T1 and the round trip's start are one reading. Returns the send's result
+ * (negative errno on failure) and T1 in ms since the epoch.
  */
 export function sendFormatted(
   engine: SenderEngine,
   format: EngineProbeFormat,
   probe: { s: number; header: ProbeHeader },
 ): { result: number; epoch: number } {
-  const slot = engine.sendSlot(probe.s, 0);
-  // A provisional time: the packet's own is written once it is complete.
-  format.encode(slot, {
+  // A provisional time: the packet's own is written right before the send.
+  format.encode(engine.sendSlot(probe.s, 0), {
     ...probe.header,
     sentAt: engine.realEpochMs(engine.realNow()),
   });
-  const epoch = engine.realEpochMs(engine.realNow());
-  format.writeSendTime(slot, epoch);
-  return { result: engine.send(probe.s), epoch };
+  const result = engine.send(probe.s, format.writeSendTime);
+  return { result, epoch: engine.realEpochMs(engine.sentReal) };
 }

@@ -9,7 +9,8 @@
  * the {@linkcode RunResult} of the same `summarizeRun` at the end.
  *
  * Round trips run from a CLOCK_REALTIME stamp right before the `sendmmsg`
- * that sends the probe to the kernel's CLOCK_REALTIME receive timestamp.
+ * that sends the probe to the kernel's CLOCK_REALTIME receive timestamp
+ * (the realtime read when the reply is handled, when the kernel gave none).
  * Probes due together (a closed loop refilling its window, an open loop
  * behind its schedule or at an interval of 0) leave in one call and share
  * its stamp, the start of that call. When the realtime and monotonic
@@ -37,10 +38,11 @@ import {
 } from "./_probe_format.ts";
 import { type Arrival, ProbeBook, type ReplyTiming } from "../measure/_book.ts";
 import { Times } from "../measure/_times.ts";
+import { warmUp } from "./_probe_warm_up.ts";
 import { summarizeRun } from "../measure/_summary.ts";
 import type { WorkerMessage } from "./_channel.ts";
-import { createProbeChannel, ProbeEventWriter } from "./_probe_events.ts";
-import { ABORT, type EngineConfig, STOP } from "./probes.ts";
+import { ProbeEventWriter } from "./_probe_events.ts";
+import { ABORT, type EngineConfig, GO, STOP } from "./probes.ts";
 import type { RunResult } from "../measure/types.ts";
 
 /**
@@ -102,48 +104,13 @@ class KernelTiming implements ReplyTiming {
     const monoRtt = this.nowMono - this.books[this.flow]!.sentAt.get(seq);
     this.clockStep =
       Math.abs(this.nowReal - sentReal - monoRtt) > CLOCK_STEP_TOLERANCE_MS;
-    if (this.clockStep || Number.isNaN(this.arrivalReal)) return monoRtt;
-    return this.arrivalReal - sentReal;
+    if (this.clockStep) return monoRtt;
+    // T4 of `arrivalEpochMs`: the round trip and the one-way parts share it.
+    const arrived = Number.isNaN(this.arrivalReal)
+      ? this.nowReal
+      : this.arrivalReal;
+    return arrived - sentReal;
   }
-}
-
-/** Rounds of the probe bookkeeping {@linkcode warmUp} runs. */
-const WARM_UP_ROUNDS = 4000;
-/**
- * How long the Worker rests after its warm-up, in ms, so the optimising
- * compiler's background jobs finish before the first send is due rather
- * than compete with it for the CPU.
- */
-const SETTLE_MS = 20;
-
-/**
- * Runs the per-probe JavaScript (book, encode, verify, event ring) on
- * throwaway state before the clock starts, so its compilation and the young
- * heap's first collections happen here instead of stalling the first sends.
- */
-function warmUp(
-  config: EngineConfig,
-  engine: SenderEngine,
-  control: Int32Array,
-): void {
-  const { size, session, target, timeoutMs } = config;
-  const writer = new ProbeEventWriter(createProbeChannel(1, 4096), () => {});
-  const book = new ProbeBook(0, session, {
-    target,
-    timeoutMs,
-    onReply: (event) => writer.push(event),
-  });
-  const slot = new Uint8Array(size);
-  const arrival: Arrival = { fromTarget: true, now: 0, length: size };
-  for (let i = 0; i < WARM_UP_ROUNDS; i++) {
-    const seq = book.beginSend(size, i, i, i);
-    encodeProbeInto(slot, book.header(seq));
-    arrival.now = engine.monoNow();
-    engine.realNow();
-    book.handle(slot, arrival);
-  }
-  // Returns at once when a stop is already asked for.
-  Atomics.wait(control, 0, 0, SETTLE_MS);
 }
 
 function run(config: EngineConfig, format?: FormatFactory): void {
@@ -217,7 +184,7 @@ function runLoop(
   const sentReal = books.map(() => new Times(config.ring));
   const timing = new KernelTiming(books, sentReal);
   const arrival: Arrival = { fromTarget: false, now: 0, timing };
-  warmUp(config, engine, control);
+  warmUp(config, engine, control, formats?.[0]);
   let failure: string | undefined;
 
   const sendBatch = Math.min(SEND_BATCH, engine.sendBatchSize);
@@ -314,6 +281,13 @@ function runLoop(
   };
 
   self.postMessage({ type: "started" });
+  // The main thread announces the run before probe 0 is timed, rather than
+  // compete with it for a CPU while it is in flight.
+  for (
+    let flags = Atomics.load(control, 0);
+    (flags & (GO | STOP | ABORT)) === 0;
+    flags = Atomics.load(control, 0)
+  ) Atomics.wait(control, 0, flags, MAX_WAIT_MS);
   const start = engine.monoNow();
   let n = 0;
   let sending = true;

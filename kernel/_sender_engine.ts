@@ -61,6 +61,9 @@ const MERGED_SLOT_BYTES = 4 * 1024 * 1024;
 /** Payload bytes of send slots per engine, at most; at least one per socket. */
 const SEND_BUFFER_BYTES = 1024 * 1024;
 
+/** Writes a send time (ms since the epoch) into a probe. */
+type StampWriter = (slot: Uint8Array, epochMs: number) => void;
+
 /** Options for {@linkcode SenderEngine}. */
 export interface SenderEngineOptions {
   /** The bound sockets, one per flow, with `SO_TIMESTAMPNS` set. */
@@ -297,16 +300,17 @@ export class SenderEngine {
    * Sends socket `s`'s slot to the target. Reads CLOCK_MONOTONIC and
    * CLOCK_REALTIME right before the call (`sentMono`, `sentReal`) and, when
    * `stampAt` is given, writes the realtime as ms since the epoch there
-   * (a big-endian float64) first. Returns the bytes sent, or -errno.
+   * (a big-endian float64) first, or has `stampAt` write it (a format's
+   * layout) when a function. Returns the bytes sent, or -errno.
    */
-  send(s: number, stampAt = -1): number {
+  send(s: number, stampAt: number | StampWriter = -1): number {
     this.sentMono = this.monoNow();
     this.sentReal = this.realNow();
-    if (stampAt >= 0) {
-      this.#view.setFloat64(
-        this.#sendSlots[s * this.#sendVlen]!.byteOffset + stampAt,
-        this.realEpochMs(this.sentReal),
-      );
+    const slot = this.#sendSlots[s * this.#sendVlen]!;
+    const epochMs = this.realEpochMs(this.sentReal);
+    if (typeof stampAt === "function") stampAt(slot, epochMs);
+    else if (stampAt >= 0) {
+      this.#view.setFloat64(slot.byteOffset + stampAt, epochMs);
     }
     for (;;) {
       const sent = this.#libc.symbols.sendto(

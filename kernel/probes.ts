@@ -28,6 +28,11 @@ import {
 export const STOP = 1;
 /** Control flag bit: end the run now. */
 export const ABORT = 2;
+/**
+ * Control flag bit: the main thread has handled the Worker's `started`
+ * (`onStarted` returned), so probe 0 may be timed.
+ */
+export const GO = 4;
 
 /** What the Worker gets. */
 export interface EngineConfig {
@@ -50,7 +55,7 @@ export interface EngineConfig {
   replyEvents: boolean;
   /** A probe format other than the plain probe: see {@linkcode EngineFormatModule}. */
   format?: EngineFormatConfig;
-  /** An Int32Array's buffer: {@linkcode STOP} and {@linkcode ABORT} bits. */
+  /** An Int32Array's buffer: {@linkcode STOP}, {@linkcode ABORT} and {@linkcode GO} bits. */
   control: SharedArrayBuffer;
   /** Where the events and the per-flow send counts go. */
   channel: Channel;
@@ -117,7 +122,10 @@ export interface EngineRun extends
   onSend?: (flow: number, seq: number) => void;
   /** Each reply's detail from the format, before the events of its batch. */
   onDetail?: (flow: number, seq: number, detail: unknown) => void;
-  /** Called once the Worker's loop runs. */
+  /**
+   * Called once the Worker's start-up work is done (its code run on
+   * throwaway state); probe 0 is timed only after it returns.
+   */
   onStarted?: () => void;
   /** Events the ring between the threads holds (a power of two). */
   eventRecords?: number;
@@ -174,7 +182,12 @@ export async function runOnEngine(run: EngineRun): Promise<RunResult> {
       switch (data.type) {
         case "started":
           started = true;
-          run.onStarted?.();
+          try {
+            run.onStarted?.();
+          } finally {
+            Atomics.or(control, 0, GO);
+            Atomics.notify(control, 0);
+          }
           break;
         case "events":
           // Details first: an event's listener may look them up.

@@ -77,4 +77,9 @@ export interface ProbeFormat {
   verify(data: Uint8Array, header: ProbeHeader, size: number): ProbeCheck;
   /** Each intact first reply, received at `receivedAt` (`performance.now()` ms). */
   onReply?(data: Uint8Array, seq: number, receivedAt: number): void;
+  /**
+   * Runs the per-probe code above on throwaway state, reporting nothing,
+   * so its compilation happens before probe 0 is timed.
+   */
+  warmUp?(size: number): void;
 }

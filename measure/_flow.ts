@@ -182,8 +182,9 @@ export class Flow extends ProbeBook {
         if (!this.#closed) this.error = error;
         return;
       }
-      arrival.fromTarget = fromTarget(from, target);
+      // The arrival time first: nothing of ours belongs in the round trip.
       arrival.now = performance.now();
+      arrival.fromTarget = fromTarget(from, target);
       this.handle(data, arrival);
     }
   }

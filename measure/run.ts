@@ -29,6 +29,12 @@ import {
 import { Flow } from "./_flow.ts";
 import type { ProbeOptions, RunResult } from "./types.ts";
 import { Wakeup, Yielder } from "./_times.ts";
+import {
+  settle,
+  WARM_UP_INTERVAL_MS,
+  WARM_UP_PROBES,
+  warmUpRun,
+} from "./_warm_up.ts";
 
 const DEFAULT_INTERVAL_MS = 1000;
 /**
@@ -79,7 +85,10 @@ export interface RunOptions extends ProbeOptions {
   fallback?: boolean;
   /**
    * Called once the I/O runs, before the first probe: `batch`, or `socket`
-   * with why the engine did not run when it was asked for.
+   * with why the engine did not run when it was asked for. The start-up
+   * work (sockets opened, the probe code run on throwaway state, on sockets
+   * a short run against an echo on loopback, the engine's Worker started)
+   * is done by then, and probe 0's send time is taken only after it returns.
    */
   onIo?: (io: "socket" | "batch", reason?: string) => void;
 }
@@ -344,10 +353,27 @@ export async function runFlows(options: FlowRunOptions): Promise<RunResult> {
         }),
       );
     }
-    options.onIo?.("socket", fallbackReason);
     warmUp(session, size);
+    await warmUpRun((flow) => {
+      const pace: Pacing = {
+        size,
+        start: performance.now(),
+        count: WARM_UP_PROBES,
+        durationMs: Infinity,
+        intervalMs: WARM_UP_INTERVAL_MS,
+        waitMs: 0,
+        sending,
+        expire: false,
+      };
+      return window === undefined
+        ? openLoop(flow, pace)
+        : closedLoop(flow, pace, window);
+    });
+    for (const flow of flows) flow.options.format?.warmUp?.(size);
     await Promise.all(flows.map(warmUpSocket));
+    await settle();
     const dropsBefore = flows.map(flowDrops);
+    options.onIo?.("socket", fallbackReason);
     const start = performance.now();
     const pace: Pacing = {
       size,

@@ -37,6 +37,7 @@ import {
   writeSenderPacket,
   writeTimestamp,
 } from "../stamp/packet.ts";
+import { warmUpFormat } from "./_stamp_warm_up.ts";
 import {
   FLAG_M,
   FLAG_U,
@@ -292,7 +293,16 @@ function senderFormat(
       ssid,
     });
   };
-  return {
+  const format: ProbeFormat = {
+    warmUp(size: number): void {
+      // This format's own first encode makes its template.
+      encode(new Uint8Array(size), { session, seq: 0, sentAt: 0 });
+      const sinkless = senderFormat(options, {
+        onReply: () => {},
+        epochMs: (receivedAt) => receivedAt,
+      });
+      warmUpFormat(sinkless, session, size);
+    },
     encode,
     decode(data: Uint8Array) {
       if (data.length < STAMP_BASE_SIZE) return undefined;
@@ -325,6 +335,7 @@ function senderFormat(
       sink.onReply(seq, reply);
     },
   };
+  return format;
 }
 
 /**
