@@ -103,7 +103,7 @@ export async function openBrowser(url: string): Promise<Browser> {
     },
     async screenshot(width) {
       const height = await browser.evaluate<number>(
-        "Math.ceil(document.documentElement.scrollHeight)",
+        "Math.ceil(document.body.getBoundingClientRect().bottom) + 16",
       );
       await session.send("Emulation.setDeviceMetricsOverride", {
         width,
