@@ -196,7 +196,7 @@ function seconds(ms: number): string {
 }
 
 /** What the binding-timeout search found. */
-interface Bracket {
+export interface Bracket {
   /** The longest idle delay whose reply came, ms (0: none did). */
   openMs: number;
   /** The shortest idle delay whose reply was lost, ms; `undefined`: none was. */
@@ -267,8 +267,11 @@ async function searchTimeout(
   }
 }
 
-/** The findings and JSON of a bracket. */
-function describeBracket(
+/**
+ * The findings and JSON of a bracket found with `ceilingMs` as the longest
+ * delay the search could try.
+ */
+export function describeBracket(
   bracket: Bracket,
   ceilingMs: number,
 ): { findings: string[]; data: Record<string, unknown> } {
@@ -276,7 +279,10 @@ function describeBracket(
   const { openMs, expiredMs } = bracket;
   const min = RFC4787_MIN_SECONDS * 1000;
   let meets: boolean | undefined;
-  if (expiredMs === undefined) {
+  if (expiredMs === undefined && openMs === 0) {
+    // Stopped before any held reply came back: nothing to bracket.
+    findings.push("binding timeout not measured: no delayed reply came back");
+  } else if (expiredMs === undefined) {
     findings.push(
       `binding still open after ${seconds(openMs)} s idle (the longest tried)`,
     );
@@ -290,15 +296,22 @@ function describeBracket(
     );
     meets = openMs >= min ? true : expiredMs <= min ? false : undefined;
   }
-  findings.push(
-    meets === true
-      ? `meets RFC 4787's ${RFC4787_MIN_SECONDS} s minimum`
-      : meets === false
-      ? `shorter than RFC 4787's ${RFC4787_MIN_SECONDS} s minimum`
-      : `not tried up to RFC 4787's ${RFC4787_MIN_SECONDS} s minimum (longest idle tried ${
-        seconds(ceilingMs)
-      } s)`,
-  );
+  // What was tried, not what could have been: a stopped search never
+  // reached its ceiling.
+  const longestMs = expiredMs ?? openMs;
+  if (expiredMs !== undefined || openMs > 0) {
+    findings.push(
+      meets === true
+        ? `meets RFC 4787's ${RFC4787_MIN_SECONDS} s minimum`
+        : meets === false
+        ? `shorter than RFC 4787's ${RFC4787_MIN_SECONDS} s minimum`
+        : longestMs > min
+        ? `cannot tell against RFC 4787's ${RFC4787_MIN_SECONDS} s minimum: the bracket contains it`
+        : `not tried up to RFC 4787's ${RFC4787_MIN_SECONDS} s minimum (longest idle tried ${
+          seconds(longestMs)
+        } s)`,
+    );
+  }
   if (bracket.refused) {
     findings.push(
       "search stopped: the reflector would not hold a reply (too many held)",
@@ -410,7 +423,14 @@ export const checkNat: Check = async (context) => {
       rewrites.address ? "address" : undefined,
       rewrites.port ? `port (was ${prober.port})` : undefined,
     ].filter((part) => part !== undefined).join(" and ");
-    const findings = [`NAT: the reflector saw ${seen}; ${what} rewritten`];
+    // A rewritten port with the address unknown must not read as "the
+    // address was kept".
+    const addressUnknown = rewrites.address === undefined
+      ? "; whether the address was too cannot be told: this host's address on the route is not known (run with --allow-ffi)"
+      : "";
+    const findings = [
+      `NAT: the reflector saw ${seen}; ${what} rewritten${addressUnknown}`,
+    ];
     const delayed = first.delayed;
     if (delayed === undefined || delayed.unrecognized || delayed.maxMs === 0) {
       findings.push(

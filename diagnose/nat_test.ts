@@ -2,7 +2,8 @@
 // (or not) with its conntrack UDP timeouts set to a few seconds, the ground
 // truth; `server.ts --stamp` runs in the server namespace, and checkNat (or
 // `client.ts --diagnose nat`) in the client namespace.
-import { equal, match, ok } from "node:assert/strict";
+import { deepEqual, equal, match, ok } from "node:assert/strict";
+import { describeBracket } from "./nat.ts";
 import { NETNS_SKIP, NetnsServer, reportSkip, SYS } from "../testing/netns.ts";
 import { RoutedLan } from "../testing/routed.ts";
 import { run } from "../testing/command.ts";
@@ -206,4 +207,80 @@ Deno.test({
     match(stdout, /^nat: binding expires after [\d.]+–[\d.]+ s idle$/m);
     match(stdout, /^nat: shorter than RFC 4787's 120 s minimum$/m);
   },
+});
+
+Deno.test("nat: a stopped search names the longest idle it tried, not the ceiling it never reached", () => {
+  const { findings } = describeBracket(
+    { openMs: 8000, expiredMs: undefined, stopped: true },
+    300_000,
+  );
+  deepEqual(findings, [
+    "binding still open after 8 s idle (the longest tried)",
+    "not tried up to RFC 4787's 120 s minimum (longest idle tried 8 s)",
+    "search stopped before it ended",
+  ]);
+});
+
+Deno.test("nat: a bracket around RFC 4787's 2 minutes says it cannot tell, not that 2 minutes was not tried", () => {
+  const { findings, data } = describeBracket(
+    { openMs: 112_500, expiredMs: 125_000, stopped: false },
+    300_000,
+  );
+  deepEqual(findings, [
+    "binding expires after 113–125 s idle",
+    "cannot tell against RFC 4787's 120 s minimum: the bracket contains it",
+  ]);
+  equal(data.meets_rfc4787, null);
+});
+
+Deno.test({
+  name:
+    "nat: without --allow-ffi, a rewritten port does not read as a kept address (masquerade random)",
+  ignore: NETNS_SKIP !== undefined,
+  async fn() {
+    await across(
+      "masquerade random",
+      { io: "batch", family: 4, timeoutS: 30 },
+      async (lan, host, port) => {
+        const { stdout } = await run("ip", [
+          "netns",
+          "exec",
+          lan.client,
+          Deno.execPath(),
+          "run",
+          "--unstable-net",
+          "--allow-net",
+          new URL("client.ts", ROOT).pathname,
+          "-H",
+          host,
+          "-p",
+          String(port),
+          "--diagnose",
+          "nat",
+          "--nat-max",
+          "1",
+          "--json",
+        ]);
+        const document = JSON.parse(stdout);
+        const check = document.checks[0];
+        equal(check.details.port_rewritten, true);
+        equal(check.details.address_rewritten, null);
+        match(
+          check.findings[0],
+          /port \(was \d+\) rewritten; whether the address was too cannot be told/,
+        );
+      },
+    );
+  },
+});
+
+Deno.test("nat: a search refused before any delayed reply came back brackets nothing", () => {
+  const { findings } = describeBracket(
+    { openMs: 0, expiredMs: undefined, stopped: true, refused: true },
+    300_000,
+  );
+  deepEqual(findings, [
+    "binding timeout not measured: no delayed reply came back",
+    "search stopped: the reflector would not hold a reply (too many held)",
+  ]);
 });

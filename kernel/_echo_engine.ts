@@ -530,17 +530,17 @@ export class EchoEngine {
     this.#currentKind = entry.kind;
   }
 
-  /** Sends the held replies due, through the slots, the decide hook asked again. */
-  sendHeld(now: number): void {
+  /** Sends up to a batch of held replies due, decide asked again: how many. */
+  sendHeld(now: number): number {
     const due = this.#held.due(now, this.#vlen);
-    if (due.length === 0) return;
+    if (due.length === 0) return 0;
     this.#facts.now = now;
     let kept = 0;
     for (let i = 0; i < due.length; i++) {
       const entry = due[i]!;
       const size = entry.bytes.length;
       this.#restore(i, entry);
-      this.#reflect?.release?.(size);
+      this.#reflect?.release?.(size, this.#facts.hostname);
       const reason = ask(this.#decide, this.#facts, "policy error");
       if (reason !== undefined) {
         this.#drop(i, size, reason);
@@ -549,13 +549,14 @@ export class EchoEngine {
       this.#keep(i, kept++, entry.namelen, entry.kind, size, entry.tos);
     }
     this.#sendKept(kept, now);
+    return due.length;
   }
 
   /** Drops every held reply, as the stop cut them off (`shutdown`). */
   dropAllHeld(): void {
     for (const entry of this.#held.due(Infinity, Infinity)) {
       this.#restore(0, entry);
-      this.#reflect?.release?.(entry.bytes.length);
+      this.#reflect?.release?.(entry.bytes.length, this.#facts.hostname);
       this.#drop(0, entry.bytes.length, "shutdown");
     }
   }

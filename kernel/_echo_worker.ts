@@ -126,8 +126,9 @@ async function run(config: WorkerConfig): Promise<void> {
       }
     }
     // Replies held for later leave at the first turn once due: the receive
-    // timeout wakes an idle loop.
-    engine.sendHeld(now);
+    // timeout wakes an idle loop. Those due together leave together, in as
+    // many batches as it takes, not one batch per turn.
+    while (engine.sendHeld(now) === config.batchSize);
     if (gcEvery > 0 && ++batches % gcEvery === 0) engine.forceGc(gc!);
     if (sink !== undefined) {
       const now = performance.now();

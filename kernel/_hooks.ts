@@ -151,8 +151,11 @@ export type ReflectHook =
     transmit?: (reply: Readonly<OutgoingReply>) => void;
     /** With {@linkcode HELD}: how long to hold the reply, ms. */
     holdMs?: number;
-    /** Called once for each held reply, of `size` bytes, sent or dropped. */
-    release?: (size: number) => void;
+    /**
+     * Called once for each held reply, of `size` bytes, sent or dropped,
+     * with the address it goes to.
+     */
+    release?: (size: number, source: string) => void;
     /**
      * Set by the hook on each datagram it answers: the TOS or traffic
      * class its reply leaves with, or -1 for the socket's own.

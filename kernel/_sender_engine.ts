@@ -1,20 +1,16 @@
 /**
- * The system calls of a measuring sender on one or more sockets opened by
- * `sender.ts`: `sendto(2)`, or `sendmmsg(2)` for probes due together,
- * stamped with `clock_gettime(2)` right before the call, `recvmmsg(2)` with each datagram's kernel receive time
- * (`SO_TIMESTAMPNS`, a `struct timespec` of CLOCK_REALTIME in a control
- * message), and `ppoll(2)` with a nanosecond timeout to wait for a deadline
- * or a reply, whichever comes first.
+ * The system calls of a measuring sender on sockets opened by `sender.ts`:
+ * `sendto(2)`, or `sendmmsg(2)` for probes due together, stamped with
+ * `clock_gettime(2)` right before the call; `recvmmsg(2)` with each
+ * datagram's kernel receive time (`SO_TIMESTAMPNS`, CLOCK_REALTIME); and
+ * `ppoll(2)` with a nanosecond timeout for a deadline or a reply.
  *
- * Memory safety is by construction, as in `_echo_engine.ts`: every byte the kernel
- * reads or writes (message headers, iovecs, socket addresses, control
- * messages, payload slots, pollfds, timespecs) lives in one ArrayBuffer
- * allocated once per engine, at least 64 KiB so V8 keeps it off the heap,
- * held by the engine for its whole life, its address taken once. Every
- * pointer the calls take is made once in the constructor; the hot path
- * writes and reads numbers only and allocates nothing per datagram. The
- * engine never closes a socket: its owner does, after the last call here
- * has returned.
+ * Memory safety is by construction, as in `_echo_engine.ts`: every byte the
+ * kernel reads or writes lives in one ArrayBuffer allocated once per engine
+ * (at least 64 KiB, so V8 keeps it off the heap), its address taken once;
+ * every pointer is made in the constructor, and the hot path reads and
+ * writes numbers only. The engine never closes a socket: its owner does,
+ * after the last call here has returned.
  *
  * @module
  */

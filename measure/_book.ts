@@ -149,6 +149,8 @@ export class ProbeBook {
   #id = { session: 0, seq: 0 };
   /** Handling the probes of a merged reply: their events say so. */
   #inMerged = false;
+  /** Handling the probes of a damaged merged reply: none is intact. */
+  #inDamaged = false;
 
   constructor(
     readonly index: number,
@@ -297,9 +299,7 @@ export class ProbeBook {
       this.ignored++;
       return undefined;
     }
-    const id = this.options.format
-      ? this.options.format.decode(data)
-      : this.#readId(data);
+    const id = this.#decode(data);
     if (id !== undefined && id.session === this.session) {
       const { ring } = this.options;
       if (ring !== undefined && id.seq < this.sent - ring) {
@@ -323,6 +323,12 @@ export class ProbeBook {
    * header too); `undefined` otherwise. The result is reused by the next
    * call: a reply allocates nothing here.
    */
+  /** The session and sequence number a datagram names, in the flow's format. */
+  #decode(data: Uint8Array): { session: number; seq: number } | undefined {
+    const { format } = this.options;
+    return format !== undefined ? format.decode(data) : this.#readId(data);
+  }
+
   #readId(data: Uint8Array): { session: number; seq: number } | undefined {
     if (data.length < ID_BYTES || readUint32(data, 0) !== PROBE_MAGIC) {
       return undefined;
@@ -372,12 +378,13 @@ export class ProbeBook {
     const seq = this.#attribute(data, arrival.fromTarget);
     if (seq === undefined) return;
     const { now } = arrival;
-    const check = this.#verify(data, seq);
+    let check = this.#verify(data, seq);
     if (
       check === "corrupted" && data.length > this.sizes.get(seq) &&
-      (arrival.length ?? data.length) === data.length &&
+      (arrival.length ?? data.length) === data.length && !this.#inDamaged &&
       this.#handleMerged(data, arrival)
     ) return;
+    if (this.#inDamaged && check === "intact") check = "corrupted";
     const firstAnswer = !this.tracker.answered(seq);
     const rttMs = arrival.timing?.rttMs(seq) ?? now - this.sentAt.get(seq);
     const late = rttMs > this.options.timeoutMs;
@@ -426,32 +433,40 @@ export class ProbeBook {
   }
 
   /**
-   * Handles a datagram that is whole probes of this flow one after another,
-   * each intact, as one reply to each, arriving together; returns false,
-   * handling nothing, when it is not (one byte too many or too few, a
-   * changed byte, a probe never sent).
+   * Handles a datagram that carries several probes of this flow one after
+   * another, as one reply to each, arriving together; returns false,
+   * handling nothing, when it carries fewer than two. Whole and intact,
+   * it is `merged` and each probe received; otherwise (a changed byte, a
+   * probe cut, bytes after the last) each probe in it has a damaged reply,
+   * as the path lost none of them.
    */
   #handleMerged(data: Uint8Array, arrival: Arrival): boolean {
-    if (this.options.format !== undefined) return false;
     const ends: number[] = [];
+    let intact = true;
     for (let at = 0; at < data.length;) {
       const part = data.subarray(at);
-      const id = this.#readId(part);
-      if (id === undefined || id.session !== this.session) return false;
-      const seq = id.seq;
+      const id = this.#decode(part);
+      const seq = id?.seq ?? 0;
       const { ring } = this.options;
-      if (seq >= this.sent || this.unsent(seq)) return false;
-      if (ring !== undefined && seq < this.sent - ring) return false;
-      const size = this.sizes.get(seq);
-      if (size < ID_BYTES || size > part.length) return false;
-      if (this.#verify(part.subarray(0, size), seq) !== "intact") return false;
+      if (
+        id === undefined || id.session !== this.session ||
+        seq >= this.sent || this.unsent(seq) ||
+        (ring !== undefined && seq < this.sent - ring)
+      ) break;
+      const size = Math.min(this.sizes.get(seq), part.length);
+      if (size < ID_BYTES) break;
+      intact &&= size === this.sizes.get(seq) &&
+        this.#verify(part.subarray(0, size), seq) === "intact";
       at += size;
       ends.push(at);
     }
     if (ends.length < 2) return false;
-    this.merged++;
+    if (ends.at(-1) !== data.length) intact = false;
+    ends[ends.length - 1] = data.length;
+    if (intact) this.merged++;
     const length = arrival.length;
-    this.#inMerged = true;
+    this.#inMerged = intact;
+    this.#inDamaged = !intact;
     try {
       let start = 0;
       for (const end of ends) {
@@ -461,6 +476,7 @@ export class ProbeBook {
       }
     } finally {
       this.#inMerged = false;
+      this.#inDamaged = false;
       arrival.length = length;
     }
     return true;

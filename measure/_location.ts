@@ -79,6 +79,12 @@ export function checkPath(
   if (!rewritten && from.hostname === "") unknown = from.why;
   else if (!rewritten && seen.source.hostname === "") {
     unknown = "the reflector did not return the source address it saw";
+  } else if (
+    !rewritten && (seen.destination.hostname === "" ||
+      isUnspecified(seen.destination.hostname))
+  ) {
+    unknown =
+      "the reflector did not say which address the probes reached: its socket is bound to a wildcard";
   }
   return {
     sourceSeen: seen.source,

@@ -61,3 +61,29 @@ Deno.test("checkPath() tells a rewritten source address from a rewritten source 
   const blind = checkPath(seen("", 40000), local, target);
   equal(blind.sourceAddressRewritten, undefined);
 });
+
+Deno.test("checkPath() says unknown when the reflector saw no destination address (a wildcard socket)", () => {
+  const local = { hostname: "127.0.0.1", port: 40000 };
+  for (const destination of ["::", "0.0.0.0", ""]) {
+    const path = checkPath(
+      {
+        source: { hostname: "127.0.0.1", port: 40000 },
+        destination: { hostname: destination, port: 862 },
+      },
+      local,
+      target,
+    );
+    equal(path.rewritten, undefined, destination);
+    ok(path.unknown?.includes("which address"), path.unknown);
+  }
+  // A port it did see still tells a rewrite.
+  const forwarded = checkPath(
+    {
+      source: { hostname: "127.0.0.1", port: 40000 },
+      destination: { hostname: "::", port: 863 },
+    },
+    local,
+    target,
+  );
+  equal(forwarded.rewritten, true);
+});

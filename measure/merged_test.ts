@@ -69,13 +69,16 @@ Deno.test("ProbeBook splits a reply of whole intact probes, and only that", () =
   book.handle(concat(probes[3]!, probes[4]!.subarray(0, 31)), arrival);
   book.handle(concat(probes[5]!, new Uint8Array(3)), arrival);
   equal(book.merged, 1);
+  // The cut probe 4 came back too, damaged: it is not lost. (The byte
+  // changed is probe 4's sequence number: that part names no probe.)
   deepEqual(events.map((event) => [event.seq, event.check, event.merged]), [
     [3, "corrupted", undefined],
     [3, "corrupted", undefined],
+    [4, "truncated", undefined],
     [5, "corrupted", undefined],
   ]);
   const counts = book.counts();
-  deepEqual([counts.received, counts.lost, counts.corrupted], [3, 1, 3]);
+  deepEqual([counts.received, counts.lost, counts.corrupted], [3, 0, 4]);
 });
 
 for (const io of IO_MODES) {
@@ -198,3 +201,93 @@ Deno.test({
     }
   },
 });
+
+Deno.test("ProbeBook counts each probe of a damaged merged reply as damaged, none lost", () => {
+  const events: ReplyEvent[] = [];
+  const book = new ProbeBook(0, 7, {
+    target: { hostname: "127.0.0.1", port: 9, family: "IPv4" },
+    timeoutMs: 1000,
+    onReply: (event) => events.push(event),
+  });
+  const probes = [0, 1, 2, 3, 4, 5].map((n) => {
+    const seq = book.beginSend(32, n, 1_700_000_000_000 + n, n);
+    return encodeProbe(book.header(seq), 32);
+  });
+  const arrival = { fromTarget: true, now: 10 };
+  // Three whole probes and bytes after them, as a relay that appends.
+  book.handle(
+    concat(probes[0]!, probes[1]!, probes[2]!, new Uint8Array(3)),
+    arrival,
+  );
+  // A byte of the second probe's fill changed; the second probe cut.
+  const changed = concat(probes[3]!, probes[4]!);
+  changed[52] = changed[52]! ^ 1;
+  book.handle(changed, arrival);
+  book.handle(concat(probes[5]!, probes[4]!.subarray(0, 20)), arrival);
+  equal(book.merged, 0);
+  deepEqual(events.map((event) => [event.seq, event.check, event.bytes]), [
+    [0, "corrupted", 32],
+    [1, "corrupted", 32],
+    [2, "corrupted", 35],
+    [3, "corrupted", 32],
+    [4, "corrupted", 32],
+    [5, "corrupted", 32],
+    [4, "truncated", 20],
+  ]);
+  const counts = book.counts();
+  deepEqual([counts.sent, counts.received, counts.lost], [6, 0, 0]);
+});
+
+for (const io of IO_MODES) {
+  Deno.test(`client.ts counts probes of merged replies with bytes appended as corrupted, none lost [${io}]`, async () => {
+    await using peer = startMergingEcho(3, {
+      tail: new TextEncoder().encode("xyz"),
+    });
+    const { code, stdout, stderr } = await client(peer.target.port, io, [
+      "-c",
+      "30",
+      "-i",
+      "5",
+      "--json",
+    ]);
+    equal(stderr, "");
+    const document = JSON.parse(stdout);
+    equal(document.io.backend, io);
+    deepEqual(
+      [document.sent, document.received, document.lost, document.merged],
+      [30, 0, 0, 0],
+    );
+    ok(document.corrupted >= 30, stdout);
+    equal(peer.replies, 10);
+    equal(code, 1);
+  });
+}
+
+for (const io of IO_MODES) {
+  Deno.test(`client.ts --stamp counts STAMP requests merged by a plain echo relay as received and merged [${io}]`, async () => {
+    await using peer = startMergingEcho(2);
+    const { code, stdout } = await client(peer.target.port, io, [
+      "--stamp",
+      "-c",
+      "20",
+      "-i",
+      "5",
+      "--json",
+    ]);
+    const document = JSON.parse(stdout);
+    equal(document.io.backend, io);
+    deepEqual(
+      [
+        document.sent,
+        document.received,
+        document.lost,
+        document.corrupted,
+        document.merged,
+        document.stamp.plain_echo,
+      ],
+      [20, 20, 0, 0, 10, true],
+    );
+    equal(peer.replies, 10);
+    equal(code, 0);
+  });
+}

@@ -38,6 +38,7 @@ import {
   writeTimestamp,
 } from "../stamp/packet.ts";
 import { warmUpFormat } from "./_stamp_warm_up.ts";
+import { checkReflected, compareEcho, isPlainEcho } from "./_stamp_check.ts";
 import {
   FLAG_M,
   FLAG_U,
@@ -45,8 +46,6 @@ import {
   readTlvs,
   type RequestTlv,
   requestTlvSize,
-  SUB,
-  TLV_EXTRA_PADDING,
   TLV_LOCATION,
   TLV_TIMESTAMP_INFO,
   writeRequestTlvs,
@@ -123,7 +122,7 @@ export class StampFlowLog {
   maxSenderSeq = -1;
   /**
    * Replies whose reflector sequence number was above the sender's: a
-   * stateful reflector whose count did not start at 0 for this session.
+   * stateful reflector that counted a duplicated request, or whose count did not start at 0.
    */
   reflectorAhead = 0;
   /** Replies whose timestamps cannot be right (see {@linkcode timestampProblem}). */
@@ -193,10 +192,17 @@ export class StampFlowLog {
 export const MAX_CLOCK_GAP_MS = 86_400_000;
 
 /**
+ * How much longer than the round trip the reflector's time may be before
+ * its timestamps are not believed, ms: what clock resolution and rates
+ * could explain. The reflector receives after T1 and sends before T4.
+ */
+const REFLECTOR_TIME_SLACK_MS = 1;
+
+/**
  * What cannot be right about a reply's timestamps, or `undefined`: T2 or T3
  * more than a day from this host's clock (a reflector writing timestamps
- * in another format than its Z flag says gives decades), or T3 before T2
- * (a negative reflector time).
+ * in another format than its Z flag says gives decades), T3 before T2
+ * (a negative reflector time), or T3 − T2 longer than the round trip.
  */
 export function timestampProblem(
   reply: Pick<StampReply, "t1" | "t2" | "t3" | "t4">,
@@ -210,6 +216,9 @@ export function timestampProblem(
   }
   if (t3 < t2) {
     return "the reflector's transmit time (T3) is before its receive time (T2)";
+  }
+  if (t3 - t2 > t4 - t1 + REFLECTOR_TIME_SLACK_MS) {
+    return "the reflector's time (T3 − T2) is longer than the round trip (T4 − T1)";
   }
   return undefined;
 }
@@ -336,79 +345,6 @@ function senderFormat(
     },
   };
   return format;
-}
-
-/**
- * Whether `data` (44 bytes or more) is a Session-Sender packet rather than a
- * reflected one: everything after the SSID is the sender's MBZ, zero, where
- * a reflector writes its receive time T2 and the sender's fields.
- */
-function isPlainEcho(data: Uint8Array): boolean {
-  for (let i = OFFSET.receiveTimestamp; i < STAMP_BASE_SIZE; i++) {
-    if (data[i] !== 0) return false;
-  }
-  return true;
-}
-
-/**
- * A plain echo against the probe sent: every byte must come back as it
- * left. Longer is corrupted, a shorter prefix truncated.
- */
-function compareEcho(data: Uint8Array, sent: Uint8Array): ProbeCheck {
-  if (data.length > sent.length) return "corrupted";
-  for (let i = 0; i < data.length; i++) {
-    if (data[i] !== sent[i]) return "corrupted";
-  }
-  return data.length === sent.length ? "intact" : "truncated";
-}
-
-/**
- * A Session-Reflector's reply against the probe sent: the fields it copies
- * (RFC 8762 §4.3.1: the sender's sequence number, timestamp and error
- * estimate, and the SSID unless 0) must hold the sender's bytes, and each
- * TLV sent must come back with its type and length (RFC 8972 §4), Extra
- * Padding with its value unchanged and Location with its sub-TLVs' lengths
- * (their types name the family the reflector filled in). A reply of another
- * length is checked as far as both go; the summary counts it as a size
- * mismatch.
- */
-function checkReflected(data: Uint8Array, sent: Uint8Array): ProbeCheck {
-  const same = (at: number, from: number, length: number) => {
-    for (let i = 0; i < length; i++) {
-      if (data[at + i] !== sent[from + i]) return false;
-    }
-    return true;
-  };
-  if (
-    !same(OFFSET.senderSeq, OFFSET.seq, 4) ||
-    !same(OFFSET.senderTimestamp, OFFSET.timestamp, 8) ||
-    !same(OFFSET.senderErrorEstimate, OFFSET.errorEstimate, 2) ||
-    !(same(OFFSET.ssid, OFFSET.ssid, 2) ||
-      (data[OFFSET.ssid] === 0 && data[OFFSET.ssid + 1] === 0))
-  ) return "corrupted";
-  for (const tlv of readTlvs(sent, STAMP_BASE_SIZE)) {
-    const header = tlv.offset - 4;
-    if (tlv.offset + tlv.length > data.length) break;
-    if (!same(header + 1, header + 1, 3)) return "corrupted";
-    if (
-      tlv.type === TLV_EXTRA_PADDING &&
-      !same(tlv.offset, tlv.offset, tlv.length)
-    ) return "corrupted";
-    if (tlv.type === TLV_LOCATION) {
-      const end = tlv.offset + tlv.length;
-      for (const sub of readTlvs(sent.subarray(0, end), tlv.offset + 4)) {
-        const at = sub.offset - 4;
-        const type = data[at + 1]!;
-        const sameGroup = sub.type === SUB.sourceIp
-          ? type >= SUB.sourceIp && type <= SUB.sourceIpv6
-          : sub.type === SUB.destinationIp
-          ? type >= SUB.destinationIp && type <= SUB.destinationIpv6
-          : type === sub.type;
-        if (!sameGroup || !same(at + 2, at + 2, 2)) return "corrupted";
-      }
-    }
-  }
-  return "intact";
 }
 
 /** The log entry of a reply that was the request unchanged. */

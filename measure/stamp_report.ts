@@ -290,7 +290,7 @@ function directionalLoss(
   if (logs.some((log) => log.reflectorAhead > 0)) {
     return {
       unknown:
-        "the reflector's sequence numbers ran ahead of the sender's: its count did not start at 0 for this session",
+        "the reflector's sequence numbers ran ahead of the sender's: it counted requests this session did not send once (duplicated on the way, or a count that did not start at 0)",
     };
   }
   const loss = { forward: 0, backward: 0, undetermined: 0 };

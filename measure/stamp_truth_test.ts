@@ -211,6 +211,15 @@ const transmitBeforeReceive: Mangle = (r, reflect) => {
   return reply;
 };
 
+/** Writes T3 five seconds after T2: a reflector time longer than any round trip. */
+const transmitLongAfterReceive: Mangle = (r, reflect) => {
+  const reply = reflect(r);
+  const view = new DataView(reply.buffer);
+  view.setUint32(4, view.getUint32(16) + 5);
+  view.setUint32(8, view.getUint32(20));
+  return reply;
+};
+
 for (const io of IO_MODES) {
   for (
     const [name, mangle, problem] of [
@@ -220,6 +229,11 @@ for (const io of IO_MODES) {
         "more than a day",
       ],
       ["T3 before T2", transmitBeforeReceive, "before its receive time"],
+      [
+        "T3 five seconds after T2",
+        transmitLongAfterReceive,
+        "longer than the round trip",
+      ],
     ] as const
   ) {
     Deno.test(`client.ts --stamp --io ${io} says once that one-way figures are unavailable with ${name}, and keeps the RTT`, async () => {
@@ -273,6 +287,32 @@ Deno.test("client.ts --stamp --stamp-tlv location without -s grows the probe to 
     equal(document.size, 100);
     equal(document.stamp.size_mismatch, 0);
     ok(document.stamp.location !== null);
+  } finally {
+    await reflector.stop();
+  }
+});
+
+Deno.test("client.ts --stamp --reflector-stateful names a duplicated request as a cause when the reflector's count runs ahead", async () => {
+  // A stateful reflector that saw request 1 twice (duplicated on the way)
+  // numbers every later one a step ahead; request 3's reply goes astray.
+  const reflector = hostileReflector((request, reflect) => {
+    const reply = reflect(request);
+    const view = new DataView(reply.buffer);
+    const seq = view.getUint32(0);
+    if (seq >= 1) view.setUint32(0, seq + 1);
+    if (seq === 3) view.setUint16(14, view.getUint16(14) ^ 0xffff);
+    return reply;
+  });
+  try {
+    const { document } = await stampClient(reflector.port, "socket", [
+      "--reflector-stateful",
+    ]);
+    equal(document.lost, 1);
+    equal(document.stamp.directional_loss, null);
+    ok(
+      document.stamp.directional_loss_unknown.includes("duplicated"),
+      document.stamp.directional_loss_unknown,
+    );
   } finally {
     await reflector.stop();
   }

@@ -96,7 +96,7 @@ export function createReflectHook(
     hook.holdMs = context.holdMs;
     return HELD;
   };
-  hook.release = (size) => reflector.release(size);
+  hook.release = (size, source) => reflector.release(size, source);
   hook.transmit = (reply) => {
     if (reply.size < OFFSET.receiveTimestamp) return;
     time.seconds = reply.sentAtS;

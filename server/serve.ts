@@ -45,6 +45,8 @@ export interface StampOptions {
   maxHeld?: number;
   /** Bytes of replies held at once (likewise); default 1 MiB. */
   maxHeldBytes?: number;
+  /** Replies held at once for one source, an IPv4 address or IPv6 /64 (likewise); default 16. */
+  maxHeldPerSource?: number;
 }
 
 /** Options for {@linkcode serveEcho}. */
@@ -177,7 +179,7 @@ function socketReflector(
     return {
       delayMs: context.holdMs,
       beforeSend: (reply: Uint8Array) => reflector.restamp(reply),
-      release: () => reflector.release(size),
+      release: () => reflector.release(size, info.from.hostname),
     };
   };
 }

@@ -76,6 +76,13 @@ export const DEFAULT_MAX_HELD = 1024;
 export const DEFAULT_MAX_HELD_BYTES = 1 << 20;
 
 /**
+ * Replies held at once for one source (an IPv4 address or an IPv6 /64) by
+ * default: a NAT search holds one at a time, and one source must not fill
+ * the table for everyone else.
+ */
+export const DEFAULT_MAX_HELD_PER_SOURCE = 16;
+
+/**
  * The error the reflector claims for its timestamps, in milliseconds: a
  * software timestamp taken in the event loop, off by up to about this much.
  */
@@ -99,6 +106,8 @@ export interface StampReflectorOptions {
   maxHeld?: number;
   /** Bytes of replies held at once; default 1 MiB. */
   maxHeldBytes?: number;
+  /** Replies held at once for one source (IPv4 address, IPv6 /64); default 16. */
+  maxHeldPerSource?: number;
 }
 
 /** What the reflector knows of one received packet. */
@@ -182,7 +191,10 @@ export class StampReflector {
   };
   readonly #maxHeld: number;
   readonly #maxHeldBytes: number;
+  readonly #maxHeldPerSource: number;
   #heldBytes = 0;
+  readonly #heldBySource = new Map<string, number>();
+  #holdSource = "";
   // What the request being reflected lets a Delayed Reply TLV have.
   #holdSize = 0;
   #canHold = false;
@@ -204,11 +216,14 @@ export class StampReflector {
     }
     this.#maxHeld = options.maxHeld ?? DEFAULT_MAX_HELD;
     this.#maxHeldBytes = options.maxHeldBytes ?? DEFAULT_MAX_HELD_BYTES;
+    this.#maxHeldPerSource = options.maxHeldPerSource ??
+      DEFAULT_MAX_HELD_PER_SOURCE;
     const maxDelayMs = options.maxDelayMs ?? DEFAULT_MAX_DELAY_MS;
     for (
       const [name, value] of Object.entries({
         maxHeld: this.#maxHeld,
         maxHeldBytes: this.#maxHeldBytes,
+        maxHeldPerSource: this.#maxHeldPerSource,
         maxDelayMs,
       })
     ) {
@@ -245,12 +260,17 @@ export class StampReflector {
 
   /**
    * Hands back the room of a reply `reflect` told the caller to hold
-   * (`holdMs` over 0), once it is sent or dropped.
+   * (`holdMs` over 0), once it is sent or dropped: `size` bytes, held for
+   * the sender at `source` (the `from.hostname` of its context).
    */
-  release(size: number): void {
+  release(size: number, source: string): void {
     if (this.#counts.heldNow === 0) return;
     this.#counts.heldNow--;
     this.#heldBytes = Math.max(0, this.#heldBytes - size);
+    const key = sourceKey(source);
+    const held = this.#heldBySource.get(key) ?? 0;
+    if (held <= 1) this.#heldBySource.delete(key);
+    else this.#heldBySource.set(key, held - 1);
   }
 
   /** Writes the transmit timestamp (T3) of a held reply about to leave. */
@@ -263,7 +283,8 @@ export class StampReflector {
     if (askedMs === 0) return 0;
     const fits = this.#canHold && askedMs <= maxDelayMs &&
       this.#counts.heldNow < this.#maxHeld &&
-      this.#heldBytes + this.#holdSize <= this.#maxHeldBytes;
+      this.#heldBytes + this.#holdSize <= this.#maxHeldBytes &&
+      (this.#heldBySource.get(this.#holdSource) ?? 0) < this.#maxHeldPerSource;
     if (!fits) {
       this.#counts.holdRefused++;
       return 0;
@@ -271,6 +292,10 @@ export class StampReflector {
     this.#counts.held++;
     this.#counts.heldNow++;
     this.#heldBytes += this.#holdSize;
+    this.#heldBySource.set(
+      this.#holdSource,
+      (this.#heldBySource.get(this.#holdSource) ?? 0) + 1,
+    );
     this.#granted = askedMs;
     return askedMs;
   }
@@ -329,6 +354,7 @@ export class StampReflector {
     if (request.length > STAMP_BASE_SIZE) {
       this.#holdSize = request.length;
       this.#canHold = context.canHold === true;
+      this.#holdSource = sourceKey(context.from.hostname);
       const marks = reflectTlvs(
         reply.subarray(0, request.length),
         STAMP_BASE_SIZE,
@@ -380,4 +406,25 @@ export class StampReflector {
       if (oldest !== undefined) this.#sessions.delete(oldest);
     }
   }
+}
+
+/**
+ * The source a held reply counts against: an IPv4 address as it is, an
+ * IPv6 address by its /64 (one host may own all of it), as the rate limit
+ * counts them.
+ */
+function sourceKey(hostname: string): string {
+  const bare = hostname.replace(/%.*$/, "").toLowerCase();
+  if (!bare.includes(":")) return bare;
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(bare);
+  if (mapped) return mapped[1]!;
+  const [head = "", tail] = bare.split("::");
+  const groups = head === "" ? [] : head.split(":");
+  if (tail !== undefined) {
+    const rest = tail === "" ? [] : tail.split(":");
+    while (groups.length + rest.length < 8) groups.push("0");
+    groups.push(...rest);
+  }
+  return groups.slice(0, 4).map((group) => parseInt(group, 16).toString(16))
+    .join(":");
 }

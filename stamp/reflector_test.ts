@@ -129,7 +129,7 @@ Deno.test("reflect() grants a Delayed Reply within its bounds, the first TLV onl
   // The table (one reply) is full until that one is released.
   equal(answer(delayed(500)), "00f8000800000000000003e8");
   equal(context.holdMs, 0);
-  reflector.release(64);
+  reflector.release(64, "192.0.2.1");
   // Over the ceiling, or a caller that cannot hold: answered at once.
   equal(answer(delayed(1001)), "00f8000800000000000003e8");
   equal(answer(delayed(500), false), "00f8000800000000000003e8");
@@ -145,6 +145,44 @@ Deno.test("reflect() grants a Delayed Reply within its bounds, the first TLV onl
     heldNow: 0,
     holdRefused: 3,
   });
+});
+
+Deno.test("reflect() holds at most maxHeldPerSource replies for one source, an IPv4 address or an IPv6 /64", () => {
+  const reflector = new StampReflector({
+    now: () => T3_MS,
+    maxHeldPerSource: 2,
+  });
+  const granted = (hostname: string) => {
+    const request = bytesOf(BASE_REQUEST + "80 f8 0008 000001f4 00000000");
+    const context = {
+      from: { hostname, port: 40000 },
+      local: { hostname: "192.0.2.2", port: 862 },
+      receivedAtMs: T2_MS,
+      canHold: true,
+      holdMs: 0,
+    };
+    reflector.reflect(request, request, context);
+    return context.holdMs;
+  };
+  deepEqual(
+    ["192.0.2.1", "192.0.2.1", "192.0.2.1", "192.0.2.9"].map(granted),
+    [500, 500, 0, 500],
+  );
+  // One /64 is one source, however its addresses are spelt.
+  deepEqual(
+    [
+      "2001:db8:0:1::1",
+      "2001:DB8:0:1:ffff::2",
+      "2001:db8:0:1::3",
+      "2001:db8:0:2::1",
+    ]
+      .map(granted),
+    [500, 500, 0, 500],
+  );
+  // Released, the source has room again; other sources keep theirs.
+  reflector.release(64, "192.0.2.1");
+  deepEqual(["192.0.2.1", "192.0.2.1"].map(granted), [500, 0]);
+  equal(reflector.counts().heldNow, 6);
 });
 
 Deno.test("reflect() fills IPv6 Location sub-TLVs and marks MAC requests unrecognised", () => {

@@ -29,9 +29,14 @@ export interface MergingEcho extends AsyncDisposable {
 
 /**
  * Starts an echo peer that returns every `group` datagrams of a client as
- * one (datagrams still held when it stops are never sent).
+ * one (datagrams still held when it stops are never sent), followed by
+ * `options.tail` when given: bytes that are no probe.
  */
-export function startMergingEcho(group: number): MergingEcho {
+export function startMergingEcho(
+  group: number,
+  options: { tail?: Uint8Array } = {},
+): MergingEcho {
+  const tail = options.tail ?? new Uint8Array(0);
   const conn = Deno.listenDatagram({
     hostname: "127.0.0.1",
     port: 0,
@@ -52,6 +57,7 @@ export function startMergingEcho(group: number): MergingEcho {
           continue;
         }
         held.delete(key);
+        parts.push(tail);
         const reply = new Uint8Array(
           parts.reduce((sum, part) => sum + part.length, 0),
         );
