@@ -14,7 +14,12 @@ import {
   type PathReply,
   type PathSocket,
 } from "../kernel/path_socket.ts";
-import { OFFSET, STAMP_BASE_SIZE, writeSenderPacket } from "../stamp/packet.ts";
+import {
+  OFFSET,
+  SOFTWARE_SENDER_ERROR,
+  STAMP_BASE_SIZE,
+  writeSenderPacket,
+} from "../stamp/packet.ts";
 import { type RequestTlv, writeRequestTlvs } from "../stamp/tlv.ts";
 
 /** How often a wait looks at the socket, in ms. */
@@ -58,12 +63,7 @@ export class Requests {
       writeSenderPacket(bytes, {
         seq,
         timestampMs: Date.now(),
-        errorEstimate: {
-          synchronized: false,
-          format: "ntp",
-          scale: 0,
-          multiplier: 1,
-        },
+        errorEstimate: SOFTWARE_SENDER_ERROR,
         ssid: this.#ssid,
       });
       if (size > STAMP_BASE_SIZE) {

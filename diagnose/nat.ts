@@ -22,6 +22,7 @@
 import { checkPath } from "../measure/_location.ts";
 import {
   readReflectorPacket,
+  SOFTWARE_SENDER_ERROR,
   STAMP_BASE_SIZE,
   writeSenderPacket,
 } from "../stamp/packet.ts";
@@ -141,12 +142,7 @@ class Prober {
     writeSenderPacket(request, {
       seq,
       timestampMs: Date.now(),
-      errorEstimate: {
-        synchronized: false,
-        format: "ntp",
-        scale: 0,
-        multiplier: 1,
-      },
+      errorEstimate: SOFTWARE_SENDER_ERROR,
       ssid: this.#ssid,
     });
     const at = writeDelayedReplyTlv(request, STAMP_BASE_SIZE, delayMs);

@@ -27,7 +27,12 @@ import { formatAddress, type HostPort } from "../net/address.ts";
 import { checkUnstableNet, errorMessage } from "../net/errors.ts";
 import { resolveTarget } from "../net/resolve.ts";
 import { batchGap } from "../kernel/choice.ts";
-import { OFFSET, STAMP_BASE_SIZE, writeSenderPacket } from "../stamp/packet.ts";
+import {
+  OFFSET,
+  SOFTWARE_SENDER_ERROR,
+  STAMP_BASE_SIZE,
+  writeSenderPacket,
+} from "../stamp/packet.ts";
 import { checkDscp, checkEcn } from "./marking.ts";
 import { checkNat } from "./nat.ts";
 import { checkPmtu } from "./pmtu.ts";
@@ -94,7 +99,8 @@ export interface DiagnoseOptions {
 
 /**
  * Reads `--diagnose` and `--nat-max`; throws a UsageError for an unknown
- * check, a flag `--diagnose` has no use for, or `--nat-max` alone.
+ * check, a flag `--diagnose` has no use for, or `--nat-max` without the
+ * nat check.
  */
 export function parseDiagnose(
   values: DiagnoseValues,
@@ -125,6 +131,11 @@ export function parseDiagnose(
     }
   }
   const natMax = values["nat-max"];
+  if (natMax !== undefined && !checks.includes("nat")) {
+    throw new UsageError(
+      "Cannot use --nat-max without the nat check: it bounds only the NAT binding search",
+    );
+  }
   return {
     checks,
     all,
@@ -155,12 +166,7 @@ async function identifyPeer(
   writeSenderPacket(request, {
     seq,
     timestampMs: Date.now(),
-    errorEstimate: {
-      synchronized: false,
-      format: "ntp",
-      scale: 0,
-      multiplier: 1,
-    },
+    errorEstimate: SOFTWARE_SENDER_ERROR,
     ssid: 0,
   });
   const stop = () => socket.close();

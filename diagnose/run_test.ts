@@ -11,8 +11,8 @@ Deno.test("parseDiagnose() reads all, a list, and --nat-max", () => {
     all: true,
     natMaxSeconds: 300,
   });
-  deepEqual(parseDiagnose({ diagnose: "ecn,pmtu,ecn", "nat-max": "40" }), {
-    checks: ["ecn", "pmtu"],
+  deepEqual(parseDiagnose({ diagnose: "ecn,nat,ecn", "nat-max": "40" }), {
+    checks: ["ecn", "nat"],
     all: false,
     natMaxSeconds: 40,
   });
@@ -37,6 +37,7 @@ Deno.test("client.ts --diagnose: a bad check, --nat-max alone or a probing flag 
       [["--nat-max", "30"], /Cannot use --nat-max without --diagnose/i],
       [["--diagnose", "all", "-c", "3"], /Cannot combine --count/i],
       [["--diagnose", "all", "--nat-max", "0"], /--nat-max/],
+      [["--diagnose", "pmtu", "--nat-max", "5"], /without the nat check/],
     ] as const
   ) {
     const { code, stdout, stderr } = await runScript("client.ts", [...args]);

@@ -28,10 +28,9 @@ import type {
 import type { ProbeCheck, ProbeHeader } from "./probe.ts";
 import type { HostPort } from "../net/address.ts";
 import {
-  type ErrorEstimate,
-  errorEstimateFor,
   OFFSET,
   readReflectorPacket,
+  SOFTWARE_SENDER_ERROR,
   STAMP_BASE_SIZE,
   type TimestampFormat,
   writeSenderPacket,
@@ -235,12 +234,6 @@ export interface StampFormatOptions {
   log: StampFlowLog;
 }
 
-/** The sender's error estimate: software timestamps, not known synchronised. */
-const SENDER_ERROR: ErrorEstimate = errorEstimateFor(1, {
-  synchronized: false,
-  format: "ntp",
-});
-
 /** The smallest packet that carries `tlvs`. */
 export function minimumStampSize(tlvs: readonly RequestTlv[]): number {
   return STAMP_BASE_SIZE +
@@ -298,7 +291,7 @@ function senderFormat(
     writeSenderPacket(target, {
       seq: header.seq,
       timestampMs: header.sentAt,
-      errorEstimate: SENDER_ERROR,
+      errorEstimate: SOFTWARE_SENDER_ERROR,
       ssid,
     });
   };

@@ -186,6 +186,23 @@ export function errorEstimateFor(
   return { ...options, scale, multiplier };
 }
 
+/**
+ * The error estimate of a Session-Sender with software timestamps and a
+ * clock not known to be synchronised: about a millisecond, NTP format.
+ *
+ * @example
+ * ```ts
+ * import { errorMs, SOFTWARE_SENDER_ERROR } from "./packet.ts";
+ * import { ok } from "node:assert/strict";
+ *
+ * ok(errorMs(SOFTWARE_SENDER_ERROR) >= 1);
+ * ```
+ */
+export const SOFTWARE_SENDER_ERROR: ErrorEstimate = errorEstimateFor(1, {
+  synchronized: false,
+  format: "ntp",
+});
+
 /** The base fields of a Session-Sender test packet. */
 export interface SenderPacket {
   /** 32-bit sequence number. */

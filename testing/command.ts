@@ -44,3 +44,37 @@ export async function run(
     return { success: false, stdout: "", stderr: String(error) };
   }
 }
+
+/** Runs shell lines (`sh -e`); throws with their stderr when one fails. */
+export async function sh(lines: string[]): Promise<string> {
+  const { success, stdout, stderr } = await run("sh", [
+    "-ec",
+    lines.join("\n"),
+  ]);
+  if (!success) throw new Error(`Cannot set up the namespaces: ${stderr}`);
+  return stdout;
+}
+
+/** Loads an nft ruleset (text of `nft -f`) into namespace `ns`. */
+export async function loadNft(ns: string, ruleset: string): Promise<void> {
+  const { success, stderr } = await run(
+    "ip",
+    ["netns", "exec", ns, "nft", "-f", "-"],
+    ruleset,
+  );
+  if (!success) throw new Error(`Cannot load the nft rules: ${stderr}`);
+}
+
+/** Packets counted by the one rule of namespace `ns` whose text includes `rule`. */
+export async function nftCounter(ns: string, rule: string): Promise<number> {
+  const listing = await sh([`ip netns exec ${ns} nft list ruleset`]);
+  const lines = listing.split("\n").filter((line) => line.includes(rule));
+  if (lines.length !== 1) {
+    throw new Error(`Cannot find one rule with "${rule}" in:\n${listing}`);
+  }
+  const packets = /counter packets (\d+)/.exec(lines[0]!)?.[1];
+  if (packets === undefined) {
+    throw new Error(`Cannot find a counter in: ${lines[0]}`);
+  }
+  return Number(packets);
+}

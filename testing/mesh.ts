@@ -11,7 +11,7 @@
  */
 
 import { ROOT } from "./cli.ts";
-import { run } from "./command.ts";
+import { run, sh } from "./command.ts";
 import { waitUntil } from "./wait.ts";
 
 /** The hub's address on the bridge: Prometheus listens there. */
@@ -223,15 +223,6 @@ export class Mesh {
     }
     if (this.#dir) await sh([`rm -rf '${this.#dir}'`]);
   }
-}
-
-async function sh(lines: string[]): Promise<string> {
-  const { success, stdout, stderr } = await run("sh", [
-    "-ec",
-    lines.join("\n"),
-  ]);
-  if (!success) throw new Error(`Cannot set up the mesh: ${stderr}`);
-  return stdout;
 }
 
 // Reads paths on stdin and answers each with one line of JSON: the status

@@ -13,7 +13,7 @@
 import { ok } from "node:assert/strict";
 import { ROOT } from "./cli.ts";
 import { waitUntil } from "./wait.ts";
-import { run, type RunResult } from "./command.ts";
+import { nftCounter, run, type RunResult, sh } from "./command.ts";
 
 /** The permission that lets `server.ts` list the interfaces. */
 export const SYS = "--allow-sys=networkInterfaces";
@@ -139,13 +139,8 @@ export class Lan {
   }
 
   /** Runs shell lines (`sh -e`); throws with their stderr when one fails. */
-  async sh(lines: string[]): Promise<string> {
-    const { success, stdout, stderr } = await run("sh", [
-      "-ec",
-      lines.join("\n"),
-    ]);
-    if (!success) throw new Error(`Cannot set up the namespaces: ${stderr}`);
-    return stdout;
+  sh(lines: string[]): Promise<string> {
+    return sh(lines);
   }
 
   /**
@@ -225,13 +220,8 @@ export class Lan {
    * The packets counted so far by the counter of the one rule in namespace
    * `ns` whose text includes `rule`.
    */
-  async counter(ns: string, rule: string): Promise<number> {
-    const listing = await this.sh([`ip netns exec ${ns} nft list ruleset`]);
-    const lines = listing.split("\n").filter((line) => line.includes(rule));
-    ok(lines.length === 1, `one rule with "${rule}" in:\n${listing}`);
-    const packets = /counter packets (\d+)/.exec(lines[0]!)?.[1];
-    ok(packets !== undefined, `a counter in: ${lines[0]}`);
-    return Number(packets);
+  counter(ns: string, rule: string): Promise<number> {
+    return nftCounter(ns, rule);
   }
 
   /** Deletes both namespaces, and with them everything in them. */

@@ -17,7 +17,7 @@
  */
 
 import { NETNS_SKIP } from "./netns.ts";
-import { run } from "./command.ts";
+import { loadNft, nftCounter, run, sh } from "./command.ts";
 import { ROOT } from "./cli.ts";
 
 let made = 0;
@@ -121,33 +121,18 @@ export class RoutedLan {
   }
 
   /** Runs shell lines (`sh -e`); throws with their stderr when one fails. */
-  async sh(lines: string[]): Promise<string> {
-    const { success, stdout, stderr } = await run("sh", [
-      "-ec",
-      lines.join("\n"),
-    ]);
-    if (!success) throw new Error(`Cannot set up the namespaces: ${stderr}`);
-    return stdout;
+  sh(lines: string[]): Promise<string> {
+    return sh(lines);
   }
 
   /** Loads an nft ruleset (text of `nft -f`) into namespace `ns`. */
-  async nft(ns: string, ruleset: string): Promise<void> {
-    const { success, stderr } = await run(
-      "ip",
-      ["netns", "exec", ns, "nft", "-f", "-"],
-      ruleset,
-    );
-    if (!success) throw new Error(`Cannot load the nft rules: ${stderr}`);
+  nft(ns: string, ruleset: string): Promise<void> {
+    return loadNft(ns, ruleset);
   }
 
   /** Packets counted by the one rule of namespace `ns` whose text includes `rule`. */
-  async counter(ns: string, rule: string): Promise<number> {
-    const listing = await this.sh([`ip netns exec ${ns} nft list ruleset`]);
-    const lines = listing.split("\n").filter((line) => line.includes(rule));
-    if (lines.length !== 1) {
-      throw new Error(`Cannot find one rule with "${rule}" in:\n${listing}`);
-    }
-    return Number(/counter packets (\d+)/.exec(lines[0]!)?.[1] ?? NaN);
+  counter(ns: string, rule: string): Promise<number> {
+    return nftCounter(ns, rule);
   }
 
   /**
