@@ -17,11 +17,16 @@
  *
  * Usage:
  *   deno run --allow-net --allow-run --allow-read bench/first_probe.ts \
- *     [--rounds 10] [--count 200] [--interval 10] [--root DIR ...]
+ *     [--rounds 10] [--count 200] [--interval 10] [--root DIR ...] \
+ *     [--server-io auto|socket|batch] [--fresh-server]
  *
  * `--root` (repeatable) runs the rounds from other checkouts of this
  * package (each with `bench/_first_probe_run.ts`), interleaved, for a
- * before-and-after side by side; the servers are this checkout's.
+ * before-and-after side by side; the servers are this checkout's, started
+ * once with `--io` of `--server-io` (default `auto`). With
+ * `--fresh-server` each round starts a server of its own from its
+ * checkout and stops it after, so probe 0 also meets a server that has
+ * answered nothing yet (its start-up work, or the lack of it, shows).
  *
  * @module
  */
@@ -59,6 +64,15 @@ function firstOverMedian(values: (number | null)[] | undefined): number {
     return NaN;
   }
   return first / median(values.filter((v): v is number => v !== null));
+}
+
+/** `server.ts` of checkout `root`, with `--stamp` or not, on `--io io`. */
+function startServerOf(root: string, stamp: boolean, io: string) {
+  return startServer(
+    [...(stamp ? ["--stamp"] : []), "-q", "-p", "0", "--io", io],
+    new URL("server.ts", `file://${root}/`).pathname,
+    ["--allow-net", "--allow-ffi", `--allow-read=${root}`],
+  );
 }
 
 async function runRound(
@@ -112,15 +126,22 @@ async function main(args: string[]): Promise<number> {
       count: { type: "string", default: "200" },
       interval: { type: "string", default: "10" },
       root: { type: "string", multiple: true },
+      "server-io": { type: "string", default: "auto" },
+      "fresh-server": { type: "boolean", default: false },
     },
   });
+  const serverIo = values["server-io"];
+  const fresh = values["fresh-server"];
   const rounds = Number(values.rounds);
   const count = Number(values.count);
   const interval = Number(values.interval);
-  const roots = values.root ?? [new URL(ROOT).pathname];
-  const servers = {
-    plain: await startServer(["-q", "-p", "0"], "server.ts", ENGINE),
-    stamp: await startServer(["--stamp", "-q", "-p", "0"], "server.ts", ENGINE),
+  const roots = (values.root ?? [new URL(ROOT).pathname]).map((root) =>
+    Deno.realPathSync(root)
+  );
+  const here = new URL(ROOT).pathname.replace(/\/$/, "");
+  const servers = fresh ? undefined : {
+    plain: await startServerOf(here, false, serverIo),
+    stamp: await startServerOf(here, true, serverIo),
   };
   const results = new Map<string, Round[]>();
   try {
@@ -132,11 +153,15 @@ async function main(args: string[]): Promise<number> {
       const order = cells.map((_, k) => cells[(k + r) % cells.length]!);
       for (const mode of ["plain", "stamp"] as const) {
         for (const { root, io } of order) {
-          const round = await runRound(root, io, servers[mode].port, {
+          const own = fresh
+            ? await startServerOf(root, mode === "stamp", serverIo)
+            : undefined;
+          const server = own ?? servers![mode];
+          const round = await runRound(root, io, server.port, {
             count,
             interval,
             stamp: mode === "stamp",
-          });
+          }).finally(() => own?.stop());
           const key = `${root}|${mode}|${io}`;
           results.set(key, [...results.get(key) ?? [], round]);
         }
@@ -144,15 +169,19 @@ async function main(args: string[]): Promise<number> {
       console.error(`round ${r + 1} of ${rounds} done`);
     }
   } finally {
-    await servers.plain.stop();
-    await servers.stamp.stop();
+    await servers?.plain.stop();
+    await servers?.stamp.stop();
   }
   const load = await new Deno.Command("cat", { args: ["/proc/loadavg"] })
     .output()
     .then((out) => new TextDecoder().decode(out.stdout).split(" ")[0])
     .catch(() => "unknown");
   console.log(
-    `${rounds} rounds of ${count} probes every ${interval} ms per cell, a fresh process each, order rotated; load average ${load} at the end\n`,
+    `${rounds} rounds of ${count} probes every ${interval} ms per cell, a fresh process each, order rotated, against ${
+      fresh
+        ? "a fresh server.ts of the checkout per round"
+        : "this checkout's server.ts"
+    } (--io ${serverIo}); load average ${load} at the end\n`,
   );
   console.log(
     "| checkout | mode | backend | probe 0 / median RTT: median (range) | rounds within 2x | probe 0 forward / backward / reflector over their medians | probes whose parts differ from the RTT by > 1 µs | replies judged across a clock step |",

@@ -53,6 +53,7 @@ import type {
   HeldReply,
   ServerEvent,
 } from "./types.ts";
+import { warmUpSocketLoop } from "./_warm_up.ts";
 
 // Receives in flight at most per socket (bench/RESULTS.md, "The loop": more
 // receivers raise the round trip at one datagram in flight).
@@ -181,7 +182,23 @@ export function serveSocket(options: EchoBackendOptions): EchoServer {
       reflect: options.reflect,
     })
   );
-  const finished = Promise.all(loops).finally(() => {
+  // The loop's start-up work, on sockets, a policy and a hook of its own.
+  const started = warmUpSocketLoop(
+    addrs[0]!.hostname.includes(":") ? "IPv6" : "IPv4",
+    (conn, isClosed) =>
+      echoLoop(conn, {
+        local: conn.addr as Deno.NetAddr,
+        policy: new EchoPolicy(policyOptions),
+        counters: zeroCounters(),
+        emit: () => {},
+        datagramEvents: false,
+        isClosed,
+        reflect: options.warmUpReflect?.(),
+      }),
+    () => closed,
+  ).then(() => {});
+  // Stopping waits for the warm-up too: nothing of it outlives the server.
+  const finished = Promise.all([...loops, started]).finally(() => {
     signal?.removeEventListener("abort", close);
     close();
   }).then(stats);
@@ -191,6 +208,7 @@ export function serveSocket(options: EchoBackendOptions): EchoServer {
     boundFor: bound.map((p) => p.requested),
     warnings,
     finished,
+    started,
     rateLimit: rateLimitOf(policyOptions),
     stats,
     statsBySocket: () =>

@@ -224,6 +224,12 @@ export interface EchoBackendOptions {
     data: Uint8Array,
     info: ReflectInfo,
   ) => ReflectDrop | HeldReply | undefined;
+  /**
+   * Builds a new `reflect` of the same kind, with state of its own, for
+   * the socket backend's start-up work (`started`): the server's own is
+   * never used for it. Without it the start-up work echoes only.
+   */
+  warmUpReflect?: () => EchoBackendOptions["reflect"];
 }
 
 /** A running echo server. */
@@ -247,6 +253,13 @@ export interface EchoServer {
    * when a backend could not run (the batch backend's Worker failed).
    */
   finished: Promise<EchoStats>;
+  /**
+   * Resolves once the server's start-up work is done (the echo code run
+   * on loopback sockets of its own, never counted), so that the first
+   * datagram is answered as fast as the rest; the batch backend's also
+   * once its Workers run. Absent when there is none to wait for.
+   */
+  started?: Promise<void>;
   /** The per-source rate limit in force, defaults worked out for the bound addresses. */
   rateLimit: RateLimit;
   /** Returns the counters so far. */

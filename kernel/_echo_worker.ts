@@ -21,6 +21,7 @@ import type { WorkerMessage } from "./_channel.ts";
 import { EchoEventWriter, type WorkerConfig } from "./_echo_events.ts";
 import { loadModule } from "./_module.ts";
 import { SpoofSink } from "./_spoof_sink.ts";
+import { warmUpEngine } from "./_echo_warm_up.ts";
 import {
   RECEIVE_ERROR_PAUSE_MS,
   RECEIVE_ERRORS_BEFORE_PAUSE,
@@ -104,6 +105,17 @@ async function run(config: WorkerConfig): Promise<void> {
   let failuresInRow = 0;
   let lastSample = 0;
   let lastDrain = 0;
+  // The first datagram's start-up work, done before the server says it is
+  // ready, with hooks of the warm-up's own (`_echo_warm_up.ts`).
+  await warmUpEngine(libc, {
+    family: config.family,
+    batchSize: config.batchSize,
+    receiveTimes: config.reflectModule !== null,
+    hooks: async () => ({
+      decide: await loadDecideHook(config),
+      reflect: await loadReflectHook(config),
+    }),
+  });
   // Everything that can fail at start (libc, the decide module, the
   // engine's buffers) has been set up: tell the main thread, which may
   // still pick another backend until now (`--io auto`).

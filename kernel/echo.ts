@@ -138,7 +138,7 @@ export interface LoopStats {
 export interface BatchServer extends EchoServer {
   /**
    * Resolves once every Worker has loaded its modules, opened the C library
-   * and entered its loop; rejects as `finished` does when one could not
+   * done its start-up work (`_echo_warm_up.ts`) and entered its loop; rejects as `finished` does when one could not
    * (`Cannot run the batch loop: reason`), by which time the server has
    * stopped. Lets a caller try the engine and fall back (`--io auto`).
    */

@@ -68,14 +68,21 @@ export async function startEcho(
   const { io = "auto", ...rest } = options;
   const choice = chooseIo(io);
   if (choice.io === "socket") {
-    return { server: serveEcho({ ...rest, io: "socket" }), choice };
+    const server = serveEcho({ ...rest, io: "socket" });
+    await server.started;
+    return { server, choice };
   }
   const batchOptions: ServeEchoOptions = {
     ...rest,
     io: "batch",
     rateLimitScope: "socket",
   };
-  if (io === "batch") return { server: serveEcho(batchOptions), choice };
+  if (io === "batch") {
+    const server = serveEcho(batchOptions);
+    // Ready once its Workers run and warmed up; a failure is `finished`'s.
+    await server.started?.catch(() => {});
+    return { server, choice };
+  }
   // Stop a failed attempt without aborting the caller's signal.
   const attempt = new AbortController();
   const signal = options.signal === undefined
@@ -92,9 +99,8 @@ export async function startEcho(
     }
     return { server, choice };
   } catch (error) {
-    return {
-      server: serveEcho({ ...rest, io: "socket" }),
-      choice: fallbackChoice(errorMessage(error)),
-    };
+    const server = serveEcho({ ...rest, io: "socket" });
+    await server.started;
+    return { server, choice: fallbackChoice(errorMessage(error)) };
   }
 }

@@ -154,6 +154,7 @@ export function serveEcho(options: ServeEchoOptions = {}): EchoServer {
     backend.reflectOptions = stamp;
   } else if (stamp !== undefined) {
     backend.reflect = socketReflector(stamp);
+    backend.warmUpReflect = () => socketReflector(stamp);
   }
   return io === "batch" ? serveBatch(backend) : serveSocket(backend);
 }
