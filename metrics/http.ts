@@ -1,7 +1,8 @@
 /**
  * The HTTP endpoint Prometheus scrapes: `/metrics` for a registry, and
  * `/probe?target=HOST:PORT&count=N` for probes run at scrape time, as
- * blackbox_exporter does it. It runs on a small bounded HTTP/1.1 server
+ * blackbox_exporter does it; for a monitor, also its live page at `/`
+ * and the page's data at `/api/links`. It runs on a small bounded HTTP/1.1 server
  * (`_http_server.ts`), so no client can take the process down: the
  * connections are capped to fit the file descriptor limit, a head must
  * come within seconds, and a failed `accept()` (EMFILE) is retried after a
@@ -34,6 +35,7 @@ import {
 } from "./_http_server.ts";
 import { readFileLimit } from "../cli/limits.ts";
 import { connectionCap, fileLimitWarning } from "./_fd_limit.ts";
+import { livePage } from "./_page.ts";
 
 /**
  * A `/probe` request that cannot run: answered with HTTP `status` (400 for
@@ -60,6 +62,12 @@ export interface MetricsRoutes {
    * (its status and message). Without it `/probe` is 404.
    */
   probe?: (query: URLSearchParams, signal: AbortSignal) => Promise<Registry>;
+  /**
+   * The monitor's links, served as JSON at `/api/links`; with it, `/` is
+   * the live page (`_page.ts`) that reads them. Without it both are as
+   * before: `/api/links` is 404 and `/` a line naming the paths.
+   */
+  links?: () => Promise<unknown>;
 }
 
 /** Options for {@linkcode serveMetrics}. */
@@ -189,6 +197,20 @@ async function answer(
         error.message,
         error.status === 503 ? { "retry-after": "1" } : {},
       );
+    }
+  }
+  if (routes.links !== undefined) {
+    if (url.pathname === "/") return { status: 200, ...await livePage() };
+    if (url.pathname === "/api/links") {
+      return {
+        status: 200,
+        body: JSON.stringify(await routes.links()),
+        headers: {
+          "content-type": "application/json",
+          "cache-control": "no-store",
+          "x-content-type-options": "nosniff",
+        },
+      };
     }
   }
   if (url.pathname === "/") {

@@ -34,6 +34,7 @@ import { checkProbeSize, type ProbeEvent } from "../measure/modes.ts";
 import { eventJson, formatLost, formatReply } from "../measure/report.ts";
 import { listInterfaces, probeHandler, ProbeMetrics } from "./probe.ts";
 import { serveMetrics } from "./http.ts";
+import { readLinks } from "./_links.ts";
 import { parseProbeAllow, type ProbeAllowEntry } from "./_probe_policy.ts";
 import { TargetSources } from "./_targets.ts";
 import { MAX_HTTP_CONNECTIONS, RESERVED_DESCRIPTORS } from "./_fd_limit.ts";
@@ -329,6 +330,7 @@ export async function runMonitorCommand(
     endpoint = serveMetrics(listen, {
       metrics: metrics.registry,
       probe: probeHandler({ timeoutMs: options.timeoutMs, size, allow, node }),
+      links: () => readLinks(metrics.registry, node),
     }, { onWarning: out.warn });
   } catch (error) {
     await sources?.stop();
