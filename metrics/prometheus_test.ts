@@ -4,6 +4,7 @@ import {
   startEchoSocket,
   startScript,
 } from "../testing/metrics.ts";
+import { type Prometheus, startPrometheus } from "../testing/prometheus.ts";
 
 const DATAGRAMS = 25;
 const HAS_PROMETHEUS = hasProgram("prometheus");
@@ -13,100 +14,14 @@ if (!HAS_PROMETHEUS) {
   );
 }
 
-/** A TCP port free a moment ago (Prometheus cannot take port 0). */
-function freePort(): number {
-  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  return listener.addr.port;
-}
-
-/** Runs `script` in a shell (the tests may not write files themselves). */
-async function sh(script: string): Promise<string> {
-  const { stdout, success } = await new Deno.Command("sh", {
-    args: ["-c", script],
-    stdout: "piped",
-    stderr: "inherit",
-  }).output();
-  if (!success) throw new Error(`Cannot run: ${script}`);
-  return new TextDecoder().decode(stdout).trim();
-}
-
-interface Prometheus {
-  port: number;
-  stop(): Promise<void>;
-}
-
-/**
- * Starts Prometheus on a free port with `config`, in a temporary directory
- * removed by stop(); tries another port when the one picked was taken.
- */
-async function startPrometheus(config: string): Promise<Prometheus> {
-  const dir = await sh("mktemp -d");
-  await sh(
-    `cat > '${dir}/prometheus.yml' <<'EOF_CONFIG'\n${config}\nEOF_CONFIG`,
-  );
-  for (let attempt = 1;; attempt++) {
-    const port = freePort();
-    const child = new Deno.Command("prometheus", {
-      args: [
-        `--config.file=${dir}/prometheus.yml`,
-        `--storage.tsdb.path=${dir}/data`,
-        `--web.listen-address=127.0.0.1:${port}`,
-      ],
-      stdout: "null",
-      stderr: "piped",
-    }).spawn();
-    const log = new Response(child.stderr).text();
-    const stop = async () => {
-      try {
-        child.kill("SIGTERM");
-      } catch {
-        // Already ended.
-      }
-      await child.status;
-      await log;
-    };
-    for (let i = 0; i < 200; i++) {
-      const ready = await fetch(`http://127.0.0.1:${port}/-/ready`)
-        .then(async (response) => {
-          await response.body?.cancel();
-          return response.ok;
-        })
-        .catch(() => false);
-      if (ready) {
-        return {
-          port,
-          stop: async () => {
-            await stop();
-            await sh(`rm -rf '${dir}'`);
-          },
-        };
-      }
-      const ended = await Promise.race([
-        child.status.then(() => true),
-        new Promise((resolve) => setTimeout(() => resolve(false), 50)),
-      ]);
-      if (ended) break;
-    }
-    await stop();
-    const said = await log;
-    if (!/address already in use/.test(said) || attempt >= 5) {
-      await sh(`rm -rf '${dir}'`);
-      throw new Error(`Cannot start prometheus: ${said.slice(-500)}`);
-    }
-  }
-}
-
+/** What a query gives, keyed by each series' job label. */
 async function query(
-  port: number,
+  prometheus: Prometheus,
   promql: string,
 ): Promise<Map<string, number>> {
-  const response = await fetch(
-    `http://127.0.0.1:${port}/api/v1/query?query=${encodeURIComponent(promql)}`,
-  );
-  const body = await response.json();
   const values = new Map<string, number>();
-  for (const item of body.data?.result ?? []) {
-    values.set(item.metric.job ?? "", Number(item.value[1]));
+  for (const series of await prometheus.query(promql)) {
+    values.set(series.metric.job ?? "", series.value);
   }
   return values;
 }
@@ -176,9 +91,9 @@ scrape_configs:
       let up = new Map<string, number>();
       let received = new Map<string, number>();
       while (Date.now() < end) {
-        up = await query(prometheus.port, "up");
+        up = await query(prometheus, "up");
         received = await query(
-          prometheus.port,
+          prometheus,
           'sum by (job) (udp_echo_received_datagrams_total{job="reflector"})',
         );
         if (
