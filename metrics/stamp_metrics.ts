@@ -12,14 +12,17 @@
  * the probes lost either way, and the reflector's skipped are the ones
  * lost on the way there: the rest were lost on the way back. They are
  * counted when the next reply shows them. A stateless reflector copies the
- * sender's number and tells nothing: both counts read 0 until a reply shows
- * the reflector's own numbers, or `--reflector-stateful` says it keeps them.
+ * sender's number and tells nothing, and its replies would read as loss on
+ * the way back alone: the monitor numbers its probes from 1 on the wire,
+ * so a copied number (never a stateful reflector's count, which starts at
+ * 0) shows such a reflector, and both counts then read 0.
  *
  * @module
  */
 
 import { Counter, Histogram, type Registry } from "prom-client";
 import type { ProbeFormat } from "../measure/_common.ts";
+import type { ProbeHeader } from "../measure/probe.ts";
 import {
   StampFlowLog,
   stampFormat,
@@ -37,7 +40,10 @@ export interface StampMetricsOptions {
   ssid: number;
   /** TLVs to ask for. */
   tlvs: StampFormatOptions["tlvs"];
-  /** `--reflector-stateful`: every reflector keeps its own sequence numbers. */
+  /**
+   * `--reflector-stateful`, accepted and not needed: the replies show
+   * whether a reflector keeps its own sequence numbers.
+   */
   reflectorStateful?: boolean;
 }
 
@@ -52,6 +58,8 @@ export class DirectionalLoss {
   #forward = 0;
   #backward = 0;
   #seen = false;
+  #copies = false;
+  #counted = false;
   #senderSeq = -1;
   #reflectorSeq = -1;
 
@@ -60,7 +68,17 @@ export class DirectionalLoss {
 
   /** Whether the reflector keeps its own sequence numbers: asserted, or seen. */
   get stateful(): boolean {
-    return this.asserted || this.#seen;
+    return !this.#copies && (this.asserted || this.#seen);
+  }
+
+  /**
+   * A reply carried the sender's own number as the reflector's, as a
+   * stateless reflector's does: nothing is split, unless a reply has been
+   * counted already (a stateful reflector's count can meet the sender's
+   * number, and counters never go back).
+   */
+  copied(): void {
+    if (!this.#counted) this.#copies = true;
   }
 
   /** Probes lost on the way to the reflector, so far. */
@@ -80,6 +98,8 @@ export class DirectionalLoss {
    * or forgot the session), counting starts again from this reply.
    */
   reply(senderSeq: number, reflectorSeq: number): void {
+    this.#counted = true;
+    this.#copies = false;
     if (reflectorSeq !== senderSeq) this.#seen = true;
     if (senderSeq <= this.#senderSeq) return;
     const missing = senderSeq - this.#senderSeq - 1;
@@ -179,9 +199,9 @@ export class StampMetrics {
     this.#losses.set(target, losses);
     this.#logs.set(target, logs);
     return (flow, session) => {
-      const loss = losses[flow] = new DirectionalLoss(
-        this.#options.reflectorStateful,
-      );
+      // Numbered from 1 on the wire, each reply tells whether the
+      // reflector keeps its own numbers: no need to be told.
+      const loss = losses[flow] = new DirectionalLoss(true);
       const labels = flowLabels(target, flow);
       const forward = { ...labels, direction: "forward" };
       const backward = { ...labels, direction: "backward" };
@@ -198,15 +218,16 @@ export class StampMetrics {
           this.#delay.observe(forward, forwardMs / 1000);
           this.#delay.observe(backward, backwardMs / 1000);
         }
-        loss.reply(seq, reply.seq);
+        if (reply.seq === reply.senderSeq) loss.copied();
+        else loss.reply(seq, reply.seq);
       };
       const log = logs[flow] = new LatestLog(observe);
-      return stampFormat({
+      return numberedFromOne(stampFormat({
         ssid: this.#options.ssid,
         tlvs: this.#options.tlvs,
         session,
         log,
-      });
+      }));
     };
   }
 
@@ -221,6 +242,26 @@ export class StampMetrics {
       }
     }
   }
+}
+
+/**
+ * `format` with each probe's number one higher on the wire than the run's:
+ * a stateless reflector copies it, a stateful one answers with its count
+ * of the probes it received, from 0, so the two never give the same.
+ */
+export function numberedFromOne(format: ProbeFormat): ProbeFormat {
+  const shift = (header: ProbeHeader) => ({ ...header, seq: header.seq + 1 });
+  return {
+    ...format,
+    encode: (target, header) => format.encode(target, shift(header)),
+    decode(data) {
+      const found = format.decode(data);
+      return found === undefined || found.seq === 0
+        ? undefined
+        : { ...found, seq: found.seq - 1 };
+    },
+    verify: (data, header, size) => format.verify(data, shift(header), size),
+  };
 }
 
 /** The run's log and its checks, keeping the latest reply only. */

@@ -345,3 +345,82 @@ Deno.test("client.ts --metrics --stamp --targets-file --flows 2: STAMP series pe
     await b.stop();
   }
 });
+
+/**
+ * The monitor's `udp_echo_stamp_lost_total` forward and backward against a
+ * reflector (`reflectorArgs`) behind a relay that drops requests 3 and 7
+ * on the way there (`forward`) or their replies (`backward`).
+ */
+async function lossSplit(
+  reflectorArgs: string[],
+  dropped: "forward" | "backward",
+  monitorArgs: string[],
+): Promise<{ forward: number; backward: number }> {
+  const reflector = startScript("server.ts", [
+    ...["-H", "127.0.0.1", "-p", "0", "-q", "--stamp"],
+    ...reflectorArgs,
+  ]);
+  const controller = new AbortController();
+  let monitor;
+  try {
+    const port = Number((await reflector.waitFor(/port (\d+)\n/))[1]);
+    const relay = serveFaultRelay({
+      upstream: { hostname: "127.0.0.1", port },
+      rules: [{
+        direction: dropped === "forward" ? "request" : "reply",
+        select: at(3, 7),
+        action: { type: "drop" },
+      }],
+      signal: controller.signal,
+    });
+    monitor = startScript("client.ts", [
+      ...["-H", "127.0.0.1", "-p", String(relay.addr.port), "-i", "50"],
+      ...["-t", "2000", "--stamp", "--ndjson", "--node", NODE],
+      ...["--metrics", "127.0.0.1:0", ...monitorArgs],
+    ], MONITOR_PERMISSIONS);
+    const url = (await monitor.waitFor(/"metrics":"(http:[^"]+)"/))[1]!;
+    const target =
+      `node="${NODE}",target="127.0.0.1:${relay.addr.port}",flow="0"`;
+    let text = "";
+    await waitUntil(async () => {
+      text = (await fetchText(url)).text;
+      return sample(text, `udp_echo_probes_received_total{${target}}`) >= 12;
+    }, "the monitor has 12 replies");
+    equal(relay.stats.dropped, 2);
+    const lost = (direction: string) =>
+      sample(
+        text,
+        `udp_echo_stamp_lost_total{${target},direction="${direction}"}`,
+      );
+    return { forward: lost("forward"), backward: lost("backward") };
+  } finally {
+    if (monitor) equal((await monitor.stop()).code, 0);
+    controller.abort();
+    equal((await reflector.stop()).code, 0);
+  }
+}
+
+Deno.test("client.ts --metrics --stamp against a stateless reflector splits no loss, even when told it is stateful", async () => {
+  deepEqual(
+    await lossSplit([], "forward", ["--reflector-stateful"]),
+    { forward: 0, backward: 0 },
+  );
+});
+
+Deno.test("client.ts --metrics --stamp tells a stateful reflector by itself: loss on the way back alone is counted backward", async () => {
+  deepEqual(
+    await lossSplit(["--stamp-stateful"], "backward", []),
+    { forward: 0, backward: 2 },
+  );
+});
+
+Deno.test("DirectionalLoss: a copied number stops the split before any count, never after", () => {
+  const copies = new DirectionalLoss(true);
+  copies.copied();
+  deepEqual([copies.stateful, copies.forward, copies.backward], [false, 0, 0]);
+  const counted = new DirectionalLoss(true);
+  counted.reply(0, 0);
+  counted.reply(2, 2);
+  counted.copied();
+  deepEqual([counted.stateful, counted.backward], [true, 1]);
+});
