@@ -41,6 +41,11 @@ export interface StampMetricsOptions {
   /** TLVs to ask for. */
   tlvs: StampFormatOptions["tlvs"];
   /**
+   * Told once per target when its replies cannot give what the series
+   * promise: a plain echo server's, or a stateless reflector's.
+   */
+  onNote?: (message: string) => void;
+  /**
    * `--reflector-stateful`, accepted and not needed: the replies show
    * whether a reflector keeps its own sequence numbers.
    */
@@ -139,6 +144,8 @@ export class StampMetrics {
   readonly #losses = new Map<string, DirectionalLoss[]>();
   /** Each target's flows' logs, by flow. */
   readonly #logs = new Map<string, StampFlowLog[]>();
+  /** The targets told of with {@linkcode StampMetricsOptions.onNote}. */
+  readonly #noted = new Set<string>();
 
   constructor(registry: Registry, options: StampMetricsOptions) {
     this.#options = options;
@@ -209,7 +216,14 @@ export class StampMetrics {
       this.#delay.zero(backward);
       const observe = (seq: number, reply: StampReply, log: StampFlowLog) => {
         // A removed target's last replies must not bring its series back.
-        if (reply.plainEcho || this.#losses.get(target) !== losses) return;
+        if (this.#losses.get(target) !== losses) return;
+        if (reply.plainEcho) {
+          this.#note(
+            target,
+            `${target} answers as a plain echo server, not a STAMP reflector: no one-way delay or loss per direction for it`,
+          );
+          return;
+        }
         // The delays the log kept: none when its checks refused the
         // reply's timestamps.
         const forwardMs = log.forward[seq];
@@ -218,8 +232,15 @@ export class StampMetrics {
           this.#delay.observe(forward, forwardMs / 1000);
           this.#delay.observe(backward, backwardMs / 1000);
         }
-        if (reply.seq === reply.senderSeq) loss.copied();
-        else loss.reply(seq, reply.seq);
+        if (reply.seq === reply.senderSeq) {
+          loss.copied();
+          if (!loss.stateful) {
+            this.#note(
+              target,
+              `${target} is a stateless STAMP reflector (it copies the sender's sequence numbers): no loss per direction for it (run it with --stamp-stateful)`,
+            );
+          }
+        } else loss.reply(seq, reply.seq);
       };
       const log = logs[flow] = new LatestLog(observe);
       return numberedFromOne(stampFormat({
@@ -231,8 +252,15 @@ export class StampMetrics {
     };
   }
 
+  #note(target: string, message: string): void {
+    if (this.#noted.has(target)) return;
+    this.#noted.add(target);
+    this.#options.onNote?.(message);
+  }
+
   /** Drops target `target`'s series: a monitor's target that went away. */
   remove(target: string): void {
+    this.#noted.delete(target);
     const flows = this.#losses.get(target)?.length ?? 0;
     this.#losses.delete(target);
     this.#logs.delete(target);

@@ -348,16 +348,17 @@ Deno.test("client.ts --metrics --stamp --targets-file --flows 2: STAMP series pe
 
 /**
  * The monitor's `udp_echo_stamp_lost_total` forward and backward against a
- * reflector (`reflectorArgs`) behind a relay that drops requests 3 and 7
- * on the way there (`forward`) or their replies (`backward`).
+ * reflector (`server.ts` with `reflectorArgs`) behind a relay that drops
+ * requests 3 and 7 on the way there (`forward`) or their replies
+ * (`backward`), and the warnings that name the target.
  */
 async function lossSplit(
   reflectorArgs: string[],
   dropped: "forward" | "backward",
   monitorArgs: string[],
-): Promise<{ forward: number; backward: number }> {
+): Promise<{ forward: number; backward: number; warnings: string[] }> {
   const reflector = startScript("server.ts", [
-    ...["-H", "127.0.0.1", "-p", "0", "-q", "--stamp"],
+    ...["-H", "127.0.0.1", "-p", "0", "-q"],
     ...reflectorArgs,
   ]);
   const controller = new AbortController();
@@ -392,7 +393,16 @@ async function lossSplit(
         text,
         `udp_echo_stamp_lost_total{${target},direction="${direction}"}`,
       );
-    return { forward: lost("forward"), backward: lost("backward") };
+    const split = { forward: lost("forward"), backward: lost("backward") };
+    const { code, stderr } = await monitor.stop();
+    monitor = undefined;
+    equal(code, 0, stderr);
+    // The relay's port, which the caller does not know, reads PORT.
+    const warnings = stderr.replaceAll(`:${relay.addr.port} `, ":PORT ");
+    return {
+      ...split,
+      warnings: warnings.split("\n").filter((line) => line.includes(":PORT ")),
+    };
   } finally {
     if (monitor) equal((await monitor.stop()).code, 0);
     controller.abort();
@@ -402,15 +412,21 @@ async function lossSplit(
 
 Deno.test("client.ts --metrics --stamp against a stateless reflector splits no loss, even when told it is stateful", async () => {
   deepEqual(
-    await lossSplit([], "forward", ["--reflector-stateful"]),
-    { forward: 0, backward: 0 },
+    await lossSplit(["--stamp"], "forward", ["--reflector-stateful"]),
+    {
+      forward: 0,
+      backward: 0,
+      warnings: [
+        "warning: 127.0.0.1:PORT is a stateless STAMP reflector (it copies the sender's sequence numbers): no loss per direction for it (run it with --stamp-stateful)",
+      ],
+    },
   );
 });
 
 Deno.test("client.ts --metrics --stamp tells a stateful reflector by itself: loss on the way back alone is counted backward", async () => {
   deepEqual(
-    await lossSplit(["--stamp-stateful"], "backward", []),
-    { forward: 0, backward: 2 },
+    await lossSplit(["--stamp", "--stamp-stateful"], "backward", []),
+    { forward: 0, backward: 2, warnings: [] },
   );
 });
 
@@ -423,4 +439,15 @@ Deno.test("DirectionalLoss: a copied number stops the split before any count, ne
   counted.reply(2, 2);
   counted.copied();
   deepEqual([counted.stateful, counted.backward], [true, 1]);
+});
+
+Deno.test("client.ts --metrics --stamp against a plain echo server says so once, and splits nothing", async () => {
+  const { forward, backward, warnings } = await lossSplit([], "forward", []);
+  deepEqual({ forward, backward, warnings }, {
+    forward: 0,
+    backward: 0,
+    warnings: [
+      "warning: 127.0.0.1:PORT answers as a plain echo server, not a STAMP reflector: no one-way delay or loss per direction for it",
+    ],
+  });
 });
