@@ -34,8 +34,11 @@ export interface HttpRequest {
 export interface HttpResponse {
   /** The status code. */
   status: number;
-  /** The body; a HEAD gets its length only. */
-  body: string;
+  /**
+   * The body; a HEAD gets its length only. Bytes are written as they are,
+   * never copied, so one rendering can answer many connections.
+   */
+  body: string | Uint8Array;
   /** Header fields besides `content-length` and `connection`. */
   headers?: Record<string, string>;
 }
@@ -229,9 +232,10 @@ async function serveConnection(
       }
     }
     timer = setTimeout(() => closeQuietly(conn), limits.writeTimeoutMs);
-    const bytes = serialize(response, method === "HEAD");
-    for (let done = 0; done < bytes.length;) {
-      done += await conn.write(bytes.subarray(done));
+    for (const bytes of serialize(response, method === "HEAD")) {
+      for (let done = 0; done < bytes.length;) {
+        done += await conn.write(bytes.subarray(done));
+      }
     }
   } catch {
     // Reset by the peer, or closed by a timeout or close(): nothing to tell.
@@ -325,8 +329,11 @@ function parseHead(bytes: Uint8Array): HttpRequest | HttpResponse {
   return { method, url };
 }
 
-function serialize(response: HttpResponse, head: boolean): Uint8Array {
-  const body = ENCODER.encode(response.body);
+/** The head and the body (none for a HEAD), to write in turn. */
+function serialize(response: HttpResponse, head: boolean): Uint8Array[] {
+  const body = typeof response.body === "string"
+    ? ENCODER.encode(response.body)
+    : response.body;
   const lines = [
     `HTTP/1.1 ${response.status} ${REASONS[response.status] ?? "Unknown"}`,
     ...Object.entries(response.headers ?? {}).map(([name, value]) =>
@@ -338,9 +345,5 @@ function serialize(response: HttpResponse, head: boolean): Uint8Array {
     "",
   ];
   const start = ENCODER.encode(lines.join("\r\n"));
-  if (head) return start;
-  const bytes = new Uint8Array(start.length + body.length);
-  bytes.set(start);
-  bytes.set(body, start.length);
-  return bytes;
+  return head ? [start] : [start, body];
 }

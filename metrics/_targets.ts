@@ -171,6 +171,19 @@ export async function resolveDnsTargets(
   return found;
 }
 
+/**
+ * Whether a change to `paths` (a watch event of the folder of `file`) may
+ * change `file`: the file itself, or a name starting with `..`, as the
+ * links a Kubernetes ConfigMap volume swaps (`..data`).
+ */
+export function concernsFile(paths: readonly string[], file: string): boolean {
+  const name = file.slice(file.lastIndexOf("/") + 1);
+  return paths.some((path) => {
+    const changed = path.slice(path.lastIndexOf("/") + 1);
+    return changed === name || changed.startsWith("..");
+  });
+}
+
 /** Options for {@linkcode TargetSources}. */
 export interface TargetSourcesOptions {
   /** `--targets-file`. */
@@ -183,6 +196,8 @@ export interface TargetSourcesOptions {
   family?: AddressFamily;
   /** `--refresh`, in ms. */
   refreshMs: number;
+  /** A name server to ask instead of the system's (tests). */
+  nameServer?: Deno.ResolveDnsOptions["nameServer"];
   /** This host's addresses, read at each refresh: targets to skip. */
   ownAddresses: () => readonly string[];
   /** The set changed: every target of both sources, own addresses left out. */
@@ -203,6 +218,8 @@ export class TargetSources {
   #last = "";
   #stopped = new AbortController();
   #wake: (() => void) | undefined;
+  /** The file changed since the last read: read it (alone) at once. */
+  #fileChanged = false;
   #watcher: Deno.FsWatcher | undefined;
   #loop: Promise<void> | undefined;
 
@@ -246,19 +263,33 @@ export class TargetSources {
     );
   }
 
+  /**
+   * Refreshes both sources every refresh, and the file alone as soon as it
+   * changes (also when it changed during a refresh).
+   */
   async #run(): Promise<void> {
+    const { refreshMs } = this.options;
+    let dueAt = performance.now() + refreshMs;
     while (!this.#stopped.signal.aborted) {
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(done, this.options.refreshMs);
-        function done() {
-          clearTimeout(timer);
-          resolve();
-        }
-        this.#wake = done;
-      });
-      this.#wake = undefined;
+      if (!this.#fileChanged) {
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(
+            done,
+            Math.max(0, dueAt - performance.now()),
+          );
+          function done() {
+            clearTimeout(timer);
+            resolve();
+          }
+          this.#wake = done;
+        });
+        this.#wake = undefined;
+      }
       if (this.#stopped.signal.aborted) return;
-      await this.#refresh({ dnsOnly: false });
+      const due = performance.now() >= dueAt;
+      this.#fileChanged = false;
+      await this.#refresh({ dnsOnly: false, fileOnly: !due });
+      if (due) dueAt = performance.now() + refreshMs;
     }
   }
 
@@ -275,8 +306,13 @@ export class TargetSources {
     }
     (async () => {
       try {
-        for await (const _ of this.#watcher!) {
-          setTimeout(() => this.#wake?.(), SETTLE_MS);
+        for await (const event of this.#watcher!) {
+          // Other files of a busy folder (/etc, /tmp) wake nothing.
+          if (!concernsFile(event.paths, path)) continue;
+          setTimeout(() => {
+            this.#fileChanged = true;
+            this.#wake?.();
+          }, SETTLE_MS);
         }
       } catch {
         // Closed.
@@ -284,7 +320,13 @@ export class TargetSources {
     })();
   }
 
-  async #refresh({ dnsOnly }: { dnsOnly: boolean }): Promise<void> {
+  /**
+   * Reads the file (unless `dnsOnly`) and looks the name up (unless
+   * `fileOnly`: a change of the file asks DNS nothing).
+   */
+  async #refresh(
+    { dnsOnly, fileOnly = false }: { dnsOnly: boolean; fileOnly?: boolean },
+  ): Promise<void> {
     const { file, dns } = this.options;
     if (file !== undefined && !dnsOnly) {
       try {
@@ -299,10 +341,11 @@ export class TargetSources {
         );
       }
     }
-    if (dns !== undefined) {
+    if (dns !== undefined && !fileOnly) {
       try {
         this.#dns = await resolveDnsTargets(dns, this.options.port, {
           family: this.options.family,
+          nameServer: this.options.nameServer,
           signal: this.#stopped.signal,
         });
         this.#report(`--targets-dns ${dns}`, undefined);

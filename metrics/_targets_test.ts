@@ -1,5 +1,6 @@
 import { deepEqual, equal, rejects, throws } from "node:assert/strict";
 import {
+  concernsFile,
   isServiceName,
   MAX_SOURCE_TARGETS,
   MAX_TARGETS_FILE_BYTES,
@@ -7,7 +8,10 @@ import {
   parseTargetsText,
   readTargetsFile,
   resolveDnsTargets,
+  TargetSources,
 } from "./_targets.ts";
+import { formatAddress } from "../net/address.ts";
+import { waitUntil } from "../testing/wait.ts";
 import { serveDns } from "../testing/dns_responder.ts";
 import { scratchDir } from "../testing/metrics.ts";
 import { run } from "../testing/command.ts";
@@ -127,4 +131,55 @@ Deno.test("resolveDnsTargets(): A and AAAA on the given port, SRV hosts on their
   }
   // Nobody answers: the lookup fails, and the last good set stays.
   await rejects(resolveDnsTargets("mesh.test", 862, { nameServer }));
+});
+
+Deno.test("concernsFile(): the file and a ConfigMap's `..` links, not the folder's other files", () => {
+  equal(concernsFile(["/etc/mesh/targets"], "/etc/mesh/targets"), true);
+  equal(concernsFile(["/etc/mesh/..data"], "/etc/mesh/targets"), true);
+  equal(concernsFile(["/etc/mesh/..2026_12_07"], "/etc/mesh/targets"), true);
+  equal(concernsFile(["/etc/mesh/targets.next"], "/etc/mesh/targets"), false);
+  equal(concernsFile(["/etc/mesh/hosts"], "/etc/mesh/targets"), false);
+  equal(concernsFile(["./targets"], "targets"), true);
+});
+
+Deno.test("TargetSources: a change of the file is read at once and asks DNS nothing", async () => {
+  const responder = serveDns("127.0.0.1", 0, () => ({
+    "mesh.test": { A: ["10.0.0.1"] },
+  }));
+  await using files = await scratchDir();
+  await files.write("targets", "10.0.0.9\n");
+  const seen: string[][] = [];
+  const sources = new TargetSources({
+    file: `${files.dir}/targets`,
+    dns: "mesh.test",
+    port: 862,
+    family: "IPv4",
+    // Only a change of the file can make a refresh within the test.
+    refreshMs: 3_600_000,
+    nameServer: { ipAddr: "127.0.0.1", port: responder.addr.port },
+    ownAddresses: () => [],
+    onChange: (targets) => seen.push(targets.map(formatAddress)),
+    onError: (source, message) => {
+      if (message !== undefined) throw new Error(`${source}: ${message}`);
+    },
+  });
+  try {
+    deepEqual(
+      (await sources.start()).map(formatAddress),
+      ["10.0.0.9:862", "10.0.0.1:862"],
+    );
+    const asked = responder.questions.length;
+    // Other files of the folder change first: they wake nothing.
+    for (let i = 0; i < 5; i++) await files.write("other", `${i}\n`);
+    await files.write("targets", "10.0.0.8\n");
+    await waitUntil(
+      () => seen.length > 0,
+      "the monitor reads the changed file",
+    );
+    deepEqual(seen, [["10.0.0.8:862", "10.0.0.1:862"]]);
+    equal(responder.questions.length, asked, responder.questions.join(", "));
+  } finally {
+    await sources.stop();
+    await responder.close();
+  }
 });

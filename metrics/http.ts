@@ -115,11 +115,12 @@ export function serveMetrics(
     limitWarning = fileLimitWarning(limit, "the metrics endpoint");
   }
   const closing = new AbortController();
+  const renderMetrics = routes.metrics && sharedExposition(routes.metrics);
   let server;
   try {
     server = listenHttp(
       listen,
-      (request) => answer(request, routes, closing.signal),
+      (request) => answer(request, routes, renderMetrics, closing.signal),
       {
         maxConnections,
         headerTimeoutMs: options.headerTimeoutMs,
@@ -170,22 +171,40 @@ function foldAcceptErrors(
   };
 }
 
+const ENCODER = new TextEncoder();
+
 async function exposition(registry: Registry): Promise<HttpResponse> {
   return {
     status: 200,
-    body: await registry.metrics(),
+    body: ENCODER.encode(await registry.metrics()),
     headers: { "content-type": registry.contentType },
+  };
+}
+
+/**
+ * Renders `registry` once for every scrape that comes while a rendering
+ * runs: a large monitor's page is megabytes, and scrapes that each
+ * rendered their own would hold one copy per connection.
+ */
+function sharedExposition(registry: Registry): () => Promise<HttpResponse> {
+  let rendering: Promise<HttpResponse> | undefined;
+  return () => {
+    rendering ??= exposition(registry).finally(() => {
+      rendering = undefined;
+    });
+    return rendering;
   };
 }
 
 async function answer(
   request: HttpRequest,
   routes: MetricsRoutes,
+  renderMetrics: (() => Promise<HttpResponse>) | undefined,
   closing: AbortSignal,
 ): Promise<HttpResponse> {
   const { url } = request;
-  if (url.pathname === "/metrics" && routes.metrics !== undefined) {
-    return await exposition(routes.metrics);
+  if (url.pathname === "/metrics" && renderMetrics !== undefined) {
+    return await renderMetrics();
   }
   if (url.pathname === "/probe" && routes.probe !== undefined) {
     try {

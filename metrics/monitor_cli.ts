@@ -323,7 +323,7 @@ export async function runMonitorCommand(
     ? undefined
     : new (await import("./stamp_metrics.ts")).StampMetrics(
       metrics.registry,
-      stamp,
+      { ...stamp, onNote: out.warn },
     );
   let endpoint;
   try {

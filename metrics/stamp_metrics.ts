@@ -12,14 +12,17 @@
  * the probes lost either way, and the reflector's skipped are the ones
  * lost on the way there: the rest were lost on the way back. They are
  * counted when the next reply shows them. A stateless reflector copies the
- * sender's number and tells nothing: both counts read 0 until a reply shows
- * the reflector's own numbers, or `--reflector-stateful` says it keeps them.
+ * sender's number and tells nothing, and its replies would read as loss on
+ * the way back alone: the monitor numbers its probes from 1 on the wire,
+ * so a copied number (never a stateful reflector's count, which starts at
+ * 0) shows such a reflector, and both counts then read 0.
  *
  * @module
  */
 
 import { Counter, Histogram, type Registry } from "prom-client";
 import type { ProbeFormat } from "../measure/_common.ts";
+import type { ProbeHeader } from "../measure/probe.ts";
 import {
   StampFlowLog,
   stampFormat,
@@ -37,7 +40,15 @@ export interface StampMetricsOptions {
   ssid: number;
   /** TLVs to ask for. */
   tlvs: StampFormatOptions["tlvs"];
-  /** `--reflector-stateful`: every reflector keeps its own sequence numbers. */
+  /**
+   * Told once per target when its replies cannot give what the series
+   * promise: a plain echo server's, or a stateless reflector's.
+   */
+  onNote?: (message: string) => void;
+  /**
+   * `--reflector-stateful`, accepted and not needed: the replies show
+   * whether a reflector keeps its own sequence numbers.
+   */
   reflectorStateful?: boolean;
 }
 
@@ -52,6 +63,8 @@ export class DirectionalLoss {
   #forward = 0;
   #backward = 0;
   #seen = false;
+  #copies = false;
+  #counted = false;
   #senderSeq = -1;
   #reflectorSeq = -1;
 
@@ -60,7 +73,17 @@ export class DirectionalLoss {
 
   /** Whether the reflector keeps its own sequence numbers: asserted, or seen. */
   get stateful(): boolean {
-    return this.asserted || this.#seen;
+    return !this.#copies && (this.asserted || this.#seen);
+  }
+
+  /**
+   * A reply carried the sender's own number as the reflector's, as a
+   * stateless reflector's does: nothing is split, unless a reply has been
+   * counted already (a stateful reflector's count can meet the sender's
+   * number, and counters never go back).
+   */
+  copied(): void {
+    if (!this.#counted) this.#copies = true;
   }
 
   /** Probes lost on the way to the reflector, so far. */
@@ -80,6 +103,8 @@ export class DirectionalLoss {
    * or forgot the session), counting starts again from this reply.
    */
   reply(senderSeq: number, reflectorSeq: number): void {
+    this.#counted = true;
+    this.#copies = false;
     if (reflectorSeq !== senderSeq) this.#seen = true;
     if (senderSeq <= this.#senderSeq) return;
     const missing = senderSeq - this.#senderSeq - 1;
@@ -119,6 +144,8 @@ export class StampMetrics {
   readonly #losses = new Map<string, DirectionalLoss[]>();
   /** Each target's flows' logs, by flow. */
   readonly #logs = new Map<string, StampFlowLog[]>();
+  /** The targets told of with {@linkcode StampMetricsOptions.onNote}. */
+  readonly #noted = new Set<string>();
 
   constructor(registry: Registry, options: StampMetricsOptions) {
     this.#options = options;
@@ -179,9 +206,9 @@ export class StampMetrics {
     this.#losses.set(target, losses);
     this.#logs.set(target, logs);
     return (flow, session) => {
-      const loss = losses[flow] = new DirectionalLoss(
-        this.#options.reflectorStateful,
-      );
+      // Numbered from 1 on the wire, each reply tells whether the
+      // reflector keeps its own numbers: no need to be told.
+      const loss = losses[flow] = new DirectionalLoss(true);
       const labels = flowLabels(target, flow);
       const forward = { ...labels, direction: "forward" };
       const backward = { ...labels, direction: "backward" };
@@ -189,7 +216,14 @@ export class StampMetrics {
       this.#delay.zero(backward);
       const observe = (seq: number, reply: StampReply, log: StampFlowLog) => {
         // A removed target's last replies must not bring its series back.
-        if (reply.plainEcho || this.#losses.get(target) !== losses) return;
+        if (this.#losses.get(target) !== losses) return;
+        if (reply.plainEcho) {
+          this.#note(
+            target,
+            `${target} answers as a plain echo server, not a STAMP reflector: no one-way delay or loss per direction for it`,
+          );
+          return;
+        }
         // The delays the log kept: none when its checks refused the
         // reply's timestamps.
         const forwardMs = log.forward[seq];
@@ -198,20 +232,35 @@ export class StampMetrics {
           this.#delay.observe(forward, forwardMs / 1000);
           this.#delay.observe(backward, backwardMs / 1000);
         }
-        loss.reply(seq, reply.seq);
+        if (reply.seq === reply.senderSeq) {
+          loss.copied();
+          if (!loss.stateful) {
+            this.#note(
+              target,
+              `${target} is a stateless STAMP reflector (it copies the sender's sequence numbers): no loss per direction for it (run it with --stamp-stateful)`,
+            );
+          }
+        } else loss.reply(seq, reply.seq);
       };
       const log = logs[flow] = new LatestLog(observe);
-      return stampFormat({
+      return numberedFromOne(stampFormat({
         ssid: this.#options.ssid,
         tlvs: this.#options.tlvs,
         session,
         log,
-      });
+      }));
     };
+  }
+
+  #note(target: string, message: string): void {
+    if (this.#noted.has(target)) return;
+    this.#noted.add(target);
+    this.#options.onNote?.(message);
   }
 
   /** Drops target `target`'s series: a monitor's target that went away. */
   remove(target: string): void {
+    this.#noted.delete(target);
     const flows = this.#losses.get(target)?.length ?? 0;
     this.#losses.delete(target);
     this.#logs.delete(target);
@@ -221,6 +270,26 @@ export class StampMetrics {
       }
     }
   }
+}
+
+/**
+ * `format` with each probe's number one higher on the wire than the run's:
+ * a stateless reflector copies it, a stateful one answers with its count
+ * of the probes it received, from 0, so the two never give the same.
+ */
+export function numberedFromOne(format: ProbeFormat): ProbeFormat {
+  const shift = (header: ProbeHeader) => ({ ...header, seq: header.seq + 1 });
+  return {
+    ...format,
+    encode: (target, header) => format.encode(target, shift(header)),
+    decode(data) {
+      const found = format.decode(data);
+      return found === undefined || found.seq === 0
+        ? undefined
+        : { ...found, seq: found.seq - 1 };
+    },
+    verify: (data, header, size) => format.verify(data, shift(header), size),
+  };
 }
 
 /** The run's log and its checks, keeping the latest reply only. */

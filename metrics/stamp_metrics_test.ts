@@ -345,3 +345,109 @@ Deno.test("client.ts --metrics --stamp --targets-file --flows 2: STAMP series pe
     await b.stop();
   }
 });
+
+/**
+ * The monitor's `udp_echo_stamp_lost_total` forward and backward against a
+ * reflector (`server.ts` with `reflectorArgs`) behind a relay that drops
+ * requests 3 and 7 on the way there (`forward`) or their replies
+ * (`backward`), and the warnings that name the target.
+ */
+async function lossSplit(
+  reflectorArgs: string[],
+  dropped: "forward" | "backward",
+  monitorArgs: string[],
+): Promise<{ forward: number; backward: number; warnings: string[] }> {
+  const reflector = startScript("server.ts", [
+    ...["-H", "127.0.0.1", "-p", "0", "-q"],
+    ...reflectorArgs,
+  ]);
+  const controller = new AbortController();
+  let monitor;
+  try {
+    const port = Number((await reflector.waitFor(/port (\d+)\n/))[1]);
+    const relay = serveFaultRelay({
+      upstream: { hostname: "127.0.0.1", port },
+      rules: [{
+        direction: dropped === "forward" ? "request" : "reply",
+        select: at(3, 7),
+        action: { type: "drop" },
+      }],
+      signal: controller.signal,
+    });
+    monitor = startScript("client.ts", [
+      ...["-H", "127.0.0.1", "-p", String(relay.addr.port), "-i", "50"],
+      ...["-t", "2000", "--stamp", "--ndjson", "--node", NODE],
+      ...["--metrics", "127.0.0.1:0", ...monitorArgs],
+    ], MONITOR_PERMISSIONS);
+    const url = (await monitor.waitFor(/"metrics":"(http:[^"]+)"/))[1]!;
+    const target =
+      `node="${NODE}",target="127.0.0.1:${relay.addr.port}",flow="0"`;
+    let text = "";
+    await waitUntil(async () => {
+      text = (await fetchText(url)).text;
+      return sample(text, `udp_echo_probes_received_total{${target}}`) >= 12;
+    }, "the monitor has 12 replies");
+    equal(relay.stats.dropped, 2);
+    const lost = (direction: string) =>
+      sample(
+        text,
+        `udp_echo_stamp_lost_total{${target},direction="${direction}"}`,
+      );
+    const split = { forward: lost("forward"), backward: lost("backward") };
+    const { code, stderr } = await monitor.stop();
+    monitor = undefined;
+    equal(code, 0, stderr);
+    // The relay's port, which the caller does not know, reads PORT.
+    const warnings = stderr.replaceAll(`:${relay.addr.port} `, ":PORT ");
+    return {
+      ...split,
+      warnings: warnings.split("\n").filter((line) => line.includes(":PORT ")),
+    };
+  } finally {
+    if (monitor) equal((await monitor.stop()).code, 0);
+    controller.abort();
+    equal((await reflector.stop()).code, 0);
+  }
+}
+
+Deno.test("client.ts --metrics --stamp against a stateless reflector splits no loss, even when told it is stateful", async () => {
+  deepEqual(
+    await lossSplit(["--stamp"], "forward", ["--reflector-stateful"]),
+    {
+      forward: 0,
+      backward: 0,
+      warnings: [
+        "warning: 127.0.0.1:PORT is a stateless STAMP reflector (it copies the sender's sequence numbers): no loss per direction for it (run it with --stamp-stateful)",
+      ],
+    },
+  );
+});
+
+Deno.test("client.ts --metrics --stamp tells a stateful reflector by itself: loss on the way back alone is counted backward", async () => {
+  deepEqual(
+    await lossSplit(["--stamp", "--stamp-stateful"], "backward", []),
+    { forward: 0, backward: 2, warnings: [] },
+  );
+});
+
+Deno.test("DirectionalLoss: a copied number stops the split before any count, never after", () => {
+  const copies = new DirectionalLoss(true);
+  copies.copied();
+  deepEqual([copies.stateful, copies.forward, copies.backward], [false, 0, 0]);
+  const counted = new DirectionalLoss(true);
+  counted.reply(0, 0);
+  counted.reply(2, 2);
+  counted.copied();
+  deepEqual([counted.stateful, counted.backward], [true, 1]);
+});
+
+Deno.test("client.ts --metrics --stamp against a plain echo server says so once, and splits nothing", async () => {
+  const { forward, backward, warnings } = await lossSplit([], "forward", []);
+  deepEqual({ forward, backward, warnings }, {
+    forward: 0,
+    backward: 0,
+    warnings: [
+      "warning: 127.0.0.1:PORT answers as a plain echo server, not a STAMP reflector: no one-way delay or loss per direction for it",
+    ],
+  });
+});
