@@ -158,7 +158,7 @@ Deno.test({
           group: { rules: { name: string; query: string }[] },
         ) => group.rules.map((rule) => [rule.name, rule.query])),
       );
-      ok(rules.size === 3, `three rules loaded: ${[...rules.keys()]}`);
+      ok(rules.size === 4, `four rules loaded: ${[...rules.keys()]}`);
       const selects = async (rule: string) =>
         (await mesh.query(rules.get(rule)!)).map((s) => linkOf(mesh, s.labels))
           .sort().join(", ");
@@ -184,6 +184,9 @@ Deno.test({
             `loss: ${await selects("UdpEchoLinkLoss")}`,
             `delay: ${await selects("UdpEchoOneWayDelay")}`,
             `unreachable: ${await selects("UdpEchoTargetUnreachable")}`,
+            `scrape down: ${
+              (await mesh.query(rules.get("UdpEchoScrapeDown")!)).length
+            }`,
           ].join("; ");
           const [sent] = await mesh.query(
             `udp_echo_probes_sent_total{${faultyLink}}`,
@@ -194,7 +197,7 @@ Deno.test({
             bad[0]!.loss > DROP_PERCENT / 200 &&
             bad[0]!.loss < DROP_PERCENT / 100 * 1.75 &&
             said.endsWith(
-              `loss: ${faulty}; delay: ; unreachable: `,
+              `loss: ${faulty}; delay: ; unreachable: ; scrape down: 0`,
             );
         },
         "the loss matrix and the rules show the faulty link alone",
