@@ -25,7 +25,8 @@ h1 { font-size: 1.2em; margin: 0 0 .3em; }
 #status.error { font-weight: bold; }
 table { border-collapse: collapse; }
 th, td { padding: .15em .5em; border-bottom: 1px solid #8884; white-space: nowrap; }
-th { position: sticky; top: 0; background: Canvas; text-align: left; }
+thead { position: sticky; top: 0; background: Canvas; }
+th { text-align: left; }
 td.num { text-align: right; }
 thead tr:first-child th { border-bottom: none; }
 td.state { font-weight: bold; }
