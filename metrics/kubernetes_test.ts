@@ -186,6 +186,41 @@ Deno.test("deploy/kubernetes: the DaemonSet, its headless Service and the PodMon
   ok(!portKeep.test("stamp"));
 });
 
+Deno.test('deploy/kubernetes: the DaemonSet\'s pods meet the Pod Security Standard "restricted", so a namespace that enforces it admits them', async () => {
+  const pod = kind(await manifests(), "DaemonSet").spec.template.spec;
+  const podContext = pod.securityContext ?? {};
+  ok(!pod.hostNetwork && !pod.hostPID && !pod.hostIPC, "no host namespaces");
+  for (const container of pod.containers as Manifest[]) {
+    const context = container.securityContext ?? {};
+    const at = (field: string) => `${container.name}: ${field}`;
+    ok(
+      (context.runAsNonRoot ?? podContext.runAsNonRoot) === true,
+      at("runAsNonRoot"),
+    );
+    ok((context.runAsUser ?? podContext.runAsUser) !== 0, at("runAsUser"));
+    ok(
+      ["RuntimeDefault", "Localhost"].includes(
+        (context.seccompProfile ?? podContext.seccompProfile)?.type,
+      ),
+      at("seccompProfile.type RuntimeDefault or Localhost"),
+    );
+    equal(context.allowPrivilegeEscalation, false, at("privilege escalation"));
+    ok(!context.privileged, at("privileged"));
+    ok(context.capabilities?.drop?.includes("ALL"), at("drop ALL"));
+    deepEqual(
+      (context.capabilities?.add ?? []).filter((c: string) =>
+        c !== "NET_BIND_SERVICE"
+      ),
+      [],
+      at("capabilities added"),
+    );
+    ok(
+      (container.ports ?? []).every((p: Manifest) => p.hostPort === undefined),
+      at("no hostPort"),
+    );
+  }
+});
+
 reportSkip("the Kubernetes containers' command lines");
 
 Deno.test({
