@@ -110,7 +110,12 @@ let timer;
 async function refresh() {
   clearTimeout(timer);
   try {
-    const response = await fetch("/api/links", { cache: "no-store" });
+    // A monitor that stopped, or a path that drops everything, would hold
+    // the read (and every refresh after it) for good: give up in time.
+    const response = await fetch("/api/links", {
+      cache: "no-store",
+      signal: AbortSignal.timeout(REFRESH_MS),
+    });
     if (!response.ok) throw new Error("HTTP " + response.status);
     render(await response.json());
   } catch (error) {
