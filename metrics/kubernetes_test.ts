@@ -18,6 +18,7 @@ import { startWatched, type Watched } from "../testing/shell.ts";
 import { NETNS_SKIP, nsTest, reportSkip } from "../testing/netns.ts";
 import { scratchDir, seriesOf } from "../testing/metrics.ts";
 import { waitUntil } from "../testing/wait.ts";
+import { MAX_MONITOR_FLOWS } from "./monitor_cli.ts";
 
 const DIR = new URL("deploy/kubernetes/", ROOT);
 
@@ -219,6 +220,35 @@ Deno.test('deploy/kubernetes: the DaemonSet\'s pods meet the Pod Security Standa
       at("no hostPort"),
     );
   }
+});
+
+Deno.test("deploy/kubernetes: the monitor's memory limit holds the most targets a monitor runs, by the latest scale run in bench/RESULTS.md", async () => {
+  const pod = kind(await manifests(), "DaemonSet").spec.template.spec;
+  const monitor = pod.containers.find((c: Manifest) => c.name === "monitor");
+  const limit = /^(\d+)(Mi|Gi)$/.exec(monitor.resources.limits.memory);
+  ok(limit, `a memory limit in Mi or Gi: ${monitor.resources.limits.memory}`);
+  const limitMiB = Number(limit[1]) * (limit[2] === "Gi" ? 1024 : 1);
+  // The first (latest) `monitor_scale.ts --stamp` table: RSS MiB at 100
+  // and 1,000 targets, drawn out to the monitor's cap on flows.
+  const results = await Deno.readTextFile(
+    new URL("bench/RESULTS.md", ROOT),
+  );
+  const run = results.split(/^\$ /m).find((part) =>
+    /^deno run .*bench\/monitor_scale\.ts --stamp\n/.test(part)
+  );
+  ok(run, "a monitor_scale.ts --stamp run in bench/RESULTS.md");
+  const rss = (targets: number) => {
+    const row = new RegExp(`^\\| ${targets} \\|.*$`, "m").exec(run)![0];
+    return Number(row.split("|")[4]);
+  };
+  const [small, large] = [rss(100), rss(1000)];
+  const atCap = large + (large - small) / 900 * (MAX_MONITOR_FLOWS - 1000);
+  ok(
+    limitMiB > atCap,
+    `the monitor's limit, ${limitMiB} MiB, is below the ${
+      Math.round(atCap)
+    } MiB of ${MAX_MONITOR_FLOWS} targets (${large} MiB at 1,000): a large cluster's monitors would be OOM-killed`,
+  );
 });
 
 reportSkip("the Kubernetes containers' command lines");
