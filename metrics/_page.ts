@@ -25,7 +25,8 @@ h1 { font-size: 1.2em; margin: 0 0 .3em; }
 #status.error { font-weight: bold; }
 table { border-collapse: collapse; }
 th, td { padding: .15em .5em; border-bottom: 1px solid #8884; white-space: nowrap; }
-th { position: sticky; top: 0; background: Canvas; text-align: left; }
+thead { position: sticky; top: 0; background: Canvas; }
+th { text-align: left; }
 td.num { text-align: right; }
 thead tr:first-child th { border-bottom: none; }
 td.state { font-weight: bold; }
@@ -109,7 +110,12 @@ let timer;
 async function refresh() {
   clearTimeout(timer);
   try {
-    const response = await fetch("/api/links", { cache: "no-store" });
+    // A monitor that stopped, or a path that drops everything, would hold
+    // the read (and every refresh after it) for good: give up in time.
+    const response = await fetch("/api/links", {
+      cache: "no-store",
+      signal: AbortSignal.timeout(REFRESH_MS),
+    });
     if (!response.ok) throw new Error("HTTP " + response.status);
     render(await response.json());
   } catch (error) {

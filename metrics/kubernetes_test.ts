@@ -14,10 +14,11 @@
 import { deepEqual, equal, ok } from "node:assert/strict";
 import { parseAllDocuments } from "yaml";
 import { ROOT } from "../testing/cli.ts";
-import { startWatched, type Watched } from "../testing/shell.ts";
+import { sh, startWatched, type Watched } from "../testing/shell.ts";
 import { NETNS_SKIP, nsTest, reportSkip } from "../testing/netns.ts";
 import { scratchDir, seriesOf } from "../testing/metrics.ts";
 import { waitUntil } from "../testing/wait.ts";
+import { MAX_MONITOR_FLOWS } from "./monitor_cli.ts";
 
 const DIR = new URL("deploy/kubernetes/", ROOT);
 
@@ -186,6 +187,70 @@ Deno.test("deploy/kubernetes: the DaemonSet, its headless Service and the PodMon
   ok(!portKeep.test("stamp"));
 });
 
+Deno.test('deploy/kubernetes: the DaemonSet\'s pods meet the Pod Security Standard "restricted", so a namespace that enforces it admits them', async () => {
+  const pod = kind(await manifests(), "DaemonSet").spec.template.spec;
+  const podContext = pod.securityContext ?? {};
+  ok(!pod.hostNetwork && !pod.hostPID && !pod.hostIPC, "no host namespaces");
+  for (const container of pod.containers as Manifest[]) {
+    const context = container.securityContext ?? {};
+    const at = (field: string) => `${container.name}: ${field}`;
+    ok(
+      (context.runAsNonRoot ?? podContext.runAsNonRoot) === true,
+      at("runAsNonRoot"),
+    );
+    ok((context.runAsUser ?? podContext.runAsUser) !== 0, at("runAsUser"));
+    ok(
+      ["RuntimeDefault", "Localhost"].includes(
+        (context.seccompProfile ?? podContext.seccompProfile)?.type,
+      ),
+      at("seccompProfile.type RuntimeDefault or Localhost"),
+    );
+    equal(context.allowPrivilegeEscalation, false, at("privilege escalation"));
+    ok(!context.privileged, at("privileged"));
+    ok(context.capabilities?.drop?.includes("ALL"), at("drop ALL"));
+    deepEqual(
+      (context.capabilities?.add ?? []).filter((c: string) =>
+        c !== "NET_BIND_SERVICE"
+      ),
+      [],
+      at("capabilities added"),
+    );
+    ok(
+      (container.ports ?? []).every((p: Manifest) => p.hostPort === undefined),
+      at("no hostPort"),
+    );
+  }
+});
+
+Deno.test("deploy/kubernetes: the monitor's memory limit holds the most targets a monitor runs, by the latest scale run in bench/RESULTS.md", async () => {
+  const pod = kind(await manifests(), "DaemonSet").spec.template.spec;
+  const monitor = pod.containers.find((c: Manifest) => c.name === "monitor");
+  const limit = /^(\d+)(Mi|Gi)$/.exec(monitor.resources.limits.memory);
+  ok(limit, `a memory limit in Mi or Gi: ${monitor.resources.limits.memory}`);
+  const limitMiB = Number(limit[1]) * (limit[2] === "Gi" ? 1024 : 1);
+  // The first (latest) `monitor_scale.ts --stamp` table: RSS MiB at 100
+  // and 1,000 targets, drawn out to the monitor's cap on flows.
+  const results = await Deno.readTextFile(
+    new URL("bench/RESULTS.md", ROOT),
+  );
+  const run = results.split(/^\$ /m).find((part) =>
+    /^deno run .*bench\/monitor_scale\.ts --stamp\n/.test(part)
+  );
+  ok(run, "a monitor_scale.ts --stamp run in bench/RESULTS.md");
+  const rss = (targets: number) => {
+    const row = new RegExp(`^\\| ${targets} \\|.*$`, "m").exec(run)![0];
+    return Number(row.split("|")[4]);
+  };
+  const [small, large] = [rss(100), rss(1000)];
+  const atCap = large + (large - small) / 900 * (MAX_MONITOR_FLOWS - 1000);
+  ok(
+    limitMiB > atCap,
+    `the monitor's limit, ${limitMiB} MiB, is below the ${
+      Math.round(atCap)
+    } MiB of ${MAX_MONITOR_FLOWS} targets (${large} MiB at 1,000): a large cluster's monitors would be OOM-killed`,
+  );
+});
+
 reportSkip("the Kubernetes containers' command lines");
 
 Deno.test({
@@ -194,8 +259,30 @@ Deno.test({
   ignore: NETNS_SKIP !== undefined,
   async fn() {
     const all = await manifests();
-    const containers: Container[] =
-      kind(all, "DaemonSet").spec.template.spec.containers;
+    const pod = kind(all, "DaemonSet").spec.template.spec;
+    const containers: Container[] = pod.containers;
+    // As in the pod: its user and group, no capability, no privilege
+    // gained, and a Deno cache it can read but not write (the image's is
+    // written at build by root), so an engine that needed root or a
+    // capability would fail here as it would there.
+    const { runAsUser, runAsGroup } = pod.securityContext;
+    await using cache = await scratchDir();
+    const denoDir = JSON.parse(await sh(`'${Deno.execPath()}' info --json`))
+      .denoDir;
+    await sh(
+      `cp -r '${denoDir}/npm' '${cache.dir}/' && chmod -R a+rX,go-w '${cache.dir}'`,
+    );
+    const asThePod = [
+      "setpriv",
+      `--reuid=${runAsUser}`,
+      `--regid=${runAsGroup}`,
+      "--clear-groups",
+      "--no-new-privs",
+      "--inh-caps=-all",
+      "--bounding-set=-all",
+      "env",
+      `DENO_DIR=${cache.dir}`,
+    ];
     const missing: string[] = [];
     for (const container of containers) {
       const words = podCommand(container, { loopback: true });
@@ -215,9 +302,14 @@ Deno.test({
         "-c",
         'ip link set lo up && exec "$@"',
         "sh",
+        ...asThePod,
         ...words,
       ]);
       await running.waitFor(/^(starting up on|MONITOR) /m);
+      // The reflector runs the FFI engine, not the socket backend.
+      if (container.name === "reflector") {
+        await running.waitFor(/^io: batch /m);
+      }
       const { code, said } = await running.stop("SIGTERM");
       equal(code, 0, `${container.name} ended with ${code}: ${said}`);
     }
