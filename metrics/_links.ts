@@ -168,6 +168,15 @@ export async function readLinks(
     row.rtt = percentiles(rtt.get(row));
     if (forward.has(row)) row.forward = percentiles(forward.get(row));
     if (backward.has(row)) row.backward = percentiles(backward.get(row));
+    // Loss each way is told by a later reply: with no reply ever, which
+    // way the probes were lost is unknown, not zero.
+    const answered = [forward.get(row), backward.get(row)].some((buckets) =>
+      (buckets?.get(Infinity) ?? 0) > 0
+    );
+    if (!answered) {
+      row.lostForward = null;
+      row.lostBackward = null;
+    }
   }
   return {
     node: node ?? null,

@@ -51,13 +51,20 @@ Deno.test("readLinks adds up a target's flows, splits STAMP loss and delay by di
   up.set({ target: "t1", flow: "0" }, 1);
   byDirection.inc({ target: "t2", direction: "forward" }, 2);
   byDirection.inc({ target: "t2", direction: "backward" }, 0);
+  // A target that never answered: its loss each way is unknown, not 0.
+  sent.inc({ target: "t3", flow: "0" }, 4);
+  lost.inc({ target: "t3", flow: "0" }, 4);
+  byDirection.inc({ target: "t3", direction: "forward" }, 0);
+  byDirection.inc({ target: "t3", direction: "backward" }, 0);
   oneWay.observe({ target: "t2", direction: "backward" }, 0.0005);
   const doc = await readLinks(registry);
   deepEqual(doc.links.map((link) => [link.source, link.target]), [
     ["a", "t2"],
     ["a", "t1"],
+    ["a", "t3"],
   ]);
-  const [t2, t1] = doc.links;
+  const [t2, t1, t3] = doc.links;
+  deepEqual([t3!.lost, t3!.lostForward, t3!.lostBackward], [4, null, null]);
   deepEqual([t2!.sent, t2!.lost, t2!.up], [20, 2, { flows: 1, of: 2 }]);
   deepEqual([t2!.lostForward, t2!.lostBackward], [2, 0]);
   deepEqual(t2!.rtt, [null, null, null]);

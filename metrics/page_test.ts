@@ -86,10 +86,14 @@ function expectedCells(text: string, target: string): Record<string, string> {
     sent: sum(M.sent)!,
     lost: sum(M.lost)!,
   };
+  // Loss each way is known once a reply came back (a one-way delay seen).
+  const answered = series.some((s) =>
+    s.name === `${M.oneWay}_bucket` && s.labels.le === "+Inf" && s.value > 0
+  );
   const forward = sum(M.lostByDirection, "forward");
-  if (forward !== undefined) cells["lost-forward"] = forward;
+  if (answered && forward !== undefined) cells["lost-forward"] = forward;
   const backward = sum(M.lostByDirection, "backward");
-  if (backward !== undefined) cells["lost-backward"] = backward;
+  if (answered && backward !== undefined) cells["lost-backward"] = backward;
   const histogram = (name: string, column: string, direction?: string) => {
     const buckets = new Map<number, number>();
     for (const s of series) {
