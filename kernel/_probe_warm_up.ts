@@ -1,7 +1,6 @@
 /**
  * The warm-up of the engine's Worker (`_probe_worker.ts`) before probe 0
- * is timed: the per-probe JavaScript run on throwaway state, each socket's
- * first send to the target with `MSG_PROBE` (it sends nothing), then a rest.
+ * is timed: the per-probe JavaScript run on throwaway state, then a rest.
  *
  * @module
  */
@@ -9,7 +8,6 @@
 import { encodeProbeInto } from "../measure/probe.ts";
 import { type Arrival, ProbeBook } from "../measure/_book.ts";
 import { createProbeChannel, ProbeEventWriter } from "./_probe_events.ts";
-import { MSG_PROBE } from "./_libc.ts";
 import type { SenderEngine } from "./sender.ts";
 import type { EngineConfig, EngineProbeFormat } from "./probes.ts";
 
@@ -21,10 +19,6 @@ const WARM_UP_ROUNDS = 4000;
  * than compete with it for the CPU.
  */
 const SETTLE_MS = 20;
-/** What the engine's `send` writes the send time with: an offset or a writer. */
-type StampAt = Parameters<SenderEngine["send"]>[1];
-/** Sends with `MSG_PROBE` each socket makes to the target before probe 0. */
-export const ROUTE_ROUNDS = 8;
 
 /**
  * Runs the per-probe JavaScript (book, encode, verify, event ring) on
@@ -35,7 +29,6 @@ export function warmUp(
   config: EngineConfig,
   engine: SenderEngine,
   control: Int32Array,
-  stampAt: StampAt,
   format?: EngineProbeFormat,
 ): void {
   const { size, session, target, timeoutMs } = config;
@@ -59,28 +52,6 @@ export function warmUp(
     book.handle(slot, arrival);
     format?.writeSendTime(slot, engine.realEpochMs(engine.realNow()));
   }
-  warmUpRoute(engine, config.fds.length, format?.writeSendTime ?? stampAt);
   // Returns at once when a stop is already asked for.
   Atomics.wait(control, 0, 0, SETTLE_MS);
-}
-
-/**
- * Has each of `sockets` sockets send to the target {@linkcode ROUTE_ROUNDS}
- * times with `MSG_PROBE`: the kernel routes each such send (and the engine
- * runs its send path, stamp and `sendto` included) but puts nothing on the
- * wire, so probe 0's send, between its T1 and the wire, is not the socket's
- * first. Returns how many of them the kernel took.
- */
-export function warmUpRoute(
-  engine: SenderEngine,
-  sockets: number,
-  stampAt: StampAt,
-): number {
-  let taken = 0;
-  for (let s = 0; s < sockets; s++) {
-    for (let i = 0; i < ROUTE_ROUNDS; i++) {
-      if (engine.send(s, stampAt, MSG_PROBE) >= 0) taken++;
-    }
-  }
-  return taken;
 }

@@ -297,10 +297,9 @@ export class SenderEngine {
    * CLOCK_REALTIME right before the call (`sentMono`, `sentReal`) and, when
    * `stampAt` is given, writes the realtime as ms since the epoch there
    * (a big-endian float64) first, or has `stampAt` write it (a format's
-   * layout) when a function; `flags` go to `sendto` as they are. Returns
-   * the bytes sent, or -errno.
+   * layout) when a function. Returns the bytes sent, or -errno.
    */
-  send(s: number, stampAt: number | StampWriter = -1, flags = 0): number {
+  send(s: number, stampAt: number | StampWriter = -1): number {
     this.sentMono = this.monoNow();
     this.sentReal = this.realNow();
     const slot = this.#sendSlots[s * this.#sendVlen]!;
@@ -314,7 +313,7 @@ export class SenderEngine {
         this.#fds[s]!,
         this.#sendPtrs[s]!,
         this.#sizeArg,
-        flags,
+        0,
         this.#targetPtr,
         this.#targetLength,
       );
