@@ -26,6 +26,8 @@
  * @module
  */
 
+import type { WakeRequest } from "./_wake_warm_up.ts";
+
 /** Float64 fields per record: code, four numbers, byte length. */
 export const RECORD_FIELDS = 6;
 /** The field holding the length of a record's bytes. */
@@ -80,7 +82,9 @@ export type WorkerMessage<R> =
   /** The engine could not start or stopped on a failure. */
   | { type: "failed"; message: string }
   /** The last message: every event before it was notified. */
-  | { type: "done"; result: R };
+  | { type: "done"; result: R }
+  /** A warm-up engine waits for a datagram from the main thread. */
+  | WakeRequest;
 
 function isPowerOfTwo(n: number): boolean {
   return Number.isInteger(n) && n >= 1 && Number.isInteger(Math.log2(n));

@@ -24,6 +24,7 @@ import { EchoEngine } from "./_echo_engine.ts";
 import { C_ECHOED, COUNTER_SLOTS } from "./_echo_events.ts";
 import type { DecideHook, ReflectHook } from "./_hooks.ts";
 import type { Libc } from "./_libc.ts";
+import { type WakeRequest, warmUpWakes } from "./_wake_warm_up.ts";
 
 /** Echoes the warm-up runs, each one datagram through the whole engine. */
 export const WARM_UP_ROUNDS = 64;
@@ -56,6 +57,8 @@ export interface EngineWarmUpOptions {
   receiveTimes: boolean;
   /** Builds new hooks for each warm-up engine, as the server builds its own. */
   hooks: () => Promise<WarmUpHooks>;
+  /** Has the main thread send a datagram to a waiting warm-up engine. */
+  ask?: (request: WakeRequest) => void;
 }
 
 /**
@@ -85,6 +88,8 @@ export interface EchoWarmUpOptions {
   decide?: DecideHook;
   /** A reflect hook of the warm-up's own, never the server's. */
   reflect?: ReflectHook;
+  /** Has the main thread send a datagram to a waiting warm-up engine. */
+  ask?: (request: WakeRequest) => void;
 }
 
 /**
@@ -114,6 +119,11 @@ export function warmUpEcho(libc: Libc, options: EchoWarmUpOptions): number {
       decide: options.decide,
       reflect: options.reflect,
     });
+    // Woken from a wait, as the server's engine by its first datagram;
+    // first, while nothing is queued (each echo below queues the next).
+    if (options.ask !== undefined) {
+      warmUpWakes(libc, engine, socket.addr, options.ask);
+    }
     const self = resolveSockaddrs(libc, loopback, socket.addr.port)[0];
     const payload = new Uint8Array(WARM_UP_SIZE);
     if (

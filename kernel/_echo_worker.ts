@@ -115,6 +115,7 @@ async function run(config: WorkerConfig): Promise<void> {
       decide: await loadDecideHook(config),
       reflect: await loadReflectHook(config),
     }),
+    ask: post,
   });
   // Everything that can fail at start (libc, the decide module, the
   // engine's buffers) has been set up: tell the main thread, which may

@@ -43,6 +43,7 @@ import {
   hostAddresses,
   spoofProgram,
 } from "./_spoof_guard.ts";
+import { answerWake } from "./_wake_warm_up.ts";
 import { checkBatchSize, openLibc, releaseLibc, SHUT_RDWR } from "./_libc.ts";
 import { socketDrops } from "./_socket_buffer.ts";
 import type { WorkerMessage } from "./_channel.ts";
@@ -320,6 +321,9 @@ export function serveBatch(options: BatchServeOptions): BatchServer {
           break;
         case "failed":
           fail(data.message);
+          break;
+        case "wake":
+          answerWake(libc, data);
           break;
         case "done":
           events.droppedBy = data.result;
