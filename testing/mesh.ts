@@ -13,11 +13,10 @@
 import { ROOT } from "./cli.ts";
 import { run, sh } from "./command.ts";
 import { waitUntil } from "./wait.ts";
+import { namespaceId } from "./netns.ts";
 
 /** The hub's address on the bridge: Prometheus listens there. */
 export const HUB_ADDRESS = "10.22.0.254";
-
-let made = 0;
 
 /** A process in a namespace: its output as it comes, and how to stop it. */
 export class NsProcess {
@@ -99,9 +98,7 @@ export class Mesh {
 
   /** Makes `size` nodes; deletes what it made when a step fails. */
   static async open(size: number): Promise<Mesh> {
-    // Test files run in parallel may share the process id and the count.
-    const salt = crypto.randomUUID().slice(0, 8);
-    const mesh = new Mesh(`${Deno.pid % 100_000}${salt}x${made++}`, size);
+    const mesh = new Mesh(namespaceId(), size);
     const hub = mesh.hub;
     try {
       await sh([

@@ -86,6 +86,18 @@ function denoInNamespace(ns: string, args: string[]): string[] {
 
 let made = 0;
 
+/**
+ * A name part for a test's namespaces, unique on this host for a while:
+ * test files run in parallel share the process id, each with its own count,
+ * so a random part keeps them apart. Short enough for interface names
+ * (15 characters at most) with a 4-character prefix.
+ */
+export function namespaceId(): string {
+  const salt = Math.floor(Math.random() * 36 ** 3).toString(36)
+    .padStart(3, "0");
+  return `${Deno.pid % 100_000}${salt}x${made++}`;
+}
+
 /** Two namespaces joined by a veth pair; `close()` deletes them. */
 export class Lan {
   /** The server's namespace. */
@@ -106,12 +118,7 @@ export class Lan {
 
   /** Makes the namespaces; deletes what it made when a step fails. */
   static async open(): Promise<Lan> {
-    // Test files run in parallel share the process id, each with its own
-    // count: a random part keeps their names apart (15 characters at most).
-    const salt = Math.floor(Math.random() * 36 ** 3).toString(36)
-      .padStart(3, "0");
-    const id = `${Deno.pid % 100_000}${salt}x${made++}`;
-    const lan = new Lan(id);
+    const lan = new Lan(namespaceId());
     const s = lan.server;
     const p = lan.peer;
     try {

@@ -16,11 +16,9 @@
  * @module
  */
 
-import { NETNS_SKIP } from "./netns.ts";
+import { namespaceId, NETNS_SKIP } from "./netns.ts";
 import { loadNft, nftCounter, run, sh } from "./command.ts";
 import { ROOT } from "./cli.ts";
-
-let made = 0;
 
 /** Client, router and server namespaces; `close()` deletes them. */
 export class RoutedLan {
@@ -66,11 +64,7 @@ export class RoutedLan {
 
   /** Makes the namespaces and routes; deletes what it made when a step fails. */
   static async open(): Promise<RoutedLan> {
-    // Test files run in parallel share the process id, each with its own
-    // count: a random part keeps their names apart (15 characters at most).
-    const salt = Math.floor(Math.random() * 36 ** 3).toString(36)
-      .padStart(3, "0");
-    const lan = new RoutedLan(`${Deno.pid % 100_000}${salt}x${made++}`);
+    const lan = new RoutedLan(namespaceId());
     const { client: c, router: r, server: s } = lan;
     const a4 = RoutedLan.ADDRESSES[4];
     const a6 = RoutedLan.ADDRESSES[6];
