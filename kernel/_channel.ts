@@ -26,8 +26,6 @@
  * @module
  */
 
-import type { WakeRequest } from "./_wake_warm_up.ts";
-
 /** Float64 fields per record: code, four numbers, byte length. */
 export const RECORD_FIELDS = 6;
 /** The field holding the length of a record's bytes. */
@@ -85,6 +83,14 @@ export type WorkerMessage<R> =
   | { type: "done"; result: R }
   /** A warm-up engine waits for a datagram from the main thread. */
   | WakeRequest;
+
+/** A Worker's ask: send a datagram from socket `fd` to `hostname`:`port`. */
+export interface WakeRequest {
+  type: "wake";
+  fd: number;
+  hostname: string;
+  port: number;
+}
 
 function isPowerOfTwo(n: number): boolean {
   return Number.isInteger(n) && n >= 1 && Number.isInteger(Math.log2(n));

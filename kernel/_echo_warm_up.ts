@@ -24,7 +24,8 @@ import { EchoEngine } from "./_echo_engine.ts";
 import { C_ECHOED, COUNTER_SLOTS } from "./_echo_events.ts";
 import type { DecideHook, ReflectHook } from "./_hooks.ts";
 import type { Libc } from "./_libc.ts";
-import { type WakeRequest, warmUpWakes } from "./_wake_warm_up.ts";
+import { warmUpWakes } from "./_wake_warm_up.ts";
+import type { WakeRequest } from "./_channel.ts";
 
 /** Echoes the warm-up runs, each one datagram through the whole engine. */
 export const WARM_UP_ROUNDS = 64;

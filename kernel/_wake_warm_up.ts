@@ -15,6 +15,7 @@ import { bindSocket, resolveSockaddrs } from "./_bind.ts";
 import type { EchoEngine } from "./_echo_engine.ts";
 import { C_ECHOED } from "./_echo_events.ts";
 import type { Libc } from "./_libc.ts";
+import type { WakeRequest } from "./_channel.ts";
 
 /** Times each warm-up engine is woken by a datagram while it waits. */
 export const WAKE_ROUNDS = 4;
@@ -26,14 +27,6 @@ export const WAKE_ROUNDS = 4;
 const WAKE_DELAY_MS = 2;
 /** The datagram the main thread sends. */
 const WAKE_SIZE = 64;
-
-/** A Worker's ask: send a datagram from socket `fd` to `hostname`:`port`. */
-export interface WakeRequest {
-  type: "wake";
-  fd: number;
-  hostname: string;
-  port: number;
-}
 
 /**
  * Has `engine`, whose socket listens on `hostname`:`port` with a receive

@@ -129,7 +129,9 @@ for (const io of IO_MODES) {
       [9, true],
     ]);
     for (let i = 0; i < 10; i += 2) {
-      ok(replies[i].rtt_ms > replies[i + 1].rtt_ms, events.stdout);
+      // Sent later, back together: shorter, or equal when a stall sent
+      // both in one batch.
+      ok(replies[i].rtt_ms >= replies[i + 1].rtt_ms, events.stdout);
     }
     const text = await client(port, io, ["-c", "4", "-i", "5", "-q"]);
     match(

@@ -55,14 +55,19 @@ export async function openBrowser(url: string): Promise<Browser> {
       // Ended already.
     }
     await child.status;
+    // Its helper processes may hold stderr open longer: stop reading it.
+    await stderr?.cancel().catch(() => {});
+    await stderr?.drained;
     // Its helper processes may write to the profile a moment longer.
     await sh(
       `for try in 1 2 3 4 5 6 7 8 9 10; do rm -rf '${profile}' 2>/dev/null && exit 0; sleep 0.5; done; exit 1`,
     );
   };
   let session: DevTools;
+  let stderr: ChromiumStderr | undefined;
   try {
-    const browserUrl = await devToolsUrl(child.stderr);
+    stderr = await devToolsUrl(child.stderr);
+    const browserUrl = stderr.url;
     const { host } = new URL(browserUrl);
     let page: { webSocketDebuggerUrl: string } | undefined;
     for (let tries = 0; page === undefined && tries < 100; tries++) {
@@ -124,10 +129,17 @@ export async function openBrowser(url: string): Promise<Browser> {
   return browser;
 }
 
+/** Chromium's DevTools address, and its stderr, drained until cancelled. */
+interface ChromiumStderr {
+  url: string;
+  cancel(): Promise<void>;
+  drained: Promise<void>;
+}
+
 /** Reads Chromium's stderr up to its "DevTools listening on ws://…" line. */
 async function devToolsUrl(
   stderr: ReadableStream<Uint8Array>,
-): Promise<string> {
+): Promise<ChromiumStderr> {
   let said = "";
   const reader = stderr.pipeThrough(new TextDecoderStream()).getReader();
   while (true) {
@@ -137,10 +149,10 @@ async function devToolsUrl(
     const found = said.match(/DevTools listening on (ws:\/\/\S+)/);
     if (found) {
       // Keep draining, so the browser never blocks on a full pipe.
-      (async () => {
+      const drained = (async () => {
         while (!(await reader.read()).done);
       })().catch(() => {});
-      return found[1]!;
+      return { url: found[1]!, cancel: () => reader.cancel(), drained };
     }
   }
 }
