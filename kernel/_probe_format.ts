@@ -56,19 +56,24 @@ export function formatsOf(
  * Writes a probe of `format` into socket `s`'s first send slot and sends
  * it alone: the send time (T1) is the engine's CLOCK_REALTIME read right
  * before `sendto`, written into the probe after that read, so the packet's
- * T1 and the round trip's start are one reading. Returns the send's result
+ * T1 and the round trip's start are one reading. `flags` go to `sendto`
+ * (`MSG_PROBE` in the warm-up: nothing leaves). Returns the send's result
  * (negative errno on failure) and T1 in ms since the epoch.
  */
 export function sendFormatted(
   engine: SenderEngine,
   format: EngineProbeFormat,
   probe: { s: number; header: ProbeHeader },
+  flags = 0,
 ): { result: number; epoch: number } {
   // A provisional time: the packet's own is written right before the send.
-  format.encode(engine.sendSlot(probe.s, 0), {
-    ...probe.header,
-    sentAt: engine.realEpochMs(engine.realNow()),
-  });
-  const result = engine.send(probe.s, format.writeSendTime);
+  const slot = engine.sendSlot(probe.s, 0);
+  const provisional = engine.realEpochMs(engine.realNow());
+  format.encode(slot, { ...probe.header, sentAt: provisional });
+  // Written once more before T1: the first call of the format's writer on
+  // a run's first probe is its slow one (the code it shares with `encode`
+  // settles then), and it must not fall between T1 and the system call.
+  format.writeSendTime(slot, provisional);
+  const result = engine.send(probe.s, format.writeSendTime, flags);
   return { result, epoch: engine.realEpochMs(engine.sentReal) };
 }

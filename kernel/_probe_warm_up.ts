@@ -9,10 +9,14 @@ import { encodeProbeInto } from "../measure/probe.ts";
 import { type Arrival, ProbeBook } from "../measure/_book.ts";
 import { createProbeChannel, ProbeEventWriter } from "./_probe_events.ts";
 import type { SenderEngine } from "./sender.ts";
+import { MSG_PROBE } from "./_libc.ts";
+import { sendFormatted } from "./_probe_format.ts";
 import type { EngineConfig, EngineProbeFormat } from "./probes.ts";
 
 /** Rounds of the probe bookkeeping {@linkcode warmUp} runs. */
 const WARM_UP_ROUNDS = 4000;
+/** Runs of the real sockets' send path (sending nothing) it makes. */
+const SEND_WARM_UP_ROUNDS = 500;
 /**
  * How long the Worker rests after its warm-up, in ms, so the optimising
  * compiler's background jobs finish before the first send is due rather
@@ -29,6 +33,8 @@ export function warmUp(
   config: EngineConfig,
   engine: SenderEngine,
   control: Int32Array,
+  sockets: number,
+  stampOffset: number,
   format?: EngineProbeFormat,
 ): void {
   const { size, session, target, timeoutMs } = config;
@@ -44,6 +50,17 @@ export function warmUp(
   // code `writeSendTime` shares would undo (deoptimise) what the loop got
   // compiled, at probe 0's send, between T1 and the system call.
   format?.warmUp?.(size);
+  // The send itself, on the real sockets and slots with the run's own
+  // stamp writer, flagged MSG_PROBE so nothing leaves: probe 0's send is
+  // then not the first run of this code between T1 and the system call.
+  for (let i = 0; i < SEND_WARM_UP_ROUNDS; i++) {
+    const s = i % sockets;
+    if (format === undefined) engine.send(s, stampOffset, MSG_PROBE);
+    else {
+      const header = book.header(book.beginSend(size, NaN, NaN, i + 0.5));
+      sendFormatted(engine, format, { s, header }, MSG_PROBE);
+    }
+  }
   for (let i = 0; i < WARM_UP_ROUNDS; i++) {
     const seq = book.beginSend(size, i, i, i);
     encodeProbeInto(slot, book.header(seq));

@@ -184,7 +184,7 @@ function runLoop(
   const sentReal = books.map(() => new Times(config.ring));
   const timing = new KernelTiming(books, sentReal);
   const arrival: Arrival = { fromTarget: false, now: 0, timing };
-  warmUp(config, engine, control, formats?.[0]);
+  warmUp(config, engine, control, books.length, STAMP_OFFSET, formats?.[0]);
   let failure: string | undefined;
 
   const sendBatch = Math.min(SEND_BATCH, engine.sendBatchSize);

@@ -297,9 +297,10 @@ export class SenderEngine {
    * CLOCK_REALTIME right before the call (`sentMono`, `sentReal`) and, when
    * `stampAt` is given, writes the realtime as ms since the epoch there
    * (a big-endian float64) first, or has `stampAt` write it (a format's
-   * layout) when a function. Returns the bytes sent, or -errno.
+   * layout) when a function. `flags` go to `sendto` (`MSG_PROBE` for a
+   * warm-up that sends nothing). Returns the bytes sent, or -errno.
    */
-  send(s: number, stampAt: number | StampWriter = -1): number {
+  send(s: number, stampAt: number | StampWriter = -1, flags = 0): number {
     this.sentMono = this.monoNow();
     this.sentReal = this.realNow();
     const slot = this.#sendSlots[s * this.#sendVlen]!;
@@ -313,7 +314,7 @@ export class SenderEngine {
         this.#fds[s]!,
         this.#sendPtrs[s]!,
         this.#sizeArg,
-        0,
+        flags,
         this.#targetPtr,
         this.#targetLength,
       );
