@@ -24,29 +24,7 @@
 import { parseArgs } from "node:util";
 import { Lan } from "../testing/netns.ts";
 import { udpCounters } from "../testing/snmp.ts";
-
-const REFLECTOR = `
-const count = Number(Deno.args[0]);
-const conn = Deno.listenDatagram({ transport: "udp", hostname: "0.0.0.0", port: 0 });
-console.log("port " + conn.addr.port);
-const held = [];
-for (;;) {
-  const [data, from] = await conn.receive();
-  if (from.hostname === "127.0.0.1") break;
-  held.push([data, from]);
-  if (held.length === count) console.log("held " + count);
-}
-for (const [data, from] of held) await conn.send(data, from);
-console.log("sent " + held.length);
-conn.close();
-`;
-
-const GO = `
-const conn = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
-await conn.send(new Uint8Array(1), { transport: "udp", hostname: "127.0.0.1", port: Number(Deno.args[0]) });
-conn.close();
-`;
-
+import { BURST_GO, BURST_REFLECTOR } from "../testing/burst_reflector.ts";
 const { values, positionals } = parseArgs({
   args: Deno.args,
   options: {
@@ -125,7 +103,7 @@ try {
         .join("\n");
     };
   } else {
-    burst = lan.spawnDeno(lan.server, REFLECTOR, [values.burst]);
+    burst = lan.spawnDeno(lan.server, BURST_REFLECTOR, [values.burst]);
     port = ((await burst.lines.next()).value as string).slice(5);
     stopServer = async () => {
       await burst!.status;
@@ -143,7 +121,7 @@ try {
   if (burst !== undefined) {
     await burst.lines.next();
     Deno.kill(client.pid, "SIGSTOP");
-    await lan.deno(lan.server, GO, [port]);
+    await lan.deno(lan.server, BURST_GO, [port]);
     await burst.lines.next();
     Deno.kill(client.pid, "SIGCONT");
   }

@@ -15,36 +15,12 @@ import { equal, match, ok } from "node:assert/strict";
 import { nsTest, reportSkip } from "../testing/netns.ts";
 import { ROOT, runScript, startServer } from "../testing/cli.ts";
 import { udpCounters } from "../testing/snmp.ts";
+import { BURST_GO, BURST_REFLECTOR } from "../testing/burst_reflector.ts";
 
 reportSkip("client host drop tests");
 
 /** Probes of the run: far more than the client's receive buffer holds. */
 const PROBES = 2000;
-
-// Holds every datagram until one comes from 127.0.0.1 (the test's go),
-// saying "port P", then "held N" once N are held, then "sent N".
-const REFLECTOR = `
-const count = Number(Deno.args[0]);
-const conn = Deno.listenDatagram({ transport: "udp", hostname: "0.0.0.0", port: 0 });
-console.log("port " + conn.addr.port);
-const held = [];
-for (;;) {
-  const [data, from] = await conn.receive();
-  if (from.hostname === "127.0.0.1") break;
-  held.push([data, from]);
-  if (held.length === count) console.log("held " + count);
-}
-for (const [data, from] of held) await conn.send(data, from);
-console.log("sent " + held.length);
-conn.close();
-`;
-
-// Sends the reflector its go.
-const GO = `
-const conn = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
-await conn.send(new Uint8Array(1), { transport: "udp", hostname: "127.0.0.1", port: Number(Deno.args[0]) });
-conn.close();
-`;
 
 async function next(lines: AsyncIterator<string>, what: string) {
   const { value, done } = await lines.next();
@@ -57,7 +33,9 @@ for (const io of ["batch", "socket"] as const) {
   nsTest(
     `client.ts --io ${io} counts the replies its receive buffer dropped as the kernel does, apart from the path's loss`,
     async (lan) => {
-      const reflector = lan.spawnDeno(lan.server, REFLECTOR, [String(PROBES)]);
+      const reflector = lan.spawnDeno(lan.server, BURST_REFLECTOR, [
+        String(PROBES),
+      ]);
       const port = (await next(reflector.lines, "port ")).slice(5);
       const before = await udpCounters(lan.peer);
       const client = new Deno.Command("ip", {
@@ -99,13 +77,13 @@ for (const io of ["batch", "socket"] as const) {
         await Promise.race([next(reflector.lines, "held "), ended]);
         Deno.kill(client.pid, "SIGSTOP");
         stopped = true;
-        await lan.deno(lan.server, GO, [port]);
+        await lan.deno(lan.server, BURST_GO, [port]);
         burst = true;
         await next(reflector.lines, "sent ");
       } finally {
         if (stopped) Deno.kill(client.pid, "SIGCONT");
         // The reflector ends only on its go.
-        if (!burst) await lan.deno(lan.server, GO, [port]);
+        if (!burst) await lan.deno(lan.server, BURST_GO, [port]);
       }
       const output = await client.output();
       await reflector.status;
