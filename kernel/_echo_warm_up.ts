@@ -19,12 +19,12 @@
  */
 
 import type { AddressFamily } from "../net/address.ts";
-import { bindSocket, resolveSockaddrs } from "./_bind.ts";
+import { bindSocket } from "./_bind.ts";
 import { EchoEngine } from "./_echo_engine.ts";
 import { C_ECHOED, COUNTER_SLOTS } from "./_echo_events.ts";
 import type { DecideHook, ReflectHook } from "./_hooks.ts";
 import type { Libc } from "./_libc.ts";
-import { warmUpWakes } from "./_wake_warm_up.ts";
+import { sendZeros, warmUpWakes } from "./_wake_warm_up.ts";
 import type { WakeRequest } from "./_channel.ts";
 
 /** Echoes the warm-up runs, each one datagram through the whole engine. */
@@ -125,19 +125,8 @@ export function warmUpEcho(libc: Libc, options: EchoWarmUpOptions): number {
     if (options.ask !== undefined) {
       warmUpWakes(libc, engine, socket.addr, options.ask);
     }
-    const self = resolveSockaddrs(libc, loopback, socket.addr.port)[0];
-    const payload = new Uint8Array(WARM_UP_SIZE);
-    if (
-      self === undefined ||
-      libc.symbols.sendto(
-          socket.fd,
-          Deno.UnsafePointer.of(payload),
-          BigInt(payload.length),
-          0,
-          Deno.UnsafePointer.of(self),
-          self.length,
-        ) !== payload.length
-    ) return 0;
+    const self = { hostname: loopback, port: socket.addr.port };
+    if (!sendZeros(libc, socket.fd, WARM_UP_SIZE, self)) return 0;
     // Each echo goes back to its source, this socket: the next turn's datagram.
     for (let round = 0; round < WARM_UP_ROUNDS; round++) {
       const n = engine.receive();

@@ -69,16 +69,29 @@ export function warmUpWakes(
  */
 export function answerWake(libc: Libc, request: WakeRequest): void {
   setTimeout(() => {
-    const target = resolveSockaddrs(libc, request.hostname, request.port)[0];
-    if (target === undefined) return;
-    const payload = new Uint8Array(WAKE_SIZE);
-    libc.symbols.sendto(
-      request.fd,
-      Deno.UnsafePointer.of(payload),
-      BigInt(payload.length),
-      0,
-      Deno.UnsafePointer.of(target),
-      target.length,
-    );
+    sendZeros(libc, request.fd, WAKE_SIZE, request);
   }, WAKE_DELAY_MS);
+}
+
+/**
+ * Sends `size` zero bytes from socket `fd` to `to`, for a warm-up that
+ * talks only to itself; returns whether all of them left.
+ */
+export function sendZeros(
+  libc: Libc,
+  fd: number,
+  size: number,
+  to: { hostname: string; port: number },
+): boolean {
+  const target = resolveSockaddrs(libc, to.hostname, to.port)[0];
+  if (target === undefined) return false;
+  const payload = new Uint8Array(size);
+  return libc.symbols.sendto(
+    fd,
+    Deno.UnsafePointer.of(payload),
+    BigInt(payload.length),
+    0,
+    Deno.UnsafePointer.of(target),
+    target.length,
+  ) === size;
 }
