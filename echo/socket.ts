@@ -314,34 +314,8 @@ async function echoLoop(
         if (datagramEvents) {
           emit({ type: "dropped", from, local, data, reason: verdict });
         }
-      } else {
-        try {
-          const sent = await conn.send(data, from);
-          counters.echoed++;
-          counters.echoedBytes += sent;
-          if (datagramEvents) {
-            emit({ type: "datagram", from, local, data, sent });
-          }
-        } catch (error) {
-          if (isClosed()) {
-            // Stopping cut this echo off: a drop, not a send error, so the
-            // totals still add up (received = echoed + dropped + errors).
-            counters.droppedBy.shutdown = (counters.droppedBy.shutdown ?? 0) +
-              1;
-            if (datagramEvents) {
-              emit({ type: "dropped", from, local, data, reason: "shutdown" });
-            }
-            break;
-          }
-          counters.errorsBy.send++;
-          emit({
-            type: "error",
-            operation: "send",
-            local,
-            peer: from,
-            error: asError(error),
-          });
-        }
+      } else if (!(await sendEcho(data, from))) {
+        break;
       }
       if (!primary && !queued) break;
     }
@@ -393,13 +367,26 @@ async function echoLoop(
       return;
     }
     reply.beforeSend(data);
+    await sendEcho(data, from);
+  }
+
+  // Sends an echo and counts it; false when stopping cut it off, a drop,
+  // not a send error, so the totals still add up (received = echoed +
+  // dropped + errors).
+  async function sendEcho(
+    data: Uint8Array,
+    from: Deno.NetAddr,
+  ): Promise<boolean> {
     try {
       const sent = await conn.send(data, from);
       counters.echoed++;
       counters.echoedBytes += sent;
       if (datagramEvents) emit({ type: "datagram", from, local, data, sent });
     } catch (error) {
-      if (isClosed()) return shutdownDrop(from, data);
+      if (isClosed()) {
+        shutdownDrop(from, data);
+        return false;
+      }
       counters.errorsBy.send++;
       emit({
         type: "error",
@@ -409,6 +396,7 @@ async function echoLoop(
         error: asError(error),
       });
     }
+    return true;
   }
 
   receiver(new Uint8Array(RECEIVE_BUFFER_SIZE), true);
