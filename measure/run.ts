@@ -6,11 +6,7 @@
  */
 
 import { isUnspecified } from "../net/address.ts";
-import {
-  dropsSince,
-  type HostDrops,
-  readHostDrops,
-} from "../net/host_drops.ts";
+import { type HostDrops, SocketDropCounter } from "../net/host_drops.ts";
 import {
   decodeProbe,
   encodeProbeInto,
@@ -372,7 +368,7 @@ export async function runFlows(options: FlowRunOptions): Promise<RunResult> {
     for (const flow of flows) flow.options.format?.warmUp?.(size);
     await Promise.all(flows.map(warmUpSocket));
     await settle();
-    const dropsBefore = flows.map(flowDrops);
+    const drops = new SocketDropCounter(flows.map((flow) => flow.local));
     options.onIo?.("socket", fallbackReason);
     const start = performance.now();
     const pace: Pacing = {
@@ -399,9 +395,7 @@ export async function runFlows(options: FlowRunOptions): Promise<RunResult> {
     }));
     const end = performance.now();
     // Read before the sockets close, which takes their lines away.
-    const hostDrops = sumDrops(
-      flows.map((flow, k) => dropsSince(dropsBefore[k]!, flowDrops(flow))),
-    );
+    const hostDrops = sumDrops(drops.read());
     for (const flow of flows) flow.close();
     await Promise.all(flows.map((flow) => flow.receiving));
     const failed = flows.find((flow) => flow.error !== undefined);
@@ -433,11 +427,6 @@ export async function runFlows(options: FlowRunOptions): Promise<RunResult> {
     for (const flow of flows) flow.close();
     await Promise.all(flows.map((flow) => flow.receiving));
   }
-}
-
-/** The drops of a flow's socket so far, from `/proc/net/udp{,6}`. */
-function flowDrops(flow: Flow): HostDrops {
-  return readHostDrops(flow.local.hostname, flow.local.port);
 }
 
 /** The drops of every flow added up; unknown when one is. */

@@ -133,33 +133,24 @@ export function dropsInTable(
 }
 
 /**
- * Reads the drops of the UDP socket bound to `hostname`:`port` of this
- * network namespace from `/proc/net/udp{,6}`; synchronous, so it can be
- * read right before the socket closes.
+ * Reads the drops of the UDP sockets bound to `locals` in this network
+ * namespace from `/proc/net/udp{,6}`, each table read once; synchronous,
+ * so it can be read right before the sockets close.
  *
- * @param hostname The socket's bound address, as an IP literal (a
- * wildcard is `0.0.0.0` or `::`).
- * @param port Its bound port.
- * @returns The count, or `drops: null` and what it would need.
+ * @param locals The sockets' bound addresses (IP literals; a wildcard is
+ * `0.0.0.0` or `::`) and ports.
+ * @returns Each socket's count, or `drops: null` and what it would need, in
+ * the order given.
  *
  * @example
  * ```ts ignore
- * import { readHostDrops } from "./host_drops.ts";
+ * import { readAllHostDrops } from "./host_drops.ts";
  *
  * const conn = Deno.listenDatagram({ hostname: "127.0.0.1", port: 0, transport: "udp" });
- * console.log(readHostDrops("127.0.0.1", (conn.addr as Deno.NetAddr).port));
+ * const { port } = conn.addr as Deno.NetAddr;
+ * console.log(readAllHostDrops([{ hostname: "127.0.0.1", port }]));
  * conn.close();
  * ```
- */
-export function readHostDrops(hostname: string, port: number): HostDrops {
-  return readAllHostDrops([{ hostname, port }])[0]!;
-}
-
-/**
- * {@linkcode readHostDrops} of several sockets, each table read once.
- *
- * @param locals The sockets' bound addresses and ports.
- * @returns Each socket's count or why it is unknown, in the order given.
  */
 export function readAllHostDrops(
   locals: readonly { hostname: string; port: number }[],

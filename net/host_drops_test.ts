@@ -3,7 +3,7 @@ import {
   dropsInTable,
   NEEDS_ALLOW_ALL,
   procLocalAddress,
-  readHostDrops,
+  readAllHostDrops,
 } from "./host_drops.ts";
 
 // Lines as Linux writes them, one socket each.
@@ -43,7 +43,7 @@ Deno.test("dropsInTable() finds the one socket's drops, and says why when it can
   match(dropsInTable(UDP, "0.0.0.0", 7001).unknown!, /2 sockets share/);
 });
 
-Deno.test("readHostDrops() without --allow-all says what it needs, without a prompt", () => {
+Deno.test("readAllHostDrops() without --allow-all says what it needs, without a prompt", () => {
   const conn = Deno.listenDatagram({
     hostname: "127.0.0.1",
     port: 0,
@@ -51,12 +51,12 @@ Deno.test("readHostDrops() without --allow-all says what it needs, without a pro
   });
   try {
     const { port } = conn.addr as Deno.NetAddr;
-    deepEqual(readHostDrops("127.0.0.1", port), {
+    deepEqual(readAllHostDrops([{ hostname: "127.0.0.1", port }]), [{
       drops: null,
       unknown: Deno.build.os === "linux"
         ? NEEDS_ALLOW_ALL
         : "needs Linux's /proc/net/udp",
-    });
+    }]);
   } finally {
     conn.close();
   }
