@@ -298,6 +298,10 @@ function runLoop(
     });
   }
   const start = engine.monoNow();
+  // Nothing was announced before the run, and nothing is overdue: an
+  // announcement now would wake the main thread while probe 0 is in flight,
+  // to compete with the reflector's wake-up for a CPU.
+  lastFlush = start;
   let n = 0;
   let sending = true;
   let sendEnd = start;
