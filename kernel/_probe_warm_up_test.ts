@@ -18,19 +18,37 @@ function silentTarget() {
   return { conn, port: (conn.addr as Deno.NetAddr).port };
 }
 
+/**
+ * `count` probe sockets bound to `bind` aimed at a silent target, and an
+ * engine on them; `close` closes all three.
+ */
+function openProbes(count: number, bind = "0.0.0.0") {
+  const target = silentTarget();
+  const sockets = openSenderSockets({
+    target: { hostname: "127.0.0.1", port: target.port, family: "IPv4" },
+    bind: { hostname: bind, port: 0 },
+    count,
+  });
+  const { engine, release } = openSender({
+    fds: sockets.fds,
+    target: sockets.target,
+    size: 32,
+  });
+  return {
+    target,
+    sockets,
+    engine,
+    close() {
+      release();
+      sockets.close();
+      target.conn.close();
+    },
+  };
+}
+
 for (const bind of ["0.0.0.0", "127.0.0.1"]) {
   Deno.test(`primeSockets() has each socket bound to ${bind} send itself empty datagrams and takes each back, none to the target`, async () => {
-    const target = silentTarget();
-    const sockets = openSenderSockets({
-      target: { hostname: "127.0.0.1", port: target.port, family: "IPv4" },
-      bind: { hostname: bind, port: 0 },
-      count: 2,
-    });
-    const { engine, release } = openSender({
-      fds: sockets.fds,
-      target: sockets.target,
-      size: 32,
-    });
+    const { target, sockets, engine, close } = openProbes(2, bind);
     try {
       const ignored = [0, 0];
       const fromSelf = [0, 0];
@@ -75,24 +93,13 @@ for (const bind of ["0.0.0.0", "127.0.0.1"]) {
       equal(received[0].length, 32);
       equal(received[0][0], 9);
     } finally {
-      release();
-      sockets.close();
-      target.conn.close();
+      close();
     }
   });
 }
 
 Deno.test("primeSockets() stops at a socket with no address to reach itself by, sending nothing", () => {
-  const target = silentTarget();
-  const sockets = openSenderSockets({
-    target: { hostname: "127.0.0.1", port: target.port, family: "IPv4" },
-    count: 1,
-  });
-  const { engine, release } = openSender({
-    fds: sockets.fds,
-    target: sockets.target,
-    size: 32,
-  });
+  const { sockets, engine, close } = openProbes(1);
   try {
     let received = 0;
     const primed = primeSockets(engine, {
@@ -110,8 +117,6 @@ Deno.test("primeSockets() stops at a socket with no address to reach itself by, 
     equal(received, 0);
     equal(engine.receive(0), 0);
   } finally {
-    release();
-    sockets.close();
-    target.conn.close();
+    close();
   }
 });
