@@ -3,7 +3,7 @@
  * (issue 11, §9 and §10), as a user runs it: a subprocess on real sockets.
  */
 import { equal, match, ok } from "node:assert/strict";
-import { ROOT, spawnScript } from "./testing/cli.ts";
+import { ROOT, spawnScript, startServer } from "./testing/cli.ts";
 import { rssKiB } from "./testing/proc.ts";
 
 type Io = "socket" | "batch";
@@ -11,7 +11,6 @@ const PERMISSIONS: Record<Io, string[]> = {
   socket: ["--allow-net"],
   batch: ["--allow-net", "--allow-ffi", "--allow-read=."],
 };
-const decoder = new TextDecoder();
 
 function freePort(): number {
   const conn = Deno.listenDatagram({
@@ -268,12 +267,14 @@ for (const io of ["socket", "batch"] as const) {
 }
 
 Deno.test("server.ts folds the errors of a sender it may not answer: one line a second, not one per datagram", async () => {
-  const port = freePort();
-  const child = spawnServer("socket", ["-p", String(port), "-q"], [
-    "--allow-net=127.0.0.1",
-  ]);
-  const stdoutText = new Response(child.stdout).text();
-  const stderrText = new Response(child.stderr).text();
+  // Port 0 and the port its first line names: a port picked beforehand may
+  // be taken meanwhile by another test's echo, which would answer for it.
+  const server = await startServer(
+    serverArgs("socket", ["-p", "0", "-q"]),
+    "server.ts",
+    ["--allow-net=127.0.0.1"],
+  );
+  const port = server.port;
   await waitForEcho(port);
   const started = performance.now();
   const sent = await flood(port, {
@@ -282,10 +283,7 @@ Deno.test("server.ts folds the errors of a sender it may not answer: one line a 
     from: "127.0.0.2",
   });
   const seconds = (performance.now() - started) / 1000;
-  child.kill("SIGTERM");
-  const { code } = await child.status;
-  const stdout = await stdoutText;
-  const stderr = decoder.decode(new TextEncoder().encode(await stderrText));
+  const { code, stdout, stderr } = await server.stop("SIGTERM");
   equal(code, 0);
   const lines = stderr.trimEnd().split("\n");
   const errorLines = lines.filter((line) =>

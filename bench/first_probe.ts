@@ -2,18 +2,20 @@
 /**
  * Probe 0 against the rest of the run, and whether STAMP's parts add up,
  * on both backends side by side: each round runs `_first_probe_run.ts` in
- * a fresh process (a ping of `--count` probes every `--interval` ms,
- * plain and as the STAMP Session-Sender of `client.ts --stamp`) once on
- * Deno's sockets and once on the kernel engine, the order rotated each
- * round, against one `server.ts` and one `server.ts --stamp` started
- * beforehand. It reports, per mode and backend, the ratio of probe 0's
- * RTT to the run's median RTT (median and range over the rounds, and how
- * many rounds kept it within 2x), with STAMP which part probe 0 lost its
- * time in (each of its forward, backward and reflector times over the
- * run's median of the same), and how many probes' forward + backward +
- * reflector time differs from their RTT by more than 1 µs, beside how
- * many replies were judged to span a step of the wall clock (their RTT is
- * then the monotonic one, which the parts need not match).
+ * a fresh process (a ping of `--count` probes every `--interval` ms, plain
+ * and as the STAMP Session-Sender of `client.ts --stamp`) once on Deno's
+ * sockets and once on the kernel engine, the order rotated each round,
+ * against one `server.ts` and one `server.ts --stamp` started beforehand.
+ * It reports, per mode and backend, the ratio of probe 0's RTT to the
+ * run's median RTT (median and range over the rounds, and how many rounds
+ * kept it within 2x), beside the same ratio of three later probes of each
+ * round (how far one probe strays by chance on this host), with STAMP
+ * which part probe 0 lost its time in (each of its forward, backward and
+ * reflector times over the run's median of the same), and how many probes'
+ * forward + backward + reflector time differs from their RTT by more than
+ * 1 µs, beside how many replies were judged to span a step of the wall
+ * clock (their RTT is then the monotonic one, which the parts need not
+ * match).
  *
  * Usage:
  *   deno run --allow-net --allow-run --allow-read bench/first_probe.ts \
@@ -33,14 +35,19 @@
 
 import { parseArgs } from "node:util";
 import { ROOT, startServer } from "../testing/cli.ts";
+import { buildC } from "./native.ts";
 
 /** What `server.ts --io batch` needs besides the network. */
 const ENGINE = ["--allow-net", "--allow-ffi", "--allow-read=."];
 const BACKENDS = ["socket", "batch"] as const;
 /** Parts and RTT may differ by float rounding, far below this, in ms. */
 const PARTS_TOLERANCE_MS = 0.001;
+/** The plain probe's size, as `_first_probe_run.ts` sends it (the default). */
+const PLAIN_SIZE = 64;
+/** The row of the C reference (`first_probe.c`), in place of a checkout. */
+const C_ROW = "C reference (first_probe.c)";
 
-type Backend = typeof BACKENDS[number];
+type Backend = typeof BACKENDS[number] | "c";
 
 /** One round's output of `_first_probe_run.ts`. */
 interface Round {
@@ -57,13 +64,22 @@ function median(values: number[]): number {
   return sorted.length === 0 ? NaN : sorted[Math.floor(sorted.length / 2)]!;
 }
 
-/** Probe 0's value over the run's median of the same series. */
-function firstOverMedian(values: (number | null)[] | undefined): number {
-  const first = values?.[0];
-  if (values === undefined || first === null || first === undefined) {
+/** Probe `seq`'s value over the run's median of the same series. */
+function overMedian(values: (number | null)[] | undefined, seq = 0): number {
+  const value = values?.[seq];
+  if (values === undefined || value === null || value === undefined) {
     return NaN;
   }
-  return first / median(values.filter((v): v is number => v !== null));
+  return value / median(values.filter((v): v is number => v !== null));
+}
+
+/**
+ * Later probes, one a quarter, a half and three quarters through the run:
+ * each waited the same interval as probe 0's successors, so their ratios
+ * to the median show how far one probe strays on this host by chance.
+ */
+function controlProbes(count: number): number[] {
+  return [1, 2, 3].map((k) => Math.floor(count * k / 4));
 }
 
 /** `server.ts` of checkout `root`, with `--stamp` or not, on `--io io`. */
@@ -73,6 +89,31 @@ function startServerOf(root: string, stamp: boolean, io: string) {
     new URL("server.ts", `file://${root}/`).pathname,
     ["--allow-net", "--allow-ffi", `--allow-read=${root}`],
   );
+}
+
+/** One round of the C reference: plain probes, its own T1 and kernel T4. */
+async function runCRound(
+  program: string,
+  port: number,
+  options: { count: number; interval: number },
+): Promise<Round> {
+  const output = await new Deno.Command(program, {
+    args: [
+      "127.0.0.1",
+      String(port),
+      String(options.count),
+      String(options.interval),
+      String(PLAIN_SIZE),
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  if (!output.success) {
+    throw new Error(
+      `Cannot run the C reference: ${new TextDecoder().decode(output.stderr)}`,
+    );
+  }
+  return JSON.parse(new TextDecoder().decode(output.stdout));
 }
 
 async function runRound(
@@ -139,6 +180,15 @@ async function main(args: string[]): Promise<number> {
     Deno.realPathSync(root)
   );
   const here = new URL(ROOT).pathname.replace(/\/$/, "");
+  // The C reference runs plain probes only, and only where `cc` is.
+  const tools = await Deno.makeTempDir({ prefix: "first_probe_" });
+  const cProgram = await buildC(tools).then(
+    (built) => built.first_probe,
+    (error) => {
+      console.error(`no C reference row: ${error.message}`);
+      return undefined;
+    },
+  );
   const servers = fresh ? undefined : {
     plain: await startServerOf(here, false, serverIo),
     stamp: await startServerOf(here, true, serverIo),
@@ -147,21 +197,32 @@ async function main(args: string[]): Promise<number> {
   try {
     for (let r = 0; r < rounds; r++) {
       // Every checkout and backend takes each place in the order in turn.
-      const cells = roots.flatMap((root) =>
+      const cells: { root: string; io: Backend }[] = roots.flatMap((root) =>
         BACKENDS.map((io) => ({ root, io }))
       );
-      const order = cells.map((_, k) => cells[(k + r) % cells.length]!);
       for (const mode of ["plain", "stamp"] as const) {
+        const all = mode === "plain" && cProgram !== undefined
+          ? [...cells, { root: C_ROW, io: "c" as const }]
+          : cells;
+        const order = all.map((_, k) => all[(k + r) % all.length]!);
         for (const { root, io } of order) {
           const own = fresh
-            ? await startServerOf(root, mode === "stamp", serverIo)
+            ? await startServerOf(
+              io === "c" ? here : root,
+              mode === "stamp",
+              serverIo,
+            )
             : undefined;
           const server = own ?? servers![mode];
-          const round = await runRound(root, io, server.port, {
-            count,
-            interval,
-            stamp: mode === "stamp",
-          }).finally(() => own?.stop());
+          const round = await (io === "c"
+            ? runCRound(cProgram!, server.port, { count, interval })
+            : runRound(root, io, server.port, {
+              count,
+              interval,
+              stamp: mode === "stamp",
+            })).finally(() =>
+              own?.stop()
+            );
           const key = `${root}|${mode}|${io}`;
           results.set(key, [...results.get(key) ?? [], round]);
         }
@@ -171,6 +232,7 @@ async function main(args: string[]): Promise<number> {
   } finally {
     await servers?.plain.stop();
     await servers?.stamp.stop();
+    await Deno.remove(tools, { recursive: true });
   }
   const load = await new Deno.Command("cat", { args: ["/proc/loadavg"] })
     .output()
@@ -184,17 +246,21 @@ async function main(args: string[]): Promise<number> {
     } (--io ${serverIo}); load average ${load} at the end\n`,
   );
   console.log(
-    "| checkout | mode | backend | probe 0 / median RTT: median (range) | rounds within 2x | probe 0 forward / backward / reflector over their medians | probes whose parts differ from the RTT by > 1 µs | replies judged across a clock step |",
+    "| checkout | mode | backend | probe 0 / median RTT: median (range) | rounds within 2x | later probes / median RTT: median (range), within 2x | probe 0 forward / backward / reflector over their medians | probes whose parts differ from the RTT by > 1 µs | replies judged across a clock step |",
   );
-  console.log("|---|---|---|---|---|---|---|---|");
+  console.log("|---|---|---|---|---|---|---|---|---|");
   for (const [key, list] of results) {
     const [root, mode, io] = key.split("|");
-    const ratios = list.map((round) => firstOverMedian(round.rtt));
+    const ratios = list.map((round) => overMedian(round.rtt));
+    const controls = list.flatMap((round) =>
+      controlProbes(round.rtt.length).map((seq) => overMedian(round.rtt, seq))
+    ).filter(Number.isFinite);
+    const controlsWithin = controls.filter((ratio) => ratio <= 2).length;
     const within = ratios.filter((ratio) => ratio <= 2).length;
     const stamp = mode === "stamp";
     const parts = stamp
       ? (["forward", "backward", "reflector"] as const).map((part) =>
-        x(median(list.map((round) => firstOverMedian(round[part]))))
+        x(median(list.map((round) => overMedian(round[part]))))
       ).join(" / ")
       : "";
     const off = stamp
@@ -205,9 +271,11 @@ async function main(args: string[]): Promise<number> {
     console.log(
       `| ${root} | ${mode} | ${io} | ${x(median(ratios))} (${
         x(Math.min(...ratios))
-      } to ${
-        x(Math.max(...ratios))
-      }) | ${within} of ${list.length} | ${parts} | ${off} | ${
+      } to ${x(Math.max(...ratios))}) | ${within} of ${list.length} | ${
+        x(median(controls))
+      } (${x(Math.min(...controls))} to ${
+        x(Math.max(...controls))
+      }), ${controlsWithin} of ${controls.length} | ${parts} | ${off} | ${
         list.reduce((sum, round) => sum + (round.clockSteps ?? 0), 0)
       } |`,
     );

@@ -3,9 +3,11 @@
  * temporary folder at bench time (never committed): the recvmmsg/sendmmsg
  * echo server (`echo_mmsg.c`), the closed-loop generator that is also the
  * reference client (`udp_loadgen.c`), and the paced sender and the
- * timestamping receiver (`pacing.c`); and a second, leaner echo server
- * and generator (`echo_lean.c`, `loadgen_lean.c`) that `references.ts`
- * measures beside the first to show how a ratio depends on the reference.
+ * timestamping receiver (`pacing.c`), the pinger without a warm-up whose
+ * probe 0 `first_probe.ts` sets beside ours (`first_probe.c`); and a
+ * second, leaner echo server and generator (`echo_lean.c`,
+ * `loadgen_lean.c`) that `references.ts` measures beside the first to show
+ * how a ratio depends on the reference.
  *
  * @module
  */
@@ -19,6 +21,7 @@ export const C_PROGRAMS = [
   "pacing",
   "echo_lean",
   "loadgen_lean",
+  "first_probe",
 ] as const;
 
 /** Paths of the built programs. */

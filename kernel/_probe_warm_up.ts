@@ -1,6 +1,10 @@
 /**
  * The warm-up of the engine's Worker (`_probe_worker.ts`) before probe 0
- * is timed: the per-probe JavaScript run on throwaway state, then a rest.
+ * is timed: the per-probe JavaScript run on throwaway state, then a rest;
+ * and, once the run is announced, right before probe 0's T1, the kernel's
+ * send and receive path run by each probe socket sending itself an empty
+ * datagram (after the rest it is cold, and probe 0's send would otherwise
+ * pay for it inside its own round trip).
  *
  * @module
  */
@@ -9,7 +13,14 @@ import { encodeProbeInto } from "../measure/probe.ts";
 import { type Arrival, ProbeBook } from "../measure/_book.ts";
 import { createProbeChannel, ProbeEventWriter } from "./_probe_events.ts";
 import type { SenderEngine } from "./sender.ts";
-import { MSG_PROBE } from "./_libc.ts";
+import {
+  EINTR,
+  lastErrno,
+  type Libc,
+  MSG_PROBE,
+  openLibc,
+  releaseLibc,
+} from "./_libc.ts";
 import { sendFormatted } from "./_probe_format.ts";
 import type { EngineConfig, EngineProbeFormat } from "./probes.ts";
 
@@ -71,4 +82,93 @@ export function warmUp(
   }
   // Returns at once when a stop is already asked for.
   Atomics.wait(control, 0, 0, SETTLE_MS);
+}
+
+/** Empty datagrams each probe socket sends itself right before probe 0. */
+const PRIME_ROUNDS = 4;
+/** Sockets past which each sends itself one only, so priming stays short. */
+const PRIME_ALL_ROUNDS_UP_TO = 8;
+/**
+ * How long priming may wait for the datagrams in all, in ms: on loopback
+ * each is queued before its send returns, so waiting means one was lost.
+ */
+const PRIME_WAIT_MS = 100;
+/**
+ * How long the Worker rests after priming, in ms: sent at once, probe 0's
+ * reply was sometimes many times slower from the reflector (its wake-up,
+ * measured in `bench/RESULTS.md`); after a rest it is not, and the path is
+ * still warm.
+ */
+const PRIME_SETTLE_MS = 5;
+
+/** What {@linkcode primeSockets} needs of the Worker's run. */
+export interface PrimeOptions {
+  /** The probe sockets' descriptors. */
+  fds: number[];
+  /** Each socket's own address as a `sockaddr`; empty when it has none. */
+  selves: Uint8Array[];
+  /** Each socket's count of datagrams that came from elsewhere. */
+  ignored: (s: number) => number;
+  /** Takes back one of socket `s`'s ignored datagrams: a primer, not a stray. */
+  unignore: (s: number) => void;
+  /** Takes every datagram waiting, as the run does; returns how many. */
+  receiveAll: () => number;
+}
+
+/**
+ * Has each probe socket send itself {@linkcode PRIME_ROUNDS} empty
+ * datagrams (one each past {@linkcode PRIME_ALL_ROUNDS_UP_TO} sockets), each
+ * taken back through the run's own receive before the next: the run counts
+ * it as from elsewhere, and priming takes that back. Nothing goes to the
+ * target. Stops at the first that does not come back within the wait, or
+ * cannot be sent (a firewall, no loopback): probe 0 is then timed as before.
+ * Rests {@linkcode PRIME_SETTLE_MS} after the last. Returns how many came
+ * back.
+ */
+export function primeSockets(
+  engine: SenderEngine,
+  options: PrimeOptions,
+): number {
+  const { fds, selves } = options;
+  const libc = openLibc();
+  const rounds = selves.length <= PRIME_ALL_ROUNDS_UP_TO ? PRIME_ROUNDS : 1;
+  const end = engine.monoNow() + PRIME_WAIT_MS;
+  let primed = 0;
+  sockets: for (let s = 0; s < selves.length; s++) {
+    const self = selves[s]!;
+    if (self.length === 0) break;
+    for (let round = 0; round < rounds; round++) {
+      const before = options.ignored(s);
+      if (!sendEmpty(libc, fds[s]!, self)) break sockets;
+      while (options.ignored(s) === before && engine.monoNow() < end) {
+        if (options.receiveAll() === 0) engine.wait(end);
+      }
+      if (options.ignored(s) === before) break sockets;
+      options.unignore(s);
+      primed++;
+    }
+  }
+  releaseLibc();
+  // Ends early when a datagram comes: none is due before probe 0 is sent.
+  if (primed > 0) engine.wait(engine.monoNow() + PRIME_SETTLE_MS);
+  return primed;
+}
+
+/** A byte to point at: the probes' sends pass a pointer, never null. */
+const NO_PAYLOAD = new Uint8Array(1);
+
+/** Sends an empty datagram from socket `fd` to `to`; whether it left. */
+function sendEmpty(libc: Libc, fd: number, to: Uint8Array): boolean {
+  for (;;) {
+    const sent = libc.symbols.sendto(
+      fd,
+      Deno.UnsafePointer.of(NO_PAYLOAD),
+      0n,
+      0,
+      Deno.UnsafePointer.of(to),
+      to.length,
+    );
+    if (sent === 0) return true;
+    if (sent > 0 || lastErrno(libc) !== EINTR) return false;
+  }
 }

@@ -38,7 +38,7 @@ import {
 } from "./_probe_format.ts";
 import { type Arrival, ProbeBook, type ReplyTiming } from "../measure/_book.ts";
 import { Times } from "../measure/_times.ts";
-import { warmUp } from "./_probe_warm_up.ts";
+import { primeSockets, warmUp } from "./_probe_warm_up.ts";
 import { summarizeRun } from "../measure/_summary.ts";
 import type { WorkerMessage } from "./_channel.ts";
 import { ProbeEventWriter } from "./_probe_events.ts";
@@ -288,7 +288,20 @@ function runLoop(
     (flags & (GO | STOP | ABORT)) === 0;
     flags = Atomics.load(control, 0)
   ) Atomics.wait(control, 0, flags, MAX_WAIT_MS);
+  if ((Atomics.load(control, 0) & (STOP | ABORT)) === 0) {
+    primeSockets(engine, {
+      fds: config.fds,
+      selves: config.selfSockaddrs,
+      ignored: (s) => books[s]!.ignored,
+      unignore: (s) => books[s]!.ignored--,
+      receiveAll,
+    });
+  }
   const start = engine.monoNow();
+  // Nothing was announced before the run, and nothing is overdue: an
+  // announcement now would wake the main thread while probe 0 is in flight,
+  // to compete with the reflector's wake-up for a CPU.
+  lastFlush = start;
   let n = 0;
   let sending = true;
   let sendEnd = start;

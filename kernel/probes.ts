@@ -39,6 +39,8 @@ export interface EngineConfig {
   fds: number[];
   locals: HostPort[];
   targetSockaddr: Uint8Array;
+  /** Each socket's own address as a `sockaddr` (see `SenderSockets.selves`). */
+  selfSockaddrs: Uint8Array[];
   target: ResolvedAddress;
   session: number;
   size: number;
@@ -107,6 +109,7 @@ export interface EngineRun extends
     | "fds"
     | "locals"
     | "targetSockaddr"
+    | "selfSockaddrs"
     | "control"
     | "events"
     | "replyEvents"
@@ -217,6 +220,7 @@ export async function runOnEngine(run: EngineRun): Promise<RunResult> {
       fds: sockets.fds,
       locals: sockets.locals,
       targetSockaddr: sockets.target,
+      selfSockaddrs: sockets.selves,
       target: run.target,
       session: run.session,
       size: run.size,

@@ -17,10 +17,15 @@
  * @module
  */
 
-import type { HostPort, ResolvedAddress } from "../net/address.ts";
+import {
+  type HostPort,
+  isUnspecified,
+  type ResolvedAddress,
+} from "../net/address.ts";
 import { bindSocket, resolveSockaddrs } from "./_bind.ts";
 import {
   lastError,
+  type Libc,
   openLibc,
   releaseLibc,
   SO_TIMESTAMPNS,
@@ -50,6 +55,11 @@ export interface SenderSockets {
   locals: HostPort[];
   /** The target as a `sockaddr`, for {@linkcode SenderEngineOptions.target}. */
   target: Uint8Array;
+  /**
+   * Each socket's own address as a `sockaddr` (a wildcard made loopback),
+   * where it sends itself a datagram to warm up; empty when it has none.
+   */
+  selves: Uint8Array[];
   /**
    * Shuts down and closes every socket once; call it only after the last
    * {@linkcode Sender} call on them has returned.
@@ -82,6 +92,7 @@ export function openSenderSockets(options: SenderSocketOptions): SenderSockets {
   const libc = openLibc();
   const fds: number[] = [];
   const locals: HostPort[] = [];
+  const selves: Uint8Array[] = [];
   let closed = false;
   const close = () => {
     if (closed) return;
@@ -113,6 +124,7 @@ export function openSenderSockets(options: SenderSocketOptions): SenderSockets {
       }
       fds.push(socket.fd);
       locals.push({ hostname: socket.addr.hostname, port: socket.addr.port });
+      selves.push(selfSockaddr(libc, socket.addr, family));
       if (
         libc.symbols.setsockopt(
           socket.fd,
@@ -124,10 +136,24 @@ export function openSenderSockets(options: SenderSocketOptions): SenderSockets {
           0
       ) throw lastError(libc, "ask for receive timestamps");
     }
-    return { fds, locals, target: sockaddr, close };
+    return { fds, locals, target: sockaddr, selves, close };
   } catch (error) {
     close();
     throw error;
+  }
+}
+
+/** Where a socket bound to `addr` reaches itself; empty when it cannot. */
+function selfSockaddr(libc: Libc, addr: HostPort, family: number): Uint8Array {
+  const hostname = isUnspecified(addr.hostname)
+    ? (family === 10 ? "::1" : "127.0.0.1")
+    : addr.hostname;
+  try {
+    return resolveSockaddrs(libc, hostname, addr.port)
+      .find((candidate) => sockaddrFamily(candidate, 0) === family) ??
+      new Uint8Array(0);
+  } catch {
+    return new Uint8Array(0);
   }
 }
 

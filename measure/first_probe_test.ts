@@ -27,9 +27,11 @@ function headerEcho() {
     transport: "udp",
   });
   const headers: { seq: number; sentAt: number }[] = [];
+  let datagrams = 0;
   const done = (async () => {
     try {
       for await (const [data, from] of conn) {
+        datagrams++;
         const header = decodeProbe(data);
         if (header !== undefined) headers.push(header);
         await conn.send(data, from);
@@ -41,6 +43,10 @@ function headerEcho() {
   return {
     port: (conn.addr as Deno.NetAddr).port,
     headers,
+    /** Every datagram it got, a probe or not. */
+    get datagrams() {
+      return datagrams;
+    },
     async close() {
       conn.close();
       await done;
@@ -73,6 +79,9 @@ for (const io of ["socket", "batch"] as const) {
       equal(result.received, 3);
       // The warm-up sent nothing to the target: it saw the probes alone.
       deepEqual(echo.headers.map((header) => header.seq), [0, 1, 2]);
+      equal(echo.datagrams, 3);
+      // What each socket sent itself right before probe 0 is not counted.
+      equal(result.ignored, 0);
       const first = echo.headers[0]!.sentAt;
       ok(
         first >= readyAt - CLOCK_SLACK_MS,

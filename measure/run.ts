@@ -366,10 +366,11 @@ export async function runFlows(options: FlowRunOptions): Promise<RunResult> {
         : closedLoop(flow, pace, window);
     });
     for (const flow of flows) flow.options.format?.warmUp?.(size);
-    await Promise.all(flows.map(warmUpSocket));
     await settle();
     const drops = new SocketDropCounter(flows.map((flow) => flow.local));
     options.onIo?.("socket", fallbackReason);
+    // Last, so the kernel's send and receive path is warm at probe 0's T1.
+    await Promise.all(flows.map(warmUpSocket));
     const start = performance.now();
     const pace: Pacing = {
       size,
