@@ -253,6 +253,7 @@ function runLoop(
     return failed;
   };
   // Takes every datagram waiting; returns how many.
+  const primersBack = config.fds.map(() => 0);
   const receiveAll = (): number => {
     let total = 0;
     for (let s = 0; s < books.length; s++) {
@@ -270,6 +271,15 @@ function runLoop(
         for (let i = 0; i < n; i++) {
           arrival.fromTarget = engine.fromTarget(s, i);
           arrival.length = engine.length(s, i);
+          // A primer (see primeSockets) is no datagram of the run's; a stray
+          // from elsewhere, empty or not, is counted as ignored.
+          if (
+            !arrival.fromTarget && arrival.length === 0 &&
+            engine.fromAddress(s, i, config.selfSockaddrs[s]!)
+          ) {
+            primersBack[s]!++;
+            continue;
+          }
           timing.arrivalReal = engine.arrivalReal(s, i);
           books[s]!.handle(engine.data(s, i), arrival);
         }
@@ -292,8 +302,7 @@ function runLoop(
     primeSockets(engine, {
       fds: config.fds,
       selves: config.selfSockaddrs,
-      ignored: (s) => books[s]!.ignored,
-      unignore: (s) => books[s]!.ignored--,
+      primersBack: (s) => primersBack[s]!,
       receiveAll,
     });
   }
