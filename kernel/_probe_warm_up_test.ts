@@ -1,4 +1,4 @@
-import { deepEqual, equal } from "node:assert/strict";
+import { deepEqual, equal, ok } from "node:assert/strict";
 import { openSender, openSenderSockets } from "./sender.ts";
 import { primeSockets } from "./_probe_warm_up.ts";
 import type { SenderEngine } from "./sender.ts";
@@ -26,22 +26,25 @@ function silentTarget() {
 function countArrivals(engine: SenderEngine, selves: Uint8Array[]) {
   const primersBack = selves.map(() => 0);
   const ignored = selves.map(() => 0);
-  const receiveAll = () => {
-    let total = 0;
-    for (let s = 0; s < selves.length; s++) {
-      const n = engine.receive(s);
-      for (let i = 0; i < n; i++) {
-        if (engine.fromTarget(s, i)) continue;
-        if (
-          engine.length(s, i) === 0 && engine.fromAddress(s, i, selves[s]!)
-        ) primersBack[s]!++;
-        else ignored[s]!++;
-      }
-      total += Math.max(n, 0);
+  const counts = { primersBack, ignored, receives: 0, receive, receiveAll };
+  function receive(s: number): number {
+    counts.receives++;
+    const n = engine.receive(s);
+    for (let i = 0; i < n; i++) {
+      if (engine.fromTarget(s, i)) continue;
+      if (
+        engine.length(s, i) === 0 && engine.fromAddress(s, i, selves[s]!)
+      ) primersBack[s]!++;
+      else ignored[s]!++;
     }
+    return Math.max(n, 0);
+  }
+  function receiveAll(): number {
+    let total = 0;
+    for (let s = 0; s < selves.length; s++) total += receive(s);
     return total;
-  };
-  return { primersBack, ignored, receiveAll };
+  }
+  return counts;
 }
 
 for (const bind of ["0.0.0.0", "127.0.0.1"]) {
@@ -63,6 +66,7 @@ for (const bind of ["0.0.0.0", "127.0.0.1"]) {
         fds: sockets.fds,
         selves: sockets.selves,
         primersBack: (s) => counts.primersBack[s]!,
+        receive: counts.receive,
         receiveAll: counts.receiveAll,
       });
       equal(primed, 8);
@@ -111,6 +115,7 @@ Deno.test("primeSockets() stops at a socket with no address to reach itself by, 
       fds: sockets.fds,
       selves: [new Uint8Array(0)],
       primersBack: () => 0,
+      receive: () => 0,
       receiveAll: () => {
         const n = engine.receive(0);
         received += Math.max(n, 0);
@@ -161,6 +166,7 @@ Deno.test("primeSockets() never takes a stray for a primer: when its own datagra
       fds: sockets.fds,
       selves: sink.selves,
       primersBack: (s) => counts.primersBack[s]!,
+      receive: counts.receive,
       receiveAll: counts.receiveAll,
     });
     equal(primed, 0);
@@ -171,6 +177,39 @@ Deno.test("primeSockets() never takes a stray for a primer: when its own datagra
     sockets.close();
     sink.close();
     stray.close();
+    target.conn.close();
+  }
+});
+
+Deno.test("primeSockets() primes many sockets with a receive of each socket, not of every socket per datagram", () => {
+  const target = silentTarget();
+  const sockets = openSenderSockets({
+    target: { hostname: "127.0.0.1", port: target.port, family: "IPv4" },
+    bind: { hostname: "127.0.0.1", port: 0 },
+    count: 64,
+  });
+  const { engine, release } = openSender({
+    fds: sockets.fds,
+    target: sockets.target,
+    size: 32,
+  });
+  try {
+    const counts = countArrivals(engine, sockets.selves);
+    const primed = primeSockets(engine, {
+      fds: sockets.fds,
+      selves: sockets.selves,
+      primersBack: (s) => counts.primersBack[s]!,
+      receive: counts.receive,
+      receiveAll: counts.receiveAll,
+    });
+    equal(primed, 64);
+    deepEqual(counts.ignored, sockets.fds.map(() => 0));
+    // On loopback each primer is queued before its send returns: one
+    // receive finds it. Every socket's per primer would be 64 x 64.
+    ok(counts.receives <= 4 * 64, `${counts.receives} receives`);
+  } finally {
+    release();
+    sockets.close();
     target.conn.close();
   }
 });
