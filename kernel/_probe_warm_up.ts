@@ -107,10 +107,18 @@ export interface PrimeOptions {
   fds: number[];
   /** Each socket's own address as a `sockaddr`; empty when it has none. */
   selves: Uint8Array[];
-  /** Each socket's count of datagrams that came from elsewhere. */
-  ignored: (s: number) => number;
-  /** Takes back one of socket `s`'s ignored datagrams: a primer, not a stray. */
-  unignore: (s: number) => void;
+  /**
+   * How many empty datagrams from its own address socket `s`'s receive has
+   * taken: primers, which the run leaves out of every count (a stray from
+   * elsewhere stays ignored, and is never taken for a primer).
+   */
+  primersBack: (s: number) => number;
+  /**
+   * Takes every datagram waiting on socket `s`, as the run does; returns
+   * how many. One socket only: priming many must not cost a receive of
+   * every socket per datagram.
+   */
+  receive: (s: number) => number;
   /** Takes every datagram waiting, as the run does; returns how many. */
   receiveAll: () => number;
 }
@@ -118,8 +126,8 @@ export interface PrimeOptions {
 /**
  * Has each probe socket send itself {@linkcode PRIME_ROUNDS} empty
  * datagrams (one each past {@linkcode PRIME_ALL_ROUNDS_UP_TO} sockets), each
- * taken back through the run's own receive before the next: the run counts
- * it as from elsewhere, and priming takes that back. Nothing goes to the
+ * taken back through the run's own receive before the next, which leaves
+ * it out of every count (a stray is never taken for it). Nothing goes to the
  * target. Stops at the first that does not come back within the wait, or
  * cannot be sent (a firewall, no loopback): probe 0 is then timed as before.
  * Rests {@linkcode PRIME_SETTLE_MS} after the last. Returns how many came
@@ -138,13 +146,16 @@ export function primeSockets(
     const self = selves[s]!;
     if (self.length === 0) break;
     for (let round = 0; round < rounds; round++) {
-      const before = options.ignored(s);
+      const before = options.primersBack(s);
       if (!sendEmpty(libc, fds[s]!, self)) break sockets;
-      while (options.ignored(s) === before && engine.monoNow() < end) {
-        if (options.receiveAll() === 0) engine.wait(end);
+      while (options.primersBack(s) === before && engine.monoNow() < end) {
+        // The wait is on every socket: one with datagrams waiting would
+        // end it at once.
+        if (options.receive(s) === 0 && options.receiveAll() === 0) {
+          engine.wait(end);
+        }
       }
-      if (options.ignored(s) === before) break sockets;
-      options.unignore(s);
+      if (options.primersBack(s) === before) break sockets;
       primed++;
     }
   }

@@ -252,30 +252,49 @@ function runLoop(
     }
     return failed;
   };
+  const primersBack = config.fds.map(() => 0);
+  // Takes every datagram waiting on socket s; returns how many, or -1 when
+  // the receive failed.
+  const receiveFrom = (s: number): number => {
+    let total = 0;
+    for (;;) {
+      const n = engine.receive(s);
+      if (n < 0) {
+        failure ??= `Cannot receive: ${engine.describeErrno(-n)}`;
+        return -1;
+      }
+      if (n === 0) break;
+      total += n;
+      timing.flow = s;
+      timing.nowMono = arrival.now = engine.monoNow();
+      timing.nowReal = engine.realNow();
+      for (let i = 0; i < n; i++) {
+        arrival.fromTarget = engine.fromTarget(s, i);
+        arrival.length = engine.length(s, i);
+        // A primer (see primeSockets) is no datagram of the run's; a stray
+        // from elsewhere, empty or not, is counted as ignored.
+        if (
+          !arrival.fromTarget && arrival.length === 0 &&
+          engine.fromAddress(s, i, config.selfSockaddrs[s]!)
+        ) {
+          primersBack[s]!++;
+          continue;
+        }
+        timing.arrivalReal = engine.arrivalReal(s, i);
+        books[s]!.handle(engine.data(s, i), arrival);
+      }
+      // A short batch emptied the socket: no need to ask again.
+      if (n < engine.receiveBatchSize) break;
+    }
+    return total;
+  };
   // Takes every datagram waiting; returns how many.
   const receiveAll = (): number => {
     let total = 0;
     for (let s = 0; s < books.length; s++) {
-      for (;;) {
-        const n = engine.receive(s);
-        if (n < 0) {
-          failure ??= `Cannot receive: ${engine.describeErrno(-n)}`;
-          return total;
-        }
-        if (n === 0) break;
-        total += n;
-        timing.flow = s;
-        timing.nowMono = arrival.now = engine.monoNow();
-        timing.nowReal = engine.realNow();
-        for (let i = 0; i < n; i++) {
-          arrival.fromTarget = engine.fromTarget(s, i);
-          arrival.length = engine.length(s, i);
-          timing.arrivalReal = engine.arrivalReal(s, i);
-          books[s]!.handle(engine.data(s, i), arrival);
-        }
-        // A short batch emptied the socket: no need to ask again.
-        if (n < engine.receiveBatchSize) break;
-      }
+      const n = receiveFrom(s);
+      if (n < 0) return total;
+      total += n;
     }
     return total;
   };
@@ -292,8 +311,8 @@ function runLoop(
     primeSockets(engine, {
       fds: config.fds,
       selves: config.selfSockaddrs,
-      ignored: (s) => books[s]!.ignored,
-      unignore: (s) => books[s]!.ignored--,
+      primersBack: (s) => primersBack[s]!,
+      receive: (s) => Math.max(receiveFrom(s), 0),
       receiveAll,
     });
   }

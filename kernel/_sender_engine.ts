@@ -497,4 +497,27 @@ export class SenderEngine {
     }
     return true;
   }
+
+  /**
+   * Whether datagram `i` of socket `s` came from `address` (a `sockaddr`,
+   * as `SenderSockets.selves` holds): its family, port and
+   * address; false for an empty `address`.
+   */
+  fromAddress(s: number, i: number, address: Uint8Array): boolean {
+    if (address.length < 8) return false;
+    const u8 = this.#u8;
+    const name = s * this.#perSocket + this.#nameOffset + i * SOCKADDR_SIZE;
+    const family = u8[name]! | (u8[name + 1]! << 8);
+    if (family !== (address[0]! | (address[1]! << 8))) return false;
+    if (u8[name + 2] !== address[2] || u8[name + 3] !== address[3]) {
+      return false;
+    }
+    const from = family === AF_INET ? 4 : 8;
+    const end = family === AF_INET ? 8 : 24;
+    if (address.length < end) return false;
+    for (let k = from; k < end; k++) {
+      if (u8[name + k] !== address[k]) return false;
+    }
+    return true;
+  }
 }

@@ -12,6 +12,7 @@ import { RECEIVE_BUFFER_SIZE } from "../net/payload.ts";
 import {
   formatAddress,
   type HostPort,
+  isUnspecified,
   type ResolvedAddress,
   sameEndpoint,
 } from "../net/address.ts";
@@ -63,6 +64,10 @@ function openSocket(
 export class Flow extends ProbeBook {
   readonly conn: Deno.DatagramConn;
   readonly receiving: Promise<void>;
+  /** Where the socket reaches itself: its address, a wildcard made loopback. */
+  readonly self: HostPort;
+  /** Empty datagrams from {@linkcode Flow.self} taken: never counted. */
+  primersBack = 0;
   #buffer = new Uint8Array(0);
   #closed = false;
 
@@ -71,6 +76,12 @@ export class Flow extends ProbeBook {
     this.conn = openSocket(options.target, options.bind);
     const { hostname, port } = this.conn.addr as Deno.NetAddr;
     this.local = { hostname, port };
+    this.self = {
+      hostname: isUnspecified(hostname)
+        ? (options.target.family === "IPv6" ? "::1" : "127.0.0.1")
+        : hostname,
+      port,
+    };
     this.receiving = this.#receive();
   }
 
@@ -185,6 +196,15 @@ export class Flow extends ProbeBook {
       // The arrival time first: nothing of ours belongs in the round trip.
       arrival.now = performance.now();
       arrival.fromTarget = fromTarget(from, target);
+      // The socket's datagram to itself (see `primersBack`) is no datagram
+      // of the run's; a stray from elsewhere, empty or not, is ignored.
+      if (
+        !arrival.fromTarget && data.length === 0 &&
+        sameEndpoint(from as Deno.NetAddr, this.self)
+      ) {
+        this.primersBack++;
+        continue;
+      }
       this.handle(data, arrival);
     }
   }

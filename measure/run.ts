@@ -5,7 +5,6 @@
  * @module
  */
 
-import { isUnspecified } from "../net/address.ts";
 import { type HostDrops, SocketDropCounter } from "../net/host_drops.ts";
 import {
   decodeProbe,
@@ -455,18 +454,14 @@ function warmUp(session: number, size: number): void {
 /**
  * Sends one empty datagram from a flow's socket to itself and waits for it
  * (at most WARM_UP_WAIT_MS), so the first send and receive of the socket are
- * not part of probe 0's round trip; it is not counted as ignored.
+ * not part of probe 0's round trip; the flow never counts it (see
+ * `Flow.primersBack`), nor takes a stray for it.
  */
 async function warmUpSocket(flow: Flow): Promise<void> {
-  const { hostname, port } = flow.local;
-  const self = isUnspecified(hostname)
-    ? (flow.options.target.family === "IPv6" ? "::1" : "127.0.0.1")
-    : hostname;
-  const before = flow.ignored;
+  const before = flow.primersBack;
   try {
     await flow.conn.send(new Uint8Array(0), {
-      hostname: self,
-      port,
+      ...flow.self,
       transport: "udp",
     });
   } catch {
@@ -474,8 +469,7 @@ async function warmUpSocket(flow: Flow): Promise<void> {
     return;
   }
   const end = performance.now() + WARM_UP_WAIT_MS;
-  while (flow.ignored === before && performance.now() < end) {
+  while (flow.primersBack === before && performance.now() < end) {
     await new Promise((resolve) => setTimeout(resolve, 1));
   }
-  if (flow.ignored > before) flow.ignored--;
 }
