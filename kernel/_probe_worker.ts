@@ -252,9 +252,9 @@ function runLoop(
     }
     return failed;
   };
-  const primersBack = config.fds.map(() => 0);
-  // Takes every datagram waiting on socket s; returns how many, or -1 when
-  // the receive failed.
+  const selves = config.selfSockaddrs;
+  const primersBack = selves.map(() => 0);
+  // Takes every datagram waiting on socket s: how many, or -1 on a failure.
   const receiveFrom = (s: number): number => {
     let total = 0;
     for (;;) {
@@ -271,12 +271,8 @@ function runLoop(
       for (let i = 0; i < n; i++) {
         arrival.fromTarget = engine.fromTarget(s, i);
         arrival.length = engine.length(s, i);
-        // A primer (see primeSockets) is no datagram of the run's; a stray
-        // from elsewhere, empty or not, is counted as ignored.
-        if (
-          !arrival.fromTarget && arrival.length === 0 &&
-          engine.fromAddress(s, i, config.selfSockaddrs[s]!)
-        ) {
+        // A primer (primeSockets) is not the run's; any stray stays ignored.
+        if (arrival.length === 0 && engine.fromAddress(s, i, selves[s]!)) {
           primersBack[s]!++;
           continue;
         }
@@ -310,17 +306,17 @@ function runLoop(
   if ((Atomics.load(control, 0) & (STOP | ABORT)) === 0) {
     primeSockets(engine, {
       fds: config.fds,
-      selves: config.selfSockaddrs,
+      selves,
       primersBack: (s) => primersBack[s]!,
       receive: (s) => Math.max(receiveFrom(s), 0),
       receiveAll,
     });
   }
   const start = engine.monoNow();
-  // Nothing was announced before the run, and nothing is overdue: an
-  // announcement now would wake the main thread while probe 0 is in flight,
-  // to compete with the reflector's wake-up for a CPU.
-  lastFlush = start;
+  // As if announced an interval ago: probe 0's reply is announced at once,
+  // but nothing is overdue, which would wake the main thread while probe 0
+  // is in flight, to compete with the reflector's wake-up for a CPU.
+  lastFlush = start - FLUSH_INTERVAL_MS;
   let n = 0;
   let sending = true;
   let sendEnd = start;

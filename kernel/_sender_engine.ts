@@ -12,6 +12,11 @@
  * writes numbers only. The engine never closes a socket: its owner does,
  * after the last call here has returned.
  *
+ * It is longer than 500 lines because the buffer's layout is private to
+ * this one class: every reader of a received datagram (its bytes, length,
+ * receive time and source) lives beside the offsets it reads, so no other
+ * module learns where anything lies in memory the kernel writes.
+ *
  * @module
  */
 
@@ -482,41 +487,31 @@ export class SenderEngine {
 
   /** Whether datagram `i` came from the target's address and port. */
   fromTarget(s: number, i: number): boolean {
-    const u8 = this.#u8;
-    const name = s * this.#perSocket + this.#nameOffset + i * SOCKADDR_SIZE;
-    const target = this.#targetOffset;
-    const family = u8[name]! | (u8[name + 1]! << 8);
-    if (family !== (u8[target]! | (u8[target + 1]! << 8))) return false;
-    if (u8[name + 2] !== u8[target + 2] || u8[name + 3] !== u8[target + 3]) {
-      return false;
-    }
-    const from = family === AF_INET ? 4 : 8;
-    const end = family === AF_INET ? 8 : 24;
-    for (let k = from; k < end; k++) {
-      if (u8[name + k] !== u8[target + k]) return false;
-    }
-    return true;
+    return this.#cameFrom(s, i, this.#u8, this.#targetOffset);
   }
 
   /**
    * Whether datagram `i` of socket `s` came from `address` (a `sockaddr`,
-   * as `SenderSockets.selves` holds): its family, port and
-   * address; false for an empty `address`.
+   * as `SenderSockets.selves` holds); false for an empty `address`.
    */
   fromAddress(s: number, i: number, address: Uint8Array): boolean {
-    if (address.length < 8) return false;
+    return address.length >= 8 && this.#cameFrom(s, i, address, 0);
+  }
+
+  /** Whether datagram `i` of socket `s` came from the sockaddr at `bytes[at]`. */
+  #cameFrom(s: number, i: number, bytes: Uint8Array, at: number): boolean {
     const u8 = this.#u8;
     const name = s * this.#perSocket + this.#nameOffset + i * SOCKADDR_SIZE;
     const family = u8[name]! | (u8[name + 1]! << 8);
-    if (family !== (address[0]! | (address[1]! << 8))) return false;
-    if (u8[name + 2] !== address[2] || u8[name + 3] !== address[3]) {
+    if (family !== (bytes[at]! | (bytes[at + 1]! << 8))) return false;
+    if (u8[name + 2] !== bytes[at + 2] || u8[name + 3] !== bytes[at + 3]) {
       return false;
     }
     const from = family === AF_INET ? 4 : 8;
     const end = family === AF_INET ? 8 : 24;
-    if (address.length < end) return false;
+    if (bytes.length < at + end) return false;
     for (let k = from; k < end; k++) {
-      if (u8[name + k] !== address[k]) return false;
+      if (u8[name + k] !== bytes[at + k]) return false;
     }
     return true;
   }

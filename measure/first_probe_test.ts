@@ -128,3 +128,42 @@ Deno.test("runFlows() runs a probe format's warm-up before onIo, and encodes pro
     await echo.close();
   }
 });
+
+/**
+ * How long after `onIo` probe 0's reply may be reported at most, in ms:
+ * priming, its rest and a loopback round trip take a fraction of it; an
+ * announcement that waits a whole interval of the Worker's (50 ms) after
+ * that rest takes longer.
+ */
+const FIRST_REPLY_MS = 45;
+
+Deno.test('runFlows({io: "batch"}) reports probe 0\'s reply as soon as it is in, not an announcement interval later', async () => {
+  const echo = headerEcho();
+  try {
+    let ioAt = NaN;
+    let firstReplyAt = NaN;
+    const result = await runFlows({
+      target: { hostname: "127.0.0.1", port: echo.port, family: "IPv4" },
+      count: 2,
+      // Probe 1 is due long after: only probe 0's reply can be announced.
+      intervalMs: 1000,
+      timeoutMs: 5000,
+      io: "batch",
+      onIo: () => {
+        ioAt = performance.now();
+      },
+      onEvent: (event) => {
+        if (event.type === "reply" && event.seq === 0) {
+          firstReplyAt = performance.now();
+        }
+      },
+    });
+    equal(result.received, 2);
+    ok(
+      firstReplyAt - ioAt < FIRST_REPLY_MS,
+      `probe 0's reply came ${firstReplyAt - ioAt} ms after onIo`,
+    );
+  } finally {
+    await echo.close();
+  }
+});

@@ -369,7 +369,10 @@ export async function runFlows(options: FlowRunOptions): Promise<RunResult> {
     const drops = new SocketDropCounter(flows.map((flow) => flow.local));
     options.onIo?.("socket", fallbackReason);
     // Last, so the kernel's send and receive path is warm at probe 0's T1.
-    await Promise.all(flows.map(warmUpSocket));
+    // A stop meanwhile (Ctrl-C) ends the wait for a datagram that may never
+    // come (a firewall that drops it).
+    const stopped = () => stop?.aborted === true || signal?.aborted === true;
+    await Promise.all(flows.map((flow) => warmUpSocket(flow, stopped)));
     const start = performance.now();
     const pace: Pacing = {
       size,
@@ -453,11 +456,14 @@ function warmUp(session: number, size: number): void {
 
 /**
  * Sends one empty datagram from a flow's socket to itself and waits for it
- * (at most WARM_UP_WAIT_MS), so the first send and receive of the socket are
- * not part of probe 0's round trip; the flow never counts it (see
- * `Flow.primersBack`), nor takes a stray for it.
+ * (at most WARM_UP_WAIT_MS, and no longer once `stopped` says so), so the
+ * first send and receive of the socket are not part of probe 0's round trip;
+ * the flow never counts it (see `Flow.primersBack`), nor takes a stray for it.
  */
-async function warmUpSocket(flow: Flow): Promise<void> {
+async function warmUpSocket(
+  flow: Flow,
+  stopped: () => boolean,
+): Promise<void> {
   const before = flow.primersBack;
   try {
     await flow.conn.send(new Uint8Array(0), {
@@ -469,7 +475,9 @@ async function warmUpSocket(flow: Flow): Promise<void> {
     return;
   }
   const end = performance.now() + WARM_UP_WAIT_MS;
-  while (flow.primersBack === before && performance.now() < end) {
+  while (
+    flow.primersBack === before && performance.now() < end && !stopped()
+  ) {
     await new Promise((resolve) => setTimeout(resolve, 1));
   }
 }
