@@ -137,10 +137,30 @@ export function primeSockets(
   engine: SenderEngine,
   options: PrimeOptions,
 ): number {
-  const { fds, selves } = options;
+  const { selves } = options;
   const libc = openLibc();
   const rounds = selves.length <= PRIME_ALL_ROUNDS_UP_TO ? PRIME_ROUNDS : 1;
   const end = engine.monoNow() + PRIME_WAIT_MS;
+  let primed = 0;
+  try {
+    primed = primeEach(libc, engine, options, rounds, end);
+  } finally {
+    releaseLibc();
+  }
+  // Ends early when a datagram comes: none is due before probe 0 is sent.
+  if (primed > 0) engine.wait(engine.monoNow() + PRIME_SETTLE_MS);
+  return primed;
+}
+
+/** The rounds of {@linkcode primeSockets}; returns how many came back. */
+function primeEach(
+  libc: Libc,
+  engine: SenderEngine,
+  options: PrimeOptions,
+  rounds: number,
+  end: number,
+): number {
+  const { fds, selves } = options;
   let primed = 0;
   sockets: for (let s = 0; s < selves.length; s++) {
     const self = selves[s]!;
@@ -159,9 +179,6 @@ export function primeSockets(
       primed++;
     }
   }
-  releaseLibc();
-  // Ends early when a datagram comes: none is due before probe 0 is sent.
-  if (primed > 0) engine.wait(engine.monoNow() + PRIME_SETTLE_MS);
   return primed;
 }
 

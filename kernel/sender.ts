@@ -19,8 +19,8 @@
 
 import {
   type HostPort,
-  isUnspecified,
   type ResolvedAddress,
+  selfAddress,
 } from "../net/address.ts";
 import { bindSocket, resolveSockaddrs } from "./_bind.ts";
 import {
@@ -145,9 +145,7 @@ export function openSenderSockets(options: SenderSocketOptions): SenderSockets {
 
 /** Where a socket bound to `addr` reaches itself; empty when it cannot. */
 function selfSockaddr(libc: Libc, addr: HostPort, family: number): Uint8Array {
-  const hostname = isUnspecified(addr.hostname)
-    ? (family === 10 ? "::1" : "127.0.0.1")
-    : addr.hostname;
+  const hostname = selfAddress(addr.hostname, family === 10 ? "IPv6" : "IPv4");
   try {
     return resolveSockaddrs(libc, hostname, addr.port)
       .find((candidate) => sockaddrFamily(candidate, 0) === family) ??

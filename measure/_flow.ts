@@ -12,9 +12,9 @@ import { RECEIVE_BUFFER_SIZE } from "../net/payload.ts";
 import {
   formatAddress,
   type HostPort,
-  isUnspecified,
   type ResolvedAddress,
   sameEndpoint,
+  selfAddress,
 } from "../net/address.ts";
 import { errorMessage, osErrorReason } from "../net/errors.ts";
 import { encodeProbeInto } from "./probe.ts";
@@ -77,9 +77,7 @@ export class Flow extends ProbeBook {
     const { hostname, port } = this.conn.addr as Deno.NetAddr;
     this.local = { hostname, port };
     this.self = {
-      hostname: isUnspecified(hostname)
-        ? (options.target.family === "IPv6" ? "::1" : "127.0.0.1")
-        : hostname,
+      hostname: selfAddress(hostname, options.target.family),
       port,
     };
     this.receiving = this.#receive();

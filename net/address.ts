@@ -264,6 +264,29 @@ export function isUnspecified(hostname: string): boolean {
     (familyOf(hostname) === "IPv6" && /^[0:]+$/.test(hostname));
 }
 
+/**
+ * Where a socket bound to `hostname` reaches itself: that address, or for
+ * the unspecified address the loopback of `family`.
+ *
+ * @param hostname The socket's bound address.
+ * @param family The socket's family.
+ * @returns An address a datagram to the socket's port reaches it at.
+ *
+ * @example
+ * ```ts
+ * import { selfAddress } from "./address.ts";
+ * import { equal } from "node:assert/strict";
+ *
+ * equal(selfAddress("0.0.0.0", "IPv4"), "127.0.0.1");
+ * equal(selfAddress("::", "IPv6"), "::1");
+ * equal(selfAddress("10.1.0.2", "IPv4"), "10.1.0.2");
+ * ```
+ */
+export function selfAddress(hostname: string, family: AddressFamily): string {
+  if (!isUnspecified(hostname)) return hostname;
+  return family === "IPv6" ? "::1" : "127.0.0.1";
+}
+
 /** The zone of a scoped IPv6 literal (`fe80::1%lo` gives `lo`), if any. */
 function zoneOf(hostname: string): string | undefined {
   const percent = hostname.indexOf("%");
