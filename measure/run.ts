@@ -34,8 +34,8 @@ import {
 const DEFAULT_INTERVAL_MS = 1000;
 /**
  * The longest the warm-up waits for a socket's datagram to itself, in ms:
- * it comes at once, but on a busy machine it may come late, and one that
- * comes after the wait counts as an ignored reply.
+ * it comes at once, but on a busy machine it may come late (it is never
+ * counted, late or not), and a firewall may drop it.
  */
 const WARM_UP_WAIT_MS = 1000;
 /** Options for {@linkcode runProbes}. */

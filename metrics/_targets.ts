@@ -127,6 +127,33 @@ async function lookup<T extends "A" | "AAAA" | "SRV">(
   }
 }
 
+/**
+ * Runs `tasks` together, each with a signal of its own; when one fails,
+ * aborts the others and waits for them before throwing its error, so no
+ * lookup outlives the call that started it.
+ */
+async function allOrNone<T>(
+  tasks: ((signal: AbortSignal) => Promise<T>)[],
+  outer?: AbortSignal,
+): Promise<T[]> {
+  const controller = new AbortController();
+  const signal = outer
+    ? AbortSignal.any([outer, controller.signal])
+    : controller.signal;
+  let failure: { error: unknown } | undefined;
+  const settled = await Promise.allSettled(
+    tasks.map((task) =>
+      task(signal).catch((error) => {
+        failure ??= { error };
+        controller.abort();
+        throw error;
+      })
+    ),
+  );
+  if (failure !== undefined) throw failure.error;
+  return settled.map((result) => (result as PromiseFulfilledResult<T>).value);
+}
+
 /** The A and AAAA records of `name`, of `family` only when given. */
 async function addressesOf(
   name: string,
@@ -134,13 +161,19 @@ async function addressesOf(
   options: DnsTargetOptions,
 ): Promise<ResolvedAddress[]> {
   const { family } = options;
-  const [v4, v6] = await Promise.all([
-    family === "IPv6" ? [] : lookup(name, "A", options),
-    family === "IPv4" ? [] : lookup(name, "AAAA", options),
-  ]);
+  const [v4, v6] = await allOrNone<string[]>([
+    (signal) =>
+      family === "IPv6"
+        ? Promise.resolve([])
+        : lookup(name, "A", { ...options, signal }),
+    (signal) =>
+      family === "IPv4"
+        ? Promise.resolve([])
+        : lookup(name, "AAAA", { ...options, signal }),
+  ], options.signal);
   return [
-    ...v4.map((hostname) => ({ hostname, port, family: "IPv4" as const })),
-    ...v6.map((hostname) => ({ hostname, port, family: "IPv6" as const })),
+    ...v4!.map((hostname) => ({ hostname, port, family: "IPv4" as const })),
+    ...v6!.map((hostname) => ({ hostname, port, family: "IPv6" as const })),
   ];
 }
 
@@ -159,8 +192,11 @@ export async function resolveDnsTargets(
   let found: ResolvedAddress[];
   if (isServiceName(name)) {
     const services = await lookup(name, "SRV", options);
-    found = (await Promise.all(
-      services.map((srv) => addressesOf(srv.target, srv.port, options)),
+    found = (await allOrNone(
+      services.map((srv) => (signal) =>
+        addressesOf(srv.target, srv.port, { ...options, signal })
+      ),
+      options.signal,
     )).flat();
   } else {
     found = await addressesOf(name, port, options);
