@@ -75,18 +75,27 @@ function countArrivals(engine: SenderEngine, selves: Uint8Array[]) {
   return counts;
 }
 
+/** Primes `sockets` on `engine`, counting arrivals as the Worker does. */
+function primeCounted(
+  engine: SenderEngine,
+  sockets: { fds: number[]; selves: Uint8Array[] },
+) {
+  const counts = countArrivals(engine, sockets.selves);
+  const primed = primeSockets(engine, {
+    fds: sockets.fds,
+    selves: sockets.selves,
+    primersBack: (s) => counts.primersBack[s]!,
+    receive: counts.receive,
+    receiveAll: counts.receiveAll,
+  });
+  return { primed, counts };
+}
+
 for (const bind of ["0.0.0.0", "127.0.0.1"]) {
   Deno.test(`primeSockets() has each socket bound to ${bind} send itself empty datagrams and takes each back, none to the target`, async () => {
     const { target, sockets, engine, close } = openProbes(2, bind);
     try {
-      const counts = countArrivals(engine, sockets.selves);
-      const primed = primeSockets(engine, {
-        fds: sockets.fds,
-        selves: sockets.selves,
-        primersBack: (s) => counts.primersBack[s]!,
-        receive: counts.receive,
-        receiveAll: counts.receiveAll,
-      });
+      const { primed, counts } = primeCounted(engine, sockets);
       equal(primed, 8);
       deepEqual(counts.primersBack, [4, 4]);
       // Every primer was known for one: none is left to count as a stray.
@@ -177,14 +186,7 @@ Deno.test("primeSockets() never takes a stray for a primer: when its own datagra
 Deno.test("primeSockets() primes many sockets with a receive of each socket, not of every socket per datagram", () => {
   const { sockets, engine, close } = openProbes(64, "127.0.0.1");
   try {
-    const counts = countArrivals(engine, sockets.selves);
-    const primed = primeSockets(engine, {
-      fds: sockets.fds,
-      selves: sockets.selves,
-      primersBack: (s) => counts.primersBack[s]!,
-      receive: counts.receive,
-      receiveAll: counts.receiveAll,
-    });
+    const { primed, counts } = primeCounted(engine, sockets);
     equal(primed, 64);
     deepEqual(counts.ignored, sockets.fds.map(() => 0));
     // On loopback each primer is queued before its send returns: one
