@@ -20,6 +20,34 @@ function silentTarget() {
 }
 
 /**
+ * `count` probe sockets bound to `bind` aimed at a silent target, and an
+ * engine on them; `close` closes all three.
+ */
+function openProbes(count: number, bind = "0.0.0.0") {
+  const target = silentTarget();
+  const sockets = openSenderSockets({
+    target: { hostname: "127.0.0.1", port: target.port, family: "IPv4" },
+    bind: { hostname: bind, port: 0 },
+    count,
+  });
+  const { engine, release } = openSender({
+    fds: sockets.fds,
+    target: sockets.target,
+    size: 32,
+  });
+  return {
+    target,
+    sockets,
+    engine,
+    close() {
+      release();
+      sockets.close();
+      target.conn.close();
+    },
+  };
+}
+
+/**
  * A receive like the Worker's: an empty datagram from the socket's own
  * address is a primer, anything else not from the target is ignored.
  */
@@ -47,28 +75,27 @@ function countArrivals(engine: SenderEngine, selves: Uint8Array[]) {
   return counts;
 }
 
+/** Primes `sockets` on `engine`, counting arrivals as the Worker does. */
+function primeCounted(
+  engine: SenderEngine,
+  sockets: { fds: number[]; selves: Uint8Array[] },
+) {
+  const counts = countArrivals(engine, sockets.selves);
+  const primed = primeSockets(engine, {
+    fds: sockets.fds,
+    selves: sockets.selves,
+    primersBack: (s) => counts.primersBack[s]!,
+    receive: counts.receive,
+    receiveAll: counts.receiveAll,
+  });
+  return { primed, counts };
+}
+
 for (const bind of ["0.0.0.0", "127.0.0.1"]) {
   Deno.test(`primeSockets() has each socket bound to ${bind} send itself empty datagrams and takes each back, none to the target`, async () => {
-    const target = silentTarget();
-    const sockets = openSenderSockets({
-      target: { hostname: "127.0.0.1", port: target.port, family: "IPv4" },
-      bind: { hostname: bind, port: 0 },
-      count: 2,
-    });
-    const { engine, release } = openSender({
-      fds: sockets.fds,
-      target: sockets.target,
-      size: 32,
-    });
+    const { target, sockets, engine, close } = openProbes(2, bind);
     try {
-      const counts = countArrivals(engine, sockets.selves);
-      const primed = primeSockets(engine, {
-        fds: sockets.fds,
-        selves: sockets.selves,
-        primersBack: (s) => counts.primersBack[s]!,
-        receive: counts.receive,
-        receiveAll: counts.receiveAll,
-      });
+      const { primed, counts } = primeCounted(engine, sockets);
       equal(primed, 8);
       deepEqual(counts.primersBack, [4, 4]);
       // Every primer was known for one: none is left to count as a stray.
@@ -91,24 +118,13 @@ for (const bind of ["0.0.0.0", "127.0.0.1"]) {
       equal(received[0].length, 32);
       equal(received[0][0], 9);
     } finally {
-      release();
-      sockets.close();
-      target.conn.close();
+      close();
     }
   });
 }
 
 Deno.test("primeSockets() stops at a socket with no address to reach itself by, sending nothing", () => {
-  const target = silentTarget();
-  const sockets = openSenderSockets({
-    target: { hostname: "127.0.0.1", port: target.port, family: "IPv4" },
-    count: 1,
-  });
-  const { engine, release } = openSender({
-    fds: sockets.fds,
-    target: sockets.target,
-    size: 32,
-  });
+  const { sockets, engine, close } = openProbes(1);
   try {
     let received = 0;
     const primed = primeSockets(engine, {
@@ -126,19 +142,12 @@ Deno.test("primeSockets() stops at a socket with no address to reach itself by, 
     equal(received, 0);
     equal(engine.receive(0), 0);
   } finally {
-    release();
-    sockets.close();
-    target.conn.close();
+    close();
   }
 });
 
 Deno.test("primeSockets() never takes a stray for a primer: when its own datagrams do not come back, strays stay ignored", async () => {
-  const target = silentTarget();
-  const sockets = openSenderSockets({
-    target: { hostname: "127.0.0.1", port: target.port, family: "IPv4" },
-    bind: { hostname: "127.0.0.1", port: 0 },
-    count: 1,
-  });
+  const { target, sockets, engine, close } = openProbes(1, "127.0.0.1");
   // Where the primers go instead of back: a socket nobody reads, as when a
   // firewall drops a socket's datagrams to itself.
   const sink = openSenderSockets({
@@ -150,11 +159,6 @@ Deno.test("primeSockets() never takes a stray for a primer: when its own datagra
     hostname: "127.0.0.1",
     port: 0,
     transport: "udp",
-  });
-  const { engine, release } = openSender({
-    fds: sockets.fds,
-    target: sockets.target,
-    size: 32,
   });
   try {
     // On loopback each is queued on the socket before its send resolves.
@@ -173,43 +177,22 @@ Deno.test("primeSockets() never takes a stray for a primer: when its own datagra
     deepEqual(counts.primersBack, [0]);
     deepEqual(counts.ignored, [2]);
   } finally {
-    release();
-    sockets.close();
     sink.close();
     stray.close();
-    target.conn.close();
+    close();
   }
 });
 
 Deno.test("primeSockets() primes many sockets with a receive of each socket, not of every socket per datagram", () => {
-  const target = silentTarget();
-  const sockets = openSenderSockets({
-    target: { hostname: "127.0.0.1", port: target.port, family: "IPv4" },
-    bind: { hostname: "127.0.0.1", port: 0 },
-    count: 64,
-  });
-  const { engine, release } = openSender({
-    fds: sockets.fds,
-    target: sockets.target,
-    size: 32,
-  });
+  const { sockets, engine, close } = openProbes(64, "127.0.0.1");
   try {
-    const counts = countArrivals(engine, sockets.selves);
-    const primed = primeSockets(engine, {
-      fds: sockets.fds,
-      selves: sockets.selves,
-      primersBack: (s) => counts.primersBack[s]!,
-      receive: counts.receive,
-      receiveAll: counts.receiveAll,
-    });
+    const { primed, counts } = primeCounted(engine, sockets);
     equal(primed, 64);
     deepEqual(counts.ignored, sockets.fds.map(() => 0));
     // On loopback each primer is queued before its send returns: one
     // receive finds it. Every socket's per primer would be 64 x 64.
     ok(counts.receives <= 4 * 64, `${counts.receives} receives`);
   } finally {
-    release();
-    sockets.close();
-    target.conn.close();
+    close();
   }
 });

@@ -13,7 +13,7 @@
 
 import { equal, match, ok } from "node:assert/strict";
 import { nsTest, reportSkip } from "../testing/netns.ts";
-import { ROOT, runScript, startServer } from "../testing/cli.ts";
+import { runScript, spawnScript, startServer } from "../testing/cli.ts";
 import { udpCounters } from "../testing/snmp.ts";
 import { BURST_GO, BURST_REFLECTOR } from "../testing/burst_reflector.ts";
 
@@ -38,33 +38,22 @@ for (const io of ["batch", "socket"] as const) {
       ]);
       const port = (await next(reflector.lines, "port ")).slice(5);
       const before = await udpCounters(lan.peer);
-      const client = new Deno.Command("ip", {
-        args: [
-          "netns",
-          "exec",
-          lan.peer,
-          Deno.execPath(),
-          "run",
-          "--allow-all",
-          new URL("client.ts", ROOT).pathname,
-          "-H",
-          "10.1.0.1",
-          "-p",
-          port,
-          "--io",
-          io,
-          "--rate",
-          "1000",
-          "-c",
-          String(PROBES),
-          // Long enough for the stop and the burst however slow the machine.
-          "--wait",
-          "10000",
-          "--json",
-        ],
-        stdout: "piped",
-        stderr: "piped",
-      }).spawn();
+      const client = spawnScript("client.ts", [
+        "-H",
+        "10.1.0.1",
+        "-p",
+        port,
+        "--io",
+        io,
+        "--rate",
+        "1000",
+        "-c",
+        String(PROBES),
+        // Long enough for the stop and the burst however slow the machine.
+        "--wait",
+        "10000",
+        "--json",
+      ], { permissions: ["--allow-all"], namespace: lan.peer });
       let stopped = false;
       let burst = false;
       try {

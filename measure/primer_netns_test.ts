@@ -11,7 +11,7 @@
 
 import { equal, match, ok } from "node:assert/strict";
 import { NetnsServer, nsTest, reportSkip } from "../testing/netns.ts";
-import { ROOT } from "../testing/cli.ts";
+import { spawnScript } from "../testing/cli.ts";
 import { loadNft } from "../testing/command.ts";
 
 reportSkip("the client's datagram to itself, dropped by a firewall");
@@ -41,31 +41,18 @@ nsTest(
       ["-H", "10.1.0.1", "-p", "7000"],
       [],
     );
-    const client = new Deno.Command("ip", {
-      args: [
-        "netns",
-        "exec",
-        lan.peer,
-        Deno.execPath(),
-        "run",
-        "--unstable-net",
-        "--allow-net",
-        new URL("client.ts", ROOT).pathname,
-        "-H",
-        "10.1.0.1",
-        "-p",
-        "7000",
-        "--io",
-        "socket",
-        "--bind",
-        `10.1.0.2:${CLIENT_PORT}`,
-        "-c",
-        "1",
-      ],
-      stdout: "piped",
-      stderr: "piped",
-      env: { NO_COLOR: "1" },
-    }).spawn();
+    const client = spawnScript("client.ts", [
+      "-H",
+      "10.1.0.1",
+      "-p",
+      "7000",
+      "--io",
+      "socket",
+      "--bind",
+      `10.1.0.2:${CLIENT_PORT}`,
+      "-c",
+      "1",
+    ], { namespace: lan.peer });
     const stderr = new Response(client.stderr).text();
     const stdout = new Response(client.stdout).text();
     try {

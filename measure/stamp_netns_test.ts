@@ -6,7 +6,7 @@
  */
 import { deepEqual, equal, ok } from "node:assert/strict";
 import { type Lan, NetnsServer, nsTest, reportSkip } from "../testing/netns.ts";
-import { ROOT } from "../testing/cli.ts";
+import { ROOT, runScript } from "../testing/cli.ts";
 
 reportSkip("the STAMP directional loss and NAT tests in namespaces");
 
@@ -18,25 +18,13 @@ async function clientIn(
   args: string[],
   permissions = ["--allow-net", "--allow-ffi", `--allow-read=${ROOT.pathname}`],
 ): Promise<{ code: number; document: ReturnType<typeof JSON.parse> }> {
-  const { code, stdout, stderr } = await new Deno.Command("ip", {
-    args: [
-      "netns",
-      "exec",
-      ns,
-      Deno.execPath(),
-      "run",
-      "--unstable-net",
-      ...permissions,
-      new URL("client.ts", ROOT).pathname,
-      "--json",
-      ...args,
-    ],
-    stdin: "null",
-    env: { NO_COLOR: "1" },
-  }).output();
-  const text = new TextDecoder().decode(stdout);
-  ok(text.startsWith("{"), `${text}\n${new TextDecoder().decode(stderr)}`);
-  return { code, document: JSON.parse(text) };
+  const { code, stdout, stderr } = await runScript(
+    "client.ts",
+    ["--json", ...args],
+    { permissions, namespace: ns },
+  );
+  ok(stdout.startsWith("{"), `${stdout}\n${stderr}`);
+  return { code, document: JSON.parse(stdout) };
 }
 
 /** Starts `server.ts --stamp` with `flags` on 10.1.0.1 in the server's namespace; its port. */

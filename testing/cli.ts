@@ -24,6 +24,8 @@ export interface RunOptions {
   stdin?: string | Uint8Array;
   /** Deno permission flags; defaults to `--allow-net`. */
   permissions?: string[];
+  /** A network namespace to run it in (`ip netns exec`); needs root. */
+  namespace?: string;
 }
 
 /** Options for {@linkcode spawnScript}. */
@@ -32,20 +34,34 @@ export interface SpawnOptions {
   permissions?: string[];
   /** `piped` to write standard input; `null` (the default) closes it. */
   stdin?: "null" | "piped";
+  /** A network namespace to run it in (`ip netns exec`); needs root. */
+  namespace?: string;
 }
 
 /**
  * Spawns `deno run --unstable-net PERMISSIONS script ARGS` in the root, as a
- * user would run it: stdout and stderr piped, without colour.
+ * user would run it: stdout and stderr piped, without colour; with
+ * `namespace`, inside that network namespace.
  */
 export function spawnScript(
   script: string,
   args: string[],
   options: SpawnOptions = {},
 ): Deno.ChildProcess {
-  const { permissions = ["--allow-net"], stdin = "null" } = options;
-  return new Deno.Command(Deno.execPath(), {
-    args: ["run", "--unstable-net", ...permissions, script, ...args],
+  const { permissions = ["--allow-net"], stdin = "null", namespace } = options;
+  const deno = [
+    Deno.execPath(),
+    "run",
+    "--unstable-net",
+    ...permissions,
+    script,
+    ...args,
+  ];
+  const [command, ...rest] = namespace === undefined
+    ? deno
+    : ["ip", "netns", "exec", namespace, ...deno];
+  return new Deno.Command(command!, {
+    args: rest,
     cwd: ROOT,
     stdin,
     stdout: "piped",
@@ -60,9 +76,10 @@ export async function runScript(
   args: string[],
   options: RunOptions = {},
 ): Promise<Output> {
-  const { stdin, permissions = ["--allow-net"] } = options;
+  const { stdin, permissions = ["--allow-net"], namespace } = options;
   const child = spawnScript(script, args, {
     permissions,
+    namespace,
     stdin: stdin === undefined ? "null" : "piped",
   });
   if (stdin !== undefined) {
