@@ -42,6 +42,7 @@ import {
   EPIPE,
   lastErrno,
   type Libc,
+  MSG_DONTWAIT,
   MSG_WAITFORONE,
 } from "./_libc.ts";
 import {
@@ -317,7 +318,17 @@ export class EchoEngine {
       null,
     );
     if (n >= 0) return n;
-    return -lastErrno(this.#libc);
+    const errno = lastErrno(this.#libc);
+    if (errno === EINTR || errno === EAGAIN) return -errno;
+    // Believed only when it comes again: see `lastErrno`.
+    const again = this.#libc.symbols.recvmmsg(
+      this.#fd,
+      this.#recvHdrs,
+      this.#vlen,
+      MSG_DONTWAIT,
+      null,
+    );
+    return again >= 0 ? again : -lastErrno(this.#libc);
   }
 
   /**

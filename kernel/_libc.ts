@@ -124,7 +124,15 @@ export function releaseLibc(): void {
   }
 }
 
-/** Reads `errno` of the calling thread right after a failed call. */
+/**
+ * Reads `errno` of the calling thread right after a failed call. The read
+ * is a second FFI call, and V8 may run its own work on this thread between
+ * the two (it has been seen to leave ENOENT after a nonblocking `recvmmsg`),
+ * so a receive failure is believed only when a second try fails too: these
+ * sockets hold no pending error (no `IP_RECVERR`, not connected), so a real
+ * one comes again, and a second receive takes nothing a first would not.
+ * A send is not tried again (a firewall would count two).
+ */
 export function lastErrno(libc: Libc): number {
   const location = libc.symbols.__errno_location();
   return location === null

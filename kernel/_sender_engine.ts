@@ -418,6 +418,7 @@ export class SenderEngine {
       u32[h + 11] = 0; // (its high half)
       u32[h + 12] = 0; // msg_flags
     }
+    let confirmed = false;
     for (;;) {
       const n = this.#libc.symbols.recvmmsg(
         this.#fds[s]!,
@@ -431,10 +432,14 @@ export class SenderEngine {
         return n;
       }
       const errno = lastErrno(this.#libc);
-      if (errno !== EINTR) {
-        this.#lastReceived[s] = 0;
-        return errno === EAGAIN ? 0 : -errno;
+      if (errno === EINTR) continue;
+      // Believed only when it comes again: see `lastErrno`.
+      if (errno !== EAGAIN && !confirmed) {
+        confirmed = true;
+        continue;
       }
+      this.#lastReceived[s] = 0;
+      return errno === EAGAIN ? 0 : -errno;
     }
   }
 

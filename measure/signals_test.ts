@@ -179,9 +179,9 @@ for (const io of IO_MODES) {
     client.kill("SIGINT");
     client.kill("SIGTERM");
     const signalled = performance.now();
-    const { code, stdout, ended } = await client.finish();
+    const { code, stdout, stderr, ended } = await client.finish();
     const document = JSON.parse(stdout);
-    equal(document.sent, 16);
+    equal(document.sent, 16, `stdout ${stdout}, stderr ${stderr}`);
     // After the first signal alone the run would wait out the 10 s timeout
     // and count all 16 lost.
     equal(document.in_flight, 16);
