@@ -42,8 +42,8 @@ import {
   EPIPE,
   lastErrno,
   type Libc,
-  MSG_DONTWAIT,
   MSG_WAITFORONE,
+  receiveMessages,
 } from "./_libc.ts";
 import {
   IOV_LEN,
@@ -310,25 +310,13 @@ export class EchoEngine {
    */
   receive(): number {
     this.prepareReceive();
-    const n = this.#libc.symbols.recvmmsg(
+    return receiveMessages(
+      this.#libc,
       this.#fd,
       this.#recvHdrs,
       this.#vlen,
       MSG_WAITFORONE,
-      null,
     );
-    if (n >= 0) return n;
-    const errno = lastErrno(this.#libc);
-    if (errno === EINTR || errno === EAGAIN) return -errno;
-    // Believed only when it comes again: see `lastErrno`.
-    const again = this.#libc.symbols.recvmmsg(
-      this.#fd,
-      this.#recvHdrs,
-      this.#vlen,
-      MSG_DONTWAIT,
-      null,
-    );
-    return again >= 0 ? again : -lastErrno(this.#libc);
   }
 
   /**

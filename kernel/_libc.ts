@@ -124,20 +124,50 @@ export function releaseLibc(): void {
   }
 }
 
-/**
- * Reads `errno` of the calling thread right after a failed call. The read
- * is a second FFI call, and V8 may run its own work on this thread between
- * the two (it has been seen to leave ENOENT after a nonblocking `recvmmsg`),
- * so a receive failure is believed only when a second try fails too: these
- * sockets hold no pending error (no `IP_RECVERR`, not connected), so a real
- * one comes again, and a second receive takes nothing a first would not.
- * A send is not tried again (a firewall would count two).
- */
+/** Reads `errno` of the calling thread right after a failed call. */
 export function lastErrno(libc: Libc): number {
   const location = libc.symbols.__errno_location();
   return location === null
     ? 0
     : new Deno.UnsafePointerView(location).getInt32();
+}
+
+/**
+ * `recvmmsg(2)` into `headers` (`vlen` of them) with `flags`: the count, or
+ * -errno. A failure other than EINTR or EAGAIN is believed only when a
+ * second, nonblocking try fails too (and if that one takes datagrams, it is
+ * their count). `errno` is read by a second FFI call, and V8 may run its own
+ * work on this thread between the two: CI saw ENOENT, which `recvmmsg`
+ * never returns, end a run. These sockets hold no pending error (neither
+ * connected nor `IP_RECVERR`), so a real failure comes again, and a second
+ * receive takes nothing a first would not have.
+ *
+ * @param libc The opened C library.
+ * @param fd The socket.
+ * @param headers The `struct mmsghdr` array.
+ * @param vlen How many headers.
+ * @param flags The `recvmmsg` flags of the first try.
+ * @returns The count of datagrams received, or -errno.
+ */
+export function receiveMessages(
+  libc: Libc,
+  fd: number,
+  headers: Deno.PointerObject,
+  vlen: number,
+  flags: number,
+): number {
+  const n = libc.symbols.recvmmsg(fd, headers, vlen, flags, null);
+  if (n >= 0) return n;
+  const errno = lastErrno(libc);
+  if (errno === EINTR || errno === EAGAIN) return -errno;
+  const again = libc.symbols.recvmmsg(
+    fd,
+    headers,
+    vlen,
+    flags | MSG_DONTWAIT,
+    null,
+  );
+  return again >= 0 ? again : -lastErrno(libc);
 }
 
 /** Describes an errno value in lower case: "connection refused". */

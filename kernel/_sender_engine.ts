@@ -32,6 +32,7 @@ import {
   MSG_DONTWAIT,
   MSG_TRUNC,
   POLLIN,
+  receiveMessages,
   SCM_TIMESTAMPNS,
   SOL_SOCKET,
 } from "./_libc.ts";
@@ -418,28 +419,17 @@ export class SenderEngine {
       u32[h + 11] = 0; // (its high half)
       u32[h + 12] = 0; // msg_flags
     }
-    let confirmed = false;
     for (;;) {
-      const n = this.#libc.symbols.recvmmsg(
+      const n = receiveMessages(
+        this.#libc,
         this.#fds[s]!,
         this.#recvPtrs[s]!,
         this.#vlen,
         MSG_DONTWAIT | MSG_TRUNC,
-        null,
       );
-      if (n >= 0) {
-        this.#lastReceived[s] = n;
-        return n;
-      }
-      const errno = lastErrno(this.#libc);
-      if (errno === EINTR) continue;
-      // Believed only when it comes again: see `lastErrno`.
-      if (errno !== EAGAIN && !confirmed) {
-        confirmed = true;
-        continue;
-      }
-      this.#lastReceived[s] = 0;
-      return errno === EAGAIN ? 0 : -errno;
+      if (n === -EINTR) continue;
+      this.#lastReceived[s] = Math.max(n, 0);
+      return n === -EAGAIN ? 0 : n;
     }
   }
 
