@@ -7,7 +7,7 @@ import { describeBracket } from "./nat.ts";
 import { NETNS_SKIP, NetnsServer, reportSkip, SYS } from "../testing/netns.ts";
 import { RoutedLan } from "../testing/routed.ts";
 import { run } from "../testing/command.ts";
-import { ROOT } from "../testing/cli.ts";
+import { ROOT, runScript } from "../testing/cli.ts";
 
 /** `--nat-max` in these tests, seconds. */
 const NAT_MAX_S = 12;
@@ -242,25 +242,21 @@ Deno.test({
       "masquerade random",
       { io: "batch", family: 4, timeoutS: 30 },
       async (lan, host, port) => {
-        const { stdout } = await run("ip", [
-          "netns",
-          "exec",
-          lan.client,
-          Deno.execPath(),
-          "run",
-          "--unstable-net",
-          "--allow-net",
-          new URL("client.ts", ROOT).pathname,
-          "-H",
-          host,
-          "-p",
-          String(port),
-          "--diagnose",
-          "nat",
-          "--nat-max",
-          "1",
-          "--json",
-        ]);
+        const { stdout } = await runScript(
+          "client.ts",
+          [
+            "-H",
+            host,
+            "-p",
+            String(port),
+            "--diagnose",
+            "nat",
+            "--nat-max",
+            "1",
+            "--json",
+          ],
+          { namespace: lan.client },
+        );
         const document = JSON.parse(stdout);
         const check = document.checks[0];
         equal(check.details.port_rewritten, true);

@@ -18,7 +18,7 @@
 
 import { namespaceId, NETNS_SKIP } from "./netns.ts";
 import { loadNft, nftCounter, run, sh } from "./command.ts";
-import { ROOT } from "./cli.ts";
+import { ROOT, runScript } from "./cli.ts";
 
 /** Client, router and server namespaces; `close()` deletes them. */
 export class RoutedLan {
@@ -137,30 +137,15 @@ export class RoutedLan {
     args: string[],
     flags: string[] = [],
   ): Promise<{ code: number; stdout: string; stderr: string }> {
-    const { code, stdout, stderr } = await new Deno.Command("ip", {
-      args: [
-        "netns",
-        "exec",
-        this.client,
-        Deno.execPath(),
-        "run",
-        "--unstable-net",
+    return await runScript("client.ts", args, {
+      namespace: this.client,
+      permissions: [
         "--allow-net",
         "--allow-ffi",
         `--allow-read=${ROOT.pathname}`,
         ...flags,
-        new URL("client.ts", ROOT).pathname,
-        ...args,
       ],
-      stdin: "null",
-      env: { NO_COLOR: "1" },
-    }).output();
-    const decoder = new TextDecoder();
-    return {
-      code,
-      stdout: decoder.decode(stdout),
-      stderr: decoder.decode(stderr),
-    };
+    });
   }
 
   /** Deletes the three namespaces, and with them everything in them. */
