@@ -17,26 +17,38 @@ function checkOf(
   return document.checks.find((c: { check: string }) => c.check === check);
 }
 
-/** `server.ts --stamp` on the engine in the server's namespace, both families. */
-async function startReflector(
+/**
+ * Runs `fn` with the port of `server.ts --stamp` on the engine in the
+ * server's namespace, both families; stops the server after it.
+ */
+async function withReflector(
   lan: RoutedLan,
-): Promise<NetnsServer & { at: number }> {
+  fn: (port: number) => Promise<void>,
+): Promise<void> {
   const server = new NetnsServer(
     lan.server,
     ["-H", "::", "--stamp", "--io", "batch", "--rate", "0"],
     [SYS],
   );
-  const at = await server.port();
-  return Object.assign(server, { at });
+  try {
+    await fn(await server.port());
+  } finally {
+    await server.stop();
+  }
 }
 
+/**
+ * The `--diagnose CHECKS --json` document (as printed) of the client's
+ * namespace against the reflector at `port` over IP `family`; fails, with
+ * the client's stderr, unless the client exits 0.
+ */
 async function diagnose(
   lan: RoutedLan,
   family: 4 | 6,
   port: number,
   checks: string,
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  return await lan.runClient([
+): Promise<string> {
+  const { code, stdout, stderr } = await lan.runClient([
     "-H",
     RoutedLan.ADDRESSES[family].server,
     "-p",
@@ -47,6 +59,8 @@ async function diagnose(
     checks,
     "--json",
   ]);
+  equal(code, 0, stderr);
+  return stdout;
 }
 
 routedTest(
@@ -68,16 +82,9 @@ routedTest(
   }
 }`,
     );
-    const server = await startReflector(lan);
-    try {
+    await withReflector(lan, async (port) => {
       for (const family of [4, 6] as const) {
-        const { code, stdout, stderr } = await diagnose(
-          lan,
-          family,
-          server.at,
-          "pmtu",
-        );
-        equal(code, 0, stderr);
+        const stdout = await diagnose(lan, family, port, "pmtu");
         const pmtu = checkOf(stdout, "pmtu");
         equal(pmtu.status, "ran");
         equal(pmtu.details.path_mtu, FAR_MTU);
@@ -111,13 +118,7 @@ table inet t {
         `ip -n ${lan.client} -6 route flush cache`,
       ]);
       for (const family of [4, 6] as const) {
-        const { code, stdout, stderr } = await diagnose(
-          lan,
-          family,
-          server.at,
-          "pmtu",
-        );
-        equal(code, 0, stderr);
+        const stdout = await diagnose(lan, family, port, "pmtu");
         const pmtu = checkOf(stdout, "pmtu");
         equal(pmtu.details.path_mtu, FAR_MTU);
         const limit = pmtu.details.limit as Record<string, unknown>;
@@ -128,9 +129,7 @@ table inet t {
       }
       ok(await lan.counter(lan.router, "frag-needed") > 0);
       ok(await lan.counter(lan.router, "packet-too-big") > 0);
-    } finally {
-      await server.stop();
-    }
+    });
   },
 );
 
@@ -151,16 +150,9 @@ routedTest(
   }
 }`,
     );
-    const server = await startReflector(lan);
-    try {
+    await withReflector(lan, async (port) => {
       for (const family of [4, 6] as const) {
-        const { code, stdout, stderr } = await diagnose(
-          lan,
-          family,
-          server.at,
-          "dscp,ecn",
-        );
-        equal(code, 0, stderr);
+        const stdout = await diagnose(lan, family, port, "dscp,ecn");
         const dscp = checkOf(stdout, "dscp");
         equal(dscp.details.view, "directional");
         equal(dscp.details.forward, "bleached");
@@ -192,8 +184,6 @@ routedTest(
       ) {
         ok(await lan.counter(lan.router, rule) > 0, rule);
       }
-    } finally {
-      await server.stop();
-    }
+    });
   },
 );

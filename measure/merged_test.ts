@@ -40,7 +40,12 @@ function concat(...parts: Uint8Array[]): Uint8Array {
   return all;
 }
 
-Deno.test("ProbeBook splits a reply of whole intact probes, and only that", () => {
+/**
+ * A book that has sent probes 0 to 5 (32 bytes each, probe n at time n),
+ * the events it reports, the probes' bytes, and an arrival at time 10 from
+ * the target to hand it replies with.
+ */
+function bookWithSixProbes() {
   const events: ReplyEvent[] = [];
   const book = new ProbeBook(0, 7, {
     target: { hostname: "127.0.0.1", port: 9, family: "IPv4" },
@@ -52,6 +57,11 @@ Deno.test("ProbeBook splits a reply of whole intact probes, and only that", () =
     return encodeProbe(book.header(seq), 32);
   });
   const arrival = { fromTarget: true, now: 10 };
+  return { book, events, probes, arrival };
+}
+
+Deno.test("ProbeBook splits a reply of whole intact probes, and only that", () => {
+  const { book, events, probes, arrival } = bookWithSixProbes();
   book.handle(concat(probes[0]!, probes[1]!, probes[2]!), arrival);
   equal(book.merged, 1);
   deepEqual(events.map((event) => [event.seq, event.check, event.merged]), [
@@ -205,17 +215,7 @@ Deno.test({
 });
 
 Deno.test("ProbeBook counts each probe of a damaged merged reply as damaged, none lost", () => {
-  const events: ReplyEvent[] = [];
-  const book = new ProbeBook(0, 7, {
-    target: { hostname: "127.0.0.1", port: 9, family: "IPv4" },
-    timeoutMs: 1000,
-    onReply: (event) => events.push(event),
-  });
-  const probes = [0, 1, 2, 3, 4, 5].map((n) => {
-    const seq = book.beginSend(32, n, 1_700_000_000_000 + n, n);
-    return encodeProbe(book.header(seq), 32);
-  });
-  const arrival = { fromTarget: true, now: 10 };
+  const { book, events, probes, arrival } = bookWithSixProbes();
   // Three whole probes and bytes after them, as a relay that appends.
   book.handle(
     concat(probes[0]!, probes[1]!, probes[2]!, new Uint8Array(3)),

@@ -1,7 +1,8 @@
 import { deepEqual, equal, ok } from "node:assert/strict";
-import { at, serveFaultRelay } from "../testing/fault_relay.ts";
+import { at, type FaultRule, serveFaultRelay } from "../testing/fault_relay.ts";
 import {
   fetchText,
+  type Running,
   sample,
   scratchDir,
   startScript,
@@ -15,6 +16,105 @@ import { DirectionalLoss, StampMetrics } from "./stamp_metrics.ts";
 const MONITOR_PERMISSIONS = ["--allow-net"];
 /** The `node` label every series of the tests' monitors carries. */
 const NODE = "test-node";
+
+/**
+ * Starts the monitor: `client.ts` with `args` (what to probe, how often),
+ * probing with STAMP and serving its metrics on a free port of 127.0.0.1,
+ * every series labelled {@linkcode NODE}.
+ */
+function startStampMonitor(
+  args: string[],
+  permissions: string[] = MONITOR_PERMISSIONS,
+): Running {
+  return startScript("client.ts", [
+    ...args,
+    ...["-t", "2000", "--stamp", "--ndjson", "--node", NODE],
+    ...["--metrics", "127.0.0.1:0"],
+  ], permissions);
+}
+
+/** The monitor's metrics URL, once it has printed it. */
+async function metricsUrl(monitor: Running): Promise<string> {
+  return (await monitor.waitFor(/"metrics":"(http:[^"]+)"/))[1]!;
+}
+
+/**
+ * The exposition at `url` once it counts `replies` replies or more in the
+ * series labelled `target`: polled, as the monitor probes at its own pace.
+ */
+async function metricsAfterReplies(
+  url: string,
+  target: string,
+  replies: number,
+): Promise<string> {
+  let text = "";
+  await waitUntil(async () => {
+    text = (await fetchText(url)).text;
+    return sample(text, `udp_echo_probes_received_total{${target}}`) >=
+      replies;
+  }, `the monitor has ${replies} replies`);
+  return text;
+}
+
+/** What a monitor behind a fault relay had seen once it had 12 replies. */
+interface RelayedRun {
+  /** Its exposition then. */
+  text: string;
+  /** The labels of its series for the relay's address: node, target, flow 0. */
+  target: string;
+  /** The datagrams the relay had dropped by then. */
+  dropped: number;
+  /** The monitor's stderr, the relay's port (which the caller does not know) read as PORT. */
+  stderr: string;
+}
+
+/**
+ * Runs the monitor (with `monitorArgs`, probing every 50 ms) against a
+ * reflector (`server.ts` with `reflectorArgs`) behind a relay that applies
+ * `rules`, until it has 12 replies; stops both, failing unless each exits 0.
+ */
+async function monitorThroughRelay(
+  reflectorArgs: string[],
+  rules: FaultRule[],
+  monitorArgs: string[],
+): Promise<RelayedRun> {
+  const reflector = startScript("server.ts", [
+    ...["-H", "127.0.0.1", "-p", "0", "-q"],
+    ...reflectorArgs,
+  ]);
+  const controller = new AbortController();
+  let monitor;
+  try {
+    const port = Number((await reflector.waitFor(/port (\d+)\n/))[1]);
+    const relay = serveFaultRelay({
+      upstream: { hostname: "127.0.0.1", port },
+      rules,
+      signal: controller.signal,
+    });
+    monitor = startStampMonitor([
+      ...["-H", "127.0.0.1", "-p", String(relay.addr.port), "-i", "50"],
+      ...monitorArgs,
+    ]);
+    const url = await metricsUrl(monitor);
+    const target =
+      `node="${NODE}",target="127.0.0.1:${relay.addr.port}",flow="0"`;
+    const text = await metricsAfterReplies(url, target, 12);
+    const dropped = relay.stats.dropped;
+    const { code, stderr } = await monitor.stop();
+    monitor = undefined;
+    equal(code, 0, stderr);
+    return {
+      text,
+      target,
+      dropped,
+      stderr: stderr.replaceAll(`:${relay.addr.port} `, ":PORT "),
+    };
+  } finally {
+    if (monitor) equal((await monitor.stop()).code, 0);
+    controller.abort();
+    equal((await reflector.stop()).code, 0);
+  }
+}
 
 Deno.test("DirectionalLoss: skipped sender numbers are lost, the reflector's skipped ones forward, the rest backward", () => {
   const loss = new DirectionalLoss();
@@ -60,81 +160,39 @@ Deno.test("DirectionalLoss: nothing split until the reflector is seen or said to
 });
 
 Deno.test("client.ts --metrics --stamp against a stateful reflector: one-way delay histograms, and the probes a relay dropped counted per direction", async () => {
-  const reflector = startScript("server.ts", [
-    "-H",
-    "127.0.0.1",
-    "-p",
-    "0",
-    "-q",
-    "--stamp",
-    "--stamp-stateful",
-  ]);
-  const controller = new AbortController();
-  let monitor;
-  try {
-    const port = Number((await reflector.waitFor(/port (\d+)\n/))[1]);
-    // Requests 3 and 7 dropped on the way there; the reply to request 10
-    // (the 9th that reaches the reflector) on the way back.
-    const relay = serveFaultRelay({
-      upstream: { hostname: "127.0.0.1", port },
-      rules: [
-        { select: at(3, 7), action: { type: "drop" } },
-        { direction: "reply", select: at(8), action: { type: "drop" } },
-      ],
-      signal: controller.signal,
-    });
-    monitor = startScript("client.ts", [
-      "-H",
-      "127.0.0.1",
-      "-p",
-      String(relay.addr.port),
-      "-i",
-      "50",
-      "-t",
-      "2000",
-      "--stamp",
-      "--ndjson",
-      "--node",
-      NODE,
-      "--metrics",
-      "127.0.0.1:0",
-    ], MONITOR_PERMISSIONS);
-    const url = (await monitor.waitFor(/"metrics":"(http:[^"]+)"/))[1]!;
-    const target =
-      `node="${NODE}",target="127.0.0.1:${relay.addr.port}",flow="0"`;
-    let text = "";
-    await waitUntil(async () => {
-      text = (await fetchText(url)).text;
-      return sample(text, `udp_echo_probes_received_total{${target}}`) >= 12;
-    }, "the monitor has 12 replies");
-    equal(relay.stats.dropped, 3);
+  // Requests 3 and 7 dropped on the way there; the reply to request 10
+  // (the 9th that reaches the reflector) on the way back.
+  const { text, target, dropped } = await monitorThroughRelay(
+    ["--stamp", "--stamp-stateful"],
+    [
+      { select: at(3, 7), action: { type: "drop" } },
+      { direction: "reply", select: at(8), action: { type: "drop" } },
+    ],
+    [],
+  );
+  equal(dropped, 3);
+  equal(
+    sample(text, `udp_echo_stamp_lost_total{${target},direction="forward"}`),
+    2,
+  );
+  equal(
+    sample(
+      text,
+      `udp_echo_stamp_lost_total{${target},direction="backward"}`,
+    ),
+    1,
+  );
+  const received = sample(text, `udp_echo_probes_received_total{${target}}`);
+  for (const direction of ["forward", "backward"]) {
+    const series = `${target},direction="${direction}"`;
     equal(
-      sample(text, `udp_echo_stamp_lost_total{${target},direction="forward"}`),
-      2,
+      sample(text, `udp_echo_stamp_one_way_delay_seconds_count{${series}}`),
+      received,
     );
-    equal(
-      sample(
-        text,
-        `udp_echo_stamp_lost_total{${target},direction="backward"}`,
-      ),
-      1,
+    ok(
+      sample(text, `udp_echo_stamp_one_way_delay_seconds_sum{${series}}`) <
+        10,
     );
-    const received = sample(text, `udp_echo_probes_received_total{${target}}`);
-    for (const direction of ["forward", "backward"]) {
-      const series = `${target},direction="${direction}"`;
-      equal(
-        sample(text, `udp_echo_stamp_one_way_delay_seconds_count{${series}}`),
-        received,
-      );
-      ok(
-        sample(text, `udp_echo_stamp_one_way_delay_seconds_sum{${series}}`) <
-          10,
-      );
-    }
-  } finally {
-    if (monitor) equal((await monitor.stop()).code, 0);
-    controller.abort();
-    equal((await reflector.stop()).code, 0);
   }
 });
 
@@ -247,31 +305,14 @@ function reflectorSocket(
 
 Deno.test("client.ts --metrics --stamp: replies whose timestamps cannot be right are counted, and add no one-way delay", async () => {
   const reflector = backwardsClockReflector();
-  const monitor = startScript("client.ts", [
-    "-H",
-    "127.0.0.1",
-    "-p",
-    String(reflector.port),
-    "-i",
-    "20",
-    "-t",
-    "2000",
-    "--stamp",
-    "--ndjson",
-    "--node",
-    NODE,
-    "--metrics",
-    "127.0.0.1:0",
-  ], MONITOR_PERMISSIONS);
+  const monitor = startStampMonitor(
+    ["-H", "127.0.0.1", "-p", String(reflector.port), "-i", "20"],
+  );
   try {
-    const url = (await monitor.waitFor(/"metrics":"(http:[^"]+)"/))[1]!;
+    const url = await metricsUrl(monitor);
     const target =
       `node="${NODE}",target="127.0.0.1:${reflector.port}",flow="0"`;
-    let text = "";
-    await waitUntil(async () => {
-      text = (await fetchText(url)).text;
-      return sample(text, `udp_echo_probes_received_total{${target}}`) >= 10;
-    }, "the monitor has 10 replies");
+    const text = await metricsAfterReplies(url, target, 10);
     const received = sample(text, `udp_echo_probes_received_total{${target}}`);
     const bad = sample(text, `udp_echo_stamp_bad_timestamps_total{${target}}`);
     // Every other reply, whichever came first.
@@ -295,26 +336,12 @@ Deno.test("client.ts --metrics --stamp --targets-file --flows 2: STAMP series pe
   const [peerA, peerB] = [`127.0.0.2:${a.port}`, `127.0.0.3:${a.port}`];
   await using files = await scratchDir();
   await files.write("targets", `${peerA}\n${peerB}\n`);
-  const monitor = startScript("client.ts", [
-    "--targets-file",
-    `${files.dir}/targets`,
-    "--refresh",
-    "3600",
-    "--flows",
-    "2",
-    "-i",
-    "50",
-    "-t",
-    "2000",
-    "--stamp",
-    "--ndjson",
-    "--node",
-    NODE,
-    "--metrics",
-    "127.0.0.1:0",
+  const monitor = startStampMonitor([
+    ...["--targets-file", `${files.dir}/targets`, "--refresh", "3600"],
+    ...["--flows", "2", "-i", "50"],
   ], [...MONITOR_PERMISSIONS, `--allow-read=${files.dir}`]);
   try {
-    const url = (await monitor.waitFor(/"metrics":"(http:[^"]+)"/))[1]!;
+    const url = await metricsUrl(monitor);
     const delays = (text: string, target: string, flow: number) =>
       sample(
         text,
@@ -357,57 +384,26 @@ async function lossSplit(
   dropped: "forward" | "backward",
   monitorArgs: string[],
 ): Promise<{ forward: number; backward: number; warnings: string[] }> {
-  const reflector = startScript("server.ts", [
-    ...["-H", "127.0.0.1", "-p", "0", "-q"],
-    ...reflectorArgs,
-  ]);
-  const controller = new AbortController();
-  let monitor;
-  try {
-    const port = Number((await reflector.waitFor(/port (\d+)\n/))[1]);
-    const relay = serveFaultRelay({
-      upstream: { hostname: "127.0.0.1", port },
-      rules: [{
-        direction: dropped === "forward" ? "request" : "reply",
-        select: at(3, 7),
-        action: { type: "drop" },
-      }],
-      signal: controller.signal,
-    });
-    monitor = startScript("client.ts", [
-      ...["-H", "127.0.0.1", "-p", String(relay.addr.port), "-i", "50"],
-      ...["-t", "2000", "--stamp", "--ndjson", "--node", NODE],
-      ...["--metrics", "127.0.0.1:0", ...monitorArgs],
-    ], MONITOR_PERMISSIONS);
-    const url = (await monitor.waitFor(/"metrics":"(http:[^"]+)"/))[1]!;
-    const target =
-      `node="${NODE}",target="127.0.0.1:${relay.addr.port}",flow="0"`;
-    let text = "";
-    await waitUntil(async () => {
-      text = (await fetchText(url)).text;
-      return sample(text, `udp_echo_probes_received_total{${target}}`) >= 12;
-    }, "the monitor has 12 replies");
-    equal(relay.stats.dropped, 2);
-    const lost = (direction: string) =>
-      sample(
-        text,
-        `udp_echo_stamp_lost_total{${target},direction="${direction}"}`,
-      );
-    const split = { forward: lost("forward"), backward: lost("backward") };
-    const { code, stderr } = await monitor.stop();
-    monitor = undefined;
-    equal(code, 0, stderr);
-    // The relay's port, which the caller does not know, reads PORT.
-    const warnings = stderr.replaceAll(`:${relay.addr.port} `, ":PORT ");
-    return {
-      ...split,
-      warnings: warnings.split("\n").filter((line) => line.includes(":PORT ")),
-    };
-  } finally {
-    if (monitor) equal((await monitor.stop()).code, 0);
-    controller.abort();
-    equal((await reflector.stop()).code, 0);
-  }
+  const run = await monitorThroughRelay(
+    reflectorArgs,
+    [{
+      direction: dropped === "forward" ? "request" : "reply",
+      select: at(3, 7),
+      action: { type: "drop" },
+    }],
+    monitorArgs,
+  );
+  equal(run.dropped, 2);
+  const lost = (direction: string) =>
+    sample(
+      run.text,
+      `udp_echo_stamp_lost_total{${run.target},direction="${direction}"}`,
+    );
+  return {
+    forward: lost("forward"),
+    backward: lost("backward"),
+    warnings: run.stderr.split("\n").filter((line) => line.includes(":PORT ")),
+  };
 }
 
 Deno.test("client.ts --metrics --stamp against a stateless reflector splits no loss, even when told it is stateful", async () => {

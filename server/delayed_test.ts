@@ -3,7 +3,7 @@
 // larger, the delay bounded, the rate limit asked again when a held reply
 // leaves, and held replies counted as shutdown drops when the server stops.
 import { deepEqual, equal, ok } from "node:assert/strict";
-import { serveEcho, type StampOptions } from "./serve.ts";
+import type { StampOptions } from "./serve.ts";
 import {
   readReflectorPacket,
   STAMP_BASE_SIZE,
@@ -15,7 +15,8 @@ import {
   writeDelayedReplyTlv,
 } from "../stamp/delayed.ts";
 import type { PolicyOptions } from "../policy/policy.ts";
-import type { EchoStats } from "../echo/types.ts";
+import type { EchoServer, EchoStats } from "../echo/types.ts";
+import { startStampReflector } from "../testing/echo.ts";
 import { waitUntil } from "../testing/wait.ts";
 import { type PathReply, PathSocket } from "../kernel/path_socket.ts";
 
@@ -39,6 +40,15 @@ function request(seq: number, delayMs: number, size = 64): Uint8Array {
   return bytes;
 }
 
+/** A socket on 127.0.0.1 and a free port, to send the requests from. */
+function clientSocket(): Deno.DatagramConn {
+  return Deno.listenDatagram({
+    transport: "udp",
+    hostname: "127.0.0.1",
+    port: 0,
+  });
+}
+
 interface Reply {
   seq: number;
   size: number;
@@ -57,23 +67,11 @@ async function withServer(
   fn: (
     send: (bytes: Uint8Array) => Promise<void>,
     replies: () => Promise<Reply>,
-    server: ReturnType<typeof serveEcho>,
+    server: EchoServer,
   ) => Promise<void>,
 ): Promise<EchoStats> {
-  const controller = new AbortController();
-  const server = serveEcho({
-    hostname: "127.0.0.1",
-    port: 0,
-    io,
-    signal: controller.signal,
-    stamp: { stateful: false, format: "ntp", ...stamp },
-    policy,
-  });
-  const client = Deno.listenDatagram({
-    transport: "udp",
-    hostname: "127.0.0.1",
-    port: 0,
-  });
+  const { server, stop } = startStampReflector(io, { stamp, policy });
+  const client = clientSocket();
   const start = performance.now();
   try {
     await fn(
@@ -97,7 +95,7 @@ async function withServer(
     );
   } finally {
     client.close();
-    controller.abort();
+    stop();
   }
   const stats = await server.finished;
   equal(stats.received, stats.echoed + stats.dropped + stats.errors);
@@ -202,20 +200,8 @@ for (const io of BACKENDS) {
   });
 
   Deno.test(`${io}: held replies are shutdown drops when the server stops`, async () => {
-    const controller = new AbortController();
-    const server = serveEcho({
-      hostname: "127.0.0.1",
-      port: 0,
-      io,
-      signal: controller.signal,
-      stamp: { stateful: false, format: "ntp" },
-      policy: { rate: 0 },
-    });
-    const client = Deno.listenDatagram({
-      transport: "udp",
-      hostname: "127.0.0.1",
-      port: 0,
-    });
+    const { server, stop } = startStampReflector(io, { policy: { rate: 0 } });
+    const client = clientSocket();
     try {
       await client.send(request(1, 60_000), server.addr);
       await waitUntil(
@@ -224,7 +210,7 @@ for (const io of BACKENDS) {
       );
     } finally {
       client.close();
-      controller.abort();
+      stop();
     }
     const stats = await server.finished;
     deepEqual([stats.received, stats.echoed, stats.droppedBy.shutdown], [
@@ -236,20 +222,11 @@ for (const io of BACKENDS) {
 }
 
 Deno.test("batch on 0.0.0.0: a held reply leaves from the address the request was sent to", async () => {
-  const controller = new AbortController();
-  const server = serveEcho({
+  const { server, stop } = startStampReflector("batch", {
     hostname: "0.0.0.0",
-    port: 0,
-    io: "batch",
-    signal: controller.signal,
-    stamp: { stateful: false, format: "ntp" },
     policy: { rate: 0 },
   });
-  const client = Deno.listenDatagram({
-    transport: "udp",
-    hostname: "127.0.0.1",
-    port: 0,
-  });
+  const client = clientSocket();
   try {
     for (const to of ["127.0.0.1", "127.0.0.2"]) {
       await client.send(request(1, 300), {
@@ -263,19 +240,13 @@ Deno.test("batch on 0.0.0.0: a held reply leaves from the address the request wa
     }
   } finally {
     client.close();
-    controller.abort();
+    stop();
   }
   await server.finished;
 });
 
 Deno.test("batch: a held reply leaves marked with the DSCP its Class of Service TLV asked for", async () => {
-  const controller = new AbortController();
-  const server = serveEcho({
-    hostname: "127.0.0.1",
-    port: 0,
-    io: "batch",
-    signal: controller.signal,
-    stamp: { stateful: false, format: "ntp" },
+  const { server, stop } = startStampReflector("batch", {
     policy: { rate: 0 },
   });
   const socket = PathSocket.open(server.addr);
@@ -294,7 +265,7 @@ Deno.test("batch: a held reply leaves marked with the DSCP its Class of Service 
     equal(reply!.tos >> 2, 46);
   } finally {
     socket.close();
-    controller.abort();
+    stop();
   }
   await server.finished;
 });
@@ -309,22 +280,13 @@ Deno.test("batch: held replies due together all leave together, not a batch per 
   // batch per turn would spread them over seconds.
   const sockets = 10;
   const perSocket = 50;
-  const controller = new AbortController();
-  const server = serveEcho({
-    hostname: "127.0.0.1",
-    port: 0,
-    io: "batch",
-    signal: controller.signal,
+  const { server, stop } = startStampReflector("batch", {
     // Every request comes from 127.0.0.1: one source, given room for all.
-    stamp: { stateful: false, format: "ntp", maxHeldPerSource: 1024 },
+    stamp: { maxHeldPerSource: 1024 },
     policy: { rate: 0 },
   });
   // Several sockets, so no client receive buffer overflows.
-  const clients = Array.from(
-    { length: sockets },
-    () =>
-      Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 }),
-  );
+  const clients = Array.from({ length: sockets }, clientSocket);
   const arrivals: number[] = [];
   const readers = Promise.all(clients.map(async (client) => {
     for (let k = 0; k < perSocket; k++) {
@@ -349,7 +311,7 @@ Deno.test("batch: held replies due together all leave together, not a batch per 
     await readers;
   } finally {
     for (const client of clients) client.close();
-    controller.abort();
+    stop();
     await readers.catch(() => {});
   }
   const stats = await server.finished;

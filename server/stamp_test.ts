@@ -1,6 +1,6 @@
 import { deepEqual, equal, ok } from "node:assert/strict";
 import { ROOT, runScript, startServer } from "../testing/cli.ts";
-import { serveEcho } from "./serve.ts";
+import { startStampReflector } from "../testing/echo.ts";
 import { serveBatch } from "../kernel/echo.ts";
 import { STAMP_PORT } from "../stamp/packet.ts";
 import { EchoPolicy } from "../policy/policy.ts";
@@ -190,14 +190,8 @@ const BASE_REQUEST = "01020304 1111111122222222 8102 beef" + "00".repeat(28);
 for (const io of IO_MODES) {
   Deno.test(`serveEcho({stamp, io: "${io}"}) drops a datagram under 44 bytes as stamp-too-short`, async () => {
     const events: ServerEvent[] = [];
-    const controller = new AbortController();
-    const server = serveEcho({
-      hostname: "127.0.0.1",
-      port: 0,
-      io,
-      signal: controller.signal,
+    const { server, stop } = startStampReflector(io, {
       onEvent: (event) => events.push(event),
-      stamp: { stateful: false, format: "ntp" },
     });
     try {
       const client = Deno.listenDatagram({
@@ -214,7 +208,7 @@ for (const io of IO_MODES) {
         client.close();
       }
     } finally {
-      controller.abort();
+      stop();
     }
     const stats = await server.finished;
     equal(stats.received, 2);
@@ -229,14 +223,7 @@ for (const io of IO_MODES) {
   });
 
   Deno.test(`serveEcho({stamp, io: "${io}"}) marks unknown and malformed TLVs and never stalls`, async () => {
-    const controller = new AbortController();
-    const server = serveEcho({
-      hostname: "127.0.0.1",
-      port: 0,
-      io,
-      signal: controller.signal,
-      stamp: { stateful: false, format: "ntp" },
-    });
+    const { server, stop } = startStampReflector(io);
     const requests = [
       // An unknown type (200): U kept; then a TLV claiming 65535 bytes: M.
       BASE_REQUEST + "80 c8 0002 0909" + "80 01 ffff 0000",
@@ -253,7 +240,7 @@ for (const io of IO_MODES) {
     try {
       replies = await exchange(server.addr, requests);
     } finally {
-      controller.abort();
+      stop();
     }
     await server.finished;
     replies.forEach((reply, k) => equal(reply.length, requests[k]!.length));
@@ -287,14 +274,9 @@ for (const io of IO_MODES) {
       return;
     }
     const events: ServerEvent[] = [];
-    const controller = new AbortController();
-    const server = serveEcho({
-      hostname: "127.0.0.1",
-      port: 0,
-      io,
-      signal: controller.signal,
+    const { server, stop } = startStampReflector(io, {
       onEvent: (event) => events.push(event),
-      stamp: { stateful: true, format: "ntp" },
+      stamp: { stateful: true },
     });
     try {
       await peer.send(new Uint8Array(44), server.addr);
@@ -303,7 +285,7 @@ for (const io of IO_MODES) {
       }
     } finally {
       peer.close();
-      controller.abort();
+      stop();
     }
     const stats = await server.finished;
     deepEqual(stats.droppedBy, { "low-port": 1 });

@@ -1,11 +1,17 @@
 /**
  * This project's echo server in the test's own process, on a free port, for
- * tests that need something on the other end that answers every datagram.
+ * tests that need something on the other end that answers every datagram,
+ * or that test its STAMP reflector.
  *
  * @module
  */
 
-import { serveEcho } from "../server.ts";
+import {
+  type EchoServer,
+  serveEcho,
+  type ServeEchoOptions,
+  type StampOptions,
+} from "../server.ts";
 import type { ResolvedAddress } from "../net/address.ts";
 
 /** An in-process echo server; `await using` stops it and waits for the end. */
@@ -35,4 +41,42 @@ export function startEcho(hostname = "127.0.0.1"): RunningEcho {
       await server.finished;
     },
   };
+}
+
+/** Options for {@linkcode startStampReflector}. */
+export type StampReflectorOptions =
+  & Omit<ServeEchoOptions, "io" | "signal" | "stamp">
+  & {
+    /** Overrides of the reflector's options: stateless, NTP, unless told. */
+    stamp?: Partial<StampOptions>;
+  };
+
+/** A reflector of {@linkcode startStampReflector} and how to stop it. */
+export interface RunningStampReflector {
+  /** The server; its `finished` resolves once `stop()` has ended it. */
+  server: EchoServer;
+  /** Aborts the server, without waiting for its end. */
+  stop(): void;
+}
+
+/**
+ * Starts `serveEcho()` on `io` as a STAMP Session-Reflector: stateless and
+ * with NTP timestamps unless `options.stamp` says otherwise, on 127.0.0.1
+ * and a free port unless `options` say otherwise; the other options go to
+ * `serveEcho()` as they are.
+ */
+export function startStampReflector(
+  io: "socket" | "batch",
+  options: StampReflectorOptions = {},
+): RunningStampReflector {
+  const controller = new AbortController();
+  const server = serveEcho({
+    hostname: "127.0.0.1",
+    port: 0,
+    ...options,
+    io,
+    signal: controller.signal,
+    stamp: { stateful: false, format: "ntp", ...options.stamp },
+  });
+  return { server, stop: () => controller.abort() };
 }
