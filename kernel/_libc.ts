@@ -138,9 +138,12 @@ export function lastErrno(libc: Libc): number {
  * second, nonblocking try fails too (and if that one takes datagrams, it is
  * their count). `errno` is read by a second FFI call, and V8 may run its own
  * work on this thread between the two: CI saw ENOENT, which `recvmmsg`
- * never returns, end a run. These sockets hold no pending error (neither
- * connected nor `IP_RECVERR`), so a real failure comes again, and a second
- * receive takes nothing a first would not have.
+ * never returns, end a run. These sockets are neither connected nor
+ * `IP_RECVERR`, so no ICMP error waits on them; the one pending error left
+ * is a failure `recvmmsg` met after its first datagram, kept for the next
+ * call, which returns it once: that one goes uncounted. Any other real
+ * failure comes again, and a second receive takes nothing a first would
+ * not have.
  *
  * @param libc The opened C library.
  * @param fd The socket.
