@@ -112,6 +112,8 @@ let libcUsers = 0;
  */
 export function openLibc(): Libc {
   libcCache ??= Deno.dlopen("libc.so.6", LIBC_SYMBOLS);
+  // Finds this thread's errno now rather than right after a failed call.
+  lastErrno(libcCache);
   libcUsers++;
   return libcCache;
 }
@@ -124,20 +126,28 @@ export function releaseLibc(): void {
   }
 }
 
-/** Reads `errno` of the calling thread right after a failed call. */
+// This thread's errno, found once: each Worker has a module of its own.
+let errnoView: Deno.UnsafePointerView | null | undefined;
+
+/**
+ * Reads `errno` of the calling thread right after a failed call: a read
+ * of memory, no FFI call, after the first, so as little as can runs
+ * between the failed call and the read.
+ */
 export function lastErrno(libc: Libc): number {
-  const location = libc.symbols.__errno_location();
-  return location === null
-    ? 0
-    : new Deno.UnsafePointerView(location).getInt32();
+  if (errnoView === undefined) {
+    const location = libc.symbols.__errno_location();
+    errnoView = location === null ? null : new Deno.UnsafePointerView(location);
+  }
+  return errnoView?.getInt32() ?? 0;
 }
 
 /**
  * `recvmmsg(2)` into `headers` (`vlen` of them) with `flags`: the count, or
  * -errno. A failure other than EINTR or EAGAIN is believed only when a
  * second, nonblocking try fails too (and if that one takes datagrams, it is
- * their count). `errno` is read by a second FFI call, and V8 may run its own
- * work on this thread between the two: CI saw ENOENT, which `recvmmsg`
+ * their count). `errno` is read after the call returns to JavaScript, and V8
+ * may run its own work on this thread in between: CI saw ENOENT, which `recvmmsg`
  * never returns, end a run. These sockets are neither connected nor
  * `IP_RECVERR`, so no ICMP error waits on them; the one pending error left
  * is a failure `recvmmsg` met after its first datagram, kept for the next
