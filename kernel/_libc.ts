@@ -146,12 +146,12 @@ export function lastErrno(libc: Libc): number {
  * `recvmmsg(2)` into `headers` (`vlen` of them) with `flags`: the count, or
  * -errno. A failure other than EINTR or EAGAIN is believed only when a
  * second, nonblocking try fails too (and if that one takes datagrams, it is
- * their count). `errno` is read after the call returns to JavaScript, and V8
- * may run its own work on this thread in between: CI saw ENOENT, which `recvmmsg`
- * never returns, end a run. These sockets are neither connected nor
- * `IP_RECVERR`, so no ICMP error waits on them; the one pending error left
- * is a failure `recvmmsg` met after its first datagram, kept for the next
- * call, which returns it once: that one goes uncounted. Any other real
+ * their count). `errno` is read after the call returns to JavaScript, and
+ * V8 may run its own work on this thread in between: CI saw ENOENT, which
+ * `recvmmsg` never returns, end a run. These sockets are neither connected
+ * nor `IP_RECVERR`, so no ICMP error waits on them; the one pending error
+ * left is a failure `recvmmsg` met after its first datagram, kept for the
+ * next call, which returns it once: that one goes uncounted. Any other real
  * failure comes again, and a second receive takes nothing a first would
  * not have.
  *
