@@ -71,7 +71,7 @@ import { resolveHosts } from "./server/hosts.ts";
 import { checkBatchSupport, IO_MODES, type IoMode } from "./kernel/choice.ts";
 import { runServer } from "./server/run.ts";
 import { checkFileLimit, readFileLimit } from "./cli/limits.ts";
-import { keepInspectorClosed, STOP_SIGNALS } from "./cli/signals.ts";
+import { keepInspectorClosed, onStopSignals } from "./cli/signals.ts";
 
 export {
   serveEcho,
@@ -356,6 +356,11 @@ async function main(args: string[]): Promise<number> {
     return EXIT_FAILURE;
   }
   keepInspectorClosed({ onWarning: out.warn });
+  // Until a stop signal has a listener, it meets its default action (or
+  // the SIG_IGN a shell gives a background job's SIGINT): listen before
+  // resolving, binding and the warm-up, so a stop then still ends with totals.
+  const stopping = new AbortController();
+  const stopListening = onStopSignals(() => stopping.abort());
 
   const json = flags.json;
   const { failed, drained } = await runServer({
@@ -372,7 +377,7 @@ async function main(args: string[]): Promise<number> {
     json,
     quiet: flags.quiet,
     statsInterval,
-    stopSignals: STOP_SIGNALS,
+    signal: stopping.signal,
     rateIsDefault: policyOptions.rate === undefined,
     rateFlags: (["burst", "max-sources"] as const)
       .filter((flag) => flags[flag] !== undefined)
@@ -388,7 +393,7 @@ async function main(args: string[]): Promise<number> {
         close: () => metrics.close(),
       };
     },
-  }, out);
+  }, out).finally(stopListening);
   // A write stuck on a reader that never reads would keep the process
   // alive: end it, as the totals are out.
   if (!drained) Deno.exit(EXIT_OK);

@@ -75,6 +75,27 @@ export interface OutputOptions {
 
 const ENCODER = new TextEncoder();
 
+/** Characters a terminal acts on rather than shows (as `previewPayload` escapes them). */
+const UNSAFE = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/gu;
+/** The longest message an `error:` or `warning:` line shows, in characters. */
+const MAX_MESSAGE = 1000;
+
+/**
+ * A message as one safe line: a value from the command line or a targets
+ * file can hold escape sequences or be megabytes long, so controls become
+ * `\u{X}` and a message past {@linkcode MAX_MESSAGE} characters is cut.
+ */
+function safeMessage(text: string): string {
+  const escaped = text.replace(
+    UNSAFE,
+    (char) => `\\u{${char.codePointAt(0)!.toString(16)}}`,
+  );
+  if (escaped.length <= MAX_MESSAGE) return escaped;
+  return `${escaped.slice(0, MAX_MESSAGE)}... (${
+    escaped.length - MAX_MESSAGE
+  } more characters)`;
+}
+
 function writeAll(sink: Sink, bytes: Uint8Array): void {
   for (let done = 0; done < bytes.length;) {
     done += sink.writeSync(bytes.subarray(done));
@@ -123,7 +144,7 @@ export function createOutput(options: OutputOptions = {}): Output {
   };
   const printError = (error: unknown) => {
     const prefix = color ? "\x1b[1;31merror\x1b[0m:" : "error:";
-    toStderr(`${prefix} ${errorMessage(error)}\n`);
+    toStderr(`${prefix} ${safeMessage(errorMessage(error))}\n`);
   };
   const fail = (error: unknown) => {
     // A reader that left or a full disk: either way, no line gets through.
@@ -162,7 +183,7 @@ export function createOutput(options: OutputOptions = {}): Output {
     line: (text) => toStdout(ENCODER.encode(`${text}\n`)),
     raw: toStdout,
     error: printError,
-    warn: (text) => toStderr(`warning: ${text}\n`),
+    warn: (text) => toStderr(`warning: ${safeMessage(text)}\n`),
     status: toStderr,
     stderrIsTerminal,
     get closed() {

@@ -47,6 +47,20 @@ Deno.test("createOutput() writes error lines in the one form", () => {
   );
 });
 
+Deno.test("createOutput() escapes controls in error and warning lines and cuts long ones", () => {
+  const stderr = recorder();
+  const out = createOutput({ stdout: recorder(), stderr });
+  out.error(new Error('Cannot use --allow "10.0.0.0/8\x1b[31m\u202e"'));
+  out.warn("a\u009b2Jb");
+  out.error(`Cannot use --rate "${"x".repeat(5000)}"`);
+  const [error, warning, long, end] = stderr.text().split("\n");
+  equal(error, 'error: cannot use --allow "10.0.0.0/8\\u{1b}[31m\\u{202e}"');
+  equal(warning, "warning: a\\u{9b}2Jb");
+  equal(long!.length < 1100, true);
+  equal(long!.endsWith("... (4020 more characters)"), true);
+  equal(end, "");
+});
+
 Deno.test("createOutput() colours error: only when asked", () => {
   const plain = recorder({ terminal: true });
   createOutput({ stdout: recorder(), stderr: plain, color: false }).error("x");

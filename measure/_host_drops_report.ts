@@ -40,8 +40,10 @@ export function formatHostDrops(result: RunResult): string[] {
   }
   if (hostDrops === 0) {
     if (lost > 0) {
+      // Only the client's sockets are read: a server on this host may have
+      // dropped them all (its own host drops, RcvbufErrors).
       lines.push(
-        `host drops: 0, this host's receive buffer dropped none of the ${lost} lost`,
+        `host drops: 0, the client's receive buffers dropped none of the ${lost} lost`,
       );
     }
     return lines;

@@ -73,8 +73,11 @@ export interface RunServerOptions {
    * allows is answered by a Session-Reflector, on either backend.
    */
   stamp?: { stateful: boolean; format: TimestampFormat };
-  /** The signals that stop the server (the program's `STOP_SIGNALS`). */
-  stopSignals: readonly Deno.Signal[];
+  /**
+   * Stops the server. It may abort before the server is up (a stop signal
+   * during start-up): the server then stops as soon as it is bound.
+   */
+  signal: AbortSignal;
   /** Starts an endpoint beside the bound server; throws when it cannot. */
   startSide?: (server: EchoServer, choice: IoChoice) => Promise<SideEndpoint>;
 }
@@ -99,6 +102,7 @@ export async function runServer(
   const { json } = options;
   const log = createEventLog(output, { json });
   const controller = new AbortController();
+  const signal = AbortSignal.any([options.signal, controller.signal]);
   let server: EchoServer;
   let choice: IoChoice;
   try {
@@ -107,7 +111,7 @@ export async function runServer(
       port: options.port,
       io: options.io,
       stamp: options.stamp,
-      signal: controller.signal,
+      signal,
       policy: options.policy,
       onEvent: log.log,
       datagramEvents: !options.quiet,
@@ -127,10 +131,6 @@ export async function runServer(
     output.error(error);
     return { failed: true, drained: true };
   }
-  const removeSignalListeners = onSignals(
-    options.stopSignals,
-    () => controller.abort(),
-  );
   const reportStats = createStatsReporter(server, output, {
     json,
     beforeLine: log.flush,
@@ -178,7 +178,6 @@ export async function runServer(
     output.error(error);
     return { failed: true, drained: true };
   } finally {
-    removeSignalListeners();
     removeStatsSignal();
     stopStats?.();
     await side?.close();
