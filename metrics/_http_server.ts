@@ -7,8 +7,10 @@
  * which ends the process. `node:http` stops answering for good after
  * EMFILE. Our own loop sees each failed `accept()`, backs off and retries,
  * so the process, and the echo beside it, goes on. What it bounds:
- * - connections open at once (`maxConnections`): past it, a new one is
- *   closed at once;
+ * - connections open at once (`maxConnections`): past it, the one that
+ *   has waited longest for its head is closed to make room, so clients
+ *   that trickle their heads cannot keep a scraper out; when every open
+ *   one has its head, the new one is closed at once;
  * - the request head (`maxHeadBytes`), read within `headerTimeoutMs` of the
  *   accept, or the connection is closed;
  * - the response, written within `writeTimeoutMs`, or the connection is
@@ -45,7 +47,10 @@ export interface HttpResponse {
 
 /** Options for {@linkcode listenHttp}. */
 export interface HttpServerOptions {
-  /** Connections open at once; past it, a new one is closed at once. */
+  /**
+   * Connections open at once; past it, the one waiting longest for its
+   * head is closed, or the new one when every open one has its head.
+   */
   maxConnections: number;
   /** The request head must arrive within this many ms of the accept. Default 5000. */
   headerTimeoutMs?: number;
@@ -124,8 +129,11 @@ export function listenHttp(
     writeTimeoutMs: options.writeTimeoutMs ?? DEFAULT_WRITE_TIMEOUT_MS,
     maxHeadBytes: options.maxHeadBytes ?? DEFAULT_MAX_HEAD_BYTES,
   };
-  const open = new Set<Deno.Conn>();
-  const serving = new Set<Promise<void>>();
+  // Each open connection and its task, which ends once its descriptor is
+  // released.
+  const open = new Map<Deno.Conn, Promise<void>>();
+  // Still reading their heads, oldest first.
+  const waiting = new Set<Deno.Conn>();
   const closing = new AbortController();
   const accepting = (async () => {
     let backoffMs = 0;
@@ -151,15 +159,30 @@ export function listenHttp(
       }
       backoffMs = 0;
       if (open.size >= options.maxConnections) {
-        closeQuietly(conn);
-        continue;
+        const oldest = waiting.values().next().value;
+        if (oldest === undefined) {
+          closeQuietly(conn);
+          continue;
+        }
+        waiting.delete(oldest);
+        closeQuietly(oldest);
+        // Its descriptor is released once its read has failed: waiting
+        // for that keeps the connections' descriptors under the cap.
+        await open.get(oldest);
+        if (closing.signal.aborted) {
+          closeQuietly(conn);
+          break;
+        }
       }
-      open.add(conn);
-      const task = serveConnection(conn, handler, limits).finally(() => {
-        open.delete(conn);
-        serving.delete(task);
-      });
-      serving.add(task);
+      waiting.add(conn);
+      open.set(
+        conn,
+        serveConnection(conn, handler, limits, () => waiting.delete(conn))
+          .finally(() => {
+            open.delete(conn);
+            waiting.delete(conn);
+          }),
+      );
     }
   })();
   return {
@@ -169,10 +192,10 @@ export function listenHttp(
       if (!closing.signal.aborted) {
         closing.abort();
         closeQuietly(listener);
-        for (const conn of open) closeQuietly(conn);
+        for (const conn of open.keys()) closeQuietly(conn);
       }
       await accepting;
-      await Promise.all(serving);
+      await Promise.all(open.values());
     },
   };
 }
@@ -206,12 +229,14 @@ async function serveConnection(
     writeTimeoutMs: number;
     maxHeadBytes: number;
   },
+  onHead: () => void,
 ): Promise<void> {
   // Closing the connection ends a read or write that waits on it.
   let timer = setTimeout(() => closeQuietly(conn), limits.headerTimeoutMs);
   try {
     const head = await readHead(conn, limits.maxHeadBytes);
     clearTimeout(timer);
+    onHead();
     if (head === undefined) return;
     const request = head === "too-large"
       ? plainResponse(

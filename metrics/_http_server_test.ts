@@ -154,28 +154,56 @@ Deno.test("listenHttp() closes a connection whose head does not come in time", a
   }
 });
 
-Deno.test("listenHttp() closes a connection past its cap at once and serves again once below it", async () => {
+Deno.test("listenHttp() past its cap closes the connection that waited longest for its head, so slow heads cannot keep a client out", async () => {
   const { server, port } = start({ maxConnections: 2 });
-  const held = [
-    await Deno.connect({ hostname: "127.0.0.1", port }),
-    await Deno.connect({ hostname: "127.0.0.1", port }),
-  ];
+  const held: Deno.Conn[] = [];
   try {
-    for (const conn of held) {
-      await conn.write(ENCODER.encode("GET / HTTP/1.1\r\n"));
-    }
-    while (server.connections() < 2) {
-      await new Promise((resolve) => setTimeout(resolve, 5));
-    }
-    // Past the cap: closed before its request is read, however complete.
-    equal(await exchange(port, "GET / HTTP/1.1\r\n\r\n"), "");
-    held.pop()!.close();
-    while (server.connections() > 1) {
-      await new Promise((resolve) => setTimeout(resolve, 5));
+    for (let k = 0; k < 2; k++) {
+      held.push(await Deno.connect({ hostname: "127.0.0.1", port }));
+      await held[k]!.write(ENCODER.encode("GET / HTTP/1.1\r\n"));
+      while (server.connections() < k + 1) {
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
     }
     match(await exchange(port, "GET / HTTP/1.1\r\n\r\n"), /^HTTP\/1\.1 200 /);
+    // The oldest half head made room; the younger one is still open.
+    equal(await held[0]!.read(new Uint8Array(1)).catch(() => null), null);
+    equal(server.connections(), 1);
   } finally {
     for (const conn of held) conn.close();
+    await server.close();
+  }
+});
+
+Deno.test("listenHttp() past its cap closes a new connection at once when every open one is being answered", async () => {
+  let release!: () => void;
+  const answering = new Promise<void>((resolve) => release = resolve);
+  let handled = 0;
+  const server = listenHttp(
+    { hostname: "127.0.0.1", port: 0 },
+    async () => {
+      handled++;
+      await answering;
+      return plainResponse(200, "late");
+    },
+    { maxConnections: 2 },
+  );
+  const port = server.addr.port;
+  try {
+    const answered = [
+      exchange(port, "GET / HTTP/1.1\r\n\r\n"),
+      exchange(port, "GET / HTTP/1.1\r\n\r\n"),
+    ];
+    while (handled < 2) {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    equal(await exchange(port, "GET / HTTP/1.1\r\n\r\n"), "");
+    release();
+    for (const text of await Promise.all(answered)) {
+      match(text, /^HTTP\/1\.1 200 /);
+    }
+  } finally {
+    release();
     await server.close();
   }
 });

@@ -115,12 +115,16 @@ export function serveMetrics(
     limitWarning = fileLimitWarning(limit, "the metrics endpoint");
   }
   const closing = new AbortController();
-  const renderMetrics = routes.metrics && sharedExposition(routes.metrics);
+  const { metrics, links } = routes;
+  const render = {
+    metrics: metrics && shared(() => exposition(metrics)),
+    links: links && shared(() => linksDocument(links)),
+  };
   let server;
   try {
     server = listenHttp(
       listen,
-      (request) => answer(request, routes, renderMetrics, closing.signal),
+      (request) => answer(request, routes, render, closing.signal),
       {
         maxConnections,
         headerTimeoutMs: options.headerTimeoutMs,
@@ -182,29 +186,49 @@ async function exposition(registry: Registry): Promise<HttpResponse> {
 }
 
 /**
- * Renders `registry` once for every scrape that comes while a rendering
- * runs: a large monitor's page is megabytes, and scrapes that each
+ * Runs `render` once for every request that comes while a rendering runs:
+ * a large monitor's `/metrics` is megabytes, and reading its registry for
+ * `/api/links` holds every series as objects, so requests that each
  * rendered their own would hold one copy per connection.
  */
-function sharedExposition(registry: Registry): () => Promise<HttpResponse> {
+function shared(
+  render: () => Promise<HttpResponse>,
+): () => Promise<HttpResponse> {
   let rendering: Promise<HttpResponse> | undefined;
   return () => {
-    rendering ??= exposition(registry).finally(() => {
+    rendering ??= render().finally(() => {
       rendering = undefined;
     });
     return rendering;
   };
 }
 
+async function linksDocument(
+  links: () => Promise<unknown>,
+): Promise<HttpResponse> {
+  return {
+    status: 200,
+    body: ENCODER.encode(JSON.stringify(await links())),
+    headers: {
+      "content-type": "application/json",
+      "cache-control": "no-store",
+      "x-content-type-options": "nosniff",
+    },
+  };
+}
+
 async function answer(
   request: HttpRequest,
   routes: MetricsRoutes,
-  renderMetrics: (() => Promise<HttpResponse>) | undefined,
+  render: Record<
+    "metrics" | "links",
+    (() => Promise<HttpResponse>) | undefined
+  >,
   closing: AbortSignal,
 ): Promise<HttpResponse> {
   const { url } = request;
-  if (url.pathname === "/metrics" && renderMetrics !== undefined) {
-    return await renderMetrics();
+  if (url.pathname === "/metrics" && render.metrics !== undefined) {
+    return await render.metrics();
   }
   if (url.pathname === "/probe" && routes.probe !== undefined) {
     try {
@@ -218,19 +242,9 @@ async function answer(
       );
     }
   }
-  if (routes.links !== undefined) {
+  if (render.links !== undefined) {
     if (url.pathname === "/") return { status: 200, ...await livePage() };
-    if (url.pathname === "/api/links") {
-      return {
-        status: 200,
-        body: JSON.stringify(await routes.links()),
-        headers: {
-          "content-type": "application/json",
-          "cache-control": "no-store",
-          "x-content-type-options": "nosniff",
-        },
-      };
-    }
+    if (url.pathname === "/api/links") return await render.links();
   }
   if (url.pathname === "/") {
     const paths = [

@@ -68,13 +68,15 @@ for (const io of ["socket", "batch"] as const) {
         ok(await echoes(port));
         const held = await holdConnections(metricsPort, ABUSE);
         try {
-          // Past the cap, each new connection is closed at once.
+          // Past the cap, each new connection closes the oldest one still
+          // waiting for its head.
           await held.waitClosed(ABUSE - MAX_HTTP_CONNECTIONS);
           ok(
             await openFds(script.pid) <=
               MAX_HTTP_CONNECTIONS + RESERVED_DESCRIPTORS,
           );
           ok(await echoes(port), "echoes during the abuse");
+          // A late one too, and it is closed when its own head does not come.
           const late = await holdConnections(metricsPort, 1);
           await late.waitClosed(1);
           await late.close();
