@@ -22,6 +22,7 @@ import {
   type ResolvedAddress,
   selfAddress,
 } from "../net/address.ts";
+import { errorMessage } from "../net/errors.ts";
 import { bindSocket, resolveSockaddrs } from "./_bind.ts";
 import {
   lastError,
@@ -118,7 +119,7 @@ export function openSenderSockets(options: SenderSocketOptions): SenderSockets {
         });
       } catch (error) {
         throw new Error(
-          `Cannot bind ${hostname}:${port}: ${(error as Error).message}`,
+          `Cannot bind ${hostname}:${port}: ${errorMessage(error)}`,
           { cause: error },
         );
       }

@@ -493,6 +493,31 @@ Deno.test("client.ts names the address and the cause when --bind fails", async (
   equal(document.mode, "load");
 });
 
+Deno.test("client.ts --io batch names the address and the cause when --bind fails, in one clause each", async () => {
+  const conn = Deno.listenDatagram({
+    hostname: "127.0.0.1",
+    port: 0,
+    transport: "udp",
+  });
+  using taken = { addr: conn.addr, [Symbol.dispose]: () => conn.close() };
+  const port = (taken.addr as Deno.NetAddr).port;
+  const { code, stderr } = await runScript("client.ts", [
+    "--io",
+    "batch",
+    "-p",
+    "9",
+    "--bind",
+    `127.0.0.1:${port}`,
+    "-c",
+    "1",
+  ], { permissions: ["--allow-net", "--allow-ffi", "--allow-read"] });
+  equal(
+    stderr,
+    `error: cannot bind 127.0.0.1:${port}: address already in use\n`,
+  );
+  equal(code, 1);
+});
+
 Deno.test("client.ts --json answers a resolution error on stdout in every mode", async () => {
   const args = ["-H", "nosuch.invalid", "-p", "9", "-t", "50"];
   const ping = await client([...args, "-c", "1", "--json"]);
