@@ -248,6 +248,8 @@ async function serveConnection(
     let method: string | undefined;
     if ("status" in request) {
       response = request;
+      // A HEAD refused gets no body either (RFC 9110, 9.3.2).
+      if (head !== "too-large" && startsWithHead(head)) method = "HEAD";
     } else {
       method = request.method;
       try {
@@ -302,6 +304,11 @@ function headEnd(bytes: Uint8Array, from: number, to: number): number {
     if (k + 2 < to && bytes[k + 1] === 13 && bytes[k + 2] === 10) return k;
   }
   return -1;
+}
+
+/** Whether a request head starts with the method HEAD. */
+function startsWithHead(bytes: Uint8Array): boolean {
+  return DECODER.decode(bytes.subarray(0, 5)) === "HEAD ";
 }
 
 /** The request in a head, or the error response that refuses it. */

@@ -126,6 +126,9 @@ Deno.test("listenHttp() refuses what it does not serve, each with one line", asy
         `GET /${"a".repeat(2000)} HTTP/1.1\r\n\r\n`,
         /^HTTP\/1\.1 431 [^]*over 1024 bytes\n$/,
       ],
+      // A HEAD refused gets the status and its fields, never a body.
+      ["HEAD / HTTP/1.1\r\nno colon\r\n\r\n", /^HTTP\/1\.1 400 [^]*\r\n\r\n$/],
+      ["HEAD / HTTP/2.0\r\n\r\n", /^HTTP\/1\.1 505 [^]*\r\n\r\n$/],
       [
         "GET /boom HTTP/1.1\r\n\r\n",
         /^HTTP\/1\.1 500 [^]*Cannot answer: broken on purpose\n$/,
