@@ -18,6 +18,7 @@
  */
 
 import {
+  formatAddress,
   type HostPort,
   type ResolvedAddress,
   selfAddress,
@@ -119,7 +120,9 @@ export function openSenderSockets(options: SenderSocketOptions): SenderSockets {
         });
       } catch (error) {
         throw new Error(
-          `Cannot bind ${hostname}:${port}: ${errorMessage(error)}`,
+          `Cannot bind ${formatAddress({ hostname, port })}: ${
+            errorMessage(error)
+          }`,
           { cause: error },
         );
       }

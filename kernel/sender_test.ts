@@ -1,4 +1,4 @@
-import { equal, ok } from "node:assert/strict";
+import { equal, ok, throws } from "node:assert/strict";
 import { openSender, openSenderSockets } from "./sender.ts";
 import { serveSocket } from "../echo/socket.ts";
 
@@ -96,4 +96,17 @@ Deno.test("Sender.sendBatch sends several slots in one call, all with the call's
     controller.abort();
     await server.finished;
   }
+});
+
+Deno.test("openSenderSockets() names an IPv6 address it cannot bind in brackets, as the socket backend does", () => {
+  // 2001:db8::/32 is for documentation: no interface holds it.
+  throws(
+    () =>
+      openSenderSockets({
+        target: { hostname: "::1", port: 9, family: "IPv6" },
+        bind: { hostname: "2001:db8::1", port: 0 },
+        count: 1,
+      }),
+    /^Error: Cannot bind \[2001:db8::1\]:0: /,
+  );
 });

@@ -159,6 +159,10 @@ export function listenHttp(
       }
       backoffMs = 0;
       if (open.size >= options.maxConnections) {
+        // One turn of the event loop first: accepts that come back to back
+        // could otherwise evict a client before its head, already sent, is
+        // read.
+        await delay(0, closing.signal);
         const oldest = waiting.values().next().value;
         if (oldest === undefined) {
           closeQuietly(conn);

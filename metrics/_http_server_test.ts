@@ -238,3 +238,56 @@ Deno.test("listenHttp() close() ends open connections and a handler still runnin
   idle.close();
   equal(server.connections(), 0);
 });
+
+/** Keeps `clients` connections trickling a head, each reconnecting as soon as it is closed; prints one line once all are open. */
+const FLOOD_SCRIPT = `
+const [port, clients] = Deno.args.map(Number);
+let opened = 0;
+let stopped = false;
+Deno.stdin.readable.pipeTo(new WritableStream()).finally(() => stopped = true);
+async function client() {
+  while (!stopped) {
+    try {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      await conn.write(new TextEncoder().encode("GET / HTTP/1.1\\r\\n"));
+      if (++opened === clients) console.log("flooding");
+      while ((await conn.read(new Uint8Array(64)).catch(() => null)) !== null);
+      conn.close();
+    } catch {
+      // Refused or reset: connect again.
+    }
+  }
+}
+await Promise.all(Array.from({ length: clients }, client));
+Deno.exit(0);
+`;
+
+Deno.test("listenHttp() past its cap lets a client whose head came whole in, however fast trickling clients reconnect", async () => {
+  const { server, port } = start({ maxConnections: 16 });
+  const flood = new Deno.Command(Deno.execPath(), {
+    args: ["eval", FLOOD_SCRIPT, String(port), "64"],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const lines = flood.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  try {
+    let said = "";
+    while (!said.includes("flooding")) {
+      const { value, done } = await lines.read();
+      if (done) throw new Error("The flood ended before it started");
+      said += value;
+    }
+    let refused = 0;
+    for (let k = 0; k < 20; k++) {
+      const text = await exchange(port, "GET / HTTP/1.1\r\n\r\n");
+      if (!text.startsWith("HTTP/1.1 200 ")) refused++;
+    }
+    equal(refused, 0);
+  } finally {
+    await flood.stdin.close();
+    await server.close();
+    await lines.cancel();
+    await flood.status;
+  }
+});
