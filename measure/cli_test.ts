@@ -454,14 +454,22 @@ Deno.test("client.ts refuses --bind with a port for several flows before printin
   equal(code, 2);
 });
 
-Deno.test("client.ts names the address and the cause when --bind fails", async () => {
+/** A UDP port on 127.0.0.1 held by this process until disposed. */
+function takeUdpPort(): { port: number } & Disposable {
   const conn = Deno.listenDatagram({
     hostname: "127.0.0.1",
     port: 0,
     transport: "udp",
   });
-  using taken = { addr: conn.addr, [Symbol.dispose]: () => conn.close() };
-  const port = (taken.addr as Deno.NetAddr).port;
+  return {
+    port: (conn.addr as Deno.NetAddr).port,
+    [Symbol.dispose]: () => conn.close(),
+  };
+}
+
+Deno.test("client.ts names the address and the cause when --bind fails", async () => {
+  using taken = takeUdpPort();
+  const { port } = taken;
   const text = await client([
     "-p",
     "9",
@@ -494,13 +502,8 @@ Deno.test("client.ts names the address and the cause when --bind fails", async (
 });
 
 Deno.test("client.ts --io batch names the address and the cause when --bind fails, in one clause each", async () => {
-  const conn = Deno.listenDatagram({
-    hostname: "127.0.0.1",
-    port: 0,
-    transport: "udp",
-  });
-  using taken = { addr: conn.addr, [Symbol.dispose]: () => conn.close() };
-  const port = (taken.addr as Deno.NetAddr).port;
+  using taken = takeUdpPort();
+  const { port } = taken;
   const { code, stderr } = await runScript("client.ts", [
     "--io",
     "batch",

@@ -161,8 +161,10 @@ export function listenHttp(
       if (open.size >= options.maxConnections) {
         // One turn of the event loop first: accepts that come back to back
         // could otherwise evict a client before its head, already sent, is
-        // read.
+        // read. A connection may end meanwhile and leave room.
         await delay(0, closing.signal);
+      }
+      if (open.size >= options.maxConnections) {
         const oldest = waiting.values().next().value;
         if (oldest === undefined) {
           closeQuietly(conn);
